@@ -1,0 +1,203 @@
+/*
+ * peercred: the kernel-verified identity of the peer of a connected
+ * Unix-domain socket, for cryptod's access control.
+ *
+ * Node has no API for SO_PEERCRED, and a client's own claims about who it is
+ * are worthless; the kernel records the peer's uid/gid/pid at connect() time
+ * and that is the only identity the daemon can trust. The TypeScript wrapper
+ * (src/daemon/peer-cred.ts) finds the fd of an accepted net.Socket and calls
+ * getPeerCred(fd) here.
+ *
+ * Exports:
+ *   getPeerCred(fd: number): { uid: number, gid: number, pid: number }
+ *   supported: boolean   (false where SO_PEERCRED does not exist, so the
+ *                         wrapper can answer "is this available?" without
+ *                         needing a socket)
+ *
+ * Errors are thrown like Node's own system errors: an Error whose message
+ * names the failing call and strerror(errno), with `code` ("EBADF"),
+ * `errno` (negative, as in Node, so util.getSystemErrorName() works) and
+ * `syscall`.
+ */
+#if defined(__linux__)
+#  define _GNU_SOURCE /* struct ucred */
+#endif
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <node_api.h>
+
+#if defined(__linux__)
+#  include <sys/socket.h>
+#  include <sys/types.h>
+#  define PEERCRED_SUPPORTED 1
+#else
+#  define PEERCRED_SUPPORTED 0
+#endif
+
+/* Set a pending JS exception from a failed N-API call and return NULL. */
+#define NAPI_CALL(env, call)                                                  \
+  do {                                                                        \
+    if ((call) != napi_ok) {                                                  \
+      throw_last_napi_error(env, #call);                                      \
+      return NULL;                                                            \
+    }                                                                         \
+  } while (0)
+
+static void throw_last_napi_error(napi_env env, const char *what) {
+  bool pending = false;
+  napi_is_exception_pending(env, &pending);
+  if (pending) return; /* keep the original exception */
+  const napi_extended_error_info *info = NULL;
+  napi_get_last_error_info(env, &info);
+  char msg[256];
+  snprintf(msg, sizeof msg, "peercred: N-API call failed: %s: %s", what,
+           info != NULL && info->error_message != NULL ? info->error_message
+                                                       : "unknown error");
+  napi_throw_error(env, NULL, msg);
+}
+
+#if PEERCRED_SUPPORTED
+
+/* Symbolic names for the errnos getsockopt/SO_PEERCRED can produce; the rest
+ * are reported as "E<number>" so the code is never empty. */
+static const char *errno_name(int err) {
+  switch (err) {
+    case EBADF: return "EBADF";
+    case ENOTSOCK: return "ENOTSOCK";
+    case ENOTCONN: return "ENOTCONN";
+    case EINVAL: return "EINVAL";
+    case ENOPROTOOPT: return "ENOPROTOOPT";
+    case EFAULT: return "EFAULT";
+    case EAFNOSUPPORT: return "EAFNOSUPPORT";
+    case ENOMEM: return "ENOMEM";
+    default: return NULL;
+  }
+}
+
+/* Throw `Error("<syscall> failed: <strerror> (<CODE>)")` with Node-style
+ * code/errno/syscall properties. Always returns NULL for `return throw_…`. */
+static napi_value throw_errno(napi_env env, int err, const char *syscall,
+                              const char *detail) {
+  char code[32];
+  const char *name = errno_name(err);
+  if (name != NULL) {
+    snprintf(code, sizeof code, "%s", name);
+  } else {
+    snprintf(code, sizeof code, "E%d", err);
+  }
+  char msg[512];
+  if (detail != NULL) {
+    snprintf(msg, sizeof msg, "%s failed: %s (%s): %s", syscall, strerror(err),
+             code, detail);
+  } else {
+    snprintf(msg, sizeof msg, "%s failed: %s (%s)", syscall, strerror(err), code);
+  }
+
+  napi_value js_msg, js_code, js_errno, js_syscall, error;
+  if (napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &js_msg) != napi_ok ||
+      napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &js_code) != napi_ok ||
+      napi_create_int32(env, -err, &js_errno) != napi_ok ||
+      napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &js_syscall) != napi_ok ||
+      napi_create_error(env, js_code, js_msg, &error) != napi_ok ||
+      napi_set_named_property(env, error, "errno", js_errno) != napi_ok ||
+      napi_set_named_property(env, error, "syscall", js_syscall) != napi_ok) {
+    /* Could not build the rich error: a plain one still says what happened. */
+    napi_throw_error(env, code, msg);
+    return NULL;
+  }
+  napi_throw(env, error);
+  return NULL;
+}
+
+static napi_value get_peer_cred(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 1) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE",
+                          "getPeerCred(fd): fd is required");
+    return NULL;
+  }
+
+  napi_valuetype type;
+  NAPI_CALL(env, napi_typeof(env, argv[0], &type));
+  if (type != napi_number) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE",
+                          "getPeerCred(fd): fd must be a number");
+    return NULL;
+  }
+  double fd_d;
+  NAPI_CALL(env, napi_get_value_double(env, argv[0], &fd_d));
+  /* Reject NaN, fractions and out-of-range values before the int cast: a
+   * wrong fd here would read the credentials of some other socket. */
+  if (!(fd_d >= 0 && fd_d <= 2147483647.0) || fd_d != (double)(int)fd_d) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE",
+                           "getPeerCred(fd): fd must be an integer >= 0 "
+                           "(a closed or non-Unix handle has fd -1)");
+    return NULL;
+  }
+  int fd = (int)fd_d;
+
+  /* SO_PEERCRED "succeeds" on TCP sockets with uid/gid -1 and pid 0; make
+   * that an error so nobody mistakes it for an identity. */
+  int domain = 0;
+  socklen_t domain_len = sizeof domain;
+  if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &domain_len) != 0) {
+    return throw_errno(env, errno, "getsockopt(SO_DOMAIN)", NULL);
+  }
+  if (domain != AF_UNIX) {
+    return throw_errno(env, EAFNOSUPPORT, "getsockopt(SO_PEERCRED)",
+                       "peer credentials exist only for Unix-domain sockets");
+  }
+
+  struct ucred cred;
+  memset(&cred, 0, sizeof cred);
+  socklen_t len = sizeof cred;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+    return throw_errno(env, errno, "getsockopt(SO_PEERCRED)", NULL);
+  }
+  if (len != sizeof cred) {
+    return throw_errno(env, EINVAL, "getsockopt(SO_PEERCRED)",
+                       "the kernel returned a short struct ucred");
+  }
+  /* An unconnected (e.g. listening) socket has no peer: the kernel reports
+   * uid/gid (uid_t)-1 and pid 0 instead of failing. */
+  if (cred.uid == (uid_t)-1 && cred.gid == (gid_t)-1) {
+    return throw_errno(env, ENOTCONN, "getsockopt(SO_PEERCRED)",
+                       "the socket has no connected peer");
+  }
+
+  napi_value result, uid, gid, pid;
+  NAPI_CALL(env, napi_create_object(env, &result));
+  NAPI_CALL(env, napi_create_uint32(env, (uint32_t)cred.uid, &uid));
+  NAPI_CALL(env, napi_create_uint32(env, (uint32_t)cred.gid, &gid));
+  NAPI_CALL(env, napi_create_int32(env, (int32_t)cred.pid, &pid));
+  NAPI_CALL(env, napi_set_named_property(env, result, "uid", uid));
+  NAPI_CALL(env, napi_set_named_property(env, result, "gid", gid));
+  NAPI_CALL(env, napi_set_named_property(env, result, "pid", pid));
+  return result;
+}
+
+#else /* !PEERCRED_SUPPORTED */
+
+static napi_value get_peer_cred(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_throw_error(env, "ERR_PEERCRED_UNSUPPORTED",
+                   "SO_PEERCRED is not available on this platform");
+  return NULL;
+}
+
+#endif /* PEERCRED_SUPPORTED */
+
+NAPI_MODULE_INIT() {
+  napi_value fn, supported;
+  NAPI_CALL(env, napi_create_function(env, "getPeerCred", NAPI_AUTO_LENGTH,
+                                      get_peer_cred, NULL, &fn));
+  NAPI_CALL(env, napi_set_named_property(env, exports, "getPeerCred", fn));
+  NAPI_CALL(env, napi_get_boolean(env, PEERCRED_SUPPORTED, &supported));
+  NAPI_CALL(env, napi_set_named_property(env, exports, "supported", supported));
+  return exports;
+}

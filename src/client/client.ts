@@ -1,0 +1,69 @@
+/**
+ * The TypeScript client.
+ *
+ * @example
+ * ```ts
+ * import { connect } from 'cryptod';
+ * await using client = await connect();          // CRYPTOD_SOCKET or ./.cryptod/cryptod.sock
+ * const digest = await client.subtle.digest('SHA-256', data);
+ * ```
+ */
+import type { CborValue } from '../protocol/cbor.js';
+import { Op } from '../protocol/ops.js';
+import { resolveSocketPath } from '../config/paths.js';
+import { DaemonConnection, type HelloReply, type RequestOptions } from './connection.js';
+import { SubtleClient } from './subtle.js';
+
+export interface ConnectOptions {
+  /** Socket path; default `CRYPTOD_SOCKET`, then `./.cryptod/cryptod.sock`. */
+  socket?: string;
+  /** The name this client gives itself (part of its ClientId); default `anonymous`. */
+  clientName?: string;
+}
+
+export class Client implements AsyncDisposable {
+  /** WebCrypto's SubtleCrypto, with keys held by the daemon. */
+  readonly subtle: SubtleClient;
+  /** @internal */
+  readonly connection: DaemonConnection;
+
+  /** @internal use {@link connect} */
+  constructor(conn: DaemonConnection) {
+    this.connection = conn;
+    this.subtle = new SubtleClient(conn);
+  }
+
+  /** What the daemon said at the handshake: versions, ClientId, limits. */
+  get info(): HelloReply {
+    return this.connection.hello;
+  }
+
+  /** Daemon status: clients, connections, live nodes (`cryptod status`). */
+  async status(): Promise<Record<string, unknown>> {
+    return (await this.connection.request(Op.STATUS)) as Record<string, unknown>;
+  }
+
+  async ping(payload?: CborValue): Promise<CborValue> {
+    return this.connection.request(Op.PING, payload);
+  }
+
+  /** Send a raw protocol request (docs/protocol.md). For tools and tests. */
+  request(op: number, payload?: CborValue, options?: RequestOptions): Promise<CborValue> {
+    return this.connection.request(op, payload, options);
+  }
+
+  /** Wait for pending requests, then close. The daemon releases every handle this connection made. */
+  close(): Promise<void> {
+    return this.connection.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
+
+/** Connect to a running cryptod and complete the handshake. */
+export async function connect(options: ConnectOptions = {}): Promise<Client> {
+  const conn = await DaemonConnection.open(resolveSocketPath(options.socket), options.clientName ?? 'anonymous');
+  return new Client(conn);
+}

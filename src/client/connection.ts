@@ -1,0 +1,218 @@
+/**
+ * The client end of one daemon connection: request ids, pipelining (many
+ * requests in flight, replies matched by id in any order), batched writes,
+ * and typed errors rebuilt from the wire.
+ */
+import { createConnection, type Socket } from 'node:net';
+import { decode, type CborValue } from '../protocol/cbor.js';
+import { BadFrameError, ConnectionClosedError, CryptodError, errorFromWire } from '../protocol/errors.js';
+import { DEFAULT_MAX_FRAME, FrameKind, FrameReader, encodeFrame, type FrameSink } from '../protocol/frame.js';
+import { Op, PROTOCOL_VERSION, opName } from '../protocol/ops.js';
+
+interface Pending {
+  resolve(value: CborValue): void;
+  reject(err: Error): void;
+  /** Zero the reply frame's payload after decoding (it carries key material). */
+  sensitive: boolean;
+}
+
+export interface RequestOptions {
+  /** The request carries key material: its frame is zeroed once written. */
+  sensitiveRequest?: boolean;
+  /** The reply carries key material: byte strings are copied out and the frame zeroed. */
+  sensitiveReply?: boolean;
+}
+
+export interface HelloReply {
+  version: number;
+  daemon: string;
+  daemonVersion: string;
+  clientId: string;
+  limits: { maxFrame: number; maxNodesPerClient: number; maxInflightPerConnection: number };
+}
+
+export class DaemonConnection implements FrameSink {
+  readonly #socket: Socket;
+  readonly #reader: FrameReader;
+  readonly #pending = new Map<number, Pending>();
+  #nextId = 1;
+  #closed: Error | null = null;
+  #corked = false;
+  #hello: HelloReply | null = null;
+  #drained: (() => void) | null = null;
+
+  private constructor(socket: Socket) {
+    this.#socket = socket;
+    // Replies are bounded by the daemon's max frame; accept up to the protocol maximum.
+    this.#reader = new FrameReader(64 * 1024 * 1024, this);
+    socket.on('data', (chunk: Buffer) => this.#reader.push(chunk));
+    socket.on('error', (err) => this.#fail(new ConnectionClosedError(`connection to the daemon failed: ${err.message}`, { cause: err })));
+    socket.on('close', () => this.#fail(new ConnectionClosedError('the daemon closed the connection')));
+  }
+
+  static async open(socketPath: string, clientName: string): Promise<DaemonConnection> {
+    const socket = await new Promise<Socket>((res, rej) => {
+      const s = createConnection(socketPath);
+      s.once('connect', () => {
+        s.removeAllListeners('error');
+        res(s);
+      });
+      s.once('error', (err: NodeJS.ErrnoException) => {
+        rej(
+          new ConnectionClosedError(
+            err.code === 'ENOENT' || err.code === 'ECONNREFUSED'
+              ? `no cryptod is listening on ${socketPath} (${err.code}); start one with \`cryptod serve\` or set CRYPTOD_SOCKET`
+              : `cannot connect to cryptod at ${socketPath}: ${err.message}`,
+            { cause: err, detail: { socket: socketPath } },
+          ),
+        );
+      });
+    });
+    socket.setNoDelay?.(true);
+    const conn = new DaemonConnection(socket);
+    try {
+      conn.#hello = (await conn.request(Op.HELLO, { version: PROTOCOL_VERSION, client: clientName })) as unknown as HelloReply;
+    } catch (err) {
+      socket.destroy();
+      throw err;
+    }
+    return conn;
+  }
+
+  get hello(): HelloReply {
+    if (this.#hello === null) throw new ConnectionClosedError('handshake not complete');
+    return this.#hello;
+  }
+
+  get closed(): boolean {
+    return this.#closed !== null;
+  }
+
+  get inflight(): number {
+    return this.#pending.size;
+  }
+
+  request(op: number, payload?: CborValue, options?: RequestOptions): Promise<CborValue> {
+    if (this.#closed !== null) return Promise.reject(this.#closed);
+    let id = this.#nextId;
+    while (this.#pending.has(id)) id = (id % 0xffffffff) + 1;
+    this.#nextId = (id % 0xffffffff) + 1;
+    const sensitive = options?.sensitiveRequest === true;
+    const frame = encodeFrame(FrameKind.REQUEST, id, op, payload, sensitive);
+    const max = this.#hello?.limits.maxFrame ?? DEFAULT_MAX_FRAME;
+    if (frame.length - 4 > max) {
+      if (sensitive) frame.fill(0);
+      return Promise.reject(
+        errorFromWire('CRYPTOD_ERR_FRAME_TOO_LARGE', `${opName(op)} request of ${frame.length - 4} bytes exceeds the daemon's maximum frame size of ${max} bytes; split the input (use a context or stream)`, { maxFrame: max }),
+      );
+    }
+    return new Promise<CborValue>((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject, sensitive: options?.sensitiveReply === true });
+      this.#cork();
+      if (sensitive) this.#socket.write(frame, () => frame.fill(0));
+      else this.#socket.write(frame);
+    });
+  }
+
+  /** Wait for every pending request, then end the connection. */
+  async close(): Promise<void> {
+    if (this.#closed === null && this.#pending.size > 0) {
+      await new Promise<void>((res) => (this.#drained = res));
+    }
+    if (this.#closed === null) {
+      this.#closed = new ConnectionClosedError('the client closed the connection');
+      await new Promise<void>((res) => {
+        this.#socket.once('close', () => res());
+        this.#socket.end();
+      });
+    }
+  }
+
+  /** Drop the connection at once; pending requests fail. */
+  destroy(): void {
+    this.#socket.destroy();
+  }
+
+  // ── FrameSink ──────────────────────────────────────────────────────────
+  frame(kind: number, id: number, _op: number, buf: Buffer, start: number, end: number): void {
+    const p = this.#pending.get(id);
+    if (p === undefined) {
+      if (id === 0 && kind === FrameKind.ERROR) {
+        // An error about a frame the daemon could not attribute: fail everything.
+        this.#fail(this.#decodeError(buf, start, end));
+        this.#socket.destroy();
+      }
+      return;
+    }
+    this.#pending.delete(id);
+    try {
+      if (kind === FrameKind.RESPONSE) {
+        let value = start === end ? undefined : decode(buf, start, end);
+        if (p.sensitive) {
+          value = copyBytes(value);
+          buf.fill(0, start, end);
+        }
+        p.resolve(value);
+      } else if (kind === FrameKind.ERROR) {
+        p.reject(this.#decodeError(buf, start, end));
+      } else {
+        p.reject(new BadFrameError(`unexpected frame kind ${kind} from the daemon`));
+      }
+    } catch (err) {
+      p.reject(err instanceof Error ? err : new BadFrameError(String(err)));
+    }
+    if (this.#pending.size === 0) this.#drained?.();
+  }
+
+  oversize(_kind: number, id: number): void {
+    this.#pending.get(id)?.reject(new BadFrameError('the daemon sent a reply larger than the client accepts'));
+    this.#pending.delete(id);
+  }
+
+  malformed(): void {
+    this.#fail(new BadFrameError('the daemon sent a malformed frame'));
+    this.#socket.destroy();
+  }
+
+  #decodeError(buf: Buffer, start: number, end: number): CryptodError {
+    const v = start === end ? undefined : decode(buf, start, end);
+    if (v === null || typeof v !== 'object' || Array.isArray(v) || v instanceof Uint8Array) {
+      return new BadFrameError('the daemon sent an error frame without a code');
+    }
+    return errorFromWire(v.code, v.message, v.detail);
+  }
+
+  #cork(): void {
+    if (this.#corked) return;
+    this.#corked = true;
+    this.#socket.cork();
+    process.nextTick(() => {
+      this.#corked = false;
+      this.#socket.uncork();
+    });
+  }
+
+  #fail(err: Error): void {
+    if (this.#closed === null) this.#closed = err;
+    const pending = [...this.#pending.values()];
+    this.#pending.clear();
+    for (const p of pending) p.reject(err);
+    this.#drained?.();
+  }
+}
+
+/** Deep-copy byte strings out of a frame buffer that is about to be zeroed. */
+function copyBytes(v: CborValue): CborValue {
+  if (v instanceof Uint8Array) {
+    const out = Buffer.alloc(v.length); // never the shared pool
+    out.set(v);
+    return out;
+  }
+  if (Array.isArray(v)) return v.map(copyBytes);
+  if (v !== null && typeof v === 'object') {
+    const out: { [k: string]: CborValue } = {};
+    for (const [k, item] of Object.entries(v)) out[k] = copyBytes(item);
+    return out;
+  }
+  return v;
+}

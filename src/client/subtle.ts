@@ -1,0 +1,268 @@
+/**
+ * `client.subtle`: the SubtleCrypto interface (same method names, argument
+ * order and algorithm dictionaries as WebCrypto), where every CryptoKey is a
+ * handle to a key held by the daemon. Key bytes reach the client only through
+ * `exportKey` of a key created extractable.
+ *
+ * @example
+ * ```ts
+ * await using client = await connect();
+ * await using key = await client.subtle.generateKey({ name: 'HMAC', hash: 'SHA-256' }, false, ['sign', 'verify']);
+ * const tag = await client.subtle.sign('HMAC', key, data);
+ * ```
+ */
+import type { CborValue } from '../protocol/cbor.js';
+import { InvalidArgumentError } from '../protocol/errors.js';
+import { Op } from '../protocol/ops.js';
+import type { DaemonConnection } from './connection.js';
+
+export type KeyType = 'secret' | 'private' | 'public';
+export type KeyUsage = 'encrypt' | 'decrypt' | 'sign' | 'verify' | 'deriveKey' | 'deriveBits' | 'wrapKey' | 'unwrapKey';
+export type KeyFormat = 'raw' | 'pkcs8' | 'spki' | 'jwk';
+export type BufferSource = ArrayBuffer | ArrayBufferView;
+
+/** An algorithm name or dictionary, as in WebCrypto (`'SHA-256'`, `{ name: 'AES-GCM', iv }`). */
+export type AlgorithmIdentifier = string | ({ name: string } & Record<string, unknown>);
+
+export interface KeyAlgorithm {
+  name: string;
+  [param: string]: unknown;
+}
+
+export interface JsonWebKey {
+  kty?: string;
+  [member: string]: unknown;
+}
+
+/**
+ * A key held by the daemon. Releasing it (or leaving an `await using` block)
+ * deletes the key and every context made from it; so does closing the client.
+ */
+export class CryptoKey implements AsyncDisposable {
+  readonly type: KeyType;
+  readonly extractable: boolean;
+  readonly algorithm: KeyAlgorithm;
+  readonly usages: KeyUsage[];
+  /** The daemon's handle (DataNodeId). Meaningful only on this client's connections. */
+  readonly handle: string;
+  readonly #conn: DaemonConnection;
+  #released = false;
+
+  /** @internal */
+  constructor(conn: DaemonConnection, desc: KeyDescription) {
+    this.#conn = conn;
+    this.type = desc.type;
+    this.extractable = desc.extractable;
+    this.algorithm = desc.algorithm;
+    this.usages = desc.usages;
+    this.handle = desc.handle;
+  }
+
+  /** Delete the key in the daemon. Idempotent. */
+  async release(): Promise<void> {
+    if (this.#released) return;
+    this.#released = true;
+    if (this.#conn.closed) return; // the daemon released it with the connection
+    await this.#conn.request(Op.RELEASE, { handle: this.handle });
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.release();
+  }
+
+  get [Symbol.toStringTag](): string {
+    return 'CryptoKey';
+  }
+}
+
+export interface CryptoKeyPair extends AsyncDisposable {
+  publicKey: CryptoKey;
+  privateKey: CryptoKey;
+}
+
+/** @internal the wire form of a key handle (docs/protocol.md §6.2). */
+export interface KeyDescription {
+  handle: string;
+  type: KeyType;
+  extractable: boolean;
+  algorithm: KeyAlgorithm;
+  usages: KeyUsage[];
+}
+
+export class SubtleClient {
+  readonly #conn: DaemonConnection;
+
+  /** @internal */
+  constructor(conn: DaemonConnection) {
+    this.#conn = conn;
+  }
+
+  async digest(algorithm: AlgorithmIdentifier, data: BufferSource): Promise<ArrayBuffer> {
+    return toArrayBuffer(await this.#conn.request(Op.DIGEST, { algorithm: marshal(algorithm), data: bytesOf(data, 'data') }));
+  }
+
+  async generateKey(algorithm: AlgorithmIdentifier, extractable: boolean, usages: readonly KeyUsage[]): Promise<CryptoKey | CryptoKeyPair> {
+    const r = await this.#conn.request(Op.GENERATE_KEY, { algorithm: marshal(algorithm), extractable, usages: [...usages] });
+    return this.#keyOrPair(r);
+  }
+
+  async importKey(
+    format: KeyFormat,
+    keyData: BufferSource | JsonWebKey,
+    algorithm: AlgorithmIdentifier,
+    extractable: boolean,
+    usages: readonly KeyUsage[],
+  ): Promise<CryptoKey> {
+    const data = format === 'jwk' ? marshal(keyData as Record<string, unknown>) : bytesOf(keyData as BufferSource, 'keyData');
+    const r = await this.#conn.request(
+      Op.IMPORT_KEY,
+      { format, keyData: data, algorithm: marshal(algorithm), extractable, usages: [...usages] },
+      { sensitiveRequest: true },
+    );
+    return new CryptoKey(this.#conn, r as unknown as KeyDescription);
+  }
+
+  async exportKey(format: 'jwk', key: CryptoKey): Promise<JsonWebKey>;
+  async exportKey(format: Exclude<KeyFormat, 'jwk'>, key: CryptoKey): Promise<ArrayBuffer>;
+  async exportKey(format: KeyFormat, key: CryptoKey): Promise<ArrayBuffer | JsonWebKey>;
+  async exportKey(format: KeyFormat, key: CryptoKey): Promise<ArrayBuffer | JsonWebKey> {
+    const r = await this.#conn.request(Op.EXPORT_KEY, { format, key: handleOf(key, 'key') }, { sensitiveReply: true });
+    if (format === 'jwk') return r as JsonWebKey;
+    return toArrayBuffer(r, true);
+  }
+
+  async encrypt(algorithm: AlgorithmIdentifier, key: CryptoKey, data: BufferSource): Promise<ArrayBuffer> {
+    return toArrayBuffer(await this.#conn.request(Op.ENCRYPT, { algorithm: marshal(algorithm), key: handleOf(key, 'key'), data: bytesOf(data, 'data') }));
+  }
+
+  async decrypt(algorithm: AlgorithmIdentifier, key: CryptoKey, data: BufferSource): Promise<ArrayBuffer> {
+    return toArrayBuffer(await this.#conn.request(Op.DECRYPT, { algorithm: marshal(algorithm), key: handleOf(key, 'key'), data: bytesOf(data, 'data') }));
+  }
+
+  async sign(algorithm: AlgorithmIdentifier, key: CryptoKey, data: BufferSource): Promise<ArrayBuffer> {
+    return toArrayBuffer(await this.#conn.request(Op.SIGN, { algorithm: marshal(algorithm), key: handleOf(key, 'key'), data: bytesOf(data, 'data') }));
+  }
+
+  async verify(algorithm: AlgorithmIdentifier, key: CryptoKey, signature: BufferSource, data: BufferSource): Promise<boolean> {
+    const r = await this.#conn.request(Op.VERIFY, {
+      algorithm: marshal(algorithm),
+      key: handleOf(key, 'key'),
+      signature: bytesOf(signature, 'signature'),
+      data: bytesOf(data, 'data'),
+    });
+    return r === true;
+  }
+
+  async deriveBits(algorithm: AlgorithmIdentifier, baseKey: CryptoKey, length?: number | null): Promise<ArrayBuffer> {
+    const r = await this.#conn.request(
+      Op.DERIVE_BITS,
+      { algorithm: marshal(algorithm), baseKey: handleOf(baseKey, 'baseKey'), length: length ?? null },
+      { sensitiveReply: true },
+    );
+    return toArrayBuffer(r, true);
+  }
+
+  async deriveKey(
+    algorithm: AlgorithmIdentifier,
+    baseKey: CryptoKey,
+    derivedKeyType: AlgorithmIdentifier,
+    extractable: boolean,
+    usages: readonly KeyUsage[],
+  ): Promise<CryptoKey> {
+    const r = await this.#conn.request(Op.DERIVE_KEY, {
+      algorithm: marshal(algorithm),
+      baseKey: handleOf(baseKey, 'baseKey'),
+      derivedKeyType: marshal(derivedKeyType),
+      extractable,
+      usages: [...usages],
+    });
+    return new CryptoKey(this.#conn, r as unknown as KeyDescription);
+  }
+
+  async wrapKey(format: KeyFormat, key: CryptoKey, wrappingKey: CryptoKey, wrapAlgorithm: AlgorithmIdentifier): Promise<ArrayBuffer> {
+    return toArrayBuffer(
+      await this.#conn.request(Op.WRAP_KEY, {
+        format,
+        key: handleOf(key, 'key'),
+        wrappingKey: handleOf(wrappingKey, 'wrappingKey'),
+        wrapAlgorithm: marshal(wrapAlgorithm),
+      }),
+    );
+  }
+
+  async unwrapKey(
+    format: KeyFormat,
+    wrappedKey: BufferSource,
+    unwrappingKey: CryptoKey,
+    unwrapAlgorithm: AlgorithmIdentifier,
+    unwrappedKeyAlgorithm: AlgorithmIdentifier,
+    extractable: boolean,
+    usages: readonly KeyUsage[],
+  ): Promise<CryptoKey> {
+    const r = await this.#conn.request(Op.UNWRAP_KEY, {
+      format,
+      wrappedKey: bytesOf(wrappedKey, 'wrappedKey'),
+      unwrappingKey: handleOf(unwrappingKey, 'unwrappingKey'),
+      unwrapAlgorithm: marshal(unwrapAlgorithm),
+      unwrappedKeyAlgorithm: marshal(unwrappedKeyAlgorithm),
+      extractable,
+      usages: [...usages],
+    });
+    return new CryptoKey(this.#conn, r as unknown as KeyDescription);
+  }
+
+  #keyOrPair(r: CborValue): CryptoKey | CryptoKeyPair {
+    const v = r as unknown as KeyDescription | { publicKey: KeyDescription; privateKey: KeyDescription };
+    if ('handle' in v) return new CryptoKey(this.#conn, v);
+    const publicKey = new CryptoKey(this.#conn, v.publicKey);
+    const privateKey = new CryptoKey(this.#conn, v.privateKey);
+    return {
+      publicKey,
+      privateKey,
+      async [Symbol.asyncDispose]() {
+        await Promise.all([publicKey.release(), privateKey.release()]);
+      },
+    };
+  }
+}
+
+// ── marshaling ───────────────────────────────────────────────────────────
+
+/** A BufferSource as a Uint8Array view (no copy). */
+export function bytesOf(v: unknown, field: string): Uint8Array {
+  if (v instanceof Uint8Array) return v;
+  if (ArrayBuffer.isView(v)) return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+  if (v instanceof ArrayBuffer) return new Uint8Array(v);
+  throw new InvalidArgumentError(`expected '${field}' to be an ArrayBuffer or ArrayBufferView`, { detail: { field } });
+}
+
+export function handleOf(key: unknown, field: string): string {
+  if (key instanceof CryptoKey) return key.handle;
+  throw new InvalidArgumentError(`expected '${field}' to be a CryptoKey from this client`, { detail: { field } });
+}
+
+/**
+ * Algorithm dictionaries and JWKs to CBOR: BufferSources become byte strings,
+ * CryptoKeys (ECDH's `public`) their handles, nested dictionaries recurse.
+ */
+export function marshal(v: unknown): CborValue {
+  if (v === null || v === undefined || typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') return v;
+  if (v instanceof CryptoKey) return v.handle;
+  if (ArrayBuffer.isView(v) || v instanceof ArrayBuffer) return bytesOf(v, 'algorithm parameter');
+  if (Array.isArray(v)) return v.map(marshal);
+  if (typeof v === 'object') {
+    const out: { [k: string]: CborValue } = {};
+    for (const [k, item] of Object.entries(v)) if (item !== undefined) out[k] = marshal(item);
+    return out;
+  }
+  throw new InvalidArgumentError(`cannot send a ${typeof v} to the daemon`);
+}
+
+/** A reply's byte string as a fresh ArrayBuffer (WebCrypto returns ArrayBuffers). */
+export function toArrayBuffer(v: CborValue, sensitive = false): ArrayBuffer {
+  if (!(v instanceof Uint8Array)) throw new InvalidArgumentError('the daemon replied without the expected byte string');
+  const out = new ArrayBuffer(v.length);
+  new Uint8Array(out).set(v);
+  if (sensitive) v.fill(0);
+  return out;
+}

@@ -1,0 +1,40 @@
+/**
+ * What a request handler sees: the client's identity, the Data Manager
+ * interface (never its storage), the connection as owner of the nodes it
+ * creates, and the daemon's limits.
+ */
+import type { CborValue } from '../protocol/cbor.js';
+import type { OpCode } from '../protocol/ops.js';
+import type { ClientId, DataNodeId, IDataManager, NodeOwner } from '../state/data-manager.js';
+import type { Limits } from './limits.js';
+
+export interface DaemonView {
+  readonly startedAt: number;
+  readonly version: string;
+  /** Status of every client, for STATUS. */
+  status(): CborValue;
+}
+
+export interface RequestContext {
+  readonly clientId: ClientId;
+  readonly clientName: string;
+  readonly dm: IDataManager;
+  /** The connection: owns every node a request creates. */
+  readonly owner: NodeOwner & { own(id: DataNodeId): void };
+  readonly limits: Limits;
+  readonly daemon: DaemonView;
+}
+
+/** A reply whose frame carries key material: zeroed after the socket wrote it. */
+export class SensitiveReply {
+  constructor(readonly value: CborValue) {}
+}
+
+export type HandlerResult = CborValue | SensitiveReply;
+
+export interface Operation {
+  readonly op: OpCode;
+  /** The arguments carry key material: the daemon zeroes the request frame after the handler ran. */
+  readonly sensitiveRequest?: boolean;
+  handle(ctx: RequestContext, args: CborValue): HandlerResult | Promise<HandlerResult>;
+}

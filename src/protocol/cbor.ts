@@ -1,0 +1,321 @@
+/**
+ * A strict subset of CBOR (RFC 8949) — the payload encoding of every frame.
+ *
+ * Supported (RFC 8949 §3.1 major types):
+ *   0 unsigned int, 1 negative int   — only values that are safe JS integers
+ *   2 byte string                    — decoded as a Buffer view into the frame (no copy)
+ *   3 text string                    — UTF-8, invalid sequences rejected
+ *   4 array, 5 map (text keys only)  — definite lengths only
+ *   7 false, true, null, undefined, float16/32/64
+ * Rejected with CRYPTOD_ERR_BAD_FRAME: indefinite lengths, tags (6), other simple
+ * values, integers beyond 2^53-1, duplicate map keys, nesting deeper than
+ * {@link MAX_DEPTH}, trailing bytes.
+ *
+ * Pure: no I/O. Shared by client and daemon.
+ */
+import { BadFrameError } from './errors.js';
+
+export type CborValue =
+  | number
+  | string
+  | boolean
+  | null
+  | undefined
+  | Uint8Array
+  | CborValue[]
+  | { [key: string]: CborValue };
+
+export const MAX_DEPTH = 16;
+
+const textDecoder = new TextDecoder('utf-8', { fatal: true });
+
+// ── encoding ─────────────────────────────────────────────────────────────
+
+/**
+ * Growable output buffer. Uses non-pooled memory (allocUnsafeSlow) so that a
+ * frame which carries key material never lands in Node's shared Buffer pool;
+ * callers that encode secrets zero the result after it is written.
+ */
+export class Writer {
+  buf: Buffer;
+  pos = 0;
+
+  constructor(initial = 256) {
+    this.buf = Buffer.allocUnsafeSlow(initial);
+  }
+
+  ensure(n: number): void {
+    const need = this.pos + n;
+    if (need <= this.buf.length) return;
+    let size = this.buf.length * 2;
+    while (size < need) size *= 2;
+    const next = Buffer.allocUnsafeSlow(size);
+    this.buf.copy(next, 0, 0, this.pos);
+    this.buf.fill(0, 0, this.pos); // the old buffer may have held secrets
+    this.buf = next;
+  }
+
+  u8(v: number): void {
+    this.ensure(1);
+    this.buf[this.pos++] = v;
+  }
+
+  head(major: number, len: number): void {
+    const m = major << 5;
+    if (len < 24) {
+      this.u8(m | len);
+    } else if (len < 0x100) {
+      this.ensure(2);
+      this.buf[this.pos++] = m | 24;
+      this.buf[this.pos++] = len;
+    } else if (len < 0x10000) {
+      this.ensure(3);
+      this.buf[this.pos++] = m | 25;
+      this.buf.writeUInt16BE(len, this.pos);
+      this.pos += 2;
+    } else if (len < 0x100000000) {
+      this.ensure(5);
+      this.buf[this.pos++] = m | 26;
+      this.buf.writeUInt32BE(len, this.pos);
+      this.pos += 4;
+    } else {
+      this.ensure(9);
+      this.buf[this.pos++] = m | 27;
+      this.buf.writeUInt32BE(Math.floor(len / 0x100000000), this.pos);
+      this.buf.writeUInt32BE(len >>> 0, this.pos + 4);
+      this.pos += 8;
+    }
+  }
+
+  value(v: CborValue, depth = 0): void {
+    if (depth > MAX_DEPTH) throw new BadFrameError(`value nested deeper than ${MAX_DEPTH} levels`);
+    switch (typeof v) {
+      case 'number':
+        if (Number.isSafeInteger(v)) {
+          if (v >= 0) this.head(0, v);
+          else this.head(1, -1 - v);
+        } else {
+          this.ensure(9);
+          this.buf[this.pos++] = 0xfb;
+          this.buf.writeDoubleBE(v, this.pos);
+          this.pos += 8;
+        }
+        return;
+      case 'string': {
+        const len = Buffer.byteLength(v, 'utf8');
+        this.head(3, len);
+        this.ensure(len);
+        this.pos += this.buf.write(v, this.pos, 'utf8');
+        return;
+      }
+      case 'boolean':
+        this.u8(v ? 0xf5 : 0xf4);
+        return;
+      case 'undefined':
+        this.u8(0xf7);
+        return;
+      case 'object':
+        if (v === null) {
+          this.u8(0xf6);
+        } else if (v instanceof Uint8Array) {
+          this.head(2, v.length);
+          this.ensure(v.length);
+          this.buf.set(v, this.pos);
+          this.pos += v.length;
+        } else if (Array.isArray(v)) {
+          this.head(4, v.length);
+          for (const item of v) this.value(item, depth + 1);
+        } else {
+          let n = 0;
+          for (const k in v) if (v[k] !== undefined) n++;
+          this.head(5, n);
+          for (const k in v) {
+            const item = v[k];
+            if (item === undefined) continue;
+            this.value(k, depth + 1);
+            this.value(item, depth + 1);
+          }
+        }
+        return;
+      default:
+        throw new TypeError(`cannot encode a ${typeof v} as CBOR`);
+    }
+  }
+}
+
+/** Encode one value to a fresh Buffer. */
+export function encode(v: CborValue): Buffer {
+  const w = new Writer();
+  w.value(v);
+  return w.buf.subarray(0, w.pos);
+}
+
+// ── decoding ─────────────────────────────────────────────────────────────
+
+class Reader {
+  pos: number;
+  constructor(
+    readonly buf: Buffer,
+    start: number,
+    readonly end: number,
+  ) {
+    this.pos = start;
+  }
+
+  fail(what: string): never {
+    throw new BadFrameError(`malformed CBOR payload: ${what} at offset ${this.pos}`);
+  }
+
+  need(n: number): void {
+    if (this.end - this.pos < n) this.fail(`truncated: ${n} more byte(s) expected`);
+  }
+
+  length(info: number): number {
+    if (info < 24) return info;
+    switch (info) {
+      case 24:
+        this.need(1);
+        return this.buf[this.pos++]!;
+      case 25: {
+        this.need(2);
+        const v = this.buf.readUInt16BE(this.pos);
+        this.pos += 2;
+        return v;
+      }
+      case 26: {
+        this.need(4);
+        const v = this.buf.readUInt32BE(this.pos);
+        this.pos += 4;
+        return v;
+      }
+      case 27: {
+        this.need(8);
+        const hi = this.buf.readUInt32BE(this.pos);
+        const lo = this.buf.readUInt32BE(this.pos + 4);
+        this.pos += 8;
+        if (hi > 0x1fffff) this.fail('integer larger than 2^53-1');
+        return hi * 0x100000000 + lo;
+      }
+      case 31:
+        return this.fail('indefinite length is not supported');
+      default:
+        return this.fail(`reserved additional information ${info}`);
+    }
+  }
+
+  value(depth: number): CborValue {
+    this.need(1);
+    const ib = this.buf[this.pos++]!;
+    const major = ib >> 5;
+    const info = ib & 0x1f;
+    switch (major) {
+      case 0:
+        return this.length(info);
+      case 1:
+        return -1 - this.length(info);
+      case 2: {
+        const len = this.length(info);
+        this.need(len);
+        const out = this.buf.subarray(this.pos, this.pos + len);
+        this.pos += len;
+        return out;
+      }
+      case 3: {
+        const len = this.length(info);
+        this.need(len);
+        const start = this.pos;
+        this.pos += len;
+        // ASCII fast path: most keys and algorithm names are short ASCII.
+        let ascii = true;
+        for (let i = start; i < this.pos; i++) {
+          if (this.buf[i]! >= 0x80) {
+            ascii = false;
+            break;
+          }
+        }
+        if (ascii) return this.buf.toString('latin1', start, this.pos);
+        try {
+          return textDecoder.decode(this.buf.subarray(start, this.pos));
+        } catch {
+          return this.fail('text string is not valid UTF-8');
+        }
+      }
+      case 4: {
+        if (depth >= MAX_DEPTH) this.fail(`nested deeper than ${MAX_DEPTH} levels`);
+        const len = this.length(info);
+        if (len > this.end - this.pos) this.fail('array longer than the payload');
+        const out: CborValue[] = new Array(len);
+        for (let i = 0; i < len; i++) out[i] = this.value(depth + 1);
+        return out;
+      }
+      case 5: {
+        if (depth >= MAX_DEPTH) this.fail(`nested deeper than ${MAX_DEPTH} levels`);
+        const len = this.length(info);
+        if (len * 2 > this.end - this.pos) this.fail('map longer than the payload');
+        // Null prototype: a key named "__proto__" is just a key.
+        const out: { [key: string]: CborValue } = Object.create(null);
+        for (let i = 0; i < len; i++) {
+          const k = this.value(depth + 1);
+          if (typeof k !== 'string') this.fail('map key is not a text string');
+          if (k in out) this.fail(`duplicate map key "${k.slice(0, 32)}"`);
+          out[k] = this.value(depth + 1);
+        }
+        return out;
+      }
+      case 6:
+        return this.fail('tags are not supported');
+      default: {
+        switch (info) {
+          case 20:
+            return false;
+          case 21:
+            return true;
+          case 22:
+            return null;
+          case 23:
+            return undefined;
+          case 25: {
+            this.need(2);
+            const v = decodeHalf(this.buf.readUInt16BE(this.pos));
+            this.pos += 2;
+            return v;
+          }
+          case 26: {
+            this.need(4);
+            const v = this.buf.readFloatBE(this.pos);
+            this.pos += 4;
+            return v;
+          }
+          case 27: {
+            this.need(8);
+            const v = this.buf.readDoubleBE(this.pos);
+            this.pos += 8;
+            return v;
+          }
+          default:
+            return this.fail(`unsupported simple value ${info}`);
+        }
+      }
+    }
+  }
+}
+
+function decodeHalf(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >> 10) & 0x1f;
+  const frac = h & 0x3ff;
+  if (exp === 0) return sign * 2 ** -14 * (frac / 1024);
+  if (exp === 31) return frac ? NaN : sign * Infinity;
+  return sign * 2 ** (exp - 15) * (1 + frac / 1024);
+}
+
+/**
+ * Decode exactly one value spanning `buf[start, end)`. Byte strings in the
+ * result are views into `buf`: copy them before the buffer is reused.
+ */
+export function decode(buf: Buffer, start = 0, end = buf.length): CborValue {
+  const r = new Reader(buf, start, end);
+  const v = r.value(0);
+  if (r.pos !== end) r.fail(`${end - r.pos} trailing byte(s)`);
+  return v;
+}

@@ -1,0 +1,48 @@
+/**
+ * Operation codes. The number is the wire value (u16 in the frame header);
+ * the name is what docs/protocol.md and `cryptod status` use. A code is never
+ * reused for a different operation.
+ */
+export const PROTOCOL_VERSION = 1;
+
+export const Op = {
+  // session
+  HELLO: 0x0001,
+  PING: 0x0002,
+  STATUS: 0x0003,
+  // one-shot, keyless
+  DIGEST: 0x0010,
+  // client-owned keys (WebCrypto-shaped)
+  GENERATE_KEY: 0x0020,
+  IMPORT_KEY: 0x0021,
+  EXPORT_KEY: 0x0022,
+  RELEASE: 0x0023,
+  ENCRYPT: 0x0024,
+  DECRYPT: 0x0025,
+  SIGN: 0x0026,
+  VERIFY: 0x0027,
+  DERIVE_BITS: 0x0028,
+  DERIVE_KEY: 0x0029,
+  WRAP_KEY: 0x002a,
+  UNWRAP_KEY: 0x002b,
+  // multi-part contexts (exclusive data nodes)
+  HASH_CREATE: 0x0040,
+  HMAC_CREATE: 0x0041,
+  CONTEXT_UPDATE: 0x0042,
+  CONTEXT_FINAL: 0x0043,
+  CIPHER_CREATE: 0x0044,
+  CIPHER_UPDATE: 0x0045,
+  CIPHER_FINAL: 0x0046,
+} as const;
+export type OpName = keyof typeof Op;
+export type OpCode = (typeof Op)[OpName];
+
+const names = new Map<number, OpName>(Object.entries(Op).map(([k, v]) => [v, k as OpName]));
+
+export function opName(code: number): string {
+  return names.get(code) ?? `0x${code.toString(16).padStart(4, '0')}`;
+}
+
+export function isKnownOp(code: number): code is OpCode {
+  return names.has(code);
+}

@@ -1,0 +1,47 @@
+/** Start a real daemon on a fresh temporary Unix socket for one test file. */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect, type Client } from '../../src/client/client.js';
+import { silentLogger } from '../../src/daemon/logger.js';
+import { startDaemon, type Daemon, type DaemonOptions } from '../../src/daemon/server.js';
+
+export interface TestDaemon {
+  daemon: Daemon;
+  dir: string;
+  socketPath: string;
+  connect(name?: string): Promise<Client>;
+  stop(): Promise<void>;
+}
+
+export async function startTestDaemon(options: Partial<DaemonOptions> = {}): Promise<TestDaemon> {
+  // Unix socket paths are limited to ~107 bytes: keep the directory short.
+  const dir = mkdtempSync(join(tmpdir(), 'cd-'));
+  const socketPath = join(dir, 'run', 'cryptod.sock');
+  const daemon = await startDaemon({ socketPath, logger: silentLogger, ...options });
+  const clients: Client[] = [];
+  return {
+    daemon,
+    dir,
+    socketPath,
+    async connect(name = 'test') {
+      const c = await connect({ socket: socketPath, clientName: name });
+      clients.push(c);
+      return c;
+    },
+    async stop() {
+      for (const c of clients) c.connection.destroy();
+      await daemon.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Poll until `pred` holds (bounded); for effects that land after a socket closes. */
+export async function eventually(pred: () => boolean, timeoutMs = 5000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!pred()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
