@@ -69,6 +69,9 @@ export const UnsupportedError = named('UnsupportedError', define('CRYPTOD_ERR_UN
 export const NotExtractableError = named('NotExtractableError', define('CRYPTOD_ERR_NOT_EXTRACTABLE', 'the key is not extractable'));
 export const DecryptError = named('DecryptError', define('CRYPTOD_ERR_DECRYPT_FAILED', 'decryption failed: the data is not authentic'));
 export const OperationError = named('OperationError', define('CRYPTOD_ERR_OPERATION', 'the operation failed'));
+// ── managed keys ─────────────────────────────────────────────────────────
+export const KeyVersionError = named('KeyVersionError', define('CRYPTOD_ERR_KEY_VERSION', 'the key version cannot be used now'));
+export const KeyDisabledError = named('KeyDisabledError', define('CRYPTOD_ERR_KEY_DISABLED', 'the managed key is disabled'));
 // ── protocol ─────────────────────────────────────────────────────────────
 export const BadFrameError = named('BadFrameError', define('CRYPTOD_ERR_BAD_FRAME', 'malformed frame'));
 export const FrameTooLargeError = named('FrameTooLargeError', define('CRYPTOD_ERR_FRAME_TOO_LARGE', 'frame exceeds the maximum frame size'));
@@ -80,6 +83,9 @@ export const ConnectionClosedError = named('ConnectionClosedError', define('CRYP
 export const ShuttingDownError = named('ShuttingDownError', define('CRYPTOD_ERR_SHUTTING_DOWN', 'the daemon is shutting down'));
 export const DaemonRunningError = named('DaemonRunningError', define('CRYPTOD_ERR_DAEMON_RUNNING', 'another daemon is already listening on this socket'));
 export const ConfigError = named('ConfigError', define('CRYPTOD_ERR_CONFIG', 'invalid configuration'));
+// ── keystore ─────────────────────────────────────────────────────────────
+export const StoreError = named('StoreError', define('CRYPTOD_ERR_STORE', 'the keystore failed'));
+export const StoreBusyError = named('StoreBusyError', define('CRYPTOD_ERR_STORE_BUSY', 'the keystore is locked by another process; try again'));
 export const InternalError = named('InternalError', define('CRYPTOD_ERR_INTERNAL', 'internal error'));
 
 /** Every registered code, in registration order. */

@@ -110,7 +110,11 @@ export interface KeystoreTx extends KeystoreReader {
   putVersion(record: KeyVersionRecord): Promise<void>;
   /** Change a version's state; `destroyed` also erases its material (as destroyVersionMaterial). */
   setVersionState(name: string, version: number, state: KeyVersionState): Promise<void>;
-  /** Add `n` (a positive integer) to a version's encryption count; returns the new count. */
+  /**
+   * Add `n` (a positive integer) to a version's encryption count; returns the
+   * new count. It is a change like any other (generation + change log), so
+   * callers should count locally and flush in batches, not per encryption.
+   */
   addEncryptions(name: string, version: number, n: number): Promise<number>;
   /** Erase the wrapped material and mark the version `destroyed`. Idempotent. */
   destroyVersionMaterial(name: string, version: number): Promise<void>;
