@@ -14,7 +14,6 @@ import { cpus, tmpdir, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connect, type Client } from '../src/client/client.js';
-import type { CryptoKey } from '../src/client/subtle.js';
 import { measureLoop, measurePipelined, type Result } from './measure.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
@@ -66,7 +65,7 @@ async function main(): Promise<void> {
     const hmacKeyBytes = randomBytes(32);
     const msg64 = randomBytes(64);
     add('HMAC-SHA256 64 B', 'in-process node:crypto', await measureLoop(SECONDS, () => createHmac('sha256', hmacKeyBytes).update(msg64).digest()));
-    const hmacKey = (await subtle.importKey('raw', hmacKeyBytes, { name: 'HMAC', hash: 'SHA-256' }, false, ['sign'])) as CryptoKey;
+    const hmacKey = await subtle.importKey('raw', hmacKeyBytes, { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
     add('HMAC-SHA256 64 B', 'cryptod, 1 in flight', await measureLoop(SECONDS, () => subtle.sign('HMAC', hmacKey, msg64)));
     add('HMAC-SHA256 64 B', 'cryptod, pipelined (256)', await measurePipelined(SECONDS, 256, () => subtle.sign('HMAC', hmacKey, msg64)));
 
@@ -82,7 +81,7 @@ async function main(): Promise<void> {
         return out;
       }, 1024),
     );
-    const aesKey = (await subtle.importKey('raw', aesKeyBytes, 'AES-GCM', false, ['encrypt', 'decrypt'])) as CryptoKey;
+    const aesKey = await subtle.importKey('raw', aesKeyBytes, 'AES-GCM', false, ['encrypt', 'decrypt']);
     add('AES-256-GCM encrypt 1 KiB', 'cryptod, 1 in flight', await measureLoop(SECONDS, () => subtle.encrypt({ name: 'AES-GCM', iv: randomBytes(12) }, aesKey, msg1k), 1024));
     add('AES-256-GCM encrypt 1 KiB', 'cryptod, pipelined (256)', await measurePipelined(SECONDS, 256, () => subtle.encrypt({ name: 'AES-GCM', iv: randomBytes(12) }, aesKey, msg1k), 1024));
 
@@ -90,7 +89,7 @@ async function main(): Promise<void> {
     const { privateKey } = generateKeyPairSync('ed25519');
     add('Ed25519 sign 64 B', 'in-process node:crypto', await measureLoop(SECONDS, () => sign(null, msg64, privateKey)));
     const pkcs8 = privateKey.export({ format: 'der', type: 'pkcs8' });
-    const edKey = (await subtle.importKey('pkcs8', pkcs8, 'Ed25519', false, ['sign'])) as CryptoKey;
+    const edKey = await subtle.importKey('pkcs8', pkcs8, 'Ed25519', false, ['sign']);
     add('Ed25519 sign 64 B', 'cryptod, 1 in flight', await measureLoop(SECONDS, () => subtle.sign('Ed25519', edKey, msg64)));
     add('Ed25519 sign 64 B', 'cryptod, pipelined (64)', await measurePipelined(SECONDS, 64, () => subtle.sign('Ed25519', edKey, msg64)));
 

@@ -11,6 +11,8 @@ export {
   type JsonWebKey,
   type BufferSource,
 } from './client/subtle.js';
+export { DigestContext } from './client/contexts.js';
+export { AeadStream, type AeadStreamParams, type AeadStreamMode } from './client/streams.js';
 export * from './protocol/errors.js';
 export { PROTOCOL_VERSION, Op } from './protocol/ops.js';
 export { startDaemon, type Daemon, type DaemonOptions, type DaemonStatus } from './daemon/server.js';

@@ -12,7 +12,9 @@ import type { CborValue } from '../protocol/cbor.js';
 import { Op } from '../protocol/ops.js';
 import { resolveSocketPath } from '../config/paths.js';
 import { DaemonConnection, type HelloReply, type RequestOptions } from './connection.js';
-import { SubtleClient } from './subtle.js';
+import { SubtleClient, handleOf, marshal, type AlgorithmIdentifier, type CryptoKey } from './subtle.js';
+import { DigestContext } from './contexts.js';
+import { AeadStream, type AeadStreamParams } from './streams.js';
 
 export interface ConnectOptions {
   /** Socket path; default `CRYPTOD_SOCKET`, then `./.cryptod/cryptod.sock`. */
@@ -50,6 +52,53 @@ export class Client implements AsyncDisposable {
   /** Send a raw protocol request (docs/protocol.md). For tools and tests. */
   request(op: number, payload?: CborValue, options?: RequestOptions): Promise<CborValue> {
     return this.connection.request(op, payload, options);
+  }
+
+  /**
+   * A multi-part hash (SHA-1, SHA-256, SHA-384, SHA-512) computed by the daemon.
+   * The daemon context is created by the first `update()` or `digest()`.
+   *
+   * @example
+   * ```ts
+   * await using h = client.createHash('SHA-256');
+   * await h.update(part1);
+   * await h.update(part2);
+   * const digest = await h.digest();
+   * ```
+   */
+  createHash(algorithm: AlgorithmIdentifier): DigestContext {
+    return new DigestContext(this.connection, Op.HASH_CREATE, { algorithm: marshal(algorithm) }, 'hash');
+  }
+
+  /**
+   * A multi-part HMAC under `key` (an HMAC key whose usages include 'sign'),
+   * with the key's hash. Releasing the key releases the context.
+   */
+  createHmac(key: CryptoKey): DigestContext {
+    return new DigestContext(this.connection, Op.HMAC_CREATE, { key: handleOf(key, 'key') }, 'HMAC');
+  }
+
+  /**
+   * A Transform that encrypts its input of any size into the AEAD stream
+   * format (docs/formats.md). `key` is an AES-GCM or ChaCha20-Poly1305 key
+   * with usage 'encrypt'.
+   *
+   * @example
+   * ```ts
+   * await pipeline(source, client.createEncryptStream(key, { name: 'AES-GCM', additionalData }), sink);
+   * ```
+   */
+  createEncryptStream(key: CryptoKey, algorithm: AeadStreamParams | string): AeadStream {
+    return new AeadStream(this.connection, key, algorithm, 'encrypt');
+  }
+
+  /**
+   * A Transform that decrypts an AEAD stream, emitting each segment's
+   * plaintext only after it was authenticated; fails with DecryptError if the
+   * stream was modified, truncated, reordered or extended.
+   */
+  createDecryptStream(key: CryptoKey, algorithm: AeadStreamParams | string): AeadStream {
+    return new AeadStream(this.connection, key, algorithm, 'decrypt');
   }
 
   /** Wait for pending requests, then close. The daemon releases every handle this connection made. */

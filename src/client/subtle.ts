@@ -24,6 +24,13 @@ export type BufferSource = ArrayBuffer | ArrayBufferView;
 /** An algorithm name or dictionary, as in WebCrypto (`'SHA-256'`, `{ name: 'AES-GCM', iv }`). */
 export type AlgorithmIdentifier = string | ({ name: string } & Record<string, unknown>);
 
+type PairAlgorithmName = 'Ed25519' | 'X25519' | 'ECDSA' | 'ECDH' | 'RSA-PSS';
+type SecretAlgorithmName = 'AES-GCM' | 'ChaCha20-Poly1305' | 'AES-KW' | 'AES-KWP' | 'HMAC';
+/** Algorithms whose generateKey gives a CryptoKeyPair. */
+export type PairAlgorithm = PairAlgorithmName | ({ name: PairAlgorithmName } & Record<string, unknown>);
+/** Algorithms whose generateKey gives one secret CryptoKey. */
+export type SecretAlgorithm = SecretAlgorithmName | ({ name: SecretAlgorithmName } & Record<string, unknown>);
+
 export interface KeyAlgorithm {
   name: string;
   [param: string]: unknown;
@@ -101,6 +108,10 @@ export class SubtleClient {
     return toArrayBuffer(await this.#conn.request(Op.DIGEST, { algorithm: marshal(algorithm), data: bytesOf(data, 'data') }));
   }
 
+  /** Asymmetric algorithms give a key pair, symmetric ones a key (as WebCrypto). */
+  async generateKey(algorithm: PairAlgorithm, extractable: boolean, usages: readonly KeyUsage[]): Promise<CryptoKeyPair>;
+  async generateKey(algorithm: SecretAlgorithm, extractable: boolean, usages: readonly KeyUsage[]): Promise<CryptoKey>;
+  async generateKey(algorithm: AlgorithmIdentifier, extractable: boolean, usages: readonly KeyUsage[]): Promise<CryptoKey | CryptoKeyPair>;
   async generateKey(algorithm: AlgorithmIdentifier, extractable: boolean, usages: readonly KeyUsage[]): Promise<CryptoKey | CryptoKeyPair> {
     const r = await this.#conn.request(Op.GENERATE_KEY, { algorithm: marshal(algorithm), extractable, usages: [...usages] });
     return this.#keyOrPair(r);

@@ -1,0 +1,82 @@
+#!/usr/bin/env node
+/**
+ * The `cryptod` command: `serve` runs the daemon, `digest` and `status` talk
+ * to a running one. Exit status: 0 success, 1 failure, 2 usage error (see
+ * output.ts).
+ */
+import { DAEMON_VERSION } from '../daemon/version.js';
+import { UsageError, wantsHelp } from './args.js';
+import { digest } from './digest.js';
+import { EXIT_OK, EXIT_USAGE, report } from './output.js';
+import { serve } from './serve.js';
+import { status } from './status.js';
+
+const MAIN_HELP = `Usage: cryptod <command> [options]
+
+cryptod keeps keys in a daemon; applications talk to it over a local Unix
+socket and never hold key material themselves.
+
+Commands:
+  serve      run the daemon in the foreground
+  digest     hash a file or stdin through the daemon (streams any size)
+  status     show clients, connections and live keys/contexts of a daemon
+  help       show this help, or \`cryptod help <command>\` for one command
+
+Options:
+  -h, --help       show this help (every command also takes --help)
+  -V, --version    print the version
+
+Environment:
+  CRYPTOD_SOCKET   socket path used when --socket is not given
+                   (default: ./.cryptod/cryptod.sock)
+`;
+
+type Command = (argv: readonly string[]) => Promise<number>;
+
+const COMMANDS: Record<string, Command> = { serve, digest, status };
+
+async function main(argv: readonly string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined) {
+    process.stderr.write(MAIN_HELP);
+    return EXIT_USAGE;
+  }
+  if (name === '--help' || name === '-h') {
+    process.stdout.write(MAIN_HELP);
+    return EXIT_OK;
+  }
+  if (name === '--version' || name === '-V') {
+    process.stdout.write(`${DAEMON_VERSION}\n`);
+    return EXIT_OK;
+  }
+  if (name === 'help') {
+    const topic = rest[0];
+    if (topic === undefined) {
+      process.stdout.write(MAIN_HELP);
+      return EXIT_OK;
+    }
+    const cmd = Object.hasOwn(COMMANDS, topic) ? COMMANDS[topic] : undefined;
+    if (cmd === undefined) throw new UsageError(`unknown command '${topic}'; commands: ${Object.keys(COMMANDS).join(', ')}`);
+    return cmd(['--help']);
+  }
+  if (name.startsWith('-')) {
+    if (wantsHelp(argv)) {
+      process.stdout.write(MAIN_HELP);
+      return EXIT_OK;
+    }
+    throw new UsageError(`unknown option '${name}'; give a command first: cryptod <command> [options]`);
+  }
+  const cmd = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
+  if (cmd === undefined) throw new UsageError(`unknown command '${name}'; commands: ${Object.keys(COMMANDS).join(', ')}`);
+  return cmd(rest);
+}
+
+// `serve` has closed its listener and every connection by the time it
+// returns; it exits explicitly so a stray timer cannot keep a stopped (or
+// never started) daemon alive. Other commands let stdout drain first.
+const finish = (code: number): void => {
+  if (process.argv[2] === 'serve') process.exit(code);
+  process.exitCode = code;
+};
+
+main(process.argv.slice(2)).then(finish, (err: unknown) => finish(report(err)));

@@ -1,0 +1,157 @@
+/**
+ * Multi-part hash and HMAC on the client: `client.createHash(algorithm)` and
+ * `client.createHmac(key)`, backed by an exclusive context node in the
+ * daemon (HASH_CREATE / HMAC_CREATE, CONTEXT_UPDATE, CONTEXT_FINAL).
+ *
+ * The daemon refuses a second request on a context while one is running
+ * (CRYPTOD_ERR_BUSY), so this object queues its requests: `update()` may be
+ * called again before the previous one settled, and `digest()` runs after
+ * every update queued before it. An input larger than the daemon's maximum
+ * frame is sent as several updates. If any request fails the context is
+ * broken — a digest over part of the data would be wrong — and every later
+ * call rejects with that error.
+ *
+ * The daemon handle is created lazily, by the first `update()` or
+ * `digest()`: the daemon chooses the handle, so the first update has to wait
+ * one round trip for it whether creation starts now or then; creating it
+ * lazily means an object that is never used costs the daemon nothing (no node
+ * to leak, no creation error that nobody awaits), and `createHash` can stay
+ * synchronous like node:crypto's. The price is that a bad algorithm or an
+ * unusable key is reported by the first `update()` or `digest()`, not here.
+ *
+ * @example
+ * ```ts
+ * await using h = client.createHmac(key);     // an HMAC key with usage 'sign'
+ * for await (const chunk of file) await h.update(chunk);
+ * const tag = await h.digest();
+ * ```
+ */
+import type { CborValue } from '../protocol/cbor.js';
+import { InvalidArgumentError, NotFoundError } from '../protocol/errors.js';
+import { Op } from '../protocol/ops.js';
+import type { DaemonConnection } from './connection.js';
+import { bytesOf, toArrayBuffer } from './subtle.js';
+
+/**
+ * Bytes of a request frame that are not `data`: the frame header after its
+ * length field (7) and the CBOR map `{ handle: <22 chars>, data: <bytes> }`
+ * (≤ 42), rounded up.
+ */
+const REQUEST_OVERHEAD = 64;
+
+/** Largest `data` that fits one request frame to this daemon. */
+export function maxDataPerRequest(conn: DaemonConnection): number {
+  return conn.hello.limits.maxFrame - REQUEST_OVERHEAD;
+}
+
+export class DigestContext implements AsyncDisposable {
+  readonly #conn: DaemonConnection;
+  readonly #createOp: number;
+  readonly #createArgs: CborValue;
+  readonly #what: string;
+  #handle: Promise<string> | null = null;
+  /** Settles when every request queued so far has settled. */
+  #tail: Promise<unknown> = Promise.resolve();
+  #error: Error | null = null;
+  #state: 'open' | 'finalizing' | 'done' | 'released' = 'open';
+
+  /** @internal use `client.createHash` / `client.createHmac` */
+  constructor(conn: DaemonConnection, createOp: number, createArgs: CborValue, what: string) {
+    this.#conn = conn;
+    this.#createOp = createOp;
+    this.#createArgs = createArgs;
+    this.#what = what;
+  }
+
+  /**
+   * Add `data` to the digest. The bytes are read when the request is sent,
+   * which can be after this returns if earlier calls are still running: do
+   * not modify `data` until the returned promise settles.
+   */
+  update(data: ArrayBuffer | ArrayBufferView): Promise<void> {
+    const view = bytesOf(data, 'data');
+    const closed = this.#refuse();
+    if (closed !== null) return Promise.reject(closed);
+    return this.#enqueue(async (handle) => {
+      const max = maxDataPerRequest(this.#conn);
+      // Even an empty update goes to the daemon: it checks the handle.
+      let off = 0;
+      do {
+        const end = Math.min(off + max, view.length);
+        await this.#conn.request(Op.CONTEXT_UPDATE, { handle, data: view.subarray(off, end) });
+        off = end;
+      } while (off < view.length);
+    });
+  }
+
+  /** The digest (or HMAC tag) of everything updated. The context is gone afterwards. */
+  digest(): Promise<ArrayBuffer> {
+    const closed = this.#refuse();
+    if (closed !== null) return Promise.reject(closed);
+    this.#state = 'finalizing';
+    return this.#enqueue(async (handle) => {
+      const d = await this.#conn.request(Op.CONTEXT_FINAL, { handle });
+      this.#state = 'done';
+      return toArrayBuffer(d);
+    });
+  }
+
+  /**
+   * Delete the context in the daemon now (requests still running on it fail
+   * with CRYPTOD_ERR_NOT_FOUND). Idempotent; nothing to do after `digest()`.
+   */
+  async release(): Promise<void> {
+    if (this.#state === 'released' || this.#state === 'done') return;
+    this.#state = 'released';
+    const handle = this.#handle;
+    if (handle === null || this.#conn.closed) return;
+    let id: string;
+    try {
+      id = await handle;
+    } catch {
+      return; // never created
+    }
+    try {
+      await this.#conn.request(Op.RELEASE, { handle: id });
+    } catch (err) {
+      // Already gone: finalized concurrently, or released with its key.
+      if (!(err instanceof NotFoundError)) throw err;
+    }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.release();
+  }
+
+  #refuse(): Error | null {
+    if (this.#error !== null) return this.#error;
+    if (this.#state === 'open') return null;
+    return new NotFoundError(
+      this.#state === 'released' ? `the ${this.#what} context was released` : `digest() was already called on this ${this.#what} context; create a new one`,
+    );
+  }
+
+  #enqueue<T>(run: (handle: string) => Promise<T>): Promise<T> {
+    const result = this.#tail.then(async () => {
+      if (this.#error !== null) throw this.#error;
+      if (this.#state === 'released') throw new NotFoundError(`the ${this.#what} context was released`);
+      try {
+        return await run(await this.#ensureHandle());
+      } catch (err) {
+        this.#error ??= err instanceof Error ? err : new InvalidArgumentError(String(err));
+        throw err;
+      }
+    });
+    this.#tail = result.catch(() => undefined);
+    return result;
+  }
+
+  #ensureHandle(): Promise<string> {
+    this.#handle ??= this.#conn.request(this.#createOp, this.#createArgs).then((r) => {
+      const handle = (r as { handle?: unknown } | null)?.handle;
+      if (typeof handle !== 'string') throw new InvalidArgumentError(`the daemon replied to ${this.#what} create without a handle`);
+      return handle;
+    });
+    return this.#handle;
+  }
+}

@@ -1,0 +1,218 @@
+/**
+ * AEAD streams on the client: `client.createEncryptStream(key, algorithm)`
+ * and `client.createDecryptStream(key, algorithm)` are Node Transforms over a
+ * cipher stream context in the daemon (CIPHER_CREATE / CIPHER_UPDATE /
+ * CIPHER_FINAL), producing and reading the format of docs/formats.md
+ * "AEAD stream format".
+ *
+ * Memory is bounded on both sides: this side holds at most one piece (one
+ * segment, or one frame's worth if the daemon's frames are smaller), the
+ * daemon at most one segment. One request is in flight at a time — the
+ * daemon would refuse a second with CRYPTOD_ERR_BUSY — and the next input is
+ * taken only after its reply was pushed and the reader wants more, so a slow
+ * consumer slows the producer (back-pressure). Small writes are coalesced
+ * into whole pieces; input that is already piece-aligned is sent in place.
+ *
+ * A decrypting stream emits a segment's plaintext only after the daemon
+ * verified that segment; if the stream was tampered with, it fails with
+ * CRYPTOD_ERR_DECRYPT_FAILED (at the latest when the input ends), after
+ * emitting only the authentic segments before the damage.
+ *
+ * @example
+ * ```ts
+ * await pipeline(createReadStream('big.bin'), client.createEncryptStream(key, { name: 'AES-GCM' }), createWriteStream('big.cda'));
+ * await pipeline(createReadStream('big.cda'), client.createDecryptStream(key, { name: 'AES-GCM' }), createWriteStream('big.out'));
+ * ```
+ */
+import { Transform, type TransformCallback } from 'node:stream';
+import type { CborValue } from '../protocol/cbor.js';
+import { InvalidArgumentError, NotFoundError } from '../protocol/errors.js';
+import { Op } from '../protocol/ops.js';
+import type { DaemonConnection } from './connection.js';
+import { maxDataPerRequest } from './contexts.js';
+import { handleOf, marshal, type BufferSource, type CryptoKey } from './subtle.js';
+
+// The header layout, from docs/formats.md (src/ops/stream-format.ts is the
+// daemon's side; test/streams.test.ts checks that the two agree).
+export const STREAM_HEADER_LENGTH = 49;
+export const STREAM_SEGMENT_SIZE_OFFSET = 6;
+export const STREAM_TAG_LENGTH = 16;
+const MIN_SEGMENT_SIZE = 1024;
+const MAX_SEGMENT_SIZE = 1024 * 1024;
+
+/** Parameters of an AEAD stream: the key's algorithm and, optionally, data to authenticate. */
+export interface AeadStreamParams {
+  /** 'AES-GCM' or 'ChaCha20-Poly1305'; must match the key. */
+  name: string;
+  /** Authenticated with every segment; decryption must pass the same bytes. */
+  additionalData?: BufferSource;
+  /** Encrypt only: plaintext bytes per segment, 1024..1048576 (default 65536). */
+  segmentSize?: number;
+}
+
+export type AeadStreamMode = 'encrypt' | 'decrypt';
+
+export class AeadStream extends Transform {
+  readonly mode: AeadStreamMode;
+  readonly #conn: DaemonConnection;
+  readonly #createArgs: CborValue;
+  #handle: string | null = null;
+  #finished = false;
+  /** Bytes per request: set at creation (encrypt) or once the header was read (decrypt). */
+  #piece = 0;
+  /** Decrypt: false until the first piece (header plus one segment) was sent. */
+  #headerSent: boolean;
+  /** Decrypt: ciphertext bytes per segment, from the header (0 until read). */
+  #segment = 0;
+  #buf: Buffer | null = null;
+  #fill = 0;
+  #wake: (() => void) | null = null;
+
+  /** @internal use `client.createEncryptStream` / `client.createDecryptStream` */
+  constructor(conn: DaemonConnection, key: CryptoKey, algorithm: AeadStreamParams | string, mode: AeadStreamMode) {
+    super();
+    this.mode = mode;
+    this.#conn = conn;
+    const params = typeof algorithm === 'string' ? { name: algorithm } : algorithm;
+    if (typeof params.name !== 'string') throw new InvalidArgumentError("expected 'algorithm.name' to be 'AES-GCM' or 'ChaCha20-Poly1305'");
+    this.#createArgs = { key: handleOf(key, 'key'), mode, algorithm: marshal(params) };
+    this.#headerSent = mode === 'encrypt';
+    if (mode === 'decrypt') this.#piece = STREAM_HEADER_LENGTH;
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.#consume(chunk).then(() => callback(), callback);
+  }
+
+  override _flush(callback: TransformCallback): void {
+    this.#end().then(() => callback(), callback);
+  }
+
+  override _read(size: number): void {
+    const wake = this.#wake;
+    this.#wake = null;
+    wake?.();
+    super._read(size);
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.#buf?.fill(0);
+    this.#buf = null;
+    this.#wake?.();
+    this.#wake = null;
+    const handle = this.#handle;
+    if (handle !== null && !this.#finished && !this.#conn.closed) {
+      this.#finished = true;
+      this.#release(handle);
+    }
+    callback(error);
+  }
+
+  /**
+   * Release an abandoned context. The daemon already deleted a stream that
+   * failed or finished (NOT_FOUND), and a closed connection released it too,
+   * so a failure here has nothing left to clean up.
+   */
+  #release(handle: string): void {
+    this.#conn.request(Op.RELEASE, { handle }).catch(() => undefined);
+  }
+
+  async #open(): Promise<string> {
+    if (this.#handle !== null) return this.#handle;
+    const r = (await this.#conn.request(Op.CIPHER_CREATE, this.#createArgs)) as { handle?: unknown; header?: unknown; segmentSize?: unknown };
+    if (typeof r?.handle !== 'string') throw new InvalidArgumentError('the daemon replied to CIPHER_CREATE without a handle');
+    if (this.destroyed) {
+      // Destroyed while the context was being created: do not leave it behind.
+      this.#release(r.handle);
+      throw new NotFoundError('the stream was destroyed');
+    }
+    this.#handle = r.handle;
+    if (this.mode === 'encrypt') {
+      if (!(r.header instanceof Uint8Array) || typeof r.segmentSize !== 'number') {
+        throw new InvalidArgumentError('the daemon replied to CIPHER_CREATE without the stream header');
+      }
+      this.#piece = Math.min(r.segmentSize, maxDataPerRequest(this.#conn));
+      await this.#push(Buffer.from(r.header));
+    }
+    return r.handle;
+  }
+
+  /** Cut the input into pieces of `#piece` bytes; send each, in place when aligned. */
+  async #consume(chunk: Buffer): Promise<void> {
+    const handle = await this.#open();
+    let off = 0;
+    while (off < chunk.length) {
+      if (this.destroyed) return; // its context was released in _destroy
+      const piece = this.#piece;
+      if (this.#fill === 0 && chunk.length - off >= piece && this.#headerSent) {
+        await this.#send(handle, chunk.subarray(off, off + piece));
+        off += piece;
+        continue;
+      }
+      const buf = this.#buffer(piece);
+      const take = Math.min(piece - this.#fill, chunk.length - off);
+      chunk.copy(buf, this.#fill, off, off + take);
+      this.#fill += take;
+      off += take;
+      if (this.#fill === piece) await this.#pieceFull(handle);
+    }
+  }
+
+  async #pieceFull(handle: string): Promise<void> {
+    if (this.mode === 'decrypt' && !this.#headerSent && this.#piece === STREAM_HEADER_LENGTH) {
+      // Header read: the first piece grows to header + one ciphertext segment.
+      // A header with an impossible segment size is sent as is for the daemon to reject.
+      const size = this.#buf!.readUInt32BE(STREAM_SEGMENT_SIZE_OFFSET);
+      if (size >= MIN_SEGMENT_SIZE && size <= MAX_SEGMENT_SIZE) {
+        this.#segment = size + STREAM_TAG_LENGTH;
+        this.#piece = Math.min(STREAM_HEADER_LENGTH + this.#segment, maxDataPerRequest(this.#conn));
+        return;
+      }
+    }
+    const data = this.#buf!.subarray(0, this.#fill);
+    this.#fill = 0;
+    await this.#send(handle, data);
+  }
+
+  async #send(handle: string, data: Uint8Array): Promise<void> {
+    // request() encodes `data` into its frame synchronously, so the buffer is free again at once.
+    const reply = this.#conn.request(Op.CIPHER_UPDATE, { handle, data });
+    if (!this.#headerSent) {
+      // Later pieces are one ciphertext segment each, aligned with the daemon's.
+      this.#headerSent = true;
+      if (this.#segment > 0) this.#piece = Math.min(this.#segment, maxDataPerRequest(this.#conn));
+    }
+    await this.#push(await reply);
+  }
+
+  async #end(): Promise<void> {
+    const handle = await this.#open();
+    const data = this.#fill > 0 ? this.#buf!.subarray(0, this.#fill) : undefined;
+    this.#fill = 0;
+    const reply = this.#conn.request(Op.CIPHER_FINAL, data === undefined ? { handle } : { handle, data });
+    this.#buf?.fill(0);
+    this.#finished = true;
+    await this.#push(await reply);
+  }
+
+  /** Push output; when the reader is full, wait until it asks for more. */
+  async #push(out: CborValue): Promise<void> {
+    if (!(out instanceof Uint8Array)) throw new InvalidArgumentError('the daemon replied to a cipher stream request without bytes');
+    if (out.length === 0) return;
+    const buf = Buffer.isBuffer(out) ? out : Buffer.from(out.buffer, out.byteOffset, out.length);
+    if (!this.push(buf) && !this.destroyed) await new Promise<void>((resolve) => (this.#wake = resolve));
+  }
+
+  #buffer(size: number): Buffer {
+    if (this.#buf === null || this.#buf.length < size) {
+      // Holds plaintext when encrypting: owned memory, zeroed when done.
+      const next = Buffer.alloc(size);
+      if (this.#buf !== null) {
+        this.#buf.copy(next, 0, 0, this.#fill);
+        this.#buf.fill(0);
+      }
+      this.#buf = next;
+    }
+    return this.#buf;
+  }
+}

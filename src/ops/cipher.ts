@@ -1,0 +1,158 @@
+/**
+ * ENCRYPT / DECRYPT on client-owned keys (SubtleCrypto.encrypt / decrypt).
+ *
+ *   AES-GCM            NIST SP 800-38D; WebCrypto AesGcmParams: `iv` (any
+ *                      non-empty length), `additionalData`, `tagLength` in
+ *                      {32, 64, 96, 104, 112, 120, 128} bits (default 128).
+ *   ChaCha20-Poly1305  RFC 8439 §2.8: 12-byte `iv`, `additionalData`, 16-byte tag.
+ *
+ * Both return ciphertext ‖ tag, as WebCrypto does, and decryption takes the
+ * same. These are hot paths: one synchronous node:crypto call sequence, the
+ * request's byte strings used in place (they are views of the frame), and one
+ * copy to join ciphertext and tag.
+ */
+import { createCipheriv, createDecipheriv, type CipherGCMTypes } from 'node:crypto';
+import type { Operation, RequestContext } from '../daemon/operation.js';
+import type { CborValue } from '../protocol/cbor.js';
+import { DecryptError, InvalidArgumentError, InvalidKeyError, UnsupportedError } from '../protocol/errors.js';
+import { Op } from '../protocol/ops.js';
+import { normalizeAlgorithm, type NormalizedAlgorithm } from './algorithms.js';
+import { asArgs, bytes, kindOf, nodeId, type Args } from './args.js';
+import { equivalentGcmIv, OPENSSL_MAX_GCM_IV } from './gcm-iv.js';
+import { acquireKey, type KeyNode, type KeyUsage } from './key.js';
+
+/** WebCrypto's permitted AES-GCM tag lengths in bits (AesGcmParams.tagLength). */
+export const GCM_TAG_LENGTHS: readonly number[] = [32, 64, 96, 104, 112, 120, 128];
+
+/** Everything node:crypto needs for one AEAD call. */
+interface AeadCall {
+  cipher: CipherGCMTypes | 'chacha20-poly1305';
+  key: Buffer;
+  iv: Uint8Array;
+  aad: Uint8Array | undefined;
+  tagBytes: number;
+}
+
+/** Optional byte string inside the algorithm dictionary, named `algorithm.<field>` in errors. */
+export function paramBytes(params: Args, field: string): Uint8Array | undefined {
+  const v = params[field];
+  if (v === undefined) return undefined;
+  if (!(v instanceof Uint8Array)) {
+    throw new InvalidArgumentError(`expected 'algorithm.${field}' to be a byte string, got ${kindOf(v)}`, {
+      detail: { field: `algorithm.${field}`, expected: 'a byte string' },
+    });
+  }
+  return v;
+}
+
+/** The node:crypto cipher for an AEAD key, after checking the key's length. */
+export function aeadCipherOf(key: KeyNode): CipherGCMTypes | 'chacha20-poly1305' {
+  const n = key.secret.length;
+  if (key.algorithm.name === 'ChaCha20-Poly1305') {
+    if (n !== 32) throw new InvalidKeyError(`a ChaCha20-Poly1305 key is 32 bytes, this one is ${n}`, { detail: { expected: 32, actual: n } });
+    return 'chacha20-poly1305';
+  }
+  if (n !== 16 && n !== 24 && n !== 32) {
+    throw new InvalidKeyError(`an AES-GCM key is 16, 24 or 32 bytes, this one is ${n}`, { detail: { expected: '16, 24 or 32', actual: n } });
+  }
+  return `aes-${n * 8}-gcm` as CipherGCMTypes;
+}
+
+interface Request {
+  handle: ReturnType<typeof nodeId>;
+  name: 'AES-GCM' | 'ChaCha20-Poly1305';
+  data: Buffer;
+  iv: Uint8Array;
+  aad: Uint8Array | undefined;
+  tagBytes: number;
+}
+
+/** Validate every argument before the key is touched, so argument errors come first. */
+function parse(raw: CborValue, usage: KeyUsage): Request {
+  const args = asArgs(raw);
+  const alg: NormalizedAlgorithm = normalizeAlgorithm(args.algorithm);
+  if (alg.name !== 'AES-GCM' && alg.name !== 'ChaCha20-Poly1305') {
+    throw new UnsupportedError(`${usage} supports AES-GCM and ChaCha20-Poly1305, got ${alg.name}`, { detail: { field: 'algorithm.name' } });
+  }
+  const handle = nodeId(args, 'key');
+  const data = bytes(args, 'data');
+  const iv = paramBytes(alg.params, 'iv');
+  const aad = paramBytes(alg.params, 'additionalData');
+  let tagBytes = 16;
+  if (alg.name === 'AES-GCM') {
+    if (iv === undefined || iv.length === 0) {
+      throw new InvalidArgumentError(`expected 'algorithm.iv' to be a non-empty byte string for AES-GCM, got ${kindOf(iv)}`, {
+        detail: { field: 'algorithm.iv', expected: 'at least 1 byte' },
+      });
+    }
+    const tagLength = alg.params.tagLength ?? 128;
+    if (typeof tagLength !== 'number' || !GCM_TAG_LENGTHS.includes(tagLength)) {
+      throw new InvalidArgumentError(
+        `expected 'algorithm.tagLength' to be one of ${GCM_TAG_LENGTHS.join(', ')} (bits), got ${typeof tagLength === 'number' ? tagLength : kindOf(tagLength)}`,
+        { detail: { field: 'algorithm.tagLength', expected: GCM_TAG_LENGTHS.join(', ') } },
+      );
+    }
+    tagBytes = tagLength / 8;
+  } else if (iv === undefined || iv.length !== 12) {
+    // RFC 8439 §2.8: the AEAD nonce is 96 bits.
+    throw new InvalidArgumentError(`expected 'algorithm.iv' to be 12 bytes for ChaCha20-Poly1305, got ${kindOf(iv)}`, {
+      detail: { field: 'algorithm.iv', expected: '12 bytes' },
+    });
+  } else if (alg.params.tagLength !== undefined && alg.params.tagLength !== 128) {
+    // WICG "Modern Algorithms in WebCrypto": AeadParams.tagLength, if given, must be 128.
+    throw new InvalidArgumentError(`expected 'algorithm.tagLength' to be 128 for ChaCha20-Poly1305 (or absent)`, {
+      detail: { field: 'algorithm.tagLength', expected: '128' },
+    });
+  }
+  return { handle, name: alg.name, data, iv, aad, tagBytes };
+}
+
+function withKey(ctx: RequestContext, raw: CborValue, usage: KeyUsage, run: (call: AeadCall, data: Buffer) => Buffer): Buffer {
+  const req = parse(raw, usage);
+  using key = acquireKey(ctx, req.handle);
+  key.value.require(req.name, usage);
+  const cipher = aeadCipherOf(key.value);
+  const iv = req.iv.length > OPENSSL_MAX_GCM_IV ? equivalentGcmIv(key.value.secret, req.iv) : req.iv;
+  return run({ cipher, key: key.value.secret, iv, aad: req.aad, tagBytes: req.tagBytes }, req.data);
+}
+
+function seal(call: AeadCall, data: Buffer): Buffer {
+  const c = createCipheriv(call.cipher as CipherGCMTypes, call.key, call.iv, { authTagLength: call.tagBytes });
+  if (call.aad !== undefined) c.setAAD(call.aad);
+  const ct = c.update(data);
+  c.final(); // GCM and ChaCha20-Poly1305 are stream modes: final() emits nothing
+  const tag = c.getAuthTag();
+  return Buffer.concat([ct, tag], ct.length + tag.length);
+}
+
+function open(call: AeadCall, data: Buffer): Buffer {
+  if (data.length < call.tagBytes) {
+    throw new InvalidArgumentError(`expected 'data' to be ciphertext followed by a ${call.tagBytes}-byte tag, got ${data.length} bytes`, {
+      detail: { field: 'data', expected: `at least ${call.tagBytes} bytes` },
+    });
+  }
+  const split = data.length - call.tagBytes;
+  const d = createDecipheriv(call.cipher as CipherGCMTypes, call.key, call.iv, { authTagLength: call.tagBytes });
+  d.setAuthTag(data.subarray(split));
+  if (call.aad !== undefined) d.setAAD(call.aad);
+  const pt = d.update(data.subarray(0, split));
+  try {
+    d.final();
+  } catch {
+    // The plaintext was computed before the tag was checked: it must not leave.
+    pt.fill(0);
+    throw new DecryptError('decryption failed: the tag does not match (wrong key, iv or additionalData, or the data was modified)');
+  }
+  return pt;
+}
+
+export const cipherOperations: Operation[] = [
+  {
+    op: Op.ENCRYPT,
+    handle: (ctx, raw) => withKey(ctx, raw, 'encrypt', seal),
+  },
+  {
+    op: Op.DECRYPT,
+    handle: (ctx, raw) => withKey(ctx, raw, 'decrypt', open),
+  },
+];
