@@ -81,6 +81,12 @@ export class Connection implements FrameSink, NodeOwner {
 
   // ── NodeOwner ──────────────────────────────────────────────────────────
   own(id: DataNodeId): void {
+    // An async operation (e.g. RSA key generation) may finish after the close
+    // already put every ownership reference: put this one now, or it leaks.
+    if (this.#closed) {
+      if (this.#ctx !== null) this.#ctx.dm.delete(this.#ctx.clientId, id);
+      return;
+    }
     this.#owned.add(id);
   }
   disown(id: DataNodeId): void {
@@ -169,10 +175,11 @@ export class Connection implements FrameSink, NodeOwner {
   }
 
   // ── internals ──────────────────────────────────────────────────────────
-  #onData(chunk: Buffer): void {
+  #onData(chunk: Buffer | null): void {
     this.#cork();
     try {
-      this.#reader.push(chunk);
+      if (chunk === null) this.#reader.resume();
+      else this.#reader.push(chunk);
     } catch (err) {
       // The reader only throws on a bug; never let one connection take the daemon down.
       this.#host.log.error('connection reader failed', { connection: this.number, error: String(err) });
@@ -201,7 +208,9 @@ export class Connection implements FrameSink, NodeOwner {
       const e = toCryptodError(err);
       this.#replyError(id, Op.HELLO, e);
       // A client that speaks another protocol version cannot continue.
-      if (e.code === 'CRYPTOD_ERR_PROTOCOL_VERSION') this.#socket.end();
+      // end() alone half-closes: destroy once the error is flushed, or a peer
+      // that keeps its side open keeps this connection forever.
+      if (e.code === 'CRYPTOD_ERR_PROTOCOL_VERSION') this.#socket.end(() => this.#socket.destroy());
     }
   }
 
@@ -261,6 +270,8 @@ export class Connection implements FrameSink, NodeOwner {
   #pauseReading(): void {
     if (this.#readPaused || this.#closed) return;
     this.#readPaused = true;
+    // The reader too: the rest of the chunk being parsed may hold many more requests.
+    this.#reader.pause();
     this.#socket.pause();
   }
 
@@ -268,7 +279,8 @@ export class Connection implements FrameSink, NodeOwner {
     if (!this.#readPaused || this.#closed) return;
     if (this.#inflight < this.#host.limits.maxInflightPerConnection && !this.#socket.writableNeedDrain) {
       this.#readPaused = false;
-      this.#socket.resume();
+      this.#onData(null); // the frames held back first; they may pause reading again
+      if (!this.#readPaused) this.#socket.resume();
     }
   }
 

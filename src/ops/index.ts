@@ -1,8 +1,15 @@
 /** Every operation the daemon serves, by family. */
 import type { Operation } from '../daemon/operation.js';
 import { digestOperations } from './digest.js';
+import { keyOperations } from './keys.js';
+import { signOperations } from './sign.js';
+import { deriveOperations } from './derive.js';
+import { wrapOperations } from './wrap.js';
+import { cipherOperations } from './cipher.js';
+import { contextOperations } from './contexts.js';
+import { streamCipherOperations } from './stream-cipher.js';
 import { sessionOperations } from './session.js';
 
 export function allOperations(): Operation[] {
-  return [...sessionOperations, ...digestOperations];
+  return [...sessionOperations, ...digestOperations, ...keyOperations, ...signOperations, ...deriveOperations, ...wrapOperations, ...cipherOperations, ...contextOperations, ...streamCipherOperations];
 }

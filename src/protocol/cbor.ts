@@ -27,7 +27,8 @@ export type CborValue =
 
 export const MAX_DEPTH = 16;
 
-const textDecoder = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM: a leading U+FEFF is part of the text, not a byte-order mark to strip.
+const textDecoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 // ── encoding ─────────────────────────────────────────────────────────────
 
@@ -47,8 +48,9 @@ export class Writer {
   ensure(n: number): void {
     const need = this.pos + n;
     if (need <= this.buf.length) return;
-    let size = this.buf.length * 2;
-    while (size < need) size *= 2;
+    // Double for small growth; jump straight to the need for a large byte
+    // string so a 1 MiB payload costs one allocation and no re-copies.
+    const size = Math.max(this.buf.length * 2, need + 256);
     const next = Buffer.allocUnsafeSlow(size);
     this.buf.copy(next, 0, 0, this.pos);
     this.buf.fill(0, 0, this.pos); // the old buffer may have held secrets
@@ -88,10 +90,10 @@ export class Writer {
   }
 
   value(v: CborValue, depth = 0): void {
-    if (depth > MAX_DEPTH) throw new BadFrameError(`value nested deeper than ${MAX_DEPTH} levels`);
     switch (typeof v) {
       case 'number':
-        if (Number.isSafeInteger(v)) {
+        // -0 is not an integer in CBOR: it goes out as a float so its sign survives.
+        if (Number.isSafeInteger(v) && !Object.is(v, -0)) {
           if (v >= 0) this.head(0, v);
           else this.head(1, -1 - v);
         } else {
@@ -123,9 +125,11 @@ export class Writer {
           this.buf.set(v, this.pos);
           this.pos += v.length;
         } else if (Array.isArray(v)) {
+          this.depth(depth);
           this.head(4, v.length);
           for (const item of v) this.value(item, depth + 1);
         } else {
+          this.depth(depth);
           let n = 0;
           for (const k in v) if (v[k] !== undefined) n++;
           this.head(5, n);
@@ -140,6 +144,11 @@ export class Writer {
       default:
         throw new TypeError(`cannot encode a ${typeof v} as CBOR`);
     }
+  }
+
+  /** The same bound the decoder enforces: a container at depth MAX_DEPTH is one level too deep. */
+  depth(depth: number): void {
+    if (depth >= MAX_DEPTH) throw new BadFrameError(`value nested deeper than ${MAX_DEPTH} levels`);
   }
 }
 
@@ -211,8 +220,12 @@ class Reader {
     switch (major) {
       case 0:
         return this.length(info);
-      case 1:
-        return -1 - this.length(info);
+      case 1: {
+        // -1 - n is a safe integer only for n < 2^53-1 (RFC 8949 §3.1, major type 1).
+        const n = this.length(info);
+        if (n >= Number.MAX_SAFE_INTEGER) this.fail('integer smaller than -(2^53-1)');
+        return -1 - n;
+      }
       case 2: {
         const len = this.length(info);
         this.need(len);

@@ -52,6 +52,9 @@ export class FrameReader {
   #tfill = 0;
   readonly #head = Buffer.alloc(HEADER_SIZE);
   #hfill = 0;
+  #paused = false;
+  /** Bytes read while paused (or left of a chunk when pause() came mid-chunk). */
+  #rest: Buffer | null = null;
 
   constructor(maxFrame: number, sink: FrameSink) {
     this.#max = maxFrame;
@@ -63,10 +66,36 @@ export class FrameReader {
     return this.#target !== null ? this.#tfill : this.#hfill;
   }
 
+  /**
+   * Stop handing out frames, even in the middle of a chunk: a sink that
+   * limits work in flight calls this from inside `frame()`, and the frames
+   * after it in the same chunk wait for {@link resume} instead of running.
+   */
+  pause(): void {
+    this.#paused = true;
+  }
+
+  /** Hand out the frames held back by {@link pause}, then read on. */
+  resume(): void {
+    if (!this.#paused) return;
+    this.#paused = false;
+    const rest = this.#rest;
+    this.#rest = null;
+    if (rest !== null) this.push(rest);
+  }
+
   push(chunk: Buffer): void {
+    if (this.#paused) {
+      this.#rest = this.#rest === null ? chunk : Buffer.concat([this.#rest, chunk]);
+      return;
+    }
     let off = 0;
     const end = chunk.length;
     while (off < end) {
+      if (this.#paused) {
+        this.#rest = chunk.subarray(off);
+        return;
+      }
       if (this.#skip > 0) {
         const n = Math.min(this.#skip, end - off);
         this.#skip -= n;
@@ -169,7 +198,10 @@ export class FrameReader {
 
 // ── writing ──────────────────────────────────────────────────────────────
 
-const scratch = new Writer(64 * 1024);
+const SCRATCH = 64 * 1024;
+/** Frames of at least this size are returned without a copy. */
+const HAND_OFF = 32 * 1024;
+const scratch = new Writer(SCRATCH);
 
 /**
  * Encode a frame into a Buffer of exactly its size. With `sensitive` (frames
@@ -191,13 +223,15 @@ export function encodeFrame(kind: FrameKind, id: number, op: number, payload?: C
   w.buf[4] = kind;
   w.buf.writeUInt32BE(id >>> 0, 5);
   w.buf.writeUInt16BE(op, 9);
+  if (n >= HAND_OFF) {
+    // A large frame: hand the scratch buffer itself to the caller instead of
+    // copying it (bulk updates are bound by memory bandwidth), and start a new one.
+    const out = w.buf.subarray(0, n);
+    w.buf = Buffer.allocUnsafeSlow(SCRATCH);
+    return out;
+  }
   const out = sensitive ? Buffer.allocUnsafeSlow(n) : Buffer.allocUnsafe(n);
   w.buf.copy(out, 0, 0, n);
   if (sensitive) w.buf.fill(0, 0, n);
-  if (w.buf.length > 1024 * 1024) {
-    // Do not keep a large scratch buffer alive after one big frame.
-    w.buf.fill(0, 0, n);
-    w.buf = Buffer.allocUnsafeSlow(64 * 1024);
-  }
   return out;
 }

@@ -1,0 +1,199 @@
+/**
+ * Secret keys: AES-GCM, ChaCha20-Poly1305, AES-KW, AES-KWP, HMAC, HKDF.
+ * Their value is bytes the daemon owns (`Buffer.alloc`), zeroed when the key
+ * node is freed (src/ops/key.ts). Generate, import (raw, jwk) and export.
+ *
+ * JWK `alg` values (RFC 7518 §3.2, §4.4, §5.3; ChaCha20-Poly1305 "C20P" as in
+ * draft-amringer-jose-chacha; AES-KWP is cryptod's extension and uses
+ * "A128KWP", "A192KWP", "A256KWP", by analogy with "A128KW").
+ */
+import { randomFillSync } from 'node:crypto';
+import type { CborValue } from '../protocol/cbor.js';
+import { DataError, InvalidArgumentError, UnsupportedError } from '../protocol/errors.js';
+import { normalizeHash, type HashName } from './algorithms.js';
+import type { Args } from './args.js';
+import { b64url, checkJwk, jwkBytes, jwkTail, type Jwk, type JwkOut } from './jwk.js';
+import { KeyNode, type KeyAlgorithm, type KeyUsage } from './key.js';
+import { checkUsages, type SecretAlgorithm } from './key-usages.js';
+
+/** HMAC's default key length is the hash's block size (WebCrypto §29.6 "get key length"). */
+export const HASH_BLOCK_BITS: Record<HashName, number> = { 'SHA-1': 512, 'SHA-256': 512, 'SHA-384': 1024, 'SHA-512': 1024 };
+/** Output length of each hash in bytes (HKDF's limit is 255 of these, RFC 5869 §2.3). */
+export const HASH_BYTES: Record<HashName, number> = { 'SHA-1': 20, 'SHA-256': 32, 'SHA-384': 48, 'SHA-512': 64 };
+/** Largest HMAC key generateKey/deriveKey will make (bits). Imports are bounded only by the frame size. */
+export const MAX_HMAC_GENERATE_BITS = 8192;
+
+const HMAC_JWK_ALG: Record<HashName, string> = { 'SHA-1': 'HS1', 'SHA-256': 'HS256', 'SHA-384': 'HS384', 'SHA-512': 'HS512' };
+
+function isAes(name: SecretAlgorithm): name is 'AES-GCM' | 'AES-KW' | 'AES-KWP' {
+  return name === 'AES-GCM' || name === 'AES-KW' || name === 'AES-KWP';
+}
+
+function hmacHash(params: Args, field: string): HashName {
+  return normalizeHash(params.hash, `${field}.hash`);
+}
+
+/** An optional length parameter in bits: an integer when present. */
+function lengthParam(params: Args, field: string): number | undefined {
+  const v = params.length;
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) {
+    throw new InvalidArgumentError(`expected '${field}.length' to be a non-negative integer (bits)`, { detail: { field: `${field}.length` } });
+  }
+  return v;
+}
+
+/**
+ * The byte length of a key of this algorithm made by generateKey or
+ * deriveKey (WebCrypto "get key length"); null for HKDF, whose keys have any
+ * length.
+ */
+export function secretKeyBytes(name: SecretAlgorithm, params: Args, field = 'algorithm'): number | null {
+  const length = lengthParam(params, field);
+  if (isAes(name)) {
+    if (length !== 128 && length !== 192 && length !== 256) {
+      throw new InvalidArgumentError(`expected '${field}.length' of an ${name} key to be 128, 192 or 256, got ${length ?? 'nothing'}`, {
+        detail: { field: `${field}.length` },
+      });
+    }
+    return length / 8;
+  }
+  switch (name) {
+    case 'ChaCha20-Poly1305':
+      if (length !== undefined && length !== 256) {
+        throw new InvalidArgumentError(`a ChaCha20-Poly1305 key is 256 bits (RFC 8439 §2.3), got 'length' ${length}`, { detail: { field: `${field}.length` } });
+      }
+      return 32;
+    case 'HMAC': {
+      const bits = length ?? HASH_BLOCK_BITS[hmacHash(params, field)];
+      if (bits === 0 || bits % 8 !== 0 || bits > MAX_HMAC_GENERATE_BITS) {
+        throw new InvalidArgumentError(`expected '${field}.length' of a new HMAC key to be a multiple of 8 from 8 to ${MAX_HMAC_GENERATE_BITS}, got ${bits}`, {
+          detail: { field: `${field}.length` },
+        });
+      }
+      return bits / 8;
+    }
+    default:
+      return null;
+  }
+}
+
+/**
+ * Build a secret key node around `secret`, which the node takes over (no
+ * copy). Checks the length for the algorithm, the usages, and HMAC's hash and
+ * length parameters. On any error `secret` is zeroed before the throw.
+ */
+export function makeSecretKey(
+  name: SecretAlgorithm,
+  params: Args,
+  secret: Buffer,
+  extractable: boolean,
+  usages: readonly KeyUsage[],
+  field = 'algorithm',
+): KeyNode {
+  try {
+    checkUsages(name, 'secret', usages);
+    const algorithm = secretAlgorithm(name, params, secret.length, field);
+    if (name === 'HKDF' && extractable) {
+      // WebCrypto §31.8.2 importKey: an HKDF key is never extractable (SyntaxError).
+      throw new InvalidArgumentError("an HKDF key cannot be extractable; pass 'extractable': false", { detail: { field: 'extractable' } });
+    }
+    return new KeyNode({ algorithm, type: 'secret', extractable, usages, secret });
+  } catch (err) {
+    secret.fill(0);
+    throw err;
+  }
+}
+
+function secretAlgorithm(name: SecretAlgorithm, params: Args, n: number, field: string): KeyAlgorithm {
+  if (isAes(name)) {
+    if (n !== 16 && n !== 24 && n !== 32) {
+      throw new DataError(`expected a 16-, 24- or 32-byte AES key, got ${n}`, { detail: { expected: '16, 24 or 32', actual: n } });
+    }
+    return { name, length: n * 8 };
+  }
+  switch (name) {
+    case 'ChaCha20-Poly1305':
+      if (n !== 32) throw new DataError(`expected a 32-byte ChaCha20-Poly1305 key, got ${n}`, { detail: { expected: 32, actual: n } });
+      return { name, length: 256 };
+    case 'HMAC': {
+      const hash = hmacHash(params, field);
+      // WebCrypto §29.6 importKey: a zero-length HMAC key is a DataError.
+      if (n === 0) throw new DataError('expected an HMAC key of at least 1 byte, got 0', { detail: { expected: '>= 1', actual: 0 } });
+      const length = lengthParam(params, field);
+      if (length !== undefined && length % 8 !== 0) {
+        throw new UnsupportedError(`HMAC keys are whole bytes; 'length' ${length} is not a multiple of 8`, { detail: { field: `${field}.length` } });
+      }
+      if (length !== undefined && length !== n * 8) {
+        throw new DataError(`'length' says ${length} bits but the HMAC key is ${n * 8} bits`, { detail: { expected: length, actual: n * 8 } });
+      }
+      return { name, hash: { name: hash }, length: n * 8 };
+    }
+    case 'HKDF':
+      return { name };
+  }
+  throw new UnsupportedError(`not a secret key algorithm: ${String(name)}`);
+}
+
+export function generateSecretKey(name: SecretAlgorithm, params: Args, extractable: boolean, usages: readonly KeyUsage[]): KeyNode {
+  if (name === 'HKDF') throw new UnsupportedError('HKDF keys are imported (format raw), not generated, as in WebCrypto');
+  checkUsages(name, 'secret', usages); // before drawing random bytes for nothing
+  const n = secretKeyBytes(name, params)!;
+  return makeSecretKey(name, params, randomFillSync(Buffer.alloc(n)), extractable, usages);
+}
+
+/** The JWK `alg` of a secret key. */
+export function secretJwkAlg(algorithm: KeyAlgorithm): string {
+  const bits = algorithm.length ?? 0;
+  switch (algorithm.name) {
+    case 'AES-GCM':
+      return `A${bits}GCM`;
+    case 'AES-KW':
+      return `A${bits}KW`;
+    case 'AES-KWP':
+      return `A${bits}KWP`;
+    case 'ChaCha20-Poly1305':
+      return 'C20P';
+    case 'HMAC':
+      return HMAC_JWK_ALG[algorithm.hash!.name as HashName];
+    default:
+      throw new UnsupportedError(`${algorithm.name} keys have no JWK form`);
+  }
+}
+
+export function importSecretKey(
+  name: SecretAlgorithm,
+  params: Args,
+  format: 'raw' | 'jwk',
+  keyData: Buffer | Jwk,
+  extractable: boolean,
+  usages: readonly KeyUsage[],
+): KeyNode {
+  if (format === 'raw') return makeSecretKey(name, params, keyData as Buffer, extractable, usages);
+  if (name === 'HKDF') throw new UnsupportedError("HKDF keys are imported in format 'raw' only, as in WebCrypto");
+  const jwk = keyData as Jwk;
+  checkJwk(jwk, { kty: 'oct', use: name === 'HMAC' ? 'sig' : 'enc', usages, extractable });
+  const secret = jwkBytes(jwk, 'k');
+  const key = makeSecretKey(name, params, secret, extractable, usages);
+  // The expected alg depends on the key's length (AES) or hash (HMAC): check it once both are known.
+  const alg = jwk.alg;
+  if (alg !== undefined && alg !== secretJwkAlg(key.algorithm)) {
+    key.dispose();
+    throw new DataError(`expected JWK 'alg' to be '${secretJwkAlg(key.algorithm)}' for this key, got ${typeof alg === 'string' ? `'${alg.slice(0, 24)}'` : 'not text'}`, {
+      detail: { member: 'alg', expected: secretJwkAlg(key.algorithm) },
+    });
+  }
+  return key;
+}
+
+/** Raw bytes (a fresh copy the caller zeroes) or a JWK. */
+export function exportSecretKey(format: 'raw' | 'jwk', key: KeyNode): Buffer | CborValue {
+  if (format === 'raw') {
+    const out = Buffer.alloc(key.secret.length);
+    key.secret.copy(out);
+    return out;
+  }
+  // JS strings cannot be wiped: the base64url text of `k` lives until collected (README).
+  const jwk: JwkOut = { kty: 'oct', k: b64url(key.secret), alg: secretJwkAlg(key.algorithm), ...jwkTail(key.usages, key.extractable) };
+  return jwk;
+}

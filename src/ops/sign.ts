@@ -1,0 +1,151 @@
+/**
+ * SIGN and VERIFY (SubtleCrypto.sign/verify): HMAC (RFC 2104), Ed25519
+ * (RFC 8032), ECDSA with IEEE P1363 r||s signatures (FIPS 186-5), RSA-PSS
+ * (RFC 8017 §8.1, MGF1 with the signing hash).
+ *
+ * HMAC, Ed25519 and ECDSA are µs-scale and run synchronously on the hot path;
+ * RSA-PSS signing (a private-key exponentiation, ~1 ms at 2048 bits) runs on
+ * libuv's thread pool so the event loop keeps serving other clients. RSA
+ * verification uses the public exponent 65537 and stays synchronous (µs).
+ *
+ * As in WebCrypto, VERIFY answers `false` for a wrong or malformed signature
+ * (any length, any bytes); only malformed arguments are errors.
+ */
+import { constants, createHmac, sign as nodeSign, timingSafeEqual, verify as nodeVerify } from 'node:crypto';
+import type { Operation, RequestContext } from '../daemon/operation.js';
+import type { CborValue } from '../protocol/cbor.js';
+import { InvalidArgumentError, OperationError, UnsupportedError } from '../protocol/errors.js';
+import { Op } from '../protocol/ops.js';
+import { NODE_HASH, normalizeAlgorithm, normalizeHash, type HashName, type NormalizedAlgorithm } from './algorithms.js';
+import { asArgs, bytes, nodeId, type Args } from './args.js';
+import { acquireKey, type KeyNode } from './key.js';
+import { HASH_BYTES } from './secret-keys.js';
+
+const SIGNATURE_ALGORITHMS = 'HMAC, Ed25519, ECDSA, RSA-PSS';
+
+function hmac(key: KeyNode, data: Uint8Array): Buffer {
+  return createHmac(NODE_HASH[key.algorithm.hash!.name as HashName], key.secret).update(data).digest();
+}
+
+function ecdsaHash(alg: NormalizedAlgorithm): string {
+  return NODE_HASH[normalizeHash(alg.params.hash, 'algorithm.hash')];
+}
+
+/** RSA-PSS `saltLength` (required, as in WebCrypto's RsaPssParams). */
+function saltLength(alg: NormalizedAlgorithm): number {
+  const v = alg.params.saltLength;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) {
+    throw new InvalidArgumentError("expected 'algorithm.saltLength' to be a non-negative integer (bytes)", { detail: { field: 'algorithm.saltLength' } });
+  }
+  return v;
+}
+
+/** RFC 8017 §9.1.1: emLen ≥ hLen + sLen + 2, where emLen = ⌈(modBits − 1)/8⌉. */
+function maxSalt(key: KeyNode): number {
+  const hash = key.algorithm.hash!.name as HashName;
+  return Math.ceil((key.algorithm.modulusLength! - 1) / 8) - HASH_BYTES[hash] - 2;
+}
+
+function pssOptions(key: KeyNode, salt: number) {
+  return { key: key.object, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: salt };
+}
+
+function unsupported(op: string, name: string): never {
+  throw new UnsupportedError(`${op} supports ${SIGNATURE_ALGORITHMS}; got ${name}`, { detail: { field: 'algorithm' } });
+}
+
+/** RSA-PSS sign on the thread pool; the accessor keeps the key alive (and un-zeroed) until it finished. */
+async function rsaPssSign(ctx: RequestContext, args: Args, alg: NormalizedAlgorithm, data: Buffer): Promise<CborValue> {
+  using key = acquireKey(ctx, nodeId(args, 'key'));
+  const k = key.value;
+  k.require('RSA-PSS', 'sign');
+  const salt = saltLength(alg);
+  if (salt > maxSalt(k)) {
+    throw new OperationError(`'saltLength' ${salt} is too long for a ${k.algorithm.modulusLength}-bit key with ${k.algorithm.hash!.name}; at most ${maxSalt(k)}`, {
+      detail: { field: 'algorithm.saltLength', max: maxSalt(k) },
+    });
+  }
+  const hash = NODE_HASH[k.algorithm.hash!.name as HashName];
+  // node copies `data` into the job before returning, so the request frame may be reused meanwhile.
+  return await new Promise<Buffer>((resolve, reject) => {
+    nodeSign(hash, data, pssOptions(k, salt), (err, sig) => (err ? reject(new OperationError('RSA-PSS signing failed', { cause: err })) : resolve(sig)));
+  });
+}
+
+export const signOperations: Operation[] = [
+  {
+    /** `{ algorithm, key, data }` → signature bytes. ECDSA takes `algorithm.hash`; RSA-PSS `algorithm.saltLength`. */
+    op: Op.SIGN,
+    handle: (ctx, raw) => {
+      const args = asArgs(raw);
+      const alg = normalizeAlgorithm(args.algorithm);
+      const data = bytes(args, 'data');
+      if (alg.name === 'RSA-PSS') return rsaPssSign(ctx, args, alg, data);
+      using key = acquireKey(ctx, nodeId(args, 'key'));
+      const k = key.value;
+      switch (alg.name) {
+        case 'HMAC':
+          k.require('HMAC', 'sign');
+          return hmac(k, data);
+        case 'Ed25519':
+          k.require('Ed25519', 'sign');
+          return nodeSign(null, data, k.object);
+        case 'ECDSA': {
+          k.require('ECDSA', 'sign');
+          return nodeSign(ecdsaHash(alg), data, { key: k.object, dsaEncoding: 'ieee-p1363' });
+        }
+        default:
+          return unsupported('sign', alg.name);
+      }
+    },
+  },
+  {
+    /** `{ algorithm, key, signature, data }` → boolean. */
+    op: Op.VERIFY,
+    handle: (ctx, raw) => {
+      const args = asArgs(raw);
+      const alg = normalizeAlgorithm(args.algorithm);
+      const data = bytes(args, 'data');
+      const signature = bytes(args, 'signature');
+      using key = acquireKey(ctx, nodeId(args, 'key'));
+      const k = key.value;
+      switch (alg.name) {
+        case 'HMAC': {
+          k.require('HMAC', 'verify');
+          const tag = hmac(k, data);
+          // Constant time in the tag's content; the length is public (it is the hash's).
+          return signature.length === tag.length && timingSafeEqual(signature, tag);
+        }
+        case 'Ed25519':
+          k.require('Ed25519', 'verify');
+          return signature.length === 64 && safeVerify(() => nodeVerify(null, data, k.object, signature));
+        case 'ECDSA': {
+          k.require('ECDSA', 'verify');
+          const hash = ecdsaHash(alg);
+          const n = k.algorithm.namedCurve === 'P-256' ? 32 : 48;
+          // IEEE P1363: exactly r||s, each the curve order's size; any other length is not a signature.
+          return signature.length === 2 * n && safeVerify(() => nodeVerify(hash, data, { key: k.object, dsaEncoding: 'ieee-p1363' }, signature));
+        }
+        case 'RSA-PSS': {
+          k.require('RSA-PSS', 'verify');
+          const salt = saltLength(alg);
+          // RFC 8017 §9.1.2: a salt that cannot fit is "inconsistent", i.e. not a valid signature.
+          if (salt > maxSalt(k) || signature.length !== Math.ceil(k.algorithm.modulusLength! / 8)) return false;
+          const hash = NODE_HASH[k.algorithm.hash!.name as HashName];
+          return safeVerify(() => nodeVerify(hash, data, pssOptions(k, salt), signature));
+        }
+        default:
+          return unsupported('verify', alg.name);
+      }
+    },
+  },
+];
+
+/** OpenSSL reports some malformed signatures as errors rather than "no": both mean `false`. */
+function safeVerify(run: () => boolean): boolean {
+  try {
+    return run();
+  } catch {
+    return false;
+  }
+}
