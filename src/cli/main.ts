@@ -6,6 +6,7 @@
  */
 import { DAEMON_VERSION } from '../daemon/version.js';
 import { UsageError, wantsHelp } from './args.js';
+import { client } from './client.js';
 import { digest } from './digest.js';
 import { EXIT_OK, EXIT_USAGE, report } from './output.js';
 import { serve } from './serve.js';
@@ -20,6 +21,7 @@ Commands:
   serve      run the daemon in the foreground
   digest     hash a file or stdin through the daemon (streams any size)
   status     show clients, connections and live keys/contexts of a daemon
+  client     add, revoke or list token clients (run as the daemon's user)
   help       show this help, or \`cryptod help <command>\` for one command
 
 Options:
@@ -29,11 +31,12 @@ Options:
 Environment:
   CRYPTOD_SOCKET   socket path used when --socket is not given
                    (default: ./.cryptod/cryptod.sock)
+  CRYPTOD_TOKEN    token sent at HELLO by digest, status and connect()
 `;
 
 type Command = (argv: readonly string[]) => Promise<number>;
 
-const COMMANDS: Record<string, Command> = { serve, digest, status };
+const COMMANDS: Record<string, Command> = { serve, digest, status, client };
 
 async function main(argv: readonly string[]): Promise<number> {
   const [name, ...rest] = argv;

@@ -12,12 +12,14 @@
 import { constants } from 'node:os';
 import { DEFAULT_DATA_DIR, resolveSocketPath } from '../config/paths.js';
 import { createLogger, type Level, type Logger } from '../daemon/logger.js';
+import { NO_AUDIT, createAudit, type Audit } from '../daemon/audit.js';
 import type { Limits } from '../daemon/limits.js';
 import { peerCred, peerCredAvailable } from '../daemon/peer-cred.js';
 import { startDaemon, type Daemon, type DaemonOptions } from '../daemon/server.js';
 import { CryptodError } from '../protocol/errors.js';
 import { ensurePrivateDir } from '../store/private-files.js';
-import { choiceOpt, integerOpt, modeOpt, parseCommand, stringOpt, wantsHelp, type OptionSpec } from './args.js';
+import { openSqliteClientRegistry, type SqliteClientRegistry } from '../store/sqlite/client-registry.js';
+import { UsageError, choiceOpt, integerOpt, modeOpt, parseCommand, stringOpt, wantsHelp, type OptionSpec, type Parsed } from './args.js';
 import { SOCKET_OPTION } from './connect.js';
 import { EXIT_FAILURE, EXIT_OK, LocalFailure } from './output.js';
 
@@ -38,9 +40,32 @@ Options:
   --max-nodes-per-client N   live keys and contexts per client (default: 10000)
   --max-inflight N           requests in flight per connection before the
                              daemon stops reading from it (default: 1024)
+  --max-inflight-bytes BYTES payload bytes of the requests in flight per
+                             connection before the daemon stops reading from
+                             it (default: 33554432, 32 MiB)
+  --max-connections-per-client N
+                             open connections per client (default: 128)
+  --context-idle-ms MS       release hash, HMAC and cipher contexts that no
+                             request used for MS; 0: never (default: 600000)
+  --max-context-memory BYTES memory for context state over all clients
+                             (default: 536870912, 512 MiB)
+  --audit-log FILE|-         append one JSON line per security event to FILE
+                             (created mode 600), or to stdout with '-'
+                             (default: off)
   --shutdown-grace-ms MS     how long shutdown waits for requests in flight
                              (default: 5000)
   --log-level LEVEL          debug, info, warn or error (default: info)
+  --allow-uid N              also admit processes of uid N on the socket
+                             (repeatable; the daemon's user and root always
+                             may connect)
+  --allow-gid N              also admit processes whose primary gid is N
+                             (repeatable; supplementary groups are not seen)
+  --listen tcp://HOST:PORT   also listen on TCP, with mutual TLS only; needs
+                             the three --tls-* files below
+  --tls-cert FILE            server certificate (PEM)
+  --tls-key FILE             its private key (PEM, mode 600 or stricter)
+  --tls-client-ca FILE       CA whose client certificates are admitted; the
+                             certificate's subject CN becomes the client name
   -h, --help                 show this help
 
 Environment:
@@ -54,14 +79,31 @@ const OPTIONS: OptionSpec = {
   'max-frame': { type: 'string' },
   'max-nodes-per-client': { type: 'string' },
   'max-inflight': { type: 'string' },
+  'max-inflight-bytes': { type: 'string' },
+  'max-connections-per-client': { type: 'string' },
+  'context-idle-ms': { type: 'string' },
+  'max-context-memory': { type: 'string' },
+  'audit-log': { type: 'string' },
   'shutdown-grace-ms': { type: 'string' },
   'log-level': { type: 'string' },
+  'allow-uid': { type: 'string', multiple: true },
+  'allow-gid': { type: 'string', multiple: true },
+  listen: { type: 'string' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
+  'tls-client-ca': { type: 'string' },
 };
 
 const LEVELS: readonly Level[] = ['debug', 'info', 'warn', 'error'];
 
 /** Parse the command line into daemon options; throws UsageError. */
-function configure(argv: readonly string[]): { dataDir: string; socketFlag: string | undefined; level: Level; options: Omit<DaemonOptions, 'socketPath'> } {
+function configure(argv: readonly string[]): {
+  dataDir: string;
+  socketFlag: string | undefined;
+  level: Level;
+  auditLog: string | undefined;
+  options: Omit<DaemonOptions, 'socketPath'>;
+} {
   const p = parseCommand('serve', argv, OPTIONS);
   const limits: { -readonly [K in keyof Limits]?: number } = {};
   const set = (key: keyof Limits, flag: string): void => {
@@ -71,14 +113,46 @@ function configure(argv: readonly string[]): { dataDir: string; socketFlag: stri
   set('maxFrame', 'max-frame');
   set('maxNodesPerClient', 'max-nodes-per-client');
   set('maxInflightPerConnection', 'max-inflight');
+  set('maxInflightBytesPerConnection', 'max-inflight-bytes');
+  set('maxConnectionsPerClient', 'max-connections-per-client');
+  set('contextIdleMs', 'context-idle-ms');
+  set('maxContextMemory', 'max-context-memory');
   set('shutdownGraceMs', 'shutdown-grace-ms');
   const socketMode = modeOpt(p, 'socket-mode', 'serve');
   return {
     dataDir: stringOpt(p, 'data-dir') ?? DEFAULT_DATA_DIR,
     socketFlag: stringOpt(p, 'socket'),
     level: choiceOpt(p, 'log-level', LEVELS, 'serve') ?? 'info',
-    options: socketMode === undefined ? { limits } : { limits, socketMode },
+    auditLog: stringOpt(p, 'audit-log'),
+    options: { ...(socketMode === undefined ? { limits } : { limits, socketMode }), ...accessOptions(p) },
   };
+}
+
+/** --allow-uid/--allow-gid and --listen with its TLS files. Missing TLS files are the daemon's ConfigError, which names them. */
+function accessOptions(p: Parsed): Pick<DaemonOptions, 'access' | 'tcp'> {
+  const ids = (flag: string): number[] => {
+    const values = (p.values as Record<string, unknown>)[flag];
+    return (Array.isArray(values) ? (values as string[]) : []).map((v) => {
+      if (!/^[0-9]+$/.test(v) || Number(v) > 0xfffffffe) throw new UsageError(`option '--${flag}' expects a numeric id from 0 to 4294967294, got '${v}'`, 'serve');
+      return Number(v);
+    });
+  };
+  const out: Pick<DaemonOptions, 'access' | 'tcp'> = {};
+  const uids = ids('allow-uid');
+  const gids = ids('allow-gid');
+  if (uids.length > 0 || gids.length > 0) out.access = { uids, gids };
+  const url = stringOpt(p, 'listen');
+  const certFile = stringOpt(p, 'tls-cert');
+  const keyFile = stringOpt(p, 'tls-key');
+  const clientCaFile = stringOpt(p, 'tls-client-ca');
+  if (url === undefined) {
+    if (certFile !== undefined || keyFile !== undefined || clientCaFile !== undefined) {
+      throw new UsageError('--tls-cert, --tls-key and --tls-client-ca configure the TCP listener: give --listen tcp://HOST:PORT too', 'serve');
+    }
+    return out;
+  }
+  out.tcp = { url, ...(certFile === undefined ? {} : { certFile }), ...(keyFile === undefined ? {} : { keyFile }), ...(clientCaFile === undefined ? {} : { clientCaFile }) };
+  return out;
 }
 
 /** Run the daemon; resolves with the exit status once it has stopped. */
@@ -87,7 +161,7 @@ export async function serve(argv: readonly string[]): Promise<number> {
     process.stdout.write(SERVE_HELP);
     return EXIT_OK;
   }
-  const { dataDir, socketFlag, level, options } = configure(argv);
+  const { dataDir, socketFlag, level, auditLog, options } = configure(argv);
   const log = createLogger({ level });
 
   // Signals are handled from the start, so one that arrives while the socket
@@ -118,11 +192,18 @@ export async function serve(argv: readonly string[]): Promise<number> {
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
 
+  // Token clients live in the data directory's registry (`cryptod client add`).
+  let clients: SqliteClientRegistry | null = null;
+  let audit: Audit = NO_AUDIT;
   try {
     const dir = ensurePrivateDir(dataDir);
     const socketPath = resolveSocketPath(socketFlag, dir);
-    daemon = await startDaemon({ ...options, socketPath, logger: log, ...peerIdentityOption(log) });
+    if (auditLog !== undefined) audit = createAudit({ target: auditLog, log });
+    clients = openSqliteClientRegistry({ dataDir: dir });
+    daemon = await startDaemon({ ...options, socketPath, logger: log, clients, audit, ...peerIdentityOption(log) });
   } catch (err) {
+    await clients?.close();
+    audit.close();
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
     // Start-up failures are configuration problems: say what to fix, no code.
@@ -130,7 +211,10 @@ export async function serve(argv: readonly string[]): Promise<number> {
     throw err;
   }
   if (stopping) shutdown(daemon);
-  return done;
+  const code = await done;
+  await clients.close();
+  audit.close();
+  return code;
 }
 
 /**

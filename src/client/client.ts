@@ -11,7 +11,8 @@
 import type { CborValue } from '../protocol/cbor.js';
 import { Op } from '../protocol/ops.js';
 import { resolveSocketPath } from '../config/paths.js';
-import { DaemonConnection, type HelloReply, type RequestOptions } from './connection.js';
+import { InvalidArgumentError } from '../protocol/errors.js';
+import { DaemonConnection, type DaemonTarget, type HelloReply, type RequestOptions, type TlsClientOptions } from './connection.js';
 import { SubtleClient, handleOf, marshal, type AlgorithmIdentifier, type CryptoKey } from './subtle.js';
 import { DigestContext } from './contexts.js';
 import { AeadStream, type AeadStreamParams } from './streams.js';
@@ -21,6 +22,16 @@ export interface ConnectOptions {
   socket?: string;
   /** The name this client gives itself (part of its ClientId); default `anonymous`. */
   clientName?: string;
+  /**
+   * A token from `cryptod client add` (default `CRYPTOD_TOKEN`): the ClientId
+   * becomes `token:<its name>`. An invalid or revoked token fails with
+   * AuthFailedError.
+   */
+  token?: string;
+  /** `tls://HOST:PORT` for a daemon's mutual-TLS listener (then `tls` is required); default: the Unix socket. */
+  url?: string;
+  /** Client certificate, key and the CA of the daemon's certificate (PEM contents), for `url`. */
+  tls?: TlsClientOptions;
 }
 
 export class Client implements AsyncDisposable {
@@ -113,6 +124,24 @@ export class Client implements AsyncDisposable {
 
 /** Connect to a running cryptod and complete the handshake. */
 export async function connect(options: ConnectOptions = {}): Promise<Client> {
-  const conn = await DaemonConnection.open(resolveSocketPath(options.socket), options.clientName ?? 'anonymous');
+  const envToken = process.env.CRYPTOD_TOKEN;
+  const token = options.token ?? (envToken === undefined || envToken === '' ? undefined : envToken);
+  const conn = await DaemonConnection.open(targetOf(options), options.clientName ?? 'anonymous', token);
   return new Client(conn);
+}
+
+function targetOf(options: ConnectOptions): DaemonTarget {
+  if (options.url === undefined) return resolveSocketPath(options.socket);
+  const m = /^tls:\/\/(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$/.exec(options.url);
+  const port = Number(m?.[2]);
+  if (m === null || port < 1 || port > 65535) {
+    throw new InvalidArgumentError(`expected url to be tls://HOST:PORT, got "${options.url}"`, { detail: { field: 'url' } });
+  }
+  if (options.tls === undefined) {
+    throw new InvalidArgumentError('a tls:// url needs the tls option: { cert, key, ca } (the daemon accepts TCP with client certificates only)', {
+      detail: { field: 'tls' },
+    });
+  }
+  const host = m[1]!.startsWith('[') ? m[1]!.slice(1, -1) : m[1]!;
+  return { host, port, tls: options.tls };
 }

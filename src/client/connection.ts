@@ -3,7 +3,8 @@
  * requests in flight, replies matched by id in any order), batched writes,
  * and typed errors rebuilt from the wire.
  */
-import { createConnection, type Socket } from 'node:net';
+import { createConnection, isIP, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { decode, type CborValue } from '../protocol/cbor.js';
 import { BadFrameError, ConnectionClosedError, CryptodError, errorFromWire } from '../protocol/errors.js';
 import { DEFAULT_MAX_FRAME, FrameKind, FrameReader, encodeFrame, type FrameSink } from '../protocol/frame.js';
@@ -31,6 +32,21 @@ export interface HelloReply {
   limits: { maxFrame: number; maxNodesPerClient: number; maxInflightPerConnection: number };
 }
 
+/** TLS material for a `tls://` daemon (PEM contents, as node:tls takes them). */
+export interface TlsClientOptions {
+  /** This client's certificate (its subject CN becomes the client name). */
+  cert: string | Buffer;
+  /** Its private key. */
+  key: string | Buffer;
+  /** CA certificate(s) the daemon's certificate must chain to. */
+  ca: string | Buffer | Array<string | Buffer>;
+  /** Name to check the daemon's certificate against; default the host. */
+  servername?: string;
+}
+
+/** Where the daemon listens: a Unix socket path, or a mutual-TLS TCP address. */
+export type DaemonTarget = string | { host: string; port: number; tls: TlsClientOptions };
+
 export class DaemonConnection implements FrameSink {
   readonly #socket: Socket;
   readonly #reader: FrameReader;
@@ -50,28 +66,15 @@ export class DaemonConnection implements FrameSink {
     socket.on('close', () => this.#fail(new ConnectionClosedError('the daemon closed the connection')));
   }
 
-  static async open(socketPath: string, clientName: string): Promise<DaemonConnection> {
-    const socket = await new Promise<Socket>((res, rej) => {
-      const s = createConnection(socketPath);
-      s.once('connect', () => {
-        s.removeAllListeners('error');
-        res(s);
-      });
-      s.once('error', (err: NodeJS.ErrnoException) => {
-        rej(
-          new ConnectionClosedError(
-            err.code === 'ENOENT' || err.code === 'ECONNREFUSED'
-              ? `no cryptod is listening on ${socketPath} (${err.code}); start one with \`cryptod serve\` or set CRYPTOD_SOCKET`
-              : `cannot connect to cryptod at ${socketPath}: ${err.message}`,
-            { cause: err, detail: { socket: socketPath } },
-          ),
-        );
-      });
-    });
+  static async open(target: DaemonTarget, clientName: string, token?: string): Promise<DaemonConnection> {
+    const socket = await (typeof target === 'string' ? openUnix(target) : openTls(target));
     socket.setNoDelay?.(true);
     const conn = new DaemonConnection(socket);
     try {
-      conn.#hello = (await conn.request(Op.HELLO, { version: PROTOCOL_VERSION, client: clientName })) as unknown as HelloReply;
+      const hello: { [k: string]: CborValue } = { version: PROTOCOL_VERSION, client: clientName };
+      if (token !== undefined) hello.token = token;
+      // A token is a secret: its frame is zeroed once written.
+      conn.#hello = (await conn.request(Op.HELLO, hello, { sensitiveRequest: token !== undefined })) as unknown as HelloReply;
     } catch (err) {
       socket.destroy();
       throw err;
@@ -199,6 +202,49 @@ export class DaemonConnection implements FrameSink {
     for (const p of pending) p.reject(err);
     this.#drained?.();
   }
+}
+
+function openUnix(socketPath: string): Promise<Socket> {
+  return new Promise<Socket>((res, rej) => {
+    const s = createConnection(socketPath);
+    s.once('connect', () => {
+      s.removeAllListeners('error');
+      res(s);
+    });
+    s.once('error', (err: NodeJS.ErrnoException) => {
+      rej(
+        new ConnectionClosedError(
+          err.code === 'ENOENT' || err.code === 'ECONNREFUSED'
+            ? `no cryptod is listening on ${socketPath} (${err.code}); start one with \`cryptod serve\` or set CRYPTOD_SOCKET`
+            : `cannot connect to cryptod at ${socketPath}: ${err.message}`,
+          { cause: err, detail: { socket: socketPath } },
+        ),
+      );
+    });
+  });
+}
+
+/**
+ * Mutual TLS (docs/protocol.md §1): the daemon's certificate is checked
+ * against `ca` and the host name; ours goes to the daemon. With TLS 1.3 the
+ * daemon checks our certificate after our side of the handshake is done, so
+ * a refusal shows up as the HELLO failing with ConnectionClosedError.
+ */
+function openTls(target: { host: string; port: number; tls: TlsClientOptions }): Promise<Socket> {
+  const where = `tls://${target.host}:${target.port}`;
+  return new Promise<Socket>((res, rej) => {
+    const { servername, ...material } = target.tls;
+    // SNI carries host names only (RFC 6066 §3); an IP is still checked against the certificate's SANs.
+    const sni = servername ?? (isIP(target.host) === 0 ? target.host : undefined);
+    const s = tlsConnect({ host: target.host, port: target.port, ...material, minVersion: 'TLSv1.2', ...(sni === undefined ? {} : { servername: sni }) });
+    s.once('secureConnect', () => {
+      s.removeAllListeners('error');
+      res(s);
+    });
+    s.once('error', (err: NodeJS.ErrnoException) => {
+      rej(new ConnectionClosedError(`cannot connect to cryptod at ${where}: ${err.message}`, { cause: err, detail: { url: where } }));
+    });
+  });
 }
 
 /** Deep-copy byte strings out of a frame buffer that is about to be zeroed. */

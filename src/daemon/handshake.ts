@@ -1,12 +1,21 @@
 /**
  * HELLO: the first request on every connection (docs/protocol.md §4).
- * It fixes the protocol version and names the client. The ClientId joins the
- * kernel-verified peer identity (when the platform gives one) with the name
- * the client chose, so two processes of one user that pick the same name
- * share a namespace of handles, and nobody else does.
+ * It fixes the protocol version and names the client. The ClientId comes from
+ * the strongest proof of identity the connection has, never from what the
+ * client merely claims:
+ *
+ *   token in HELLO, verified ─────────▶ token:<registry name>
+ *   TLS client certificate (verified) ─▶ cert:<subject CN>
+ *   kernel peer credentials (Unix) ────▶ uid:<uid>/<client name>
+ *   none (no SO_PEERCRED) ─────────────▶ local/<client name>
+ *
+ * With a uid, two processes of one user that pick the same client name share
+ * a namespace of handles, and nobody else does; with a token or certificate
+ * the name is the credential's, and the HELLO `client` field is not used.
  */
 import type { CborValue } from '../protocol/cbor.js';
-import { InvalidArgumentError, ProtocolVersionError } from '../protocol/errors.js';
+import type { VerifiedClient } from '../auth/client-registry.js';
+import { AuthFailedError, InvalidArgumentError, ProtocolVersionError } from '../protocol/errors.js';
 import { PROTOCOL_VERSION } from '../protocol/ops.js';
 import { clientId, type ClientId } from '../state/ids.js';
 import { asArgs, int, optStr } from '../ops/args.js';
@@ -21,13 +30,46 @@ export interface PeerIdentity {
 
 export interface Identity {
   readonly clientId: ClientId;
+  /** The token's or certificate's name when one authenticated the client, else the name it chose. */
   readonly clientName: string;
   readonly peer: PeerIdentity | null;
+  /** What proved the identity: a token, a TLS client certificate, the kernel's uid, or nothing. */
+  readonly authenticatedBy: 'token' | 'cert' | 'uid' | 'none';
+  /** The verified token's lookup id (not secret), so a revocation can cut this connection. */
+  readonly tokenId: string | null;
+}
+
+/** What the transport and the daemon bring to HELLO besides the peer credentials. */
+export interface HelloAuth {
+  /** Checks a HELLO token; null when the daemon has no client registry (every token then fails). */
+  readonly verifyToken: ((token: string) => Promise<VerifiedClient | null>) | null;
+  /** Subject CN of the verified TLS client certificate; null on the Unix socket. */
+  readonly certName: string | null;
+}
+
+export const NO_HELLO_AUTH: HelloAuth = { verifyToken: null, certName: null };
+
+export interface HandshakeResult {
+  identity: Identity;
+  reply: CborValue;
 }
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
-export function handshake(raw: CborValue, peer: PeerIdentity | null, limits: Limits): { identity: Identity; reply: CborValue } {
+/**
+ * Check HELLO and name the client. Synchronous unless HELLO carries a token,
+ * which the registry verifies asynchronously.
+ *
+ * @throws (or rejects with) AuthFailedError when the token does not verify
+ *   or its uid restriction does not match the peer: the caller closes the
+ *   connection after sending it.
+ */
+export function handshake(
+  raw: CborValue,
+  peer: PeerIdentity | null,
+  limits: Limits,
+  auth: HelloAuth = NO_HELLO_AUTH,
+): HandshakeResult | Promise<HandshakeResult> {
   const args = asArgs(raw, 'the HELLO arguments');
   const version = int(args, 'version', 0, 0xffff);
   if (version !== PROTOCOL_VERSION) {
@@ -41,13 +83,42 @@ export function handshake(raw: CborValue, peer: PeerIdentity | null, limits: Lim
       detail: { field: 'client' },
     });
   }
-  const id = clientId(peer === null ? `local/${name}` : `uid:${peer.uid}/${name}`);
-  const identity: Identity = { clientId: id, clientName: name, peer };
+  const token = optStr(args, 'token');
+  if (token !== undefined) {
+    const verify = auth.verifyToken;
+    if (verify === null) return Promise.reject(new AuthFailedError('this daemon has no client registry: it accepts no tokens'));
+    return verify(token).then((client) => complete(tokenIdentity(client, peer), limits));
+  }
+  if (auth.certName !== null) {
+    return complete({ clientId: clientId(`cert:${auth.certName}`), clientName: auth.certName, peer, authenticatedBy: 'cert', tokenId: null }, limits);
+  }
+  const identity: Identity =
+    peer === null
+      ? { clientId: clientId(`local/${name}`), clientName: name, peer, authenticatedBy: 'none', tokenId: null }
+      : { clientId: clientId(`uid:${peer.uid}/${name}`), clientName: name, peer, authenticatedBy: 'uid', tokenId: null };
+  return complete(identity, limits);
+}
+
+/**
+ * The identity a verified token gives. Unknown, malformed and revoked tokens
+ * share one message: which of them it was is no business of whoever holds it.
+ * A uid mismatch says so, since only a holder of a valid token can see it.
+ */
+function tokenIdentity(client: VerifiedClient | null, peer: PeerIdentity | null): Identity {
+  if (client === null) throw new AuthFailedError('the token is not valid: unknown, malformed or revoked');
+  // A uid-restricted token proves nothing without a kernel-verified uid (TCP, or no SO_PEERCRED).
+  if (client.uid !== null && (peer === null || peer.uid !== client.uid)) {
+    throw new AuthFailedError('the token is restricted to a uid this connection does not have');
+  }
+  return { clientId: clientId(`token:${client.name}`), clientName: client.name, peer, authenticatedBy: 'token', tokenId: client.tokenId };
+}
+
+function complete(identity: Identity, limits: Limits): HandshakeResult {
   const reply: CborValue = {
     version: PROTOCOL_VERSION,
     daemon: 'cryptod',
     daemonVersion: DAEMON_VERSION,
-    clientId: id,
+    clientId: identity.clientId,
     limits: {
       maxFrame: limits.maxFrame,
       maxNodesPerClient: limits.maxNodesPerClient,

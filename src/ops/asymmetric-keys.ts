@@ -24,7 +24,7 @@ import type { CborValue } from '../protocol/cbor.js';
 import { DataError, InvalidArgumentError, type CryptodError, InvalidKeyError, OperationError, UnsupportedError } from '../protocol/errors.js';
 import { normalizeHash, type HashName } from './algorithms.js';
 import { kindOf, type Args } from './args.js';
-import { b64url, checkJwk, jwkBytes, jwkText, jwkTail, type Jwk, type JwkOut } from './jwk.js';
+import { b64url, checkJwk, jwkBytes, jwkText, jwkTail, quote, type Jwk, type JwkOut } from './jwk.js';
 import { KeyNode, type KeyAlgorithm, type KeyType, type KeyUsage } from './key.js';
 import { checkUsages, splitPairUsages, type AsymmetricAlgorithm } from './key-usages.js';
 
@@ -218,7 +218,7 @@ function importJwk(spec: Spec, jwk: Jwk, extractable: boolean, usages: readonly 
   checkJwk(jwk, { kty: spec.kty, use: spec.name === 'X25519' || spec.name === 'ECDH' ? 'enc' : 'sig', usages, extractable, ...(alg ? { alg } : {}) });
   if (spec.crv !== undefined) {
     const crv = jwkText(jwk, 'crv');
-    if (crv !== spec.crv) throw new DataError(`expected JWK 'crv' to be '${spec.crv}', got '${crv.slice(0, 24)}'`, { detail: { member: 'crv', expected: spec.crv } });
+    if (crv !== spec.crv) throw new DataError(`expected JWK 'crv' to be '${spec.crv}', got ${quote(crv)}`, { detail: { member: 'crv', expected: spec.crv } });
   }
   if (spec.kty === 'RSA' && jwk.oth !== undefined) throw new UnsupportedError('multi-prime RSA keys (JWK \'oth\') are not supported', { detail: { member: 'oth' } });
   const isPrivate = jwk.d !== undefined;

@@ -29,6 +29,13 @@ import { acquireKey } from './key.js';
 export const SLICE = 256 * 1024;
 
 /**
+ * What a hash or HMAC context is charged against the daemon's context memory
+ * budget: an EVP_MD_CTX with SHA-512 state is ~250 bytes, an HMAC holds two
+ * plus its padded keys; 2 KiB covers them and their JavaScript wrappers.
+ */
+export const DIGEST_CONTEXT_COST = 2048;
+
+/**
  * The value of a 'hash' or 'hmac' node: node:crypto's running state.
  *
  * What dispose() can and cannot wipe: an HMAC's keyed state (the inner and
@@ -41,6 +48,8 @@ export const SLICE = 256 * 1024;
  */
 export class DigestState implements NodeValue {
   readonly algorithm: HashName;
+  /** A fixed charge on the context memory budget (src/daemon/limits.ts): OpenSSL's digest or HMAC state and its wrappers. */
+  readonly memoryCost = DIGEST_CONTEXT_COST;
   #state: Hash | Hmac | null;
 
   constructor(algorithm: HashName, state: Hash | Hmac) {

@@ -3,8 +3,9 @@
  * WebCrypto runs on them at import (W3C WebCrypto §14.3.9 importKey, "jwk"
  * steps of each algorithm): kty, use, key_ops, ext, alg.
  *
- * Errors name the member and what was expected. They may quote short public
- * members (kty, alg, crv, use), never `k`, `d` or the private RSA members.
+ * Errors name the member and what was expected. They quote a public member
+ * (kty, alg, crv, use, key_ops) only when its value is a name JOSE defines
+ * ({@link quote}), never `k`, `d` or the private RSA members.
  */
 import type { CborValue } from '../protocol/cbor.js';
 import { DataError } from '../protocol/errors.js';
@@ -21,8 +22,27 @@ export function asJwk(v: CborValue): Jwk {
   return asArgs(v);
 }
 
-function quote(s: string): string {
-  return `'${s.slice(0, 24)}'`;
+/**
+ * Names a JWK's public members may carry (RFC 7518 §3.1 alg, §6.1 kty, §6.2.1.1
+ * and RFC 8037 crv, RFC 7517 use; WebCrypto's key_ops and its 'HS1'/'RS1'…).
+ */
+const JOSE_NAMES: ReadonlySet<string> = new Set([
+  ...['oct', 'RSA', 'EC', 'OKP', 'sig', 'enc'],
+  ...['P-256', 'P-384', 'P-521', 'secp256k1', 'Ed25519', 'Ed448', 'X25519', 'X448'],
+  ...['HS1', 'HS256', 'HS384', 'HS512', 'RS1', 'RS256', 'RS384', 'RS512', 'PS1', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'],
+  ...['A128GCM', 'A192GCM', 'A256GCM', 'A128KW', 'A192KW', 'A256KW', 'A128CTR', 'A192CTR', 'A256CTR', 'A128CBC', 'A192CBC', 'A256CBC'],
+  ...['A128GCMKW', 'A192GCMKW', 'A256GCMKW', 'RSA-OAEP', 'RSA-OAEP-256', 'RSA-OAEP-384', 'RSA-OAEP-512', 'RSA1_5', 'ECDH-ES', 'dir', 'C20P', 'XC20P'],
+  ...KEY_USAGES,
+]);
+
+/**
+ * A member's value for an error message: quoted when it is a name JOSE
+ * defines, else only its length. A JWK arrives with its key next to these
+ * members; a value that is no known name may be key bytes in the wrong
+ * member, and an error message must never echo them.
+ */
+export function quote(s: string): string {
+  return JOSE_NAMES.has(s) ? `'${s}'` : `an unrecognized value of ${s.length} characters`;
 }
 
 /** A required text member. */

@@ -12,7 +12,7 @@ import type { CborValue } from '../protocol/cbor.js';
 import { DataError, InvalidArgumentError, UnsupportedError } from '../protocol/errors.js';
 import { normalizeHash, type HashName } from './algorithms.js';
 import type { Args } from './args.js';
-import { b64url, checkJwk, jwkBytes, jwkTail, type Jwk, type JwkOut } from './jwk.js';
+import { b64url, checkJwk, jwkBytes, jwkTail, quote, type Jwk, type JwkOut } from './jwk.js';
 import { KeyNode, type KeyAlgorithm, type KeyUsage } from './key.js';
 import { checkUsages, type SecretAlgorithm } from './key-usages.js';
 
@@ -179,7 +179,7 @@ export function importSecretKey(
   const alg = jwk.alg;
   if (alg !== undefined && alg !== secretJwkAlg(key.algorithm)) {
     key.dispose();
-    throw new DataError(`expected JWK 'alg' to be '${secretJwkAlg(key.algorithm)}' for this key, got ${typeof alg === 'string' ? `'${alg.slice(0, 24)}'` : 'not text'}`, {
+    throw new DataError(`expected JWK 'alg' to be '${secretJwkAlg(key.algorithm)}' for this key, got ${typeof alg === 'string' ? quote(alg) : 'not text'}`, {
       detail: { member: 'alg', expected: secretJwkAlg(key.algorithm) },
     });
   }

@@ -37,6 +37,8 @@ export const SEGMENT_SIZE_OFFSET = 6;
 export const MIN_SEGMENT_SIZE = 1024;
 export const MAX_SEGMENT_SIZE = 1024 * 1024;
 export const DEFAULT_SEGMENT_SIZE = 64 * 1024;
+/** Charged per stream on top of its buffers: nonce, subkey, header and the objects around them. */
+const STREAM_OVERHEAD = 1024;
 /** The segment counter is a u32: at most 2^32 segments per stream. */
 const MAX_SEGMENTS = 0x1_0000_0000;
 
@@ -131,6 +133,8 @@ abstract class StreamState implements NodeValue {
 export class StreamSealer extends StreamState {
   readonly header: Buffer;
   readonly segmentSize: number;
+  /** Context memory budget: the held-back segment and the AAD (header ‖ additionalData). */
+  readonly memoryCost: number;
 
   constructor(id: StreamCipherId, key: Buffer, segmentSize: number, additionalData: Uint8Array | undefined) {
     super();
@@ -142,6 +146,7 @@ export class StreamSealer extends StreamState {
     this.header.writeUInt32BE(segmentSize, SEGMENT_SIZE_OFFSET);
     randomFillSync(this.header, 10, SALT_LENGTH + PREFIX_LENGTH);
     this.begin(this.header, id, key, additionalData, segmentSize);
+    this.memoryCost = STREAM_OVERHEAD + segmentSize + HEADER_LENGTH + (additionalData?.length ?? 0);
   }
 
   update(data: Uint8Array, out: Buffer[]): void {
@@ -173,6 +178,12 @@ export class StreamOpener extends StreamState {
   readonly #header = Buffer.alloc(HEADER_LENGTH);
   #headerFill = 0;
   #segment = 0; // ciphertext segment length, known once the header is read
+  /**
+   * Context memory budget, charged at creation for the largest segment a
+   * header may name: the segment size comes from the (untrusted) stream, so
+   * anything less would let a crafted header allocate past the budget.
+   */
+  readonly memoryCost: number;
 
   /** `key` is borrowed until the header has been read; the caller keeps the key node alive (it is the parent). */
   constructor(id: StreamCipherId, key: Buffer, additionalData: Uint8Array | undefined) {
@@ -180,6 +191,7 @@ export class StreamOpener extends StreamState {
     this.#id = id;
     this.#key = key;
     this.#additionalData = additionalData === undefined ? null : Buffer.from(additionalData);
+    this.memoryCost = STREAM_OVERHEAD + MAX_SEGMENT_SIZE + TAG_LENGTH + HEADER_LENGTH + 2 * (additionalData?.length ?? 0);
   }
 
   update(data: Uint8Array, out: Buffer[]): void {

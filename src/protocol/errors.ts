@@ -61,6 +61,8 @@ function named<T extends ErrorClass>(name: string, cls: T): T {
 export const NotFoundError = named('NotFoundError', define('CRYPTOD_ERR_NOT_FOUND', 'no such object'));
 export const BusyError = named('BusyError', define('CRYPTOD_ERR_BUSY', 'the object is in use by another request'));
 export const QuotaError = named('QuotaError', define('CRYPTOD_ERR_QUOTA', 'quota exceeded'));
+export const ExpiredError = named('ExpiredError', define('CRYPTOD_ERR_EXPIRED', 'the context expired after being idle'));
+export const MemoryLimitError = named('MemoryLimitError', define('CRYPTOD_ERR_MEMORY_LIMIT', 'the daemon has no memory left for another context'));
 // ── input ────────────────────────────────────────────────────────────────
 export const InvalidArgumentError = named('InvalidArgumentError', define('CRYPTOD_ERR_INVALID_ARGUMENT', 'invalid argument'));
 export const InvalidKeyError = named('InvalidKeyError', define('CRYPTOD_ERR_INVALID_KEY', 'the key cannot be used for this operation'));
@@ -78,6 +80,8 @@ export const FrameTooLargeError = named('FrameTooLargeError', define('CRYPTOD_ER
 export const UnknownOperationError = named('UnknownOperationError', define('CRYPTOD_ERR_UNKNOWN_OP', 'unknown operation'));
 export const ProtocolVersionError = named('ProtocolVersionError', define('CRYPTOD_ERR_PROTOCOL_VERSION', 'unsupported protocol version'));
 export const HandshakeError = named('HandshakeError', define('CRYPTOD_ERR_HANDSHAKE', 'the connection has not completed the handshake'));
+export const AuthFailedError = named('AuthFailedError', define('CRYPTOD_ERR_AUTH_FAILED', 'authentication failed'));
+export const TooManyConnectionsError = named('TooManyConnectionsError', define('CRYPTOD_ERR_TOO_MANY_CONNECTIONS', 'the client has too many connections open'));
 // ── lifecycle ────────────────────────────────────────────────────────────
 export const ConnectionClosedError = named('ConnectionClosedError', define('CRYPTOD_ERR_CONNECTION_CLOSED', 'the connection to the daemon is closed'));
 export const ShuttingDownError = named('ShuttingDownError', define('CRYPTOD_ERR_SHUTTING_DOWN', 'the daemon is shutting down'));

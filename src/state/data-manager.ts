@@ -29,7 +29,7 @@
  * completion without awaiting, so no two callers interleave inside it; state
  * that an operation keeps across an `await` is protected by the busy flag.
  */
-import { BusyError, InternalError, InvalidArgumentError, NotFoundError, QuotaError } from '../protocol/errors.js';
+import { BusyError, ExpiredError, InternalError, InvalidArgumentError, MemoryLimitError, NotFoundError, QuotaError } from '../protocol/errors.js';
 import { NodeIdGenerator, type ClientId, type DataNodeId } from './ids.js';
 
 export type { ClientId, DataNodeId } from './ids.js';
@@ -40,6 +40,12 @@ export type NodeType = 'key' | 'hash' | 'hmac' | 'cipher';
 /** The value a node holds. `dispose` runs once, when the last reference is put. */
 export interface NodeValue {
   dispose(): void;
+  /**
+   * Bytes this value holds for its whole life (buffered segments, digest
+   * state), charged against the daemon-wide context memory budget when the
+   * node is added and refunded when it is freed. Read once, at add().
+   */
+  readonly memoryCost?: number;
 }
 
 /** Told when one of the nodes it owns is deleted (explicitly or by cascade). */
@@ -67,9 +73,12 @@ export interface IDataManager {
   add<T extends NodeValue>(clientId: ClientId, type: NodeType, value: T, options?: AddOptions): DataNodeId;
   acquire<T extends NodeValue>(clientId: ClientId, id: DataNodeId, expected?: NodeType | readonly NodeType[]): DataNodeAccessor<T>;
   delete(clientId: ClientId, id: DataNodeId): boolean;
+  /** Delete every node of a client; returns how many were deleted (cascades included). */
   deleteClient(clientId: ClientId): number;
   liveNodes(clientId?: ClientId): number;
   stats(): ClientNodeStats[];
+  /** Bytes charged by live nodes' {@link NodeValue.memoryCost}. */
+  memoryUsed(): number;
 }
 
 export interface DataNodeAccessor<T extends NodeValue> extends Disposable {
@@ -86,6 +95,10 @@ class Node {
   dying = false;
   busy = false;
   children: Set<Node> | null = null;
+  /** Charged against the memory budget; refunded when freed. */
+  cost = 0;
+  /** Idle clock tick of the last acquire or release (see expireIdle). */
+  lastUsed = 0;
 
   constructor(
     readonly id: DataNodeId,
@@ -149,16 +162,35 @@ class Accessor<T extends NodeValue> implements DataNodeAccessor<T> {
 
 const NOT_FOUND = 'no such handle: it was released, never existed, or belongs to another client';
 
+/** Node types that expire when idle: multi-part contexts, never keys (they live as long as their connection). */
+const EXPIRING: ReadonlySet<NodeType> = new Set(['hash', 'hmac', 'cipher']);
+/**
+ * How many expired handles are remembered, so that a later use gets
+ * CRYPTOD_ERR_EXPIRED rather than NOT_FOUND. Bounded (oldest forgotten first,
+ * ~100 bytes each) because an idle client can make any number of contexts
+ * expire; an id forgotten here is merely reported as NOT_FOUND.
+ */
+const EXPIRED_MEMORY = 4096;
+
 export class DataManager implements IDataManager {
   readonly #clients = new Map<ClientId, ClientEntry>();
   readonly #ids = new NodeIdGenerator();
   readonly #maxNodesPerClient: number;
+  readonly #memoryBudget: number;
   #total = 0;
+  #memory = 0;
+  /** The idle clock: advanced by expireIdle(), stamped on nodes when used. */
+  #tick = 0;
+  /** Recently expired ids → their client (insertion order = expiry order). */
+  readonly #expired = new Map<DataNodeId, ClientId>();
 
-  constructor(options: { maxNodesPerClient?: number } = {}) {
+  constructor(options: { maxNodesPerClient?: number; memoryBudget?: number } = {}) {
     const max = options.maxNodesPerClient ?? 10_000;
     if (!Number.isSafeInteger(max) || max < 1) throw new InvalidArgumentError(`maxNodesPerClient must be a positive integer, got ${max}`);
     this.#maxNodesPerClient = max;
+    const budget = options.memoryBudget ?? Number.POSITIVE_INFINITY;
+    if (!(budget >= 0)) throw new InvalidArgumentError(`memoryBudget must be a number of bytes, got ${budget}`);
+    this.#memoryBudget = budget;
   }
 
   get maxNodesPerClient(): number {
@@ -171,6 +203,13 @@ export class DataManager implements IDataManager {
       throw new QuotaError(`the client holds ${entry.live} live data nodes, the limit is ${this.#maxNodesPerClient}; release handles it no longer needs`, {
         detail: { limit: this.#maxNodesPerClient },
       });
+    }
+    const cost = value.memoryCost ?? 0;
+    if (cost > 0 && this.#memory + cost > this.#memoryBudget) {
+      throw new MemoryLimitError(
+        `the daemon's context memory is used up: ${this.#memory} of ${this.#memoryBudget} bytes in use over all clients, this context needs ${cost}; release contexts no longer needed, then retry`,
+        { detail: { budget: this.#memoryBudget, used: this.#memory, cost } },
+      );
     }
     let parent: Node | null = null;
     if (options.parent !== undefined) {
@@ -187,6 +226,9 @@ export class DataManager implements IDataManager {
       parent.refs++; // the child's back reference on its container
       (parent.children ??= new Set()).add(node);
     }
+    node.cost = cost;
+    node.lastUsed = this.#tick;
+    this.#memory += cost;
     entry.nodes.set(node.id, node);
     entry.live++;
     entry.byType.set(type, (entry.byType.get(type) ?? 0) + 1);
@@ -196,7 +238,12 @@ export class DataManager implements IDataManager {
 
   acquire<T extends NodeValue>(clientId: ClientId, id: DataNodeId, expected?: NodeType | readonly NodeType[]): DataNodeAccessor<T> {
     const node = this.#clients.get(clientId)?.nodes.get(id);
-    if (node === undefined || node.dying || node.refs === 0) throw new NotFoundError(NOT_FOUND);
+    if (node === undefined || node.dying || node.refs === 0) {
+      if (this.#expired.get(id) === clientId) {
+        throw new ExpiredError('the context was released because no request used it for longer than the daemon\'s idle limit (--context-idle-ms); start a new one');
+      }
+      throw new NotFoundError(NOT_FOUND);
+    }
     if (expected !== undefined && (typeof expected === 'string' ? node.type !== expected : !expected.includes(node.type))) {
       const want = typeof expected === 'string' ? expected : expected.join(' or ');
       throw new InvalidArgumentError(`the handle refers to a ${describe(node.type)}, expected a ${want} handle`, {
@@ -209,6 +256,7 @@ export class DataManager implements IDataManager {
       this.#clients.get(clientId)!.busy++;
     }
     node.refs++;
+    node.lastUsed = this.#tick;
     return new Accessor<T>(this, node);
   }
 
@@ -222,10 +270,11 @@ export class DataManager implements IDataManager {
   deleteClient(clientId: ClientId): number {
     const entry = this.#clients.get(clientId);
     if (entry === undefined) return 0;
-    let n = 0;
+    // The index holds exactly the nodes not yet deleted; a cascade below may
+    // delete some before the loop reaches them, so count them here.
+    const n = entry.nodes.size;
     for (const node of [...entry.nodes.values()]) {
       if (node.dying) continue;
-      n++;
       this.#kill(node);
     }
     return n;
@@ -234,6 +283,36 @@ export class DataManager implements IDataManager {
   liveNodes(clientId?: ClientId): number {
     if (clientId === undefined) return this.#total;
     return this.#clients.get(clientId)?.live ?? 0;
+  }
+
+  memoryUsed(): number {
+    return this.#memory;
+  }
+
+  /**
+   * One tick of the idle clock: advance it, then delete every context (hash,
+   * HMAC, cipher node) not acquired or released during the last `idleTicks`
+   * ticks and not held by a request right now. With ticks every T ms a
+   * context expires after between (idleTicks - 1)·T and idleTicks·T ms idle.
+   * The clock costs the hot path one integer store per acquire; the walk over
+   * every node happens only here, on the daemon's sweep timer.
+   * Returns how many contexts were deleted.
+   */
+  expireIdle(idleTicks: number): number {
+    const now = ++this.#tick;
+    let n = 0;
+    for (const entry of this.#clients.values()) {
+      for (const node of entry.nodes.values()) {
+        if (!EXPIRING.has(node.type) || node.busy || node.refs > 1 || now - node.lastUsed < idleTicks) continue;
+        // Deleting from the map being iterated is safe for Map iterators; a
+        // context has no children, so nothing else in it is touched.
+        this.#kill(node);
+        this.#expired.set(node.id, node.clientId);
+        if (this.#expired.size > EXPIRED_MEMORY) this.#expired.delete(this.#expired.keys().next().value!);
+        n++;
+      }
+    }
+    return n;
   }
 
   stats(): ClientNodeStats[] {
@@ -246,6 +325,7 @@ export class DataManager implements IDataManager {
 
   /** @internal accessor disposal: clear busy, put the accessor's reference. */
   release(node: Node): void {
+    node.lastUsed = this.#tick;
     if (node.exclusive && node.busy) {
       node.busy = false;
       const entry = this.#clients.get(node.clientId);
@@ -284,6 +364,7 @@ export class DataManager implements IDataManager {
         if (entry.live === 0) this.#clients.delete(node.clientId);
       }
       this.#total--;
+      this.#memory -= node.cost;
       if (node.parent !== null) {
         node.parent.children?.delete(node);
         this.#put(node.parent);

@@ -79,6 +79,25 @@ export const MIGRATIONS: readonly Migration[] = [
       db.pragma(`application_id = ${APPLICATION_ID}`);
     },
   },
+  {
+    version: 2,
+    description: 'token clients (src/auth/client-registry.ts)',
+    up(db) {
+      db.exec(`
+        -- One row per issued token; only its SHA-256 is kept. A name has at
+        -- most one active (not revoked) row; revoked rows stay as history.
+        CREATE TABLE clients (
+          token_id   TEXT PRIMARY KEY,
+          name       TEXT NOT NULL,
+          token_hash BLOB NOT NULL CHECK (length(token_hash) = 32),
+          uid        INTEGER CHECK (uid IS NULL OR uid >= 0),
+          created_at INTEGER NOT NULL,
+          revoked_at INTEGER
+        ) WITHOUT ROWID;
+        CREATE UNIQUE INDEX clients_active_name ON clients (name) WHERE revoked_at IS NULL;
+      `);
+    },
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;

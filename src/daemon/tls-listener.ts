@@ -1,0 +1,182 @@
+/**
+ * The TCP listener, for clients in other containers or on other hosts. It is
+ * TLS with client certificates or nothing: TCP carries no kernel identity
+ * (SO_PEERCRED exists only for Unix sockets), so the certificate is the only
+ * proof of who connects, and plain TCP would hand keys to anyone who can
+ * reach the port.
+ *
+ *   TCP accept ──▶ TLS handshake (≥ 1.2, prefers 1.3; server cert; the client
+ *                  MUST present a certificate that chains to --tls-client-ca)
+ *        │            └─ no certificate / other CA / expired ─▶ refused (tlsClientError)
+ *        ▼
+ *   subject CN is a valid client name? ── no ─▶ refused
+ *        │ yes
+ *        ▼
+ *   Connection with ClientId cert:<CN> (a HELLO token, if any, refines it)
+ *
+ * Every certificate the client CA signs is admitted: the client CA *is* the
+ * admission policy, so give cryptod a CA of its own rather than a shared one.
+ */
+import { readFileSync } from 'node:fs';
+import type { AddressInfo, Socket } from 'node:net';
+import { createServer, type Server, type TLSSocket } from 'node:tls';
+import { ConfigError } from '../protocol/errors.js';
+import { checkPrivateFile } from '../store/private-files.js';
+import type { RefusedConnection } from './access.js';
+
+/** `--listen tcp://HOST:PORT` with its TLS material (file paths). */
+export interface TcpListenOptions {
+  /** `tcp://HOST:PORT`; HOST an IPv4 address, a name, or `[IPv6]`; PORT 0 picks a free port. */
+  url: string;
+  /** PEM server certificate (chain), `--tls-cert`. */
+  certFile?: string;
+  /** PEM private key of the server certificate, `--tls-key`; must be mode 0600 or stricter. */
+  keyFile?: string;
+  /** PEM CA certificate(s) that client certificates must chain to, `--tls-client-ca`. */
+  clientCaFile?: string;
+}
+
+export interface TlsListener {
+  readonly server: Server;
+  /** Where it listens (the actual port when 0 was asked for). */
+  readonly address: { host: string; port: number };
+  /**
+   * Stop listening and drop peers still in the TLS handshake. Accepted
+   * connections belong to the daemon, which closes them first.
+   */
+  close(): Promise<void>;
+}
+
+export interface TlsListenerHandlers {
+  /** A client with a verified certificate whose CN is a valid name; nothing was read from it yet. */
+  accepted(socket: TLSSocket, certName: string): void;
+  refused(socket: TLSSocket, event: RefusedConnection): void;
+}
+
+/**
+ * TLS 1.2 suites: ECDHE (forward secrecy) with an AEAD only, as RFC 9325 §4.2
+ * recommends; the TLS 1.3 suites are all AEAD. Listed explicitly so that a
+ * change of Node's defaults cannot widen them.
+ */
+const CIPHERS = [
+  'TLS_AES_256_GCM_SHA384',
+  'TLS_CHACHA20_POLY1305_SHA256',
+  'TLS_AES_128_GCM_SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+].join(':');
+
+/** An unauthenticated peer gets this long to finish the TLS handshake. */
+const HANDSHAKE_TIMEOUT_MS = 10_000;
+
+/** Certificate names become ClientIds (`cert:<CN>`): the client-name characters, plus `@`; 64 is X.520's ub-common-name. */
+const CERT_NAME = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/;
+
+/** Parse `tcp://HOST:PORT`. @throws ConfigError naming what is wrong. */
+export function parseListenUrl(url: string): { host: string; port: number } {
+  const m = /^tcp:\/\/(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$/.exec(url);
+  if (m === null) {
+    throw new ConfigError(`--listen expects tcp://HOST:PORT (e.g. tcp://127.0.0.1:7300), got "${url}"`, { detail: { field: 'listen' } });
+  }
+  const port = Number(m[2]);
+  if (port > 65535) throw new ConfigError(`--listen port must be 0 to 65535, got ${port}`, { detail: { field: 'listen' } });
+  const host = m[1]!.startsWith('[') ? m[1]!.slice(1, -1) : m[1]!;
+  return { host, port };
+}
+
+/**
+ * Read the certificate, key and client CA. Plain TCP is never an option: a
+ * missing file is a ConfigError that names every missing flag at once.
+ */
+export function loadTlsMaterial(options: TcpListenOptions): { cert: Buffer; key: Buffer; ca: Buffer } {
+  const missing: string[] = [];
+  if (options.certFile === undefined) missing.push('--tls-cert FILE (the server certificate)');
+  if (options.keyFile === undefined) missing.push('--tls-key FILE (its private key)');
+  if (options.clientCaFile === undefined) missing.push('--tls-client-ca FILE (the CA that signs client certificates)');
+  if (missing.length > 0) {
+    throw new ConfigError(`--listen ${options.url} needs TLS with client certificates; plain TCP is refused. Missing: ${missing.join('; ')}`, {
+      detail: { field: 'listen' },
+    });
+  }
+  // Like ssh with a private key: refuse a key file others can read.
+  checkPrivateFile(options.keyFile!);
+  return {
+    cert: readPem(options.certFile!, '--tls-cert'),
+    key: readPem(options.keyFile!, '--tls-key'),
+    ca: readPem(options.clientCaFile!, '--tls-client-ca'),
+  };
+}
+
+/** Start the mutual-TLS listener. @throws ConfigError when the material is bad or the address cannot be bound. */
+export async function startTlsListener(options: TcpListenOptions, handlers: TlsListenerHandlers): Promise<TlsListener> {
+  const { host, port } = parseListenUrl(options.url);
+  const material = loadTlsMaterial(options);
+  let server: Server;
+  try {
+    server = createServer({
+      ...material,
+      requestCert: true,
+      rejectUnauthorized: true,
+      minVersion: 'TLSv1.2',
+      ciphers: CIPHERS,
+      handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
+    });
+  } catch (err) {
+    throw new ConfigError(`cannot use the TLS material for --listen ${options.url}: ${(err as Error).message}`, { cause: err });
+  } finally {
+    material.key.fill(0);
+  }
+  // Every TCP socket, so close() can drop those still in the handshake.
+  const raw = new Set<Socket>();
+  server.on('connection', (socket: Socket) => {
+    raw.add(socket);
+    socket.once('close', () => raw.delete(socket));
+  });
+  server.on('secureConnection', (socket: TLSSocket) => {
+    // rejectUnauthorized already ended unverified handshakes; check anyway,
+    // the cost is nothing and the invariant is the whole point.
+    if (!socket.authorized) {
+      handlers.refused(socket, refusal(socket, `client certificate not verified: ${String(socket.authorizationError)}`));
+      return;
+    }
+    const cn = socket.getPeerCertificate().subject?.CN as unknown;
+    if (typeof cn !== 'string' || !CERT_NAME.test(cn)) {
+      handlers.refused(socket, refusal(socket, 'the client certificate has no single subject CN of 1-64 characters of A-Z a-z 0-9 . _ - @'));
+      return;
+    }
+    handlers.accepted(socket, cn);
+  });
+  server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => {
+    handlers.refused(socket, refusal(socket, `TLS handshake failed: ${err.code ?? err.message}`));
+  });
+  await new Promise<void>((res, rej) => {
+    server.once('error', (err) => rej(new ConfigError(`cannot listen on ${options.url}: ${err.message}`, { cause: err })));
+    server.listen(port, host, () => res());
+  });
+  const addr = server.address() as AddressInfo;
+  return {
+    server,
+    address: { host: addr.address, port: addr.port },
+    close() {
+      const closed = new Promise<void>((res) => server.close(() => res()));
+      for (const socket of raw) socket.destroy();
+      return closed;
+    },
+  };
+}
+
+function refusal(socket: TLSSocket, reason: string): RefusedConnection {
+  return { transport: 'tls', reason, remoteAddress: socket.remoteAddress, remotePort: socket.remotePort };
+}
+
+function readPem(file: string, flag: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    throw new ConfigError(`cannot read ${flag} ${file}: ${(err as Error).message}`, { cause: err, detail: { field: flag } });
+  }
+}

@@ -1,0 +1,145 @@
+/**
+ * Key definitions (what the configuration file or `keys.create` declares) and
+ * the form a key's settings take inside its keystore record.
+ *
+ *   KeyDefinition (input)  { type, rotationPeriod: '30d', …, derived?: { epochStart } }
+ *        │ parseDefinition: every problem reported with its field
+ *        ▼
+ *   ParsedDefinition       { type, spec, policy, derived }
+ *        │ storedPolicy
+ *        ▼
+ *   ManagedKeyRecord.policy  { v: 1, spec, origin, derived? }   (JSON in the keystore)
+ *
+ * `origin` records who declared the key: a reload disables keys that the
+ * configuration declared before and no longer does, and leaves keys created
+ * through the API alone.
+ */
+import { DataError } from '../protocol/errors.js';
+import type { ManagedKeyRecord } from '../store/keystore.js';
+import { assertKeyName } from '../store/records.js';
+import type { EpochSchedule } from './epoch.js';
+import { isKeyType, KEY_TYPES, keyTypeInfo, type ManagedKeyType } from './model.js';
+import { effectivePolicy, parsePolicyInput, POLICY_FIELDS, type KeyPolicy, type PolicyInput, type PolicyIssue, type PolicySpec } from './policy.js';
+
+export type KeyOrigin = 'config' | 'api';
+
+export interface KeyDefinition extends PolicyInput {
+  type: string;
+  /** A derived epoch key (epoch.ts): epoch 0 starts at `epochStart` (ISO-8601 text or epoch ms); epochs last rotationPeriod. */
+  derived?: { epochStart: string | number } | null;
+}
+
+export interface ParsedDefinition {
+  type: ManagedKeyType;
+  spec: PolicySpec;
+  policy: KeyPolicy;
+  /** Epoch start of a derived key, or null for a stored key. */
+  derived: { epochStart: number } | null;
+}
+
+const DEFINITION_FIELDS: readonly string[] = ['type', 'derived', ...POLICY_FIELDS];
+
+/** Parse and check one definition; `issues` name their fields (and the key). */
+export function parseDefinition(name: string, def: unknown): { parsed?: ParsedDefinition; issues: PolicyIssue[] } {
+  const issues: PolicyIssue[] = [];
+  const issue = (field: string, message: string): { issues: PolicyIssue[] } => {
+    issues.push({ key: name, field, message });
+    return { issues };
+  };
+  try {
+    assertKeyName(name);
+  } catch (err) {
+    return issue('name', (err as Error).message);
+  }
+  if (def === null || typeof def !== 'object' || Array.isArray(def)) return issue('type', 'expected a key definition with at least a type');
+  const d = def as Record<string, unknown>;
+  for (const f of Object.keys(d)) {
+    if (!DEFINITION_FIELDS.includes(f)) issue(f, `unknown field '${f}'; known fields: ${DEFINITION_FIELDS.join(', ')}`);
+  }
+  if (!isKeyType(d.type)) {
+    return issue('type', `expected type to be one of ${KEY_TYPES.join(', ')}, got ${typeof d.type === 'string' ? `"${d.type.slice(0, 40)}"` : String(d.type)}`);
+  }
+  const type = d.type;
+  const { spec, issues: policyIssues } = parsePolicyInput(type, d as PolicyInput);
+  for (const i of policyIssues) issues.push({ ...i, key: name });
+
+  let derived: { epochStart: number } | null = null;
+  if (d.derived !== undefined && d.derived !== null) {
+    const raw = d.derived as Record<string, unknown>;
+    const epochStart = typeof raw === 'object' ? parseInstant(raw.epochStart) : undefined;
+    if (epochStart === undefined) issue('derived.epochStart', 'expected derived.epochStart as an ISO-8601 instant (2030-01-01T00:00:00Z) or epoch milliseconds');
+    else derived = { epochStart };
+    if (!keyTypeInfo(type).derivable) {
+      const ok = KEY_TYPES.filter((t) => keyTypeInfo(t).derivable).join(', ');
+      issue('derived', `a derived epoch key cannot be ${type}${type === 'aes256-gcm' ? ' (its 2^32 encryption limit needs a stored per-version counter)' : ''}; derivable types: ${ok}`);
+    }
+    if (spec.rotationPeriod === undefined) issue('rotationPeriod', 'a derived epoch key needs rotationPeriod: it is the length of an epoch');
+    if (spec.gracePeriod === undefined) issue('gracePeriod', 'a derived epoch key needs gracePeriod: past epochs are held in memory only that long');
+  }
+  if (issues.length > 0) return { issues };
+  return { parsed: { type, spec, policy: effectivePolicy(type, spec), derived }, issues };
+}
+
+function parseInstant(v: unknown): number | undefined {
+  if (typeof v === 'number') return Number.isSafeInteger(v) && v >= 0 ? v : undefined;
+  if (typeof v !== 'string' || !/^\d{4}-\d{2}-\d{2}T/.test(v)) return undefined;
+  const t = Date.parse(v);
+  return Number.isNaN(t) || t < 0 ? undefined : t;
+}
+
+/** What the keystore record's `policy` holds. */
+export function storedPolicy(spec: PolicySpec, origin: KeyOrigin, derived: { epochStart: number } | null): Record<string, unknown> {
+  const out: Record<string, unknown> = { v: 1, spec: structuredClone(spec), origin };
+  if (derived !== null) out.derived = { epochStart: derived.epochStart };
+  return out;
+}
+
+export interface DecodedRecord {
+  type: ManagedKeyType;
+  spec: PolicySpec;
+  policy: KeyPolicy;
+  origin: KeyOrigin;
+  derived: EpochSchedule | null;
+}
+
+/**
+ * Read a key record written by `storedPolicy`. A record this version cannot
+ * read is a DataError naming the key (written by a newer cryptod, or damaged).
+ */
+export function decodeRecord(record: ManagedKeyRecord): DecodedRecord {
+  const bad = (why: string): never => {
+    throw new DataError(`the keystore record of key '${record.name}' cannot be read (${why}); was it written by a newer cryptod?`, {
+      detail: { key: record.name },
+    });
+  };
+  if (!isKeyType(record.type)) return bad(`unknown type "${record.type}"`);
+  const p = record.policy as { v?: unknown; spec?: unknown; origin?: unknown; derived?: { epochStart?: unknown } };
+  if (p.v !== 1) return bad(`policy format ${String(p.v)}`);
+  if (p.origin !== 'config' && p.origin !== 'api') return bad('unknown origin');
+  // The spec went through parsePolicyInput when it was written; parse it
+  // again so that a hand-edited or damaged record cannot bypass the checks.
+  const { spec, issues } = parsePolicyInput(record.type, (p.spec ?? {}) as PolicyInput);
+  if (issues.length > 0) return bad(issues.map((i) => `${i.field}: ${i.message}`).join('; '));
+  const policy = effectivePolicy(record.type, spec);
+  let derived: EpochSchedule | null = null;
+  if (p.derived !== undefined) {
+    const start = p.derived.epochStart;
+    if (typeof start !== 'number' || !Number.isSafeInteger(start) || policy.rotationPeriod === null) return bad('derived without epochStart or rotationPeriod');
+    derived = { epochStart: start, period: policy.rotationPeriod };
+  }
+  return { type: record.type, spec, policy, origin: p.origin, derived };
+}
+
+/** Order-independent equality of two specs (a reload applies only real changes). */
+export function sameSpec(a: PolicySpec, b: PolicySpec): boolean {
+  return canonical(a) === canonical(b);
+}
+
+function canonical(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
+  if (v !== null && typeof v === 'object') {
+    const o = v as Record<string, unknown>;
+    return `{${Object.keys(o).sort().filter((k) => o[k] !== undefined).map((k) => `${JSON.stringify(k)}:${canonical(o[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(v);
+}

@@ -1,0 +1,474 @@
+/**
+ * The key manager (design note 4 on the keystore of design note 3): managed
+ * keys by name, their versions and validity windows, rotation, reload, and
+ * readers that never wait.
+ *
+ *   readers ── acquire() ─▶ SnapshotCell ─▶ immutable KeySnapshot      (O(1), never waits)
+ *
+ *   management (one at a time, the seed's "management lock"):
+ *     create · rotate · setPolicy · applyConfig · reload · timers
+ *        └─▶ keystore transaction ─▶ read back ─▶ build entries ─▶ swap
+ *
+ *   timers (WakeScheduler on the injected Clock):
+ *     notAfter − prefetch ─▶ scheduled rotation (retried with backoff on failure)
+ *     epoch boundaries    ─▶ derive the next epoch, drop the old one
+ *     notAfter + grace    ─▶ drop material nothing can use any more
+ *
+ *   AES-GCM budgets (budget.ts): readers take invocations synchronously;
+ *   reservations and the threshold rotation run in the background.
+ *
+ * Every swap replaces whole entries; a reader keeps the snapshot it acquired
+ * until it releases it, and replaced material is zeroed only after that
+ * (snapshot.ts). A failed management step leaves the current snapshot as it
+ * was.
+ */
+import { silentLogger, type Logger } from '../daemon/logger.js';
+import type { KekProvider } from '../kek/provider.js';
+import { ConfigError, InternalError, InvalidArgumentError, NotFoundError, ShuttingDownError } from '../protocol/errors.js';
+import type { Keystore, KeyVersionRecord, ManagedKeyRecord } from '../store/keystore.js';
+import { SerialQueue } from '../store/serial-queue.js';
+import { budgetOptions, type BudgetOptions, type InvocationBudget } from './budget.js';
+import { systemClock, type Clock } from './clock.js';
+import { decodeRecord, parseDefinition, type KeyDefinition, type KeyOrigin, type ParsedDefinition } from './definition.js';
+import { describeEntry, type KeyDescription } from './describe.js';
+import { EPOCH_MASTER_BYTES, nextEpochChange } from './epoch.js';
+import { buildEntry, refreshEntry, type BuiltEntry, type FreshVersion } from './loader.js';
+import { newMasterMaterial, newVersionMaterial, type KeyMaterial } from './material.js';
+import { keyTypeInfo, type ManagedKeyType } from './model.js';
+import { effectivePolicy, KeyConfigError, parsePolicyInput, policyArgumentError, POLICY_FIELDS, type PolicyInput, type PolicyIssue } from './policy.js';
+import { firstWindow, planScheduled } from './rotation.js';
+import { errorText, Reservations } from './reservations.js';
+import { backoffDelay, retryOptions, WakeScheduler, type RetryOptions } from './scheduler.js';
+import { inboundUntil } from './selection.js';
+import { KeySnapshot, SnapshotCell, type KeyEntry, type SnapshotLease } from './snapshot.js';
+import {
+  applyDefinitions, changeIssues, manualPlanner, scheduledPlanner, thresholdPlanner, writeNewKey, writePolicy, writeRotation,
+  type ConfigChanges, type Planner, type PreparedVersion,
+} from './writes.js';
+
+export type { ConfigChanges } from './writes.js';
+export type { KeyDescription } from './describe.js';
+
+export interface KeyManagerOptions {
+  store: Keystore;
+  kek: KekProvider;
+  clock?: Clock;
+  logger?: Logger;
+  budget?: Partial<BudgetOptions>;
+  retry?: Partial<RetryOptions>;
+}
+
+type FreshMap = Map<string, Map<number, FreshVersion>>;
+
+/** How often a rotation may find that another process changed the key under it before giving up. */
+const ROTATION_RACES = 3;
+
+export class KeyManager {
+  readonly #store: Keystore;
+  readonly #kek: KekProvider;
+  readonly #clock: Clock;
+  readonly #log: Logger;
+  readonly #budget: BudgetOptions;
+  readonly #retry: RetryOptions;
+  readonly #queue = new SerialQueue();
+  readonly #cell: SnapshotCell;
+  readonly #scheduler: WakeScheduler;
+  readonly #reservations: Reservations;
+  /** Keys whose scheduled rotation failed: attempts in a row and when to try again. */
+  readonly #failing = new Map<string, { attempts: number; at: number }>();
+  #seq = 0;
+  #generation = 0;
+  #pending = 0;
+  #closed = false;
+
+  private constructor(o: KeyManagerOptions) {
+    if (o === null || typeof o !== 'object' || o.store === undefined || o.kek === undefined) {
+      throw new ConfigError('expected key manager options with a keystore (store) and a KEK provider (kek)');
+    }
+    this.#store = o.store;
+    this.#kek = o.kek;
+    this.#clock = o.clock ?? systemClock;
+    this.#log = o.logger ?? silentLogger;
+    this.#budget = budgetOptions(o.budget);
+    this.#retry = retryOptions(o.retry);
+    this.#cell = new SnapshotCell(new KeySnapshot(0, new Map()), { now: () => this.#clock.now() });
+    this.#scheduler = new WakeScheduler(this.#clock, (names) => this.#onDue(names));
+    this.#reservations = new Reservations({
+      store: this.#store, clock: this.#clock, log: this.#log, retry: this.#retry,
+      track: (p) => void this.#track(p),
+      onThreshold: (b) => this.#onThreshold(b),
+      closed: () => this.#closed,
+    });
+  }
+
+  /**
+   * Load every managed key from the keystore and start the timers.
+   *
+   * @example
+   *   const keys = await KeyManager.open({ store, kek });
+   *   using lease = keys.acquire();
+   *   const { version, material } = lease.outbound('orders', 'encrypt');
+   */
+  static async open(options: KeyManagerOptions): Promise<KeyManager> {
+    const m = new KeyManager(options);
+    await m.#run(() => m.#reloadAll());
+    return m;
+  }
+
+  // ── readers ─────────────────────────────────────────────────────────────
+
+  /** The current snapshot, held until the lease is disposed. O(1); never waits. */
+  acquire(): SnapshotLease {
+    if (this.#closed) throw new ShuttingDownError('the key manager is closed');
+    return this.#cell.acquire();
+  }
+
+  describe(name: string): KeyDescription {
+    const e = this.#cell.current.keys.get(name);
+    if (e === undefined) throw new NotFoundError(`no managed key named '${name}'`, { detail: { key: name } });
+    return describeEntry(e, this.#clock.now());
+  }
+
+  list(): KeyDescription[] {
+    const now = this.#clock.now();
+    return [...this.#cell.current.keys.values()].sort((a, b) => (a.name < b.name ? -1 : 1)).map((e) => describeEntry(e, now));
+  }
+
+  /** Snapshot sequence number, retired snapshots still read, pending background work. */
+  stats(): { seq: number; keys: number; draining: number; pending: number } {
+    return { seq: this.#cell.current.seq, keys: this.#cell.current.keys.size, draining: this.#cell.draining, pending: this.#pending };
+  }
+
+  // ── management ──────────────────────────────────────────────────────────
+
+  /**
+   * Create a managed key. `material` imports one ("bring your own key"): the
+   * raw secret, PKCS#8 DER for asymmetric types, or a derived key's 32-byte
+   * master. It is copied; zeroing the caller's buffer is the caller's job.
+   *
+   * @example
+   *   await keys.create('sessions', { type: 'hmac-sha256', rotationPeriod: '1h', gracePeriod: '10m' });
+   */
+  create(name: string, def: KeyDefinition, options: { material?: Uint8Array; origin?: KeyOrigin } = {}): Promise<KeyDescription> {
+    return this.#run(async () => {
+      const { parsed, issues } = parseDefinition(name, def);
+      if (parsed === undefined) throw policyArgumentError(issues);
+      const now = this.#clock.now();
+      const { prepared, material } = await this.#prepareFirst(name, parsed, now, options.material);
+      try {
+        await this.#store.transaction(async (tx) => {
+          if ((await tx.getKey(name)) !== undefined) throw new InvalidArgumentError(`a managed key named '${name}' already exists`, { detail: { key: name } });
+          await writeNewKey(tx, name, parsed, options.origin ?? 'api', prepared, now);
+        });
+      } catch (err) {
+        material.destroy();
+        throw err;
+      }
+      await this.#reloadNow([name], new Map([[name, new Map([[1, { material, granted: prepared.granted }]])]]));
+      return this.describe(name);
+    });
+  }
+
+  /** Rotate by hand: a new version, current from now. Resolves to its number. */
+  rotate(name: string): Promise<number> {
+    return this.#run(async () => {
+      const v = await this.#addVersion(name, manualPlanner(name));
+      if (v === null) throw new InternalError(`rotation of key '${name}' produced no version`);
+      return v;
+    });
+  }
+
+  /** Change some policy fields; `null` resets a field to its default. */
+  setPolicy(name: string, patch: PolicyInput): Promise<KeyDescription> {
+    return this.#run(async () => {
+      if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) throw new InvalidArgumentError('expected a policy object');
+      const unknown = Object.keys(patch).filter((f) => !(POLICY_FIELDS as readonly string[]).includes(f));
+      if (unknown.length > 0) {
+        throw policyArgumentError(unknown.map((f) => ({ key: name, field: f, message: `unknown policy field '${f}'; known: ${POLICY_FIELDS.join(', ')}` })));
+      }
+      const now = this.#clock.now();
+      await this.#store.transaction(async (tx) => {
+        const record = await tx.getKey(name);
+        if (record === undefined) throw new NotFoundError(`no managed key named '${name}'`, { detail: { key: name } });
+        const old = decodeRecord(record);
+        const { spec, issues } = parsePolicyInput(old.type, patch, old.spec);
+        const versions = await tx.getVersions(name);
+        const policy = effectivePolicy(old.type, spec);
+        const derived = old.derived === null ? null : { epochStart: old.derived.epochStart };
+        if (issues.length === 0) issues.push(...changeIssues(name, old, { type: old.type, policy, derived }, versions, now));
+        if (issues.length > 0) throw policyArgumentError(issues.map((i) => ({ ...i, key: name })));
+        await writePolicy(tx, record, old, spec, policy, old.origin, versions, now);
+      });
+      await this.#reloadNow([name]);
+      return this.describe(name);
+    });
+  }
+
+  /**
+   * Make the managed keys match a declarative set (the configuration file's
+   * `keys:`). Refused as a whole, with every problem named by key and field,
+   * when anything is invalid; the running state is then unchanged.
+   */
+  applyConfig(defs: Readonly<Record<string, KeyDefinition>>): Promise<ConfigChanges> {
+    return this.#run(async () => {
+      if (defs === null || typeof defs !== 'object' || Array.isArray(defs)) {
+        throw new KeyConfigError([{ field: 'keys', message: 'expected keys to map key names to definitions' }]);
+      }
+      const parsed = new Map<string, ParsedDefinition>();
+      const issues: PolicyIssue[] = [];
+      for (const [name, def] of Object.entries(defs)) {
+        const r = parseDefinition(name, def);
+        if (r.parsed === undefined) issues.push(...r.issues);
+        else parsed.set(name, r.parsed);
+      }
+      if (issues.length > 0) throw new KeyConfigError(issues);
+
+      const now = this.#clock.now();
+      const prepared = new Map<string, PreparedVersion>();
+      const fresh: FreshMap = new Map();
+      try {
+        for (const [name, def] of parsed) {
+          if (this.#cell.current.keys.has(name)) continue;
+          const p = await this.#prepareFirst(name, def, now);
+          prepared.set(name, p.prepared);
+          fresh.set(name, new Map([[1, { material: p.material, granted: p.prepared.granted }]]));
+        }
+        const changes = await this.#store.transaction(async (tx) => {
+          const r = await applyDefinitions(tx, parsed, prepared, now);
+          if (r.issues.length > 0) throw new KeyConfigError(r.issues);
+          if (r.missing.length > 0) throw new InternalError(`keys ${r.missing.join(', ')} vanished from the keystore during the reload; retry`);
+          return r.changes;
+        });
+        const touched = [...changes.created, ...changes.updated, ...changes.enabled, ...changes.disabled];
+        if (touched.length > 0) await this.#reloadNow(touched, fresh);
+        this.#log.info('key configuration applied', { ...changes });
+        return changes;
+      } finally {
+        for (const versions of fresh.values()) for (const f of versions.values()) if (f.material.holders === 0) f.material.destroy();
+      }
+    });
+  }
+
+  /** Re-read keys from the keystore (all of them without `names`). */
+  reload(names?: readonly string[]): Promise<void> {
+    return this.#run(() => (names === undefined ? this.#reloadAll() : this.#reloadNow([...names])));
+  }
+
+  /** Re-read exactly what other processes changed since the last refresh (design note 3). */
+  refresh(): Promise<string[]> {
+    return this.#run(async () => {
+      const cs = await this.#store.changesSince(this.#generation);
+      if (cs.truncated) {
+        await this.#reloadAll();
+        return [...this.#cell.current.keys.keys()];
+      }
+      if (cs.names.length > 0) await this.#reloadNow(cs.names);
+      this.#generation = Math.max(this.#generation, cs.generation);
+      return cs.names;
+    });
+  }
+
+  /** Resolves when no management work or reservation is queued or running (tests). */
+  async settle(): Promise<void> {
+    for (let quiet = 0; quiet < 2; ) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      await this.#queue.idle();
+      quiet = this.#pending === 0 ? quiet + 1 : 0;
+    }
+  }
+
+  /** Stop the timers, finish queued work, and release every key (zeroed once readers are done). */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#scheduler.close();
+    await this.#queue.idle();
+    while (this.#pending > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+    this.#cell.swap(new KeySnapshot(++this.#seq, new Map()));
+  }
+
+  // ── internals ───────────────────────────────────────────────────────────
+
+  #run<T>(task: () => Promise<T>): Promise<T> {
+    if (this.#closed) return Promise.reject(new ShuttingDownError('the key manager is closed'));
+    return this.#track(this.#queue.run(task));
+  }
+
+  #track<T>(p: Promise<T>): Promise<T> {
+    this.#pending++;
+    return p.finally(() => {
+      this.#pending--;
+    });
+  }
+
+  /** Generate (or import) and wrap version 1 of a new key, before its transaction. */
+  async #prepareFirst(name: string, def: ParsedDefinition, now: number, imported?: Uint8Array): Promise<{ prepared: PreparedVersion; material: KeyMaterial }> {
+    const { blob, material } = def.derived !== null
+      ? await newMasterMaterial(this.#kek, name, EPOCH_MASTER_BYTES, imported)
+      : await newVersionMaterial(this.#kek, def.type, name, 1, imported);
+    const window = def.derived !== null ? { notBefore: def.derived.epochStart, notAfter: null } : firstWindow(def.policy, now);
+    const granted = def.derived === null ? this.#initialGrant(def.type) : 0;
+    return { prepared: { blob, kekId: this.#kek.id, granted, window }, material };
+  }
+
+  #initialGrant(type: ManagedKeyType): number {
+    return keyTypeInfo(type).invocationLimit === null ? 0 : Math.min(this.#budget.block, this.#budget.limit);
+  }
+
+  /**
+   * Add a version planned by `plan` from the stored versions. Material is
+   * generated and wrapped for the planned number before the transaction; the
+   * transaction plans again from what it reads and writes only if the plan is
+   * unchanged (otherwise another process rotated first: plan again, or stop
+   * when there is nothing left to do). Resolves to the new version, or null.
+   */
+  async #addVersion(name: string, plan: Planner): Promise<number | null> {
+    for (let race = 0; race < ROTATION_RACES; race++) {
+      const { record, versions } = await this.#store.read(async (r) => ({ record: await r.getKey(name), versions: await r.getVersions(name) }));
+      if (record === undefined) throw new NotFoundError(`no managed key named '${name}'`, { detail: { key: name } });
+      const now = this.#clock.now();
+      const p = plan(versions, record, now);
+      if (p === null) {
+        await this.#reloadNow([name]);
+        return null;
+      }
+      const type = decodeRecord(record).type;
+      const { blob, material } = await newVersionMaterial(this.#kek, type, name, p.version);
+      const granted = this.#initialGrant(type);
+      let written: boolean;
+      try {
+        written = await this.#store.transaction(async (tx) => {
+          const rec = await tx.getKey(name);
+          const vs = await tx.getVersions(name);
+          const again = rec === undefined ? null : plan(vs, rec, now);
+          if (again === null || JSON.stringify(again) !== JSON.stringify(p)) return false;
+          await writeRotation(tx, name, p, vs, blob, this.#kek.id, granted, now);
+          return true;
+        });
+      } catch (err) {
+        material.destroy();
+        throw err;
+      }
+      if (!written) {
+        material.destroy();
+        continue;
+      }
+      this.#log.info('key rotated', { key: name, version: p.version, notBefore: p.window.notBefore, notAfter: p.window.notAfter });
+      await this.#reloadNow([name], new Map([[name, new Map([[p.version, { material, granted }]])]]));
+      if (material.holders === 0) material.destroy();
+      return p.version;
+    }
+    throw new InternalError(`rotation of key '${name}' kept racing with other processes; retry`);
+  }
+
+  async #reloadAll(): Promise<void> {
+    const { generation, names } = await this.#store.read(async (r) => ({ generation: await r.generation(), names: (await r.listKeys()).map((k) => k.name) }));
+    const gone = [...this.#cell.current.keys.keys()].filter((n) => !names.includes(n));
+    await this.#reloadNow([...names, ...gone]);
+    this.#generation = Math.max(this.#generation, generation);
+  }
+
+  /** Read `names` back from the keystore, rebuild their entries and swap. Runs inside the queue. */
+  async #reloadNow(names: readonly string[], fresh: FreshMap = new Map()): Promise<void> {
+    const rows = await this.#store.read(async (r) => {
+      const out: Array<{ name: string; record: ManagedKeyRecord | undefined; versions: KeyVersionRecord[] }> = [];
+      for (const name of names) out.push({ name, record: await r.getKey(name), versions: await r.getVersions(name) });
+      return out;
+    });
+    const now = this.#clock.now();
+    const current = this.#cell.current;
+    const ctx = { kek: this.#kek, now, budget: this.#budget, onBudgetLow: (b: InvocationBudget) => this.#reservations.onLow(b) };
+    const built: Array<{ name: string; b: BuiltEntry | null }> = [];
+    try {
+      for (const row of rows) {
+        built.push({ name: row.name, b: row.record === undefined ? null : await buildEntry(ctx, row.record, row.versions, current.keys.get(row.name), fresh.get(row.name)) });
+      }
+    } catch (err) {
+      for (const { b } of built) for (const m of b?.created ?? []) m.destroy();
+      throw err;
+    }
+    // Reserve before publishing, so that no reader meets a new AES-GCM
+    // version with an empty budget (readers use the old snapshot meanwhile).
+    await this.#reservations.reserveFirst(built.flatMap(({ b }) => b?.reserve ?? []));
+    const next = new Map(this.#cell.current.keys);
+    for (const { name, b } of built) {
+      if (b === null) next.delete(name);
+      else next.set(name, b.entry);
+    }
+    this.#cell.swap(new KeySnapshot(++this.#seq, next));
+    for (const { name } of built) this.#plan(name);
+  }
+
+  /** At the rotateAt threshold, rotate — if the version is still the current one (another process may have rotated). */
+  #onThreshold(b: InvocationBudget): void {
+    const { key, version } = b;
+    this.#run(() => this.#addVersion(key, thresholdPlanner(key, version))).then(
+      (v) => v !== null && this.#log.info('key rotated at its encryption threshold', { key, version: v, reserved: b.reserved }),
+      (err: unknown) => {
+        b.rotationRequested = false; // asked again at the next reservation
+        this.#log.warn('threshold rotation failed', { key, version, error: errorText(err) });
+      },
+    );
+  }
+
+  #onDue(names: string[]): void {
+    for (const name of names) {
+      this.#run(() => this.#tick(name)).catch((err: unknown) => this.#log.error('key timer failed', { key: name, error: errorText(err) }));
+    }
+  }
+
+  /** Timer work for one key: scheduled rotation if due, then bring the entry up to date with the clock. */
+  async #tick(name: string): Promise<void> {
+    const entry = this.#cell.current.keys.get(name);
+    if (entry === undefined) return;
+    const now = this.#clock.now();
+    if (!entry.disabled && entry.derived === null) {
+      const s = planScheduled(entry.versions, entry.policy, now);
+      const failing = this.#failing.get(name);
+      if (s !== null && s.due <= now && (failing === undefined || failing.at <= now)) {
+        try {
+          await this.#addVersion(name, scheduledPlanner);
+          this.#failing.delete(name);
+        } catch (err) {
+          const attempts = (failing?.attempts ?? 0) + 1;
+          const at = this.#clock.now() + backoffDelay(attempts, this.#retry);
+          this.#failing.set(name, { attempts, at });
+          this.#log.warn('scheduled rotation failed; the current version stays in use', { key: name, attempts, retryAt: at, error: errorText(err) });
+        }
+      }
+    }
+    const cur = this.#cell.current.keys.get(name);
+    if (cur !== undefined) {
+      const next = refreshEntry(cur, this.#clock.now());
+      if (next !== cur) this.#cell.swap(new KeySnapshot(++this.#seq, new Map(this.#cell.current.keys).set(name, next)));
+    }
+    this.#plan(name);
+  }
+
+  /** Set the key's next wake-up: rotation, retry, epoch change or material to drop, whichever is first. */
+  #plan(name: string): void {
+    const e = this.#cell.current.keys.get(name);
+    if (e === undefined || e.disabled) {
+      this.#scheduler.set(name, null);
+      return;
+    }
+    const now = this.#clock.now();
+    let at = Infinity;
+    if (e.derived !== null) at = nextEpochChange(e.derived, e.policy, now);
+    else {
+      const s = planScheduled(e.versions, e.policy, now);
+      if (s !== null) at = Math.max(s.due, this.#failing.get(name)?.at ?? -Infinity);
+      for (const v of e.versions) {
+        if (v.material === null) continue;
+        const until = inboundUntil(v, e.policy);
+        if (until > now && until < at) at = until;
+      }
+    }
+    this.#scheduler.set(name, at === Infinity ? null : at);
+  }
+
+  /** Entry of `name` in the current snapshot (for tests and the operations layer). */
+  entry(name: string): KeyEntry | undefined {
+    return this.#cell.current.keys.get(name);
+  }
+}

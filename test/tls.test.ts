@@ -1,0 +1,274 @@
+/**
+ * TCP with mutual TLS, on 127.0.0.1 only. A throwaway CA, server and client
+ * certificates (and a second, foreign CA) are made in the test with the
+ * `openssl` command line. Checked: a digest and a key operation end to end
+ * with ClientId cert:<CN>; a token on top of the certificate; a client with
+ * no certificate, with one from another CA, or with an unusable CN is
+ * refused (and reported to onRefused); TLS below 1.2 is refused; and a TCP
+ * listener without TLS material fails at start, from startDaemon and from
+ * `cryptod serve`.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
+import { fileURLToPath } from 'node:url';
+import { after, before, test } from 'node:test';
+import { connect, type ConnectOptions } from '../src/client/client.js';
+import type { RefusedConnection } from '../src/daemon/access.js';
+import { silentLogger } from '../src/daemon/logger.js';
+import { startDaemon, type Daemon, type DaemonOptions } from '../src/daemon/server.js';
+import { ConfigError, ConnectionClosedError, InvalidArgumentError } from '../src/protocol/errors.js';
+import { openSqliteClientRegistry } from '../src/store/sqlite/client-registry.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+let pki = '';
+const dirs: string[] = [];
+
+function tempDir(): string {
+  const d = mkdtempSync(join(tmpdir(), 'ctl-'));
+  dirs.push(d);
+  return d;
+}
+
+function openssl(args: string[]): void {
+  execFileSync('openssl', args, { cwd: pki, stdio: 'pipe' });
+}
+
+/** A P-256 key and a certificate for `cn`, signed by `ca` (or self-signed as a CA when ca is null). */
+function makeCert(name: string, cn: string, ca: string | null, ext: string): void {
+  if (ca === null) {
+    openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.crt`, '-days', '1', '-subj', `/CN=${cn}`]);
+  } else {
+    writeFileSync(join(pki, `${name}.ext`), ext);
+    openssl(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${cn}`]);
+    openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.crt`, '-CAkey', `${ca}.key`, '-set_serial', String(Date.now() % 1e9), '-days', '1', '-out', `${name}.crt`, '-extfile', `${name}.ext`]);
+  }
+  chmodSync(join(pki, `${name}.key`), 0o600);
+}
+
+const pem = (f: string): Buffer => readFileSync(join(pki, f));
+const file = (f: string): string => join(pki, f);
+
+before(() => {
+  try {
+    execFileSync('openssl', ['version'], { stdio: 'pipe' });
+  } catch {
+    throw new Error('the openssl command line is needed to make test certificates (apt-get install openssl)');
+  }
+  pki = tempDir();
+  const client = 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n';
+  makeCert('ca', 'cryptod test CA', null, '');
+  makeCert('other-ca', 'some other CA', null, '');
+  makeCert('server', 'localhost', 'ca', 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n');
+  makeCert('client', 'billing-svc', 'ca', client);
+  makeCert('foreign', 'billing-svc', 'other-ca', client);
+  makeCert('badname', 'two words', 'ca', client);
+});
+
+after(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+async function tlsDaemon(extra: Partial<DaemonOptions> = {}): Promise<{ daemon: Daemon; url: string; refused: RefusedConnection[] }> {
+  const refused: RefusedConnection[] = [];
+  const daemon = await startDaemon({
+    socketPath: join(tempDir(), 'run', 's.sock'),
+    logger: silentLogger,
+    tcp: { url: 'tcp://127.0.0.1:0', certFile: file('server.crt'), keyFile: file('server.key'), clientCaFile: file('ca.crt') },
+    onRefused: (e) => refused.push(e),
+    ...extra,
+  });
+  assert.equal(daemon.tcpAddress?.host, '127.0.0.1');
+  return { daemon, url: `tls://127.0.0.1:${daemon.tcpAddress!.port}`, refused };
+}
+
+function clientTls(name: string): NonNullable<ConnectOptions['tls']> {
+  return { cert: pem(`${name}.crt`), key: pem(`${name}.key`), ca: pem('ca.crt') };
+}
+
+async function waitFor(pred: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 5000;
+  while (!pred()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+test('mutual TLS end to end: ClientId cert:<CN>, a digest and a key operation', async () => {
+  const { daemon, url, refused } = await tlsDaemon();
+  try {
+    const c = await connect({ url, tls: clientTls('client'), clientName: 'ignored' });
+    assert.equal(c.info.clientId, 'cert:billing-svc');
+    const digest = await c.subtle.digest('SHA-256', Buffer.from('abc'));
+    assert.equal(Buffer.from(digest).toString('hex'), createHash('sha256').update('abc').digest('hex'));
+    const key = await c.subtle.generateKey({ name: 'AES-GCM', length: 256 }, false, ['encrypt', 'decrypt']);
+    const iv = Buffer.alloc(12, 7);
+    const ct = await c.subtle.encrypt({ name: 'AES-GCM', iv }, key, Buffer.from('over TLS'));
+    const pt = await c.subtle.decrypt({ name: 'AES-GCM', iv }, key, ct);
+    assert.equal(Buffer.from(pt).toString(), 'over TLS');
+    assert.equal(daemon.status().clients.find((x) => x.clientId === 'cert:billing-svc')?.nodes, 1);
+    await c.close();
+    await waitFor(() => daemon.dm.liveNodes() === 0, 'the TLS client\'s key to be released');
+    assert.deepEqual(refused, []);
+
+    // The Unix socket keeps working beside the TCP listener.
+    const local = await connect({ socket: daemon.socketPath });
+    assert.equal(local.info.clientId, 'local/anonymous');
+    await local.close();
+  } finally {
+    await daemon.close();
+  }
+});
+
+test('TLS 1.3 is negotiated; 1.2 is accepted; below 1.2 is refused', async () => {
+  const { daemon } = await tlsDaemon();
+  const port = daemon.tcpAddress!.port;
+  const handshake = (opts: { minVersion?: 'TLSv1' | 'TLSv1.2'; maxVersion?: 'TLSv1.1' | 'TLSv1.2'; ciphers?: string }): Promise<string> =>
+    new Promise((res, rej) => {
+      const s = tlsConnect({ host: '127.0.0.1', port, ...clientTls('client'), ...opts });
+      s.once('secureConnect', () => {
+        const v = s.getProtocol() ?? '';
+        s.destroy();
+        res(v);
+      });
+      s.once('error', rej);
+    });
+  try {
+    assert.equal(await handshake({}), 'TLSv1.3');
+    assert.equal(await handshake({ maxVersion: 'TLSv1.2' }), 'TLSv1.2');
+    // SECLEVEL=0 lets this client offer TLS 1.1 at all, so the refusal is the daemon's (a protocol_version alert).
+    await assert.rejects(handshake({ minVersion: 'TLSv1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT@SECLEVEL=0' }), (e: unknown) => {
+      assert.match(String((e as { code?: string }).code), /ALERT_PROTOCOL_VERSION/);
+      return true;
+    });
+  } finally {
+    await daemon.close();
+  }
+});
+
+test('a client without a certificate is refused', async () => {
+  const { daemon, url, refused } = await tlsDaemon();
+  try {
+    const tls = { ca: pem('ca.crt') } as unknown as NonNullable<ConnectOptions['tls']>;
+    await assert.rejects(connect({ url, tls }), ConnectionClosedError);
+    await waitFor(() => refused.length === 1, 'the refusal to be reported');
+    assert.equal(refused[0]!.transport, 'tls');
+    assert.equal(refused[0]!.remoteAddress, '127.0.0.1');
+    assert.match(refused[0]!.reason, /TLS handshake failed/);
+    assert.equal(daemon.status().connections, 0);
+  } finally {
+    await daemon.close();
+  }
+});
+
+test('a client certificate from another CA is refused, even with the same CN', async () => {
+  const { daemon, url, refused } = await tlsDaemon();
+  try {
+    await assert.rejects(connect({ url, tls: clientTls('foreign') }), ConnectionClosedError);
+    await waitFor(() => refused.length === 1, 'the refusal to be reported');
+    assert.match(refused[0]!.reason, /TLS handshake failed/);
+    assert.equal(daemon.status().connections, 0);
+  } finally {
+    await daemon.close();
+  }
+});
+
+test('a certificate whose CN is not a valid client name is refused before any byte is read', async () => {
+  const { daemon, url, refused } = await tlsDaemon();
+  try {
+    await assert.rejects(connect({ url, tls: clientTls('badname') }), ConnectionClosedError);
+    await waitFor(() => refused.length === 1, 'the refusal to be reported');
+    assert.match(refused[0]!.reason, /subject CN/);
+    assert.equal(daemon.status().connections, 0);
+  } finally {
+    await daemon.close();
+  }
+});
+
+test('a token on top of the certificate makes the ClientId token:<name>', async () => {
+  const registry = openSqliteClientRegistry({ dataDir: join(tempDir(), 'data') });
+  const { daemon, url } = await tlsDaemon({ clients: registry });
+  try {
+    const { token } = await registry.add('reports');
+    const c = await connect({ url, tls: clientTls('client'), token });
+    assert.equal(c.info.clientId, 'token:reports');
+    await c.close();
+    // A uid-restricted token proves nothing over TCP: there is no uid.
+    const { token: restricted } = await registry.add('local-only', { uid: 0 });
+    await assert.rejects(connect({ url, tls: clientTls('client'), token: restricted }), (e: unknown) => (e as { code?: string }).code === 'CRYPTOD_ERR_AUTH_FAILED');
+  } finally {
+    await daemon.close();
+    await registry.close();
+  }
+});
+
+test('TCP without TLS material, or with a readable key, fails at start and says what is missing', async () => {
+  const socketPath = join(tempDir(), 'run', 's.sock');
+  await assert.rejects(startDaemon({ socketPath, logger: silentLogger, tcp: { url: 'tcp://127.0.0.1:0' } }), (e: unknown) => {
+    assert.ok(e instanceof ConfigError);
+    assert.match(e.message, /plain TCP is refused/);
+    for (const flag of ['--tls-cert', '--tls-key', '--tls-client-ca']) assert.ok(e.message.includes(flag), `${flag} not named: ${e.message}`);
+    return true;
+  });
+  await assert.rejects(
+    startDaemon({ socketPath, logger: silentLogger, tcp: { url: 'tcp://127.0.0.1:0', certFile: file('server.crt'), keyFile: file('server.key') } }),
+    (e: unknown) => e instanceof ConfigError && e.message.includes('--tls-client-ca') && !e.message.includes('--tls-cert FILE'),
+  );
+  await assert.rejects(startDaemon({ socketPath, logger: silentLogger, tcp: { url: 'http://127.0.0.1:80' } }), (e: unknown) => e instanceof ConfigError && /tcp:\/\/HOST:PORT/.test(e.message));
+  const loose = join(tempDir(), 'server.key');
+  writeFileSync(loose, pem('server.key'), { mode: 0o644 });
+  chmodSync(loose, 0o644);
+  await assert.rejects(
+    startDaemon({ socketPath, logger: silentLogger, tcp: { url: 'tcp://127.0.0.1:0', certFile: file('server.crt'), keyFile: loose, clientCaFile: file('ca.crt') } }),
+    (e: unknown) => e instanceof ConfigError && /mode 644/.test(e.message),
+  );
+  // Nothing was left listening on the socket path by the failed starts.
+  const d = await startDaemon({ socketPath, logger: silentLogger });
+  await d.close();
+
+  // The same through the command line: exit 1 and the message.
+  const dataDir = join(tempDir(), 'data');
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--data-dir', dataDir, '--socket', join(tempDir(), 's.sock'), '--listen', 'tcp://127.0.0.1:0'], {
+    cwd: ROOT,
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  const code = await new Promise<number | null>((res) => child.on('close', (c) => res(c)));
+  assert.equal(code, 1, stderr);
+  assert.match(stderr, /cryptod: --listen tcp:\/\/127\.0\.0\.1:0 needs TLS with client certificates; plain TCP is refused\. Missing: --tls-cert/);
+});
+
+test('cryptod serve --listen with TLS files serves mutual TLS', async () => {
+  const dataDir = join(tempDir(), 'data');
+  const args = ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--data-dir', dataDir, '--socket', join(tempDir(), 's.sock'), '--listen', 'tcp://127.0.0.1:0'];
+  args.push('--tls-cert', file('server.crt'), '--tls-key', file('server.key'), '--tls-client-ca', file('ca.crt'));
+  const serve = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  const port = await new Promise<number>((res, rej) => {
+    serve.stderr.on('data', (c: Buffer) => {
+      stderr += c.toString();
+      const m = /"tcp":"127\.0\.0\.1:([0-9]+)"/.exec(stderr);
+      if (m !== null) res(Number(m[1]));
+    });
+    serve.on('exit', () => rej(new Error(`serve exited: ${stderr}`)));
+  });
+  try {
+    const c = await connect({ url: `tls://127.0.0.1:${port}`, tls: clientTls('client') });
+    assert.equal(c.info.clientId, 'cert:billing-svc');
+    await c.close();
+  } finally {
+    serve.kill('SIGTERM');
+    await new Promise((r) => serve.once('exit', r));
+  }
+});
+
+test('connect() checks its url and TLS options', async () => {
+  await assert.rejects(connect({ url: 'tcp://127.0.0.1:1', tls: clientTls('client') }), InvalidArgumentError);
+  await assert.rejects(connect({ url: 'tls://127.0.0.1:1' }), (e: unknown) => e instanceof InvalidArgumentError && /needs the tls option/.test(e.message));
+  await assert.rejects(connect({ url: 'tls://127.0.0.1:0', tls: clientTls('client') }), InvalidArgumentError);
+});
