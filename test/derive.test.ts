@@ -5,7 +5,7 @@ import type { Client } from '../src/client/client.js';
 import type { CryptoKey, CryptoKeyPair } from '../src/client/subtle.js';
 import { InvalidArgumentError, InvalidKeyError, NotFoundError, OperationError, UnsupportedError, type CryptodError } from '../src/protocol/errors.js';
 import { Op } from '../src/protocol/ops.js';
-import { startTestDaemon, type TestDaemon } from './helpers/daemon.js';
+import { startTestDaemon, type TestDaemon, rejectsTyped } from './helpers/daemon.js';
 
 let t: TestDaemon;
 let c: Client;
@@ -18,14 +18,8 @@ after(async () => {
   await t.stop();
 });
 
-async function rejects(p: Promise<unknown>, cls: new (...a: never[]) => CryptodError, message?: RegExp): Promise<void> {
-  await assert.rejects(p, (err: unknown) => {
-    assert.ok(err instanceof cls, `expected ${cls.name}, got ${String(err)}`);
-    if (message) assert.match((err as Error).message, message);
-    return true;
-  });
-  assert.equal(await c.ping('alive'), 'alive');
-}
+const rejects = (p: Promise<unknown>, cls: abstract new (...a: never[]) => Error, message?: RegExp): Promise<void> =>
+  rejectsTyped(c, p, cls, message);
 
 const hex = (b: ArrayBuffer | Uint8Array) => Buffer.from(b instanceof ArrayBuffer ? new Uint8Array(b) : b).toString('hex');
 

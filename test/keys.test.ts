@@ -13,7 +13,7 @@ import {
   UnsupportedError,
   type CryptodError,
 } from '../src/protocol/errors.js';
-import { eventually, startTestDaemon, type TestDaemon } from './helpers/daemon.js';
+import { eventually, startTestDaemon, type TestDaemon, rejectsTyped } from './helpers/daemon.js';
 
 let t: TestDaemon;
 let c: Client;
@@ -26,15 +26,8 @@ after(async () => {
   await t.stop();
 });
 
-/** Assert a typed rejection, then prove the connection still serves requests. */
-async function rejects(p: Promise<unknown>, cls: new (...a: never[]) => CryptodError, message?: RegExp): Promise<void> {
-  await assert.rejects(p, (err: unknown) => {
-    assert.ok(err instanceof cls, `expected ${cls.name}, got ${String(err)}`);
-    if (message) assert.match((err as Error).message, message);
-    return true;
-  });
-  assert.equal(await c.ping('alive'), 'alive');
-}
+const rejects = (p: Promise<unknown>, cls: abstract new (...a: never[]) => Error, message?: RegExp): Promise<void> =>
+  rejectsTyped(c, p, cls, message);
 
 const hex = (b: ArrayBuffer) => Buffer.from(b).toString('hex');
 

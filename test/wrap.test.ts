@@ -14,7 +14,7 @@ import {
   UnsupportedError,
   type CryptodError,
 } from '../src/protocol/errors.js';
-import { startTestDaemon, type TestDaemon } from './helpers/daemon.js';
+import { startTestDaemon, type TestDaemon, rejectsTyped } from './helpers/daemon.js';
 
 let t: TestDaemon;
 let c: Client;
@@ -27,14 +27,8 @@ after(async () => {
   await t.stop();
 });
 
-async function rejects(p: Promise<unknown>, cls: new (...a: never[]) => CryptodError, message?: RegExp): Promise<void> {
-  await assert.rejects(p, (err: unknown) => {
-    assert.ok(err instanceof cls, `expected ${cls.name}, got ${String(err)}`);
-    if (message) assert.match((err as Error).message, message);
-    return true;
-  });
-  assert.equal(await c.ping('alive'), 'alive');
-}
+const rejects = (p: Promise<unknown>, cls: abstract new (...a: never[]) => Error, message?: RegExp): Promise<void> =>
+  rejectsTyped(c, p, cls, message);
 
 const hex = (b: ArrayBuffer) => Buffer.from(b).toString('hex');
 

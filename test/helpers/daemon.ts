@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 /** Start a real daemon on a fresh temporary Unix socket for one test file. */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -44,4 +45,23 @@ export async function eventually(pred: () => boolean, timeoutMs = 5000, what = '
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 5));
   }
+}
+
+/**
+ * Assert that `p` rejects with the typed error `cls` (and `message`), then
+ * prove the connection still serves requests: bad input must not cost the
+ * client its connection.
+ */
+export async function rejectsTyped(
+  client: Client,
+  p: Promise<unknown>,
+  cls: abstract new (...a: never[]) => Error,
+  message?: RegExp,
+): Promise<void> {
+  await assert.rejects(p, (err: unknown) => {
+    assert.ok(err instanceof cls, `expected ${cls.name}, got ${String(err)}`);
+    if (message) assert.match((err as Error).message, message);
+    return true;
+  });
+  assert.equal(await client.ping('alive'), 'alive');
 }
