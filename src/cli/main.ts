@@ -7,8 +7,11 @@
 import { DAEMON_VERSION } from '../daemon/version.js';
 import { UsageError, wantsHelp } from './args.js';
 import { client } from './client.js';
+import { DATA_COMMANDS, dataCommand } from './data.js';
 import { digest } from './digest.js';
+import { key } from './key.js';
 import { EXIT_OK, EXIT_USAGE, report } from './output.js';
+import { reload } from './reload.js';
 import { serve } from './serve.js';
 import { status } from './status.js';
 
@@ -22,6 +25,13 @@ Commands:
   digest     hash a file or stdin through the daemon (streams any size)
   status     show clients, connections and live keys/contexts of a daemon
   client     add, revoke or list token clients (run as the daemon's user)
+  key        create, import, rotate, list, describe, set-policy, trim or
+             destroy managed keys
+  encrypt, decrypt, rewrap, sign, mac
+             transform stdin (or --in FILE) with a managed key (--key NAME)
+  verify, verify-mac
+             check a signature or MAC (exit 0 valid, 1 invalid)
+  reload     make the daemon re-read its --config file (like SIGHUP)
   help       show this help, or \`cryptod help <command>\` for one command
 
 Options:
@@ -36,7 +46,10 @@ Environment:
 
 type Command = (argv: readonly string[]) => Promise<number>;
 
-const COMMANDS: Record<string, Command> = { serve, digest, status, client };
+const COMMANDS: Record<string, Command> = {
+  serve, digest, status, client, key, reload,
+  ...Object.fromEntries(DATA_COMMANDS.map((n) => [n, dataCommand(n)])),
+};
 
 async function main(argv: readonly string[]): Promise<number> {
   const [name, ...rest] = argv;

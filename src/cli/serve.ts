@@ -10,13 +10,18 @@
  *              reports 128 + signal number: 130 for SIGINT, 143 for SIGTERM)
  */
 import { constants } from 'node:os';
+import { readFileSync } from 'node:fs';
+import type { CborValue } from '../protocol/cbor.js';
+import { ConfigFileError, loadConfig, type LoadedConfig } from '../config/load.js';
 import { DEFAULT_DATA_DIR, resolveSocketPath } from '../config/paths.js';
+import { applyKeys, createReloader, type Reloader } from '../config/reload.js';
+import { openManagedKeys, type OpenedManagedKeys } from '../daemon/managed-keys.js';
 import { createLogger, type Level, type Logger } from '../daemon/logger.js';
 import { NO_AUDIT, createAudit, type Audit } from '../daemon/audit.js';
 import type { Limits } from '../daemon/limits.js';
 import { peerCred, peerCredAvailable } from '../daemon/peer-cred.js';
 import { startDaemon, type Daemon, type DaemonOptions } from '../daemon/server.js';
-import { CryptodError } from '../protocol/errors.js';
+import { ConfigError, CryptodError } from '../protocol/errors.js';
 import { ensurePrivateDir } from '../store/private-files.js';
 import { openSqliteClientRegistry, type SqliteClientRegistry } from '../store/sqlite/client-registry.js';
 import { UsageError, choiceOpt, integerOpt, modeOpt, parseCommand, stringOpt, wantsHelp, type OptionSpec, type Parsed } from './args.js';
@@ -30,6 +35,9 @@ the first info line ("listening") names the socket. SIGTERM or SIGINT stops
 it gracefully; a second signal stops it at once.
 
 Options:
+  -c, --config FILE          YAML configuration file (README "Configuration
+                             file"); flags given here override its values.
+                             SIGHUP or \`cryptod reload\` re-reads its keys
   --data-dir DIR             data directory, created with mode 0700
                              (default: ./.cryptod)
   -s, --socket PATH          Unix socket to listen on
@@ -74,6 +82,7 @@ Environment:
 
 const OPTIONS: OptionSpec = {
   ...SOCKET_OPTION,
+  config: { type: 'string', short: 'c' },
   'data-dir': { type: 'string' },
   'socket-mode': { type: 'string' },
   'max-frame': { type: 'string' },
@@ -96,16 +105,32 @@ const OPTIONS: OptionSpec = {
 
 const LEVELS: readonly Level[] = ['debug', 'info', 'warn', 'error'];
 
-/** Parse the command line into daemon options; throws UsageError. */
+/**
+ * Parse the command line and the --config file into daemon options; a flag
+ * wins over the file's value. Throws UsageError, or a LocalFailure listing
+ * every problem of the file as FILE:LINE:COL: field: message.
+ */
 function configure(argv: readonly string[]): {
   dataDir: string;
   socketFlag: string | undefined;
   level: Level;
   auditLog: string | undefined;
   options: Omit<DaemonOptions, 'socketPath'>;
+  loaded: LoadedConfig | null;
 } {
   const p = parseCommand('serve', argv, OPTIONS);
-  const limits: { -readonly [K in keyof Limits]?: number } = {};
+  const configPath = stringOpt(p, 'config');
+  let loaded: LoadedConfig | null = null;
+  if (configPath !== undefined) {
+    try {
+      loaded = loadConfig(configPath);
+    } catch (err) {
+      if (err instanceof ConfigFileError) throw new LocalFailure(err.message, { cause: err });
+      throw err;
+    }
+  }
+  const file = loaded?.config;
+  const limits: { -readonly [K in keyof Limits]?: number } = { ...file?.limits };
   const set = (key: keyof Limits, flag: string): void => {
     const v = integerOpt(p, flag, 'serve');
     if (v !== undefined) limits[key] = v;
@@ -118,14 +143,53 @@ function configure(argv: readonly string[]): {
   set('contextIdleMs', 'context-idle-ms');
   set('maxContextMemory', 'max-context-memory');
   set('shutdownGraceMs', 'shutdown-grace-ms');
-  const socketMode = modeOpt(p, 'socket-mode', 'serve');
+  const socketMode = modeOpt(p, 'socket-mode', 'serve') ?? file?.socketMode;
+  const flagged = accessOptions(p);
+  const access = flagged.access ?? file?.access;
+  const tcp = flagged.tcp ?? file?.tcp;
   return {
-    dataDir: stringOpt(p, 'data-dir') ?? DEFAULT_DATA_DIR,
-    socketFlag: stringOpt(p, 'socket'),
-    level: choiceOpt(p, 'log-level', LEVELS, 'serve') ?? 'info',
-    auditLog: stringOpt(p, 'audit-log'),
-    options: { ...(socketMode === undefined ? { limits } : { limits, socketMode }), ...accessOptions(p) },
+    dataDir: stringOpt(p, 'data-dir') ?? file?.dataDir ?? DEFAULT_DATA_DIR,
+    socketFlag: stringOpt(p, 'socket') ?? file?.socket,
+    level: choiceOpt(p, 'log-level', LEVELS, 'serve') ?? file?.logLevel ?? 'info',
+    auditLog: stringOpt(p, 'audit-log') ?? file?.audit?.log,
+    options: {
+      ...(socketMode === undefined ? { limits } : { limits, socketMode }),
+      ...(access === undefined ? {} : { access }),
+      ...(tcp === undefined ? {} : { tcp }),
+    },
+    loaded,
   };
+}
+
+/**
+ * The KEK passphrase named by the file's `kek:` section, as bytes the caller
+ * zeroes after use; one trailing newline of a passphrase file is not part of
+ * it (editors add one).
+ */
+function kekPassphrase(file: LoadedConfig['config'] | undefined): Buffer | undefined {
+  const kek = file?.kek;
+  if (kek?.passphraseFile !== undefined) {
+    let raw: Buffer;
+    try {
+      raw = readFileSync(kek.passphraseFile);
+    } catch (err) {
+      throw new ConfigError(`cannot read kek.passphraseFile ${kek.passphraseFile}: ${(err as Error).message}`);
+    }
+    let end = raw.length;
+    if (end > 0 && raw[end - 1] === 0x0a) end--;
+    if (end > 0 && raw[end - 1] === 0x0d) end--;
+    const out = Buffer.alloc(end);
+    raw.copy(out, 0, 0, end);
+    raw.fill(0);
+    if (out.length === 0) throw new ConfigError(`kek.passphraseFile ${kek.passphraseFile} is empty`);
+    return out;
+  }
+  if (kek?.passphraseEnv !== undefined) {
+    const v = process.env[kek.passphraseEnv];
+    if (v === undefined || v === '') throw new ConfigError(`kek.passphraseEnv names ${kek.passphraseEnv}, which is not set in the environment`);
+    return Buffer.from(v, 'utf8');
+  }
+  return undefined;
 }
 
 /** --allow-uid/--allow-gid and --listen with its TLS files. Missing TLS files are the daemon's ConfigError, which names them. */
@@ -161,7 +225,7 @@ export async function serve(argv: readonly string[]): Promise<number> {
     process.stdout.write(SERVE_HELP);
     return EXIT_OK;
   }
-  const { dataDir, socketFlag, level, auditLog, options } = configure(argv);
+  const { dataDir, socketFlag, level, auditLog, options, loaded } = configure(argv);
   const log = createLogger({ level });
 
   // Signals are handled from the start, so one that arrives while the socket
@@ -191,27 +255,61 @@ export async function serve(argv: readonly string[]): Promise<number> {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  // SIGHUP re-reads --config (src/config/reload.ts); its outcome is logged there.
+  let reloader: Reloader | null = null;
+  const onHangup = (): void => {
+    if (reloader === null) {
+      log.warn(loaded === null ? 'SIGHUP ignored: the daemon was started without --config, so there is nothing to reload' : 'SIGHUP ignored: the daemon is still starting');
+      return;
+    }
+    reloader.reload('SIGHUP').catch(() => undefined);
+  };
+  process.on('SIGHUP', onHangup);
 
   // Token clients live in the data directory's registry (`cryptod client add`).
   let clients: SqliteClientRegistry | null = null;
+  let managed: OpenedManagedKeys | null = null;
   let audit: Audit = NO_AUDIT;
   try {
     const dir = ensurePrivateDir(dataDir);
     const socketPath = resolveSocketPath(socketFlag, dir);
     if (auditLog !== undefined) audit = createAudit({ target: auditLog, log });
     clients = openSqliteClientRegistry({ dataDir: dir });
-    daemon = await startDaemon({ ...options, socketPath, logger: log, clients, audit, ...peerIdentityOption(log) });
+    const passphrase = kekPassphrase(loaded?.config);
+    try {
+      managed = await openManagedKeys({ dataDir: dir, logger: log, ...(passphrase === undefined ? {} : { passphrase }) });
+    } finally {
+      passphrase?.fill(0);
+    }
+    // The file's keys are applied before the socket exists: a client never
+    // sees a daemon without the keys its configuration declares.
+    if (loaded !== null) {
+      const changes = await applyKeys(managed.manager, loaded);
+      log.info('configuration applied', { file: loaded.config.path, ...changes, reloadable: ['keys'] });
+    }
+    // Without --config there is no `reload`: RELOAD answers CRYPTOD_ERR_UNSUPPORTED.
+    let reload: Pick<DaemonOptions, 'reload'> = {};
+    if (loaded !== null) {
+      const r = createReloader({ file: loaded.config.path, initial: loaded.config, manager: managed.manager, log });
+      reloader = r;
+      reload = { reload: async () => (await r.reload('RELOAD')) as unknown as CborValue };
+    }
+    daemon = await startDaemon({ ...options, socketPath, logger: log, clients, audit, keys: managed, ...reload, ...peerIdentityOption(log) });
   } catch (err) {
+    await managed?.close();
     await clients?.close();
     audit.close();
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
+    process.off('SIGHUP', onHangup);
     // Start-up failures are configuration problems: say what to fix, no code.
     if (err instanceof CryptodError) throw new LocalFailure(err.message, { cause: err });
     throw err;
   }
   if (stopping) shutdown(daemon);
   const code = await done;
+  process.off('SIGHUP', onHangup);
+  await managed?.close();
   await clients.close();
   audit.close();
   return code;

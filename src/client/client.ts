@@ -16,6 +16,11 @@ import { DaemonConnection, type DaemonTarget, type HelloReply, type RequestOptio
 import { SubtleClient, handleOf, marshal, type AlgorithmIdentifier, type CryptoKey } from './subtle.js';
 import { DigestContext } from './contexts.js';
 import { AeadStream, type AeadStreamParams } from './streams.js';
+import {
+  ManagedData, ManagedKeysClient, cipherArgs, messageArgs, pickCiphertext, pickMac, pickPlaintext, pickSignature, pickValid,
+  type AadOptions, type BatchResult, type CipherItem, type VerifyItem,
+} from './managed.js';
+import type { BufferSource } from './subtle.js';
 
 export interface ConnectOptions {
   /** Socket path; default `CRYPTOD_SOCKET`, then `./.cryptod/cryptod.sock`. */
@@ -37,13 +42,108 @@ export interface ConnectOptions {
 export class Client implements AsyncDisposable {
   /** WebCrypto's SubtleCrypto, with keys held by the daemon. */
   readonly subtle: SubtleClient;
+  /** Administration of managed keys: create, import, rotate, list, describe, setPolicy, trim, export, destroy, persist. */
+  readonly keys: ManagedKeysClient;
   /** @internal */
   readonly connection: DaemonConnection;
+  readonly #managed: ManagedData;
 
   /** @internal use {@link connect} */
   constructor(conn: DaemonConnection) {
     this.connection = conn;
     this.subtle = new SubtleClient(conn);
+    this.keys = new ManagedKeysClient(conn);
+    this.#managed = new ManagedData(conn);
+  }
+
+  // ── managed keys, by name (src/client/managed.ts, docs/formats.md) ─────
+
+  /**
+   * Encrypt under the current version of managed key `name` (AES-256-GCM,
+   * ChaCha20-Poly1305, or AES-KWP without `aad`). The result names the key
+   * and version that made it, so it still decrypts after rotations.
+   *
+   * @example
+   * ```ts
+   * const ct = await client.encrypt('orders', plaintext, { aad: Buffer.from(orderId) });
+   * const pt = await client.decrypt('orders', ct, { aad: Buffer.from(orderId) });
+   * ```
+   */
+  encrypt(name: string, plaintext: BufferSource, options: AadOptions = {}): Promise<Uint8Array> {
+    return this.#managed.one(Op.MANAGED_ENCRYPT, name, cipherArgs('plaintext', plaintext, options.aad), pickCiphertext);
+  }
+
+  /** Decrypt with the version the ciphertext names; DecryptError if it or the AAD was altered, KeyVersionError if that version may no longer be used. */
+  decrypt(name: string, ciphertext: BufferSource, options: AadOptions = {}): Promise<Uint8Array> {
+    return this.#managed.one(Op.MANAGED_DECRYPT, name, cipherArgs('ciphertext', ciphertext, options.aad), pickPlaintext);
+  }
+
+  /** Re-encrypt under the current version; the plaintext never leaves the daemon. */
+  rewrap(name: string, ciphertext: BufferSource, options: AadOptions = {}): Promise<Uint8Array> {
+    return this.#managed.one(Op.MANAGED_REWRAP, name, cipherArgs('ciphertext', ciphertext, options.aad), pickCiphertext);
+  }
+
+  /** Sign with the current version (Ed25519, ECDSA P-256/P-384, RSA-PSS-3072). */
+  sign(name: string, message: BufferSource): Promise<Uint8Array> {
+    return this.#managed.one(Op.MANAGED_SIGN, name, messageArgs(message), pickSignature);
+  }
+
+  /** Whether `signature` (from {@link sign}) is valid for `message`. */
+  verify(name: string, message: BufferSource, signature: BufferSource): Promise<boolean> {
+    return this.#managed.one(Op.MANAGED_VERIFY, name, messageArgs(message, 'signature', signature), pickValid);
+  }
+
+  /** HMAC with the current version of an hmac-sha256/512 key. */
+  mac(name: string, message: BufferSource): Promise<Uint8Array> {
+    return this.#managed.one(Op.MANAGED_MAC, name, messageArgs(message), pickMac);
+  }
+
+  /** Whether `mac` (from {@link mac}) is valid for `message`, compared in constant time by the daemon. */
+  verifyMac(name: string, message: BufferSource, mac: BufferSource): Promise<boolean> {
+    return this.#managed.one(Op.MANAGED_VERIFY_MAC, name, messageArgs(message, 'mac', mac), pickValid);
+  }
+
+  /**
+   * Batch forms: one request, one result per item in order; a failed item is
+   * a `CryptodError` in its place.
+   *
+   * @example
+   * ```ts
+   * const out = await client.encryptBatch('orders', [{ data: a }, { data: b, aad }]);
+   * for (const r of out) if (r instanceof CryptodError) console.error(r.code);
+   * ```
+   */
+  encryptBatch(name: string, items: readonly CipherItem[]): Promise<Array<BatchResult<Uint8Array>>> {
+    return this.#managed.batch(Op.MANAGED_ENCRYPT, name, items.map((i) => cipherArgs('plaintext', i.data, i.aad)), pickCiphertext);
+  }
+
+  decryptBatch(name: string, items: readonly CipherItem[]): Promise<Array<BatchResult<Uint8Array>>> {
+    return this.#managed.batch(Op.MANAGED_DECRYPT, name, items.map((i) => cipherArgs('ciphertext', i.data, i.aad)), pickPlaintext);
+  }
+
+  rewrapBatch(name: string, items: readonly CipherItem[]): Promise<Array<BatchResult<Uint8Array>>> {
+    return this.#managed.batch(Op.MANAGED_REWRAP, name, items.map((i) => cipherArgs('ciphertext', i.data, i.aad)), pickCiphertext);
+  }
+
+  signBatch(name: string, messages: readonly BufferSource[]): Promise<Array<BatchResult<Uint8Array>>> {
+    return this.#managed.batch(Op.MANAGED_SIGN, name, messages.map((m) => messageArgs(m)), pickSignature);
+  }
+
+  verifyBatch(name: string, items: readonly VerifyItem[]): Promise<Array<BatchResult<boolean>>> {
+    return this.#managed.batch(Op.MANAGED_VERIFY, name, items.map((i) => messageArgs(i.message, 'signature', i.tag)), pickValid);
+  }
+
+  macBatch(name: string, messages: readonly BufferSource[]): Promise<Array<BatchResult<Uint8Array>>> {
+    return this.#managed.batch(Op.MANAGED_MAC, name, messages.map((m) => messageArgs(m)), pickMac);
+  }
+
+  verifyMacBatch(name: string, items: readonly VerifyItem[]): Promise<Array<BatchResult<boolean>>> {
+    return this.#managed.batch(Op.MANAGED_VERIFY_MAC, name, items.map((i) => messageArgs(i.message, 'mac', i.tag)), pickValid);
+  }
+
+  /** Ask the daemon to re-read its configuration file (administrators only); resolves to what changed. */
+  async reload(): Promise<Record<string, unknown>> {
+    return (await this.connection.request(Op.RELOAD, {})) as Record<string, unknown>;
   }
 
   /** What the daemon said at the handshake: versions, ClientId, limits. */

@@ -12,6 +12,22 @@ export interface Limits {
   readonly maxNodesPerClient: number;
   /** Requests one connection may have in flight before the daemon stops reading from it. */
   readonly maxInflightPerConnection: number;
+  /**
+   * Payload bytes of the requests one connection has in flight (asynchronous
+   * ones: sliced updates, key generation) before the daemon stops reading
+   * from it. Back-pressure like the count above: without it 1024 requests of
+   * 4 MiB would pin 4 GiB. A single request is always accepted.
+   */
+  readonly maxInflightBytesPerConnection: number;
+  /** Open connections one client (ClientId) may have. CRYPTOD_ERR_TOO_MANY_CONNECTIONS at HELLO. */
+  readonly maxConnectionsPerClient: number;
+  /**
+   * A hash, HMAC or cipher context no request used for this long is released
+   * (within 25 % more). 0: contexts never expire. Later use: CRYPTOD_ERR_EXPIRED.
+   */
+  readonly contextIdleMs: number;
+  /** Bytes of context state (buffered segments, digest state) over all clients. CRYPTOD_ERR_MEMORY_LIMIT. */
+  readonly maxContextMemory: number;
   /** How long SIGTERM waits for requests in flight before it closes connections (ms). */
   readonly shutdownGraceMs: number;
 }
@@ -20,6 +36,10 @@ export const DEFAULT_LIMITS: Limits = {
   maxFrame: DEFAULT_MAX_FRAME,
   maxNodesPerClient: 10_000,
   maxInflightPerConnection: 1024,
+  maxInflightBytesPerConnection: 32 * 1024 * 1024,
+  maxConnectionsPerClient: 128,
+  contextIdleMs: 10 * 60_000,
+  maxContextMemory: 512 * 1024 * 1024,
   shutdownGraceMs: 5_000,
 };
 
@@ -28,6 +48,10 @@ export function resolveLimits(partial: Partial<Limits> = {}): Limits {
   check('maxFrame', limits.maxFrame, 1024, MAX_MAX_FRAME);
   check('maxNodesPerClient', limits.maxNodesPerClient, 1, 10_000_000);
   check('maxInflightPerConnection', limits.maxInflightPerConnection, 1, 1_000_000);
+  check('maxInflightBytesPerConnection', limits.maxInflightBytesPerConnection, 1024, 2 ** 40);
+  check('maxConnectionsPerClient', limits.maxConnectionsPerClient, 1, 1_000_000);
+  check('contextIdleMs', limits.contextIdleMs, 0, 7 * 24 * 3_600_000);
+  check('maxContextMemory', limits.maxContextMemory, 64 * 1024, 2 ** 44);
   check('shutdownGraceMs', limits.shutdownGraceMs, 0, 600_000);
   return limits;
 }

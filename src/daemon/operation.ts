@@ -7,12 +7,20 @@ import type { CborValue } from '../protocol/cbor.js';
 import type { OpCode } from '../protocol/ops.js';
 import type { ClientId, DataNodeId, IDataManager, NodeOwner } from '../state/data-manager.js';
 import type { Limits } from './limits.js';
+import type { Audit } from './audit.js';
+import type { ManagedKeys } from './managed-keys.js';
 
 export interface DaemonView {
   readonly startedAt: number;
   readonly version: string;
   /** Status of every client, for STATUS. */
   status(): CborValue;
+  /** The audit log, for handlers whose events it records (key created, rotated, exported…); absent or disabled when off. */
+  readonly audit?: Audit;
+  /** Managed keys (src/daemon/managed-keys.ts); absent without a data directory: managed ops answer CRYPTOD_ERR_UNSUPPORTED. */
+  readonly keys?: ManagedKeys;
+  /** Re-read the configuration (RELOAD); absent when the daemon has none: RELOAD answers CRYPTOD_ERR_UNSUPPORTED. */
+  readonly reload?: () => Promise<CborValue>;
 }
 
 export interface RequestContext {

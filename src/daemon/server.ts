@@ -8,15 +8,21 @@ import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import type { CborValue } from '../protocol/cbor.js';
-import { ConfigError, DaemonRunningError } from '../protocol/errors.js';
+import { ConfigError, DaemonRunningError, TooManyConnectionsError } from '../protocol/errors.js';
 import { DataManager, type ClientId } from '../state/data-manager.js';
 import { Connection, type ConnectionHost } from './connection.js';
 import { resolveLimits, type Limits } from './limits.js';
 import { createLogger, type Logger } from './logger.js';
+import { NO_AUDIT, type Audit } from './audit.js';
 import type { DaemonView, Operation } from './operation.js';
 import { allOperations } from '../ops/index.js';
 import { DAEMON_VERSION } from './version.js';
 import type { PeerIdentity } from './handshake.js';
+import { createAccessControl, widensAccess, type AccessPolicy, type RefusedConnection } from './access.js';
+import { startTlsListener, type TcpListenOptions, type TlsListener } from './tls-listener.js';
+import type { ClientRegistry } from '../auth/client-registry.js';
+import { watchRevocations } from '../auth/revocation.js';
+import type { ManagedKeys } from './managed-keys.js';
 
 export interface DaemonOptions {
   /** Path of the Unix socket. */
@@ -29,12 +35,36 @@ export interface DaemonOptions {
   peerIdentity?: (socket: Socket) => PeerIdentity | null;
   /** Operations served (default: all of them). */
   operations?: readonly Operation[];
+  /** Who besides the daemon's own user and root may connect on the Unix socket (src/daemon/access.ts); needs `peerIdentity`. */
+  access?: AccessPolicy;
+  /** Token clients (`cryptod client add`); without a registry every HELLO token fails. */
+  clients?: ClientRegistry;
+  /** How often live token connections are re-checked for revocation (ms; default 1000). */
+  revocationCheckMs?: number;
+  /** A second listener: TCP with mutual TLS (src/daemon/tls-listener.ts). */
+  tcp?: TcpListenOptions;
+  /** Every connection refused at accept, after its warn line is logged (the audit log's hook). */
+  onRefused?: (event: RefusedConnection) => void;
+  /** The audit log (src/daemon/audit.ts); off when absent. The caller opened it and closes it after close(). */
+  audit?: Audit;
+  /**
+   * Managed keys (src/daemon/managed-keys.ts `openManagedKeys`). Without them the
+   * managed-key operations answer CRYPTOD_ERR_UNSUPPORTED. The caller opened them
+   * and closes them after close().
+   */
+  keys?: ManagedKeys;
+  /** Re-read the configuration file for RELOAD; resolves to a summary of what changed. Without it RELOAD is unsupported. */
+  reload?: () => Promise<CborValue>;
 }
 
 export interface Daemon {
   readonly socketPath: string;
   readonly dm: DataManager;
   readonly limits: Limits;
+  /** The audit log ({@link NO_AUDIT} when off): for events the daemon's callers cause. */
+  readonly audit: Audit;
+  /** Address of the mutual-TLS listener, when `tcp` was given. */
+  readonly tcpAddress: { host: string; port: number } | null;
   status(): DaemonStatus;
   /** Graceful stop; resolves when every connection is closed and the socket removed. */
   close(): Promise<void>;
@@ -51,12 +81,18 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const socketPath = resolve(options.socketPath);
   const limits = resolveLimits(options.limits);
   const log = options.logger ?? createLogger();
-  const dm = new DataManager({ maxNodesPerClient: limits.maxNodesPerClient });
+  const dm = new DataManager({ maxNodesPerClient: limits.maxNodesPerClient, memoryBudget: limits.maxContextMemory });
+  const audit = options.audit ?? NO_AUDIT;
   const operations = new Map<number, Operation>();
   for (const op of options.operations ?? allOperations()) {
     if (operations.has(op.op)) throw new ConfigError(`operation 0x${op.op.toString(16)} registered twice`);
     operations.set(op.op, op);
   }
+  const access = createAccessControl(options.access);
+  if (widensAccess(options.access) && options.peerIdentity === undefined) {
+    throw new ConfigError('admitting other uids or gids needs peer credentials (SO_PEERCRED), which are unavailable here: build the native addon (npm install) on Linux, or drop --allow-uid/--allow-gid');
+  }
+  const revocations = options.clients === undefined ? null : watchRevocations(options.clients, log, options.revocationCheckMs);
 
   prepareSocketDirectory(socketPath);
   await removeStaleSocket(socketPath);
@@ -84,24 +120,38 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     };
   };
 
-  const view: DaemonView = { startedAt, version: DAEMON_VERSION, status: () => status() as unknown as CborValue };
+  const view: DaemonView = { startedAt, version: DAEMON_VERSION, status: () => status() as unknown as CborValue, audit,
+    ...(options.keys === undefined ? {} : { keys: options.keys }),
+    ...(options.reload === undefined ? {} : { reload: options.reload }),
+  };
   const host: ConnectionHost = {
     dm,
     limits,
     operations,
     view,
     log,
+    audit,
     get shuttingDown() {
       return shuttingDown;
     },
+    verifyToken: options.clients === undefined ? null : (token) => options.clients!.verify(token),
     attached(conn) {
       const id = conn.clientId!;
+      const open = byClient.get(id)?.size ?? 0;
+      if (open >= limits.maxConnectionsPerClient) {
+        throw new TooManyConnectionsError(
+          `client ${id} already has ${open} connections open, the limit is ${limits.maxConnectionsPerClient}; reuse a connection (each carries many concurrent requests) or close one`,
+          { detail: { limit: limits.maxConnectionsPerClient } },
+        );
+      }
+      revocations?.add(conn);
       let set = byClient.get(id);
       if (set === undefined) byClient.set(id, (set = new Set()));
       set.add(conn);
     },
     closed(conn) {
       connections.delete(conn);
+      revocations?.delete(conn);
       const id = conn.clientId;
       if (id !== null) {
         const set = byClient.get(id);
@@ -122,20 +172,75 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     try {
       peer = options.peerIdentity?.(socket) ?? null;
     } catch (err) {
-      log.warn('could not read peer credentials; connection refused', { error: String(err) });
-      socket.destroy();
+      onRefused(socket, { transport: 'unix', reason: `could not read peer credentials: ${err instanceof Error ? err.message : String(err)}` });
+      return;
+    }
+    // Admission happens here, before a byte is read (src/daemon/access.ts).
+    if (peer !== null && access.admit(peer) === null) {
+      onRefused(socket, { transport: 'unix', reason: 'uid not admitted by the access policy', uid: peer.uid, gid: peer.gid, pid: peer.pid });
       return;
     }
     connections.add(new Connection(socket, host, peer));
   });
 
-  await listen(server, socketPath, options.socketMode ?? 0o600);
-  log.info('listening', { socket: socketPath, pid: process.pid, version: DAEMON_VERSION });
+  /** Close a connection refused at accept: a warn line, then the audit hook. Nothing was read from it. */
+  function onRefused(socket: Socket, event: RefusedConnection): void {
+    socket.destroy();
+    log.warn('connection refused', { ...event });
+    options.onRefused?.(event);
+    if (audit.enabled) {
+      audit.emit({
+        event: 'connection.refused',
+        connection: null,
+        // The two Unix refusals differ in what is known: the access policy saw the uid.
+        reason: event.transport === 'tls' ? 'tls' : event.uid === undefined ? 'no-peer-credentials' : 'access-policy',
+        detail: event.reason,
+        client: null,
+        transport: event.transport,
+        remoteAddress: event.remoteAddress ?? null,
+        uid: event.uid ?? null,
+        gid: event.gid ?? null,
+        pid: event.pid ?? null,
+      });
+    }
+  }
+
+  let tls: TlsListener | null = null;
+  try {
+    if (options.tcp !== undefined) {
+      tls = await startTlsListener(options.tcp, {
+        accepted(socket, certName) {
+          if (shuttingDown) socket.destroy();
+          else connections.add(new Connection(socket, host, null, certName));
+        },
+        refused: onRefused,
+      });
+    }
+    await listen(server, socketPath, options.socketMode ?? 0o600);
+  } catch (err) {
+    revocations?.stop();
+    await tls?.close();
+    throw err;
+  }
+  // Idle contexts expire (limits.contextIdleMs): a tick every quarter of the
+  // idle time, a context unused for 5 ticks is released, so after 100–125 %
+  // of the idle time. Unref'd: the sweep never keeps the process alive.
+  const sweep =
+    limits.contextIdleMs > 0
+      ? setInterval(() => {
+          const n = dm.expireIdle(IDLE_TICKS);
+          if (n > 0) log.debug('idle contexts expired', { count: n });
+        }, Math.max(1, Math.ceil(limits.contextIdleMs / (IDLE_TICKS - 1))))
+      : null;
+  sweep?.unref();
+  log.info('listening', { socket: socketPath, pid: process.pid, version: DAEMON_VERSION, ...(tls === null ? {} : { tcp: `${tls.address.host}:${tls.address.port}`, tls: 'mutual' }) });
 
   let closing: Promise<void> | null = null;
   const close = (): Promise<void> => {
     closing ??= (async () => {
       shuttingDown = true;
+      if (sweep !== null) clearInterval(sweep);
+      const deadline = Date.now() + limits.shutdownGraceMs;
       const serverClosed = new Promise<void>((res) => server.close(() => res()));
       await waitUntil(() => [...connections].every((c) => c.inflight === 0), limits.shutdownGraceMs);
       const allClosed = new Promise<void>((res) => {
@@ -144,8 +249,12 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         };
         if (connections.size === 0) res();
       });
-      for (const conn of connections) conn.destroy();
+      // Replies already written still reach their clients, within what is left of the grace period.
+      const flushMs = Math.max(0, deadline - Date.now());
+      for (const conn of connections) conn.end(flushMs);
       await allClosed;
+      revocations?.stop();
+      await tls?.close();
       await serverClosed;
       try {
         unlinkSync(socketPath);
@@ -157,8 +266,11 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     return closing;
   };
 
-  return { socketPath, dm, limits, status, close };
+  return { socketPath, dm, limits, audit, tcpAddress: tls?.address ?? null, status, close };
 }
+
+/** Ticks of the idle clock after which an unused context expires (see DataManager.expireIdle). */
+const IDLE_TICKS = 5;
 
 function prepareSocketDirectory(socketPath: string): void {
   const dir = dirname(socketPath);

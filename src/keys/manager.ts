@@ -24,7 +24,7 @@
  */
 import { silentLogger, type Logger } from '../daemon/logger.js';
 import type { KekProvider } from '../kek/provider.js';
-import { ConfigError, InternalError, InvalidArgumentError, NotFoundError, ShuttingDownError } from '../protocol/errors.js';
+import { ConfigError, ForbiddenError, InternalError, InvalidArgumentError, NotFoundError, ShuttingDownError, UnsupportedError } from '../protocol/errors.js';
 import type { Keystore, KeyVersionRecord, ManagedKeyRecord } from '../store/keystore.js';
 import { SerialQueue } from '../store/serial-queue.js';
 import { budgetOptions, type BudgetOptions, type InvocationBudget } from './budget.js';
@@ -39,7 +39,7 @@ import { effectivePolicy, KeyConfigError, parsePolicyInput, policyArgumentError,
 import { firstWindow, planScheduled } from './rotation.js';
 import { errorText, Reservations } from './reservations.js';
 import { backoffDelay, retryOptions, WakeScheduler, type RetryOptions } from './scheduler.js';
-import { inboundUntil } from './selection.js';
+import { inboundUntil, selectOutbound } from './selection.js';
 import { KeySnapshot, SnapshotCell, type KeyEntry, type SnapshotLease } from './snapshot.js';
 import {
   applyDefinitions, changeIssues, manualPlanner, scheduledPlanner, thresholdPlanner, writeNewKey, writePolicy, writeRotation,
@@ -246,6 +246,80 @@ export class KeyManager {
       } finally {
         for (const versions of fresh.values()) for (const f of versions.values()) if (f.material.holders === 0) f.material.destroy();
       }
+    });
+  }
+
+  /**
+   * Destroy every version below `below` (`keys.trim`): the wrapped material
+   * is erased in the keystore and, once readers let go, zeroed in memory;
+   * data those versions made is refused with reason `destroyed`. The current
+   * version (or, without one, the latest) always stays. Resolves to the
+   * versions destroyed by this call.
+   */
+  trim(name: string, below: number): Promise<number[]> {
+    return this.#run(async () => {
+      if (!Number.isSafeInteger(below) || below < 1 || below > 0xffff_ffff) {
+        throw new InvalidArgumentError(`expected 'below' to be a version number from 1 to 4294967295, got ${String(below)}`, { detail: { key: name, field: 'below' } });
+      }
+      const now = this.#clock.now();
+      const destroyed = await this.#store.transaction(async (tx) => {
+        const record = await tx.getKey(name);
+        if (record === undefined) throw new NotFoundError(`no managed key named '${name}'`, { detail: { key: name } });
+        const decoded = decodeRecord(record);
+        if (decoded.derived !== null) throw new UnsupportedError(`key '${name}' is a derived epoch key: its versions are computed, not stored, and cannot be trimmed`, { detail: { key: name } });
+        const versions = await tx.getVersions(name);
+        let keep: number;
+        try {
+          keep = selectOutbound(name, versions, decoded.policy, now).version;
+        } catch {
+          keep = versions[versions.length - 1]?.version ?? 0;
+        }
+        if (below > keep) {
+          throw new InvalidArgumentError(`cannot trim key '${name}' below version ${below}: version ${keep} is its current version and must stay (rotate first)`, {
+            detail: { key: name, field: 'below', current: keep },
+          });
+        }
+        const out: number[] = [];
+        for (const v of versions) {
+          if (v.version >= below || v.state === 'destroyed') continue;
+          await tx.destroyVersionMaterial(name, v.version);
+          out.push(v.version);
+        }
+        return out;
+      });
+      if (destroyed.length > 0) await this.#reloadNow([name]);
+      this.#log.info('key trimmed', { key: name, below, destroyed: destroyed.length });
+      return destroyed;
+    });
+  }
+
+  /**
+   * Destroy a key (`keys.destroy`): every version's material is erased and the
+   * key is disabled; its name stays taken so nothing can be created in its
+   * place and decrypt someone's old data. Refused while deletion protection
+   * is on. Resolves to the versions destroyed by this call.
+   */
+  destroy(name: string): Promise<number[]> {
+    return this.#run(async () => {
+      const now = this.#clock.now();
+      const destroyed = await this.#store.transaction(async (tx) => {
+        const record = await tx.getKey(name);
+        if (record === undefined) throw new NotFoundError(`no managed key named '${name}'`, { detail: { key: name } });
+        if (decodeRecord(record).policy.deletionProtection) {
+          throw new ForbiddenError(`key '${name}' has deletion protection: set deletionProtection to false first`, { detail: { key: name, op: 'destroy' } });
+        }
+        const out: number[] = [];
+        for (const v of await tx.getVersions(name)) {
+          if (v.state === 'destroyed') continue;
+          await tx.destroyVersionMaterial(name, v.version);
+          out.push(v.version);
+        }
+        await tx.putKey({ ...record, disabled: true, updatedAt: now });
+        return out;
+      });
+      await this.#reloadNow([name]);
+      this.#log.info('key destroyed', { key: name, versions: destroyed.length });
+      return destroyed;
     });
   }
 

@@ -9,7 +9,9 @@ import { cipherOperations } from './cipher.js';
 import { contextOperations } from './contexts.js';
 import { streamCipherOperations } from './stream-cipher.js';
 import { sessionOperations } from './session.js';
+import { managedDataOperations } from './managed-data.js';
+import { managedAdminOperations } from './managed-admin.js';
 
 export function allOperations(): Operation[] {
-  return [...sessionOperations, ...digestOperations, ...keyOperations, ...signOperations, ...deriveOperations, ...wrapOperations, ...cipherOperations, ...contextOperations, ...streamCipherOperations];
+  return [...sessionOperations, ...digestOperations, ...keyOperations, ...signOperations, ...deriveOperations, ...wrapOperations, ...cipherOperations, ...contextOperations, ...streamCipherOperations, ...managedDataOperations, ...managedAdminOperations];
 }

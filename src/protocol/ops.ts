@@ -33,6 +33,26 @@ export const Op = {
   CIPHER_CREATE: 0x0044,
   CIPHER_UPDATE: 0x0045,
   CIPHER_FINAL: 0x0046,
+  // managed keys, used by name (docs/protocol.md §6.11); each data op also takes a batch (`items`)
+  MANAGED_ENCRYPT: 0x0100,
+  MANAGED_DECRYPT: 0x0101,
+  MANAGED_SIGN: 0x0102,
+  MANAGED_VERIFY: 0x0103,
+  MANAGED_MAC: 0x0104,
+  MANAGED_VERIFY_MAC: 0x0105,
+  MANAGED_REWRAP: 0x0106,
+  // managed key administration
+  KEY_CREATE: 0x0110,
+  KEY_IMPORT: 0x0111,
+  KEY_ROTATE: 0x0112,
+  KEY_LIST: 0x0113,
+  KEY_DESCRIBE: 0x0114,
+  KEY_SET_POLICY: 0x0115,
+  KEY_TRIM: 0x0116,
+  KEY_EXPORT: 0x0117,
+  KEY_DESTROY: 0x0118,
+  KEY_PERSIST: 0x0119,
+  RELOAD: 0x0120,
 } as const;
 export type OpName = keyof typeof Op;
 export type OpCode = (typeof Op)[OpName];

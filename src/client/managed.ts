@@ -1,0 +1,230 @@
+/**
+ * Managed keys from the client: data operations by key name
+ * (`client.encrypt`, `decrypt`, `sign`, `verify`, `mac`, `verifyMac`,
+ * `rewrap` and their `…Batch` forms) and administration (`client.keys.*`).
+ * Wire operations: docs/protocol.md §6.11; output formats: docs/formats.md.
+ *
+ * Batches: `client.encryptBatch(name, items)` sends one request and
+ * resolves to one result per item, in order; an item that failed is a
+ * `CryptodError` in its place (test with `instanceof`), the others are
+ * unaffected. A failure of the whole request (unknown key, not allowed)
+ * rejects the promise as for the single forms.
+ */
+import type { CborValue } from '../protocol/cbor.js';
+import { errorFromWire, InvalidArgumentError, type CryptodError } from '../protocol/errors.js';
+import { Op } from '../protocol/ops.js';
+import type { DaemonConnection } from './connection.js';
+import { bytesOf, handleOf, marshal, type BufferSource, type CryptoKey } from './subtle.js';
+
+/** Durations are text (`90s`, `10m`, `1h`, `30d`) or milliseconds; `null` resets a field in setPolicy. */
+export interface ManagedKeyPolicy {
+  rotationPeriod?: string | number | null;
+  prefetchPeriod?: string | number | null;
+  gracePeriod?: string | number | null;
+  clockTolerance?: string | number | null;
+  minDecryptionVersion?: number | null;
+  /** Irreversible once true. */
+  exportable?: boolean | null;
+  deletionProtection?: boolean | null;
+  /** Rule (ClientId such as `token:billing`, `uid:1000`, `uid:1000/name`, `cert:web`, or `*`) → operations. */
+  clients?: Record<string, readonly string[]> | null;
+}
+
+export type ManagedKeyType =
+  | 'aes256-gcm' | 'chacha20-poly1305' | 'hmac-sha256' | 'hmac-sha512'
+  | 'ed25519' | 'ecdsa-p256' | 'ecdsa-p384' | 'rsa-pss-3072' | 'aes256-kwp';
+
+export interface ManagedKeyDefinition extends ManagedKeyPolicy {
+  /** One of {@link ManagedKeyType}; other text is refused by the daemon with the list. */
+  type: ManagedKeyType | (string & Record<never, never>);
+  /** A derived epoch key (issue 3 item 6): epoch 0 starts at this instant. */
+  derived?: { epochStart: string | number };
+}
+
+export interface ManagedKeyVersion {
+  version: number;
+  state: 'active' | 'decrypt-only' | 'disabled' | 'destroyed';
+  createdAt: string;
+  notBefore: string;
+  notAfter: string | null;
+  encryptions?: number;
+}
+
+export interface ManagedKeyDescription {
+  name: string;
+  type: ManagedKeyType;
+  origin: 'api' | 'config';
+  disabled: boolean;
+  currentVersion: number | null;
+  derived: { epochStart: string; period: string } | null;
+  policy: Record<string, unknown>;
+  versions: ManagedKeyVersion[];
+}
+
+export interface ExportedManagedKey {
+  name: string;
+  type: ManagedKeyType;
+  version: number;
+  /** `raw` secret bytes, or `pkcs8` DER of a private key. */
+  format: 'raw' | 'pkcs8';
+  material: Uint8Array;
+}
+
+export interface AadOptions {
+  /** Additional authenticated data: must be given again, identical, to decrypt. */
+  aad?: BufferSource;
+}
+
+export interface CipherItem {
+  data: BufferSource;
+  aad?: BufferSource;
+}
+
+export interface VerifyItem {
+  message: BufferSource;
+  /** The signature or MAC to check. */
+  tag: BufferSource;
+}
+
+/** One result of a batch: the value, or the error of that item. */
+export type BatchResult<T> = T | CryptodError;
+
+type Reply = Record<string, CborValue>;
+
+function field<T extends CborValue>(r: CborValue, name: string, check: (v: CborValue) => boolean): T {
+  const v = (r as Reply | null)?.[name];
+  if (v === undefined || !check(v)) throw new InvalidArgumentError(`the daemon replied without the expected '${name}'`);
+  return v as T;
+}
+const isBytes = (v: CborValue): boolean => v instanceof Uint8Array;
+const isBool = (v: CborValue): boolean => typeof v === 'boolean';
+
+/** Item errors come back as `{ error: { code, message, detail? } }`. */
+function itemResult<T>(r: CborValue, pick: (r: CborValue) => T): BatchResult<T> {
+  const e = (r as Reply | null)?.error as Reply | undefined;
+  if (e !== undefined && e !== null && typeof e === 'object') return errorFromWire(e.code, e.message, e.detail);
+  return pick(r);
+}
+
+/** The data operations; `Client` exposes them as methods. */
+export class ManagedData {
+  readonly #conn: DaemonConnection;
+
+  constructor(conn: DaemonConnection) {
+    this.#conn = conn;
+  }
+
+  async one<T>(op: number, name: string, item: Record<string, CborValue>, pick: (r: CborValue) => T): Promise<T> {
+    return pick(await this.#conn.request(op, { key: name, ...item }));
+  }
+
+  async batch<T>(op: number, name: string, items: Array<Record<string, CborValue>>, pick: (r: CborValue) => T): Promise<Array<BatchResult<T>>> {
+    if (!Array.isArray(items)) throw new InvalidArgumentError('expected the batch items to be an array');
+    const r = await this.#conn.request(op, { key: name, items });
+    const out = (r as Reply | null)?.items;
+    if (!Array.isArray(out) || out.length !== items.length) throw new InvalidArgumentError('the daemon replied without one result per batch item');
+    return out.map((x) => itemResult(x, pick));
+  }
+}
+
+export const pickCiphertext = (r: CborValue): Uint8Array => field<Uint8Array>(r, 'ciphertext', isBytes);
+export const pickPlaintext = (r: CborValue): Uint8Array => field<Uint8Array>(r, 'plaintext', isBytes);
+export const pickSignature = (r: CborValue): Uint8Array => field<Uint8Array>(r, 'signature', isBytes);
+export const pickMac = (r: CborValue): Uint8Array => field<Uint8Array>(r, 'mac', isBytes);
+export const pickValid = (r: CborValue): boolean => field<boolean>(r, 'valid', isBool);
+
+export function cipherArgs(dataField: 'plaintext' | 'ciphertext', data: BufferSource, aad: BufferSource | undefined): Record<string, CborValue> {
+  const out: Record<string, CborValue> = { [dataField]: bytesOf(data, dataField) };
+  if (aad !== undefined) out.aad = bytesOf(aad, 'aad');
+  return out;
+}
+
+export function messageArgs(message: BufferSource, tagField?: 'signature' | 'mac', tag?: BufferSource): Record<string, CborValue> {
+  const out: Record<string, CborValue> = { message: bytesOf(message, 'message') };
+  if (tagField !== undefined) out[tagField] = bytesOf(tag, tagField);
+  return out;
+}
+
+/**
+ * Administration of managed keys (`client.keys`). Creating keys, persist
+ * and reload need an administrator (by default: clients running as the
+ * daemon's own uid); rotate, setPolicy, trim and destroy need the `admin`
+ * right on the key (README "Managed keys").
+ *
+ * @example
+ * ```ts
+ * await client.keys.create('orders', { type: 'aes256-gcm', rotationPeriod: '30d' });
+ * const ct = await client.encrypt('orders', data, { aad: orderId });
+ * await client.keys.rotate('orders');            // ct still decrypts
+ * const fresh = await client.rewrap('orders', ct, { aad: orderId });
+ * ```
+ */
+export class ManagedKeysClient {
+  readonly #conn: DaemonConnection;
+
+  constructor(conn: DaemonConnection) {
+    this.#conn = conn;
+  }
+
+  async #describe(op: number, args: Record<string, CborValue>): Promise<ManagedKeyDescription> {
+    return (await this.#conn.request(op, args)) as unknown as ManagedKeyDescription;
+  }
+
+  /** Create a key with fresh material. */
+  create(name: string, definition: ManagedKeyDefinition): Promise<ManagedKeyDescription> {
+    return this.#describe(Op.KEY_CREATE, { name, definition: marshal(definition) });
+  }
+
+  /**
+   * Bring your own key: `material` is the raw secret (32 bytes; 64 for
+   * hmac-sha512) or PKCS#8 DER of a private key. Zeroing your copy is yours to do.
+   */
+  import(name: string, definition: ManagedKeyDefinition & { material: BufferSource }): Promise<ManagedKeyDescription> {
+    const { material, ...def } = definition;
+    return this.#describe(Op.KEY_IMPORT, { name, definition: marshal(def), material: bytesOf(material, 'material') });
+  }
+
+  /** Turn a client-owned key (from `client.subtle`) into managed key `name`; the handle stays valid. */
+  persist(key: CryptoKey, name: string, policy: ManagedKeyPolicy = {}): Promise<ManagedKeyDescription> {
+    return this.#describe(Op.KEY_PERSIST, { handle: handleOf(key, 'key'), name, definition: marshal(policy) });
+  }
+
+  /** A new version, current from now; resolves to its number. */
+  async rotate(name: string): Promise<number> {
+    return field<number>(await this.#conn.request(Op.KEY_ROTATE, { name }), 'version', (v) => typeof v === 'number');
+  }
+
+  /** The keys this client may see, by name. */
+  async list(): Promise<ManagedKeyDescription[]> {
+    const r = await this.#conn.request(Op.KEY_LIST, {});
+    return field<CborValue[]>(r, 'keys', Array.isArray) as unknown as ManagedKeyDescription[];
+  }
+
+  describe(name: string): Promise<ManagedKeyDescription> {
+    return this.#describe(Op.KEY_DESCRIBE, { name });
+  }
+
+  /** Change some policy fields; `null` resets one to its default. */
+  setPolicy(name: string, patch: ManagedKeyPolicy): Promise<ManagedKeyDescription> {
+    return this.#describe(Op.KEY_SET_POLICY, { name, policy: marshal(patch) });
+  }
+
+  /** Destroy every version below `below`; resolves to the versions destroyed. Data they made can no longer be decrypted. */
+  async trim(name: string, below: number): Promise<number[]> {
+    return field<number[]>(await this.#conn.request(Op.KEY_TRIM, { name, below }), 'destroyed', Array.isArray);
+  }
+
+  /** Destroy every version and disable the key (refused under deletion protection). */
+  async destroy(name: string): Promise<number[]> {
+    return field<number[]>(await this.#conn.request(Op.KEY_DESTROY, { name }), 'destroyed', Array.isArray);
+  }
+
+  /** The material of an exportable key's version (default: the current one). Zero `material` when done. */
+  async export(name: string, options: { version?: number } = {}): Promise<ExportedManagedKey> {
+    const args: Record<string, CborValue> = { name };
+    if (options.version !== undefined) args.version = options.version;
+    const r = await this.#conn.request(Op.KEY_EXPORT, args);
+    field(r, 'material', isBytes);
+    return r as unknown as ExportedManagedKey;
+  }
+}

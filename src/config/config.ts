@@ -1,0 +1,250 @@
+/**
+ * The configuration file's schema and its validation (`cryptod serve --config
+ * FILE`). load.ts parses the YAML; this file checks the parsed document and
+ * reports every problem with the field it concerns, as a path into the
+ * document (`['limits', 'maxFrame']`), so the loader can name the line.
+ *
+ *   dataDir, socket, socketMode, logLevel      daemon basics
+ *   limits: { maxFrame, … }                     src/daemon/limits.ts
+ *   access: { uids, gids }                      src/daemon/access.ts
+ *   listen, tls: { cert, key, clientCa }        src/daemon/tls-listener.ts
+ *   audit: { log }                              src/daemon/audit.ts
+ *   kek: { passphraseFile | passphraseEnv }     src/kek/local.ts
+ *   keys: { NAME: { type, rotationPeriod, … } } src/keys/definition.ts
+ *
+ * Unknown fields are errors: a typo (`rotationPeriods`) must not silently
+ * leave a key without the rotation its operator asked for.
+ */
+import { isAbsolute, resolve } from 'node:path';
+import type { Level } from '../daemon/logger.js';
+import { DEFAULT_LIMITS, resolveLimits, type Limits } from '../daemon/limits.js';
+import type { AccessPolicy } from '../daemon/access.js';
+import type { TcpListenOptions } from '../daemon/tls-listener.js';
+import { parseDefinition, type KeyDefinition } from '../keys/definition.js';
+
+/** A validated configuration file; paths are absolute (relative ones are taken from the file's directory). */
+export interface ConfigFile {
+  /** Absolute path of the file it came from. */
+  readonly path: string;
+  readonly dataDir?: string;
+  readonly socket?: string;
+  readonly socketMode?: number;
+  readonly logLevel?: Level;
+  readonly limits: Partial<Limits>;
+  readonly access?: AccessPolicy;
+  readonly tcp?: TcpListenOptions;
+  readonly audit?: { log: string };
+  readonly kek: { passphraseFile?: string; passphraseEnv?: string };
+  /** Key definitions, as written (the key manager parses them again when it applies them). */
+  readonly keys: Readonly<Record<string, KeyDefinition>>;
+}
+
+/** One problem, at a path in the document; `at: 'key'` points at the field's name rather than its value. */
+export interface ConfigIssue {
+  path: readonly (string | number)[];
+  at: 'key' | 'value';
+  message: string;
+}
+
+export const TOP_LEVEL_FIELDS = ['dataDir', 'socket', 'socketMode', 'logLevel', 'limits', 'access', 'listen', 'tls', 'audit', 'kek', 'keys'] as const;
+const LEVELS: readonly Level[] = ['debug', 'info', 'warn', 'error'];
+
+/**
+ * Settings a running daemon takes over at reload, and settings that need a
+ * restart: the listeners, the data directory and the KEK are opened once at
+ * start, and the limits are read by every connection and by the Data
+ * Manager when they are created, so changing them under live connections
+ * would apply to some and not others.
+ */
+export const RELOADABLE_FIELDS: readonly string[] = ['keys'];
+export const RESTART_FIELDS: readonly string[] = ['dataDir', 'socket', 'socketMode', 'logLevel', 'limits', 'access', 'listen', 'tls', 'audit', 'kek'];
+
+/**
+ * Check `raw` (the document as plain data). `sourceOf(path)` returns the text
+ * of a scalar as written (for octal modes, which YAML 1.2 reads as decimal).
+ */
+export function validateConfig(raw: unknown, file: string, sourceOf: (path: readonly (string | number)[]) => string | undefined): { config?: ConfigFile; issues: ConfigIssue[] } {
+  const issues: ConfigIssue[] = [];
+  const bad = (path: readonly (string | number)[], message: string, at: 'key' | 'value' = 'value'): undefined => {
+    issues.push({ path, at, message });
+    return undefined;
+  };
+  const path = resolve(file);
+  const base = resolve(path, '..');
+  if (raw === null || raw === undefined) raw = {};
+  if (typeof raw !== 'object' || Array.isArray(raw)) {
+    bad([], `expected a mapping of settings (${TOP_LEVEL_FIELDS.join(', ')}), got ${kind(raw)}`);
+    return { issues };
+  }
+  const doc = raw as Record<string, unknown>;
+  unknownFields(doc, [], TOP_LEVEL_FIELDS, issues);
+
+  const str = (p: readonly (string | number)[], v: unknown): string | undefined =>
+    typeof v === 'string' && v !== '' ? v : bad(p, `expected a non-empty string, got ${kind(v)}`);
+  const file_ = (p: readonly (string | number)[], v: unknown): string | undefined => {
+    const s = str(p, v);
+    return s === undefined ? undefined : isAbsolute(s) ? s : resolve(base, s);
+  };
+  const map = (p: readonly (string | number)[], v: unknown, fields: readonly string[]): Record<string, unknown> | undefined => {
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) return bad(p, `expected a mapping with fields ${fields.join(', ')}, got ${kind(v)}`);
+    unknownFields(v as Record<string, unknown>, p, fields, issues);
+    return v as Record<string, unknown>;
+  };
+
+  const out: { -readonly [K in keyof ConfigFile]: ConfigFile[K] } = { path, limits: {}, kek: {}, keys: {} };
+  if (doc.dataDir !== undefined) out.dataDir = file_(['dataDir'], doc.dataDir);
+  if (doc.socket !== undefined) out.socket = file_(['socket'], doc.socket);
+  if (doc.socketMode !== undefined) out.socketMode = socketMode(sourceOf(['socketMode']) ?? String(doc.socketMode), (m) => bad(['socketMode'], m));
+  if (doc.logLevel !== undefined) {
+    if ((LEVELS as readonly unknown[]).includes(doc.logLevel)) out.logLevel = doc.logLevel as Level;
+    else bad(['logLevel'], `expected one of ${LEVELS.join(', ')}, got ${kind(doc.logLevel)}`);
+  }
+
+  if (doc.limits !== undefined) {
+    const names = Object.keys(DEFAULT_LIMITS);
+    const l = map(['limits'], doc.limits, names);
+    const limits: Record<string, number> = {};
+    for (const [k, v] of Object.entries(l ?? {})) {
+      if (!names.includes(k)) continue;
+      if (typeof v !== 'number' || !Number.isSafeInteger(v)) {
+        bad(['limits', k], `expected an integer, got ${kind(v)}`);
+        continue;
+      }
+      try {
+        // resolveLimits states the allowed range of each limit.
+        resolveLimits({ [k]: v } as Partial<Limits>);
+        limits[k] = v;
+      } catch (err) {
+        bad(['limits', k], (err as Error).message);
+      }
+    }
+    out.limits = limits as Partial<Limits>;
+  }
+
+  if (doc.access !== undefined) {
+    const a = map(['access'], doc.access, ['uids', 'gids']);
+    if (a !== undefined) {
+      const ids = (f: 'uids' | 'gids'): number[] | undefined => {
+        const v = a[f];
+        if (v === undefined) return undefined;
+        if (!Array.isArray(v)) return bad(['access', f], `expected a list of numeric ids, got ${kind(v)}`);
+        const okIds: number[] = [];
+        v.forEach((id: unknown, i) => {
+          if (typeof id === 'number' && Number.isSafeInteger(id) && id >= 0 && id <= 0xfffffffe) okIds.push(id);
+          else bad(['access', f, i], `expected a numeric id from 0 to 4294967294, got ${kind(id)}`);
+        });
+        return okIds;
+      };
+      const uids = ids('uids');
+      const gids = ids('gids');
+      out.access = { ...(uids === undefined ? {} : { uids }), ...(gids === undefined ? {} : { gids }) };
+    }
+  }
+
+  if (doc.listen !== undefined) {
+    const url = str(['listen'], doc.listen);
+    const tls = doc.tls === undefined ? undefined : map(['tls'], doc.tls, ['cert', 'key', 'clientCa']);
+    if (url !== undefined) {
+      const t: TcpListenOptions = { url };
+      if (tls?.cert !== undefined) t.certFile = file_(['tls', 'cert'], tls.cert);
+      if (tls?.key !== undefined) t.keyFile = file_(['tls', 'key'], tls.key);
+      if (tls?.clientCa !== undefined) t.clientCaFile = file_(['tls', 'clientCa'], tls.clientCa);
+      out.tcp = t;
+    }
+  } else if (doc.tls !== undefined) {
+    bad(['tls'], 'tls configures the TCP listener: give listen: tcp://HOST:PORT too', 'key');
+  }
+
+  if (doc.audit !== undefined) {
+    const a = map(['audit'], doc.audit, ['log']);
+    if (a !== undefined) {
+      // '-' (stdout) is not a path.
+      const log = a.log === '-' ? '-' : a.log === undefined ? bad(['audit'], 'expected audit.log: a file path or - for stdout') : file_(['audit', 'log'], a.log);
+      if (log !== undefined) out.audit = { log };
+    }
+  }
+
+  if (doc.kek !== undefined) {
+    const k = map(['kek'], doc.kek, ['passphraseFile', 'passphraseEnv']);
+    if (k !== undefined) {
+      if (k.passphraseFile !== undefined && k.passphraseEnv !== undefined) bad(['kek', 'passphraseEnv'], 'give passphraseFile or passphraseEnv, not both', 'key');
+      else if (k.passphraseFile !== undefined) {
+        const f = file_(['kek', 'passphraseFile'], k.passphraseFile);
+        if (f !== undefined) out.kek = { passphraseFile: f };
+      } else if (k.passphraseEnv !== undefined) {
+        const e = str(['kek', 'passphraseEnv'], k.passphraseEnv);
+        if (e !== undefined) out.kek = { passphraseEnv: e };
+      }
+    }
+  }
+
+  if (doc.keys !== undefined && doc.keys !== null) {
+    if (typeof doc.keys !== 'object' || Array.isArray(doc.keys)) bad(['keys'], `expected keys to map key names to definitions, got ${kind(doc.keys)}`);
+    else {
+      const keys: Record<string, KeyDefinition> = {};
+      for (const [name, def] of Object.entries(doc.keys as Record<string, unknown>)) {
+        const { issues: keyIssues } = parseDefinition(name, def);
+        for (const i of keyIssues) issues.push(keyIssue(name, def, i.field, i.message));
+        if (keyIssues.length === 0) keys[name] = def as KeyDefinition;
+      }
+      out.keys = keys;
+    }
+  }
+
+  return issues.length > 0 ? { issues } : { config: out, issues };
+}
+
+/**
+ * Place a key manager issue (field names like `rotationPeriod`, `clients`,
+ * `derived.epochStart`, or `name`) in the document: on the field's value
+ * when the definition has it, else on the key's name.
+ */
+export function keyIssue(name: string, def: unknown, field: string, message: string): ConfigIssue {
+  const parts = field.split('.');
+  const d = def !== null && typeof def === 'object' ? (def as Record<string, unknown>) : {};
+  const head = parts[0] ?? field;
+  if (field === 'name' || !Object.hasOwn(d, head)) return { path: ['keys', name], at: 'key', message: `${field}: ${message}` };
+  // Unknown fields point at the offending name, known ones at the bad value.
+  const unknown = message.startsWith('unknown field');
+  return { path: ['keys', name, ...parts], at: unknown ? 'key' : 'value', message };
+}
+
+function unknownFields(obj: Record<string, unknown>, path: readonly (string | number)[], known: readonly string[], issues: ConfigIssue[]): void {
+  for (const k of Object.keys(obj)) {
+    if (!known.includes(k)) issues.push({ path: [...path, k], at: 'key', message: `unknown field '${k}'${suggest(k, known)}; known fields: ${known.join(', ')}` });
+  }
+}
+
+/** "did you mean" for a near-miss (one edit away, or the same ignoring case). */
+function suggest(k: string, known: readonly string[]): string {
+  const near = known.find((c) => c.toLowerCase() === k.toLowerCase() || editDistance(c, k) <= 2);
+  return near === undefined ? '' : ` (did you mean '${near}'?)`;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = cur;
+  }
+  return prev[b.length]!;
+}
+
+/** An octal mode as written (`600`, `0660`, `0o660`, `"600"`); the owner needs read and write. */
+function socketMode(text: string, bad: (m: string) => undefined): number | undefined {
+  const t = text.replace(/^["']|["']$/g, '');
+  const m = /^(?:0o?)?([0-7]{3})$/.exec(t);
+  if (m === null) return bad(`expected an octal mode such as 600 or 660, got ${JSON.stringify(t.slice(0, 20))}`);
+  const mode = parseInt(m[1]!, 8);
+  if ((mode & 0o600) !== 0o600) return bad(`the daemon's own user must be able to read and write the socket (6xx), got ${m[1]}`);
+  return mode;
+}
+
+function kind(v: unknown): string {
+  if (v === null || v === undefined) return 'nothing';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'object') return 'a mapping';
+  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
+  return String(v);
+}

@@ -1,0 +1,94 @@
+/**
+ * Managed keys as the daemon serves them: the key manager (src/keys/) on the
+ * SQLite keystore and the local KEK provider of the data directory, plus who
+ * administers them.
+ *
+ *   cryptod serve ─▶ openManagedKeys({ dataDir }) ─▶ startDaemon({ keys })
+ *                        keystore.sqlite ─▶ LocalKekProvider ─▶ KeyManager
+ *   shutdown:   daemon.close() (connections first) ─▶ keys.close()
+ *               (manager, then KEK, then store: the reverse of opening)
+ *
+ * Who is an administrator by default (README "Managed keys"): clients the
+ * kernel identifies as the daemon's own uid (`uid:<daemon uid>/…`), and,
+ * where the platform has no peer credentials, `local/…` clients — the socket
+ * is 0600, so only the daemon's user can reach it then. A key's policy can
+ * grant `admin` to anyone else (e.g. `token:deployer`).
+ */
+import type { Clock } from '../keys/clock.js';
+import { KeyManager } from '../keys/manager.js';
+import { LocalKekProvider } from '../kek/local.js';
+import type { KekProvider } from '../kek/provider.js';
+import type { Keystore } from '../store/keystore.js';
+import { openSqliteKeystore } from '../store/sqlite/sqlite-store.js';
+import { silentLogger, type Logger } from './logger.js';
+
+/** What the managed-key operations need from the daemon. */
+export interface ManagedKeys {
+  readonly manager: KeyManager;
+  /** Uids whose clients (`uid:<uid>/…`) hold the `admin` right on every key. */
+  readonly adminUids: ReadonlySet<number>;
+  /** Whether `local/…` clients (no peer credentials: only the socket mode guards access) are administrators. */
+  readonly localIsAdmin: boolean;
+}
+
+export interface OpenManagedKeysOptions {
+  /** The data directory: `keystore.sqlite` and (without a passphrase) `root.key` live there. */
+  dataDir: string;
+  /** Derive the root KEK from a passphrase instead of the root.key file. */
+  passphrase?: string | Uint8Array;
+  clock?: Clock;
+  logger?: Logger;
+  /** Administrator uids; default: the daemon's own uid. */
+  adminUids?: readonly number[];
+  /** Default true (see the header). */
+  localIsAdmin?: boolean;
+}
+
+export interface OpenedManagedKeys extends ManagedKeys {
+  readonly store: Keystore;
+  readonly kek: KekProvider;
+  /** Close the manager (zeroing every key once readers are done), the KEK, then the store. Idempotent. */
+  close(): Promise<void>;
+}
+
+/**
+ * Open the keystore, the KEK and the key manager of a data directory.
+ *
+ * @example
+ *   const keys = await openManagedKeys({ dataDir: '/var/lib/cryptod' });
+ *   const daemon = await startDaemon({ socketPath, keys });
+ *   // …
+ *   await daemon.close();
+ *   await keys.close();
+ */
+export async function openManagedKeys(options: OpenManagedKeysOptions): Promise<OpenedManagedKeys> {
+  const store = await openSqliteKeystore({ dataDir: options.dataDir });
+  let kek: KekProvider | undefined;
+  let manager: KeyManager;
+  try {
+    kek = await LocalKekProvider.open({ dir: options.dataDir, store, ...(options.passphrase === undefined ? {} : { passphrase: options.passphrase }) });
+    manager = await KeyManager.open({
+      store, kek, logger: options.logger ?? silentLogger,
+      ...(options.clock === undefined ? {} : { clock: options.clock }),
+    });
+  } catch (err) {
+    await kek?.close();
+    await store.close();
+    throw err;
+  }
+  const ownUid = typeof process.getuid === 'function' ? process.getuid() : null;
+  const adminUids = new Set(options.adminUids ?? (ownUid === null ? [] : [ownUid]));
+  const k = kek;
+  let closing: Promise<void> | null = null;
+  return {
+    manager, store, kek: k, adminUids, localIsAdmin: options.localIsAdmin ?? true,
+    close() {
+      closing ??= (async () => {
+        await manager.close();
+        await k.close();
+        await store.close();
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,274 @@
+/**
+ * Administration of managed keys (docs/protocol.md §6.11): KEY_CREATE,
+ * KEY_IMPORT, KEY_ROTATE, KEY_LIST, KEY_DESCRIBE, KEY_SET_POLICY, KEY_TRIM,
+ * KEY_EXPORT, KEY_DESTROY, KEY_PERSIST, and RELOAD.
+ *
+ * Rights (managed-auth.ts): creating a key (create, import, persist) and
+ * RELOAD need an administrator; rotate, set-policy, trim and destroy need
+ * `admin` on the key (administrators hold it on every key); export needs
+ * `export` on an exportable key; list and describe show the keys the client
+ * has any right on. Every change is audited (src/daemon/audit.ts) with the
+ * caller's ClientId as `by`.
+ */
+import type { AuditEvent } from '../daemon/audit.js';
+import type { Operation, RequestContext } from '../daemon/operation.js';
+import type { ManagedKeys } from '../daemon/managed-keys.js';
+import type { KeyDefinition } from '../keys/definition.js';
+import type { ManagedKeyType } from '../keys/model.js';
+import type { PolicyInput } from '../keys/policy.js';
+import type { CborValue } from '../protocol/cbor.js';
+import { NotExtractableError, NotFoundError, UnsupportedError } from '../protocol/errors.js';
+import { Op } from '../protocol/ops.js';
+import { asArgs, bytes, int, map, nodeId, optInt, str, takeSecret } from './args.js';
+import { acquireKey, type KeyNode } from './key.js';
+import { sensitiveReply } from './keys.js';
+import { authorize, isAdmin, managedKeys, requireAdmin, visible } from './managed-auth.js';
+
+function audit(ctx: RequestContext, event: AuditEvent): void {
+  const a = ctx.daemon.audit;
+  if (a?.enabled === true) a.emit(event);
+}
+
+/** Authorize `admin` on an existing key. */
+function adminOn(ctx: RequestContext, keys: ManagedKeys, name: string): void {
+  const e = keys.manager.entry(name);
+  if (e === undefined) throw new NotFoundError(`no managed key named '${name}'`, { detail: { key: name } });
+  authorize(ctx, keys, name, e.policy, 'admin');
+}
+
+function definition(args: Record<string, CborValue>): KeyDefinition {
+  return map(args, 'definition') as unknown as KeyDefinition;
+}
+
+function describe(keys: ManagedKeys, name: string): CborValue {
+  return keys.manager.describe(name) as unknown as CborValue;
+}
+
+/** The managed type a client-owned key becomes, or UNSUPPORTED naming what fits. */
+function managedTypeOf(k: KeyNode): ManagedKeyType {
+  const a = k.algorithm;
+  const hash = a.hash?.name;
+  const t: ManagedKeyType | null =
+    a.name === 'AES-GCM' && a.length === 256 ? 'aes256-gcm'
+    : a.name === 'ChaCha20-Poly1305' ? 'chacha20-poly1305'
+    : a.name === 'AES-KWP' && a.length === 256 ? 'aes256-kwp'
+    : a.name === 'HMAC' && hash === 'SHA-256' ? 'hmac-sha256'
+    : a.name === 'HMAC' && hash === 'SHA-512' ? 'hmac-sha512'
+    : k.type !== 'private' ? null
+    : a.name === 'Ed25519' ? 'ed25519'
+    : a.name === 'ECDSA' && a.namedCurve === 'P-256' ? 'ecdsa-p256'
+    : a.name === 'ECDSA' && a.namedCurve === 'P-384' ? 'ecdsa-p384'
+    : a.name === 'RSA-PSS' && a.modulusLength === 3072 && hash === 'SHA-256' ? 'rsa-pss-3072'
+    : null;
+  if (t === null) {
+    throw new UnsupportedError(
+      `a ${k.type} ${a.name} key cannot become a managed key; persist an AES-GCM-256, AES-KWP-256, ChaCha20-Poly1305 or HMAC SHA-256/SHA-512 secret key, ` +
+        'or an Ed25519, ECDSA P-256/P-384 or RSA-PSS-3072 (SHA-256) private key',
+      { detail: { algorithm: a.name } },
+    );
+  }
+  return t;
+}
+
+/** The key's material in the managed encoding (raw secret or PKCS#8 DER), in owned memory. */
+function materialOf(k: KeyNode): Buffer {
+  if (k.type === 'secret') {
+    const out = Buffer.alloc(k.secret.length);
+    k.secret.copy(out);
+    return out;
+  }
+  const der = k.object.export({ format: 'der', type: 'pkcs8' });
+  const out = Buffer.alloc(der.length);
+  der.copy(out);
+  der.fill(0);
+  return out;
+}
+
+export const managedAdminOperations: Operation[] = [
+  {
+    op: Op.KEY_CREATE,
+    async handle(ctx, raw) {
+      const args = asArgs(raw);
+      const keys = managedKeys(ctx);
+      const name = str(args, 'name');
+      requireAdmin(ctx, keys, `create key '${name}'`, name);
+      const d = await keys.manager.create(name, definition(args));
+      audit(ctx, { event: 'key.created', key: name, version: d.currentVersion, algorithm: d.type, by: ctx.clientId });
+      return d as unknown as CborValue;
+    },
+  },
+  {
+    op: Op.KEY_IMPORT,
+    sensitiveRequest: true,
+    async handle(ctx, raw) {
+      const args = asArgs(raw);
+      const keys = managedKeys(ctx);
+      const name = str(args, 'name');
+      requireAdmin(ctx, keys, `import key '${name}'`, name);
+      const material = takeSecret(bytes(args, 'material'));
+      try {
+        const d = await keys.manager.create(name, definition(args), { material });
+        audit(ctx, { event: 'key.created', key: name, version: d.currentVersion, algorithm: d.type, by: ctx.clientId });
+        return d as unknown as CborValue;
+      } finally {
+        material.fill(0);
+      }
+    },
+  },
+  {
+    op: Op.KEY_PERSIST,
+    async handle(ctx, raw) {
+      const args = asArgs(raw);
+      const keys = managedKeys(ctx);
+      const name = str(args, 'name');
+      requireAdmin(ctx, keys, `persist a key as '${name}'`, name);
+      const extra = args.definition === undefined ? {} : (map(args, 'definition') as unknown as PolicyInput & { type?: string });
+      let type: ManagedKeyType;
+      let material: Buffer;
+      {
+        using key = acquireKey(ctx, nodeId(args, 'handle'));
+        type = managedTypeOf(key.value);
+        if (extra.exportable === true && !key.value.extractable) {
+          throw new NotExtractableError('a non-extractable key cannot become an exportable managed key', { detail: { key: name } });
+        }
+        material = materialOf(key.value);
+      }
+      try {
+        const d = await keys.manager.create(name, { ...extra, type }, { material });
+        audit(ctx, { event: 'key.created', key: name, version: d.currentVersion, algorithm: d.type, by: ctx.clientId });
+        return d as unknown as CborValue;
+      } finally {
+        material.fill(0);
+      }
+    },
+  },
+  {
+    op: Op.KEY_ROTATE,
+    async handle(ctx, raw) {
+      const keys = managedKeys(ctx);
+      const name = str(asArgs(raw), 'name');
+      adminOn(ctx, keys, name);
+      const previous = keys.manager.describe(name).currentVersion;
+      const version = await keys.manager.rotate(name);
+      audit(ctx, { event: 'key.rotated', key: name, version, previousVersion: previous, by: ctx.clientId });
+      return { version };
+    },
+  },
+  {
+    op: Op.KEY_LIST,
+    handle(ctx) {
+      const keys = managedKeys(ctx);
+      const out: CborValue[] = [];
+      for (const d of keys.manager.list()) {
+        const e = keys.manager.entry(d.name);
+        if (e !== undefined && visible(keys, e.policy, ctx.clientId)) out.push(d as unknown as CborValue);
+      }
+      return { keys: out };
+    },
+  },
+  {
+    op: Op.KEY_DESCRIBE,
+    handle(ctx, raw) {
+      const keys = managedKeys(ctx);
+      const name = str(asArgs(raw), 'name');
+      const e = keys.manager.entry(name);
+      if (e === undefined || !visible(keys, e.policy, ctx.clientId)) throw new NotFoundError(`no managed key named '${name}'`, { detail: { key: name } });
+      return describe(keys, name);
+    },
+  },
+  {
+    op: Op.KEY_SET_POLICY,
+    async handle(ctx, raw) {
+      const args = asArgs(raw);
+      const keys = managedKeys(ctx);
+      const name = str(args, 'name');
+      adminOn(ctx, keys, name);
+      const patch = map(args, 'policy') as unknown as PolicyInput;
+      const d = await keys.manager.setPolicy(name, patch);
+      audit(ctx, { event: 'policy.changed', key: name, subject: null, change: Object.keys(patch).sort().join(','), by: ctx.clientId });
+      return d as unknown as CborValue;
+    },
+  },
+  {
+    op: Op.KEY_TRIM,
+    async handle(ctx, raw) {
+      const args = asArgs(raw);
+      const keys = managedKeys(ctx);
+      const name = str(args, 'name');
+      const below = int(args, 'below', 1, 0xffff_ffff);
+      adminOn(ctx, keys, name);
+      const destroyed = await keys.manager.trim(name, below);
+      for (const v of destroyed) audit(ctx, { event: 'key.destroyed', key: name, version: v, by: ctx.clientId });
+      return { destroyed };
+    },
+  },
+  {
+    op: Op.KEY_DESTROY,
+    async handle(ctx, raw) {
+      const keys = managedKeys(ctx);
+      const name = str(asArgs(raw), 'name');
+      adminOn(ctx, keys, name);
+      const destroyed = await keys.manager.destroy(name);
+      audit(ctx, { event: 'key.destroyed', key: name, version: null, by: ctx.clientId });
+      return { destroyed };
+    },
+  },
+  {
+    op: Op.KEY_EXPORT,
+    handle(ctx, raw) {
+      const args = asArgs(raw);
+      const keys = managedKeys(ctx);
+      const name = str(args, 'name');
+      using lease = keys.manager.acquire();
+      const e = lease.snapshot.keys.get(name);
+      if (e === undefined) throw new NotFoundError(`no managed key named '${name}'`, { detail: { key: name } });
+      authorize(ctx, keys, name, e.policy, 'export');
+      if (!e.policy.exportable) throw new NotExtractableError(`key '${name}' is not exportable (its policy has exportable: false)`, { detail: { key: name } });
+      if (e.derived !== null) throw new UnsupportedError(`key '${name}' is a derived epoch key; its versions cannot be exported one by one`, { detail: { key: name } });
+      const version = optInt(args, 'version', 1, 0xffff_ffff) ?? keys.manager.describe(name).currentVersion;
+      const v = version === null ? undefined : e.versions.find((x) => x.version === version);
+      if (v === undefined || v.material === null) {
+        throw new NotFoundError(`key '${name}' holds no exportable material for version ${String(version)} (destroyed, disabled, retired or absent)`, {
+          detail: { key: name, version: version ?? null },
+        });
+      }
+      const secret = v.material.kind === 'secret';
+      const material = secret ? copySecret(v.material.secret) : materialOfPrivate(v.material.privateKey);
+      if (secret) setImmediate(() => material.fill(0));
+      audit(ctx, { event: 'key.exported', key: name, format: secret ? 'raw' : 'pkcs8', op: 'KEY_EXPORT', by: ctx.clientId });
+      return sensitiveReply({ name, type: e.type, version: v.version, format: secret ? 'raw' : 'pkcs8', material });
+    },
+  },
+  {
+    op: Op.RELOAD,
+    async handle(ctx) {
+      // Without managed keys the default administrators apply (managed-keys.ts header).
+      const keys = ctx.daemon.keys ?? DEFAULT_ADMINS;
+      if (!isAdmin(keys, ctx.clientId)) requireAdmin(ctx, keys, 'reload the configuration', null);
+      const reload = ctx.daemon.reload;
+      if (reload === undefined) throw new UnsupportedError('this daemon has no configuration file to reload (start it with --config FILE)');
+      return reload();
+    },
+  },
+];
+
+const DEFAULT_ADMINS = {
+  adminUids: new Set(typeof process.getuid === 'function' ? [process.getuid()] : []),
+  localIsAdmin: true,
+} as unknown as ManagedKeys;
+
+/** A copy in memory the daemon owns (not the shared pool). */
+function copySecret(b: Buffer): Buffer {
+  const out = Buffer.alloc(b.length);
+  b.copy(out);
+  return out;
+}
+
+function materialOfPrivate(k: import('node:crypto').KeyObject): Buffer {
+  const der = k.export({ format: 'der', type: 'pkcs8' });
+  const out = Buffer.alloc(der.length);
+  der.copy(out);
+  der.fill(0);
+  setImmediate(() => out.fill(0));
+  return out;
+}

@@ -1,0 +1,152 @@
+/**
+ * Data operations on managed keys, by name (docs/protocol.md §6.11):
+ * MANAGED_ENCRYPT, _DECRYPT, _SIGN, _VERIFY, _MAC, _VERIFY_MAC, _REWRAP.
+ *
+ *   request ─▶ managedKeys(ctx) ─▶ acquire snapshot lease (O(1), never waits)
+ *           ─▶ authorize (policy `clients`, managed-auth.ts)
+ *           ─▶ outbound: current version │ inbound: the version in the header
+ *           ─▶ crypto (managed-crypto.ts) ─▶ release the lease
+ *
+ * Every operation has a single form (`{ key, plaintext, aad? }`) and a batch
+ * form (`{ key, items: [{ plaintext, aad? }, …] }`): one lease for the whole
+ * batch, one result per item, and an item that fails becomes
+ * `{ error: { code, message, detail? } }` in its place instead of failing the
+ * request. What applies to the whole batch (no such key, not allowed, no
+ * managed keys) still fails the request.
+ *
+ * The lease is held only while the synchronous crypto runs, so a rotation
+ * that lands meanwhile swaps the next snapshot in without waiting; the
+ * material this request uses is zeroed only after the lease is released.
+ */
+import type { Operation, RequestContext } from '../daemon/operation.js';
+import type { ManagedKeys } from '../daemon/managed-keys.js';
+import { keyTypeInfo, typeAllows, type KeyOp } from '../keys/model.js';
+import type { SnapshotLease } from '../keys/snapshot.js';
+import type { CborValue } from '../protocol/cbor.js';
+import { InvalidArgumentError, InvalidKeyError, NotFoundError, toCryptodError } from '../protocol/errors.js';
+import { Op, type OpCode } from '../protocol/ops.js';
+import { asArgs, bytes, optBytes, str, type Args } from './args.js';
+import { authorize, managedKeys, visible } from './managed-auth.js';
+import { macMessage, open, seal, signMessage, verifyMac, verifyMessage } from './managed-crypto.js';
+import { parseHeader, type OutputKind } from './managed-format.js';
+
+/** Most items one batch may carry; the frame size bounds the bytes. */
+export const MAX_BATCH = 4096;
+
+type ItemFn = (lease: SnapshotLease, key: string, item: Args) => CborValue;
+
+/**
+ * One data operation: authorize once, then run `fn` for the item or for
+ * every item of a batch. The lease is taken in this helper (not in the loop:
+ * see the tsx `using` caveat in the notes) and covers the whole batch.
+ */
+function dataOp(op: OpCode, right: KeyOp, fn: ItemFn, sensitiveRequest = false): Operation {
+  return {
+    op,
+    sensitiveRequest,
+    handle(ctx: RequestContext, raw: CborValue): CborValue {
+      const args = asArgs(raw);
+      const keys = managedKeys(ctx);
+      const name = str(args, 'key');
+      using lease = keys.manager.acquire();
+      check(ctx, keys, lease, name, right);
+      const items = args.items;
+      if (items === undefined) return fn(lease, name, args);
+      if (!Array.isArray(items)) throw new InvalidArgumentError(`expected 'items' to be an array of maps (the batch form), got ${typeof items}`, { detail: { field: 'items' } });
+      if (items.length > MAX_BATCH) {
+        throw new InvalidArgumentError(`expected at most ${MAX_BATCH} items in one batch, got ${items.length}`, { detail: { field: 'items', max: MAX_BATCH } });
+      }
+      const out: CborValue[] = new Array<CborValue>(items.length);
+      for (let i = 0; i < items.length; i++) out[i] = runItem(fn, lease, name, items[i], i);
+      return { items: out };
+    },
+  };
+}
+
+/** One batch item; its failure becomes its result. */
+function runItem(fn: ItemFn, lease: SnapshotLease, name: string, item: CborValue, i: number): CborValue {
+  try {
+    return fn(lease, name, asArgs(item, `items[${i}]`));
+  } catch (err) {
+    return { error: toCryptodError(err).toJSON() as unknown as CborValue };
+  }
+}
+
+/** The key exists in the snapshot and the caller may use it for `right` (NOT_FOUND / FORBIDDEN). */
+function check(ctx: RequestContext, keys: ManagedKeys, lease: SnapshotLease, name: string, right: KeyOp): void {
+  const e = lease.snapshot.keys.get(name);
+  if (e === undefined) throw new NotFoundError(`no managed key named '${name}'`, { detail: { key: name } });
+  if (!typeAllows(e.type, right) && visible(keys, e.policy, ctx.clientId)) {
+    // What the type cannot do is a wrong key, not a policy decision (as the lease says for the op itself).
+    throw new InvalidKeyError(`key '${name}' (${e.type}) cannot be used to ${right}; it allows ${keyTypeInfo(e.type).ops.join(', ')}`, {
+      detail: { key: name, op: right },
+    });
+  }
+  authorize(ctx, keys, name, e.policy, right);
+}
+
+/** Parse an inbound value and insist it names the key the request named. */
+function inbound(data: Uint8Array, kind: OutputKind, name: string): ReturnType<typeof parseHeader> {
+  const p = parseHeader(data, kind);
+  if (p.header.key !== name) {
+    throw new InvalidArgumentError(`the ${kind} was made by key '${p.header.key}', not by '${name}'`, { detail: { key: name, field: kind } });
+  }
+  return p;
+}
+
+const encrypt: ItemFn = (lease, name, a) => {
+  const u = lease.outbound(name, 'encrypt');
+  return { ciphertext: seal(u, bytes(a, 'plaintext'), optBytes(a, 'aad')), version: u.version.version };
+};
+
+const decrypt: ItemFn = (lease, name, a) => {
+  const { header, body } = inbound(bytes(a, 'ciphertext'), 'ciphertext', name);
+  const u = lease.inbound(name, header.version, 'decrypt');
+  return { plaintext: open(u, header, body, optBytes(a, 'aad')), version: header.version };
+};
+
+const rewrap: ItemFn = (lease, name, a) => {
+  const aad = optBytes(a, 'aad');
+  const { header, body } = inbound(bytes(a, 'ciphertext'), 'ciphertext', name);
+  const from = lease.inbound(name, header.version, 'decrypt');
+  const plaintext = open(from, header, body, aad);
+  try {
+    // The plaintext never leaves the daemon: decrypted, re-sealed, zeroed.
+    const to = lease.outbound(name, 'encrypt');
+    return { ciphertext: seal(to, plaintext, aad), version: to.version.version, previousVersion: header.version };
+  } finally {
+    plaintext.fill(0);
+  }
+};
+
+const signOp: ItemFn = (lease, name, a) => {
+  const u = lease.outbound(name, 'sign');
+  return { signature: signMessage(u, bytes(a, 'message')), version: u.version.version };
+};
+
+const verifyOp: ItemFn = (lease, name, a) => {
+  const { header, body } = inbound(bytes(a, 'signature'), 'signature', name);
+  const u = lease.inbound(name, header.version, 'verify');
+  return { valid: verifyMessage(u, header, body, bytes(a, 'message')), version: header.version };
+};
+
+const macOp: ItemFn = (lease, name, a) => {
+  const u = lease.outbound(name, 'mac');
+  return { mac: macMessage(u, bytes(a, 'message')), version: u.version.version };
+};
+
+const verifyMacOp: ItemFn = (lease, name, a) => {
+  const { header, body } = inbound(bytes(a, 'mac'), 'mac', name);
+  const u = lease.inbound(name, header.version, 'verify-mac');
+  return { valid: verifyMac(u, header, body, bytes(a, 'message')), version: header.version };
+};
+
+export const managedDataOperations: Operation[] = [
+  dataOp(Op.MANAGED_ENCRYPT, 'encrypt', encrypt, true),
+  dataOp(Op.MANAGED_DECRYPT, 'decrypt', decrypt),
+  dataOp(Op.MANAGED_REWRAP, 'rewrap', rewrap),
+  dataOp(Op.MANAGED_SIGN, 'sign', signOp),
+  dataOp(Op.MANAGED_VERIFY, 'verify', verifyOp),
+  dataOp(Op.MANAGED_MAC, 'mac', macOp),
+  dataOp(Op.MANAGED_VERIFY_MAC, 'verify-mac', verifyMacOp),
+];

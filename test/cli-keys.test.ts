@@ -1,0 +1,185 @@
+/**
+ * The managed-key CLI against a real daemon: `cryptod key …`, the data
+ * commands (stdin → stdout binary, --in/--out, --aad), verify exit codes,
+ * describe/list --json, usage errors.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, test } from 'node:test';
+import { startCliDaemon, type CliDaemon } from './helpers/cli-daemon.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+let d: CliDaemon;
+
+interface Run {
+  code: number | null;
+  stdout: Buffer;
+  stderr: string;
+}
+
+/** `cryptod ARGS…` against the test daemon, with `input` on stdin (closed either way). */
+function cli(args: readonly string[], input?: Uint8Array): Promise<Run> {
+  return new Promise((res, rej) => {
+    const p = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
+      cwd: ROOT,
+      env: { ...process.env, CRYPTOD_SOCKET: d.socketPath },
+    });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    p.stdout.on('data', (b: Buffer) => out.push(b));
+    p.stderr.on('data', (b: Buffer) => err.push(b));
+    p.on('error', rej);
+    p.on('close', (code) => res({ code, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString() }));
+    p.stdin.end(input);
+  });
+}
+
+async function ok(args: readonly string[], input?: Uint8Array): Promise<Buffer> {
+  const r = await cli(args, input);
+  assert.equal(r.code, 0, `cryptod ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout;
+}
+
+before(async () => {
+  d = await startCliDaemon();
+});
+after(async () => {
+  assert.equal(await d?.stop(), 0);
+});
+
+test('create → encrypt stdin→stdout → decrypt gives the plaintext back; --aad is bound', async () => {
+  assert.match((await ok(['key', 'create', 'orders', '--type', 'aes256-gcm', '--rotation-period', '30d'])).toString(), /created key 'orders' \(aes256-gcm\), version 1/);
+  const pt = Buffer.concat([randomBytes(1000), Buffer.from([0, 0xff, 0x0a, 0x0d])]);
+  const ct = await ok(['encrypt', '--key', 'orders'], pt);
+  assert.ok(ct.length > pt.length && !ct.includes(pt));
+  assert.deepEqual(await ok(['decrypt', '--key', 'orders'], ct), pt);
+
+  const withAad = await ok(['encrypt', '--key', 'orders', '--aad', 'order-42'], pt);
+  assert.deepEqual(await ok(['decrypt', '--key', 'orders', '--aad', 'order-42'], withAad), pt);
+  const wrong = await cli(['decrypt', '--key', 'orders', '--aad', 'order-43'], withAad);
+  assert.equal(wrong.code, 1);
+  assert.match(wrong.stderr, /^cryptod: CRYPTOD_ERR_DECRYPT_FAILED: /);
+  assert.equal(wrong.stdout.length, 0);
+});
+
+test('--in and --out files; a plaintext written with --out is mode 600', async () => {
+  const pt = randomBytes(5000);
+  writeFileSync(join(d.dir, 'pt.bin'), pt);
+  await ok(['encrypt', '-k', 'orders', '--in', join(d.dir, 'pt.bin'), '--out', join(d.dir, 'ct.bin')]);
+  await ok(['decrypt', '-k', 'orders', '--in', join(d.dir, 'ct.bin'), '-o', join(d.dir, 'back.bin')]);
+  assert.deepEqual(readFileSync(join(d.dir, 'back.bin')), pt);
+  assert.equal(statSync(join(d.dir, 'back.bin')).mode & 0o777, 0o600);
+});
+
+test('sign/verify and mac/verify-mac: exit 0 when valid, 1 when not', async () => {
+  await ok(['key', 'create', 'signer', '--type', 'ed25519']);
+  const msg = join(d.dir, 'msg.txt');
+  writeFileSync(msg, 'pay 10 to bob');
+  await ok(['sign', '--key', 'signer', '--in', msg, '--out', join(d.dir, 'msg.sig')]);
+  const [good, bad] = await Promise.all([
+    cli(['verify', '--key', 'signer', '--signature', join(d.dir, 'msg.sig'), '--in', msg]),
+    cli(['verify', '--key', 'signer', '--signature', join(d.dir, 'msg.sig')], Buffer.from('pay 99 to bob')),
+  ]);
+  assert.equal(good.code, 0, good.stderr);
+  assert.equal(good.stdout.toString(), 'valid\n');
+  assert.equal(bad.code, 1, bad.stderr);
+  assert.equal(bad.stdout.toString(), 'invalid\n');
+
+  await ok(['key', 'create', 'tags', '--type', 'hmac-sha256', '--rotation-period', '1h', '--grace-period', '10m', '--prefetch-period', '5m']);
+  writeFileSync(join(d.dir, 'msg.mac'), await ok(['mac', '--key', 'tags'], Buffer.from('session-1')));
+  assert.equal((await cli(['verify-mac', '--key', 'tags', '--signature', join(d.dir, 'msg.mac')], Buffer.from('session-1'))).code, 0);
+  assert.equal((await cli(['verify-mac', '--key', 'tags', '--signature', join(d.dir, 'msg.mac')], Buffer.from('session-2'))).code, 1);
+});
+
+test('describe --json and list: name, type, current version, versions with state, notBefore, notAfter', async () => {
+  const desc = JSON.parse((await ok(['key', 'describe', 'tags', '--json'])).toString()) as Record<string, unknown>;
+  assert.equal(desc.name, 'tags');
+  assert.equal(desc.type, 'hmac-sha256');
+  assert.equal(desc.currentVersion, 1);
+  const versions = desc.versions as Array<Record<string, unknown>>;
+  assert.equal(versions.length, 1);
+  assert.equal(versions[0]!.state, 'active');
+  assert.ok(!Number.isNaN(Date.parse(String(versions[0]!.notBefore))));
+  // A rotation period gives the version an end: notAfter = notBefore + 1h.
+  assert.equal(Date.parse(String(versions[0]!.notAfter)) - Date.parse(String(versions[0]!.notBefore)), 3_600_000);
+  assert.equal((desc.policy as Record<string, unknown>).rotationPeriod, '1h');
+
+  const [textOut, listOut, tableOut] = await Promise.all([ok(['key', 'describe', 'tags']), ok(['key', 'list', '--json']), ok(['key', 'list'])]);
+  const text = textOut.toString();
+  assert.match(text, /^name: +tags$/m);
+  assert.match(text, /^VERSION +STATE +NOT BEFORE +NOT AFTER/m);
+
+  const list = JSON.parse(listOut.toString()) as Array<Record<string, unknown>>;
+  assert.deepEqual(list.map((k) => k.name), ['orders', 'signer', 'tags']);
+  for (const k of list) assert.deepEqual(Object.keys(k).sort(), ['currentVersion', 'disabled', 'name', 'origin', 'type', 'versions']);
+  const table = tableOut.toString();
+  assert.match(table, /^NAME +TYPE +CURRENT +VERSIONS +STATE +ORIGIN$/m);
+  assert.match(table, /^signer +ed25519 +1 +1 +enabled +api$/m);
+});
+
+test('rotate, rewrap, set-policy --min-decryption-version, trim, destroy', async () => {
+  const pt = Buffer.from('rotate me');
+  const v1 = await ok(['encrypt', '--key', 'orders'], pt);
+  assert.match((await ok(['key', 'rotate', 'orders'])).toString(), /version 2 is current/);
+  const v2 = await ok(['rewrap', '--key', 'orders'], v1);
+  assert.notDeepEqual(v2, v1);
+  assert.deepEqual(await ok(['decrypt', '--key', 'orders'], v2), pt);
+
+  await ok(['key', 'set-policy', 'orders', '--min-decryption-version', '2']);
+  const old = await cli(['decrypt', '--key', 'orders'], v1);
+  assert.equal(old.code, 1);
+  assert.match(old.stderr, /CRYPTOD_ERR_KEY_VERSION/);
+  assert.deepEqual(await ok(['decrypt', '--key', 'orders'], v2), pt);
+
+  assert.match((await ok(['key', 'trim', 'orders', '--below', '2'])).toString(), /destroyed version 1 of key 'orders'/);
+  const desc = JSON.parse((await ok(['key', 'describe', 'orders', '--json'])).toString()) as { versions: Array<{ version: number; state: string }> };
+  assert.equal(desc.versions.find((v) => v.version === 1)?.state, 'destroyed');
+
+  await ok(['key', 'destroy', 'signer']);
+  const gone = await cli(['sign', '--key', 'signer'], Buffer.from('x'));
+  assert.equal(gone.code, 1);
+  assert.match(gone.stderr, /^cryptod: CRYPTOD_ERR_/);
+});
+
+test('import brings a key from a file', async () => {
+  const material = randomBytes(32);
+  writeFileSync(join(d.dir, 'k.bin'), material, { mode: 0o600 });
+  await ok(['key', 'import', 'byok', '--type', 'aes256-gcm', '--material-file', join(d.dir, 'k.bin')]);
+  const pt = Buffer.from('bring your own key');
+  assert.deepEqual(await ok(['decrypt', '--key', 'byok'], await ok(['encrypt', '--key', 'byok'], pt)), pt);
+});
+
+test('mistakes: usage errors exit 2, daemon refusals exit 1 with their code', async () => {
+  // Independent commands: run them side by side to keep the test fast.
+  const [noKey, noType, badType, badDuration, unknownSub, missing, noConfig, ...helps] = await Promise.all([
+    cli(['encrypt'], Buffer.from('x')),
+    cli(['key', 'create', 'x']),
+    cli(['key', 'create', 'x', '--type', 'aes128-ecb']),
+    cli(['key', 'create', 'x', '--type', 'aes256-gcm', '--rotation-period', '3 weeks']),
+    cli(['key', 'frobnicate']),
+    cli(['key', 'describe', 'nope']),
+    cli(['reload']),
+    ...['key', 'verify'].map((c) => cli([c, '--help'])),
+  ]);
+  assert.equal(noKey!.code, 2);
+  assert.match(noKey!.stderr, /missing required option '--key NAME'/);
+  assert.equal(noType!.code, 2);
+  assert.match(noType!.stderr, /missing required option '--type'/);
+  assert.equal(badType!.code, 1);
+  assert.match(badType!.stderr, /CRYPTOD_ERR_INVALID_ARGUMENT: .*type/);
+  assert.equal(badDuration!.code, 1);
+  assert.match(badDuration!.stderr, /rotationPeriod/);
+  assert.equal(unknownSub!.code, 2);
+  assert.equal(missing!.code, 1);
+  assert.match(missing!.stderr, /CRYPTOD_ERR_NOT_FOUND/);
+  assert.equal(noConfig!.code, 1);
+  assert.match(noConfig!.stderr, /--config/);
+  for (const h of helps) {
+    assert.equal(h.code, 0);
+    assert.match(h.stdout.toString(), /^Usage: cryptod /);
+  }
+});
