@@ -24,12 +24,14 @@
 #endif
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
 #include <node_api.h>
 
 #if defined(__linux__)
+#  include <sys/prctl.h>
 #  include <sys/socket.h>
 #  include <sys/types.h>
 #  define PEERCRED_SUPPORTED 1
@@ -192,7 +194,29 @@ static napi_value get_peer_cred(napi_env env, napi_callback_info info) {
 
 #endif /* PEERCRED_SUPPORTED */
 
+/*
+ * setNonDumpable(): prctl(PR_SET_DUMPABLE, 0). The daemon holds key material
+ * in its heap; a non-dumpable process writes no core dump and cannot be
+ * attached to by ptrace from other processes of the same uid (root still
+ * can). Node has no API for it. Returns true when it took effect.
+ */
+static napi_value set_non_dumpable(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value result;
+#if PEERCRED_SUPPORTED
+  bool ok = prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0;
+#else
+  bool ok = false;
+#endif
+  NAPI_CALL(env, napi_get_boolean(env, ok, &result));
+  return result;
+}
+
 NAPI_MODULE_INIT() {
+  napi_value dumpable;
+  NAPI_CALL(env, napi_create_function(env, "setNonDumpable", NAPI_AUTO_LENGTH,
+                                      set_non_dumpable, NULL, &dumpable));
+  NAPI_CALL(env, napi_set_named_property(env, exports, "setNonDumpable", dumpable));
   napi_value fn, supported;
   NAPI_CALL(env, napi_create_function(env, "getPeerCred", NAPI_AUTO_LENGTH,
                                       get_peer_cred, NULL, &fn));

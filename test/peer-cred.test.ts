@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { chmod, copyFile, mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import type { Server, Socket } from 'node:net';
 import os from 'node:os';
@@ -201,4 +201,30 @@ test('a TCP socket is rejected instead of yielding uid -1', { skip: !linux && 'S
   } finally {
     await new Promise<void>((resolve) => server.close(() => resolve()));
   }
+});
+
+test('setNonDumpable makes a process non-dumpable (its /proc entries pass to root)', { skip: !linux && 'prctl is Linux-only', timeout: 15_000 }, async () => {
+  assert.equal(process.getuid?.(), 0, 'this test runs the child as nobody and needs root (CI runs as root)');
+  // A dumpable process owns its /proc/<pid> files; PR_SET_DUMPABLE 0 hands them to root.
+  // The child may not be able to reach the checkout (CI may clone under a 0700 home): copy the addon out.
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'cd-dump-'));
+  await chmod(dir, 0o755);
+  const addonPath = path.join(dir, 'peercred.node');
+  await copyFile(path.join(process.cwd(), 'build/Release/peercred.node'), addonPath);
+  await chmod(addonPath, 0o755);
+  const script = `
+    const { statSync } = require('node:fs');
+    const before = statSync('/proc/self/status').uid;
+    const { createRequire } = require('node:module');
+    const addon = createRequire(${JSON.stringify(path.join(dir, 'x.js'))})(${JSON.stringify(addonPath)});
+    const ok = addon.setNonDumpable();
+    const after = statSync('/proc/self/status').uid;
+    process.stdout.write(JSON.stringify({ before, ok, after }));`;
+  const child = spawn(process.execPath, ['-e', script], { uid: NOBODY, gid: NOBODY, stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  await once(child, 'exit');
+  await rm(dir, { recursive: true, force: true });
+  const r = JSON.parse(out) as { before: number; ok: boolean; after: number };
+  assert.deepEqual(r, { before: NOBODY, ok: true, after: 0 });
 });

@@ -19,7 +19,7 @@ import { openManagedKeys, type OpenedManagedKeys } from '../daemon/managed-keys.
 import { createLogger, type Level, type Logger } from '../daemon/logger.js';
 import { NO_AUDIT, createAudit, type Audit } from '../daemon/audit.js';
 import type { Limits } from '../daemon/limits.js';
-import { peerCred, peerCredAvailable } from '../daemon/peer-cred.js';
+import { peerCred, peerCredAvailable, setNonDumpable } from '../daemon/peer-cred.js';
 import { startDaemon, type Daemon, type DaemonOptions } from '../daemon/server.js';
 import { ConfigError, CryptodError } from '../protocol/errors.js';
 import { ensurePrivateDir } from '../store/private-files.js';
@@ -337,6 +337,8 @@ function dieBy(signal: NodeJS.Signals): void {
  * daemon, which the operator should know (once, at start).
  */
 function peerIdentityOption(log: Logger): Pick<DaemonOptions, 'peerIdentity'> {
+  // Key material lives in this heap: no core dumps, no same-uid ptrace.
+  if (!setNonDumpable()) log.warn('could not make the process non-dumpable (prctl PR_SET_DUMPABLE); disable core dumps with `ulimit -c 0` or LimitCORE=0', {});
   if (peerCredAvailable()) return { peerIdentity: peerCred };
   log.warn('peer credentials are unavailable (native addon not built, or not Linux): clients are not identified by uid, and access rests on the socket file mode alone', {
     platform: process.platform,

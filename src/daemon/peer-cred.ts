@@ -123,6 +123,18 @@ export function peerCredAvailable(): boolean {
 }
 
 /**
+ * Make this process non-dumpable (Linux prctl PR_SET_DUMPABLE 0): no core
+ * dump with key material in it, no ptrace attach by other processes of the
+ * same uid. Returns false when the addon or the platform cannot do it.
+ */
+export function setNonDumpable(): boolean {
+  const result = load();
+  if (!('addon' in result)) return false;
+  const fn = (result.addon as { setNonDumpable?: () => boolean }).setNonDumpable;
+  return typeof fn === 'function' ? fn() : false;
+}
+
+/**
  * The kernel's record of who connected `socket` (an accepted or connected
  * Unix-domain socket), the only client identity the daemon can trust.
  *
