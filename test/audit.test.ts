@@ -19,6 +19,14 @@ import { Op } from '../src/protocol/ops.js';
 import { startCliDaemon } from './helpers/cli-daemon.js';
 import { eventually, startTestDaemon } from './helpers/daemon.js';
 import { RawClient, errorCode } from './helpers/raw-client.js';
+import { watchClientChanges } from '../src/auth/revocation.js';
+import type { ClientRecord, ClientRegistry } from '../src/auth/client-registry.js';
+import { client } from '../src/cli/client.js';
+import { openManagedKeys } from '../src/daemon/managed-keys.js';
+import { silentLogger } from '../src/daemon/logger.js';
+import { ManualClock } from '../src/keys/clock.js';
+import { openSqliteClientRegistry } from '../src/store/sqlite/client-registry.js';
+import { HOUR, T0 } from './keys/env.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'cd-audit-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -174,3 +182,94 @@ describe('a daemon with the audit log on', () => {
   });
 });
 
+
+describe('changes made outside a request', () => {
+  test('a scheduled rotation is audited once, with reason and no actor; rotate() leaves it to KEY_ROTATE', async () => {
+    const c = collector();
+    const clock = new ManualClock(T0);
+    const keys = await openManagedKeys({ dataDir: join(dir, 'sched'), clock, audit: c.audit });
+    try {
+      await keys.manager.create('s', { type: 'hmac-sha256', rotationPeriod: '1h', prefetchPeriod: '5m' });
+      await keys.manager.rotate('s'); // manual: the operation audits it, not the manager
+      assert.deepEqual(c.lines(), []);
+      clock.advanceTo(T0 + HOUR);
+      await keys.manager.settle();
+      const rotated = c.lines().filter((l) => l.event === 'key.rotated');
+      assert.equal(rotated.length, 1, JSON.stringify(c.lines()));
+      assert.equal(rotated[0]!.key, 's');
+      assert.equal(rotated[0]!.reason, 'schedule');
+      assert.equal(rotated[0]!.previousVersion, 2);
+      assert.equal(rotated[0]!.version, 3);
+      assert.equal('by' in rotated[0]!, false);
+    } finally {
+      await keys.close();
+    }
+  });
+
+  test('`cryptod client add|revoke --audit-log FILE` record who did it', async () => {
+    const dataDir = join(dir, 'cli-clients');
+    const log = join(dir, 'cli.log');
+    const out = process.stdout.write;
+    process.stdout.write = (() => true) as typeof process.stdout.write; // the token
+    try {
+      assert.equal(await client(['add', 'svc', '--uid', '7', '--data-dir', dataDir, '--audit-log', log]), 0);
+      assert.equal(await client(['revoke', 'svc', '--data-dir', dataDir, '--audit-log', log]), 0);
+    } finally {
+      process.stdout.write = out;
+    }
+    const lines = readFileSync(log, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as Line);
+    assert.deepEqual(lines.map((l) => [l.event, l.name]), [['client.added', 'svc'], ['client.revoked', 'svc']]);
+    assert.equal(lines[0]!.uid, 7);
+    assert.ok(lines.every((l) => typeof l.by === 'string' && l.by.startsWith('cli:')));
+    await assert.rejects(client(['list', '--data-dir', dataDir, '--audit-log', log]), /applies to `cryptod client add` and `revoke` only/);
+  });
+
+  test('the daemon records clients added and revoked by another process, once, and not those it found at start', async () => {
+    const registry = openSqliteClientRegistry({ dataDir: join(dir, 'watched') });
+    const c = collector();
+    await registry.add('before');
+    const w = watchClientChanges(registry, c.audit, silentLogger, 60_000);
+    try {
+      await w.check();
+      assert.deepEqual(c.lines(), []);
+      await registry.add('svc', { uid: 5 });
+      await registry.revoke('before');
+      await w.check();
+      await w.check(); // nothing new: nothing written
+      await registry.revoke('svc');
+      await registry.add('svc'); // re-added under the same name: a new client
+      await w.check();
+      assert.deepEqual(
+        c.lines().map((l) => [l.event, l.name, l.uid ?? null]),
+        // In the registry's order (oldest first), not the order of the changes.
+        [['client.revoked', 'before', null], ['client.added', 'svc', 5], ['client.revoked', 'svc', null], ['client.added', 'svc', null]],
+      );
+      assert.ok(c.lines().every((l) => !('by' in l)));
+    } finally {
+      w.stop();
+      await registry.close();
+    }
+  });
+
+  test('a name revoked and added again within one millisecond is still one revocation and one add', async () => {
+    // The real registry cannot be made to stamp two rows with the same
+    // millisecond on demand; its listing is all the watcher reads, so feed it one.
+    const at = 1_700_000_000_000;
+    let rows: ClientRecord[] = [{ name: 'svc', uid: null, createdAt: at, revokedAt: null }];
+    const registry = { list: async () => rows } as unknown as ClientRegistry;
+    const c = collector();
+    const w = watchClientChanges(registry, c.audit, silentLogger, 60_000);
+    try {
+      await w.check();
+      rows = [
+        { name: 'svc', uid: null, createdAt: at, revokedAt: at },
+        { name: 'svc', uid: null, createdAt: at, revokedAt: null },
+      ];
+      await w.check();
+      await w.check();
+      assert.deepEqual(c.lines().map((l) => l.event), ['client.revoked', 'client.added']);
+    } finally {
+      w.stop();
+    }
+  });
+});

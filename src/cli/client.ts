@@ -14,7 +14,9 @@
  *     at each HELLO, and re-checks live token connections every second, so a
  *     revocation also cuts connections already open.
  */
+import { userInfo } from 'node:os';
 import type { ClientRecord } from '../auth/client-registry.js';
+import { NO_AUDIT, createAudit, streamAudit, type Audit } from '../daemon/audit.js';
 import { DEFAULT_DATA_DIR } from '../config/paths.js';
 import { openSqliteClientRegistry } from '../store/sqlite/client-registry.js';
 import { UsageError, integerOpt, parseCommand, stringOpt, wantsHelp, type OptionSpec } from './args.js';
@@ -40,6 +42,11 @@ Commands:
 
 Options:
   --data-dir DIR       data directory of the daemon (default: ./.cryptod)
+  --audit-log FILE|-   append client.added / client.revoked (by cli:USER)
+                       to FILE, or stderr with '-' (stdout keeps only
+                       the token). The daemon's audit log may be shared.
+                       Without it, a running daemon with an audit log
+                       records the change itself when it next polls
   -h, --help           show this help
 `;
 
@@ -47,6 +54,7 @@ const OPTIONS: OptionSpec = {
   'data-dir': { type: 'string' },
   uid: { type: 'string' },
   json: { type: 'boolean' },
+  'audit-log': { type: 'string' },
 };
 
 const SUBCOMMANDS = ['add', 'revoke', 'list'] as const;
@@ -69,6 +77,12 @@ export async function client(argv: readonly string[]): Promise<number> {
   if (p.values.json === true && sub !== 'list') throw new UsageError(`--json applies to \`cryptod client list\` only`, 'client');
   if (uid !== undefined && uid > MAX_UID) throw new UsageError(`option '--uid' expects a uid from 0 to ${MAX_UID}, got ${uid}`, 'client');
 
+  const auditLog = stringOpt(p, 'audit-log');
+  if (auditLog !== undefined && sub === 'list') throw new UsageError(`--audit-log applies to \`cryptod client add\` and \`revoke\` only`, 'client');
+  // Opened before the registry change, so a log that cannot be opened changes nothing.
+  // '-' is stderr here: stdout carries only the token (`TOKEN=$(cryptod client add NAME)`).
+  const audit: Audit = auditLog === undefined ? NO_AUDIT : auditLog === '-' ? streamAudit(process.stderr) : createAudit({ target: auditLog });
+  const by = `cli:${cliUser()}`;
   const registry = openSqliteClientRegistry({ dataDir: stringOpt(p, 'data-dir') ?? DEFAULT_DATA_DIR });
   try {
     switch (sub) {
@@ -76,11 +90,13 @@ export async function client(argv: readonly string[]): Promise<number> {
         const { token, client: c } = await registry.add(name!, uid === undefined ? {} : { uid });
         // The token alone on stdout, so `TOKEN=$(cryptod client add NAME)` works; the note on stderr.
         process.stdout.write(`${token}\n`);
+        audit.emit({ event: 'client.added', name: c.name, uid: c.uid, by });
         process.stderr.write(`cryptod: token for client "${c.name}"${c.uid === null ? '' : ` (uid ${c.uid} only)`}; it is shown once and stored only as a hash\n`);
         break;
       }
       case 'revoke': {
         const c = await registry.revoke(name!);
+        audit.emit({ event: 'client.revoked', name: c.name, by });
         process.stderr.write(`cryptod: revoked the token of client "${c.name}"\n`);
         break;
       }
@@ -91,8 +107,18 @@ export async function client(argv: readonly string[]): Promise<number> {
     }
   } finally {
     await registry.close();
+    audit.close();
   }
   return EXIT_OK;
+}
+
+/** The OS user running the CLI (the `by` of its audit events); the uid where no name resolves. */
+function cliUser(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return typeof process.getuid === 'function' ? `uid${process.getuid()}` : 'unknown';
+  }
 }
 
 function toJson(c: ClientRecord): Record<string, unknown> {

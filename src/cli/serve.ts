@@ -18,6 +18,7 @@ import { applyKeys, createReloader, type Reloader } from '../config/reload.js';
 import { openManagedKeys, type OpenedManagedKeys } from '../daemon/managed-keys.js';
 import { createLogger, type Level, type Logger } from '../daemon/logger.js';
 import { NO_AUDIT, createAudit, type Audit } from '../daemon/audit.js';
+import { watchClientChanges } from '../auth/revocation.js';
 import type { Limits } from '../daemon/limits.js';
 import { peerCred, peerCredAvailable, setNonDumpable } from '../daemon/peer-cred.js';
 import { startDaemon, type Daemon, type DaemonOptions } from '../daemon/server.js';
@@ -277,7 +278,7 @@ export async function serve(argv: readonly string[]): Promise<number> {
     clients = openSqliteClientRegistry({ dataDir: dir });
     const passphrase = kekPassphrase(loaded?.config);
     try {
-      managed = await openManagedKeys({ dataDir: dir, logger: log, ...(passphrase === undefined ? {} : { passphrase }) });
+      managed = await openManagedKeys({ dataDir: dir, logger: log, audit, ...(passphrase === undefined ? {} : { passphrase }) });
     } finally {
       passphrase?.fill(0);
     }
@@ -306,8 +307,12 @@ export async function serve(argv: readonly string[]): Promise<number> {
     if (err instanceof CryptodError) throw new LocalFailure(err.message, { cause: err });
     throw err;
   }
+  // `cryptod client add|revoke` write the registry from another process; with
+  // an audit log the daemon records what it observes there (src/auth/revocation.ts).
+  const clientChanges = audit.enabled ? watchClientChanges(clients, audit, log) : null;
   if (stopping) shutdown(daemon);
   const code = await done;
+  clientChanges?.stop();
   process.off('SIGHUP', onHangup);
   await managed?.close();
   await clients.close();

@@ -88,7 +88,14 @@ export type AuditEvent =
   | ({ readonly event: 'request.denied'; readonly op: string; readonly code: string; readonly key: string | null } & ConnectionRef)
   | ({ readonly event: 'limit.exceeded'; readonly op: string; readonly code: string; readonly limit: LimitName } & ConnectionRef)
   | ({ readonly event: 'key.created'; readonly key: string; readonly version: number | null; readonly algorithm: string } & Actor)
-  | ({ readonly event: 'key.rotated'; readonly key: string; readonly version: number; readonly previousVersion: number | null } & Actor)
+  | ({
+      readonly event: 'key.rotated';
+      readonly key: string;
+      readonly version: number;
+      readonly previousVersion: number | null;
+      /** Absent or 'manual': KEY_ROTATE (with `by`); otherwise the key manager rotated on its own (no `by`). */
+      readonly reason?: 'manual' | 'schedule' | 'usage-limit';
+    } & Actor)
   | ({ readonly event: 'key.exported'; readonly key: string; readonly format: string; readonly op: string } & Partial<ConnectionRef> & Actor)
   | ({ readonly event: 'key.destroyed'; readonly key: string; readonly version: number | null } & Actor)
   | ({ readonly event: 'policy.changed'; readonly key: string | null; readonly subject: string | null; readonly change: string } & Actor)

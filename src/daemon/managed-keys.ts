@@ -15,12 +15,13 @@
  * grant `admin` to anyone else (e.g. `token:deployer`).
  */
 import type { Clock } from '../keys/clock.js';
-import { KeyManager } from '../keys/manager.js';
+import { KeyManager, type AutoRotation } from '../keys/manager.js';
 import { LocalKekProvider } from '../kek/local.js';
 import type { KekProvider } from '../kek/provider.js';
 import type { Keystore } from '../store/keystore.js';
 import { openSqliteKeystore } from '../store/sqlite/sqlite-store.js';
 import { silentLogger, type Logger } from './logger.js';
+import type { Audit } from './audit.js';
 
 /** What the managed-key operations need from the daemon. */
 export interface ManagedKeys {
@@ -42,6 +43,12 @@ export interface OpenManagedKeysOptions {
   adminUids?: readonly number[];
   /** Default true (see the header). */
   localIsAdmin?: boolean;
+  /**
+   * Where rotations the manager does on its own (schedule, encryption count)
+   * are recorded as `key.rotated` without `by`. Manual rotations are audited
+   * by the KEY_ROTATE operation instead, so each rotation is one event.
+   */
+  audit?: Audit;
 }
 
 export interface OpenedManagedKeys extends ManagedKeys {
@@ -49,6 +56,10 @@ export interface OpenedManagedKeys extends ManagedKeys {
   readonly kek: KekProvider;
   /** Close the manager (zeroing every key once readers are done), the KEK, then the store. Idempotent. */
   close(): Promise<void>;
+}
+
+function auditRotation(audit: Audit): (e: AutoRotation) => void {
+  return (e) => audit.emit({ event: 'key.rotated', key: e.key, version: e.version, previousVersion: e.previousVersion, reason: e.reason });
 }
 
 /**
@@ -69,6 +80,7 @@ export async function openManagedKeys(options: OpenManagedKeysOptions): Promise<
     kek = await LocalKekProvider.open({ dir: options.dataDir, store, ...(options.passphrase === undefined ? {} : { passphrase: options.passphrase }) });
     manager = await KeyManager.open({
       store, kek, logger: options.logger ?? silentLogger,
+      ...(options.audit?.enabled === true ? { onRotated: auditRotation(options.audit) } : {}),
       ...(options.clock === undefined ? {} : { clock: options.clock }),
     });
   } catch (err) {

@@ -56,6 +56,22 @@ export interface KeyManagerOptions {
   logger?: Logger;
   budget?: Partial<BudgetOptions>;
   retry?: Partial<RetryOptions>;
+  /**
+   * Told after the manager created a version on its own — the rotation
+   * schedule or the encryption-count threshold — so the daemon can audit it.
+   * Not called for `rotate()`: its caller knows, and audits it with the
+   * client that asked (one event per rotation). Must not throw.
+   */
+  onRotated?: (event: AutoRotation) => void;
+}
+
+/** A rotation the manager did by itself. */
+export interface AutoRotation {
+  readonly key: string;
+  readonly version: number;
+  /** The version that was current before, if any. */
+  readonly previousVersion: number | null;
+  readonly reason: 'schedule' | 'usage-limit';
 }
 
 type FreshMap = Map<string, Map<number, FreshVersion>>;
@@ -70,6 +86,7 @@ export class KeyManager {
   readonly #log: Logger;
   readonly #budget: BudgetOptions;
   readonly #retry: RetryOptions;
+  readonly #onRotated: ((event: AutoRotation) => void) | undefined;
   readonly #queue = new SerialQueue();
   readonly #cell: SnapshotCell;
   readonly #scheduler: WakeScheduler;
@@ -91,6 +108,7 @@ export class KeyManager {
     this.#log = o.logger ?? silentLogger;
     this.#budget = budgetOptions(o.budget);
     this.#retry = retryOptions(o.retry);
+    this.#onRotated = o.onRotated;
     this.#cell = new SnapshotCell(new KeySnapshot(0, new Map()), { now: () => this.#clock.now() });
     this.#scheduler = new WakeScheduler(this.#clock, (names) => this.#onDue(names));
     this.#reservations = new Reservations({
@@ -477,7 +495,11 @@ export class KeyManager {
   #onThreshold(b: InvocationBudget): void {
     const { key, version } = b;
     this.#run(() => this.#addVersion(key, thresholdPlanner(key, version))).then(
-      (v) => v !== null && this.#log.info('key rotated at its encryption threshold', { key, version: v, reserved: b.reserved }),
+      (v) => {
+        if (v === null) return; // another process rotated first: its audit, not ours
+        this.#log.info('key rotated at its encryption threshold', { key, version: v, reserved: b.reserved });
+        this.#told({ key, version: v, previousVersion: version, reason: 'usage-limit' });
+      },
       (err: unknown) => {
         b.rotationRequested = false; // asked again at the next reservation
         this.#log.warn('threshold rotation failed', { key, version, error: errorText(err) });
@@ -501,8 +523,11 @@ export class KeyManager {
       const failing = this.#failing.get(name);
       if (s !== null && s.due <= now && (failing === undefined || failing.at <= now)) {
         try {
-          await this.#addVersion(name, scheduledPlanner);
+          // The newest version, not the current one: with prefetch the new version follows the newest.
+          const previous = entry.versions.at(-1)?.version ?? null;
+          const v = await this.#addVersion(name, scheduledPlanner);
           this.#failing.delete(name);
+          if (v !== null) this.#told({ key: name, version: v, previousVersion: previous, reason: 'schedule' });
         } catch (err) {
           const attempts = (failing?.attempts ?? 0) + 1;
           const at = this.#clock.now() + backoffDelay(attempts, this.#retry);
@@ -517,6 +542,16 @@ export class KeyManager {
       if (next !== cur) this.#cell.swap(new KeySnapshot(++this.#seq, new Map(this.#cell.current.keys).set(name, next)));
     }
     this.#plan(name);
+  }
+
+  /** Hand an automatic rotation to the listener; its failure must not fail the rotation, which is done. */
+  #told(event: AutoRotation): void {
+    if (this.#onRotated === undefined) return;
+    try {
+      this.#onRotated(event);
+    } catch (err) {
+      this.#log.error('rotation listener failed', { key: event.key, version: event.version, error: errorText(err) });
+    }
   }
 
   /** Set the key's next wake-up: rotation, retry, epoch change or material to drop, whichever is first. */

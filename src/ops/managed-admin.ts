@@ -150,7 +150,7 @@ export const managedAdminOperations: Operation[] = [
       adminOn(ctx, keys, name);
       const previous = keys.manager.describe(name).currentVersion;
       const version = await keys.manager.rotate(name);
-      audit(ctx, { event: 'key.rotated', key: name, version, previousVersion: previous, by: ctx.clientId });
+      audit(ctx, { event: 'key.rotated', key: name, version, previousVersion: previous, reason: 'manual', by: ctx.clientId });
       return { version };
     },
   },
