@@ -5,11 +5,12 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createPublicKey, randomBytes, verify } from 'node:crypto';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
+import { splitManagedSignature } from '../src/client/managed.js';
 import { startCliDaemon, type CliDaemon } from './helpers/cli-daemon.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -93,6 +94,29 @@ test('sign/verify and mac/verify-mac: exit 0 when valid, 1 when not', async () =
   writeFileSync(join(d.dir, 'msg.mac'), await ok(['mac', '--key', 'tags'], Buffer.from('session-1')));
   assert.equal((await cli(['verify-mac', '--key', 'tags', '--signature', join(d.dir, 'msg.mac')], Buffer.from('session-1'))).code, 0);
   assert.equal((await cli(['verify-mac', '--key', 'tags', '--signature', join(d.dir, 'msg.mac')], Buffer.from('session-2'))).code, 1);
+});
+
+test('key public prints the signing key as PEM, DER or JWK; outside verifiers check the signature under the header', async () => {
+  const msg = join(d.dir, 'msg.txt'); // from the sign/verify test
+  const sig = readFileSync(join(d.dir, 'msg.sig'));
+  const pem = (await ok(['key', 'public', 'signer'])).toString();
+  assert.match(pem, /^-----BEGIN PUBLIC KEY-----\n[A-Za-z0-9+/=\n]+-----END PUBLIC KEY-----\n$/);
+  const der = await ok(['key', 'public', 'signer', '--format', 'der', '--version', '1']);
+  const jwk = JSON.parse((await ok(['key', 'public', 'signer', '--format', 'jwk'])).toString()) as Record<string, string>;
+  assert.equal(jwk.kid, 'signer:1');
+  assert.equal(jwk.d, undefined);
+  const fromPem = createPublicKey(pem);
+  assert.deepEqual(fromPem.export({ format: 'der', type: 'spki' }), der);
+  assert.deepEqual(createPublicKey({ key: jwk, format: 'jwk' }).export({ format: 'der', type: 'spki' }), der);
+  const plain = splitManagedSignature(sig);
+  assert.deepEqual([plain.key, plain.version, plain.type], ['signer', 1, 'ed25519']);
+  assert.equal(verify(null, readFileSync(msg), fromPem, plain.signature), true);
+  assert.equal(verify(null, Buffer.from('pay 99 to bob'), fromPem, plain.signature), false);
+
+  const sym = await cli(['key', 'public', 'orders']);
+  assert.equal(sym.code, 1);
+  assert.match(sym.stderr, /CRYPTOD_ERR_INVALID_KEY: key 'orders' \(aes256-gcm\) has no public key/);
+  assert.equal((await cli(['key', 'public', 'signer', '--format', 'ssh'])).code, 2);
 });
 
 test('describe --json and list: name, type, current version, versions with state, notBefore, notAfter', async () => {

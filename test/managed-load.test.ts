@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { parseHeader } from '../src/ops/managed-format.js';
+import { parseHeader } from '../src/protocol/managed-format.js';
 import { startManagedDaemon } from './managed-env.js';
 
 test('thousands of concurrent operations while rotating repeatedly: zero errors', async () => {

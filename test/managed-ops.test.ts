@@ -7,9 +7,11 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { Client } from '../src/client/client.js';
 import {
-  CryptodError, DataError, DecryptError, ForbiddenError, InvalidArgumentError, InvalidKeyError, KeyVersionError, NotExtractableError,
+  CryptodError, DataError, DecryptError, ForbiddenError, InvalidArgumentError, InvalidKeyError, KeyVersionError, NotExtractableError, NotFoundError,
 } from '../src/protocol/errors.js';
-import { parseHeader } from '../src/ops/managed-format.js';
+import { parseHeader } from '../src/protocol/managed-format.js';
+import { splitManagedSignature } from '../src/client/managed.js';
+import { constants, createPublicKey, verify, webcrypto, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { startManagedDaemon, type ManagedEnv } from './managed-env.js';
 
 let env: ManagedEnv;
@@ -95,6 +97,55 @@ test('sign/verify for ed25519, ecdsa-p256, ecdsa-p384 and rsa-pss-3072; mac/veri
     assert.equal(await c.verifyMac(name, msg, Buffer.from(tag).subarray(0, tag.length - 1)), false);
     await assert.rejects(c.sign(name, msg), InvalidKeyError);
   }
+});
+
+test('publicKey gives the public key of each version: a managed signature minus its header verifies with node:crypto', async () => {
+  const msg = te.encode('verified elsewhere');
+  const opts: Record<string, (k: KeyObject) => Parameters<typeof verify>[2]> = {
+    ed25519: (key) => key,
+    'ecdsa-p256': (key) => ({ key, dsaEncoding: 'ieee-p1363' }),
+    'ecdsa-p384': (key) => ({ key, dsaEncoding: 'ieee-p1363' }),
+    'rsa-pss-3072': (key) => ({ key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 }),
+  };
+  const webParams: Record<string, { import: Parameters<typeof webcrypto.subtle.importKey>[2]; verify: Parameters<typeof webcrypto.subtle.verify>[0] }> = {
+    ed25519: { import: { name: 'Ed25519' }, verify: { name: 'Ed25519' } },
+    'ecdsa-p256': { import: { name: 'ECDSA', namedCurve: 'P-256' }, verify: { name: 'ECDSA', hash: 'SHA-256' } },
+    'ecdsa-p384': { import: { name: 'ECDSA', namedCurve: 'P-384' }, verify: { name: 'ECDSA', hash: 'SHA-384' } },
+    'rsa-pss-3072': { import: { name: 'RSA-PSS', hash: 'SHA-256' }, verify: { name: 'RSA-PSS', saltLength: 32 } },
+  };
+  const hashOf: Record<string, string | null> = { ed25519: null, 'ecdsa-p256': 'sha256', 'ecdsa-p384': 'sha384', 'rsa-pss-3072': 'sha256' };
+  for (const type of ['ed25519', 'ecdsa-p256', 'ecdsa-p384', 'rsa-pss-3072'] as const) {
+    const name = `pub-${type}`;
+    await c.keys.create(name, { type });
+    const sig1 = splitManagedSignature(await c.sign(name, msg));
+    await c.keys.rotate(name);
+    const sig2 = splitManagedSignature(await c.sign(name, msg));
+    assert.deepEqual([sig1.key, sig1.type, sig1.version, sig2.version], [name, type, 1, 2]);
+    const pub1 = await c.keys.publicKey(name, { version: 1 });
+    const pub2 = await c.keys.publicKey(name);
+    assert.deepEqual([pub1.version, pub2.version, pub2.type], [1, 2, type]);
+    assert.notDeepEqual(Buffer.from(pub1.spki), Buffer.from(pub2.spki));
+    const k1 = createPublicKey({ key: Buffer.from(pub1.spki), format: 'der', type: 'spki' });
+    const k2 = createPublicKey({ key: pub2.jwk as JsonWebKey, format: 'jwk' });
+    assert.equal(verify(hashOf[type]!, msg, opts[type]!(k1), sig1.signature), true, type);
+    assert.equal(verify(hashOf[type]!, msg, opts[type]!(k2), sig2.signature), true, type);
+    assert.equal(verify(hashOf[type]!, msg, opts[type]!(k2), sig1.signature), false, type);
+    assert.ok(!('d' in (pub2.jwk as object)), 'the JWK has no private member');
+    // WebCrypto takes the SPKI as it is (RSA-PSS under the rsaEncryption OID).
+    const web = webParams[type]!;
+    const wk = await webcrypto.subtle.importKey('spki', pub2.spki, web.import, false, ['verify']);
+    assert.equal(await webcrypto.subtle.verify(web.verify, wk, sig2.signature, msg), true, `WebCrypto ${type}`);
+  }
+  await assert.rejects(c.keys.publicKey('pub-ed25519', { version: 9 }), (e: unknown) => e instanceof NotFoundError && e.detail?.version === 9);
+  await assert.rejects(c.keys.publicKey('enc-aes256-gcm'), (e: unknown) => e instanceof InvalidKeyError && /has no public key/.test((e as Error).message));
+  await assert.rejects(c.keys.publicKey('no-such-key'), NotFoundError);
+  // Any right on the key gives its public key; none hides the key.
+  await c.keys.create('pub-narrow', { type: 'ed25519', clients: { 'token:pub-friend': ['verify'] } });
+  const friend = await env.token('pub-friend');
+  const stranger = await env.token('pub-stranger');
+  assert.equal((await friend.keys.publicKey('pub-narrow')).version, 1);
+  await assert.rejects(stranger.keys.publicKey('pub-narrow'), NotFoundError);
+  assert.throws(() => splitManagedSignature(new Uint8Array(40)), DataError);
 });
 
 test('rotation keeps old ciphertexts and signatures usable; rewrap moves a ciphertext to the current version', async () => {

@@ -42,6 +42,9 @@ Subcommands:
   list [--json]              all keys with their current version
   describe NAME [--json]     a key's versions, states, validity and policy
   set-policy NAME [options]  change policy fields (see below)
+  public NAME [--version N] [--format pem|der|jwk]
+                             the public key of a signing key's version
+                             (default: current, PEM), for outside verifiers
   trim NAME --below N        destroy versions below N (irreversible)
   destroy NAME               destroy every version of a key (irreversible)
 
@@ -153,6 +156,23 @@ const SUBCOMMANDS: Record<string, Sub> = {
       if (Object.keys(patch).length === 0) throw new UsageError('`cryptod key set-policy` needs at least one policy option', 'key');
       const d = await client.keys.setPolicy(name!, patch);
       process.stdout.write(`policy of key '${d.name}' updated\n`);
+      return EXIT_OK;
+    },
+  },
+  public: {
+    named: true,
+    options: { version: { type: 'string' }, format: { type: 'string' } },
+    async run(client, name, p) {
+      const format = stringOpt(p, 'format') ?? 'pem';
+      if (format !== 'pem' && format !== 'der' && format !== 'jwk') throw new UsageError(`option '--format' expects pem, der or jwk, got '${format}'`, 'key');
+      const version = integerOpt(p, 'version', 'key');
+      const k = await client.keys.publicKey(name!, version === undefined ? {} : { version });
+      const out =
+        format === 'der' ? Buffer.from(k.spki)
+        : format === 'jwk' ? `${JSON.stringify({ ...k.jwk, kid: `${k.name}:${k.version}` })}\n`
+        : `-----BEGIN PUBLIC KEY-----\n${(Buffer.from(k.spki).toString('base64').match(/.{1,64}/g) ?? []).join('\n')}\n-----END PUBLIC KEY-----\n`;
+      process.stdout.write(out);
+      process.stderr.write(`cryptod: public key of '${k.name}' version ${k.version} (${k.type})\n`);
       return EXIT_OK;
     },
   },

@@ -14,7 +14,8 @@ import type { CborValue } from '../protocol/cbor.js';
 import { errorFromWire, InvalidArgumentError, type CryptodError } from '../protocol/errors.js';
 import { Op } from '../protocol/ops.js';
 import type { DaemonConnection } from './connection.js';
-import { bytesOf, handleOf, marshal, type BufferSource, type CryptoKey } from './subtle.js';
+import { parseHeader } from '../protocol/managed-format.js';
+import { bytesOf, handleOf, marshal, type BufferSource, type CryptoKey, type JsonWebKey } from './subtle.js';
 
 /** Durations are text (`90s`, `10m`, `1h`, `30d`) or milliseconds; `null` resets a field in setPolicy. */
 export interface ManagedKeyPolicy {
@@ -68,6 +69,41 @@ export interface ExportedManagedKey {
   /** `raw` secret bytes, or `pkcs8` DER of a private key. */
   format: 'raw' | 'pkcs8';
   material: Uint8Array;
+}
+
+/** The public key of a signing key's version (`client.keys.publicKey`). */
+export interface ManagedPublicKey {
+  name: string;
+  type: ManagedKeyType;
+  version: number;
+  /** SubjectPublicKeyInfo, DER (RFC 5280 §4.1.2.7): `crypto.createPublicKey({ key: spki, format: 'der', type: 'spki' })`. */
+  spki: Uint8Array;
+  /** The same key as a JWK (RFC 7517), public members only. */
+  jwk: JsonWebKey;
+}
+
+/** A managed signature taken apart: who made it, and the standard signature under the header. */
+export interface ManagedSignatureParts {
+  key: string;
+  type: ManagedKeyType;
+  version: number;
+  /**
+   * The signature over the message alone, as the algorithm defines it:
+   * Ed25519 (RFC 8032), ECDSA as IEEE P1363 r‖s (node:crypto's
+   * `dsaEncoding: 'ieee-p1363'`), RSA-PSS with SHA-256, MGF1-SHA-256 and a 32-byte salt.
+   */
+  signature: Uint8Array;
+}
+
+/**
+ * Split a managed signature (docs/formats.md) into its header fields and the
+ * plain signature, for verifiers outside the daemon: fetch the public key of
+ * `version` with `client.keys.publicKey(key, { version })` and check
+ * `signature` with any library. Throws DataError for anything else.
+ */
+export function splitManagedSignature(signature: BufferSource): ManagedSignatureParts {
+  const { header, body } = parseHeader(bytesOf(signature, 'signature'), 'signature');
+  return { key: header.key, type: header.type, version: header.version, signature: new Uint8Array(body) };
 }
 
 export interface AadOptions {
@@ -219,12 +255,26 @@ export class ManagedKeysClient {
     return field<number[]>(await this.#conn.request(Op.KEY_DESTROY, { name }), 'destroyed', Array.isArray);
   }
 
+  /**
+   * The public key of a signing key's version (default: the current one), for
+   * verifiers outside the daemon; see `splitManagedSignature`. Any right on
+   * the key suffices.
+   */
+  async publicKey(name: string, options: { version?: number } = {}): Promise<ManagedPublicKey> {
+    return (await this.#ofVersion(Op.KEY_PUBLIC, name, options.version, 'spki')) as unknown as ManagedPublicKey;
+  }
+
   /** The material of an exportable key's version (default: the current one). Zero `material` when done. */
   async export(name: string, options: { version?: number } = {}): Promise<ExportedManagedKey> {
+    return (await this.#ofVersion(Op.KEY_EXPORT, name, options.version, 'material')) as unknown as ExportedManagedKey;
+  }
+
+  /** A request about one version of a key (default: the current one) whose reply carries bytes in `bytesField`. */
+  async #ofVersion(op: number, name: string, version: number | undefined, bytesField: string): Promise<CborValue> {
     const args: Record<string, CborValue> = { name };
-    if (options.version !== undefined) args.version = options.version;
-    const r = await this.#conn.request(Op.KEY_EXPORT, args);
-    field(r, 'material', isBytes);
-    return r as unknown as ExportedManagedKey;
+    if (version !== undefined) args.version = version;
+    const r = await this.#conn.request(op, args);
+    field(r, bytesField, isBytes);
+    return r;
   }
 }

@@ -247,3 +247,38 @@ async function unwrapOwned(kek: KekProvider, name: string, version: number, blob
   plain.fill(0);
   return owned;
 }
+
+/**
+ * The public key as verifiers outside the daemon import it. RSA-PSS versions
+ * are `rsa-pss` KeyObjects (their PKCS#8 names the PSS parameters), whose
+ * SPKI carries the id-RSASSA-PSS OID that WebCrypto refuses and which Node
+ * cannot export as a JWK; the same modulus and exponent under the
+ * rsaEncryption OID (RFC 8017 A.1) is what WebCrypto, JOSE libraries and
+ * OpenSSL all take. The PSS parameters are fixed by the format (docs/formats.md).
+ */
+export function interoperablePublicKey(pub: KeyObject): KeyObject {
+  if (pub.asymmetricKeyType !== 'rsa-pss') return pub;
+  // SubjectPublicKeyInfo ::= SEQUENCE { algorithm AlgorithmIdentifier, subjectPublicKey BIT STRING }
+  // and the BIT STRING's content (after its unused-bits byte) is RSAPublicKey, i.e. PKCS#1.
+  const spki = pub.export({ format: 'der', type: 'spki' });
+  const outer = derElement(spki, 0, 0x30);
+  const algorithm = derElement(spki, outer.start, 0x30);
+  const bits = derElement(spki, algorithm.end, 0x03);
+  if (spki[bits.start] !== 0) throw new InternalError('RSA-PSS public key: unexpected unused bits in subjectPublicKey');
+  return createPublicKey({ key: spki.subarray(bits.start + 1, bits.end), format: 'der', type: 'pkcs1' });
+}
+
+/** The DER element with tag `tag` at `at`: where its contents start and end. */
+function derElement(der: Buffer, at: number, tag: number): { start: number; end: number } {
+  if (der[at] !== tag) throw new InternalError(`DER: expected tag 0x${tag.toString(16)} at ${at}`);
+  let len = der[at + 1]!;
+  let start = at + 2;
+  if (len & 0x80) {
+    const n = len & 0x7f;
+    if (n === 0 || n > 4) throw new InternalError(`DER: unsupported length form at ${at}`);
+    len = der.readUIntBE(start, n);
+    start += n;
+  }
+  if (start + len > der.length) throw new InternalError(`DER: element at ${at} runs past the end`);
+  return { start, end: start + len };
+}

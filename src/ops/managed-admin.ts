@@ -1,23 +1,24 @@
 /**
  * Administration of managed keys (docs/protocol.md §6.11): KEY_CREATE,
  * KEY_IMPORT, KEY_ROTATE, KEY_LIST, KEY_DESCRIBE, KEY_SET_POLICY, KEY_TRIM,
- * KEY_EXPORT, KEY_DESTROY, KEY_PERSIST, and RELOAD.
+ * KEY_EXPORT, KEY_DESTROY, KEY_PERSIST, KEY_PUBLIC and RELOAD.
  *
  * Rights (managed-auth.ts): creating a key (create, import, persist) and
  * RELOAD need an administrator; rotate, set-policy, trim and destroy need
  * `admin` on the key (administrators hold it on every key); export needs
- * `export` on an exportable key; list and describe show the keys the client
- * has any right on. Every change is audited (src/daemon/audit.ts) with the
+ * `export` on an exportable key; list, describe and the public key of a
+ * signing key are for any client with a right on the key. Every change is audited (src/daemon/audit.ts) with the
  * caller's ClientId as `by`.
  */
 import type { AuditEvent } from '../daemon/audit.js';
 import type { Operation, RequestContext } from '../daemon/operation.js';
 import type { ManagedKeys } from '../daemon/managed-keys.js';
 import type { KeyDefinition } from '../keys/definition.js';
-import type { ManagedKeyType } from '../keys/model.js';
+import { interoperablePublicKey } from '../keys/material.js';
+import { keyTypeInfo, type ManagedKeyType } from '../keys/model.js';
 import type { PolicyInput } from '../keys/policy.js';
 import type { CborValue } from '../protocol/cbor.js';
-import { NotExtractableError, NotFoundError, UnsupportedError } from '../protocol/errors.js';
+import { InvalidKeyError, NotExtractableError, NotFoundError, UnsupportedError } from '../protocol/errors.js';
 import { Op } from '../protocol/ops.js';
 import { asArgs, bytes, int, map, nodeId, optInt, str, takeSecret } from './args.js';
 import { acquireKey, type KeyNode } from './key.js';
@@ -237,6 +238,41 @@ export const managedAdminOperations: Operation[] = [
       if (secret) setImmediate(() => material.fill(0));
       audit(ctx, { event: 'key.exported', key: name, format: secret ? 'raw' : 'pkcs8', op: 'KEY_EXPORT', by: ctx.clientId });
       return sensitiveReply({ name, type: e.type, version: v.version, format: secret ? 'raw' : 'pkcs8', material });
+    },
+  },
+  {
+    // The public half of a signing key's version, for verifiers outside the
+    // daemon (a managed signature minus its header is a standard signature).
+    // Public data: any right on the key suffices, nothing is audited.
+    op: Op.KEY_PUBLIC,
+    handle(ctx, raw) {
+      const args = asArgs(raw);
+      const keys = managedKeys(ctx);
+      const name = str(args, 'name');
+      const asked = optInt(args, 'version', 1, 0xffff_ffff);
+      using lease = keys.manager.acquire();
+      const e = lease.snapshot.keys.get(name);
+      if (e === undefined || !visible(keys, e.policy, ctx.clientId)) throw new NotFoundError(`no managed key named '${name}'`, { detail: { key: name } });
+      if (keyTypeInfo(e.type).kind === 'secret') {
+        throw new InvalidKeyError(`key '${name}' (${e.type}) has no public key; expected a signing key (ed25519, ecdsa-p256, ecdsa-p384, rsa-pss-3072)`, {
+          detail: { key: name, type: e.type },
+        });
+      }
+      const version = asked ?? keys.manager.describe(name).currentVersion;
+      const v = version === null ? undefined : e.versions.find((x) => x.version === version);
+      if (v === undefined || v.material === null) {
+        throw new NotFoundError(`key '${name}' holds no material for version ${String(version)} (destroyed, disabled, retired or absent)`, {
+          detail: { key: name, version: version ?? null },
+        });
+      }
+      const pub = interoperablePublicKey(v.material.publicKey);
+      return {
+        name,
+        type: e.type,
+        version: v.version,
+        spki: pub.export({ format: 'der', type: 'spki' }),
+        jwk: pub.export({ format: 'jwk' }) as unknown as CborValue,
+      };
     },
   },
   {

@@ -16,7 +16,7 @@ import { constants, createCipheriv, createDecipheriv, createHmac, randomBytes, s
 import type { UsableVersion } from '../keys/snapshot.js';
 import type { ManagedKeyType } from '../keys/model.js';
 import { DecryptError, InternalError, InvalidArgumentError, OperationError } from '../protocol/errors.js';
-import { AEAD_NONCE, AEAD_TAG, encodeHeader, type Header } from './managed-format.js';
+import { AEAD_NONCE, AEAD_TAG, encodeHeader, type Header } from '../protocol/managed-format.js';
 
 /** RFC 5649 §3: the alternative initial value of AES key wrap with padding. */
 const KWP_IV = Buffer.from('a65959a6', 'hex');

@@ -28,7 +28,7 @@ import { Op, type OpCode } from '../protocol/ops.js';
 import { asArgs, bytes, optBytes, str, type Args } from './args.js';
 import { authorize, managedKeys, visible } from './managed-auth.js';
 import { macMessage, open, seal, signMessage, verifyMac, verifyMessage } from './managed-crypto.js';
-import { parseHeader, type OutputKind } from './managed-format.js';
+import { parseHeader, type OutputKind } from '../protocol/managed-format.js';
 
 /** Most items one batch may carry; the frame size bounds the bytes. */
 export const MAX_BATCH = 4096;

@@ -52,6 +52,7 @@ export const Op = {
   KEY_EXPORT: 0x0117,
   KEY_DESTROY: 0x0118,
   KEY_PERSIST: 0x0119,
+  KEY_PUBLIC: 0x011a,
   RELOAD: 0x0120,
 } as const;
 export type OpName = keyof typeof Op;
