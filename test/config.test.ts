@@ -33,6 +33,8 @@ test('a valid file: the issue example, paths relative to the file, octal socket 
       'access: { uids: [1000, 1001], gids: [50] }',
       'audit: { log: audit.log }',
       'kek: { passphraseEnv: CRYPTOD_PASS }',
+      'listen: tcp://127.0.0.1:7300',
+      'tls: { cert: tls/server.crt, key: tls/server.key, clientCa: tls/ca.crt, crl: tls/ca.crl }',
       'keys:',
       '  orders:   { type: aes256-gcm, rotationPeriod: 30d }',
       '  sessions: { type: hmac-sha256, rotationPeriod: 1h, gracePeriod: 10m, prefetchPeriod: 5m }',
@@ -48,6 +50,13 @@ test('a valid file: the issue example, paths relative to the file, octal socket 
   assert.deepEqual(config.access, { uids: [1000, 1001], gids: [50] });
   assert.deepEqual(config.audit, { log: '/etc/cryptod/audit.log' });
   assert.deepEqual(config.kek, { passphraseEnv: 'CRYPTOD_PASS' });
+  assert.deepEqual(config.tcp, {
+    url: 'tcp://127.0.0.1:7300',
+    certFile: '/etc/cryptod/tls/server.crt',
+    keyFile: '/etc/cryptod/tls/server.key',
+    clientCaFile: '/etc/cryptod/tls/ca.crt',
+    crlFile: '/etc/cryptod/tls/ca.crl',
+  });
   assert.deepEqual(Object.keys(config.keys), ['orders', 'sessions']);
   assert.deepEqual(config.keys.sessions, { type: 'hmac-sha256', rotationPeriod: '1h', gracePeriod: '10m', prefetchPeriod: '5m' });
 });

@@ -4,9 +4,10 @@
  * `openssl` command line. Checked: a digest and a key operation end to end
  * with ClientId cert:<CN>; a token on top of the certificate; a client with
  * no certificate, with one from another CA, or with an unusable CN is
- * refused (and reported to onRefused); TLS below 1.2 is refused; and a TCP
+ * refused (and reported to onRefused); TLS below 1.2 is refused; a TCP
  * listener without TLS material fails at start, from startDaemon and from
- * `cryptod serve`.
+ * `cryptod serve`; a CRL refuses revoked certificates, and a reload with a
+ * new CRL closes the live connections it revokes (made with `openssl ca`).
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
@@ -22,7 +23,10 @@ import type { RefusedConnection } from '../src/daemon/access.js';
 import { silentLogger } from '../src/daemon/logger.js';
 import { startDaemon, type Daemon, type DaemonOptions } from '../src/daemon/server.js';
 import { ConfigError, ConnectionClosedError, InvalidArgumentError } from '../src/protocol/errors.js';
+import { crlSerials, pemBlocks } from '../src/protocol/der.js';
+import { copyFileSync } from 'node:fs';
 import { openSqliteClientRegistry } from '../src/store/sqlite/client-registry.js';
+import { runCli, startCliDaemon } from './helpers/cli-daemon.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 let pki = '';
@@ -67,7 +71,23 @@ before(() => {
   makeCert('client', 'billing-svc', 'ca', client);
   makeCert('foreign', 'billing-svc', 'other-ca', client);
   makeCert('badname', 'two words', 'ca', client);
+  makeCert('victim', 'victim-svc', 'ca', client);
+  // A minimal `openssl ca` database for revocations and CRLs.
+  writeFileSync(join(pki, 'index.txt'), '');
+  writeFileSync(join(pki, 'crlnumber'), '01\n');
+  writeFileSync(join(pki, 'ca.cnf'), '[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\ncrlnumber = crlnumber\ndefault_md = sha256\ndefault_crl_days = 1\n');
+  gencrl('crl-empty.pem');
 });
+
+/** Sign a CRL of what index.txt revokes so far into `out`. */
+function gencrl(out: string): void {
+  openssl(['ca', '-config', 'ca.cnf', '-keyfile', 'ca.key', '-cert', 'ca.crt', '-gencrl', '-out', out]);
+}
+
+/** The serial of a certificate as node:tls reports it (uppercase hex). */
+function serialOf(name: string): string {
+  return execFileSync('openssl', ['x509', '-in', file(`${name}.crt`), '-noout', '-serial'], { encoding: 'utf8' }).trim().replace(/^serial=/, '').replace(/^(00)+(?=.)/, '');
+}
 
 after(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
@@ -271,4 +291,72 @@ test('connect() checks its url and TLS options', async () => {
   await assert.rejects(connect({ url: 'tcp://127.0.0.1:1', tls: clientTls('client') }), InvalidArgumentError);
   await assert.rejects(connect({ url: 'tls://127.0.0.1:1' }), (e: unknown) => e instanceof InvalidArgumentError && /needs the tls option/.test(e.message));
   await assert.rejects(connect({ url: 'tls://127.0.0.1:0', tls: clientTls('client') }), InvalidArgumentError);
+});
+
+test('a CRL refuses revoked certificates; reloading a new CRL closes the live connections it revokes', async () => {
+  const crl = join(tempDir(), 'crl.pem');
+  copyFileSync(file('crl-empty.pem'), crl);
+  const { daemon, url, refused } = await tlsDaemon({
+    tcp: { url: 'tcp://127.0.0.1:0', certFile: file('server.crt'), keyFile: file('server.key'), clientCaFile: file('ca.crt'), crlFile: crl },
+  });
+  try {
+    const billing = await connect({ url, tls: clientTls('client') });
+    const victim = await connect({ url, tls: clientTls('victim') });
+    assert.equal(victim.info.clientId, 'cert:victim-svc');
+    assert.deepEqual(daemon.reloadTls(), { revokedSerials: 0, closed: 0 });
+
+    openssl(['ca', '-config', 'ca.cnf', '-keyfile', 'ca.key', '-cert', 'ca.crt', '-revoke', 'victim.crt']);
+    gencrl('crl-victim.pem');
+    assert.deepEqual(crlSerials(pemBlocks(pem('crl-victim.pem').toString(), 'X509 CRL')[0]!), [serialOf('victim')]);
+    copyFileSync(file('crl-victim.pem'), crl);
+    assert.deepEqual(daemon.reloadTls(), { revokedSerials: 1, closed: 1 });
+    await assert.rejects(victim.subtle.digest('SHA-256', Buffer.from('x')), ConnectionClosedError);
+    // The other client is untouched, and new handshakes check the new CRL.
+    assert.equal(Buffer.from(await billing.subtle.digest('SHA-256', Buffer.from('abc'))).length, 32);
+    await assert.rejects(connect({ url, tls: clientTls('victim') }));
+    await waitFor(() => refused.some((r) => /TLS handshake failed|not verified/.test(r.reason)), 'the revoked certificate to be refused');
+
+    // A CRL file that does not parse is refused, and the running one stays.
+    writeFileSync(crl, '-----BEGIN X509 CRL-----\nMAMCAQA=\n-----END X509 CRL-----\n');
+    assert.throws(() => daemon.reloadTls(), (e: unknown) => e instanceof ConfigError && /--tls-crl .*CRL 1 is malformed/.test(e.message));
+    writeFileSync(crl, 'not a CRL');
+    assert.throws(() => daemon.reloadTls(), (e: unknown) => e instanceof ConfigError && /expected PEM "-----BEGIN X509 CRL-----" blocks/.test(e.message));
+    await assert.rejects(connect({ url, tls: clientTls('victim') }));
+    const again = await connect({ url, tls: clientTls('client') });
+    await again.close();
+    await billing.close();
+  } finally {
+    await daemon.close();
+  }
+  // At start, an unusable CRL fails like any missing TLS file.
+  await assert.rejects(
+    startDaemon({
+      socketPath: join(tempDir(), 'run', 's.sock'),
+      logger: silentLogger,
+      tcp: { url: 'tcp://127.0.0.1:0', certFile: file('server.crt'), keyFile: file('server.key'), clientCaFile: file('ca.crt'), crlFile: crl },
+    }),
+    ConfigError,
+  );
+});
+
+test('cryptod serve --tls-crl, and `cryptod reload` without --config re-reads the TLS files', async () => {
+  const crl = join(tempDir(), 'crl.pem');
+  copyFileSync(file('crl-empty.pem'), crl);
+  const d = await startCliDaemon([
+    '--listen', 'tcp://127.0.0.1:0', '--tls-cert', file('server.crt'), '--tls-key', file('server.key'), '--tls-client-ca', file('ca.crt'), '--tls-crl', crl,
+  ]);
+  try {
+    const port = Number(/"tcp":"127\.0\.0\.1:([0-9]+)"/.exec(d.stderr().toString())?.[1]);
+    const victim = await connect({ url: `tls://127.0.0.1:${port}`, tls: clientTls('victim') });
+    await assert.rejects(connect({ url: `tls://127.0.0.1:${port}`, tls: clientTls('foreign') }));
+    // victim.crt is revoked in the CA's database by the previous test; a fresh CRL says so.
+    gencrl('crl-cli.pem');
+    copyFileSync(file('crl-cli.pem'), crl);
+    const r = await runCli(['reload', '--socket', d.socketPath]);
+    assert.equal(r.code, 0, r.stderr.toString());
+    assert.match(r.stdout.toString(), /reloaded the TLS listener\n  tls: +files re-read; 1 serial\(s\) revoked, 1 connection\(s\) closed/);
+    await assert.rejects(victim.subtle.digest('SHA-256', Buffer.from('x')), ConnectionClosedError);
+  } finally {
+    assert.equal(await d.stop(), 0);
+  }
 });

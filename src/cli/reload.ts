@@ -16,6 +16,9 @@ Make a running daemon re-read its configuration file (cryptod serve
 applied, keys no longer declared disabled (never destroyed). An invalid file
 is refused as a whole and the running configuration stays. Settings other
 than keys take effect at the next restart (the daemon's log says which).
+A daemon with a TLS listener also re-reads its certificate, key, client CA
+and CRL (also without --config), and closes live connections whose
+certificate the CRL now revokes.
 
 Options:
   --json               print the daemon's summary as JSON
@@ -52,12 +55,19 @@ export async function reload(argv: readonly string[]): Promise<number> {
     return EXIT_OK;
   }
   const s = (summary ?? {}) as Record<string, unknown>;
+  const tls = s.tls as { revokedSerials: number; closed: number } | undefined;
+  const tlsLine = tls === undefined ? '' : `  tls:       files re-read; ${tls.revokedSerials} serial(s) revoked, ${tls.closed} connection(s) closed\n`;
+  if (s.file === undefined && tls !== undefined) {
+    process.stdout.write(`reloaded the TLS listener\n${tlsLine}`);
+    return EXIT_OK;
+  }
   const names = (k: string): string => (Array.isArray(s[k]) && (s[k] as unknown[]).length > 0 ? (s[k] as unknown[]).join(', ') : '-');
   process.stdout.write(
     `reloaded ${typeof s.file === 'string' ? s.file : 'the configuration'}\n` +
       `  created:   ${names('created')}\n  updated:   ${names('updated')}\n  enabled:   ${names('enabled')}\n` +
       `  disabled:  ${names('disabled')}\n  unchanged: ${names('unchanged')}\n` +
-      (names('restartNeeded') === '-' ? '' : `  changed, effective at restart: ${names('restartNeeded')}\n`),
+      (names('restartNeeded') === '-' ? '' : `  changed, effective at restart: ${names('restartNeeded')}\n`) +
+      tlsLine,
   );
   return EXIT_OK;
 }

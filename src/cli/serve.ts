@@ -21,7 +21,7 @@ import { NO_AUDIT, createAudit, type Audit } from '../daemon/audit.js';
 import { watchClientChanges } from '../auth/revocation.js';
 import type { Limits } from '../daemon/limits.js';
 import { peerCred, peerCredAvailable, setNonDumpable } from '../daemon/peer-cred.js';
-import { startDaemon, type Daemon, type DaemonOptions } from '../daemon/server.js';
+import { startDaemon, type Daemon, type DaemonOptions, type TlsReloadSummary } from '../daemon/server.js';
 import { ConfigError, CryptodError } from '../protocol/errors.js';
 import { ensurePrivateDir } from '../store/private-files.js';
 import { openSqliteClientRegistry, type SqliteClientRegistry } from '../store/sqlite/client-registry.js';
@@ -75,6 +75,10 @@ Options:
   --tls-key FILE             its private key (PEM, mode 600 or stricter)
   --tls-client-ca FILE       CA whose client certificates are admitted; the
                              certificate's subject CN becomes the client name
+  --tls-crl FILE             CRL(s) of that CA (PEM): revoked certificates
+                             are refused; SIGHUP or \`cryptod reload\` re-read
+                             the four TLS files and close live connections
+                             whose certificate the CRL now lists
   -h, --help                 show this help
 
 Environment:
@@ -102,6 +106,7 @@ const OPTIONS: OptionSpec = {
   'tls-cert': { type: 'string' },
   'tls-key': { type: 'string' },
   'tls-client-ca': { type: 'string' },
+  'tls-crl': { type: 'string' },
 };
 
 const LEVELS: readonly Level[] = ['debug', 'info', 'warn', 'error'];
@@ -210,13 +215,20 @@ function accessOptions(p: Parsed): Pick<DaemonOptions, 'access' | 'tcp'> {
   const certFile = stringOpt(p, 'tls-cert');
   const keyFile = stringOpt(p, 'tls-key');
   const clientCaFile = stringOpt(p, 'tls-client-ca');
+  const crlFile = stringOpt(p, 'tls-crl');
   if (url === undefined) {
-    if (certFile !== undefined || keyFile !== undefined || clientCaFile !== undefined) {
-      throw new UsageError('--tls-cert, --tls-key and --tls-client-ca configure the TCP listener: give --listen tcp://HOST:PORT too', 'serve');
+    if (certFile !== undefined || keyFile !== undefined || clientCaFile !== undefined || crlFile !== undefined) {
+      throw new UsageError('--tls-cert, --tls-key, --tls-client-ca and --tls-crl configure the TCP listener: give --listen tcp://HOST:PORT too', 'serve');
     }
     return out;
   }
-  out.tcp = { url, ...(certFile === undefined ? {} : { certFile }), ...(keyFile === undefined ? {} : { keyFile }), ...(clientCaFile === undefined ? {} : { clientCaFile }) };
+  out.tcp = {
+    url,
+    ...(certFile === undefined ? {} : { certFile }),
+    ...(keyFile === undefined ? {} : { keyFile }),
+    ...(clientCaFile === undefined ? {} : { clientCaFile }),
+    ...(crlFile === undefined ? {} : { crlFile }),
+  };
   return out;
 }
 
@@ -259,6 +271,10 @@ export async function serve(argv: readonly string[]): Promise<number> {
   // SIGHUP re-reads --config (src/config/reload.ts); its outcome is logged there.
   let reloader: Reloader | null = null;
   const onHangup = (): void => {
+    if (reloader === null && loaded === null && daemon !== null && options.tcp !== undefined) {
+      reloadTlsOnly(daemon, log, 'SIGHUP');
+      return;
+    }
     if (reloader === null) {
       log.warn(loaded === null ? 'SIGHUP ignored: the daemon was started without --config, so there is nothing to reload' : 'SIGHUP ignored: the daemon is still starting');
       return;
@@ -288,12 +304,15 @@ export async function serve(argv: readonly string[]): Promise<number> {
       const changes = await applyKeys(managed.manager, loaded);
       log.info('configuration applied', { file: loaded.config.path, ...changes, reloadable: ['keys'] });
     }
-    // Without --config there is no `reload`: RELOAD answers CRYPTOD_ERR_UNSUPPORTED.
+    // Without --config, RELOAD re-reads the TLS files if there is a TLS
+    // listener, and otherwise answers CRYPTOD_ERR_UNSUPPORTED.
     let reload: Pick<DaemonOptions, 'reload'> = {};
     if (loaded !== null) {
-      const r = createReloader({ file: loaded.config.path, initial: loaded.config, manager: managed.manager, log });
+      const r = createReloader({ file: loaded.config.path, initial: loaded.config, manager: managed.manager, log, reloadTls: () => daemon?.reloadTls() ?? null });
       reloader = r;
       reload = { reload: async () => (await r.reload('RELOAD')) as unknown as CborValue };
+    } else if (options.tcp !== undefined) {
+      reload = { reload: async () => ({ tls: reloadTlsOnly(daemon!, log, 'RELOAD') }) as unknown as CborValue };
     }
     daemon = await startDaemon({ ...options, socketPath, logger: log, clients, audit, keys: managed, ...reload, ...peerIdentityOption(log) });
   } catch (err) {
@@ -318,6 +337,17 @@ export async function serve(argv: readonly string[]): Promise<number> {
   await clients.close();
   audit.close();
   return code;
+}
+
+/** Reload of a daemon without --config: only its TLS files. Logged; rethrown for RELOAD to answer. */
+function reloadTlsOnly(daemon: Daemon, log: Logger, trigger: string): TlsReloadSummary | null {
+  try {
+    return daemon.reloadTls();
+  } catch (err) {
+    log.error('TLS reload refused; the running certificate, CA and CRL stay', { trigger, error: err instanceof Error ? err.message : String(err) });
+    if (trigger === 'RELOAD') throw err;
+    return null;
+  }
 }
 
 /**

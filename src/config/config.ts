@@ -7,7 +7,7 @@
  *   dataDir, socket, socketMode, logLevel      daemon basics
  *   limits: { maxFrame, … }                     src/daemon/limits.ts
  *   access: { uids, gids }                      src/daemon/access.ts
- *   listen, tls: { cert, key, clientCa }        src/daemon/tls-listener.ts
+ *   listen, tls: { cert, key, clientCa, crl }   src/daemon/tls-listener.ts
  *   audit: { log }                              src/daemon/audit.ts
  *   kek: { passphraseFile | passphraseEnv }     src/kek/local.ts
  *   keys: { NAME: { type, rotationPeriod, … } } src/keys/definition.ts
@@ -143,12 +143,13 @@ export function validateConfig(raw: unknown, file: string, sourceOf: (path: read
 
   if (doc.listen !== undefined) {
     const url = str(['listen'], doc.listen);
-    const tls = doc.tls === undefined ? undefined : map(['tls'], doc.tls, ['cert', 'key', 'clientCa']);
+    const tls = doc.tls === undefined ? undefined : map(['tls'], doc.tls, ['cert', 'key', 'clientCa', 'crl']);
     if (url !== undefined) {
       const t: TcpListenOptions = { url };
       if (tls?.cert !== undefined) t.certFile = file_(['tls', 'cert'], tls.cert);
       if (tls?.key !== undefined) t.keyFile = file_(['tls', 'key'], tls.key);
       if (tls?.clientCa !== undefined) t.clientCaFile = file_(['tls', 'clientCa'], tls.clientCa);
+      if (tls?.crl !== undefined) t.crlFile = file_(['tls', 'crl'], tls.crl);
       out.tcp = t;
     }
   } else if (doc.tls !== undefined) {

@@ -4,12 +4,16 @@
  *   read + validate the whole file ──✗──▶ refused: nothing changes, the
  *        │                                 problems go to the log (and back
  *        ▼                                 to `cryptod reload`) as FILE:LINE:COL
+ *   TLS listener: re-read its files ──✗──▶ refused: nothing changes
+ *        │   (certificate, key, client CA, CRL; live connections the CRL
+ *        ▼    now revokes are closed — src/daemon/tls-listener.ts)
  *   manager.applyConfig(keys) ──✗──▶ refused as a whole (one keystore
  *        │                            transaction: a change the key manager
  *        ▼                            forbids, e.g. a new type, applies nothing)
  *   log what changed; warn about settings that need a restart
  *
- * Only `keys` takes effect live (config.ts RELOADABLE_FIELDS). Readers are
+ * Only `keys` takes effect live (config.ts RELOADABLE_FIELDS), and the
+ * contents of the TLS files (their paths need a restart). Readers are
  * not involved: applyConfig swaps the key manager's snapshot, and operations
  * in flight keep the snapshot they hold (src/keys/snapshot.ts).
  *
@@ -31,6 +35,8 @@ export interface ReloadSummary {
   unchanged: string[];
   /** Top-level settings that differ from the running ones and wait for a restart. */
   restartNeeded: string[];
+  /** The TLS listener's files re-read, when the daemon has one. */
+  tls?: { revokedSerials: number; closed: number };
 }
 
 export interface Reloader {
@@ -59,7 +65,16 @@ export async function applyKeys(manager: KeyManager, loaded: LoadedConfig): Prom
   }
 }
 
-export function createReloader(options: { file: string; initial: ConfigFile; manager: KeyManager; log: Logger }): Reloader {
+export interface ReloaderOptions {
+  file: string;
+  initial: ConfigFile;
+  manager: KeyManager;
+  log: Logger;
+  /** Re-read the TLS listener's files; null when there is no listener. Throws (ConfigError) to refuse the reload. */
+  reloadTls?: () => { revokedSerials: number; closed: number } | null;
+}
+
+export function createReloader(options: ReloaderOptions): Reloader {
   const { file, manager, log } = options;
   let current = options.initial;
   let chain: Promise<unknown> = Promise.resolve();
@@ -69,13 +84,15 @@ export function createReloader(options: { file: string; initial: ConfigFile; man
     try {
       const loaded = loadConfig(file);
       const restartNeeded = RESTART_FIELDS.filter((f) => !same(current[f as keyof ConfigFile], loaded.config[f as keyof ConfigFile]));
+      // Before the keys: a TLS file that cannot be used refuses the reload while nothing has changed yet.
+      const tls = options.reloadTls?.() ?? null;
       const changes = await applyKeys(manager, loaded);
       current = { ...current, keys: loaded.config.keys };
       if (restartNeeded.length > 0) {
         log.warn('configuration settings changed that only take effect at restart; the running values stay until then', { file, fields: restartNeeded });
       }
-      log.info('configuration reloaded', { file, trigger, ...changes, restartNeeded });
-      return { file, ...changes, restartNeeded };
+      log.info('configuration reloaded', { file, trigger, ...changes, restartNeeded, ...(tls === null ? {} : { tls }) });
+      return { file, ...changes, restartNeeded, ...(tls === null ? {} : { tls }) };
     } catch (err) {
       if (err instanceof ConfigFileError) {
         log.error('configuration reload refused; the running configuration stays', { file, trigger, problems: err.problems.map(formatProblem) });

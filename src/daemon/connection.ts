@@ -96,11 +96,15 @@ export class Connection implements FrameSink, NodeOwner {
   /** Limit codes already audited on this connection: one limit.exceeded each. */
   #limitsAudited: Set<string> | null = null;
 
-  constructor(socket: Socket, host: ConnectionHost, peer: Identity['peer'], certName: string | null = null) {
+  /** Serial number (uppercase hex) of the client certificate, on the TLS listener; null on the Unix socket. */
+  readonly certSerial: string | null;
+
+  constructor(socket: Socket, host: ConnectionHost, peer: Identity['peer'], cert: { name: string; serial: string } | null = null) {
     this.#socket = socket;
+    this.certSerial = cert?.serial ?? null;
     this.#host = host;
     this.#peer = peer;
-    this.#certName = certName;
+    this.#certName = cert?.name ?? null;
     this.#reader = new FrameReader(host.limits.maxFrame, this);
     this.#audit = host.audit ?? NO_AUDIT;
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));

@@ -65,9 +65,22 @@ export interface Daemon {
   readonly audit: Audit;
   /** Address of the mutual-TLS listener, when `tcp` was given. */
   readonly tcpAddress: { host: string; port: number } | null;
+  /**
+   * Re-read the TLS listener's files (certificate rotation, a new CRL) and
+   * close the live connections whose certificate the CRL now revokes; null
+   * without a TLS listener. @throws ConfigError, and nothing changes.
+   */
+  reloadTls(): TlsReloadSummary | null;
   status(): DaemonStatus;
   /** Graceful stop; resolves when every connection is closed and the socket removed. */
   close(): Promise<void>;
+}
+
+export interface TlsReloadSummary {
+  /** Serials the CRL lists. */
+  revokedSerials: number;
+  /** Live connections closed because the CRL lists their certificate. */
+  closed: number;
 }
 
 export interface DaemonStatus {
@@ -209,9 +222,9 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   try {
     if (options.tcp !== undefined) {
       tls = await startTlsListener(options.tcp, {
-        accepted(socket, certName) {
+        accepted(socket, certName, serial) {
           if (shuttingDown) socket.destroy();
-          else connections.add(new Connection(socket, host, null, certName));
+          else connections.add(new Connection(socket, host, null, { name: certName, serial }));
         },
         refused: onRefused,
       });
@@ -266,7 +279,21 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     return closing;
   };
 
-  return { socketPath, dm, limits, audit, tcpAddress: tls?.address ?? null, status, close };
+  const reloadTls = (): TlsReloadSummary | null => {
+    if (tls === null) return null;
+    const { revoked } = tls.reload();
+    let closed = 0;
+    for (const conn of connections) {
+      if (conn.certSerial === null || !revoked.has(conn.certSerial)) continue;
+      log.warn('client certificate revoked by the CRL: connection closed', { connection: conn.number, clientId: conn.clientId, serial: conn.certSerial });
+      conn.destroy();
+      closed++;
+    }
+    log.info('TLS material reloaded', { revokedSerials: revoked.size, closed });
+    return { revokedSerials: revoked.size, closed };
+  };
+
+  return { socketPath, dm, limits, audit, tcpAddress: tls?.address ?? null, status, close, reloadTls };
 }
 
 /** Ticks of the idle clock after which an unused context expires (see DataManager.expireIdle). */

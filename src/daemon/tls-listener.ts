@@ -14,12 +14,21 @@
  *        ▼
  *   Connection with ClientId cert:<CN> (a HELLO token, if any, refines it)
  *
- * Every certificate the client CA signs is admitted: the client CA *is* the
- * admission policy, so give cryptod a CA of its own rather than a shared one.
+ * Every certificate the client CA signs is admitted, unless a CRL
+ * (--tls-crl) revokes it: the client CA *is* the admission policy, so give
+ * cryptod a CA of its own rather than a shared one.
+ *
+ * Reload (SIGHUP, RELOAD) re-reads the four files and swaps the TLS context:
+ * new handshakes use the new certificate and CRL at once, handshakes already
+ * done are not re-run, so the daemon closes the live connections whose
+ * certificate serial the new CRL lists (the CRL's own signature is checked
+ * by OpenSSL for every handshake; a file that does not parse or load is
+ * refused and the running context stays).
  */
 import { readFileSync } from 'node:fs';
 import type { AddressInfo, Socket } from 'node:net';
-import { createServer, type Server, type TLSSocket } from 'node:tls';
+import { createServer, type SecureContextOptions, type Server, type TLSSocket } from 'node:tls';
+import { crlSerials, pemBlocks, serialKey } from '../protocol/der.js';
 import { ConfigError } from '../protocol/errors.js';
 import { checkPrivateFile } from '../store/private-files.js';
 import type { RefusedConnection } from './access.js';
@@ -34,12 +43,26 @@ export interface TcpListenOptions {
   keyFile?: string;
   /** PEM CA certificate(s) that client certificates must chain to, `--tls-client-ca`. */
   clientCaFile?: string;
+  /**
+   * PEM CRL(s) of the client CA, `--tls-crl`. With it OpenSSL checks every
+   * certificate of the client's chain below the trust anchor, so an
+   * intermediate CA needs its issuer's CRL in the file too.
+   */
+  crlFile?: string;
 }
+
+
 
 export interface TlsListener {
   readonly server: Server;
   /** Where it listens (the actual port when 0 was asked for). */
   readonly address: { host: string; port: number };
+  /**
+   * Re-read the certificate, key, client CA and CRL and use them for the next
+   * handshakes; resolves to the serials the CRL revokes, which the caller
+   * uses to end live connections. @throws ConfigError, and nothing changes.
+   */
+  reload(): { revoked: ReadonlySet<string> };
   /**
    * Stop listening and drop peers still in the TLS handshake. Accepted
    * connections belong to the daemon, which closes them first.
@@ -48,8 +71,11 @@ export interface TlsListener {
 }
 
 export interface TlsListenerHandlers {
-  /** A client with a verified certificate whose CN is a valid name; nothing was read from it yet. */
-  accepted(socket: TLSSocket, certName: string): void;
+  /**
+   * A client with a verified certificate whose CN is a valid name; nothing
+   * was read from it yet. `serial`: the certificate's serial number (der.ts serialKey).
+   */
+  accepted(socket: TLSSocket, certName: string, serial: string): void;
   refused(socket: TLSSocket, event: RefusedConnection): void;
 }
 
@@ -88,11 +114,22 @@ export function parseListenUrl(url: string): { host: string; port: number } {
   return { host, port };
 }
 
+/** The listener's files, read. `key` is the caller's to zero. */
+export interface TlsMaterial {
+  cert: Buffer;
+  key: Buffer;
+  ca: Buffer;
+  /** PEM CRLs, when --tls-crl is given. */
+  crl?: Buffer;
+  /** The serials the CRL revokes (empty without one). */
+  revoked: Set<string>;
+}
+
 /**
- * Read the certificate, key and client CA. Plain TCP is never an option: a
- * missing file is a ConfigError that names every missing flag at once.
+ * Read the certificate, key, client CA and CRL. Plain TCP is never an option:
+ * a missing file is a ConfigError that names every missing flag at once.
  */
-export function loadTlsMaterial(options: TcpListenOptions): { cert: Buffer; key: Buffer; ca: Buffer } {
+export function loadTlsMaterial(options: TcpListenOptions): TlsMaterial {
   const missing: string[] = [];
   if (options.certFile === undefined) missing.push('--tls-cert FILE (the server certificate)');
   if (options.keyFile === undefined) missing.push('--tls-key FILE (its private key)');
@@ -104,11 +141,40 @@ export function loadTlsMaterial(options: TcpListenOptions): { cert: Buffer; key:
   }
   // Like ssh with a private key: refuse a key file others can read.
   checkPrivateFile(options.keyFile!);
-  return {
+  const material: TlsMaterial = {
     cert: readPem(options.certFile!, '--tls-cert'),
     key: readPem(options.keyFile!, '--tls-key'),
     ca: readPem(options.clientCaFile!, '--tls-client-ca'),
+    revoked: new Set(),
   };
+  if (options.crlFile !== undefined) {
+    const crl = readPem(options.crlFile, '--tls-crl');
+    material.crl = crl;
+    material.revoked = revokedSerials(crl, options.crlFile);
+  }
+  return material;
+}
+
+/** The serials of every CRL in a PEM file. @throws ConfigError for a file without one, or one that does not parse. */
+function revokedSerials(pem: Buffer, file: string): Set<string> {
+  const blocks = pemBlocks(pem.toString('latin1'), 'X509 CRL');
+  if (blocks.length === 0) {
+    throw new ConfigError(`--tls-crl ${file}: expected PEM "-----BEGIN X509 CRL-----" blocks, found none`, { detail: { field: '--tls-crl' } });
+  }
+  const out = new Set<string>();
+  for (const [i, der] of blocks.entries()) {
+    try {
+      for (const s of crlSerials(der)) out.add(serialKey(s));
+    } catch (err) {
+      throw new ConfigError(`--tls-crl ${file}: CRL ${i + 1} is malformed: ${(err as Error).message}`, { cause: err, detail: { field: '--tls-crl' } });
+    }
+  }
+  return out;
+}
+
+/** Node's TLS context options for the material (mutual TLS, our suites). */
+function contextOptions(m: TlsMaterial): SecureContextOptions {
+  return { cert: m.cert, key: m.key, ca: m.ca, ...(m.crl === undefined ? {} : { crl: m.crl }), minVersion: 'TLSv1.2', ciphers: CIPHERS };
 }
 
 /** Start the mutual-TLS listener. @throws ConfigError when the material is bad or the address cannot be bound. */
@@ -118,11 +184,9 @@ export async function startTlsListener(options: TcpListenOptions, handlers: TlsL
   let server: Server;
   try {
     server = createServer({
-      ...material,
+      ...contextOptions(material),
       requestCert: true,
       rejectUnauthorized: true,
-      minVersion: 'TLSv1.2',
-      ciphers: CIPHERS,
       handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
     });
   } catch (err) {
@@ -148,7 +212,7 @@ export async function startTlsListener(options: TcpListenOptions, handlers: TlsL
       handlers.refused(socket, refusal(socket, 'the client certificate has no single subject CN of 1-64 characters of A-Z a-z 0-9 . _ - @'));
       return;
     }
-    handlers.accepted(socket, cn);
+    handlers.accepted(socket, cn, serialKey(String(socket.getPeerCertificate().serialNumber ?? '')));
   });
   server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => {
     handlers.refused(socket, refusal(socket, `TLS handshake failed: ${err.code ?? err.message}`));
@@ -161,6 +225,17 @@ export async function startTlsListener(options: TcpListenOptions, handlers: TlsL
   return {
     server,
     address: { host: addr.address, port: addr.port },
+    reload() {
+      const next = loadTlsMaterial(options);
+      try {
+        server.setSecureContext(contextOptions(next));
+      } catch (err) {
+        throw new ConfigError(`cannot use the reloaded TLS material for --listen ${options.url}: ${(err as Error).message}`, { cause: err });
+      } finally {
+        next.key.fill(0);
+      }
+      return { revoked: next.revoked };
+    },
     close() {
       const closed = new Promise<void>((res) => server.close(() => res()));
       for (const socket of raw) socket.destroy();

@@ -18,6 +18,7 @@
 import { createPrivateKey, createPublicKey, generateKeyPair, randomFillSync, type KeyObject } from 'node:crypto';
 import { DataError, InternalError } from '../protocol/errors.js';
 import { keyVersionAad, type KekProvider } from '../kek/provider.js';
+import { DER, derElement } from '../protocol/der.js';
 import { keyTypeInfo, type ManagedKeyType } from './model.js';
 
 /** The unwrapped material of one version, owned by the key manager. */
@@ -261,24 +262,9 @@ export function interoperablePublicKey(pub: KeyObject): KeyObject {
   // SubjectPublicKeyInfo ::= SEQUENCE { algorithm AlgorithmIdentifier, subjectPublicKey BIT STRING }
   // and the BIT STRING's content (after its unused-bits byte) is RSAPublicKey, i.e. PKCS#1.
   const spki = pub.export({ format: 'der', type: 'spki' });
-  const outer = derElement(spki, 0, 0x30);
-  const algorithm = derElement(spki, outer.start, 0x30);
-  const bits = derElement(spki, algorithm.end, 0x03);
+  const outer = derElement(spki, 0, DER.SEQUENCE);
+  const algorithm = derElement(spki, outer.start, DER.SEQUENCE);
+  const bits = derElement(spki, algorithm.end, DER.BIT_STRING);
   if (spki[bits.start] !== 0) throw new InternalError('RSA-PSS public key: unexpected unused bits in subjectPublicKey');
   return createPublicKey({ key: spki.subarray(bits.start + 1, bits.end), format: 'der', type: 'pkcs1' });
-}
-
-/** The DER element with tag `tag` at `at`: where its contents start and end. */
-function derElement(der: Buffer, at: number, tag: number): { start: number; end: number } {
-  if (der[at] !== tag) throw new InternalError(`DER: expected tag 0x${tag.toString(16)} at ${at}`);
-  let len = der[at + 1]!;
-  let start = at + 2;
-  if (len & 0x80) {
-    const n = len & 0x7f;
-    if (n === 0 || n > 4) throw new InternalError(`DER: unsupported length form at ${at}`);
-    len = der.readUIntBE(start, n);
-    start += n;
-  }
-  if (start + len > der.length) throw new InternalError(`DER: element at ${at} runs past the end`);
-  return { start, end: start + len };
 }
