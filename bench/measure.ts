@@ -10,7 +10,8 @@ export interface Result {
   mbPerSec?: number;
 }
 
-const WARMUP_MS = 300;
+/** Warm-up before each measurement; also passed to bench/pkcs11-bench.c so its rows warm up alike. */
+export const WARMUP_MS = 300;
 const MAX_SAMPLES = 200_000;
 
 function summarize(latencies: Float64Array, n: number, seconds: number, bytesPerOp?: number): Result {

@@ -1,32 +1,36 @@
 /**
- * `npm run bench`: the same work in-process (node:crypto) and through the
- * daemon, side by side in one run, written to docs/benchmarks.md.
+ * `npm run bench`: the same work in-process (node:crypto), through the
+ * daemon, and through the alternatives cryptod is compared with (ssh-agent,
+ * a PKCS#11 token in-process and behind p11-kit server), side by side in one
+ * run, written to docs/benchmarks.md.
  *
  * The daemon runs in its own process (as in production), started from the
  * compiled dist/ on a temporary socket; this process is the client.
+ * An alternative whose tools are missing is skipped with one console line
+ * naming the package (bench/install-alternatives.sh installs them all).
  * Options: BENCH_SECONDS (per measurement, default 2), BENCH_STREAM_MIB
  * (default 256), BENCH_OUT (default docs/benchmarks.md).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, createHmac, createCipheriv, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir, totalmem } from 'node:os';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connect, type Client } from '../src/client/client.js';
-import { measureLoop, measurePipelined, type Result } from './measure.js';
+import { measureLoop, measurePipelined, WARMUP_MS, type Result } from './measure.js';
+import { pkcs11Unavailable, startPkcs11, type Pkcs11Bench, type Pkcs11Workload } from './pkcs11.js';
+import { fmtOps, fmtUs, render, type AlternativesRun, type NotMeasured, type Row, type RowKind } from './report.js';
+import { sshAgentUnavailable, startSshAgent, type SshAgent } from './ssh-agent.js';
+import { isSkip, type Skip } from './tools.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
 const STREAM_MIB = Number(process.env.BENCH_STREAM_MIB ?? 256);
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = resolve(here, '../..');
 const OUT = process.env.BENCH_OUT ?? join(repo, 'docs/benchmarks.md');
-
-interface Row {
-  workload: string;
-  mode: string;
-  r: Result;
-}
+/** Requests in flight for the pipelined Ed25519 rows: cryptod and ssh-agent alike. */
+const ED25519_WINDOW = 64;
 
 async function startDaemonProcess(): Promise<{ child: ChildProcess; socket: string; dir: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'cdb-'));
@@ -57,15 +61,69 @@ async function startDaemonProcess(): Promise<{ child: ChildProcess; socket: stri
 
 async function main(): Promise<void> {
   const rows: Row[] = [];
-  const add = (workload: string, mode: string, r: Result): void => {
-    rows.push({ workload, mode, r });
-    console.log(`${workload.padEnd(28)} ${mode.padEnd(30)} ${fmtOps(r.opsPerSec).padStart(12)} ops/s  p50 ${fmtUs(r.p50)}  p99 ${fmtUs(r.p99)}${r.mbPerSec ? `  ${r.mbPerSec.toFixed(0)} MB/s` : ''}`);
+  const notMeasured: NotMeasured[] = [];
+  const ran: AlternativesRun = { sshAgent: false, pkcs11InProcess: false, pkcs11ViaP11Kit: false, pkcs11Ecdsa: false };
+  const add = (workload: string, mode: string, r: Result, kind: RowKind = mode.startsWith('in-process') ? 'in-process' : 'cryptod'): void => {
+    rows.push({ workload, mode, kind, r });
+    console.log(`${workload.padEnd(28)} ${mode.padEnd(58)} ${fmtOps(r.opsPerSec).padStart(12)} ops/s  p50 ${fmtUs(r.p50)}  p99 ${fmtUs(r.p99)}${r.mbPerSec ? `  ${r.mbPerSec.toFixed(0)} MB/s` : ''}`);
   };
+  const skip = (what: string, why: string, workload?: string): void => {
+    notMeasured.push(workload === undefined ? { what, why } : { what, workload, why });
+    console.log(`skip ${what}${workload ? ` — ${workload}` : ''}: ${why}`);
+  };
+  /** Measure one alternative row; a failure is reported as not measured, never ends the run. */
+  const tryAlternative = async (what: string, workload: string, body: () => Promise<void>): Promise<void> => {
+    try {
+      await body();
+    } catch (err) {
+      skip(what, `failed: ${err instanceof Error ? err.message : String(err)}`, workload);
+    }
+  };
+  /** One PKCS#11 row per target; `instead` is added to the reason when a module lacks the mechanism. */
+  const pkcs11Rows = async (p11: Pkcs11Bench | undefined, workload: string, w: Pkcs11Workload, instead = ''): Promise<void> => {
+    if (p11 === undefined) return;
+    let inProcessHasIt = false;
+    for (const target of [p11.inProcess, p11.viaP11Kit]) {
+      if (isSkip(target)) continue;
+      await tryAlternative(target.label, workload, async () => {
+        const out = await p11.measure(target, w, SECONDS, WARMUP_MS);
+        if (out.result === undefined) {
+          // The same token offers it in-process: the mechanism is lost on the way, in p11-kit's RPC.
+          const where = target !== p11.inProcess && inProcessHasIt ? ' — the token offers it in-process (row above), p11-kit-client.so does not forward it' : '';
+          skip(target.label, `${out.unsupported ?? 'mechanism not supported'}${where}${instead}`, workload);
+          return;
+        }
+        add(workload, `${target.label}, 1 in flight`, out.result, 'alternative');
+        if (target === p11.inProcess) ran.pkcs11InProcess = inProcessHasIt = true;
+        else ran.pkcs11ViaP11Kit = true;
+        if (w === 'ecdsa-p256') ran.pkcs11Ecdsa = true;
+      });
+    }
+  };
+
   const { child, socket, dir } = await startDaemonProcess();
   let client: Client | undefined;
+  let agent: SshAgent | undefined;
+  let p11: Pkcs11Bench | undefined;
   try {
     client = await connect({ socket, clientName: 'bench' });
     const subtle = client.subtle;
+
+    // ── the alternatives: started once, measured under their workloads ─
+    const a = await startAlternative('ssh-agent', sshAgentUnavailable, startSshAgent);
+    if (isSkip(a)) skip('ssh-agent', a.skip);
+    else {
+      agent = a;
+      console.log(`ssh-agent: ${a.version}\n  ${a.commands.join('\n  ')}`);
+    }
+    const p = await startAlternative('PKCS#11', pkcs11Unavailable, () => startPkcs11(join(repo, 'bench/pkcs11-bench.c')));
+    if (isSkip(p)) skip('PKCS#11 (SoftHSM2 in-process and via p11-kit server)', p.skip);
+    else {
+      p11 = p;
+      console.log(`PKCS#11: SoftHSM2 ${p.softhsmVersion}\n  ${p.commands.join('\n  ')}\n  ${p.inProcess.command}`);
+      if (isSkip(p.viaP11Kit)) skip('PKCS#11 SoftHSM2 via p11-kit server', p.viaP11Kit.skip);
+      else console.log(`  ${p.viaP11Kit.command}`);
+    }
 
     // ── HMAC-SHA256, 64 B ───────────────────────────────────────────────
     const hmacKeyBytes = randomBytes(32);
@@ -74,6 +132,7 @@ async function main(): Promise<void> {
     const hmacKey = await subtle.importKey('raw', hmacKeyBytes, { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
     add('HMAC-SHA256 64 B', 'cryptod, 1 in flight', await measureLoop(SECONDS, () => subtle.sign('HMAC', hmacKey, msg64)));
     add('HMAC-SHA256 64 B', 'cryptod, pipelined (256)', await measurePipelined(SECONDS, 256, () => subtle.sign('HMAC', hmacKey, msg64)));
+    await pkcs11Rows(p11, 'HMAC-SHA256 64 B', 'hmac-sha256');
 
     // ── AES-256-GCM, 1 KiB ──────────────────────────────────────────────
     const aesKeyBytes = randomBytes(32);
@@ -97,7 +156,29 @@ async function main(): Promise<void> {
     const pkcs8 = privateKey.export({ format: 'der', type: 'pkcs8' });
     const edKey = await subtle.importKey('pkcs8', pkcs8, 'Ed25519', false, ['sign']);
     add('Ed25519 sign 64 B', 'cryptod, 1 in flight', await measureLoop(SECONDS, () => subtle.sign('Ed25519', edKey, msg64)));
-    add('Ed25519 sign 64 B', 'cryptod, pipelined (64)', await measurePipelined(SECONDS, 64, () => subtle.sign('Ed25519', edKey, msg64)));
+    add('Ed25519 sign 64 B', `cryptod, pipelined (${ED25519_WINDOW})`, await measurePipelined(SECONDS, ED25519_WINDOW, () => subtle.sign('Ed25519', edKey, msg64)));
+    if (agent !== undefined) {
+      const a = agent;
+      await tryAlternative('ssh-agent', 'Ed25519 sign 64 B', async () => {
+        add('Ed25519 sign 64 B', `ssh-agent (${a.version}), 1 in flight`, await measureLoop(SECONDS, () => a.sign(msg64)), 'alternative');
+        add('Ed25519 sign 64 B', `ssh-agent (${a.version}), pipelined (${ED25519_WINDOW})`, await measurePipelined(SECONDS, ED25519_WINDOW, () => a.sign(msg64)), 'alternative');
+        ran.sshAgent = true;
+      });
+    }
+    await pkcs11Rows(p11, 'Ed25519 sign 64 B', 'ed25519', '; this path is measured with ECDSA P-256 instead');
+
+    // ── ECDSA P-256 sign (SHA-256): the signature every PKCS#11 path
+    // carries (p11-kit 0.24's RPC forwards no EdDSA mechanism) ─────────
+    {
+      const ecdsa = 'ECDSA P-256 sign 64 B';
+      const { privateKey: ecPriv } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+      add(ecdsa, 'in-process node:crypto', await measureLoop(SECONDS, () => sign('sha256', msg64, { key: ecPriv, dsaEncoding: 'ieee-p1363' })));
+      const ecKey = await subtle.importKey('pkcs8', ecPriv.export({ format: 'der', type: 'pkcs8' }), { name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign']);
+      const alg = { name: 'ECDSA', hash: 'SHA-256' };
+      add(ecdsa, 'cryptod, 1 in flight', await measureLoop(SECONDS, () => subtle.sign(alg, ecKey, msg64)));
+      add(ecdsa, 'cryptod, pipelined (64)', await measurePipelined(SECONDS, 64, () => subtle.sign(alg, ecKey, msg64)));
+      await pkcs11Rows(p11, ecdsa, 'ecdsa-p256');
+    }
 
     // ── managed keys (by name; versioned, self-describing output) ──────
     add('managed AES-256-GCM 1 KiB', 'cryptod encrypt, pipelined (256)', await measurePipelined(SECONDS, 256, () => client!.encrypt('bench-aes', msg1k), 1024));
@@ -145,63 +226,31 @@ async function main(): Promise<void> {
       add(`SHA-256 ${total} MiB stream`, 'cryptod hash context, 1 MiB chunks', streamResult(t0, total));
     }
   } finally {
+    if (agent !== undefined) await agent.close().catch((err: unknown) => console.error('ssh-agent cleanup:', err));
+    if (p11 !== undefined) await p11.close().catch((err: unknown) => console.error('PKCS#11 cleanup:', err));
     await client?.close().catch(() => {});
     child.kill('SIGTERM');
     await new Promise((r) => child.once('exit', r));
     rmSync(dir, { recursive: true, force: true });
   }
-  writeFileSync(OUT, render(rows));
+  writeFileSync(OUT, render({ rows, notMeasured, alternatives: ran, seconds: SECONDS }));
   console.log(`\nwrote ${OUT}`);
+}
+
+/** Start an alternative, or say why not: its tools are missing, or starting it failed. */
+async function startAlternative<T>(name: string, unavailable: () => Skip | undefined, start: () => Promise<T>): Promise<T | Skip> {
+  const why = unavailable();
+  if (why !== undefined) return why;
+  try {
+    return await start();
+  } catch (err) {
+    return { skip: `${name} failed to start: ${err instanceof Error ? err.message : String(err)}` };
+  }
 }
 
 function streamResult(t0: bigint, mib: number): Result {
   const s = Number(process.hrtime.bigint() - t0) / 1e9;
   return { ops: mib, seconds: s, opsPerSec: mib / s, p50: NaN, p99: NaN, mbPerSec: (mib * 1024 * 1024) / s / 1e6 };
-}
-
-function fmtOps(n: number): string {
-  return Math.round(n).toLocaleString('en-US');
-}
-
-function fmtUs(ns: number): string {
-  if (!Number.isFinite(ns)) return '—';
-  return `${(ns / 1000).toFixed(1)} µs`;
-}
-
-function render(rows: Row[]): string {
-  const cpu = cpus()[0]?.model ?? 'unknown CPU';
-  const lines = [
-    '# Benchmarks',
-    '',
-    'Generated by `npm run bench` (bench/run.ts); do not edit by hand.',
-    '',
-    `- Date: ${new Date().toISOString().slice(0, 10)}`,
-    `- Machine: ${cpus().length} × ${cpu}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node.js ${process.version}, ${process.platform}`,
-    `- Each measurement runs ${SECONDS} s after a warm-up; the daemon runs in its own process on a Unix socket, this process is the client.`,
-    '- "1 in flight": one request at a time (latency per round trip). "pipelined (N)": N requests kept in flight on one connection.',
-    '',
-    '| workload | mode | ops/s | MB/s | p50 latency | p99 latency | vs in-process |',
-    '|---|---|---:|---:|---:|---:|---:|',
-  ];
-  const base = new Map<string, number>();
-  for (const row of rows) if (row.mode.startsWith('in-process')) base.set(row.workload, row.r.opsPerSec);
-  // Managed-key rows compare with the same primitive in-process.
-  const same: Record<string, string> = {
-    'managed AES-256-GCM 1 KiB': 'AES-256-GCM encrypt 1 KiB',
-    'managed HMAC-SHA256 64 B': 'HMAC-SHA256 64 B',
-    'managed Ed25519 sign 64 B': 'Ed25519 sign 64 B',
-  };
-  for (const [m, w] of Object.entries(same)) {
-    const b = base.get(w);
-    if (b !== undefined) base.set(m, b);
-  }
-  for (const { workload, mode, r } of rows) {
-    const b = base.get(workload);
-    const ratio = b === undefined ? '' : `${(r.opsPerSec / b).toFixed(2)}×`;
-    lines.push(`| ${workload} | ${mode} | ${fmtOps(r.opsPerSec)} | ${r.mbPerSec ? r.mbPerSec.toFixed(0) : ''} | ${fmtUs(r.p50)} | ${fmtUs(r.p99)} | ${ratio} |`);
-  }
-  lines.push('', 'Targets of the first version (reported, never asserted in tests): pipelined HMAC ≥ 150,000 ops/s on one connection; Ed25519 sign through the daemon ≥ 0.8× in-process; one-in-flight p50 ≤ 100 µs.', '');
-  return lines.join('\n');
 }
 
 main().catch((err) => {
