@@ -8,6 +8,15 @@
  *   shutdown:   daemon.close() (connections first) ─▶ keys.close()
  *               (manager, then KEK, then store: the reverse of opening)
  *
+ * Several daemons may share one data directory (one host, one SQLite file in
+ * WAL mode): every change is a keystore transaction that bumps the store's
+ * generation (design note 3), and each daemon catches up with what the
+ * others committed (KeyManager.refresh: only the keys changed since its last
+ * look) every `refreshIntervalMs`, and at once when a request names a key or
+ * version it does not hold yet (managed-data.ts). Rotations need no
+ * coordination beyond that: versions are planned from the store inside the
+ * writing transaction, so two daemons due at the same instant make one version.
+ *
  * Who is an administrator by default (README "Managed keys"): clients the
  * kernel identifies as the daemon's own uid (`uid:<daemon uid>/…`), and,
  * where the platform has no peer credentials, `local/…` clients — the socket
@@ -49,7 +58,16 @@ export interface OpenManagedKeysOptions {
    * by the KEY_ROTATE operation instead, so each rotation is one event.
    */
   audit?: Audit;
+  /**
+   * How often to pick up changes other daemons made to the keystore, in ms
+   * (default 1000; 0: only when a request names a key or version this daemon
+   * does not hold).
+   */
+  refreshIntervalMs?: number;
 }
+
+/** Default of OpenManagedKeysOptions.refreshIntervalMs. */
+export const DEFAULT_REFRESH_INTERVAL_MS = 1_000;
 
 export interface OpenedManagedKeys extends ManagedKeys {
   readonly store: Keystore;
@@ -91,16 +109,45 @@ export async function openManagedKeys(options: OpenManagedKeysOptions): Promise<
   const ownUid = typeof process.getuid === 'function' ? process.getuid() : null;
   const adminUids = new Set(options.adminUids ?? (ownUid === null ? [] : [ownUid]));
   const k = kek;
+  const poll = pollKeystore(manager, options.refreshIntervalMs ?? DEFAULT_REFRESH_INTERVAL_MS, options.logger ?? silentLogger);
   let closing: Promise<void> | null = null;
   return {
     manager, store, kek: k, adminUids, localIsAdmin: options.localIsAdmin ?? true,
     close() {
       closing ??= (async () => {
+        poll?.stop();
         await manager.close();
         await k.close();
         await store.close();
       })();
       return closing;
+    },
+  };
+}
+
+/** Refresh the manager from the keystore every `intervalMs` (null when 0). One refresh at a time; unref'd. */
+function pollKeystore(manager: KeyManager, intervalMs: number, log: Logger): { stop(): void } | null {
+  if (!Number.isSafeInteger(intervalMs) || intervalMs < 0) throw new RangeError(`refreshIntervalMs must be an integer ≥ 0, got ${intervalMs}`);
+  if (intervalMs === 0) return null;
+  let running = false;
+  const timer = setInterval(() => {
+    if (running) return;
+    running = true;
+    manager.refresh().then(
+      (names) => {
+        running = false;
+        if (names.length > 0) log.debug('keys changed by another process picked up', { keys: names });
+      },
+      (err: unknown) => {
+        running = false;
+        log.warn('keystore refresh failed; the keys held stay in use', { error: err instanceof Error ? err.message : String(err) });
+      },
+    );
+  }, intervalMs);
+  timer.unref();
+  return {
+    stop() {
+      clearInterval(timer);
     },
   };
 }

@@ -79,6 +79,13 @@ type FreshMap = Map<string, Map<number, FreshVersion>>;
 /** How often a rotation may find that another process changed the key under it before giving up. */
 const ROTATION_RACES = 3;
 
+/**
+ * On-demand refreshes (a request named a key or version this process does not
+ * hold) start at least this far apart, so requests naming made-up keys cost
+ * at most one keystore query per interval, not one each.
+ */
+export const MIN_REFRESH_GAP_MS = 25;
+
 export class KeyManager {
   readonly #store: Keystore;
   readonly #kek: KekProvider;
@@ -95,6 +102,9 @@ export class KeyManager {
   readonly #failing = new Map<string, { attempts: number; at: number }>();
   #seq = 0;
   #generation = 0;
+  /** The on-demand refresh not started yet, which every miss until it starts joins. */
+  #nextRefresh: Promise<void> | null = null;
+  #lastRefreshStart = -Infinity;
   #pending = 0;
   #closed = false;
 
@@ -358,6 +368,30 @@ export class KeyManager {
       this.#generation = Math.max(this.#generation, cs.generation);
       return cs.names;
     });
+  }
+
+  /**
+   * Catch up with other processes for a request that found a key or version
+   * this process does not hold — another daemon on the keystore may have
+   * made it a moment ago. Resolves after a refresh that *started after this
+   * call*, so it sees every change committed before the request looked.
+   * Callers until that refresh starts share it, and refreshes start at least
+   * MIN_REFRESH_GAP_MS apart. Never rejects: a failed refresh is logged and
+   * the request answers from what this process holds.
+   */
+  refreshSoon(): Promise<void> {
+    if (this.#nextRefresh !== null) return this.#nextRefresh;
+    const wait = Math.max(0, this.#lastRefreshStart + MIN_REFRESH_GAP_MS - performance.now());
+    const next = new Promise<void>((resolve) => setTimeout(resolve, wait)).then(() => {
+      this.#nextRefresh = null;
+      this.#lastRefreshStart = performance.now();
+      return this.refresh().then(
+        () => undefined,
+        (err: unknown) => this.#log.warn('keystore refresh failed; answering from the keys held', { error: errorText(err) }),
+      );
+    });
+    this.#nextRefresh = next;
+    return next;
   }
 
   /** Resolves when no management work or reservation is queued or running (tests). */

@@ -23,7 +23,7 @@ import type { ManagedKeys } from '../daemon/managed-keys.js';
 import { keyTypeInfo, typeAllows, type KeyOp } from '../keys/model.js';
 import type { SnapshotLease } from '../keys/snapshot.js';
 import type { CborValue } from '../protocol/cbor.js';
-import { InvalidArgumentError, InvalidKeyError, NotFoundError, toCryptodError } from '../protocol/errors.js';
+import { InvalidArgumentError, InvalidKeyError, KeyVersionError, NotFoundError, toCryptodError } from '../protocol/errors.js';
 import { Op, type OpCode } from '../protocol/ops.js';
 import { asArgs, bytes, optBytes, str, type Args } from './args.js';
 import { authorize, managedKeys, visible } from './managed-auth.js';
@@ -37,30 +37,95 @@ type ItemFn = (lease: SnapshotLease, key: string, item: Args) => CborValue;
 
 /**
  * One data operation: authorize once, then run `fn` for the item or for
- * every item of a batch. The lease is taken in this helper (not in the loop:
+ * every item of a batch. The lease is taken in `attempt` (not in the loop:
  * see the tsx `using` caveat in the notes) and covers the whole batch.
+ *
+ * A key this daemon does not hold, or data naming a version newer than it
+ * holds, may be the work of another daemon on the same keystore a moment
+ * ago: the request then waits for one refresh (KeyManager.refreshSoon) and
+ * runs once more — the whole request for a missing key, only the items that
+ * missed for a batch. Every other path stays synchronous.
  */
 function dataOp(op: OpCode, right: KeyOp, fn: ItemFn, sensitiveRequest = false): Operation {
   return {
     op,
     sensitiveRequest,
-    handle(ctx: RequestContext, raw: CborValue): CborValue {
+    handle(ctx: RequestContext, raw: CborValue): CborValue | Promise<CborValue> {
       const args = asArgs(raw);
       const keys = managedKeys(ctx);
       const name = str(args, 'key');
-      using lease = keys.manager.acquire();
-      check(ctx, keys, lease, name, right);
       const items = args.items;
-      if (items === undefined) return fn(lease, name, args);
-      if (!Array.isArray(items)) throw new InvalidArgumentError(`expected 'items' to be an array of maps (the batch form), got ${typeof items}`, { detail: { field: 'items' } });
-      if (items.length > MAX_BATCH) {
-        throw new InvalidArgumentError(`expected at most ${MAX_BATCH} items in one batch, got ${items.length}`, { detail: { field: 'items', max: MAX_BATCH } });
+      if (items !== undefined) {
+        if (!Array.isArray(items)) throw new InvalidArgumentError(`expected 'items' to be an array of maps (the batch form), got ${typeof items}`, { detail: { field: 'items' } });
+        if (items.length > MAX_BATCH) {
+          throw new InvalidArgumentError(`expected at most ${MAX_BATCH} items in one batch, got ${items.length}`, { detail: { field: 'items', max: MAX_BATCH } });
+        }
       }
-      const out: CborValue[] = new Array<CborValue>(items.length);
-      for (let i = 0; i < items.length; i++) out[i] = runItem(fn, lease, name, items[i], i);
-      return { items: out };
+      const first = attempt(ctx, keys, name, right, fn, args, items, null);
+      if (first.missed === null) return first.reply;
+      const { missed } = first;
+      return keys.manager.refreshSoon().then(() => attempt(ctx, keys, name, right, fn, args, items, missed).reply);
     },
   };
+}
+
+/** Batch items to run again into the first attempt's results. */
+interface Rerun {
+  out: CborValue[];
+  indices: number[];
+}
+
+interface Attempt {
+  reply: CborValue;
+  /**
+   * What missed and is worth one refresh — 'all' (the key, or the single
+   * item's version) or the batch items whose version missed — or null.
+   */
+  missed: 'all' | Rerun | null;
+}
+
+/**
+ * The request under one snapshot lease. `again` is null on the first attempt,
+ * whose misses are reported rather than answered; on the retry ('all', or
+ * the batch items to re-run) whatever happens is the answer.
+ */
+function attempt(
+  ctx: RequestContext, keys: ManagedKeys, name: string, right: KeyOp, fn: ItemFn, args: Args,
+  items: CborValue[] | undefined, again: 'all' | Rerun | null,
+): Attempt {
+  const first = again === null;
+  using lease = keys.manager.acquire();
+  if (first && !lease.snapshot.keys.has(name)) return { reply: null, missed: 'all' };
+  check(ctx, keys, lease, name, right);
+  if (items === undefined) {
+    try {
+      return { reply: fn(lease, name, args), missed: null };
+    } catch (err) {
+      if (first && isVersionMiss(err)) return { reply: null, missed: 'all' };
+      throw err;
+    }
+  }
+  if (again !== null && again !== 'all') {
+    for (const i of again.indices) again.out[i] = runItem(fn, lease, name, items[i]!, i);
+    return { reply: { items: again.out }, missed: null };
+  }
+  const out: CborValue[] = new Array<CborValue>(items.length);
+  const indices: number[] = [];
+  for (let i = 0; i < items.length; i++) {
+    out[i] = runItem(fn, lease, name, items[i]!, i);
+    if (first && isVersionMissResult(out[i]!)) indices.push(i);
+  }
+  return { reply: { items: out }, missed: indices.length > 0 ? { out, indices } : null };
+}
+
+/** A version the data names that this daemon does not hold (KEY_VERSION, reason "unknown"). */
+function isVersionMiss(err: unknown): boolean {
+  return err instanceof KeyVersionError && err.detail?.reason === 'unknown';
+}
+
+function isVersionMissResult(r: CborValue): boolean {
+  const e = (r as { error?: { code?: unknown; detail?: { reason?: unknown } } } | null)?.error;
+  return e !== undefined && e.code === 'CRYPTOD_ERR_KEY_VERSION' && e.detail?.reason === 'unknown';
 }
 
 /** One batch item; its failure becomes its result. */
