@@ -7,7 +7,8 @@ import { cpus, totalmem } from 'node:os';
 import type { Result } from './measure.js';
 
 /** in-process: node:crypto in this process; cryptod: through the daemon; alternative: ssh-agent or PKCS#11. */
-export type RowKind = 'in-process' | 'cryptod' | 'alternative';
+/** `baseline`: a measurement of the machine itself (the socket round-trip floor), compared with nothing. */
+export type RowKind = 'in-process' | 'cryptod' | 'alternative' | 'baseline';
 
 export interface Row {
   workload: string;
@@ -83,6 +84,12 @@ export function render({ rows, notMeasured, alternatives, seconds }: ReportInput
     const b = base.get(workload);
     const ratio = b === undefined ? '' : `${(r.opsPerSec / b).toFixed(2)}×`;
     lines.push(`| ${workload} | ${mode} | ${fmtOps(r.opsPerSec)} | ${r.mbPerSec ? r.mbPerSec.toFixed(0) : ''} | ${fmtUs(r.p50)} | ${fmtUs(r.p99)} | ${ratio} |`);
+  }
+  if (rows.some((r) => r.kind === 'baseline')) {
+    lines.push(
+      '',
+      'The **Unix-socket round trip** rows are the floor under every "1 in flight" figure: a Node.js process that echoes 64 B on a Unix socket, with no protocol at all, against cryptod answering PING. The difference between them is what cryptod\'s framing, decoding and dispatch add to a request; the rest is the machine\'s cost of waking two processes, which no daemon on this machine can go below.',
+    );
   }
   lines.push('', ...describeAlternatives(alternatives));
   if (notMeasured.length > 0) {

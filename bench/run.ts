@@ -23,6 +23,7 @@ import { pkcs11Unavailable, startPkcs11, type Pkcs11Bench, type Pkcs11Workload }
 import { fmtOps, fmtUs, render, type AlternativesRun, type NotMeasured, type Row, type RowKind } from './report.js';
 import { sshAgentUnavailable, startSshAgent, type SshAgent } from './ssh-agent.js';
 import { isSkip, type Skip } from './tools.js';
+import { startEcho } from './echo.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
 const STREAM_MIB = Number(process.env.BENCH_STREAM_MIB ?? 256);
@@ -124,6 +125,15 @@ async function main(): Promise<void> {
       if (isSkip(p.viaP11Kit)) skip('PKCS#11 SoftHSM2 via p11-kit server', p.viaP11Kit.skip);
       else console.log(`  ${p.viaP11Kit.command}`);
     }
+
+    // ── the floor: a socket round trip with no protocol, and cryptod's PING ──
+    const echo = await startEcho();
+    try {
+      add('Unix-socket round trip', 'Node.js echo process (no protocol), 1 in flight', await measureLoop(SECONDS, () => echo.roundTrip()), 'baseline');
+    } finally {
+      await echo.close();
+    }
+    add('Unix-socket round trip', 'cryptod PING, 1 in flight', await measureLoop(SECONDS, () => client!.ping()));
 
     // ── HMAC-SHA256, 64 B ───────────────────────────────────────────────
     const hmacKeyBytes = randomBytes(32);
