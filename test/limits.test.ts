@@ -257,3 +257,22 @@ describe('total context memory', () => {
   });
 });
 
+
+test('HELLO reports every named limit, as configured', async () => {
+  const limits = {
+    maxFrame: 64 * 1024,
+    maxNodesPerClient: 7,
+    maxInflightPerConnection: 9,
+    maxInflightBytesPerConnection: 1 << 20,
+    maxConnectionsPerClient: 3,
+    contextIdleMs: 1234,
+    maxContextMemory: 1 << 20,
+  };
+  const t = await startTestDaemon({ limits });
+  try {
+    const c = await t.connect('limits');
+    assert.deepEqual({ ...c.info.limits }, limits);
+  } finally {
+    await t.stop();
+  }
+});

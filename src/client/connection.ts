@@ -29,7 +29,16 @@ export interface HelloReply {
   daemon: string;
   daemonVersion: string;
   clientId: string;
-  limits: { maxFrame: number; maxNodesPerClient: number; maxInflightPerConnection: number };
+  /** The daemon's limits (docs/protocol.md §8); fields a daemon of another version omits are absent. */
+  limits: {
+    maxFrame: number;
+    maxNodesPerClient: number;
+    maxInflightPerConnection: number;
+    maxInflightBytesPerConnection?: number;
+    maxConnectionsPerClient?: number;
+    contextIdleMs?: number;
+    maxContextMemory?: number;
+  };
 }
 
 /** TLS material for a `tls://` daemon (PEM contents, as node:tls takes them). */

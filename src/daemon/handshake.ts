@@ -123,6 +123,10 @@ function complete(identity: Identity, limits: Limits): HandshakeResult {
       maxFrame: limits.maxFrame,
       maxNodesPerClient: limits.maxNodesPerClient,
       maxInflightPerConnection: limits.maxInflightPerConnection,
+      maxInflightBytesPerConnection: limits.maxInflightBytesPerConnection,
+      maxConnectionsPerClient: limits.maxConnectionsPerClient,
+      contextIdleMs: limits.contextIdleMs,
+      maxContextMemory: limits.maxContextMemory,
     },
   };
   return { identity, reply };
