@@ -218,7 +218,7 @@ describe('idle contexts expire', () => {
 describe('total context memory', () => {
   test('MEMORY_LIMIT when the daemon-wide budget is used up; released contexts refund it', async () => {
     const budget = 64 * 1024;
-    const t = await startTestDaemon({ limits: { maxContextMemory: budget } });
+    const t = await startTestDaemon({ limits: { maxContextMemory: budget, maxContextMemoryPerClient: budget } });
     try {
       const a = await t.connect('a');
       const b = await t.connect('b');
@@ -228,7 +228,7 @@ describe('total context memory', () => {
       assert.equal(t.daemon.dm.memoryUsed(), budget);
       // The budget is shared: client `a` is refused because of what `b` holds too.
       const err = await rejectsWith(a.request(Op.HASH_CREATE, { algorithm: 'SHA-512' }), MemoryLimitError, /context memory is used up/);
-      assert.deepEqual({ ...err.detail }, { budget, used: budget, cost: DIGEST_CONTEXT_COST });
+      assert.deepEqual({ ...err.detail }, { scope: 'daemon', budget, used: budget, cost: DIGEST_CONTEXT_COST });
       await b.request(Op.RELEASE, { handle: made[0]! });
       await a.request(Op.HASH_CREATE, { algorithm: 'SHA-512' });
       await b.close();
@@ -239,8 +239,26 @@ describe('total context memory', () => {
     assert.equal(t.daemon.dm.memoryUsed(), 0);
   });
 
+  test('one client filling its share gets MEMORY_LIMIT (scope client); the others still get contexts', async () => {
+    const share = 16 * DIGEST_CONTEXT_COST;
+    const t = await startTestDaemon({ limits: { maxContextMemory: 4 * share } });
+    try {
+      const greedy = await t.connect('greedy');
+      const second = await t.connect('greedy'); // the same client: the share is per ClientId, not per connection
+      const other = await t.connect('other');
+      assert.equal(greedy.info.limits.maxContextMemoryPerClient, share, 'a quarter of the total by default');
+      for (let i = 0; i < 16; i++) await (i % 2 ? greedy : second).request(Op.HASH_CREATE, { algorithm: 'SHA-256' });
+      const err = await rejectsWith(second.request(Op.HASH_CREATE, { algorithm: 'SHA-256' }), MemoryLimitError, /this client's share of context memory is used up/);
+      assert.deepEqual({ ...err.detail }, { scope: 'client', budget: share, used: share, cost: DIGEST_CONTEXT_COST });
+      for (let i = 0; i < 16; i++) await other.request(Op.HASH_CREATE, { algorithm: 'SHA-256' });
+      assert.equal(t.daemon.dm.memoryUsed(), 2 * share);
+    } finally {
+      await t.stop();
+    }
+  });
+
   test('streams are charged their buffers; a decrypting stream the largest segment a header may name', async () => {
-    const t = await startTestDaemon({ limits: { maxContextMemory: 256 * 1024 } });
+    const t = await startTestDaemon({ limits: { maxContextMemory: 256 * 1024, maxContextMemoryPerClient: 256 * 1024 } });
     try {
       const c = await t.connect('streams');
       const key = await c.subtle.importKey('raw', randomBytes(32), { name: 'AES-GCM' }, false, ['encrypt', 'decrypt']);
@@ -267,6 +285,7 @@ test('HELLO reports every named limit, as configured', async () => {
     maxConnectionsPerClient: 3,
     contextIdleMs: 1234,
     maxContextMemory: 1 << 20,
+    maxContextMemoryPerClient: 1 << 18,
   };
   const t = await startTestDaemon({ limits });
   try {

@@ -58,6 +58,9 @@ Options:
                              request used for MS; 0: never (default: 600000)
   --max-context-memory BYTES memory for context state over all clients
                              (default: 536870912, 512 MiB)
+  --max-context-memory-per-client BYTES
+                             the share of it one client may hold
+                             (default: a quarter of --max-context-memory)
   --audit-log FILE|-         append one JSON line per security event to FILE
                              (created mode 600), or to stdout with '-'
                              (default: off)
@@ -97,6 +100,7 @@ const OPTIONS: OptionSpec = {
   'max-connections-per-client': { type: 'string' },
   'context-idle-ms': { type: 'string' },
   'max-context-memory': { type: 'string' },
+  'max-context-memory-per-client': { type: 'string' },
   'audit-log': { type: 'string' },
   'shutdown-grace-ms': { type: 'string' },
   'log-level': { type: 'string' },
@@ -148,6 +152,7 @@ function configure(argv: readonly string[]): {
   set('maxConnectionsPerClient', 'max-connections-per-client');
   set('contextIdleMs', 'context-idle-ms');
   set('maxContextMemory', 'max-context-memory');
+  set('maxContextMemoryPerClient', 'max-context-memory-per-client');
   set('shutdownGraceMs', 'shutdown-grace-ms');
   const socketMode = modeOpt(p, 'socket-mode', 'serve') ?? file?.socketMode;
   const flagged = accessOptions(p);

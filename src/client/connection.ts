@@ -38,6 +38,7 @@ export interface HelloReply {
     maxConnectionsPerClient?: number;
     contextIdleMs?: number;
     maxContextMemory?: number;
+    maxContextMemoryPerClient?: number;
   };
 }
 

@@ -127,6 +127,7 @@ function complete(identity: Identity, limits: Limits): HandshakeResult {
       maxConnectionsPerClient: limits.maxConnectionsPerClient,
       contextIdleMs: limits.contextIdleMs,
       maxContextMemory: limits.maxContextMemory,
+      maxContextMemoryPerClient: limits.maxContextMemoryPerClient,
     },
   };
   return { identity, reply };

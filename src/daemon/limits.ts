@@ -28,6 +28,12 @@ export interface Limits {
   readonly contextIdleMs: number;
   /** Bytes of context state (buffered segments, digest state) over all clients. CRYPTOD_ERR_MEMORY_LIMIT. */
   readonly maxContextMemory: number;
+  /**
+   * The share of maxContextMemory one client (ClientId) may hold, so one
+   * client cannot refuse the others their contexts. CRYPTOD_ERR_MEMORY_LIMIT
+   * with `detail.scope` "client". Default: a quarter of maxContextMemory.
+   */
+  readonly maxContextMemoryPerClient: number;
   /** How long SIGTERM waits for requests in flight before it closes connections (ms). */
   readonly shutdownGraceMs: number;
 }
@@ -40,11 +46,14 @@ export const DEFAULT_LIMITS: Limits = {
   maxConnectionsPerClient: 128,
   contextIdleMs: 10 * 60_000,
   maxContextMemory: 512 * 1024 * 1024,
+  maxContextMemoryPerClient: 128 * 1024 * 1024,
   shutdownGraceMs: 5_000,
 };
 
 export function resolveLimits(partial: Partial<Limits> = {}): Limits {
-  const limits = { ...DEFAULT_LIMITS, ...partial };
+  // The per-client share follows a configured total unless set itself.
+  const share = partial.maxContextMemoryPerClient ?? (partial.maxContextMemory === undefined ? DEFAULT_LIMITS.maxContextMemoryPerClient : Math.floor(partial.maxContextMemory / 4));
+  const limits = { ...DEFAULT_LIMITS, ...partial, maxContextMemoryPerClient: share };
   check('maxFrame', limits.maxFrame, 1024, MAX_MAX_FRAME);
   check('maxNodesPerClient', limits.maxNodesPerClient, 1, 10_000_000);
   check('maxInflightPerConnection', limits.maxInflightPerConnection, 1, 1_000_000);
@@ -52,6 +61,7 @@ export function resolveLimits(partial: Partial<Limits> = {}): Limits {
   check('maxConnectionsPerClient', limits.maxConnectionsPerClient, 1, 1_000_000);
   check('contextIdleMs', limits.contextIdleMs, 0, 7 * 24 * 3_600_000);
   check('maxContextMemory', limits.maxContextMemory, 64 * 1024, 2 ** 44);
+  check('maxContextMemoryPerClient', limits.maxContextMemoryPerClient, 16 * 1024, limits.maxContextMemory);
   check('shutdownGraceMs', limits.shutdownGraceMs, 0, 600_000);
   return limits;
 }

@@ -94,7 +94,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const socketPath = resolve(options.socketPath);
   const limits = resolveLimits(options.limits);
   const log = options.logger ?? createLogger();
-  const dm = new DataManager({ maxNodesPerClient: limits.maxNodesPerClient, memoryBudget: limits.maxContextMemory });
+  const dm = new DataManager({ maxNodesPerClient: limits.maxNodesPerClient, memoryBudget: limits.maxContextMemory, memoryPerClient: limits.maxContextMemoryPerClient });
   const audit = options.audit ?? NO_AUDIT;
   const operations = new Map<number, Operation>();
   for (const op of options.operations ?? allOperations()) {

@@ -115,6 +115,8 @@ class ClientEntry {
   readonly nodes = new Map<DataNodeId, Node>();
   live = 0;
   busy = 0;
+  /** Context memory charged to this client (bytes). */
+  memory = 0;
   readonly byType = new Map<NodeType, number>();
 }
 
@@ -177,6 +179,7 @@ export class DataManager implements IDataManager {
   readonly #ids = new NodeIdGenerator();
   readonly #maxNodesPerClient: number;
   readonly #memoryBudget: number;
+  readonly #memoryPerClient: number;
   #total = 0;
   #memory = 0;
   /** The idle clock: advanced by expireIdle(), stamped on nodes when used. */
@@ -184,13 +187,21 @@ export class DataManager implements IDataManager {
   /** Recently expired ids → their client (insertion order = expiry order). */
   readonly #expired = new Map<DataNodeId, ClientId>();
 
-  constructor(options: { maxNodesPerClient?: number; memoryBudget?: number } = {}) {
+  /**
+   * `memoryBudget`: context memory over all clients; `memoryPerClient`: the
+   * share one client may hold (default: all of it), so that one client
+   * filling its contexts cannot refuse everyone else theirs.
+   */
+  constructor(options: { maxNodesPerClient?: number; memoryBudget?: number; memoryPerClient?: number } = {}) {
     const max = options.maxNodesPerClient ?? 10_000;
     if (!Number.isSafeInteger(max) || max < 1) throw new InvalidArgumentError(`maxNodesPerClient must be a positive integer, got ${max}`);
     this.#maxNodesPerClient = max;
     const budget = options.memoryBudget ?? Number.POSITIVE_INFINITY;
     if (!(budget >= 0)) throw new InvalidArgumentError(`memoryBudget must be a number of bytes, got ${budget}`);
     this.#memoryBudget = budget;
+    const share = options.memoryPerClient ?? budget;
+    if (!(share >= 0)) throw new InvalidArgumentError(`memoryPerClient must be a number of bytes, got ${share}`);
+    this.#memoryPerClient = share;
   }
 
   get maxNodesPerClient(): number {
@@ -205,10 +216,17 @@ export class DataManager implements IDataManager {
       });
     }
     const cost = value.memoryCost ?? 0;
+    const held = entry?.memory ?? 0;
+    if (cost > 0 && held + cost > this.#memoryPerClient) {
+      throw new MemoryLimitError(
+        `this client's share of context memory is used up: it holds ${held} of its ${this.#memoryPerClient} bytes, this context needs ${cost}; release contexts no longer needed, then retry`,
+        { detail: { scope: 'client', budget: this.#memoryPerClient, used: held, cost } },
+      );
+    }
     if (cost > 0 && this.#memory + cost > this.#memoryBudget) {
       throw new MemoryLimitError(
         `the daemon's context memory is used up: ${this.#memory} of ${this.#memoryBudget} bytes in use over all clients, this context needs ${cost}; release contexts no longer needed, then retry`,
-        { detail: { budget: this.#memoryBudget, used: this.#memory, cost } },
+        { detail: { scope: 'daemon', budget: this.#memoryBudget, used: this.#memory, cost } },
       );
     }
     let parent: Node | null = null;
@@ -229,6 +247,7 @@ export class DataManager implements IDataManager {
     node.cost = cost;
     node.lastUsed = this.#tick;
     this.#memory += cost;
+    entry.memory += cost;
     entry.nodes.set(node.id, node);
     entry.live++;
     entry.byType.set(type, (entry.byType.get(type) ?? 0) + 1);
@@ -358,6 +377,7 @@ export class DataManager implements IDataManager {
       if (entry !== undefined) {
         entry.nodes.delete(node.id);
         entry.live--;
+        entry.memory -= node.cost;
         const n = (entry.byType.get(node.type) ?? 1) - 1;
         if (n === 0) entry.byType.delete(node.type);
         else entry.byType.set(node.type, n);

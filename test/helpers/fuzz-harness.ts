@@ -569,7 +569,7 @@ export class ChainHarness {
 
   constructor(limits: Partial<Limits> = {}) {
     this.limits = resolveLimits({ maxFrame: 64 * 1024, ...limits });
-    this.dm = new DataManager({ maxNodesPerClient: this.limits.maxNodesPerClient, memoryBudget: this.limits.maxContextMemory });
+    this.dm = new DataManager({ maxNodesPerClient: this.limits.maxNodesPerClient, memoryBudget: this.limits.maxContextMemory, memoryPerClient: this.limits.maxContextMemoryPerClient });
     const log: Logger = {
       debug: () => {},
       info: () => {},
