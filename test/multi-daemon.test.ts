@@ -14,7 +14,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, test } from 'node:test';
-import type { Client } from '../src/client/client.js';
+import { connect, type Client } from '../src/client/client.js';
+import { openSqliteClientRegistry } from '../src/store/sqlite/client-registry.js';
 import { openManagedKeys, type OpenedManagedKeys } from '../src/daemon/managed-keys.js';
 import { CryptodError, KeyVersionError, NotFoundError } from '../src/protocol/errors.js';
 import { runCli } from './helpers/cli-daemon.js';
@@ -30,18 +31,33 @@ after(async () => {
 interface Side {
   keys: OpenedManagedKeys;
   td: TestDaemon;
+  /** A `local/…` client: an administrator. */
   c: Client;
+  /** A `token:<name>` client, with no rights but those a key's policy grants. */
+  token(name: string): Promise<Client>;
 }
 
 async function side(dataDir: string, refreshIntervalMs: number): Promise<Side> {
   const keys = await openManagedKeys({ dataDir, refreshIntervalMs });
-  const td = await startTestDaemon({ keys });
+  const registry = openSqliteClientRegistry({ dataDir });
+  const td = await startTestDaemon({ keys, clients: registry });
   const c = await td.connect('admin');
+  const tokens: Client[] = [];
   cleanups.push(async () => {
+    for (const t of tokens) t.connection.destroy();
     await td.stop();
     await keys.close();
+    await registry.close();
   });
-  return { keys, td, c };
+  return {
+    keys, td, c,
+    async token(name) {
+      const { token } = await registry.add(name);
+      const t = await connect({ socket: td.socketPath, token });
+      tokens.push(t);
+      return t;
+    },
+  };
 }
 
 function unknownVersion(version: number): (e: unknown) => boolean {
@@ -81,6 +97,14 @@ test('a key made or rotated by one daemon is usable on the other at once; destru
   await a.c.keys.rotate('signer');
   const sig = await a.c.sign('signer', te.encode('m'));
   assert.equal(await b.c.verify('signer', te.encode('m'), sig), true);
+
+  // A right granted through A reaches a client of B on its first request, and
+  // a key it may not see answers NOT_FOUND the same way a missing one does.
+  await a.c.keys.create('narrow', { type: 'hmac-sha256', clients: { 'token:early': ['mac'] } });
+  const late = await b.token('late');
+  await assert.rejects(late.mac('narrow', te.encode('m')), NotFoundError);
+  await a.c.keys.setPolicy('narrow', { clients: { 'token:late': ['mac'] } });
+  assert.equal((await late.mac('narrow', te.encode('m'))).length > 32, true);
 
   // Destroyed on B: A (polling every 20 ms) stops decrypting without being asked.
   await b.c.keys.destroy('shared');

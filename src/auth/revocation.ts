@@ -88,8 +88,8 @@ export function watchRevocations(registry: ClientRegistry, log: Logger, interval
  * log of their own), so a daemon that keeps an audit log compares the
  * registry's listing between polls and records what changed:
  *
- *   a (name, createdAt) not seen before ─▶ client.added    (no `by`: the daemon only observed it)
- *   revokedAt newly set                 ─▶ client.revoked
+ *   more tokens under one (name, uid, createdAt) than before ─▶ client.added   (no `by`: the daemon only observed it)
+ *   more of them revoked than before                        ─▶ client.revoked
  *
  * The first listing is the baseline (no events: those changes predate this
  * daemon). Cost: one listing of the registry (a few rows) per interval, and
@@ -123,11 +123,9 @@ function groupClients(clients: readonly ClientRecord[]): Map<string, ClientGroup
 
 export function watchClientChanges(registry: ClientRegistry, audit: Audit, log: Logger, intervalMs = DEFAULT_REVOCATION_CHECK_MS): ClientChangeWatch {
   if (!Number.isSafeInteger(intervalMs) || intervalMs < 10) throw new RangeError(`client check interval must be an integer ≥ 10 ms, got ${intervalMs}`);
-  // Rows grouped by name, uid and creation time, counted rather than matched
-  // one to one: a name revoked and added again within one millisecond gives
-  // two rows with the same key, and the listing exposes no token ids to tell
-  // them apart (nor should it). Growth of a group's count is an add, growth of
-  // its revoked count a revocation.
+  // Counted per group, not matched row to row: a name revoked and added again
+  // within one millisecond gives two rows with the same key, and the listing
+  // exposes no token ids to tell them apart (nor should it).
   let seen: Map<string, ClientGroup> | null = null;
   let running: Promise<void> | null = null;
   let stopped = false;

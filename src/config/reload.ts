@@ -21,6 +21,7 @@
  * a RELOAD arriving together must not apply an older file after a newer one.
  */
 import type { Logger } from '../daemon/logger.js';
+import type { TlsReloadSummary } from '../daemon/server.js';
 import type { KeyManager } from '../keys/manager.js';
 import { KeyConfigError } from '../keys/policy.js';
 import { RESTART_FIELDS, keyIssue, type ConfigFile } from './config.js';
@@ -36,7 +37,7 @@ export interface ReloadSummary {
   /** Top-level settings that differ from the running ones and wait for a restart. */
   restartNeeded: string[];
   /** The TLS listener's files re-read, when the daemon has one. */
-  tls?: { revokedSerials: number; closed: number };
+  tls?: TlsReloadSummary;
 }
 
 export interface Reloader {
@@ -71,7 +72,7 @@ export interface ReloaderOptions {
   manager: KeyManager;
   log: Logger;
   /** Re-read the TLS listener's files; null when there is no listener. Throws (ConfigError) to refuse the reload. */
-  reloadTls?: () => { revokedSerials: number; closed: number } | null;
+  reloadTls?: () => TlsReloadSummary | null;
 }
 
 export function createReloader(options: ReloaderOptions): Reloader {

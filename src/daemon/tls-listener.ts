@@ -59,7 +59,7 @@ export interface TlsListener {
   readonly address: { host: string; port: number };
   /**
    * Re-read the certificate, key, client CA and CRL and use them for the next
-   * handshakes; resolves to the serials the CRL revokes, which the caller
+   * handshakes; returns the serials the CRL revokes, which the caller
    * uses to end live connections. @throws ConfigError, and nothing changes.
    */
   reload(): { revoked: ReadonlySet<string> };
@@ -207,12 +207,13 @@ export async function startTlsListener(options: TcpListenOptions, handlers: TlsL
       handlers.refused(socket, refusal(socket, `client certificate not verified: ${String(socket.authorizationError)}`));
       return;
     }
-    const cn = socket.getPeerCertificate().subject?.CN as unknown;
+    const peer = socket.getPeerCertificate();
+    const cn = peer.subject?.CN as unknown;
     if (typeof cn !== 'string' || !CERT_NAME.test(cn)) {
       handlers.refused(socket, refusal(socket, 'the client certificate has no single subject CN of 1-64 characters of A-Z a-z 0-9 . _ - @'));
       return;
     }
-    handlers.accepted(socket, cn, serialKey(String(socket.getPeerCertificate().serialNumber ?? '')));
+    handlers.accepted(socket, cn, serialKey(String(peer.serialNumber ?? '')));
   });
   server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => {
     handlers.refused(socket, refusal(socket, `TLS handshake failed: ${err.code ?? err.message}`));

@@ -14,7 +14,8 @@ import type { AuditEvent } from '../daemon/audit.js';
 import type { Operation, RequestContext } from '../daemon/operation.js';
 import type { ManagedKeys } from '../daemon/managed-keys.js';
 import type { KeyDefinition } from '../keys/definition.js';
-import { interoperablePublicKey } from '../keys/material.js';
+import { interoperablePublicKey, type KeyMaterial } from '../keys/material.js';
+import type { KeyEntry, VersionEntry } from '../keys/snapshot.js';
 import { keyTypeInfo, type ManagedKeyType } from '../keys/model.js';
 import type { PolicyInput } from '../keys/policy.js';
 import type { CborValue } from '../protocol/cbor.js';
@@ -35,6 +36,21 @@ function adminOn(ctx: RequestContext, keys: ManagedKeys, name: string): void {
   const e = keys.manager.entry(name);
   if (e === undefined) throw new NotFoundError(`no managed key named '${name}'`, { detail: { key: name } });
   authorize(ctx, keys, name, e.policy, 'admin');
+}
+
+/**
+ * The version `args.version` names (default: the current one) with the
+ * material this daemon holds for it; NOT_FOUND when it holds none.
+ */
+function heldVersion(keys: ManagedKeys, e: KeyEntry, name: string, args: Record<string, CborValue>): VersionEntry & { material: KeyMaterial } {
+  const version = optInt(args, 'version', 1, 0xffff_ffff) ?? keys.manager.describe(name).currentVersion;
+  const v = version === null ? undefined : e.versions.find((x) => x.version === version);
+  if (v === undefined || v.material === null) {
+    throw new NotFoundError(`key '${name}' holds no material for version ${String(version)} (destroyed, disabled, retired or absent)`, {
+      detail: { key: name, version: version ?? null },
+    });
+  }
+  return v as VersionEntry & { material: KeyMaterial };
 }
 
 function definition(args: Record<string, CborValue>): KeyDefinition {
@@ -226,13 +242,7 @@ export const managedAdminOperations: Operation[] = [
       authorize(ctx, keys, name, e.policy, 'export');
       if (!e.policy.exportable) throw new NotExtractableError(`key '${name}' is not exportable (its policy has exportable: false)`, { detail: { key: name } });
       if (e.derived !== null) throw new UnsupportedError(`key '${name}' is a derived epoch key; its versions cannot be exported one by one`, { detail: { key: name } });
-      const version = optInt(args, 'version', 1, 0xffff_ffff) ?? keys.manager.describe(name).currentVersion;
-      const v = version === null ? undefined : e.versions.find((x) => x.version === version);
-      if (v === undefined || v.material === null) {
-        throw new NotFoundError(`key '${name}' holds no exportable material for version ${String(version)} (destroyed, disabled, retired or absent)`, {
-          detail: { key: name, version: version ?? null },
-        });
-      }
+      const v = heldVersion(keys, e, name, args);
       const secret = v.material.kind === 'secret';
       const material = secret ? copySecret(v.material.secret) : materialOfPrivate(v.material.privateKey);
       if (secret) setImmediate(() => material.fill(0));
@@ -249,7 +259,6 @@ export const managedAdminOperations: Operation[] = [
       const args = asArgs(raw);
       const keys = managedKeys(ctx);
       const name = str(args, 'name');
-      const asked = optInt(args, 'version', 1, 0xffff_ffff);
       using lease = keys.manager.acquire();
       const e = lease.snapshot.keys.get(name);
       if (e === undefined || !visible(keys, e.policy, ctx.clientId)) throw new NotFoundError(`no managed key named '${name}'`, { detail: { key: name } });
@@ -258,13 +267,7 @@ export const managedAdminOperations: Operation[] = [
           detail: { key: name, type: e.type },
         });
       }
-      const version = asked ?? keys.manager.describe(name).currentVersion;
-      const v = version === null ? undefined : e.versions.find((x) => x.version === version);
-      if (v === undefined || v.material === null) {
-        throw new NotFoundError(`key '${name}' holds no material for version ${String(version)} (destroyed, disabled, retired or absent)`, {
-          detail: { key: name, version: version ?? null },
-        });
-      }
+      const v = heldVersion(keys, e, name, args);
       const pub = interoperablePublicKey(v.material.publicKey);
       return {
         name,

@@ -40,11 +40,12 @@ type ItemFn = (lease: SnapshotLease, key: string, item: Args) => CborValue;
  * every item of a batch. The lease is taken in `attempt` (not in the loop:
  * see the tsx `using` caveat in the notes) and covers the whole batch.
  *
- * A key this daemon does not hold, or data naming a version newer than it
- * holds, may be the work of another daemon on the same keystore a moment
- * ago: the request then waits for one refresh (KeyManager.refreshSoon) and
- * runs once more — the whole request for a missing key, only the items that
- * missed for a batch. Every other path stays synchronous.
+ * A key this daemon does not hold (or that the caller may not see), or data
+ * naming a version newer than it holds, may be the work of another daemon on
+ * the same keystore a moment ago: the request then waits for one refresh
+ * (KeyManager.refreshSoon) and runs once more — the whole request for a
+ * missing key, only the items that missed for a batch. Every other path
+ * stays synchronous.
  */
 function dataOp(op: OpCode, right: KeyOp, fn: ItemFn, sensitiveRequest = false): Operation {
   return {
@@ -95,8 +96,15 @@ function attempt(
 ): Attempt {
   const first = again === null;
   using lease = keys.manager.acquire();
-  if (first && !lease.snapshot.keys.has(name)) return { reply: null, missed: 'all' };
-  check(ctx, keys, lease, name, right);
+  try {
+    check(ctx, keys, lease, name, right);
+  } catch (err) {
+    // A key hidden from the caller takes the same path as a missing one: both
+    // answer NOT_FOUND after one refresh, so the time taken does not tell them
+    // apart (and a right granted through another daemon is picked up).
+    if (first && err instanceof NotFoundError) return { reply: null, missed: 'all' };
+    throw err;
+  }
   if (items === undefined) {
     try {
       return { reply: fn(lease, name, args), missed: null };
@@ -111,10 +119,7 @@ function attempt(
   }
   const out: CborValue[] = new Array<CborValue>(items.length);
   const indices: number[] = [];
-  for (let i = 0; i < items.length; i++) {
-    out[i] = runItem(fn, lease, name, items[i]!, i);
-    if (first && isVersionMissResult(out[i]!)) indices.push(i);
-  }
+  for (let i = 0; i < items.length; i++) out[i] = runItem(fn, lease, name, items[i]!, i, first ? indices : null);
   return { reply: { items: out }, missed: indices.length > 0 ? { out, indices } : null };
 }
 
@@ -123,16 +128,12 @@ function isVersionMiss(err: unknown): boolean {
   return err instanceof KeyVersionError && err.detail?.reason === 'unknown';
 }
 
-function isVersionMissResult(r: CborValue): boolean {
-  const e = (r as { error?: { code?: unknown; detail?: { reason?: unknown } } } | null)?.error;
-  return e !== undefined && e.code === 'CRYPTOD_ERR_KEY_VERSION' && e.detail?.reason === 'unknown';
-}
-
-/** One batch item; its failure becomes its result. */
-function runItem(fn: ItemFn, lease: SnapshotLease, name: string, item: CborValue, i: number): CborValue {
+/** One batch item; its failure becomes its result. A version miss also adds `i` to `misses`, when given. */
+function runItem(fn: ItemFn, lease: SnapshotLease, name: string, item: CborValue, i: number, misses: number[] | null = null): CborValue {
   try {
     return fn(lease, name, asArgs(item, `items[${i}]`));
   } catch (err) {
+    if (misses !== null && isVersionMiss(err)) misses.push(i);
     return { error: toCryptodError(err).toJSON() as unknown as CborValue };
   }
 }
