@@ -1,4 +1,9 @@
-/** cryptod's public API: the client, its types, and the typed errors. */
+/**
+ * cryptod's public API for applications: the client, its types, and the typed
+ * errors. Importing it loads the client and the protocol codec only — no
+ * SQLite, no daemon (test/entry-points.test.ts). Embedding the daemon in a
+ * process is `cryptod/daemon` (src/daemon/index.ts).
+ */
 export { connect, Client, type ConnectOptions } from './client/client.js';
 export {
   CryptoKey,
@@ -29,7 +34,5 @@ export {
   type VerifyItem,
   type BatchResult,
 } from './client/managed.js';
-export { openManagedKeys, type ManagedKeys, type OpenedManagedKeys, type OpenManagedKeysOptions } from './daemon/managed-keys.js';
 export * from './protocol/errors.js';
 export { PROTOCOL_VERSION, Op } from './protocol/ops.js';
-export { startDaemon, type Daemon, type DaemonOptions, type DaemonStatus } from './daemon/server.js';

@@ -19,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
 import { createAccessControl } from '../src/daemon/access.js';
 import type { RefusedConnection } from '../src/daemon/access.js';
-import { createLogger } from '../src/daemon/logger.js';
+import { createLogger } from '../src/observe/logger.js';
 import { peerCred, peerCredAvailable } from '../src/daemon/peer-cred.js';
 import { startDaemon, type DaemonOptions } from '../src/daemon/server.js';
 import { decode } from '../src/protocol/cbor.js';

@@ -1,5 +1,5 @@
 /**
- * The audit log (src/daemon/audit.ts): the file is private and append-only,
+ * The audit log (src/observe/audit.ts): the file is private and append-only,
  * and a real daemon writes exactly the events the list in audit.ts promises —
  * connections accepted, refused and closed, denials every time, limits once
  * per connection, exports of key material — and nothing for ordinary
@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { after, describe, test } from 'node:test';
 import { connect } from '../src/client/client.js';
-import { NO_AUDIT, auditLine, createAudit, streamAudit, type AuditEvent } from '../src/daemon/audit.js';
+import { NO_AUDIT, auditLine, createAudit, streamAudit, type AuditEvent } from '../src/observe/audit.js';
 import { peerCred, peerCredAvailable } from '../src/daemon/peer-cred.js';
 import { CryptodError, NotExtractableError, NotFoundError, QuotaError, TooManyConnectionsError } from '../src/protocol/errors.js';
 import { Op } from '../src/protocol/ops.js';
@@ -23,7 +23,7 @@ import { watchClientChanges } from '../src/auth/revocation.js';
 import type { ClientRecord, ClientRegistry } from '../src/auth/client-registry.js';
 import { client } from '../src/cli/client.js';
 import { openManagedKeys } from '../src/daemon/managed-keys.js';
-import { silentLogger } from '../src/daemon/logger.js';
+import { silentLogger } from '../src/observe/logger.js';
 import { ManualClock } from '../src/keys/clock.js';
 import { openSqliteClientRegistry } from '../src/store/sqlite/client-registry.js';
 import { HOUR, T0 } from './keys/env.js';

@@ -6,8 +6,8 @@
 import assert from 'node:assert/strict';
 import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import type { HandlerResult, RequestContext } from '../src/daemon/operation.js';
-import { DEFAULT_LIMITS } from '../src/daemon/limits.js';
+import type { HandlerResult, RequestContext } from '../src/ops/operation.js';
+import { DEFAULT_LIMITS } from '../src/config/limits.js';
 import type { CborValue } from '../src/protocol/cbor.js';
 import { BusyError, CryptodError, NotFoundError } from '../src/protocol/errors.js';
 import { Op } from '../src/protocol/ops.js';

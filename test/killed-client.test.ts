@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, test } from 'node:test';
-import type { Logger } from '../src/daemon/logger.js';
+import type { Logger } from '../src/observe/logger.js';
 import { allOperations } from '../src/ops/index.js';
 import { clientId } from '../src/state/ids.js';
 import { eventually, startTestDaemon, type TestDaemon } from './helpers/daemon.js';

@@ -1,5 +1,5 @@
 /**
- * Every limit of src/daemon/limits.ts, each hit on purpose through a real
+ * Every limit of src/config/limits.ts, each hit on purpose through a real
  * daemon: its own typed error, or — for requests in flight — back-pressure
  * that slows the client without failing anything.
  */
@@ -8,8 +8,8 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, test } from 'node:test';
 import { connect } from '../src/client/client.js';
-import type { Operation } from '../src/daemon/operation.js';
-import { resolveLimits } from '../src/daemon/limits.js';
+import type { Operation } from '../src/ops/operation.js';
+import { resolveLimits } from '../src/config/limits.js';
 import { allOperations } from '../src/ops/index.js';
 import { asArgs, optInt } from '../src/ops/args.js';
 import { CryptodError, ExpiredError, MemoryLimitError, NotFoundError, QuotaError, TooManyConnectionsError } from '../src/protocol/errors.js';

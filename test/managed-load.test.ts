@@ -1,5 +1,5 @@
 /**
- * Rotation under load (issue 3 item 7 through the daemon): thousands of
+ * Rotation under load (through the daemon): thousands of
  * concurrent encrypt/decrypt/mac requests over the socket while the keys
  * rotate again and again: zero errors, every ciphertext made during the
  * churn decrypts, and the versions used cover the rotations.

@@ -12,7 +12,7 @@ import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
 import { connect } from '../src/client/client.js';
-import { silentLogger } from '../src/daemon/logger.js';
+import { silentLogger } from '../src/observe/logger.js';
 import { startDaemon } from '../src/daemon/server.js';
 import { ConfigError, ConnectionClosedError, DaemonRunningError, ShuttingDownError } from '../src/protocol/errors.js';
 import { FrameKind } from '../src/protocol/frame.js';

@@ -20,7 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
 import { connect, type ConnectOptions } from '../src/client/client.js';
 import type { RefusedConnection } from '../src/daemon/access.js';
-import { silentLogger } from '../src/daemon/logger.js';
+import { silentLogger } from '../src/observe/logger.js';
 import { startDaemon, type Daemon, type DaemonOptions } from '../src/daemon/server.js';
 import { ConfigError, ConnectionClosedError, InvalidArgumentError } from '../src/protocol/errors.js';
 import { crlSerials, pemBlocks } from '../src/protocol/der.js';

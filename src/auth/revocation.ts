@@ -12,8 +12,8 @@
  * It costs nothing while no token connection is open, and one indexed
  * lookup per live token per interval otherwise.
  */
-import type { Logger } from '../daemon/logger.js';
-import type { Audit } from '../daemon/audit.js';
+import type { Logger } from '../observe/logger.js';
+import type { Audit } from '../observe/audit.js';
 import type { ClientRecord, ClientRegistry } from './client-registry.js';
 
 /** What the watcher needs of a connection. */

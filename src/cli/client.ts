@@ -16,7 +16,7 @@
  */
 import { userInfo } from 'node:os';
 import type { ClientRecord } from '../auth/client-registry.js';
-import { NO_AUDIT, createAudit, streamAudit, type Audit } from '../daemon/audit.js';
+import { NO_AUDIT, createAudit, streamAudit, type Audit } from '../observe/audit.js';
 import { DEFAULT_DATA_DIR } from '../config/paths.js';
 import { openSqliteClientRegistry } from '../store/sqlite/client-registry.js';
 import { UsageError, integerOpt, parseCommand, stringOpt, wantsHelp, type OptionSpec } from './args.js';

@@ -16,10 +16,10 @@ import { ConfigFileError, loadConfig, type LoadedConfig } from '../config/load.j
 import { DEFAULT_DATA_DIR, resolveSocketPath } from '../config/paths.js';
 import { applyKeys, createReloader, type Reloader } from '../config/reload.js';
 import { openManagedKeys, type OpenedManagedKeys } from '../daemon/managed-keys.js';
-import { createLogger, type Level, type Logger } from '../daemon/logger.js';
-import { NO_AUDIT, createAudit, type Audit } from '../daemon/audit.js';
+import { createLogger, type Level, type Logger } from '../observe/logger.js';
+import { NO_AUDIT, createAudit, type Audit } from '../observe/audit.js';
 import { watchClientChanges } from '../auth/revocation.js';
-import type { Limits } from '../daemon/limits.js';
+import type { Limits } from '../config/limits.js';
 import { peerCred, peerCredAvailable, setNonDumpable } from '../daemon/peer-cred.js';
 import { startDaemon, type Daemon, type DaemonOptions, type TlsReloadSummary } from '../daemon/server.js';
 import { ConfigError, CryptodError } from '../protocol/errors.js';

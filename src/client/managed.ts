@@ -38,7 +38,7 @@ export type ManagedKeyType =
 export interface ManagedKeyDefinition extends ManagedKeyPolicy {
   /** One of {@link ManagedKeyType}; other text is refused by the daemon with the list. */
   type: ManagedKeyType | (string & Record<never, never>);
-  /** A derived epoch key (issue 3 item 6): epoch 0 starts at this instant. */
+  /** A derived epoch key: epoch 0 starts at this instant. */
   derived?: { epochStart: string | number };
 }
 

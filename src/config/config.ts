@@ -5,10 +5,10 @@
  * document (`['limits', 'maxFrame']`), so the loader can name the line.
  *
  *   dataDir, socket, socketMode, logLevel      daemon basics
- *   limits: { maxFrame, … }                     src/daemon/limits.ts
+ *   limits: { maxFrame, … }                     src/config/limits.ts
  *   access: { uids, gids }                      src/daemon/access.ts
  *   listen, tls: { cert, key, clientCa, crl }   src/daemon/tls-listener.ts
- *   audit: { log }                              src/daemon/audit.ts
+ *   audit: { log }                              src/observe/audit.ts
  *   kek: { passphraseFile | passphraseEnv }     src/kek/local.ts
  *   keys: { NAME: { type, rotationPeriod, … } } src/keys/definition.ts
  *
@@ -16,10 +16,9 @@
  * leave a key without the rotation its operator asked for.
  */
 import { isAbsolute, resolve } from 'node:path';
-import type { Level } from '../daemon/logger.js';
-import { DEFAULT_LIMITS, resolveLimits, type Limits } from '../daemon/limits.js';
-import type { AccessPolicy } from '../daemon/access.js';
-import type { TcpListenOptions } from '../daemon/tls-listener.js';
+import type { Level } from '../observe/logger.js';
+import { DEFAULT_LIMITS, resolveLimits, type Limits } from './limits.js';
+import type { AccessPolicy, TcpListenOptions } from './listeners.js';
 import { parseDefinition, type KeyDefinition } from '../keys/definition.js';
 
 /** A validated configuration file; paths are absolute (relative ones are taken from the file's directory). */

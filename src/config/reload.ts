@@ -20,8 +20,8 @@
  * Reloads run one at a time, in the order they were asked for: a SIGHUP and
  * a RELOAD arriving together must not apply an older file after a newer one.
  */
-import type { Logger } from '../daemon/logger.js';
-import type { TlsReloadSummary } from '../daemon/server.js';
+import type { Logger } from '../observe/logger.js';
+import type { TlsReloadSummary } from './listeners.js';
 import type { KeyManager } from '../keys/manager.js';
 import { KeyConfigError } from '../keys/policy.js';
 import { RESTART_FIELDS, keyIssue, type ConfigFile } from './config.js';

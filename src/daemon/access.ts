@@ -27,14 +27,10 @@
  */
 import { ConfigError } from '../protocol/errors.js';
 import type { PeerIdentity } from './handshake.js';
+import type { AccessPolicy } from '../config/listeners.js';
 
-/** Who besides the daemon's own user and root may connect on the Unix socket. */
-export interface AccessPolicy {
-  /** Additional uids admitted. */
-  uids?: readonly number[];
-  /** Primary gids admitted (the peer's effective gid; supplementary groups are not seen). */
-  gids?: readonly number[];
-}
+export type { AccessPolicy };
+
 
 /** A validated policy: the admission test for one peer. */
 export interface AccessControl {

@@ -23,11 +23,11 @@ import {
 import { FrameKind, FrameReader, encodeFrame, type FrameSink } from '../protocol/frame.js';
 import { Op, opName } from '../protocol/ops.js';
 import type { ClientId, DataNodeId, IDataManager, NodeOwner } from '../state/data-manager.js';
-import type { Limits } from './limits.js';
-import { NO_AUDIT, auditKindOf, type Audit, type RefusalReason } from './audit.js';
-import { SensitiveReply, type DaemonView, type HandlerResult, type Operation, type RequestContext } from './operation.js';
+import type { Limits } from '../config/limits.js';
+import { NO_AUDIT, auditKindOf, type Audit, type RefusalReason } from '../observe/audit.js';
+import { SensitiveReply, type DaemonView, type HandlerResult, type Operation, type RequestContext } from '../ops/operation.js';
 import { handshake, type HandshakeResult, type HelloAuth, type Identity } from './handshake.js';
-import type { Logger } from './logger.js';
+import type { Logger } from '../observe/logger.js';
 
 export interface ConnectionHost {
   readonly dm: IDataManager;
@@ -490,7 +490,7 @@ export class Connection implements FrameSink, NodeOwner {
   }
 
   // ── audit (only called when the audit log is on) ───────────────────────
-  /** Key material that left the daemon: an export, or a wrap (src/daemon/audit.ts). */
+  /** Key material that left the daemon: an export, or a wrap (src/observe/audit.ts). */
   #auditSuccess(op: number, args: CborValue): void {
     if (op !== Op.EXPORT_KEY && op !== Op.WRAP_KEY) return;
     const ctx = this.#ctx!;

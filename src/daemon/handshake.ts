@@ -19,7 +19,7 @@ import { AuthFailedError, InvalidArgumentError, ProtocolVersionError } from '../
 import { PROTOCOL_VERSION } from '../protocol/ops.js';
 import { clientId, type ClientId } from '../state/ids.js';
 import { asArgs, int, optStr } from '../ops/args.js';
-import type { Limits } from './limits.js';
+import type { Limits } from '../config/limits.js';
 import { DAEMON_VERSION } from './version.js';
 
 export interface PeerIdentity {

@@ -29,17 +29,11 @@ import { LocalKekProvider } from '../kek/local.js';
 import type { KekProvider } from '../kek/provider.js';
 import type { Keystore } from '../store/keystore.js';
 import { openSqliteKeystore } from '../store/sqlite/sqlite-store.js';
-import { silentLogger, type Logger } from './logger.js';
-import type { Audit } from './audit.js';
+import { silentLogger, type Logger } from '../observe/logger.js';
+import type { Audit } from '../observe/audit.js';
+import type { ManagedKeys } from '../ops/operation.js';
 
-/** What the managed-key operations need from the daemon. */
-export interface ManagedKeys {
-  readonly manager: KeyManager;
-  /** Uids whose clients (`uid:<uid>/…`) hold the `admin` right on every key. */
-  readonly adminUids: ReadonlySet<number>;
-  /** Whether `local/…` clients (no peer credentials: only the socket mode guards access) are administrators. */
-  readonly localIsAdmin: boolean;
-}
+export type { ManagedKeys };
 
 export interface OpenManagedKeysOptions {
   /** The data directory: `keystore.sqlite` and (without a passphrase) `root.key` live there. */

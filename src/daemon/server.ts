@@ -11,10 +11,10 @@ import type { CborValue } from '../protocol/cbor.js';
 import { ConfigError, DaemonRunningError, TooManyConnectionsError } from '../protocol/errors.js';
 import { DataManager, type ClientId } from '../state/data-manager.js';
 import { Connection, type ConnectionHost } from './connection.js';
-import { resolveLimits, type Limits } from './limits.js';
-import { createLogger, type Logger } from './logger.js';
-import { NO_AUDIT, type Audit } from './audit.js';
-import type { DaemonView, Operation } from './operation.js';
+import { resolveLimits, type Limits } from '../config/limits.js';
+import { createLogger, type Logger } from '../observe/logger.js';
+import { NO_AUDIT, type Audit } from '../observe/audit.js';
+import type { DaemonView, Operation } from '../ops/operation.js';
 import { allOperations } from '../ops/index.js';
 import { DAEMON_VERSION } from './version.js';
 import type { PeerIdentity } from './handshake.js';
@@ -23,6 +23,9 @@ import { startTlsListener, type TcpListenOptions, type TlsListener } from './tls
 import type { ClientRegistry } from '../auth/client-registry.js';
 import { watchRevocations } from '../auth/revocation.js';
 import type { ManagedKeys } from './managed-keys.js';
+import type { TlsReloadSummary } from '../config/listeners.js';
+
+export type { TlsReloadSummary };
 
 export interface DaemonOptions {
   /** Path of the Unix socket. */
@@ -45,7 +48,7 @@ export interface DaemonOptions {
   tcp?: TcpListenOptions;
   /** Every connection refused at accept, after its warn line is logged (the audit log's hook). */
   onRefused?: (event: RefusedConnection) => void;
-  /** The audit log (src/daemon/audit.ts); off when absent. The caller opened it and closes it after close(). */
+  /** The audit log (src/observe/audit.ts); off when absent. The caller opened it and closes it after close(). */
   audit?: Audit;
   /**
    * Managed keys (src/daemon/managed-keys.ts `openManagedKeys`). Without them the
@@ -74,13 +77,6 @@ export interface Daemon {
   status(): DaemonStatus;
   /** Graceful stop; resolves when every connection is closed and the socket removed. */
   close(): Promise<void>;
-}
-
-export interface TlsReloadSummary {
-  /** Serials the CRL lists. */
-  revokedSerials: number;
-  /** Live connections closed because the CRL lists their certificate. */
-  closed: number;
 }
 
 export interface DaemonStatus {

@@ -32,24 +32,11 @@ import { crlSerials, pemBlocks, serialKey } from '../protocol/der.js';
 import { ConfigError } from '../protocol/errors.js';
 import { checkPrivateFile } from '../store/private-files.js';
 import type { RefusedConnection } from './access.js';
+import type { TcpListenOptions } from '../config/listeners.js';
+
+export type { TcpListenOptions };
 
 /** `--listen tcp://HOST:PORT` with its TLS material (file paths). */
-export interface TcpListenOptions {
-  /** `tcp://HOST:PORT`; HOST an IPv4 address, a name, or `[IPv6]`; PORT 0 picks a free port. */
-  url: string;
-  /** PEM server certificate (chain), `--tls-cert`. */
-  certFile?: string;
-  /** PEM private key of the server certificate, `--tls-key`; must be mode 0600 or stricter. */
-  keyFile?: string;
-  /** PEM CA certificate(s) that client certificates must chain to, `--tls-client-ca`. */
-  clientCaFile?: string;
-  /**
-   * PEM CRL(s) of the client CA, `--tls-crl`. With it OpenSSL checks every
-   * certificate of the client's chain below the trust anchor, so an
-   * intermediate CA needs its issuer's CRL in the file too.
-   */
-  crlFile?: string;
-}
 
 
 

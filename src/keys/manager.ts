@@ -22,7 +22,7 @@
  * (snapshot.ts). A failed management step leaves the current snapshot as it
  * was.
  */
-import { silentLogger, type Logger } from '../daemon/logger.js';
+import { silentLogger, type Logger } from '../observe/logger.js';
 import type { KekProvider } from '../kek/provider.js';
 import { ConfigError, ForbiddenError, InternalError, InvalidArgumentError, NotFoundError, ShuttingDownError, UnsupportedError } from '../protocol/errors.js';
 import type { Keystore, KeyVersionRecord, ManagedKeyRecord } from '../store/keystore.js';

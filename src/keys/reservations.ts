@@ -12,7 +12,7 @@
  * remaining budget stays usable, and when that is spent encrypt gets
  * BusyError — never an uncounted encryption.
  */
-import type { Logger } from '../daemon/logger.js';
+import type { Logger } from '../observe/logger.js';
 import type { Keystore } from '../store/keystore.js';
 import type { InvocationBudget } from './budget.js';
 import type { Clock } from './clock.js';

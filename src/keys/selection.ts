@@ -1,6 +1,5 @@
 /**
- * Which version of a managed key serves an operation (design note 4, issue 3
- * item 4). Pure functions of (versions, policy, now): no I/O, no clock, so
+ * Which version of a managed key serves an operation (design note 4). Pure functions of (versions, policy, now): no I/O, no clock, so
  * every boundary is testable to the millisecond.
  *
  * Outbound (encrypt, sign, mac): the newest `active` version whose window

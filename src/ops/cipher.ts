@@ -12,7 +12,7 @@
  * copy to join ciphertext and tag.
  */
 import { createCipheriv, createDecipheriv, type CipherGCMTypes } from 'node:crypto';
-import type { Operation, RequestContext } from '../daemon/operation.js';
+import type { Operation, RequestContext } from './operation.js';
 import type { CborValue } from '../protocol/cbor.js';
 import { DecryptError, InvalidArgumentError, InvalidKeyError, UnsupportedError } from '../protocol/errors.js';
 import { Op } from '../protocol/ops.js';

@@ -16,7 +16,7 @@
  * accessor — and with it the busy flag — is held across those turns.
  */
 import { createHash, createHmac, type Hash, type Hmac } from 'node:crypto';
-import type { HandlerResult, Operation, RequestContext } from '../daemon/operation.js';
+import type { HandlerResult, Operation, RequestContext } from './operation.js';
 import type { CborValue } from '../protocol/cbor.js';
 import { InternalError, InvalidKeyError, NotFoundError } from '../protocol/errors.js';
 import { Op } from '../protocol/ops.js';
@@ -48,7 +48,7 @@ export const DIGEST_CONTEXT_COST = 2048;
  */
 export class DigestState implements NodeValue {
   readonly algorithm: HashName;
-  /** A fixed charge on the context memory budget (src/daemon/limits.ts): OpenSSL's digest or HMAC state and its wrappers. */
+  /** A fixed charge on the context memory budget (src/config/limits.ts): OpenSSL's digest or HMAC state and its wrappers. */
   readonly memoryCost = DIGEST_CONTEXT_COST;
   #state: Hash | Hmac | null;
 

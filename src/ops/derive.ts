@@ -8,7 +8,7 @@
  * duration of the computation like the base key.
  */
 import { diffieHellman, hkdfSync } from 'node:crypto';
-import type { Operation, RequestContext } from '../daemon/operation.js';
+import type { Operation, RequestContext } from './operation.js';
 import type { CborValue } from '../protocol/cbor.js';
 import { InvalidArgumentError, InvalidKeyError, OperationError, UnsupportedError } from '../protocol/errors.js';
 import { Op } from '../protocol/ops.js';

@@ -1,6 +1,6 @@
 /** DIGEST: one-shot hash of a byte string (SubtleCrypto.digest). */
 import { createHash } from 'node:crypto';
-import type { Operation } from '../daemon/operation.js';
+import type { Operation } from './operation.js';
 import { Op } from '../protocol/ops.js';
 import { asArgs, bytes } from './args.js';
 import { NODE_HASH, normalizeHash } from './algorithms.js';

@@ -1,5 +1,5 @@
 /** Every operation the daemon serves, by family. */
-import type { Operation } from '../daemon/operation.js';
+import type { Operation } from './operation.js';
 import { digestOperations } from './digest.js';
 import { keyOperations } from './keys.js';
 import { signOperations } from './sign.js';

@@ -13,7 +13,7 @@ import type { CborValue } from '../protocol/cbor.js';
 import { InternalError, InvalidKeyError } from '../protocol/errors.js';
 import type { NodeValue } from '../state/data-manager.js';
 import type { DataNodeId } from '../state/ids.js';
-import type { RequestContext } from '../daemon/operation.js';
+import type { RequestContext } from './operation.js';
 import type { DataNodeAccessor } from '../state/data-manager.js';
 import type { AlgorithmName } from './algorithms.js';
 

@@ -26,8 +26,8 @@
  * - X25519: the all-zero shared secret (low-order peer point) is refused
  *   with CRYPTOD_ERR_OPERATION.
  */
-import type { Operation, RequestContext } from '../daemon/operation.js';
-import { SensitiveReply } from '../daemon/operation.js';
+import type { Operation, RequestContext } from './operation.js';
+import { SensitiveReply } from './operation.js';
 import type { CborValue } from '../protocol/cbor.js';
 import { InvalidArgumentError, NotExtractableError, UnsupportedError } from '../protocol/errors.js';
 import { Op } from '../protocol/ops.js';

@@ -7,12 +7,12 @@
  * RELOAD need an administrator; rotate, set-policy, trim and destroy need
  * `admin` on the key (administrators hold it on every key); export needs
  * `export` on an exportable key; list, describe and the public key of a
- * signing key are for any client with a right on the key. Every change is audited (src/daemon/audit.ts) with the
+ * signing key are for any client with a right on the key. Every change is audited (src/observe/audit.ts) with the
  * caller's ClientId as `by`.
  */
-import type { AuditEvent } from '../daemon/audit.js';
-import type { Operation, RequestContext } from '../daemon/operation.js';
-import type { ManagedKeys } from '../daemon/managed-keys.js';
+import type { AuditEvent } from '../observe/audit.js';
+import type { Operation, RequestContext } from './operation.js';
+import type { ManagedKeys } from './operation.js';
 import type { KeyDefinition } from '../keys/definition.js';
 import { interoperablePublicKey, type KeyMaterial } from '../keys/material.js';
 import type { KeyEntry, VersionEntry } from '../keys/snapshot.js';

@@ -1,5 +1,5 @@
 /**
- * Per-client authorization of managed-key operations (issue 3 item 3).
+ * Per-client authorization of managed-key operations.
  *
  * Policy rules (`clients:` in a key's policy) are keyed by what the daemon
  * authenticated, never by the name a uid client picked for itself in HELLO:
@@ -19,8 +19,8 @@
  * uid) hold `admin` and `export` on every key and always see it; data
  * operations follow the policy for them too.
  */
-import type { RequestContext } from '../daemon/operation.js';
-import type { ManagedKeys } from '../daemon/managed-keys.js';
+import type { RequestContext } from './operation.js';
+import type { ManagedKeys } from './operation.js';
 import { permits, type KeyPolicy } from '../keys/policy.js';
 import type { KeyOp } from '../keys/model.js';
 import { ForbiddenError, NotFoundError, UnsupportedError } from '../protocol/errors.js';

@@ -18,8 +18,8 @@
  * that lands meanwhile swaps the next snapshot in without waiting; the
  * material this request uses is zeroed only after the lease is released.
  */
-import type { Operation, RequestContext } from '../daemon/operation.js';
-import type { ManagedKeys } from '../daemon/managed-keys.js';
+import type { Operation, RequestContext } from './operation.js';
+import type { ManagedKeys } from './operation.js';
 import { keyTypeInfo, typeAllows, type KeyOp } from '../keys/model.js';
 import type { SnapshotLease } from '../keys/snapshot.js';
 import type { CborValue } from '../protocol/cbor.js';

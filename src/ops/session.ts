@@ -1,5 +1,5 @@
 /** Session operations: PING, STATUS, RELEASE. HELLO is handled by the connection itself. */
-import type { Operation } from '../daemon/operation.js';
+import type { Operation } from './operation.js';
 import { NotFoundError } from '../protocol/errors.js';
 import { Op } from '../protocol/ops.js';
 import { asArgs, nodeId } from './args.js';

@@ -12,7 +12,7 @@
  * (any length, any bytes); only malformed arguments are errors.
  */
 import { constants, createHmac, sign as nodeSign, timingSafeEqual, verify as nodeVerify } from 'node:crypto';
-import type { Operation, RequestContext } from '../daemon/operation.js';
+import type { Operation, RequestContext } from './operation.js';
 import type { CborValue } from '../protocol/cbor.js';
 import { InvalidArgumentError, OperationError, UnsupportedError } from '../protocol/errors.js';
 import { Op } from '../protocol/ops.js';

@@ -18,7 +18,7 @@
  * CIPHER_FINAL. Any failed CIPHER_UPDATE or CIPHER_FINAL (other than BUSY or a
  * malformed request) deletes the stream: its state can no longer be trusted.
  */
-import type { HandlerResult, Operation, RequestContext } from '../daemon/operation.js';
+import type { HandlerResult, Operation, RequestContext } from './operation.js';
 import type { CborValue } from '../protocol/cbor.js';
 import { InvalidArgumentError, UnsupportedError } from '../protocol/errors.js';
 import { Op } from '../protocol/ops.js';

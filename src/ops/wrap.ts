@@ -14,7 +14,7 @@
  * padding checks failing on unwrap is CRYPTOD_ERR_DECRYPT_FAILED.
  */
 import { createCipheriv, createDecipheriv } from 'node:crypto';
-import type { Operation } from '../daemon/operation.js';
+import type { Operation } from './operation.js';
 import { DataError, DecryptError, NotExtractableError, OperationError, UnsupportedError } from '../protocol/errors.js';
 import { Op } from '../protocol/ops.js';
 import { normalizeAlgorithm } from './algorithms.js';

@@ -6,7 +6,7 @@
  * Usage: node --import tsx test/helpers/daemon-child.ts <socket>
  */
 import { startDaemon } from '../../src/daemon/server.js';
-import { createLogger } from '../../src/daemon/logger.js';
+import { createLogger } from '../../src/observe/logger.js';
 
 const socketPath = process.argv[2];
 if (socketPath === undefined) {

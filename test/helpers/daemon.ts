@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type Client } from '../../src/client/client.js';
-import { silentLogger } from '../../src/daemon/logger.js';
+import { silentLogger } from '../../src/observe/logger.js';
 import { startDaemon, type Daemon, type DaemonOptions } from '../../src/daemon/server.js';
 
 export interface TestDaemon {

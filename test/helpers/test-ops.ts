@@ -6,7 +6,7 @@
  * Their codes sit in 0x7fxx, a range docs/protocol.md never assigns.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Operation } from '../../src/daemon/operation.js';
+import type { Operation } from '../../src/ops/operation.js';
 import { CryptodError } from '../../src/protocol/errors.js';
 import type { OpCode } from '../../src/protocol/ops.js';
 import type { NodeValue } from '../../src/state/data-manager.js';

@@ -1,5 +1,5 @@
 /**
- * Selection boundaries (issue 3 item 4), to the millisecond, with explicit
+ * Selection boundaries, to the millisecond, with explicit
  * `now` values: the functions are pure, so the clock is the argument.
  */
 import assert from 'node:assert/strict';

@@ -6,9 +6,18 @@
 import type { CborValue } from '../protocol/cbor.js';
 import type { OpCode } from '../protocol/ops.js';
 import type { ClientId, DataNodeId, IDataManager, NodeOwner } from '../state/data-manager.js';
-import type { Limits } from './limits.js';
-import type { Audit } from './audit.js';
-import type { ManagedKeys } from './managed-keys.js';
+import type { Limits } from '../config/limits.js';
+import type { Audit } from '../observe/audit.js';
+import type { KeyManager } from '../keys/manager.js';
+
+/** What the managed-key operations need from the daemon (assembled by src/daemon/managed-keys.ts). */
+export interface ManagedKeys {
+  readonly manager: KeyManager;
+  /** Uids whose clients (`uid:<uid>/…`) hold the `admin` right on every key. */
+  readonly adminUids: ReadonlySet<number>;
+  /** Whether `local/…` clients (no peer credentials: only the socket mode guards access) are administrators. */
+  readonly localIsAdmin: boolean;
+}
 
 export interface DaemonView {
   readonly startedAt: number;
@@ -17,7 +26,7 @@ export interface DaemonView {
   status(): CborValue;
   /** The audit log, for handlers whose events it records (key created, rotated, exported…); absent or disabled when off. */
   readonly audit?: Audit;
-  /** Managed keys (src/daemon/managed-keys.ts); absent without a data directory: managed ops answer CRYPTOD_ERR_UNSUPPORTED. */
+  /** Managed keys; absent without a data directory: managed ops answer CRYPTOD_ERR_UNSUPPORTED. */
   readonly keys?: ManagedKeys;
   /** Re-read the configuration (RELOAD); absent when the daemon has none: RELOAD answers CRYPTOD_ERR_UNSUPPORTED. */
   readonly reload?: () => Promise<CborValue>;
