@@ -53,7 +53,7 @@ export function open(u: UsableVersion, header: Header, body: Buffer, aad: Uint8A
     if (aad !== undefined && aad.length > 0) throw new InvalidArgumentError(`key '${u.key.name}' (aes256-kwp, RFC 5649) takes no additional data`, { detail: { field: 'aad' } });
     try {
       const d = createDecipheriv('id-aes256-wrap-pad', u.material.secret, KWP_IV);
-      return Buffer.concat([d.update(body), d.final()]);
+      return ownedConcat(d.update(body), d.final());
     } catch {
       throw new DecryptError('decryption failed: the wrapped key is not authentic (RFC 5649 integrity check)');
     }
@@ -124,4 +124,18 @@ export function verifyMac(u: UsableVersion, header: Header, body: Buffer, messag
   const expected = hmac(u, message);
   // Length is public (it follows from the algorithm); the comparison is not.
   return body.length === expected.length && timingSafeEqual(body, expected);
+}
+
+/**
+ * `a ‖ b` in memory of its own (not the shared pool, as Buffer.concat would
+ * use for small sizes), with `a` and `b` zeroed: an unwrapped key is key
+ * material, zeroed by its owner after the reply went out.
+ */
+function ownedConcat(a: Buffer, b: Buffer): Buffer {
+  const out = Buffer.alloc(a.length + b.length);
+  a.copy(out, 0);
+  b.copy(out, a.length);
+  a.fill(0);
+  b.fill(0);
+  return out;
 }
