@@ -40,7 +40,10 @@ Options:
                              file"); flags given here override its values.
                              SIGHUP or \`cryptod reload\` re-reads its keys
   --data-dir DIR             data directory, created with mode 0700
-                             (default: ./.cryptod)
+                             (default: ./.cryptod); refused if another user
+                             owns it, anything in it, or a directory above
+                             it that others may write (README "Files the
+                             daemon trusts"; the same for every file below)
   -s, --socket PATH          Unix socket to listen on
                              (default: $CRYPTOD_SOCKET, else DIR/cryptod.sock)
   --socket-mode MODE         octal mode of the socket file (default: 600)
