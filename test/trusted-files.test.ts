@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { ConfigFileError, loadConfig } from '../src/config/load.js';
-import { createAudit } from '../src/daemon/audit.js';
+import { createAudit } from '../src/observe/audit.js';
 import { loadTlsMaterial } from '../src/daemon/tls-listener.js';
 import { ConfigError } from '../src/protocol/errors.js';
 import { ensurePrivateDir } from '../src/store/private-files.js';
