@@ -197,6 +197,9 @@ test('digest: a daemon error prints its code; a missing file and a missing daemo
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /^cryptod: CRYPTOD_ERR_[A-Z_]+: .*MD5/);
     assert.equal(bad.stderr.trim().split('\n').length, 1, bad.stderr);
+    // Only hashes are named as supported: a digest of AES-GCM makes no sense.
+    assert.match(bad.stderr, /supported hashes: SHA-1, SHA-256, SHA-384, SHA-512\n$/);
+    assert.doesNotMatch(bad.stderr, /AES-GCM|HMAC|Ed25519/);
 
     const missing = await run(['digest', '--socket', s.socket, '--algorithm', 'SHA-256', join(dir, 'nope')]);
     assert.equal(missing.code, 1);
