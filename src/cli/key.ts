@@ -17,7 +17,8 @@ import { SOCKET_OPTION, connectCli } from './connect.js';
 import { EXIT_OK, EXIT_USAGE, LocalFailure } from './output.js';
 
 const SOCKET_HELP = `  -s, --socket PATH          daemon socket (default: $CRYPTOD_SOCKET, else
-                             ./.cryptod/cryptod.sock)
+                             $XDG_RUNTIME_DIR/cryptod/cryptod.sock, else
+                             /tmp/cryptod-$UID/cryptod.sock)
   -h, --help                 show this help`;
 
 const POLICY_HELP = `  --rotation-period D        rotate every D (90s, 10m, 1h, 30d; 'none' clears)

@@ -13,7 +13,7 @@ import { constants } from 'node:os';
 import { readFileSync } from 'node:fs';
 import type { CborValue } from '../protocol/cbor.js';
 import { ConfigFileError, loadConfig, type LoadedConfig } from '../config/load.js';
-import { DEFAULT_DATA_DIR, resolveSocketPath } from '../config/paths.js';
+import { DEFAULT_DATA_DIR, preparePrivateSocketDirectory, resolveSocket } from '../config/paths.js';
 import { applyKeys, createReloader, type Reloader } from '../config/reload.js';
 import { openManagedKeys, type OpenedManagedKeys } from '../daemon/managed-keys.js';
 import { createLogger, type Level, type Logger } from '../daemon/logger.js';
@@ -41,8 +41,11 @@ Options:
                              SIGHUP or \`cryptod reload\` re-reads its keys
   --data-dir DIR             data directory, created with mode 0700
                              (default: ./.cryptod)
-  -s, --socket PATH          Unix socket to listen on
-                             (default: $CRYPTOD_SOCKET, else DIR/cryptod.sock)
+  -s, --socket PATH          Unix socket to listen on (default:
+                             $CRYPTOD_SOCKET, else
+                             $XDG_RUNTIME_DIR/cryptod/cryptod.sock, else
+                             /tmp/cryptod-$UID/cryptod.sock, whose directory
+                             is created 0700 and must be yours and private)
   --socket-mode MODE         octal mode of the socket file (default: 600)
   --max-frame BYTES          largest frame accepted (default: 4194304, 4 MiB;
                              at most 67108864)
@@ -294,7 +297,9 @@ export async function serve(argv: readonly string[]): Promise<number> {
   let audit: Audit = NO_AUDIT;
   try {
     const dir = ensurePrivateDir(dataDir);
-    const socketPath = resolveSocketPath(socketFlag, dir);
+    const socketLocation = resolveSocket(socketFlag);
+    preparePrivateSocketDirectory(socketLocation);
+    const socketPath = socketLocation.path;
     if (auditLog !== undefined) audit = createAudit({ target: auditLog, log });
     clients = openSqliteClientRegistry({ dataDir: dir });
     const passphrase = kekPassphrase(loaded?.config);
