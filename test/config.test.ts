@@ -108,6 +108,29 @@ test('unknown top-level fields, YAML syntax errors and duplicate keys are refuse
   assert.match(problemsOf('keys:\n  s: { type: hmac-sha256, rotationPeriod: 1m, gracePeriod: 10m }\n')[0]!, /^2:\d+: keys\.s\.\w+: /);
 });
 
+test('a YAML-tagged value where a mapping belongs is one problem about that field, not one per byte', () => {
+  const problems = problemsOf('keys: !!binary aGVsbG8=\n');
+  assert.equal(problems.length, 1, problems.join('\n'));
+  assert.match(problems[0]!, /^1:\d+: keys: expected keys to map key names to definitions, got binary data \(5 bytes\)$/);
+  const limits = problemsOf('limits: !!binary aGVsbG8=\n');
+  assert.equal(limits.length, 1, limits.join('\n'));
+  assert.match(limits[0]!, /^1:\d+: limits: expected a mapping with fields .*, got binary data \(5 bytes\)$/);
+  const def = problemsOf('keys:\n  orders: !!binary aGVsbG8=\n');
+  assert.equal(def.length, 1, def.join('\n'));
+  assert.match(def[0]!, /^2:\d+: keys\.orders: type: expected a key definition with at least a type$/);
+});
+
+test('reserved key names (__proto__, constructor, prototype) are refused with the rule, never silently dropped', () => {
+  for (const name of ['__proto__', 'constructor', 'prototype']) {
+    const problems = problemsOf(`keys:\n  ${name}: { type: aes256-gcm }\n  orders: { type: aes256-gcm }\n`);
+    assert.equal(problems.length, 1, problems.join('\n'));
+    assert.match(problems[0]!, new RegExp(`^2:3: keys\\.${name}: name: '${name}' is reserved and cannot name a key \\(reserved: __proto__, constructor, prototype\\); choose another name$`));
+  }
+  // Names that merely look like Object.prototype members are ordinary names.
+  const { config } = parseConfigText('keys:\n  toString: { type: aes256-gcm }\n  hasOwnProperty: { type: aes256-gcm }\n', 'c.yaml');
+  assert.deepEqual(Object.keys(config.keys).sort(), ['hasOwnProperty', 'toString']);
+});
+
 test('a missing file is a ConfigFileError naming the file', () => {
   assert.throws(() => loadConfigFile('/nonexistent/cryptod.yaml'), (err: unknown) => err instanceof ConfigFileError && /\/nonexistent\/cryptod\.yaml:1:1: config: cannot read the file/.test(err.message));
 });

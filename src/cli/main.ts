@@ -40,7 +40,8 @@ Options:
 
 Environment:
   CRYPTOD_SOCKET   socket path used when --socket is not given
-                   (default: ./.cryptod/cryptod.sock)
+                   (default: $XDG_RUNTIME_DIR/cryptod/cryptod.sock, else
+                   /tmp/cryptod-$UID/cryptod.sock)
   CRYPTOD_TOKEN    token sent at HELLO by digest, status and connect()
 `;
 

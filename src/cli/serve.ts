@@ -12,7 +12,7 @@
 import { constants } from 'node:os';
 import type { CborValue } from '../protocol/cbor.js';
 import { ConfigFileError, loadConfig, type LoadedConfig } from '../config/load.js';
-import { DEFAULT_DATA_DIR, resolveSocketPath } from '../config/paths.js';
+import { DEFAULT_DATA_DIR, preparePrivateSocketDirectory, resolveSocket } from '../config/paths.js';
 import { applyKeys, createReloader, type Reloader } from '../config/reload.js';
 import { openManagedKeys, type OpenedManagedKeys } from '../daemon/managed-keys.js';
 import { createLogger, type Level, type Logger } from '../observe/logger.js';
@@ -44,8 +44,11 @@ Options:
                              owns it, anything in it, or a directory above
                              it that others may write (README "Files the
                              daemon trusts"; the same for every file below)
-  -s, --socket PATH          Unix socket to listen on
-                             (default: $CRYPTOD_SOCKET, else DIR/cryptod.sock)
+  -s, --socket PATH          Unix socket to listen on (default:
+                             $CRYPTOD_SOCKET, else
+                             $XDG_RUNTIME_DIR/cryptod/cryptod.sock, else
+                             /tmp/cryptod-$UID/cryptod.sock, whose directory
+                             is created 0700 and must be yours and private)
   --socket-mode MODE         octal mode of the socket file (default: 600)
   --max-frame BYTES          largest frame accepted (default: 4194304, 4 MiB;
                              at most 67108864)
@@ -296,7 +299,9 @@ export async function serve(argv: readonly string[]): Promise<number> {
   let audit: Audit = NO_AUDIT;
   try {
     const dir = ensurePrivateDir(dataDir);
-    const socketPath = resolveSocketPath(socketFlag, dir);
+    const socketLocation = resolveSocket(socketFlag);
+    preparePrivateSocketDirectory(socketLocation);
+    const socketPath = socketLocation.path;
     if (auditLog !== undefined) audit = createAudit({ target: auditLog, log });
     clients = openSqliteClientRegistry({ dataDir: dir });
     const passphrase = kekPassphrase(loaded?.config);

@@ -20,7 +20,8 @@ Options:
   --json               print the daemon's status as JSON (top-level "nodes"
                        is the total of live data nodes)
   -s, --socket PATH    daemon socket (default: $CRYPTOD_SOCKET, else
-                       ./.cryptod/cryptod.sock)
+                       $XDG_RUNTIME_DIR/cryptod/cryptod.sock, else
+                       /tmp/cryptod-$UID/cryptod.sock)
   -h, --help           show this help
 `;
 

@@ -48,7 +48,12 @@ export interface ManagedKeyVersion {
   createdAt: string;
   notBefore: string;
   notAfter: string | null;
-  encryptions?: number;
+  /**
+   * Encryptions reserved in the keystore for this version (AES-GCM): the
+   * daemons reserve them in blocks (2^20 by default), so this is an upper
+   * bound on the encryptions made, not a count (docs/protocol.md §6.11).
+   */
+  encryptionsReserved?: number;
 }
 
 export interface ManagedKeyDescription {

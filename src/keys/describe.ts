@@ -14,8 +14,15 @@ export interface VersionDescription {
   createdAt: string;
   notBefore: string;
   notAfter: string | null;
-  /** AES-GCM: encryptions reserved in the keystore, an upper bound on those made. */
-  encryptions?: number;
+  /**
+   * Versions with an encryption budget (AES-GCM): encryptions reserved in the
+   * keystore. Daemons reserve them in blocks (2^20 by default) before using
+   * them, so this is an upper bound on the encryptions made with the version
+   * by every daemon sharing the keystore, not a count: right after the first
+   * encryption it is already one block. The version rotates when it passes
+   * the budget's rotation point and refuses encryption at its limit (2^32).
+   */
+  encryptionsReserved?: number;
 }
 
 export interface KeyDescription {
@@ -55,8 +62,8 @@ export function describeEntry(e: KeyEntry, now: number): KeyDescription {
         notBefore: iso(v.notBefore),
         notAfter: v.notAfter === null ? null : iso(v.notAfter),
       };
-      if (v.budget !== null) d.encryptions = v.budget.reserved;
-      else if (v.encryptions > 0) d.encryptions = v.encryptions;
+      if (v.budget !== null) d.encryptionsReserved = v.budget.reserved;
+      else if (v.encryptions > 0) d.encryptionsReserved = v.encryptions;
       return d;
     }),
   };
