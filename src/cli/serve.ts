@@ -19,8 +19,8 @@ import { openManagedKeys, type OpenedManagedKeys } from '../daemon/managed-keys.
 import { createLogger, type Level, type Logger } from '../daemon/logger.js';
 import { NO_AUDIT, createAudit, type Audit } from '../daemon/audit.js';
 import { watchClientChanges } from '../auth/revocation.js';
-import type { Limits } from '../daemon/limits.js';
-import { peerCred, peerCredAvailable, setNonDumpable } from '../daemon/peer-cred.js';
+import { resolveLimits, type Limits } from '../daemon/limits.js';
+import { peerCred, peerCredAvailable, raiseFileLimit, setNonDumpable } from '../daemon/peer-cred.js';
 import { startDaemon, type Daemon, type DaemonOptions, type TlsReloadSummary } from '../daemon/server.js';
 import { ConfigError, CryptodError } from '../protocol/errors.js';
 import { ensurePrivateDir } from '../store/private-files.js';
@@ -54,6 +54,15 @@ Options:
                              it (default: 33554432, 32 MiB)
   --max-connections-per-client N
                              open connections per client (default: 128)
+  --max-connections-per-uid N
+                             open connections per uid, counted from accept;
+                             not applied to the daemon's own uid and root
+                             (default: a quarter of --max-connections)
+  --max-connections N        open connections over both listeners; the last
+                             --max-connections-per-uid are kept for the
+                             daemon's own uid and root (default: 512)
+  --hello-timeout-ms MS      close a connection that has not completed HELLO
+                             within MS of connecting (default: 10000)
   --context-idle-ms MS       release hash, HMAC and cipher contexts that no
                              request used for MS; 0: never (default: 600000)
   --max-context-memory BYTES memory for context state over all clients
@@ -98,6 +107,9 @@ const OPTIONS: OptionSpec = {
   'max-inflight': { type: 'string' },
   'max-inflight-bytes': { type: 'string' },
   'max-connections-per-client': { type: 'string' },
+  'max-connections-per-uid': { type: 'string' },
+  'max-connections': { type: 'string' },
+  'hello-timeout-ms': { type: 'string' },
   'context-idle-ms': { type: 'string' },
   'max-context-memory': { type: 'string' },
   'max-context-memory-per-client': { type: 'string' },
@@ -150,6 +162,9 @@ function configure(argv: readonly string[]): {
   set('maxInflightPerConnection', 'max-inflight');
   set('maxInflightBytesPerConnection', 'max-inflight-bytes');
   set('maxConnectionsPerClient', 'max-connections-per-client');
+  set('maxConnectionsPerUid', 'max-connections-per-uid');
+  set('maxConnections', 'max-connections');
+  set('helloTimeoutMs', 'hello-timeout-ms');
   set('contextIdleMs', 'context-idle-ms');
   set('maxContextMemory', 'max-context-memory');
   set('maxContextMemoryPerClient', 'max-context-memory-per-client');
@@ -245,6 +260,7 @@ export async function serve(argv: readonly string[]): Promise<number> {
   }
   const { dataDir, socketFlag, level, auditLog, options, loaded } = configure(argv);
   const log = createLogger({ level });
+  raiseFileLimitAndLog(log, options.limits);
 
   // Signals are handled from the start, so one that arrives while the socket
   // is being created still ends in a clean shutdown rather than a stale file.
@@ -370,6 +386,42 @@ function dieBy(signal: NodeJS.Signals): void {
   // Unreachable once the default action runs; a last resort if it did not.
   process.exit(128 + constants.signals[signal]);
 }
+
+/**
+ * Every connection costs a file descriptor: raise the soft RLIMIT_NOFILE to
+ * the hard limit, log both, and warn when the connection cap, the refused
+ * connections that linger a moment (a quarter of it, src/daemon/refusals.ts)
+ * and the daemon's own files (FD_HEADROOM) do not fit in it.
+ */
+function raiseFileLimitAndLog(log: Logger, partial: Partial<Limits> | undefined): void {
+  let raised: ReturnType<typeof raiseFileLimit>;
+  try {
+    raised = raiseFileLimit();
+  } catch (err) {
+    log.warn('could not raise the file descriptor limit (setrlimit RLIMIT_NOFILE)', { error: err instanceof Error ? err.message : String(err) });
+    return;
+  }
+  if (raised === null) return;
+  log.info('file descriptor limit', { softBefore: raised.before.soft, soft: raised.after.soft, hard: raised.after.hard });
+  let maxConnections: number;
+  try {
+    maxConnections = resolveLimits(partial).maxConnections;
+  } catch {
+    return; // startDaemon reports the bad limit
+  }
+  const needed = maxConnections + Math.floor(maxConnections / 4) + FD_HEADROOM;
+  if (raised.after.soft !== -1 && raised.after.soft < needed) {
+    log.warn('the file descriptor limit is too low for --max-connections: new clients may fail with EMFILE before the cap refuses them', {
+      soft: raised.after.soft,
+      maxConnections,
+      needed,
+      fix: `lower --max-connections to ${Math.max(2, Math.floor(((raised.after.soft - FD_HEADROOM) * 4) / 5))} or raise the hard limit (LimitNOFILE=, ulimit -Hn)`,
+    });
+  }
+}
+
+/** Descriptors the daemon needs besides connections: stdio, the listeners, the keystore, the audit log, libuv's own. */
+const FD_HEADROOM = 64;
 
 /**
  * Clients are named by the kernel-verified uid when SO_PEERCRED is readable;
