@@ -306,6 +306,8 @@ test('cryptod serve raises the soft RLIMIT_NOFILE to the hard limit and logs it;
         });
         serve.on('exit', () => rej(new Error(`serve exited: ${stderr}`)));
       });
+      // Logged once the daemon listens; the warning, when due, right after it.
+      await eventually(() => stderr.includes('"msg":"file descriptor limit"') && (!tooLow || stderr.includes('too low')), 10_000, `the file descriptor limit lines in: ${stderr}`).catch(() => undefined);
       const hard = Number(limits.split(':')[1]);
       const row = readFileSync(`/proc/${serve.pid}/limits`, 'utf8').split('\n').find((l) => l.startsWith('Max open files'));
       assert.match(row ?? '', new RegExp(`^Max open files\\s+${hard}\\s+${hard}\\s`));
@@ -322,4 +324,21 @@ test('cryptod serve raises the soft RLIMIT_NOFILE to the hard limit and logs it;
       await new Promise((r) => (serve.exitCode !== null ? r(null) : serve.once('exit', r)));
     }
   }
+});
+
+test('shutdown closes refused connections still waiting for their client to read the error frame', async () => {
+  const d = await daemonWithLog({ limits: { maxConnections: 2, helloTimeoutMs: 600_000 } });
+  const idle = await idleSockets(d.socketPath, 2);
+  await eventually(() => d.daemon.status().connections === 2, 5000, '2 idle connections');
+  // Half-open allowed: this client reads the refusal and keeps its side open, so the daemon's linger is all that holds it.
+  const refused = await RawClient.connect(d.socketPath, { allowHalfOpen: true });
+  const frame = await refused.reply(0, 10_000);
+  assert.equal((frame.payload as { code: string }).code, 'CRYPTOD_ERR_TOO_MANY_CONNECTIONS');
+  let stopped = false;
+  const closing = d.daemon.close().then(() => (stopped = true));
+  // The listener's close waits for every socket it accepted, the lingering one too.
+  await eventually(() => stopped, 10_000, 'shutdown to finish while a refused connection lingers');
+  await closing;
+  for (const s of idle) s.socket.destroy();
+  refused.socket.destroy();
 });

@@ -19,7 +19,7 @@ import { openManagedKeys, type OpenedManagedKeys } from '../daemon/managed-keys.
 import { createLogger, type Level, type Logger } from '../daemon/logger.js';
 import { NO_AUDIT, createAudit, type Audit } from '../daemon/audit.js';
 import { watchClientChanges } from '../auth/revocation.js';
-import { resolveLimits, type Limits } from '../daemon/limits.js';
+import type { Limits } from '../daemon/limits.js';
 import { peerCred, peerCredAvailable, raiseFileLimit, setNonDumpable } from '../daemon/peer-cred.js';
 import { startDaemon, type Daemon, type DaemonOptions, type TlsReloadSummary } from '../daemon/server.js';
 import { ConfigError, CryptodError } from '../protocol/errors.js';
@@ -260,7 +260,9 @@ export async function serve(argv: readonly string[]): Promise<number> {
   }
   const { dataDir, socketFlag, level, auditLog, options, loaded } = configure(argv);
   const log = createLogger({ level });
-  raiseFileLimitAndLog(log, options.limits);
+  // Raised before the socket exists; logged once the daemon started, so a
+  // start-up failure is the only line it prints.
+  const fileLimit = raiseFileLimitOrError();
 
   // Signals are handled from the start, so one that arrives while the socket
   // is being created still ends in a clean shutdown rather than a stale file.
@@ -336,6 +338,7 @@ export async function serve(argv: readonly string[]): Promise<number> {
       reload = { reload: async () => ({ tls: reloadTlsOnly(daemon!, log, 'RELOAD') }) as unknown as CborValue };
     }
     daemon = await startDaemon({ ...options, socketPath, logger: log, clients, audit, keys: managed, ...reload, ...peerIdentityOption(log) });
+    logFileLimit(log, fileLimit, daemon.limits.maxConnections);
   } catch (err) {
     await managed?.close();
     await clients?.close();
@@ -389,26 +392,28 @@ function dieBy(signal: NodeJS.Signals): void {
 
 /**
  * Every connection costs a file descriptor: raise the soft RLIMIT_NOFILE to
- * the hard limit, log both, and warn when the connection cap, the refused
+ * the hard limit (src/daemon/peer-cred.ts). Null where the addon cannot.
+ */
+function raiseFileLimitOrError(): ReturnType<typeof raiseFileLimit> | { error: string } {
+  try {
+    return raiseFileLimit();
+  } catch (err) {
+    return { error: err instanceof Error ? err.message : String(err) };
+  }
+}
+
+/**
+ * Log the descriptor limit, and warn when the connection cap, the refused
  * connections that linger a moment (a quarter of it, src/daemon/refusals.ts)
  * and the daemon's own files (FD_HEADROOM) do not fit in it.
  */
-function raiseFileLimitAndLog(log: Logger, partial: Partial<Limits> | undefined): void {
-  let raised: ReturnType<typeof raiseFileLimit>;
-  try {
-    raised = raiseFileLimit();
-  } catch (err) {
-    log.warn('could not raise the file descriptor limit (setrlimit RLIMIT_NOFILE)', { error: err instanceof Error ? err.message : String(err) });
+function logFileLimit(log: Logger, raised: ReturnType<typeof raiseFileLimitOrError>, maxConnections: number): void {
+  if (raised === null) return;
+  if ('error' in raised) {
+    log.warn('could not raise the file descriptor limit (setrlimit RLIMIT_NOFILE)', { error: raised.error });
     return;
   }
-  if (raised === null) return;
   log.info('file descriptor limit', { softBefore: raised.before.soft, soft: raised.after.soft, hard: raised.after.hard });
-  let maxConnections: number;
-  try {
-    maxConnections = resolveLimits(partial).maxConnections;
-  } catch {
-    return; // startDaemon reports the bad limit
-  }
   const needed = maxConnections + Math.floor(maxConnections / 4) + FD_HEADROOM;
   if (raised.after.soft !== -1 && raised.after.soft < needed) {
     log.warn('the file descriptor limit is too low for --max-connections: new clients may fail with EMFILE before the cap refuses them', {

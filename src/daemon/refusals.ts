@@ -46,7 +46,8 @@ export class Refusals {
   #loggedInWindow = 0;
   readonly #suppressed = new Map<RefusalKind, number>();
   #summary: NodeJS.Timeout | null = null;
-  #lingering = 0;
+  /** Refused connections waiting for their client to read the error frame. */
+  readonly #lingering = new Set<Socket>();
 
   constructor(log: Logger, limits: Limits) {
     this.#log = log;
@@ -83,23 +84,28 @@ export class Refusals {
     const payload: { [k: string]: CborValue } = { code: error.code, message: error.message };
     if (error.detail !== undefined) payload.detail = { ...error.detail } as CborValue;
     socket.on('error', () => socket.destroy());
-    if (this.#lingering >= Math.max(1, Math.floor(this.#limits.maxConnections / 4))) {
+    if (this.#lingering.size >= Math.max(1, Math.floor(this.#limits.maxConnections / 4))) {
       socket.end(encodeFrame(FrameKind.ERROR, 0, 0, payload), () => socket.destroy());
       return;
     }
-    this.#lingering++;
+    this.#lingering.add(socket);
     const timer = setTimeout(() => socket.destroy(), this.#limits.helloTimeoutMs);
     timer.unref();
     socket.once('close', () => {
-      this.#lingering--;
+      this.#lingering.delete(socket);
       clearTimeout(timer);
     });
     socket.resume(); // read and discard what the client sends (its HELLO)
     socket.end(encodeFrame(FrameKind.ERROR, 0, 0, payload));
   }
 
-  /** Log what the window suppressed now (daemon shutdown) and stop the summary timer. */
+  /**
+   * Daemon shutdown: close the refused connections still lingering (the
+   * listener's close waits for them), log what the window suppressed, and
+   * stop the summary timer.
+   */
   stop(): void {
+    for (const socket of this.#lingering) socket.destroy();
     this.#flushSummary();
   }
 
