@@ -99,6 +99,8 @@ export class Connection implements FrameSink, NodeOwner {
   #limitsAudited: Set<string> | null = null;
   /** Closes the connection if HELLO has not succeeded by limits.helloTimeoutMs; cleared once it has. */
   #helloDeadline: NodeJS.Timeout | null;
+  /** The deadline passed: a token check still running must not name the client after all. */
+  #helloExpired = false;
 
   /** Serial number (uppercase hex) of the client certificate, on the TLS listener; null on the Unix socket. */
   readonly certSerial: string | null;
@@ -314,7 +316,7 @@ export class Connection implements FrameSink, NodeOwner {
   }
 
   #attach(id: number, { identity, reply }: HandshakeResult): void {
-    if (this.#closed) return; // the client left while its token was checked
+    if (this.#closed || this.#helloExpired) return; // the client left, or the deadline passed, while its token was checked
     this.#identity = identity;
     this.#ctx = {
       clientId: identity.clientId,
@@ -352,6 +354,7 @@ export class Connection implements FrameSink, NodeOwner {
   #helloTimedOut(): void {
     this.#helloDeadline = null;
     if (this.#closed || this.#ctx !== null) return;
+    this.#helloExpired = true;
     const ms = this.#host.limits.helloTimeoutMs;
     this.#replyError(0, 0, new HandshakeError(`no HELLO completed within ${ms} ms of connecting: send HELLO first (docs/protocol.md §4); the connection is closed`, { detail: { helloTimeoutMs: ms } }));
     this.#host.helloTimedOut?.(this);
