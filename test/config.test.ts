@@ -67,6 +67,14 @@ test('an empty file is a valid configuration with no keys', () => {
   assert.deepEqual(config.limits, {});
 });
 
+test('limits whose range depends on another are checked together: per-uid connections below the overall cap', () => {
+  const { config } = parseConfigText('limits: { maxConnections: 4096, maxConnectionsPerUid: 1000, helloTimeoutMs: 2000 }\n', 'c.yaml');
+  assert.deepEqual(config.limits, { maxConnections: 4096, maxConnectionsPerUid: 1000, helloTimeoutMs: 2000 });
+  const problems = problemsOf('limits:\n  maxConnections: 100\n  maxConnectionsPerUid: 100\n');
+  assert.equal(problems.length, 1, problems.join('\n'));
+  assert.match(problems[0]!, /^3:25: limits\.maxConnectionsPerUid: limit maxConnectionsPerUid must be an integer from 1 to 99, got 100/);
+});
+
 test('every problem is reported at once, with its line, column and field', () => {
   const problems = problemsOf(
     [

@@ -19,7 +19,7 @@ import { createLogger, type Level, type Logger } from '../observe/logger.js';
 import { NO_AUDIT, createAudit, type Audit } from '../observe/audit.js';
 import { watchClientChanges } from '../auth/revocation.js';
 import type { Limits } from '../config/limits.js';
-import { peerCred, peerCredAvailable, setNonDumpable } from '../daemon/peer-cred.js';
+import { peerCred, peerCredAvailable, raiseFileLimit, setNonDumpable } from '../daemon/peer-cred.js';
 import { startDaemon, type Daemon, type DaemonOptions, type TlsReloadSummary } from '../daemon/server.js';
 import { ConfigError, CryptodError } from '../protocol/errors.js';
 import { ensurePrivateDir } from '../store/private-files.js';
@@ -60,6 +60,15 @@ Options:
                              it (default: 33554432, 32 MiB)
   --max-connections-per-client N
                              open connections per client (default: 128)
+  --max-connections-per-uid N
+                             open connections per uid, counted from accept;
+                             not applied to the daemon's own uid and root
+                             (default: a quarter of --max-connections)
+  --max-connections N        open connections over both listeners; the last
+                             --max-connections-per-uid are kept for the
+                             daemon's own uid and root (default: 512)
+  --hello-timeout-ms MS      close a connection that has not completed HELLO
+                             within MS of connecting (default: 10000)
   --context-idle-ms MS       release hash, HMAC and cipher contexts that no
                              request used for MS; 0: never (default: 600000)
   --max-context-memory BYTES memory for context state over all clients
@@ -104,6 +113,9 @@ const OPTIONS: OptionSpec = {
   'max-inflight': { type: 'string' },
   'max-inflight-bytes': { type: 'string' },
   'max-connections-per-client': { type: 'string' },
+  'max-connections-per-uid': { type: 'string' },
+  'max-connections': { type: 'string' },
+  'hello-timeout-ms': { type: 'string' },
   'context-idle-ms': { type: 'string' },
   'max-context-memory': { type: 'string' },
   'max-context-memory-per-client': { type: 'string' },
@@ -156,6 +168,9 @@ function configure(argv: readonly string[]): {
   set('maxInflightPerConnection', 'max-inflight');
   set('maxInflightBytesPerConnection', 'max-inflight-bytes');
   set('maxConnectionsPerClient', 'max-connections-per-client');
+  set('maxConnectionsPerUid', 'max-connections-per-uid');
+  set('maxConnections', 'max-connections');
+  set('helloTimeoutMs', 'hello-timeout-ms');
   set('contextIdleMs', 'context-idle-ms');
   set('maxContextMemory', 'max-context-memory');
   set('maxContextMemoryPerClient', 'max-context-memory-per-client');
@@ -250,6 +265,9 @@ export async function serve(argv: readonly string[]): Promise<number> {
   }
   const { dataDir, socketFlag, level, auditLog, options, loaded } = configure(argv);
   const log = createLogger({ level });
+  // Raised before the socket exists; logged once the daemon started, so a
+  // start-up failure is the only line it prints.
+  const fileLimit = raiseFileLimitOrError();
 
   // Signals are handled from the start, so one that arrives while the socket
   // is being created still ends in a clean shutdown rather than a stale file.
@@ -327,6 +345,7 @@ export async function serve(argv: readonly string[]): Promise<number> {
       reload = { reload: async () => ({ tls: reloadTlsOnly(daemon!, log, 'RELOAD') }) as unknown as CborValue };
     }
     daemon = await startDaemon({ ...options, socketPath, logger: log, clients, audit, keys: managed, ...reload, ...peerIdentityOption(log) });
+    logFileLimit(log, fileLimit, daemon.limits.maxConnections);
   } catch (err) {
     await managed?.close();
     await clients?.close();
@@ -377,6 +396,44 @@ function dieBy(signal: NodeJS.Signals): void {
   // Unreachable once the default action runs; a last resort if it did not.
   process.exit(128 + constants.signals[signal]);
 }
+
+/**
+ * Every connection costs a file descriptor: raise the soft RLIMIT_NOFILE to
+ * the hard limit (src/daemon/peer-cred.ts). Null where the addon cannot.
+ */
+function raiseFileLimitOrError(): ReturnType<typeof raiseFileLimit> | { error: string } {
+  try {
+    return raiseFileLimit();
+  } catch (err) {
+    return { error: err instanceof Error ? err.message : String(err) };
+  }
+}
+
+/**
+ * Log the descriptor limit, and warn when the connection cap, the refused
+ * connections that linger a moment (a quarter of it, src/daemon/refusals.ts)
+ * and the daemon's own files (FD_HEADROOM) do not fit in it.
+ */
+function logFileLimit(log: Logger, raised: ReturnType<typeof raiseFileLimitOrError>, maxConnections: number): void {
+  if (raised === null) return;
+  if ('error' in raised) {
+    log.warn('could not raise the file descriptor limit (setrlimit RLIMIT_NOFILE)', { error: raised.error });
+    return;
+  }
+  log.info('file descriptor limit', { softBefore: raised.before.soft, soft: raised.after.soft, hard: raised.after.hard });
+  const needed = maxConnections + Math.floor(maxConnections / 4) + FD_HEADROOM;
+  if (raised.after.soft !== -1 && raised.after.soft < needed) {
+    log.warn('the file descriptor limit is too low for --max-connections: new clients may fail with EMFILE before the cap refuses them', {
+      soft: raised.after.soft,
+      maxConnections,
+      needed,
+      fix: `lower --max-connections to ${Math.max(2, Math.floor(((raised.after.soft - FD_HEADROOM) * 4) / 5))} or raise the hard limit (LimitNOFILE=, ulimit -Hn)`,
+    });
+  }
+}
+
+/** Descriptors the daemon needs besides connections: stdio, the listeners, the keystore, the audit log, libuv's own. */
+const FD_HEADROOM = 64;
 
 /**
  * Clients are named by the kernel-verified uid when SO_PEERCRED is readable;

@@ -36,6 +36,9 @@ export interface HelloReply {
     maxInflightPerConnection: number;
     maxInflightBytesPerConnection?: number;
     maxConnectionsPerClient?: number;
+    maxConnectionsPerUid?: number;
+    maxConnections?: number;
+    helloTimeoutMs?: number;
     contextIdleMs?: number;
     maxContextMemory?: number;
     maxContextMemoryPerClient?: number;

@@ -18,6 +18,7 @@
 import { isAbsolute, resolve } from 'node:path';
 import type { Level } from '../observe/logger.js';
 import { DEFAULT_LIMITS, resolveLimits, type Limits } from './limits.js';
+import { ConfigError } from '../protocol/errors.js';
 import type { AccessPolicy, TcpListenOptions } from './listeners.js';
 import { parseDefinition, type KeyDefinition } from '../keys/definition.js';
 
@@ -109,12 +110,24 @@ export function validateConfig(raw: unknown, file: string, sourceOf: (path: read
         bad(['limits', k], `expected an integer, got ${kind(v)}`);
         continue;
       }
+      limits[k] = v;
+    }
+    // resolveLimits states the allowed range of each limit. Some ranges depend
+    // on another limit (maxConnectionsPerUid < maxConnections), so the limits
+    // are checked together; each failure names its field, which is dropped
+    // and the rest checked again.
+    for (;;) {
       try {
-        // resolveLimits states the allowed range of each limit.
-        resolveLimits({ [k]: v } as Partial<Limits>);
-        limits[k] = v;
+        resolveLimits(limits as Partial<Limits>);
+        break;
       } catch (err) {
-        bad(['limits', k], (err as Error).message);
+        const field = err instanceof ConfigError ? err.detail?.field : undefined;
+        if (typeof field !== 'string' || !(field in limits)) {
+          bad(['limits'], (err as Error).message);
+          break;
+        }
+        bad(['limits', field], (err as Error).message);
+        delete limits[field];
       }
     }
     out.limits = limits as Partial<Limits>;

@@ -83,6 +83,7 @@ export const ProtocolVersionError = named('ProtocolVersionError', define('CRYPTO
 export const HandshakeError = named('HandshakeError', define('CRYPTOD_ERR_HANDSHAKE', 'the connection has not completed the handshake'));
 export const AuthFailedError = named('AuthFailedError', define('CRYPTOD_ERR_AUTH_FAILED', 'authentication failed'));
 export const TooManyConnectionsError = named('TooManyConnectionsError', define('CRYPTOD_ERR_TOO_MANY_CONNECTIONS', 'the client has too many connections open'));
+export const AccessDeniedError = named('AccessDeniedError', define('CRYPTOD_ERR_ACCESS_DENIED', "the daemon's access policy does not admit this user"));
 // ── lifecycle ────────────────────────────────────────────────────────────
 export const ConnectionClosedError = named('ConnectionClosedError', define('CRYPTOD_ERR_CONNECTION_CLOSED', 'the connection to the daemon is closed'));
 export const ShuttingDownError = named('ShuttingDownError', define('CRYPTOD_ERR_SHUTTING_DOWN', 'the daemon is shutting down'));
