@@ -41,6 +41,10 @@ Options:
                              SIGHUP or \`cryptod reload\` re-reads its keys
   --data-dir DIR             data directory, created with mode 0700
                              (default: ./.cryptod)
+  --init                     start a new, empty keystore although a root.key
+                             or kek.binding of a lost one is left in DIR
+                             (README "Backup"); refused when DIR already
+                             holds a keystore. Not needed on an empty DIR
   -s, --socket PATH          Unix socket to listen on
                              (default: $CRYPTOD_SOCKET, else DIR/cryptod.sock)
   --socket-mode MODE         octal mode of the socket file (default: 600)
@@ -92,6 +96,7 @@ const OPTIONS: OptionSpec = {
   ...SOCKET_OPTION,
   config: { type: 'string', short: 'c' },
   'data-dir': { type: 'string' },
+  init: { type: 'boolean' },
   'socket-mode': { type: 'string' },
   'max-frame': { type: 'string' },
   'max-nodes-per-client': { type: 'string' },
@@ -122,6 +127,7 @@ const LEVELS: readonly Level[] = ['debug', 'info', 'warn', 'error'];
  */
 function configure(argv: readonly string[]): {
   dataDir: string;
+  init: boolean;
   socketFlag: string | undefined;
   level: Level;
   auditLog: string | undefined;
@@ -160,6 +166,7 @@ function configure(argv: readonly string[]): {
   const tcp = flagged.tcp ?? file?.tcp;
   return {
     dataDir: stringOpt(p, 'data-dir') ?? file?.dataDir ?? DEFAULT_DATA_DIR,
+    init: p.values.init === true,
     socketFlag: stringOpt(p, 'socket') ?? file?.socket,
     level: choiceOpt(p, 'log-level', LEVELS, 'serve') ?? file?.logLevel ?? 'info',
     auditLog: stringOpt(p, 'audit-log') ?? file?.audit?.log,
@@ -243,7 +250,7 @@ export async function serve(argv: readonly string[]): Promise<number> {
     process.stdout.write(SERVE_HELP);
     return EXIT_OK;
   }
-  const { dataDir, socketFlag, level, auditLog, options, loaded } = configure(argv);
+  const { dataDir, init, socketFlag, level, auditLog, options, loaded } = configure(argv);
   const log = createLogger({ level });
 
   // Signals are handled from the start, so one that arrives while the socket
@@ -299,7 +306,7 @@ export async function serve(argv: readonly string[]): Promise<number> {
     clients = openSqliteClientRegistry({ dataDir: dir });
     const passphrase = kekPassphrase(loaded?.config);
     try {
-      managed = await openManagedKeys({ dataDir: dir, logger: log, audit, ...(passphrase === undefined ? {} : { passphrase }) });
+      managed = await openManagedKeys({ dataDir: dir, init, logger: log, audit, ...(passphrase === undefined ? {} : { passphrase }) });
     } finally {
       passphrase?.fill(0);
     }
