@@ -184,7 +184,7 @@ function configure(argv: readonly string[]): {
  * zeroes after use; one trailing newline of a passphrase file is not part of
  * it (editors add one).
  */
-function kekPassphrase(file: LoadedConfig['config'] | undefined): Buffer | undefined {
+export function kekPassphrase(file: LoadedConfig['config'] | undefined): Buffer | undefined {
   const kek = file?.kek;
   if (kek?.passphraseFile !== undefined) {
     let raw: Buffer;

@@ -66,6 +66,8 @@ export function formatStatus(s: DaemonStatus): string {
     `cryptod ${d.version}  pid ${d.pid}  up ${formatDuration(d.uptimeMs)}${d.shuttingDown ? '  SHUTTING DOWN' : ''}`,
     `socket ${d.socket}`,
     `${s.connections} connection(s), ${s.nodes} live node(s)`,
+    // Older daemons send no `damaged`.
+    ...(s.damaged ?? []).map((d) => `DAMAGED key '${d.key}' version ${d.version}: ${d.reason}`),
     '',
   ];
   if (s.clients.length === 0) return `${lines.join('\n')}no clients\n`;

@@ -107,8 +107,10 @@ export async function openManagedKeys(options: OpenManagedKeysOptions): Promise<
         file: store.file, storeId: local.storeId, kekId: local.id,
       });
     }
+    const audit = options.audit;
     manager = await KeyManager.open({
-      store, kek, logger: options.logger ?? silentLogger,
+      store, kek, logger: options.logger ?? silentLogger, storeFile: store.file,
+      ...(audit?.enabled === true ? { onDamaged: (e) => audit.emit({ event: 'key.damaged', key: e.key, version: e.version, file: store.file, reason: e.reason }) } : {}),
       ...(options.audit?.enabled === true ? { onRotated: auditRotation(options.audit) } : {}),
       ...(options.clock === undefined ? {} : { clock: options.clock }),
     });

@@ -88,6 +88,8 @@ export interface DaemonStatus {
   nodes: number;
   connections: number;
   clients: Array<{ clientId: string; connections: number; nodes: number; busy: number; byType: Record<string, number> }>;
+  /** Managed key versions whose stored material did not load (they answer CRYPTOD_ERR_KEY_DAMAGED); empty when all are healthy. */
+  damaged: Array<{ key: string; version: number; reason: string }>;
 }
 
 export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
@@ -130,6 +132,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       nodes: dm.liveNodes(),
       connections: connections.size,
       clients,
+      damaged: options.keys?.manager.damaged().map((d) => ({ ...d })) ?? [],
     };
   };
 

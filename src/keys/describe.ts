@@ -16,6 +16,8 @@ export interface VersionDescription {
   notAfter: string | null;
   /** AES-GCM: encryptions reserved in the keystore, an upper bound on those made. */
   encryptions?: number;
+  /** Present when the version's stored material did not load: why (it answers CRYPTOD_ERR_KEY_DAMAGED). */
+  damaged?: string;
 }
 
 export interface KeyDescription {
@@ -28,6 +30,8 @@ export interface KeyDescription {
   derived: { epochStart: string; period: string } | null;
   policy: Record<string, unknown>;
   versions: VersionDescription[];
+  /** A derived key whose master secret did not load: why. */
+  damaged?: string;
 }
 
 export function describeEntry(e: KeyEntry, now: number): KeyDescription {
@@ -57,7 +61,9 @@ export function describeEntry(e: KeyEntry, now: number): KeyDescription {
       };
       if (v.budget !== null) d.encryptions = v.budget.reserved;
       else if (v.encryptions > 0) d.encryptions = v.encryptions;
+      if (v.damaged !== null) d.damaged = v.damaged;
       return d;
     }),
+    ...(e.damaged === null ? {} : { damaged: e.damaged }),
   };
 }
