@@ -285,6 +285,7 @@ test('cryptod status shows the refusals', () => {
     connections: 0,
     refused: { 'access-policy': 2, 'hello-timeout': 1 },
     clients: [],
+    damaged: [],
   });
   assert.match(text, /^refused: 2 access-policy, 1 hello-timeout$/m);
 });

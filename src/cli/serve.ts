@@ -44,6 +44,10 @@ Options:
                              owns it, anything in it, or a directory above
                              it that others may write (README "Files the
                              daemon trusts"; the same for every file below)
+  --init                     start a new, empty keystore although a root.key
+                             or kek.binding of a lost one is left in DIR
+                             (README "Backup"); refused when DIR already
+                             holds a keystore. Not needed on an empty DIR
   -s, --socket PATH          Unix socket to listen on (default:
                              $CRYPTOD_SOCKET, else
                              $XDG_RUNTIME_DIR/cryptod/cryptod.sock, else
@@ -107,6 +111,7 @@ const OPTIONS: OptionSpec = {
   ...SOCKET_OPTION,
   config: { type: 'string', short: 'c' },
   'data-dir': { type: 'string' },
+  init: { type: 'boolean' },
   'socket-mode': { type: 'string' },
   'max-frame': { type: 'string' },
   'max-nodes-per-client': { type: 'string' },
@@ -140,6 +145,7 @@ const LEVELS: readonly Level[] = ['debug', 'info', 'warn', 'error'];
  */
 function configure(argv: readonly string[]): {
   dataDir: string;
+  init: boolean;
   socketFlag: string | undefined;
   level: Level;
   auditLog: string | undefined;
@@ -181,6 +187,7 @@ function configure(argv: readonly string[]): {
   const tcp = flagged.tcp ?? file?.tcp;
   return {
     dataDir: stringOpt(p, 'data-dir') ?? file?.dataDir ?? DEFAULT_DATA_DIR,
+    init: p.values.init === true,
     socketFlag: stringOpt(p, 'socket') ?? file?.socket,
     level: choiceOpt(p, 'log-level', LEVELS, 'serve') ?? file?.logLevel ?? 'info',
     auditLog: stringOpt(p, 'audit-log') ?? file?.audit?.log,
@@ -202,7 +209,7 @@ export const MAX_PASSPHRASE_FILE_BYTES = 64 * 1024;
  * it (editors add one). The file is a secret the daemon trusts: owned by its
  * user or root, mode 600, a regular file (src/store/trusted-files.ts).
  */
-function kekPassphrase(file: LoadedConfig['config'] | undefined): Buffer | undefined {
+export function kekPassphrase(file: LoadedConfig['config'] | undefined): Buffer | undefined {
   const kek = file?.kek;
   if (kek?.passphraseFile !== undefined) {
     const raw = readTrustedFileSync(kek.passphraseFile, { what: 'kek.passphraseFile', maxBytes: MAX_PASSPHRASE_FILE_BYTES, secret: true });
@@ -263,7 +270,7 @@ export async function serve(argv: readonly string[]): Promise<number> {
     process.stdout.write(SERVE_HELP);
     return EXIT_OK;
   }
-  const { dataDir, socketFlag, level, auditLog, options, loaded } = configure(argv);
+  const { dataDir, init, socketFlag, level, auditLog, options, loaded } = configure(argv);
   const log = createLogger({ level });
   // Raised before the socket exists; logged once the daemon started, so a
   // start-up failure is the only line it prints.
@@ -324,7 +331,7 @@ export async function serve(argv: readonly string[]): Promise<number> {
     clients = openSqliteClientRegistry({ dataDir: dir });
     const passphrase = kekPassphrase(loaded?.config);
     try {
-      managed = await openManagedKeys({ dataDir: dir, logger: log, audit, ...(passphrase === undefined ? {} : { passphrase }) });
+      managed = await openManagedKeys({ dataDir: dir, init, logger: log, audit, ...(passphrase === undefined ? {} : { passphrase }) });
     } finally {
       passphrase?.fill(0);
     }

@@ -69,6 +69,9 @@ export function formatStatus(s: DaemonStatus): string {
     `cryptod ${d.version}  pid ${d.pid}  up ${formatDuration(d.uptimeMs)}${d.shuttingDown ? '  SHUTTING DOWN' : ''}`,
     `socket ${d.socket}`,
     `${s.connections} connection(s), ${s.nodes} live node(s)`,
+    // Older daemons send no `damaged`.
+    ...(s.damaged ?? []).map((d) => `DAMAGED key '${d.key}' version ${d.version}: ${d.reason}`),
+    '',
   ];
   // A daemon of an earlier version sends no `refused`.
   const refused = Object.entries(s.refused ?? {}).sort(([a], [b]) => a.localeCompare(b));

@@ -88,6 +88,8 @@ export interface DaemonStatus {
   /** Connections turned away since start, by kind (src/daemon/refusals.ts); kinds that never happened are absent. */
   refused: Record<string, number>;
   clients: Array<{ clientId: string; connections: number; nodes: number; busy: number; byType: Record<string, number> }>;
+  /** Managed key versions whose stored material did not load (they answer CRYPTOD_ERR_KEY_DAMAGED); empty when all are healthy. */
+  damaged: Array<{ key: string; version: number; reason: string }>;
 }
 
 export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
@@ -135,6 +137,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       connections: connections.size,
       refused: refusals.counts(),
       clients,
+      damaged: options.keys?.manager.damaged().map((d) => ({ ...d })) ?? [],
     };
   };
 

@@ -23,6 +23,8 @@ export interface VersionDescription {
    * the budget's rotation point and refuses encryption at its limit (2^32).
    */
   encryptionsReserved?: number;
+  /** Present when the version's stored material did not load: why (it answers CRYPTOD_ERR_KEY_DAMAGED). */
+  damaged?: string;
 }
 
 export interface KeyDescription {
@@ -35,6 +37,8 @@ export interface KeyDescription {
   derived: { epochStart: string; period: string } | null;
   policy: Record<string, unknown>;
   versions: VersionDescription[];
+  /** A derived key whose master secret did not load: why. */
+  damaged?: string;
 }
 
 export function describeEntry(e: KeyEntry, now: number): KeyDescription {
@@ -64,7 +68,9 @@ export function describeEntry(e: KeyEntry, now: number): KeyDescription {
       };
       if (v.budget !== null) d.encryptionsReserved = v.budget.reserved;
       else if (v.encryptions > 0) d.encryptionsReserved = v.encryptions;
+      if (v.damaged !== null) d.damaged = v.damaged;
       return d;
     }),
+    ...(e.damaged === null ? {} : { damaged: e.damaged }),
   };
 }

@@ -18,7 +18,7 @@ import type { Operation, RequestContext } from './operation.js';
 import type { ManagedKeys } from './operation.js';
 import type { KeyDefinition } from '../keys/definition.js';
 import { interoperablePublicKey, type KeyMaterial } from '../keys/material.js';
-import type { KeyEntry, VersionEntry } from '../keys/snapshot.js';
+import { damagedError, type KeyEntry, type VersionEntry } from '../keys/snapshot.js';
 import { keyTypeInfo, type ManagedKeyType } from '../keys/model.js';
 import type { PolicyInput } from '../keys/policy.js';
 import type { CborValue } from '../protocol/cbor.js';
@@ -48,6 +48,7 @@ function adminOn(ctx: RequestContext, keys: ManagedKeys, name: string): void {
 function heldVersion(keys: ManagedKeys, e: KeyEntry, name: string, args: Record<string, CborValue>): VersionEntry & { material: KeyMaterial } {
   const version = optInt(args, 'version', 1, 0xffff_ffff) ?? keys.manager.describe(name).currentVersion;
   const v = version === null ? undefined : e.versions.find((x) => x.version === version);
+  if (v?.damaged != null) throw damagedError(name, v.version, v.damaged);
   if (v === undefined || v.material === null) {
     throw new NotFoundError(`key '${name}' holds no material for version ${String(version)} (destroyed, disabled, retired or absent)`, {
       detail: { key: name, version: version ?? null },

@@ -74,6 +74,7 @@ export const OperationError = named('OperationError', define('CRYPTOD_ERR_OPERAT
 // ── managed keys ─────────────────────────────────────────────────────────
 export const KeyVersionError = named('KeyVersionError', define('CRYPTOD_ERR_KEY_VERSION', 'the key version cannot be used now'));
 export const KeyDisabledError = named('KeyDisabledError', define('CRYPTOD_ERR_KEY_DISABLED', 'the managed key is disabled'));
+export const KeyDamagedError = named('KeyDamagedError', define('CRYPTOD_ERR_KEY_DAMAGED', 'the key version is damaged in the keystore'));
 export const ForbiddenError = named('ForbiddenError', define('CRYPTOD_ERR_FORBIDDEN', 'the key policy does not allow this client this operation'));
 // ── protocol ─────────────────────────────────────────────────────────────
 export const BadFrameError = named('BadFrameError', define('CRYPTOD_ERR_BAD_FRAME', 'malformed frame'));
