@@ -5,7 +5,7 @@
  */
 import { createConnection, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
-import { decode, type CborValue } from '../protocol/cbor.js';
+import { CborFloat, decode, type CborValue } from '../protocol/cbor.js';
 import { BadFrameError, ConnectionClosedError, CryptodError, errorFromWire } from '../protocol/errors.js';
 import { DEFAULT_MAX_FRAME, FrameKind, FrameReader, encodeFrame, type FrameSink } from '../protocol/frame.js';
 import { Op, PROTOCOL_VERSION, opName } from '../protocol/ops.js';
@@ -189,7 +189,7 @@ export class DaemonConnection implements FrameSink {
 
   #decodeError(buf: Buffer, start: number, end: number): CryptodError {
     const v = start === end ? undefined : decode(buf, start, end);
-    if (v === null || typeof v !== 'object' || Array.isArray(v) || v instanceof Uint8Array) {
+    if (v === null || typeof v !== 'object' || Array.isArray(v) || v instanceof Uint8Array || v instanceof CborFloat) {
       return new BadFrameError('the daemon sent an error frame without a code');
     }
     return errorFromWire(v.code, v.message, v.detail);

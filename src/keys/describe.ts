@@ -8,27 +8,17 @@ import { describePolicy } from './policy.js';
 import { selectOutbound } from './selection.js';
 import type { KeyEntry } from './snapshot.js';
 
-export interface VersionDescription {
-  version: number;
-  state: string;
-  createdAt: string;
-  notBefore: string;
-  notAfter: string | null;
-  /** AES-GCM: encryptions reserved in the keystore, an upper bound on those made. */
-  encryptions?: number;
-}
+import type { ManagedKeyDescription, ManagedKeyVersion } from '../protocol/messages/managed.js';
 
-export interface KeyDescription {
-  name: string;
-  type: string;
-  origin: string;
-  disabled: boolean;
-  /** The version outbound operations use now, or null when none is valid. */
-  currentVersion: number | null;
-  derived: { epochStart: string; period: string } | null;
-  policy: Record<string, unknown>;
-  versions: VersionDescription[];
-}
+/** One version as described (the shape is the protocol's: docs/protocol.md §6.11). */
+export type VersionDescription = ManagedKeyVersion;
+
+/**
+ * The description of a key (docs/protocol.md §6.11). `policy` is what
+ * describePolicy makes of the policy; the handler checks it against the
+ * declared reply before it is sent.
+ */
+export type KeyDescription = Omit<ManagedKeyDescription, 'policy'> & { policy: Record<string, unknown> };
 
 export function describeEntry(e: KeyEntry, now: number): KeyDescription {
   let currentVersion: number | null = null;
