@@ -54,10 +54,10 @@ function resettable<F extends Fields>(fields: F): { [K in keyof F]: Schema<Out<F
 export const policyPatch = map(resettable(policyFields));
 export type ManagedKeyPolicy = In<typeof policyPatch>;
 
-/** A key definition, as in the configuration file. */
+/** A key definition, as in the configuration file; a policy field that is null takes its default. */
 export const definition = map({
   type: text(),
-  ...policyFields,
+  ...resettable(policyFields),
   /** A derived epoch key: epoch 0 starts at this instant (ISO-8601 text or epoch milliseconds). */
   derived: optional(nullable(map({ epochStart: oneOf(text(), uint()) }))),
 });
