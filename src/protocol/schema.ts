@@ -227,7 +227,10 @@ export function map<F extends Fields>(fields: F, opts: { open?: boolean } = {}):
     const path = pathOf(p, k);
     for (let i = 0; i < names.length; i++) checks[i]!(v[names[i]!], path, names[i]!);
     if (strict) {
-      for (const f in v) {
+      // Object.keys, not for…in: decoded maps have no prototype (dictionary mode), where for…in costs twice as much.
+      const present = Object.keys(v);
+      for (let i = 0; i < present.length; i++) {
+        const f = present[i]!;
         if (known[f] !== true && v[f] !== undefined) {
           const field = pathOf(path, f.length > 64 ? `${f.slice(0, 64)}…` : f);
           throw new InvalidArgumentError(`unexpected field '${field}'; ${path === '' ? 'the operation takes' : `'${path}' takes`} ${names.length === 0 ? 'no fields' : names.join(', ')}`, {
@@ -270,8 +273,10 @@ export function array<T, I>(item: Schema<T, I, boolean>, opts: { max?: number } 
 /** One of several schemas of different CBOR kinds (text or map, text or integer): the kind picks the branch. */
 export function oneOf<S extends readonly Schema<unknown, unknown>[]>(...options: S): Schema<Out<S[number]>, In<S[number]>> {
   const expected = options.map((o) => o.expected).join(' or ');
-  return make<Out<S[number]>, In<S[number]>>(expected, (v) => options.some((o) => o.is(v)), (v, p, k) => {
-    for (const o of options) if (o.is(v)) return o.check(v, p, k) as Out<S[number]>;
+  const is = options.map((o) => o.is);
+  const checks = options.map((o) => o.check);
+  return make<Out<S[number]>, In<S[number]>>(expected, (v) => is.some((f) => f(v)), (v, p, k) => {
+    for (let i = 0; i < is.length; i++) if (is[i]!(v)) return checks[i]!(v, p, k) as Out<S[number]>;
     return fail(p, k, expected, v);
   });
 }
