@@ -11,6 +11,7 @@
  */
 import { constants } from 'node:os';
 import type { CborValue } from '../protocol/cbor.js';
+import { asCbor } from '../protocol/schema.js';
 import { ConfigFileError, loadConfig, type LoadedConfig } from '../config/load.js';
 import { DEFAULT_DATA_DIR, preparePrivateSocketDirectory, resolveSocket } from '../config/paths.js';
 import { applyKeys, createReloader, type Reloader } from '../config/reload.js';
@@ -347,9 +348,9 @@ export async function serve(argv: readonly string[]): Promise<number> {
     if (loaded !== null) {
       const r = createReloader({ file: loaded.config.path, initial: loaded.config, manager: managed.manager, log, reloadTls: () => daemon?.reloadTls() ?? null });
       reloader = r;
-      reload = { reload: async () => (await r.reload('RELOAD')) as unknown as CborValue };
+      reload = { reload: async () => asCbor(await r.reload('RELOAD')) };
     } else if (options.tcp !== undefined) {
-      reload = { reload: async () => ({ tls: reloadTlsOnly(daemon!, log, 'RELOAD') }) as unknown as CborValue };
+      reload = { reload: async () => asCbor({ tls: reloadTlsOnly(daemon!, log, 'RELOAD') }) };
     }
     daemon = await startDaemon({ ...options, socketPath, logger: log, clients, audit, keys: managed, ...reload, ...peerIdentityOption(log) });
     logFileLimit(log, fileLimit, daemon.limits.maxConnections);

@@ -184,10 +184,16 @@ export class Connection implements FrameSink, NodeOwner {
       this.#replyError(id, op, new BadFrameError(`expected a request frame (kind 1), got kind ${kind}`));
       return;
     }
+    if (id === 0) {
+      // Id 0 is reserved for errors the daemon cannot attribute (docs/protocol.md §2, §7): serving it would make its reply ambiguous.
+      buf.fill(0, start, end); // unread, and it may be a HELLO carrying a token
+      this.#replyError(0, op, new BadFrameError('request id 0 is reserved for errors the daemon cannot attribute; use 1 to 4294967295', { detail: { field: 'requestId' } }));
+      return;
+    }
     if (op === Op.HELLO) {
       let args: CborValue;
       try {
-        args = start === end ? undefined : decode(buf, start, end);
+        args = start === end ? undefined : decode(buf, start, end, 'boxed');
       } catch (err) {
         this.#replyError(id, op, toCryptodError(err));
         return;
@@ -204,7 +210,7 @@ export class Connection implements FrameSink, NodeOwner {
     }
     let args: CborValue;
     try {
-      args = start === end ? undefined : decode(buf, start, end);
+      args = start === end ? undefined : decode(buf, start, end, 'boxed');
     } catch (err) {
       if (operation.sensitiveRequest) buf.fill(0, start, end);
       this.#replyError(id, op, toCryptodError(err));

@@ -8,6 +8,7 @@ import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import type { CborValue } from '../protocol/cbor.js';
+import { asCbor } from '../protocol/schema.js';
 import { AccessDeniedError, ConfigError, DaemonRunningError, TooManyConnectionsError, type CryptodError } from '../protocol/errors.js';
 import { DataManager, type ClientId } from '../state/data-manager.js';
 import { Connection, type ConnectionHost } from './connection.js';
@@ -141,7 +142,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     };
   };
 
-  const view: DaemonView = { startedAt, version: DAEMON_VERSION, status: () => status() as unknown as CborValue, audit,
+  const view: DaemonView = { startedAt, version: DAEMON_VERSION, status: () => asCbor(status()), audit,
     ...(options.keys === undefined ? {} : { keys: options.keys }),
     ...(options.reload === undefined ? {} : { reload: options.reload }),
   };

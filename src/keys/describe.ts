@@ -8,38 +8,17 @@ import { describePolicy } from './policy.js';
 import { selectOutbound } from './selection.js';
 import type { KeyEntry } from './snapshot.js';
 
-export interface VersionDescription {
-  version: number;
-  state: string;
-  createdAt: string;
-  notBefore: string;
-  notAfter: string | null;
-  /**
-   * Versions with an encryption budget (AES-GCM): encryptions reserved in the
-   * keystore. Daemons reserve them in blocks (2^20 by default) before using
-   * them, so this is an upper bound on the encryptions made with the version
-   * by every daemon sharing the keystore, not a count: right after the first
-   * encryption it is already one block. The version rotates when it passes
-   * the budget's rotation point and refuses encryption at its limit (2^32).
-   */
-  encryptionsReserved?: number;
-  /** Present when the version's stored material did not load: why (it answers CRYPTOD_ERR_KEY_DAMAGED). */
-  damaged?: string;
-}
+import type { ManagedKeyDescription, ManagedKeyVersion } from '../protocol/messages/managed.js';
 
-export interface KeyDescription {
-  name: string;
-  type: string;
-  origin: string;
-  disabled: boolean;
-  /** The version outbound operations use now, or null when none is valid. */
-  currentVersion: number | null;
-  derived: { epochStart: string; period: string } | null;
-  policy: Record<string, unknown>;
-  versions: VersionDescription[];
-  /** A derived key whose master secret did not load: why. */
-  damaged?: string;
-}
+/** One version as described (the shape is the protocol's: docs/protocol.md §6.11). */
+export type VersionDescription = ManagedKeyVersion;
+
+/**
+ * The description of a key (docs/protocol.md §6.11). `policy` is what
+ * describePolicy makes of the policy; the handler checks it against the
+ * declared reply before it is sent.
+ */
+export type KeyDescription = Omit<ManagedKeyDescription, 'policy'> & { policy: Record<string, unknown> };
 
 export function describeEntry(e: KeyEntry, now: number): KeyDescription {
   let currentVersion: number | null = null;
