@@ -340,7 +340,8 @@ def check_description(d, name, what='KEY_CREATE'):
         check(what + ': version %s fields as documented' % v.get('version'),
               isinstance(v.get('version'), int) and v.get('state') in ('active', 'decrypt-only', 'disabled', 'destroyed')
               and all(is_iso(v.get(f)) for f in TIME_FIELDS) and (v.get('notAfter') is None or is_iso(v.get('notAfter')))
-              and ('encryptions' not in v or isinstance(v['encryptions'], int)), v)
+              and ('encryptionsReserved' not in v or isinstance(v['encryptionsReserved'], int))
+              and ('damaged' not in v or isinstance(v['damaged'], str)), v)
 
 
 if __name__ == '__main__':
