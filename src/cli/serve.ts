@@ -423,7 +423,11 @@ function raiseFileLimitOrError(): ReturnType<typeof raiseFileLimit> | { error: s
  * and the daemon's own files (FD_HEADROOM) do not fit in it.
  */
 function logFileLimit(log: Logger, raised: ReturnType<typeof raiseFileLimitOrError>, maxConnections: number): void {
-  if (raised === null) return;
+  if (raised === null) {
+    // Node itself raises the soft limit at start on Linux, so this is rarely fatal; say so anyway.
+    log.warn('could not raise the file descriptor limit: the native addon is not built, is older than this daemon, or the platform has no setrlimit; run npm install (or npm rebuild) to build it', {});
+    return;
+  }
   if ('error' in raised) {
     log.warn('could not raise the file descriptor limit (setrlimit RLIMIT_NOFILE)', { error: raised.error });
     return;

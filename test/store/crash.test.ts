@@ -19,8 +19,9 @@ import { makeTempDir } from './tmpdir.js';
 
 const WRITER = fileURLToPath(new URL('./crash-writer.ts', import.meta.url));
 const VERSIONS = 4;
+/** Kills every run makes, whatever the machine's speed; more (up to 60) while under EXTRA_MS. Time never fails the test. */
 const MIN_ITERATIONS = 30;
-const BUDGET_MS = 45_000;
+const EXTRA_MS = 15_000;
 
 interface Run {
   committed: string[];
@@ -92,7 +93,7 @@ async function verify(dataDir: string, reported: ReadonlySet<string>): Promise<n
   }
 }
 
-it('survives SIGKILL at random moments without losing or half-writing keys', { timeout: 60_000 }, async (t) => {
+it('survives SIGKILL at random moments without losing or half-writing keys', { timeout: 300_000 }, async (t) => {
   const tmp = makeTempDir();
   const dataDir = path.join(tmp.path, 'data');
   const reported = new Set<string>();
@@ -100,8 +101,7 @@ it('survives SIGKILL at random moments without losing or half-writing keys', { t
   let iterations = 0;
   let killedAfterReady = 0;
   try {
-    while (iterations < MIN_ITERATIONS || (iterations < 60 && Date.now() - started < BUDGET_MS / 3)) {
-      assert.ok(Date.now() - started < BUDGET_MS, `only ${iterations} iterations within ${BUDGET_MS} ms`);
+    while (iterations < MIN_ITERATIONS || (iterations < 60 && Date.now() - started < EXTRA_MS)) {
       const run = await runAndKill(dataDir, `r${iterations}`, iterations % 5 === 0);
       assert.equal(run.stderr, '', 'the writer failed on its own');
       if (run.sawReady) killedAfterReady += 1;
