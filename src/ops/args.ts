@@ -4,28 +4,13 @@
  * text"). Never echo argument values: they may be secrets.
  */
 import { CborFloat, type CborValue } from '../protocol/cbor.js';
+import { kindOf } from '../protocol/schema.js';
 import { InvalidArgumentError } from '../protocol/errors.js';
 import { isNodeIdShape, type DataNodeId } from '../state/ids.js';
 
 export type Args = { readonly [key: string]: CborValue };
 
-export function kindOf(v: CborValue): string {
-  if (v === null) return 'null';
-  if (v === undefined) return 'nothing';
-  if (v instanceof Uint8Array) return `a ${v.length}-byte byte string`;
-  if (Array.isArray(v)) return 'an array';
-  if (v instanceof CborFloat) return 'a floating-point number';
-  switch (typeof v) {
-    case 'string':
-      return 'text';
-    case 'number':
-      return Number.isInteger(v) ? 'an integer' : 'a number';
-    case 'boolean':
-      return 'a boolean';
-    default:
-      return 'a map';
-  }
-}
+export { kindOf };
 
 function bad(field: string, expected: string, got: CborValue): never {
   throw new InvalidArgumentError(`expected '${field}' to be ${expected}, got ${kindOf(got)}`, { detail: { field, expected } });

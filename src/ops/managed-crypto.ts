@@ -29,6 +29,7 @@ import type { UsableVersion } from '../keys/snapshot.js';
 import type { ManagedKeyType } from '../keys/model.js';
 import { DecryptError, InternalError, InvalidArgumentError, OperationError } from '../protocol/errors.js';
 import { AEAD_NONCE, AEAD_TAG, encodeHeader, FORMAT_VERSION, FORMAT_VERSION_DERIVED, MESSAGE_SALT, type Header } from '../protocol/managed-format.js';
+import { joinWiping } from '../protocol/frame.js';
 
 /** RFC 5649 §3: the alternative initial value of AES key wrap with padding. */
 const KWP_IV = Buffer.from('a65959a6', 'hex');
@@ -105,7 +106,7 @@ export function open(u: UsableVersion, header: Header, body: Buffer, aad: Uint8A
     const k = header.format === FORMAT_VERSION_DERIVED ? kwpHeaderKey(u.material.secret, header.bytes) : null;
     try {
       const d = createDecipheriv('id-aes256-wrap-pad', k ?? u.material.secret, KWP_IV);
-      return ownedConcat(d.update(body), d.final());
+      return joinWiping(d.update(body), d.final());
     } catch {
       throw new DecryptError('decryption failed: the wrapped key or its header is not authentic (RFC 5649 integrity check)');
     } finally {
@@ -189,16 +190,3 @@ export function verifyMac(u: UsableVersion, header: Header, body: Buffer, messag
   return body.length === expected.length && timingSafeEqual(body, expected);
 }
 
-/**
- * `a ‖ b` in memory of its own (not the shared pool, as Buffer.concat would
- * use for small sizes), with `a` and `b` zeroed: an unwrapped key is key
- * material, zeroed by its owner after the reply went out.
- */
-function ownedConcat(a: Buffer, b: Buffer): Buffer {
-  const out = Buffer.alloc(a.length + b.length);
-  a.copy(out, 0);
-  b.copy(out, a.length);
-  a.fill(0);
-  b.fill(0);
-  return out;
-}

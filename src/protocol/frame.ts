@@ -209,8 +209,11 @@ export class FrameReader {
   }
 }
 
-/** `a ‖ b` outside the shared pool, with `a` and `b` zeroed (see FrameReader). */
-function joinWiping(a: Buffer, b: Buffer): Buffer {
+/**
+ * `a ‖ b` outside the shared pool, with `a` and `b` zeroed: for bytes that
+ * may be key material (FrameReader's held chunks, an unwrapped key).
+ */
+export function joinWiping(a: Buffer, b: Buffer): Buffer {
   const out = Buffer.allocUnsafeSlow(a.length + b.length);
   a.copy(out, 0);
   b.copy(out, a.length);

@@ -209,17 +209,22 @@ export async function readTrustedFile(p: string, spec: TrustedFileSpec): Promise
   try {
     const st = await h.stat();
     checkOpened(p, st, spec);
-    const buf = Buffer.alloc(st.size);
-    let got = 0;
-    while (got < buf.length) {
-      const { bytesRead } = await h.read(buf, got, buf.length - got, got);
-      if (bytesRead === 0) break;
-      got += bytesRead;
-    }
-    return got === buf.length ? buf : shrink(buf, got);
+    return await readAll(h, st.size);
   } finally {
     await h.close();
   }
+}
+
+/** Read `size` bytes (the size fstat gave) from the start of an open file. */
+async function readAll(h: fs.promises.FileHandle, size: number): Promise<Buffer> {
+  const buf = Buffer.alloc(size);
+  let got = 0;
+  while (got < buf.length) {
+    const { bytesRead } = await h.read(buf, got, buf.length - got, got);
+    if (bytesRead === 0) break;
+    got += bytesRead;
+  }
+  return got === buf.length ? buf : shrink(buf, got);
 }
 
 /** A file that shrank while read: copy what was read, wipe the rest. */
@@ -250,14 +255,7 @@ export async function readRegularFile(p: string, spec: TrustedFileSpec): Promise
       throw new ConfigError(`${spec.what} ${p} is not a regular file (${kindOf(st)}); give a regular file, or - to read standard input`, { detail: { path: p } });
     }
     assertSize(p, st.size, spec);
-    const buf = Buffer.alloc(st.size);
-    let got = 0;
-    while (got < buf.length) {
-      const { bytesRead } = await h.read(buf, got, buf.length - got, got);
-      if (bytesRead === 0) break;
-      got += bytesRead;
-    }
-    return got === buf.length ? buf : shrink(buf, got);
+    return await readAll(h, st.size);
   } finally {
     await h.close();
   }
