@@ -6,6 +6,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -35,9 +37,11 @@ test("import 'cryptod/daemon' loads the daemon (and with it SQLite)", () => {
   assert.ok(loaded.some((p) => p.includes('better-sqlite3')), 'better-sqlite3 is loaded by the daemon entry');
 });
 
-test('package.json maps both entry points to the built files', async () => {
-  const { default: pkg } = await import('../package.json', { with: { type: 'json' } });
-  const exp = (pkg as { exports: Record<string, { default: string; types: string }> }).exports;
+test('package.json maps both entry points to the built files', () => {
+  // Read, not imported: an import would make tsc copy package.json into dist/,
+  // where the native addon's loader would take it for the package root.
+  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { exports: Record<string, { default: string; types: string }> };
+  const exp = pkg.exports;
   assert.equal(exp['.']?.default, './dist/src/index.js');
   assert.equal(exp['./daemon']?.default, './dist/src/daemon/index.js');
 });
