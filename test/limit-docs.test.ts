@@ -55,7 +55,7 @@ test('a limit declared without docs is reported', () => {
 });
 
 test('every flag the limit docs and the configuration table name is declared', () => {
-  const declared = new Set(LIMIT_NAMES.map((n) => LIMITS[n].flag));
+  const declared = new Set<string>(LIMIT_NAMES.map((n) => LIMITS[n].flag));
   for (const [where, text] of [['README "Limits"', readmeLimits], ['docs/protocol.md §8', protocolLimits]] as const) {
     for (const [, flag] of text.matchAll(/`--([a-z][a-z-]*)/g)) assert.ok(declared.has(flag!), `${where} names --${flag}, which no limit declares`);
   }
