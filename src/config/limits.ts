@@ -18,7 +18,7 @@
  * total unless it is set itself.
  */
 import { DEFAULT_MAX_FRAME, MAX_MAX_FRAME, MIN_LENGTH } from '../protocol/frame.js';
-import { ConfigError } from '../protocol/errors.js';
+import { ConfigError, InternalError } from '../protocol/errors.js';
 
 /** What a value counts, for --help: `--max-frame BYTES`. */
 export type LimitUnit = 'BYTES' | 'N' | 'MS';
@@ -131,7 +131,7 @@ export function limitIssues(partial: Partial<Limits> = {}): { limits: Limits; is
     const d: LimitDeclaration = LIMITS[name];
     const earlier: EarlierLimit = (other) => {
       const v = resolved[other];
-      if (v === undefined) throw new TypeError(`limit ${name} reads ${other}, which is not declared before it`);
+      if (v === undefined) throw new InternalError(`limit ${name} reads ${other}, which is not declared before it`);
       return v;
     };
     const fallback = typeof d.default === 'function' ? d.default(earlier) : d.default;

@@ -7,6 +7,8 @@
  * from the same list: the close order is written once, as the open order.
  */
 
+import { InternalError } from '../protocol/errors.js';
+
 export type Closer = () => Promise<void> | void;
 
 export class CloseStack {
@@ -15,7 +17,7 @@ export class CloseStack {
 
   /** Close `close` (named for the log) before everything registered earlier. */
   defer(name: string, close: Closer): void {
-    if (this.#closing !== null) throw new Error(`cannot register ${name}: the stack is closing`);
+    if (this.#closing !== null) throw new InternalError(`cannot register ${name}: the stack is closing`);
     this.#closers.push({ name, close });
   }
 
