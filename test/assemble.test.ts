@@ -66,10 +66,10 @@ test('start opens every part, close releases every part', async () => {
   const dir = tempDir();
   const dataDir = join(dir, 'data');
   const auditLog = join(dir, 'data', 'audit.log');
-  const d = assemble({ dataDir, auditLog, limits: { maxFrame: 65_536 } });
+  const d = assemble({ dataDir, socket: join(dir, 'cryptod.sock'), auditLog, limits: { maxFrame: 65_536 } });
   await d.start();
-  const socketPath = d.config.socketPath;
-  assert.equal(socketPath, join(dataDir, 'cryptod.sock'));
+  const socketPath = d.config.socket.path;
+  assert.equal(socketPath, join(dir, 'cryptod.sock'));
   assert.ok(existsSync(socketPath));
   assert.ok(existsSync(`${join(dataDir, 'keystore.sqlite')}-wal`), 'the keystore is open in WAL mode');
   assert.ok(openUnder(dataDir).some((f) => f.endsWith('audit.log')), 'the audit log is open');
@@ -93,7 +93,7 @@ test('start opens every part, close releases every part', async () => {
 
 test('after close, nothing keeps the process alive', async () => {
   const dir = tempDir();
-  const child = spawn(process.execPath, ['--import', 'tsx', 'test/helpers/assemble-child.ts', join(dir, 'data'), join(dir, 'audit.log')], {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'test/helpers/assemble-child.ts', join(dir, 'data'), join(dir, 'audit.log'), join(dir, 'cryptod.sock')], {
     cwd: new URL('..', import.meta.url),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -110,15 +110,15 @@ test('after close, nothing keeps the process alive', async () => {
 
 test('a socket taken by a live daemon: start fails and closes what it had opened', async () => {
   const dir = tempDir();
-  const first = assemble({ dataDir: join(dir, 'first') });
+  const first = assemble({ dataDir: join(dir, 'first'), socket: join(dir, 'first.sock') });
   await first.start();
   try {
     const dataDir = join(dir, 'second');
-    const second = assemble({ dataDir, socket: first.config.socketPath, auditLog: join(dataDir, 'audit.log') });
+    const second = assemble({ dataDir, socket: first.config.socket.path, auditLog: join(dataDir, 'audit.log') });
     await assert.rejects(second.start(), (e: unknown) => e instanceof DaemonRunningError);
     assert.deepEqual(openUnder(dataDir), [], 'keystore, client registry and audit log are closed again');
     assertDatabaseReleased(dataDir);
-    assert.ok(existsSync(first.config.socketPath), "the live daemon's socket is left alone");
+    assert.ok(existsSync(first.config.socket.path), "the live daemon's socket is left alone");
     await second.close(); // nothing left to close
   } finally {
     await first.close();
@@ -131,30 +131,33 @@ test('a bad TLS file: start fails after the keystore opened, and closes it; no s
   for (const f of ['cert.pem', 'key.pem', 'ca.pem']) writeFileSync(join(dir, f), 'not PEM\n', { mode: 0o600 });
   const d = assemble({
     dataDir,
+    socket: join(dir, 'cryptod.sock'),
     tcp: { url: 'tcp://127.0.0.1:0', certFile: join(dir, 'cert.pem'), keyFile: join(dir, 'key.pem'), clientCaFile: join(dir, 'ca.pem') },
   });
   await assert.rejects(d.start(), (e: unknown) => e instanceof ConfigError);
   assert.ok(existsSync(join(dataDir, 'keystore.sqlite')), 'the keystore had been opened');
-  assert.equal(existsSync(d.config.socketPath), false);
+  assert.equal(existsSync(d.config.socket.path), false);
   assert.deepEqual(openUnder(dataDir), []);
   assertDatabaseReleased(dataDir);
 });
 
 test('close() while start() runs waits for it, then closes everything', async () => {
-  const dataDir = join(tempDir(), 'data');
-  const d = assemble({ dataDir });
+  const dir = tempDir();
+  const dataDir = join(dir, 'data');
+  const d = assemble({ dataDir, socket: join(dir, 'cryptod.sock') });
   const started = d.start();
   const closed = d.close();
   await started;
   await closed;
-  assert.equal(existsSync(d.config.socketPath), false);
+  assert.equal(existsSync(d.config.socket.path), false);
   assert.deepEqual(openUnder(dataDir), []);
   assertDatabaseReleased(dataDir);
   assert.throws(() => d.status(), /not running/);
 });
 
 test('without a configuration file or a TLS listener there is nothing to reload', async () => {
-  const d = assemble({ dataDir: join(tempDir(), 'data') });
+  const dir = tempDir();
+  const d = assemble({ dataDir: join(dir, 'data'), socket: join(dir, 'cryptod.sock') });
   await d.start();
   try {
     assert.equal(await d.reload('test'), null);

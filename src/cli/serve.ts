@@ -1,8 +1,9 @@
 /**
  * `cryptod serve`: run the daemon in the foreground until SIGTERM or SIGINT.
  * This file turns flags and the --config file into a configuration
- * (src/config/daemon-config.ts) and handles the process's signals; the
- * daemon itself is assembled by createDaemon (src/daemon/assemble.ts).
+ * (src/config/daemon-config.ts) and handles the process: its signals here,
+ * core dumps and the descriptor limit in process-setup.ts. The daemon itself
+ * is assembled by createDaemon (src/daemon/assemble.ts).
  *
  * Shutdown is graceful once and immediate twice:
  *
@@ -17,13 +18,13 @@ import { constants } from 'node:os';
 import { ConfigFileError, loadConfig, type LoadedConfig } from '../config/load.js';
 import { daemonConfig, type ConfigOverrides, type DaemonConfig } from '../config/daemon-config.js';
 import { createDaemon } from '../daemon/assemble.js';
-import { setNonDumpable } from '../daemon/peer-cred.js';
 import { createLogger, type Level } from '../observe/logger.js';
 import { CryptodError } from '../protocol/errors.js';
 import { UsageError, choiceOpt, modeOpt, parseCommand, stringOpt, wantsHelp, type OptionSpec, type Parsed } from './args.js';
 import { SOCKET_OPTION } from './connect.js';
 import { LIMIT_OPTIONS, limitFlags, limitHelp } from './limit-flags.js';
 import { EXIT_FAILURE, EXIT_OK, LocalFailure } from './output.js';
+import { prepareProcess } from './process-setup.js';
 
 export const SERVE_HELP = `Usage: cryptod serve [options]
 
@@ -36,9 +37,19 @@ Options:
                              file"); flags given here override its values.
                              SIGHUP or \`cryptod reload\` re-reads its keys
   --data-dir DIR             data directory, created with mode 0700
-                             (default: ./.cryptod)
-  -s, --socket PATH          Unix socket to listen on
-                             (default: $CRYPTOD_SOCKET, else DIR/cryptod.sock)
+                             (default: ./.cryptod); refused if another user
+                             owns it, anything in it, or a directory above
+                             it that others may write (README "Files the
+                             daemon trusts"; the same for every file below)
+  --init                     start a new, empty keystore although a root.key
+                             or kek.binding of a lost one is left in DIR
+                             (README "Backup"); refused when DIR already
+                             holds a keystore. Not needed on an empty DIR
+  -s, --socket PATH          Unix socket to listen on (default:
+                             $CRYPTOD_SOCKET, else
+                             $XDG_RUNTIME_DIR/cryptod/cryptod.sock, else
+                             /tmp/cryptod-$UID/cryptod.sock, whose directory
+                             is created 0700 and must be yours and private)
   --socket-mode MODE         octal mode of the socket file (default: 600)
 ${limitHelp()}  --audit-log FILE|-         append one JSON line per security event to FILE
                              (created mode 600), or to stdout with '-'
@@ -70,6 +81,7 @@ const OPTIONS: OptionSpec = {
   ...LIMIT_OPTIONS,
   config: { type: 'string', short: 'c' },
   'data-dir': { type: 'string' },
+  init: { type: 'boolean' },
   'socket-mode': { type: 'string' },
   'audit-log': { type: 'string' },
   'log-level': { type: 'string' },
@@ -111,6 +123,7 @@ function configure(argv: readonly string[]): DaemonConfig {
   set('socketMode', modeOpt(p, 'socket-mode', 'serve'));
   set('logLevel', choiceOpt(p, 'log-level', LEVELS, 'serve'));
   set('auditLog', stringOpt(p, 'audit-log'));
+  if (p.values.init === true) overrides.init = true;
   try {
     return daemonConfig(file, overrides);
   } catch (err) {
@@ -162,8 +175,7 @@ export async function serve(argv: readonly string[]): Promise<number> {
   }
   const config = configure(argv);
   const log = createLogger({ level: config.logLevel });
-  // Key material lives in this heap: no core dumps, no same-uid ptrace.
-  if (!setNonDumpable()) log.warn('could not make the process non-dumpable (prctl PR_SET_DUMPABLE); disable core dumps with `ulimit -c 0` or LimitCORE=0', {});
+  const processLimits = prepareProcess(log);
   const daemon = createDaemon(config, { logger: log });
 
   // Signals are handled from the start: one that arrives while the daemon
@@ -205,6 +217,7 @@ export async function serve(argv: readonly string[]): Promise<number> {
     if (err instanceof CryptodError) throw new LocalFailure(err.message, { cause: err });
     throw err;
   }
+  processLimits.started(config.limits);
   const code = await done;
   process.off('SIGHUP', onHangup);
   return code;

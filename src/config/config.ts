@@ -71,7 +71,7 @@ export function validateConfig(raw: unknown, file: string, sourceOf: (path: read
   const path = resolve(file);
   const base = resolve(path, '..');
   if (raw === null || raw === undefined) raw = {};
-  if (typeof raw !== 'object' || Array.isArray(raw)) {
+  if (!isMapping(raw)) {
     bad([], `expected a mapping of settings (${TOP_LEVEL_FIELDS.join(', ')}), got ${kind(raw)}`);
     return { issues };
   }
@@ -85,7 +85,7 @@ export function validateConfig(raw: unknown, file: string, sourceOf: (path: read
     return s === undefined ? undefined : isAbsolute(s) ? s : resolve(base, s);
   };
   const map = (p: readonly (string | number)[], v: unknown, fields: readonly string[]): Record<string, unknown> | undefined => {
-    if (v === null || typeof v !== 'object' || Array.isArray(v)) return bad(p, `expected a mapping with fields ${fields.join(', ')}, got ${kind(v)}`);
+    if (!isMapping(v)) return bad(p, `expected a mapping with fields ${fields.join(', ')}, got ${kind(v)}`);
     unknownFields(v as Record<string, unknown>, p, fields, issues);
     return v as Record<string, unknown>;
   };
@@ -175,9 +175,11 @@ export function validateConfig(raw: unknown, file: string, sourceOf: (path: read
   }
 
   if (doc.keys !== undefined && doc.keys !== null) {
-    if (typeof doc.keys !== 'object' || Array.isArray(doc.keys)) bad(['keys'], `expected keys to map key names to definitions, got ${kind(doc.keys)}`);
+    if (!isMapping(doc.keys)) bad(['keys'], `expected keys to map key names to definitions, got ${kind(doc.keys)}`);
     else {
-      const keys: Record<string, KeyDefinition> = {};
+      // No prototype: a key named like an Object.prototype member must not
+      // collide with it (names such as __proto__ are refused by parseDefinition anyway).
+      const keys: Record<string, KeyDefinition> = Object.create(null) as Record<string, KeyDefinition>;
       for (const [name, def] of Object.entries(doc.keys as Record<string, unknown>)) {
         const { issues: keyIssues } = parseDefinition(name, def);
         for (const i of keyIssues) issues.push(keyIssue(name, def, i.field, i.message));
@@ -237,9 +239,23 @@ function socketMode(text: string, bad: (m: string) => undefined): number | undef
   return mode;
 }
 
+/**
+ * A YAML mapping, as the parser gives it: a plain object. YAML tags can make
+ * other objects (`!!binary` a Uint8Array, `!!set` a Set, `!!timestamp` a
+ * Date), and walking those as mappings reports one bogus field per byte.
+ */
+function isMapping(v: unknown): v is Record<string, unknown> {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return false;
+  const proto = Object.getPrototypeOf(v) as unknown;
+  return proto === Object.prototype || proto === null;
+}
+
 function kind(v: unknown): string {
   if (v === null || v === undefined) return 'nothing';
   if (Array.isArray(v)) return 'a list';
+  if (v instanceof Uint8Array) return `binary data (${v.length} bytes)`;
+  if (v instanceof Date) return 'a timestamp';
+  if (v instanceof Map || v instanceof Set) return `a YAML ${v instanceof Map ? '!!omap or !!pairs' : '!!set'}`;
   if (typeof v === 'object') return 'a mapping';
   if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
   return String(v);

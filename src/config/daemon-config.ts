@@ -15,7 +15,7 @@ import type { Level } from '../observe/logger.js';
 import type { LoadedConfig } from './load.js';
 import { resolveLimits, type Limits } from './limits.js';
 import type { AccessPolicy, TcpListenOptions } from './listeners.js';
-import { DEFAULT_DATA_DIR, resolveSocketPath } from './paths.js';
+import { DEFAULT_DATA_DIR, resolveSocket, type SocketLocation } from './paths.js';
 
 /** Where the root KEK's passphrase comes from; neither: the data directory's root.key file. */
 export interface KekSource {
@@ -26,8 +26,12 @@ export interface KekSource {
 export interface DaemonConfig {
   /** Absolute; created 0700 at start, refused when others may access it. */
   readonly dataDir: string;
-  /** Absolute path of the Unix socket. */
-  readonly socketPath: string;
+  /**
+   * The Unix socket: its absolute path, and where that came from. A default
+   * location's directory ($XDG_RUNTIME_DIR/cryptod, /tmp/cryptod-$UID) must
+   * be the daemon user's own and private (src/config/paths.ts).
+   */
+  readonly socket: SocketLocation;
   readonly socketMode: number;
   readonly logLevel: Level;
   readonly limits: Limits;
@@ -38,6 +42,8 @@ export interface DaemonConfig {
   /** The audit log's file, or `-` for stdout; off when absent. */
   readonly auditLog?: string;
   readonly kek: KekSource;
+  /** Start a new, empty keystore although a lost one's root.key or kek.binding is left in the data directory (`serve --init`, src/kek/local.ts). */
+  readonly init: boolean;
   /** The configuration file, when there is one: its keys are applied at start, and reload re-reads it. */
   readonly file: LoadedConfig | null;
 }
@@ -53,6 +59,7 @@ export interface ConfigOverrides {
   access?: AccessPolicy;
   tcp?: TcpListenOptions;
   auditLog?: string;
+  init?: boolean;
 }
 
 /** Default socket mode: only the daemon's user. */
@@ -73,8 +80,8 @@ export function daemonConfig(file: LoadedConfig | null, overrides: ConfigOverrid
   const auditLog = overrides.auditLog ?? f?.audit?.log;
   return {
     dataDir,
-    // Explicit, else $CRYPTOD_SOCKET, else in the data directory.
-    socketPath: resolveSocketPath(overrides.socket ?? f?.socket, dataDir),
+    // Explicit, else $CRYPTOD_SOCKET, else the user's runtime directory, else /tmp/cryptod-$UID.
+    socket: resolveSocket(overrides.socket ?? f?.socket),
     socketMode: overrides.socketMode ?? f?.socketMode ?? DEFAULT_SOCKET_MODE,
     logLevel: overrides.logLevel ?? f?.logLevel ?? 'info',
     limits: resolveLimits({ ...f?.limits, ...overrides.limits }),
@@ -82,6 +89,7 @@ export function daemonConfig(file: LoadedConfig | null, overrides: ConfigOverrid
     ...(tcp === undefined ? {} : { tcp }),
     ...(auditLog === undefined ? {} : { auditLog }),
     kek: f?.kek ?? {},
+    init: overrides.init ?? false,
     file,
   };
 }

@@ -80,6 +80,32 @@ export const LIMITS = {
     doc: 'open connections one client (ClientId) may have; refused at HELLO',
     error: 'CRYPTOD_ERR_TOO_MANY_CONNECTIONS',
   },
+  // Counted from accept, over both listeners. Each costs a file descriptor:
+  // the default stays well under the common soft limit of 1024 even if raising
+  // it at start fails, leaving room for the keystore, the audit log, the
+  // listeners and refused connections on their way out (a quarter more).
+  maxConnections: {
+    default: 512, min: 2, max: 1_000_000, flag: 'max-connections', unit: 'N', hello: true,
+    doc: 'open connections over both listeners; the last --max-connections-per-uid are kept for the daemon\'s own uid and root',
+    error: 'CRYPTOD_ERR_TOO_MANY_CONNECTIONS',
+  },
+  // Counted from accept, before HELLO, so different client names do not
+  // sidestep it. The daemon's own uid and root are not counted: they can read
+  // the daemon's files anyway. Below maxConnections, whose last
+  // maxConnectionsPerUid connections stay free for those two (src/daemon/admission.ts).
+  maxConnectionsPerUid: {
+    default: (limit) => Math.max(1, Math.floor(limit('maxConnections') / 4)), defaultDoc: 'a quarter of --max-connections',
+    min: 1, max: (limit) => limit('maxConnections') - 1, maxDoc: '--max-connections − 1',
+    flag: 'max-connections-per-uid', unit: 'N', hello: true,
+    doc: "open connections per uid on the Unix socket, counted from accept; not applied to the daemon's own uid and root",
+    error: 'CRYPTOD_ERR_TOO_MANY_CONNECTIONS',
+  },
+  // An idle socket must not hold a file descriptor and a connection slot forever.
+  helloTimeoutMs: {
+    default: 10_000, min: 10, max: 600_000, flag: 'hello-timeout-ms', unit: 'MS', hello: true,
+    doc: 'close a connection that has not completed HELLO within MS of connecting',
+    error: 'CRYPTOD_ERR_HANDSHAKE',
+  },
   // Released within 25 % more than this (the idle sweep's tick, src/daemon/server.ts).
   contextIdleMs: {
     default: 10 * 60_000, min: 0, max: 7 * 24 * 3_600_000, flag: 'context-idle-ms', unit: 'MS', hello: true,

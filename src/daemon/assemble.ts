@@ -2,7 +2,7 @@
  * Assembling a daemon from its configuration: the one place that knows what
  * a running cryptod is made of and in which order the parts open and close.
  *
- *   start():  data directory ─▶ audit log ─▶ keystore ─▶ KEK ─▶ key manager
+ *   start():  data directory, socket directory ─▶ audit log ─▶ keystore ─▶ KEK ─▶ key manager
  *             ─▶ client registry (+ its audit watch) ─▶ the file's keys
  *             ─▶ reloader ─▶ listeners (Unix socket, TLS)
  *   close():  the exact reverse, from the same list (closers.ts)
@@ -18,9 +18,10 @@
  * dumps): that is the embedding program's business (src/cli/serve.ts).
  */
 import type { Socket } from 'node:net';
-import type { CborValue } from '../protocol/cbor.js';
+import { asCbor } from '../protocol/schema.js';
 import { InternalError } from '../protocol/errors.js';
 import type { DaemonConfig } from '../config/daemon-config.js';
+import { preparePrivateSocketDirectory } from '../config/paths.js';
 import { applyKeys, createReloader, type ReloadSummary, type Reloader } from '../config/reload.js';
 import type { TlsReloadSummary } from '../config/listeners.js';
 import { createLogger, type Logger } from '../observe/logger.js';
@@ -91,6 +92,9 @@ export function createDaemon(config: DaemonConfig, options: CreateDaemonOptions 
 
   const open = async (): Promise<void> => {
     const dataDir = ensurePrivateDir(config.dataDir);
+    // A default socket's directory is checked before anything opens: someone
+    // else's would let them impersonate the daemon.
+    preparePrivateSocketDirectory(config.socket);
     let audit: Audit = NO_AUDIT;
     if (config.auditLog !== undefined) {
       const opened = createAudit({ target: config.auditLog, log });
@@ -101,7 +105,7 @@ export function createDaemon(config: DaemonConfig, options: CreateDaemonOptions 
     let keys;
     try {
       keys = await openManagedKeys({
-        dataDir, logger: log, audit,
+        dataDir, init: config.init, logger: log, audit,
         ...(passphrase === undefined ? {} : { passphrase }),
         ...(options.clock === undefined ? {} : { clock: options.clock }),
         ...(options.refreshIntervalMs === undefined ? {} : { refreshIntervalMs: options.refreshIntervalMs }),
@@ -130,7 +134,7 @@ export function createDaemon(config: DaemonConfig, options: CreateDaemonOptions 
     }
     const peerIdentity = options.peerIdentity === undefined ? defaultPeerIdentity(log) : options.peerIdentity;
     const daemon = await startDaemon({
-      socketPath: config.socketPath,
+      socketPath: config.socket.path,
       socketMode: config.socketMode,
       limits: config.limits,
       logger: log,
@@ -151,7 +155,7 @@ export function createDaemon(config: DaemonConfig, options: CreateDaemonOptions 
   /** RELOAD re-reads the file, or the TLS files alone; with neither it stays unsupported. */
   const reloadOperation = (): Pick<DaemonOptions, 'reload'> => {
     if (config.file === null && config.tcp === undefined) return {};
-    return { reload: async () => (await reload('RELOAD')) as unknown as CborValue };
+    return { reload: async () => asCbor(await reload('RELOAD')) };
   };
 
   const reload = async (trigger: string): Promise<ReloadOutcome | null> => {

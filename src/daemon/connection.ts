@@ -45,6 +45,8 @@ export interface ConnectionHost {
    * @throws TooManyConnectionsError when the client has its limit of connections: HELLO fails and the connection closes.
    */
   attached(conn: Connection): void;
+  /** Called when the connection is closed for not completing HELLO within limits.helloTimeoutMs (counted, logged). */
+  helloTimedOut?(conn: Connection): void;
   closed(conn: Connection): void;
 }
 
@@ -95,6 +97,10 @@ export class Connection implements FrameSink, NodeOwner {
   #requests = 0;
   /** Limit codes already audited on this connection: one limit.exceeded each. */
   #limitsAudited: Set<string> | null = null;
+  /** Closes the connection if HELLO has not succeeded by limits.helloTimeoutMs; cleared once it has. */
+  #helloDeadline: NodeJS.Timeout | null;
+  /** The deadline passed: a token check still running must not name the client after all. */
+  #helloExpired = false;
 
   /** Serial number (uppercase hex) of the client certificate, on the TLS listener; null on the Unix socket. */
   readonly certSerial: string | null;
@@ -111,6 +117,10 @@ export class Connection implements FrameSink, NodeOwner {
     socket.on('drain', () => this.#maybeResume());
     socket.on('error', () => socket.destroy());
     socket.on('close', () => this.#onClose());
+    // An idle socket that never says HELLO would hold a descriptor and a
+    // connection slot forever (docs/protocol.md §4).
+    this.#helloDeadline = setTimeout(() => this.#helloTimedOut(), host.limits.helloTimeoutMs);
+    this.#helloDeadline.unref();
   }
 
   get clientId(): ClientId | null {
@@ -118,6 +128,10 @@ export class Connection implements FrameSink, NodeOwner {
   }
   get clientName(): string | null {
     return this.#ctx?.clientName ?? null;
+  }
+  /** The kernel's record of the peer on the Unix socket; null on TLS or without SO_PEERCRED. */
+  get peer(): Identity['peer'] {
+    return this.#peer;
   }
   /** Who the client is, once HELLO succeeded. */
   get identity(): Identity | null {
@@ -170,10 +184,16 @@ export class Connection implements FrameSink, NodeOwner {
       this.#replyError(id, op, new BadFrameError(`expected a request frame (kind 1), got kind ${kind}`));
       return;
     }
+    if (id === 0) {
+      // Id 0 is reserved for errors the daemon cannot attribute (docs/protocol.md §2, §7): serving it would make its reply ambiguous.
+      buf.fill(0, start, end); // unread, and it may be a HELLO carrying a token
+      this.#replyError(0, op, new BadFrameError('request id 0 is reserved for errors the daemon cannot attribute; use 1 to 4294967295', { detail: { field: 'requestId' } }));
+      return;
+    }
     if (op === Op.HELLO) {
       let args: CborValue;
       try {
-        args = start === end ? undefined : decode(buf, start, end);
+        args = start === end ? undefined : decode(buf, start, end, 'boxed');
       } catch (err) {
         this.#replyError(id, op, toCryptodError(err));
         return;
@@ -190,7 +210,7 @@ export class Connection implements FrameSink, NodeOwner {
     }
     let args: CborValue;
     try {
-      args = start === end ? undefined : decode(buf, start, end);
+      args = start === end ? undefined : decode(buf, start, end, 'boxed');
     } catch (err) {
       if (operation.sensitiveRequest) buf.fill(0, start, end);
       this.#replyError(id, op, toCryptodError(err));
@@ -302,7 +322,7 @@ export class Connection implements FrameSink, NodeOwner {
   }
 
   #attach(id: number, { identity, reply }: HandshakeResult): void {
-    if (this.#closed) return; // the client left while its token was checked
+    if (this.#closed || this.#helloExpired) return; // the client left, or the deadline passed, while its token was checked
     this.#identity = identity;
     this.#ctx = {
       clientId: identity.clientId,
@@ -333,7 +353,26 @@ export class Connection implements FrameSink, NodeOwner {
         pid: peer?.pid ?? null,
       });
     }
+    this.#clearHelloDeadline();
     this.#reply(id, Op.HELLO, reply);
+  }
+
+  #helloTimedOut(): void {
+    this.#helloDeadline = null;
+    if (this.#closed || this.#ctx !== null) return;
+    this.#helloExpired = true;
+    const ms = this.#host.limits.helloTimeoutMs;
+    this.#replyError(0, 0, new HandshakeError(`no HELLO completed within ${ms} ms of connecting: send HELLO first (docs/protocol.md §4); the connection is closed`, { detail: { helloTimeoutMs: ms } }));
+    this.#host.helloTimedOut?.(this);
+    this.#helloBlocked = true;
+    this.#pauseReading();
+    this.end(ms);
+  }
+
+  #clearHelloDeadline(): void {
+    if (this.#helloDeadline === null) return;
+    clearTimeout(this.#helloDeadline);
+    this.#helloDeadline = null;
   }
 
   #helloFailed(id: number, err: unknown, client: string | null = null): void {
@@ -469,6 +508,7 @@ export class Connection implements FrameSink, NodeOwner {
   #onClose(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#clearHelloDeadline();
     const ctx = this.#ctx;
     if (ctx !== null) {
       // Put every ownership reference (design note 2). Nodes held by an

@@ -5,8 +5,11 @@
  * Returned as bytes the caller zeroes once the KEK is derived: a string
  * could not be wiped, and would stay in the heap until collected.
  */
-import { readFileSync } from 'node:fs';
 import { ConfigError } from '../protocol/errors.js';
+import { readTrustedFileSync } from '../store/trusted-files.js';
+
+/** Largest KEK passphrase file read: a passphrase is a line, not a document. */
+export const MAX_PASSPHRASE_FILE_BYTES = 64 * 1024;
 
 export interface PassphraseSource {
   readonly passphraseFile?: string;
@@ -16,18 +19,15 @@ export interface PassphraseSource {
 /**
  * Read the passphrase `source` names; undefined when it names none. One
  * trailing newline of a passphrase file is not part of it (editors add one).
+ * The file is a secret the daemon trusts: owned by its user or root, mode
+ * 600, a regular file (src/store/trusted-files.ts).
  *
- * @throws ConfigError when the file cannot be read or is empty, or the
- *   variable is unset or empty.
+ * @throws ConfigError when the file cannot be read, is not trusted or is
+ *   empty, or the variable is unset or empty.
  */
 export function readKekPassphrase(source: PassphraseSource, env: NodeJS.ProcessEnv = process.env): Buffer | undefined {
   if (source.passphraseFile !== undefined) {
-    let raw: Buffer;
-    try {
-      raw = readFileSync(source.passphraseFile);
-    } catch (err) {
-      throw new ConfigError(`cannot read kek.passphraseFile ${source.passphraseFile}: ${(err as Error).message}`);
-    }
+    const raw = readTrustedFileSync(source.passphraseFile, { what: 'kek.passphraseFile', maxBytes: MAX_PASSPHRASE_FILE_BYTES, secret: true });
     let end = raw.length;
     if (end > 0 && raw[end - 1] === 0x0a) end--;
     if (end > 0 && raw[end - 1] === 0x0d) end--;

@@ -8,13 +8,20 @@
  *   ParsedDefinition       { type, spec, policy, derived }
  *        │ storedPolicy
  *        ▼
- *   ManagedKeyRecord.policy  { v: 1, spec, origin, derived? }   (JSON in the keystore)
+ *   ManagedKeyRecord.policy  { v: 1, spec, origin, derived?, neverExportable? }   (JSON in the keystore)
  *
  * `origin` records who declared the key: a reload disables keys that the
  * configuration declared before and no longer does, and leaves keys created
  * through the API alone.
+ *
+ * `neverExportable` marks material that was non-extractable when it entered
+ * the daemon (a WebCrypto key generated or imported with extractable: false,
+ * then persisted). WebCrypto promised its holder that those bytes never leave,
+ * so no policy change may make the key exportable. It lives beside the spec,
+ * not in it: no client writes it, and it can only ever be set. Records
+ * without it (all records written before it existed) read as false.
  */
-import { DataError } from '../protocol/errors.js';
+import { DataError, InvalidArgumentError } from '../protocol/errors.js';
 import type { ManagedKeyRecord } from '../store/keystore.js';
 import { assertKeyName } from '../store/records.js';
 import type { EpochSchedule } from './epoch.js';
@@ -39,6 +46,34 @@ export interface ParsedDefinition {
 
 const DEFINITION_FIELDS: readonly string[] = ['type', 'derived', ...POLICY_FIELDS];
 
+/**
+ * Names a managed key may not have. Key names are property names in the
+ * configuration file's `keys:` mapping, in JSON output and in the maps client
+ * code builds from them; there `__proto__` sets an object's prototype instead
+ * of creating an entry (a declared key silently vanished), and `constructor`
+ * and `prototype` shadow what code expects. One rule everywhere: refused.
+ */
+export const RESERVED_KEY_NAMES: readonly string[] = ['__proto__', 'constructor', 'prototype'];
+
+/**
+ * The rule for the name of a new managed key, for every way of creating one
+ * (configuration file, KEY_CREATE / KEY_IMPORT / KEY_PERSIST, hence
+ * `cryptod key create`): 1 to 256 UTF-8 bytes, well-formed Unicode, no
+ * control characters, none of {@link RESERVED_KEY_NAMES}.
+ *
+ * @example
+ *   assertNewKeyName('orders');     // ok
+ *   assertNewKeyName('__proto__');  // InvalidArgumentError
+ */
+export function assertNewKeyName(name: unknown): asserts name is string {
+  assertKeyName(name);
+  if (RESERVED_KEY_NAMES.includes(name)) {
+    throw new InvalidArgumentError(`'${name}' is reserved and cannot name a key (reserved: ${RESERVED_KEY_NAMES.join(', ')}); choose another name`, {
+      detail: { field: 'name' },
+    });
+  }
+}
+
 /** Parse and check one definition; `issues` name their fields (and the key). */
 export function parseDefinition(name: string, def: unknown): { parsed?: ParsedDefinition; issues: PolicyIssue[] } {
   const issues: PolicyIssue[] = [];
@@ -47,11 +82,11 @@ export function parseDefinition(name: string, def: unknown): { parsed?: ParsedDe
     return { issues };
   };
   try {
-    assertKeyName(name);
+    assertNewKeyName(name);
   } catch (err) {
     return issue('name', (err as Error).message);
   }
-  if (def === null || typeof def !== 'object' || Array.isArray(def)) return issue('type', 'expected a key definition with at least a type');
+  if (def === null || typeof def !== 'object' || Array.isArray(def) || !isPlainObject(def)) return issue('type', 'expected a key definition with at least a type');
   const d = def as Record<string, unknown>;
   for (const f of Object.keys(d)) {
     if (!DEFINITION_FIELDS.includes(f)) issue(f, `unknown field '${f}'; known fields: ${DEFINITION_FIELDS.join(', ')}`);
@@ -80,6 +115,12 @@ export function parseDefinition(name: string, def: unknown): { parsed?: ParsedDe
   return { parsed: { type, spec, policy: effectivePolicy(type, spec), derived }, issues };
 }
 
+/** A mapping from YAML or CBOR; not a Uint8Array, Date or Map that a YAML tag produced. */
+function isPlainObject(v: object): boolean {
+  const proto = Object.getPrototypeOf(v) as unknown;
+  return proto === Object.prototype || proto === null;
+}
+
 function parseInstant(v: unknown): number | undefined {
   if (typeof v === 'number') return Number.isSafeInteger(v) && v >= 0 ? v : undefined;
   if (typeof v !== 'string' || !/^\d{4}-\d{2}-\d{2}T/.test(v)) return undefined;
@@ -88,9 +129,10 @@ function parseInstant(v: unknown): number | undefined {
 }
 
 /** What the keystore record's `policy` holds. */
-export function storedPolicy(spec: PolicySpec, origin: KeyOrigin, derived: { epochStart: number } | null): Record<string, unknown> {
+export function storedPolicy(spec: PolicySpec, origin: KeyOrigin, derived: { epochStart: number } | null, neverExportable = false): Record<string, unknown> {
   const out: Record<string, unknown> = { v: 1, spec: structuredClone(spec), origin };
   if (derived !== null) out.derived = { epochStart: derived.epochStart };
+  if (neverExportable) out.neverExportable = true;
   return out;
 }
 
@@ -100,6 +142,8 @@ export interface DecodedRecord {
   policy: KeyPolicy;
   origin: KeyOrigin;
   derived: EpochSchedule | null;
+  /** The material was non-extractable when it entered the daemon (see the header). */
+  neverExportable: boolean;
 }
 
 /**
@@ -113,13 +157,16 @@ export function decodeRecord(record: ManagedKeyRecord): DecodedRecord {
     });
   };
   if (!isKeyType(record.type)) return bad(`unknown type "${record.type}"`);
-  const p = record.policy as { v?: unknown; spec?: unknown; origin?: unknown; derived?: { epochStart?: unknown } };
+  const p = record.policy as { v?: unknown; spec?: unknown; origin?: unknown; derived?: { epochStart?: unknown }; neverExportable?: unknown };
   if (p.v !== 1) return bad(`policy format ${String(p.v)}`);
   if (p.origin !== 'config' && p.origin !== 'api') return bad('unknown origin');
+  if (p.neverExportable !== undefined && p.neverExportable !== true) return bad('neverExportable is not true');
   // The spec went through parsePolicyInput when it was written; parse it
   // again so that a hand-edited or damaged record cannot bypass the checks.
   const { spec, issues } = parsePolicyInput(record.type, (p.spec ?? {}) as PolicyInput);
   if (issues.length > 0) return bad(issues.map((i) => `${i.field}: ${i.message}`).join('; '));
+  const neverExportable = p.neverExportable === true;
+  if (neverExportable && spec.exportable === true) return bad('exportable material that is marked neverExportable');
   const policy = effectivePolicy(record.type, spec);
   let derived: EpochSchedule | null = null;
   if (p.derived !== undefined) {
@@ -127,7 +174,7 @@ export function decodeRecord(record: ManagedKeyRecord): DecodedRecord {
     if (typeof start !== 'number' || !Number.isSafeInteger(start) || policy.rotationPeriod === null) return bad('derived without epochStart or rotationPeriod');
     derived = { epochStart: start, period: policy.rotationPeriod };
   }
-  return { type: record.type, spec, policy, origin: p.origin, derived };
+  return { type: record.type, spec, policy, origin: p.origin, derived, neverExportable };
 }
 
 /** Order-independent equality of two specs (a reload applies only real changes). */

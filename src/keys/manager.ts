@@ -24,7 +24,9 @@
  */
 import { silentLogger, type Logger } from '../observe/logger.js';
 import type { KekProvider } from '../kek/provider.js';
-import { ConfigError, ForbiddenError, InternalError, InvalidArgumentError, NotFoundError, ShuttingDownError, UnsupportedError } from '../protocol/errors.js';
+import {
+  ConfigError, ForbiddenError, InternalError, InvalidArgumentError, NotExtractableError, NotFoundError, ShuttingDownError, UnsupportedError,
+} from '../protocol/errors.js';
 import type { Keystore, KeyVersionRecord, ManagedKeyRecord } from '../store/keystore.js';
 import { SerialQueue } from '../store/serial-queue.js';
 import { budgetOptions, type BudgetOptions, type InvocationBudget } from './budget.js';
@@ -49,6 +51,13 @@ import {
 export type { ConfigChanges } from './writes.js';
 export type { KeyDescription } from './describe.js';
 
+/** What `setPolicy` did. */
+export interface PolicyChange {
+  description: KeyDescription;
+  /** The change made the key exportable (false → true); the caller audits it as its own event. */
+  madeExportable: boolean;
+}
+
 export interface KeyManagerOptions {
   store: Keystore;
   kek: KekProvider;
@@ -63,6 +72,21 @@ export interface KeyManagerOptions {
    * client that asked (one event per rotation). Must not throw.
    */
   onRotated?: (event: AutoRotation) => void;
+  /**
+   * Told when a version's stored material fails to load (loader.ts
+   * loadOrDamage): the key's other versions and every other key are served, the
+   * damaged version answers CRYPTOD_ERR_KEY_DAMAGED. Must not throw.
+   */
+  onDamaged?: (event: DamagedVersion) => void;
+  /** Where the keystore is (its file), named in damage reports. */
+  storeFile?: string;
+}
+
+/** A key version (or a derived key's master secret, version 1) whose stored material did not load. */
+export interface DamagedVersion {
+  readonly key: string;
+  readonly version: number;
+  readonly reason: string;
 }
 
 /** A rotation the manager did by itself. */
@@ -94,6 +118,8 @@ export class KeyManager {
   readonly #budget: BudgetOptions;
   readonly #retry: RetryOptions;
   readonly #onRotated: ((event: AutoRotation) => void) | undefined;
+  readonly #onDamaged: ((event: DamagedVersion) => void) | undefined;
+  readonly #storeFile: string;
   readonly #queue = new SerialQueue();
   readonly #cell: SnapshotCell;
   readonly #scheduler: WakeScheduler;
@@ -119,6 +145,8 @@ export class KeyManager {
     this.#budget = budgetOptions(o.budget);
     this.#retry = retryOptions(o.retry);
     this.#onRotated = o.onRotated;
+    this.#onDamaged = o.onDamaged;
+    this.#storeFile = o.storeFile ?? `the ${o.store.backend} keystore`;
     this.#cell = new SnapshotCell(new KeySnapshot(0, new Map()), { now: () => this.#clock.now() });
     this.#scheduler = new WakeScheduler(this.#clock, (names) => this.#onDue(names));
     this.#reservations = new Reservations({
@@ -157,6 +185,16 @@ export class KeyManager {
     return describeEntry(e, this.#clock.now());
   }
 
+  /** Every damaged version held now (for `status`), ordered by key and version. */
+  damaged(): DamagedVersion[] {
+    const out: DamagedVersion[] = [];
+    for (const e of [...this.#cell.current.keys.values()].sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      if (e.damaged !== null) out.push({ key: e.name, version: 1, reason: e.damaged });
+      for (const v of e.versions) if (v.damaged !== null) out.push({ key: e.name, version: v.version, reason: v.damaged });
+    }
+    return out;
+  }
+
   list(): KeyDescription[] {
     const now = this.#clock.now();
     return [...this.#cell.current.keys.values()].sort((a, b) => (a.name < b.name ? -1 : 1)).map((e) => describeEntry(e, now));
@@ -173,20 +211,26 @@ export class KeyManager {
    * Create a managed key. `material` imports one ("bring your own key"): the
    * raw secret, PKCS#8 DER for asymmetric types, or a derived key's 32-byte
    * master. It is copied; zeroing the caller's buffer is the caller's job.
+   * `neverExportable`: the material was non-extractable where it came from
+   * (KEY_PERSIST of such a handle); the key can then never be exportable.
    *
    * @example
    *   await keys.create('sessions', { type: 'hmac-sha256', rotationPeriod: '1h', gracePeriod: '10m' });
    */
-  create(name: string, def: KeyDefinition, options: { material?: Uint8Array; origin?: KeyOrigin } = {}): Promise<KeyDescription> {
+  create(name: string, def: KeyDefinition, options: { material?: Uint8Array; origin?: KeyOrigin; neverExportable?: boolean } = {}): Promise<KeyDescription> {
     return this.#run(async () => {
       const { parsed, issues } = parseDefinition(name, def);
       if (parsed === undefined) throw policyArgumentError(issues);
+      const neverExportable = options.neverExportable === true;
+      if (neverExportable && parsed.policy.exportable) {
+        throw new NotExtractableError('a non-extractable key cannot become an exportable managed key', { detail: { key: name } });
+      }
       const now = this.#clock.now();
       const { prepared, material } = await this.#prepareFirst(name, parsed, now, options.material);
       try {
         await this.#store.transaction(async (tx) => {
           if ((await tx.getKey(name)) !== undefined) throw new InvalidArgumentError(`a managed key named '${name}' already exists`, { detail: { key: name } });
-          await writeNewKey(tx, name, parsed, options.origin ?? 'api', prepared, now);
+          await writeNewKey(tx, name, parsed, options.origin ?? 'api', prepared, now, neverExportable);
         });
       } catch (err) {
         material.destroy();
@@ -206,8 +250,15 @@ export class KeyManager {
     });
   }
 
-  /** Change some policy fields; `null` resets a field to its default. */
-  setPolicy(name: string, patch: PolicyInput): Promise<KeyDescription> {
+  /**
+   * Change some policy fields; `null` resets a field to its default.
+   * Making the key exportable (false → true) needs `mayMakeExportable` (the
+   * caller is a daemon administrator, managed-auth.ts) and is refused for
+   * ever on `neverExportable` material; both are decided inside the
+   * transaction, against the stored record, so no other daemon's change can
+   * slip between the check and the write.
+   */
+  setPolicy(name: string, patch: PolicyInput, options: { mayMakeExportable?: boolean } = {}): Promise<PolicyChange> {
     return this.#run(async () => {
       if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) throw new InvalidArgumentError('expected a policy object');
       const unknown = Object.keys(patch).filter((f) => !(POLICY_FIELDS as readonly string[]).includes(f));
@@ -215,20 +266,34 @@ export class KeyManager {
         throw policyArgumentError(unknown.map((f) => ({ key: name, field: f, message: `unknown policy field '${f}'; known: ${POLICY_FIELDS.join(', ')}` })));
       }
       const now = this.#clock.now();
-      await this.#store.transaction(async (tx) => {
+      const madeExportable = await this.#store.transaction(async (tx) => {
         const record = await tx.getKey(name);
         if (record === undefined) throw new NotFoundError(`no managed key named '${name}'`, { detail: { key: name } });
         const old = decodeRecord(record);
         const { spec, issues } = parsePolicyInput(old.type, patch, old.spec);
         const versions = await tx.getVersions(name);
         const policy = effectivePolicy(old.type, spec);
+        const flips = issues.length === 0 && !old.policy.exportable && policy.exportable;
+        if (flips && old.neverExportable) {
+          throw new NotExtractableError(
+            `key '${name}' holds material that was non-extractable when it entered the daemon; it can never be made exportable`,
+            { detail: { key: name, field: 'exportable' } },
+          );
+        }
+        if (flips && options.mayMakeExportable !== true) {
+          throw new ForbiddenError(
+            `only a daemon administrator may make key '${name}' exportable; the key's admin right does not include it (README "Who may do what")`,
+            { detail: { key: name, op: 'admin', field: 'exportable' } },
+          );
+        }
         const derived = old.derived === null ? null : { epochStart: old.derived.epochStart };
         if (issues.length === 0) issues.push(...changeIssues(name, old, { type: old.type, policy, derived }, versions, now));
         if (issues.length > 0) throw policyArgumentError(issues.map((i) => ({ ...i, key: name })));
         await writePolicy(tx, record, old, spec, policy, old.origin, versions, now);
+        return flips;
       });
       await this.#reloadNow([name]);
-      return this.describe(name);
+      return { description: this.describe(name), madeExportable };
     });
   }
 
@@ -503,7 +568,10 @@ export class KeyManager {
     });
     const now = this.#clock.now();
     const current = this.#cell.current;
-    const ctx = { kek: this.#kek, now, budget: this.#budget, onBudgetLow: (b: InvocationBudget) => this.#reservations.onLow(b) };
+    const ctx = {
+      kek: this.#kek, now, budget: this.#budget, onBudgetLow: (b: InvocationBudget) => this.#reservations.onLow(b),
+      storeFile: this.#storeFile, onDamaged: (key: string, version: number, reason: string) => this.#damaged({ key, version, reason }),
+    };
     const built: Array<{ name: string; b: BuiltEntry | null }> = [];
     try {
       for (const row of rows) {
@@ -523,6 +591,17 @@ export class KeyManager {
     }
     this.#cell.swap(new KeySnapshot(++this.#seq, next));
     for (const { name } of built) this.#plan(name);
+  }
+
+  #damaged(event: DamagedVersion): void {
+    this.#log.error('key version damaged: it is refused (CRYPTOD_ERR_KEY_DAMAGED), every other version and key is served', {
+      key: event.key, version: event.version, file: this.#storeFile, reason: event.reason,
+    });
+    try {
+      this.#onDamaged?.(event);
+    } catch (err) {
+      this.#log.error('damage listener failed', { key: event.key, version: event.version, error: errorText(err) });
+    }
   }
 
   /** At the rotateAt threshold, rotate — if the version is still the current one (another process may have rotated). */

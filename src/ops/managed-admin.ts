@@ -7,21 +7,25 @@
  * RELOAD need an administrator; rotate, set-policy, trim and destroy need
  * `admin` on the key (administrators hold it on every key); export needs
  * `export` on an exportable key; list, describe and the public key of a
- * signing key are for any client with a right on the key. Every change is audited (src/observe/audit.ts) with the
+ * signing key are for any client with a right on the key. Making a key
+ * exportable (false → true) needs a daemon administrator, never only `admin`
+ * on the key, and is refused for ever on material persisted from a
+ * non-extractable handle. Every change is audited (src/observe/audit.ts) with the
  * caller's ClientId as `by`.
  */
 import type { AuditEvent } from '../observe/audit.js';
-import type { Operation, RequestContext } from './operation.js';
-import type { ManagedKeys } from './operation.js';
-import type { KeyDefinition } from '../keys/definition.js';
+import type { ManagedKeys, Operation, RequestContext } from './operation.js';
 import { interoperablePublicKey, type KeyMaterial } from '../keys/material.js';
-import type { KeyEntry, VersionEntry } from '../keys/snapshot.js';
+import { damagedError, type KeyEntry, type VersionEntry } from '../keys/snapshot.js';
 import { keyTypeInfo, type ManagedKeyType } from '../keys/model.js';
-import type { PolicyInput } from '../keys/policy.js';
 import type { CborValue } from '../protocol/cbor.js';
-import { InvalidKeyError, NotExtractableError, NotFoundError, UnsupportedError } from '../protocol/errors.js';
+import { InternalError, InvalidKeyError, NotExtractableError, NotFoundError, UnsupportedError } from '../protocol/errors.js';
+import {
+  KeyCreate, KeyDescribe, KeyDestroy, KeyExport, KeyImport, KeyList, KeyPersist, KeyPublic, KeyRotate, KeySetPolicy, KeyTrim, Reload,
+} from '../protocol/messages/managed.js';
+import { asCbor, type Schema } from '../protocol/schema.js';
 import { Op } from '../protocol/ops.js';
-import { asArgs, bytes, int, map, nodeId, optInt, str, takeSecret } from './args.js';
+import { takeSecret } from './args.js';
 import { acquireKey, type KeyNode } from './key.js';
 import { sensitiveReply } from './keys.js';
 import { authorize, isAdmin, managedKeys, requireAdmin, visible } from './managed-auth.js';
@@ -42,9 +46,10 @@ function adminOn(ctx: RequestContext, keys: ManagedKeys, name: string): void {
  * The version `args.version` names (default: the current one) with the
  * material this daemon holds for it; NOT_FOUND when it holds none.
  */
-function heldVersion(keys: ManagedKeys, e: KeyEntry, name: string, args: Record<string, CborValue>): VersionEntry & { material: KeyMaterial } {
-  const version = optInt(args, 'version', 1, 0xffff_ffff) ?? keys.manager.describe(name).currentVersion;
+function heldVersion(keys: ManagedKeys, e: KeyEntry, name: string, args: { version?: number | undefined }): VersionEntry & { material: KeyMaterial } {
+  const version = args.version ?? keys.manager.describe(name).currentVersion;
   const v = version === null ? undefined : e.versions.find((x) => x.version === version);
+  if (v?.damaged != null) throw damagedError(name, v.version, v.damaged);
   if (v === undefined || v.material === null) {
     throw new NotFoundError(`key '${name}' holds no material for version ${String(version)} (destroyed, disabled, retired or absent)`, {
       detail: { key: name, version: version ?? null },
@@ -53,12 +58,21 @@ function heldVersion(keys: ManagedKeys, e: KeyEntry, name: string, args: Record<
   return v as VersionEntry & { material: KeyMaterial };
 }
 
-function definition(args: Record<string, CborValue>): KeyDefinition {
-  return map(args, 'definition') as unknown as KeyDefinition;
+/**
+ * The daemon's own result, checked against the reply the protocol declares
+ * for it (docs/protocol.md §6.11): a mismatch is a daemon bug, not the
+ * caller's, and must not reach the client half-formed.
+ */
+function reply<T>(schema: Schema<T, unknown>, v: unknown): T {
+  try {
+    return schema.parse(v, 'the reply');
+  } catch (err) {
+    throw new InternalError('a managed-key reply does not match its declaration', { cause: err });
+  }
 }
 
 function describe(keys: ManagedKeys, name: string): CborValue {
-  return keys.manager.describe(name) as unknown as CborValue;
+  return reply(KeyDescribe.result, keys.manager.describe(name));
 }
 
 /** The managed type a client-owned key becomes, or UNSUPPORTED naming what fits. */
@@ -105,28 +119,28 @@ export const managedAdminOperations: Operation[] = [
   {
     op: Op.KEY_CREATE,
     async handle(ctx, raw) {
-      const args = asArgs(raw);
+      const args = KeyCreate.args.parse(raw);
       const keys = managedKeys(ctx);
-      const name = str(args, 'name');
+      const name = args.name;
       requireAdmin(ctx, keys, `create key '${name}'`, name);
-      const d = await keys.manager.create(name, definition(args));
+      const d = await keys.manager.create(name, args.definition);
       audit(ctx, { event: 'key.created', key: name, version: d.currentVersion, algorithm: d.type, by: ctx.clientId });
-      return d as unknown as CborValue;
+      return reply(KeyCreate.result, d);
     },
   },
   {
     op: Op.KEY_IMPORT,
     sensitiveRequest: true,
     async handle(ctx, raw) {
-      const args = asArgs(raw);
+      const args = KeyImport.args.parse(raw);
       const keys = managedKeys(ctx);
-      const name = str(args, 'name');
+      const name = args.name;
       requireAdmin(ctx, keys, `import key '${name}'`, name);
-      const material = takeSecret(bytes(args, 'material'));
+      const material = takeSecret(args.material);
       try {
-        const d = await keys.manager.create(name, definition(args), { material });
+        const d = await keys.manager.create(name, args.definition, { material });
         audit(ctx, { event: 'key.created', key: name, version: d.currentVersion, algorithm: d.type, by: ctx.clientId });
-        return d as unknown as CborValue;
+        return reply(KeyImport.result, d);
       } finally {
         material.fill(0);
       }
@@ -135,25 +149,29 @@ export const managedAdminOperations: Operation[] = [
   {
     op: Op.KEY_PERSIST,
     async handle(ctx, raw) {
-      const args = asArgs(raw);
+      const args = KeyPersist.args.parse(raw);
       const keys = managedKeys(ctx);
-      const name = str(args, 'name');
+      const name = args.name;
       requireAdmin(ctx, keys, `persist a key as '${name}'`, name);
-      const extra = args.definition === undefined ? {} : (map(args, 'definition') as unknown as PolicyInput & { type?: string });
+      const extra = args.definition ?? {};
       let type: ManagedKeyType;
       let material: Buffer;
+      let neverExportable: boolean;
       {
-        using key = acquireKey(ctx, nodeId(args, 'handle'));
+        using key = acquireKey(ctx, args.handle);
         type = managedTypeOf(key.value);
         if (extra.exportable === true && !key.value.extractable) {
           throw new NotExtractableError('a non-extractable key cannot become an exportable managed key', { detail: { key: name } });
         }
         material = materialOf(key.value);
+        neverExportable = !key.value.extractable;
       }
       try {
-        const d = await keys.manager.create(name, { ...extra, type }, { material });
+        // WebCrypto promised the handle's holder that a non-extractable key
+        // never leaves: the managed key keeps that promise for ever.
+        const d = await keys.manager.create(name, { ...extra, type }, { material, neverExportable });
         audit(ctx, { event: 'key.created', key: name, version: d.currentVersion, algorithm: d.type, by: ctx.clientId });
-        return d as unknown as CborValue;
+        return reply(KeyPersist.result, d);
       } finally {
         material.fill(0);
       }
@@ -163,7 +181,7 @@ export const managedAdminOperations: Operation[] = [
     op: Op.KEY_ROTATE,
     async handle(ctx, raw) {
       const keys = managedKeys(ctx);
-      const name = str(asArgs(raw), 'name');
+      const name = KeyRotate.args.parse(raw).name;
       adminOn(ctx, keys, name);
       const previous = keys.manager.describe(name).currentVersion;
       const version = await keys.manager.rotate(name);
@@ -173,12 +191,13 @@ export const managedAdminOperations: Operation[] = [
   },
   {
     op: Op.KEY_LIST,
-    handle(ctx) {
+    handle(ctx, raw) {
+      KeyList.args.parse(raw);
       const keys = managedKeys(ctx);
       const out: CborValue[] = [];
       for (const d of keys.manager.list()) {
         const e = keys.manager.entry(d.name);
-        if (e !== undefined && visible(keys, e.policy, ctx.clientId)) out.push(d as unknown as CborValue);
+        if (e !== undefined && visible(keys, e.policy, ctx.clientId)) out.push(reply(KeyDescribe.result, d));
       }
       return { keys: out };
     },
@@ -187,7 +206,7 @@ export const managedAdminOperations: Operation[] = [
     op: Op.KEY_DESCRIBE,
     handle(ctx, raw) {
       const keys = managedKeys(ctx);
-      const name = str(asArgs(raw), 'name');
+      const name = KeyDescribe.args.parse(raw).name;
       const e = keys.manager.entry(name);
       if (e === undefined || !visible(keys, e.policy, ctx.clientId)) throw new NotFoundError(`no managed key named '${name}'`, { detail: { key: name } });
       return describe(keys, name);
@@ -196,23 +215,27 @@ export const managedAdminOperations: Operation[] = [
   {
     op: Op.KEY_SET_POLICY,
     async handle(ctx, raw) {
-      const args = asArgs(raw);
+      const args = KeySetPolicy.args.parse(raw);
       const keys = managedKeys(ctx);
-      const name = str(args, 'name');
+      const name = args.name;
       adminOn(ctx, keys, name);
-      const patch = map(args, 'policy') as unknown as PolicyInput;
-      const d = await keys.manager.setPolicy(name, patch);
+      const patch = args.policy;
+      // Making a key exportable lets its bytes leave the daemon for good: a
+      // decision for the daemon's own administrators, never for a client the
+      // key's policy made its admin (or it could grant itself export).
+      const { description, madeExportable } = await keys.manager.setPolicy(name, patch, { mayMakeExportable: isAdmin(keys, ctx.clientId) });
       audit(ctx, { event: 'policy.changed', key: name, subject: null, change: Object.keys(patch).sort().join(','), by: ctx.clientId });
-      return d as unknown as CborValue;
+      if (madeExportable) audit(ctx, { event: 'key.exportable', key: name, by: ctx.clientId });
+      return reply(KeySetPolicy.result, description);
     },
   },
   {
     op: Op.KEY_TRIM,
     async handle(ctx, raw) {
-      const args = asArgs(raw);
+      const args = KeyTrim.args.parse(raw);
       const keys = managedKeys(ctx);
-      const name = str(args, 'name');
-      const below = int(args, 'below', 1, 0xffff_ffff);
+      const name = args.name;
+      const below = args.below;
       adminOn(ctx, keys, name);
       const destroyed = await keys.manager.trim(name, below);
       for (const v of destroyed) audit(ctx, { event: 'key.destroyed', key: name, version: v, by: ctx.clientId });
@@ -223,7 +246,7 @@ export const managedAdminOperations: Operation[] = [
     op: Op.KEY_DESTROY,
     async handle(ctx, raw) {
       const keys = managedKeys(ctx);
-      const name = str(asArgs(raw), 'name');
+      const name = KeyDestroy.args.parse(raw).name;
       adminOn(ctx, keys, name);
       const destroyed = await keys.manager.destroy(name);
       audit(ctx, { event: 'key.destroyed', key: name, version: null, by: ctx.clientId });
@@ -233,9 +256,9 @@ export const managedAdminOperations: Operation[] = [
   {
     op: Op.KEY_EXPORT,
     handle(ctx, raw) {
-      const args = asArgs(raw);
+      const args = KeyExport.args.parse(raw);
       const keys = managedKeys(ctx);
-      const name = str(args, 'name');
+      const name = args.name;
       using lease = keys.manager.acquire();
       const e = lease.snapshot.keys.get(name);
       if (e === undefined) throw new NotFoundError(`no managed key named '${name}'`, { detail: { key: name } });
@@ -256,9 +279,9 @@ export const managedAdminOperations: Operation[] = [
     // Public data: any right on the key suffices, nothing is audited.
     op: Op.KEY_PUBLIC,
     handle(ctx, raw) {
-      const args = asArgs(raw);
+      const args = KeyPublic.args.parse(raw);
       const keys = managedKeys(ctx);
-      const name = str(args, 'name');
+      const name = args.name;
       using lease = keys.manager.acquire();
       const e = lease.snapshot.keys.get(name);
       if (e === undefined || !visible(keys, e.policy, ctx.clientId)) throw new NotFoundError(`no managed key named '${name}'`, { detail: { key: name } });
@@ -274,13 +297,14 @@ export const managedAdminOperations: Operation[] = [
         type: e.type,
         version: v.version,
         spki: pub.export({ format: 'der', type: 'spki' }),
-        jwk: pub.export({ format: 'jwk' }) as unknown as CborValue,
+        jwk: asCbor(pub.export({ format: 'jwk' })),
       };
     },
   },
   {
     op: Op.RELOAD,
-    async handle(ctx) {
+    async handle(ctx, raw) {
+      Reload.args.parse(raw);
       // Without managed keys the default administrators apply (managed-keys.ts header).
       const keys = ctx.daemon.keys ?? DEFAULT_ADMINS;
       if (!isAdmin(keys, ctx.clientId)) requireAdmin(ctx, keys, 'reload the configuration', null);
