@@ -20,7 +20,7 @@ import { DecryptError } from '../protocol/errors.js';
 import { openSqliteKeystore } from '../store/sqlite/sqlite-store.js';
 import { parseCommand, stringOpt, UsageError, wantsHelp, type OptionSpec } from './args.js';
 import { EXIT_FAILURE, EXIT_OK, LocalFailure } from './output.js';
-import { kekPassphrase } from './serve.js';
+import { readKekPassphrase } from '../kek/passphrase.js';
 
 export const KEYSTORE_HELP = `Usage: cryptod keystore check [options]
 
@@ -113,7 +113,7 @@ async function check(dir: string, file: string, loaded: LoadedConfig | null): Pr
     if ((await store.read((r) => r.getMeta(LOCAL_KEK_META_KEY))) === undefined) {
       throw new LocalFailure(`${file} has no KEK record: it is empty or new, there is nothing to check`);
     }
-    const passphrase = kekPassphrase(loaded?.config);
+    const passphrase = readKekPassphrase(loaded?.config.kek ?? {});
     let kek: LocalKekProvider;
     try {
       kek = await LocalKekProvider.open({ dir, store, storeFile: file, ...(passphrase === undefined ? {} : { passphrase }) });

@@ -17,8 +17,7 @@
  */
 import { isAbsolute, resolve } from 'node:path';
 import type { Level } from '../observe/logger.js';
-import { DEFAULT_LIMITS, resolveLimits, type Limits } from './limits.js';
-import { ConfigError } from '../protocol/errors.js';
+import { LIMIT_NAMES, limitIssues, type LimitName, type Limits } from './limits.js';
 import type { AccessPolicy, TcpListenOptions } from './listeners.js';
 import { parseDefinition, type KeyDefinition } from '../keys/definition.js';
 
@@ -101,36 +100,20 @@ export function validateConfig(raw: unknown, file: string, sourceOf: (path: read
   }
 
   if (doc.limits !== undefined) {
-    const names = Object.keys(DEFAULT_LIMITS);
-    const l = map(['limits'], doc.limits, names);
-    const limits: Record<string, number> = {};
+    // The schema is the declaration table: its names, its ranges (limits.ts).
+    const l = map(['limits'], doc.limits, LIMIT_NAMES);
+    const limits: { -readonly [K in LimitName]?: number } = {};
     for (const [k, v] of Object.entries(l ?? {})) {
-      if (!names.includes(k)) continue;
-      if (typeof v !== 'number' || !Number.isSafeInteger(v)) {
-        bad(['limits', k], `expected an integer, got ${kind(v)}`);
-        continue;
-      }
-      limits[k] = v;
+      if (!(LIMIT_NAMES as readonly string[]).includes(k)) continue;
+      if (typeof v !== 'number' || !Number.isSafeInteger(v)) bad(['limits', k], `expected an integer, got ${kind(v)}`);
+      else limits[k as LimitName] = v;
     }
-    // resolveLimits states the allowed range of each limit. Some ranges depend
-    // on another limit (maxConnectionsPerUid < maxConnections), so the limits
-    // are checked together; each failure names its field, which is dropped
-    // and the rest checked again.
-    for (;;) {
-      try {
-        resolveLimits(limits as Partial<Limits>);
-        break;
-      } catch (err) {
-        const field = err instanceof ConfigError ? err.detail?.field : undefined;
-        if (typeof field !== 'string' || !(field in limits)) {
-          bad(['limits'], (err as Error).message);
-          break;
-        }
-        bad(['limits', field], (err as Error).message);
-        delete limits[field];
-      }
+    // Checked together: some ranges depend on another limit of the file.
+    for (const issue of limitIssues(limits).issues) {
+      bad(['limits', issue.field], issue.message);
+      delete limits[issue.field];
     }
-    out.limits = limits as Partial<Limits>;
+    out.limits = limits;
   }
 
   if (doc.access !== undefined) {

@@ -1,108 +1,193 @@
 /**
- * Every limit the daemon enforces, with its default. Documented in README.md
- * ("Limits"); each has its own typed error when it is hit.
+ * Every limit the daemon enforces, declared once. A declaration is all the
+ * daemon and its documentation say about a limit; everything else is derived
+ * from the table below:
+ *
+ *   LIMITS ──▶ Limits (the type)          resolveLimits / limitIssues (ranges)
+ *          ──▶ serve flags and --help      (src/cli/serve-flags.ts)
+ *          ──▶ the YAML `limits:` schema   (src/config/config.ts)
+ *          ──▶ HELLO's `limits`            (helloLimits, src/daemon/handshake.ts)
+ *
+ * The name of an entry is the field of `Limits`, the YAML key under `limits:`
+ * and, when `hello` is true, the name in HELLO's reply: one vocabulary for
+ * operators and clients. README ("Limits") and docs/protocol.md §8 must name
+ * every entry; test/limit-docs.test.ts fails when one is missing.
+ *
+ * A default or maximum may depend on limits declared before it (the table is
+ * resolved in order): the per-client share of context memory follows the
+ * total unless it is set itself.
  */
 import { DEFAULT_MAX_FRAME, MAX_MAX_FRAME, MIN_LENGTH } from '../protocol/frame.js';
-import { ConfigError } from '../protocol/errors.js';
+import { ConfigError, InternalError } from '../protocol/errors.js';
 
-export interface Limits {
-  /** Largest value of a frame's length field (bytes). CRYPTOD_ERR_FRAME_TOO_LARGE. */
-  readonly maxFrame: number;
-  /** Live data nodes one client may hold. CRYPTOD_ERR_QUOTA. */
-  readonly maxNodesPerClient: number;
-  /** Requests one connection may have in flight before the daemon stops reading from it. */
-  readonly maxInflightPerConnection: number;
-  /**
-   * Payload bytes of the requests one connection has in flight (asynchronous
-   * ones: sliced updates, key generation) before the daemon stops reading
-   * from it. Back-pressure like the count above: without it 1024 requests of
-   * 4 MiB would pin 4 GiB. A single request is always accepted.
-   */
-  readonly maxInflightBytesPerConnection: number;
-  /** Open connections one client (ClientId) may have. CRYPTOD_ERR_TOO_MANY_CONNECTIONS at HELLO. */
-  readonly maxConnectionsPerClient: number;
-  /**
-   * Open connections of one uid on the Unix socket, counted from accept (before
-   * HELLO, so different client names do not sidestep it). The daemon's own uid
-   * and root are not counted against it: they can read the daemon's files
-   * anyway, and the default policy admits nobody else. Must be below
-   * maxConnections: the last maxConnectionsPerUid connections are kept for
-   * those two (src/daemon/admission.ts). Default: a quarter of maxConnections.
-   * CRYPTOD_ERR_TOO_MANY_CONNECTIONS at accept.
-   */
-  readonly maxConnectionsPerUid: number;
-  /**
-   * Open connections over both listeners, counted from accept. Each costs a
-   * file descriptor; the default stays well under the common soft limit of
-   * 1024 even if raising it to the hard limit fails at start (peer-cred.ts
-   * raiseFileLimit), leaving room for the keystore, the audit log, the
-   * listeners and refused connections on their way out (a quarter of this
-   * more). CRYPTOD_ERR_TOO_MANY_CONNECTIONS at accept.
-   */
-  readonly maxConnections: number;
-  /**
-   * A connection that has not completed HELLO this long after accept is sent
-   * CRYPTOD_ERR_HANDSHAKE and closed: an idle socket must not hold a file
-   * descriptor and a connection slot forever.
-   */
-  readonly helloTimeoutMs: number;
-  /**
-   * A hash, HMAC or cipher context no request used for this long is released
-   * (within 25 % more). 0: contexts never expire. Later use: CRYPTOD_ERR_EXPIRED.
-   */
-  readonly contextIdleMs: number;
-  /** Bytes of context state (buffered segments, digest state) over all clients. CRYPTOD_ERR_MEMORY_LIMIT. */
-  readonly maxContextMemory: number;
-  /**
-   * The share of maxContextMemory one client (ClientId) may hold, so one
-   * client cannot refuse the others their contexts. CRYPTOD_ERR_MEMORY_LIMIT
-   * with `detail.scope` "client". Default: a quarter of maxContextMemory.
-   */
-  readonly maxContextMemoryPerClient: number;
-  /** How long SIGTERM waits for requests in flight before it closes connections (ms). */
-  readonly shutdownGraceMs: number;
+/** What a value counts, for --help: `--max-frame BYTES`. */
+export type LimitUnit = 'BYTES' | 'N' | 'MS';
+
+/**
+ * Reads a limit declared before the one being resolved. Naming a later or
+ * unknown limit throws when this module loads (DEFAULT_LIMITS resolves them
+ * all), so a mistake in the table never reaches a running daemon.
+ */
+export type EarlierLimit = (name: string) => number;
+
+export interface LimitDeclaration {
+  /** A number, or derived from earlier limits; `defaultDoc` then says how, for people. */
+  readonly default: number | ((earlier: EarlierLimit) => number);
+  readonly defaultDoc?: string;
+  readonly min: number;
+  /** A number, or derived from earlier limits; `maxDoc` then says how, for people. */
+  readonly max: number | ((earlier: EarlierLimit) => number);
+  readonly maxDoc?: string;
+  /** `cryptod serve --FLAG VALUE`. */
+  readonly flag: string;
+  readonly unit: LimitUnit;
+  /** Whether HELLO's reply reports it (under the entry's name), so a client can size its requests. */
+  readonly hello: boolean;
+  /** One line for --help and the docs: what it bounds. */
+  readonly doc: string;
+  /** The error a client gets when it hits the limit; null when hitting it slows the client instead (back-pressure) or ends the daemon's wait. */
+  readonly error: string | null;
 }
 
-export const DEFAULT_LIMITS: Limits = {
-  maxFrame: DEFAULT_MAX_FRAME,
-  maxNodesPerClient: 10_000,
-  maxInflightPerConnection: 1024,
-  maxInflightBytesPerConnection: 32 * 1024 * 1024,
-  maxConnectionsPerClient: 128,
-  maxConnectionsPerUid: 128,
-  maxConnections: 512,
-  helloTimeoutMs: 10_000,
-  contextIdleMs: 10 * 60_000,
-  maxContextMemory: 512 * 1024 * 1024,
-  maxContextMemoryPerClient: 128 * 1024 * 1024,
-  shutdownGraceMs: 5_000,
-};
+const KiB = 1024;
+const MiB = 1024 * KiB;
 
+export const LIMITS = {
+  maxFrame: {
+    default: DEFAULT_MAX_FRAME, min: 1024, max: MAX_MAX_FRAME, flag: 'max-frame', unit: 'BYTES', hello: true,
+    doc: "largest value of a frame's length field",
+    error: 'CRYPTOD_ERR_FRAME_TOO_LARGE',
+  },
+  maxNodesPerClient: {
+    default: 10_000, min: 1, max: 10_000_000, flag: 'max-nodes-per-client', unit: 'N', hello: true,
+    doc: 'live keys and contexts one client may hold, over all its connections',
+    error: 'CRYPTOD_ERR_QUOTA',
+  },
+  maxInflightPerConnection: {
+    default: 1024, min: 1, max: 1_000_000, flag: 'max-inflight', unit: 'N', hello: true,
+    doc: 'requests in flight per connection before the daemon stops reading from it',
+    error: null,
+  },
+  // Back-pressure like the count above: without it 1024 requests of 4 MiB
+  // would pin 4 GiB. A single request is always accepted.
+  maxInflightBytesPerConnection: {
+    default: 32 * MiB, min: 1024, max: 2 ** 40, flag: 'max-inflight-bytes', unit: 'BYTES', hello: true,
+    doc: 'payload bytes of the requests in flight per connection before the daemon stops reading from it',
+    error: null,
+  },
+  maxConnectionsPerClient: {
+    default: 128, min: 1, max: 1_000_000, flag: 'max-connections-per-client', unit: 'N', hello: true,
+    doc: 'open connections one client (ClientId) may have; refused at HELLO',
+    error: 'CRYPTOD_ERR_TOO_MANY_CONNECTIONS',
+  },
+  // Counted from accept, over both listeners. Each costs a file descriptor:
+  // the default stays well under the common soft limit of 1024 even if raising
+  // it at start fails, leaving room for the keystore, the audit log, the
+  // listeners and refused connections on their way out (a quarter more).
+  maxConnections: {
+    default: 512, min: 2, max: 1_000_000, flag: 'max-connections', unit: 'N', hello: true,
+    doc: 'open connections over both listeners; the last --max-connections-per-uid are kept for the daemon\'s own uid and root',
+    error: 'CRYPTOD_ERR_TOO_MANY_CONNECTIONS',
+  },
+  // Counted from accept, before HELLO, so different client names do not
+  // sidestep it. The daemon's own uid and root are not counted: they can read
+  // the daemon's files anyway. Below maxConnections, whose last
+  // maxConnectionsPerUid connections stay free for those two (src/daemon/admission.ts).
+  maxConnectionsPerUid: {
+    default: (limit) => Math.max(1, Math.floor(limit('maxConnections') / 4)), defaultDoc: 'a quarter of --max-connections',
+    min: 1, max: (limit) => limit('maxConnections') - 1, maxDoc: '--max-connections − 1',
+    flag: 'max-connections-per-uid', unit: 'N', hello: true,
+    doc: "open connections per uid on the Unix socket, counted from accept; not applied to the daemon's own uid and root",
+    error: 'CRYPTOD_ERR_TOO_MANY_CONNECTIONS',
+  },
+  // An idle socket must not hold a file descriptor and a connection slot forever.
+  helloTimeoutMs: {
+    default: 10_000, min: 10, max: 600_000, flag: 'hello-timeout-ms', unit: 'MS', hello: true,
+    doc: 'close a connection that has not completed HELLO within MS of connecting',
+    error: 'CRYPTOD_ERR_HANDSHAKE',
+  },
+  // Released within 25 % more than this (the idle sweep's tick, src/daemon/server.ts).
+  contextIdleMs: {
+    default: 10 * 60_000, min: 0, max: 7 * 24 * 3_600_000, flag: 'context-idle-ms', unit: 'MS', hello: true,
+    doc: 'release hash, HMAC and cipher contexts that no request used for MS; 0: never',
+    error: 'CRYPTOD_ERR_EXPIRED',
+  },
+  maxContextMemory: {
+    default: 512 * MiB, min: 64 * KiB, max: 2 ** 44, flag: 'max-context-memory', unit: 'BYTES', hello: true,
+    doc: 'memory for context state over all clients',
+    error: 'CRYPTOD_ERR_MEMORY_LIMIT',
+  },
+  // A share, so that one client filling its contexts cannot refuse the others theirs.
+  maxContextMemoryPerClient: {
+    default: (limit) => Math.floor(limit('maxContextMemory') / 4), defaultDoc: 'a quarter of --max-context-memory',
+    min: 16 * KiB, max: (limit) => limit('maxContextMemory'), maxDoc: '--max-context-memory',
+    flag: 'max-context-memory-per-client', unit: 'BYTES', hello: true,
+    doc: 'the share of the context memory one client may hold',
+    error: 'CRYPTOD_ERR_MEMORY_LIMIT',
+  },
+  // Not in HELLO: it is the daemon's business how long it waits for itself.
+  shutdownGraceMs: {
+    default: 5_000, min: 0, max: 600_000, flag: 'shutdown-grace-ms', unit: 'MS', hello: false,
+    doc: 'how long shutdown waits for requests in flight before it closes connections',
+    error: null,
+  },
+} as const satisfies Readonly<Record<string, LimitDeclaration>>;
+
+export type LimitName = keyof typeof LIMITS;
+export type Limits = { readonly [K in LimitName]: number };
+
+/** The names, in declaration (and resolution) order. */
+export const LIMIT_NAMES = Object.keys(LIMITS) as LimitName[];
+
+/** One limit out of range; `field` is the limit's name. */
+export interface LimitIssue {
+  readonly field: LimitName;
+  readonly message: string;
+}
+
+/**
+ * Every problem of `partial` at once, with the values the others were
+ * checked against. An invalid value is replaced by its default for the
+ * limits after it, so one mistake is reported once.
+ */
+export function limitIssues(partial: Partial<Limits> = {}): { limits: Limits; issues: LimitIssue[] } {
+  const resolved: Record<string, number> = {};
+  const issues: LimitIssue[] = [];
+  for (const name of LIMIT_NAMES) {
+    const d: LimitDeclaration = LIMITS[name];
+    const earlier: EarlierLimit = (other) => {
+      const v = resolved[other];
+      if (v === undefined) throw new InternalError(`limit ${name} reads ${other}, which is not declared before it`);
+      return v;
+    };
+    const fallback = typeof d.default === 'function' ? d.default(earlier) : d.default;
+    const max = typeof d.max === 'function' ? d.max(earlier) : d.max;
+    const value = partial[name] ?? fallback;
+    if (!Number.isSafeInteger(value) || value < d.min || value > max) {
+      issues.push({ field: name, message: `limit ${name} must be an integer from ${d.min} to ${max}, got ${value}` });
+      resolved[name] = fallback;
+    } else {
+      resolved[name] = value;
+    }
+  }
+  return { limits: resolved as Limits, issues };
+}
+
+/** `partial` over the defaults. @throws ConfigError naming the first limit out of range (`detail.field`). */
 export function resolveLimits(partial: Partial<Limits> = {}): Limits {
-  // The per-client share follows a configured total unless set itself.
-  const share = partial.maxContextMemoryPerClient ?? (partial.maxContextMemory === undefined ? DEFAULT_LIMITS.maxContextMemoryPerClient : Math.floor(partial.maxContextMemory / 4));
-  // So does the per-uid connection cap (a quarter, as the default 128 of 512).
-  const perUid = partial.maxConnectionsPerUid ?? (partial.maxConnections === undefined ? DEFAULT_LIMITS.maxConnectionsPerUid : Math.max(1, Math.floor(partial.maxConnections / 4)));
-  const limits = { ...DEFAULT_LIMITS, ...partial, maxContextMemoryPerClient: share, maxConnectionsPerUid: perUid };
-  check('maxFrame', limits.maxFrame, 1024, MAX_MAX_FRAME);
-  check('maxNodesPerClient', limits.maxNodesPerClient, 1, 10_000_000);
-  check('maxInflightPerConnection', limits.maxInflightPerConnection, 1, 1_000_000);
-  check('maxInflightBytesPerConnection', limits.maxInflightBytesPerConnection, 1024, 2 ** 40);
-  check('maxConnectionsPerClient', limits.maxConnectionsPerClient, 1, 1_000_000);
-  check('maxConnections', limits.maxConnections, 2, 1_000_000);
-  check('maxConnectionsPerUid', limits.maxConnectionsPerUid, 1, limits.maxConnections - 1);
-  check('helloTimeoutMs', limits.helloTimeoutMs, 10, 600_000);
-  check('contextIdleMs', limits.contextIdleMs, 0, 7 * 24 * 3_600_000);
-  check('maxContextMemory', limits.maxContextMemory, 64 * 1024, 2 ** 44);
-  check('maxContextMemoryPerClient', limits.maxContextMemoryPerClient, 16 * 1024, limits.maxContextMemory);
-  check('shutdownGraceMs', limits.shutdownGraceMs, 0, 600_000);
+  const { limits, issues } = limitIssues(partial);
+  const first = issues[0];
+  if (first !== undefined) throw new ConfigError(first.message, { detail: { field: first.field } });
   return limits;
 }
 
-function check(name: string, value: number, min: number, max: number): void {
-  if (!Number.isSafeInteger(value) || value < min || value > max) {
-    throw new ConfigError(`limit ${name} must be an integer from ${min} to ${max}, got ${value}`, { detail: { field: name } });
-  }
+export const DEFAULT_LIMITS: Limits = resolveLimits();
+
+/** The `limits` of HELLO's reply (docs/protocol.md §4): the limits a client sizes its requests by. */
+export function helloLimits(limits: Limits): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const name of LIMIT_NAMES) if (LIMITS[name].hello) out[name] = limits[name];
+  return out;
 }
 
 /** Largest payload that fits one frame. */

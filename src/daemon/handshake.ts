@@ -19,7 +19,7 @@ import { AuthFailedError, ProtocolVersionError } from '../protocol/errors.js';
 import { Hello, HelloVersion } from '../protocol/messages/session.js';
 import { PROTOCOL_VERSION } from '../protocol/ops.js';
 import { clientId, type ClientId } from '../state/ids.js';
-import type { Limits } from '../config/limits.js';
+import { helloLimits, type Limits } from '../config/limits.js';
 import { DAEMON_VERSION } from './version.js';
 
 export interface PeerIdentity {
@@ -112,19 +112,8 @@ function complete(identity: Identity, limits: Limits): HandshakeResult {
     daemon: 'cryptod',
     daemonVersion: DAEMON_VERSION,
     clientId: identity.clientId,
-    limits: {
-      maxFrame: limits.maxFrame,
-      maxNodesPerClient: limits.maxNodesPerClient,
-      maxInflightPerConnection: limits.maxInflightPerConnection,
-      maxInflightBytesPerConnection: limits.maxInflightBytesPerConnection,
-      maxConnectionsPerClient: limits.maxConnectionsPerClient,
-      maxConnectionsPerUid: limits.maxConnectionsPerUid,
-      maxConnections: limits.maxConnections,
-      helloTimeoutMs: limits.helloTimeoutMs,
-      contextIdleMs: limits.contextIdleMs,
-      maxContextMemory: limits.maxContextMemory,
-      maxContextMemoryPerClient: limits.maxContextMemoryPerClient,
-    },
+    // Every limit declared with `hello: true`, under its own name.
+    limits: helloLimits(limits),
   };
   return { identity, reply };
 }

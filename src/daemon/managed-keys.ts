@@ -3,7 +3,7 @@
  * SQLite keystore and the local KEK provider of the data directory, plus who
  * administers them.
  *
- *   cryptod serve ─▶ openManagedKeys({ dataDir }) ─▶ startDaemon({ keys })
+ *   createDaemon (assemble.ts) ─▶ openManagedKeys({ dataDir }) ─▶ startDaemon({ keys })
  *                        keystore.sqlite ─▶ LocalKekProvider ─▶ KeyManager
  *   shutdown:   daemon.close() (connections first) ─▶ keys.close()
  *               (manager, then KEK, then store: the reverse of opening)

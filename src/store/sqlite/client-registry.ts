@@ -12,13 +12,11 @@
  * SQLite's own busy timeout (blocking), which is fine in a CLI process and
  * would be wrong on the daemon's event loop for anything frequent.
  */
-import path from 'node:path';
 import Database from 'better-sqlite3';
 import { assertClientName, assertUid, type ClientRecord, type ClientRegistry, type VerifiedClient } from '../../auth/client-registry.js';
 import { DECOY_DIGEST, digestsMatch, issueToken, parseToken } from '../../auth/tokens.js';
 import { ConfigError, CryptodError, InternalError, InvalidArgumentError, NotFoundError, StoreError } from '../../protocol/errors.js';
-import { ensurePrivateDir, ensurePrivateFile } from '../private-files.js';
-import { applyMigrations, checkSchema, LATEST_SCHEMA_VERSION } from './migrations.js';
+import { openDatabaseFile } from './database-file.js';
 
 export interface SqliteClientRegistryOptions {
   /** The data directory (same rules as the keystore's: created 0700, refused when group/world accessible). */
@@ -40,39 +38,17 @@ interface Row {
 
 /** Open (creating and migrating the database if needed) the registry in `options.dataDir`. */
 export function openSqliteClientRegistry(options: SqliteClientRegistryOptions): SqliteClientRegistry {
-  const fileName = options.fileName ?? 'keystore.sqlite';
-  if (fileName === '' || fileName !== path.basename(fileName) || fileName.startsWith('.')) {
-    throw new ConfigError(`expected the keystore file name to be a plain file name, got "${fileName}"`);
-  }
-  const dir = ensurePrivateDir(options.dataDir);
-  const file = path.join(dir, fileName);
-  ensurePrivateFile(file);
-  let db: Database.Database | undefined;
+  // The file, its pragmas and its migrations: database-file.ts, shared with the keystore.
+  const { db } = openDatabaseFile({
+    dataDir: options.dataDir, purpose: 'client registry in',
+    ...(options.fileName === undefined ? {} : { fileName: options.fileName }),
+    ...(options.busyTimeoutMs === undefined ? {} : { busyTimeoutMs: options.busyTimeoutMs }),
+  });
   try {
-    db = new Database(file, { fileMustExist: true, timeout: options.busyTimeoutMs ?? 5_000 });
-    checkSchema(db, file); // a foreign or too-new file is refused before anything changes it
-    const mode = db.pragma('journal_mode = WAL', { simple: true });
-    if (mode !== 'wal') throw new ConfigError(`cannot switch ${file} to WAL mode (got ${String(mode)})`);
-    db.pragma('synchronous = FULL');
-    db.pragma('secure_delete = ON');
-    db.pragma('trusted_schema = OFF');
-    if (checkSchema(db, file) < LATEST_SCHEMA_VERSION) {
-      // BEGIN IMMEDIATE waits (busy timeout) for a keystore that migrates at the same time;
-      // applyMigrations re-reads the version under the lock.
-      db.exec('BEGIN IMMEDIATE');
-      try {
-        applyMigrations(db, file);
-        db.exec('COMMIT');
-      } catch (err) {
-        if (db.inTransaction) db.exec('ROLLBACK');
-        throw err;
-      }
-    }
     return new SqliteClientRegistry(db);
   } catch (err) {
-    db?.close();
-    if (err instanceof CryptodError) throw err;
-    throw new ConfigError(`cannot open the client registry in ${file}: ${(err as Error).message}`, { cause: err });
+    db.close();
+    throw new ConfigError(`cannot open the client registry: ${(err as Error).message}`, { cause: err });
   }
 }
 

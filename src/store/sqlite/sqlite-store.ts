@@ -28,15 +28,13 @@
  *   key is the KEK.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
-import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { ConfigError, CryptodError, InternalError, InvalidArgumentError, StoreBusyError, StoreError } from '../../protocol/errors.js';
 import type { ChangeSet, Keystore, KeystoreReader, KeystoreTx } from '../keystore.js';
 import { assertCount } from '../records.js';
-import { ensurePrivateDir, ensurePrivateFile } from '../private-files.js';
 import { SerialQueue } from '../serial-queue.js';
-import { applyMigrations, checkSchema, LATEST_SCHEMA_VERSION } from './migrations.js';
+import { DEFAULT_DATABASE_FILE, openDatabaseFile } from './database-file.js';
 import { ReadStatements, WriteStatements } from './statements.js';
 import { driverCall, SqliteReaderView, SqliteTxView } from './views.js';
 
@@ -53,7 +51,7 @@ export interface SqliteKeystoreOptions {
 
 /** Each BEGIN attempt may block the event loop this long before we sleep and retry. */
 const BEGIN_BUSY_MS = 20;
-/** At open, and for readers: SQLite's own wait (only WAL recovery or a TRUNCATE checkpoint hold them up). */
+/** At open (at least; a migration waits up to lockTimeoutMs), and for readers: SQLite's own wait (only WAL recovery or a TRUNCATE checkpoint hold them up). */
 const OPEN_BUSY_MS = 5_000;
 
 /** Idle read connections kept open; more are opened on demand and closed when returned. */
@@ -94,32 +92,23 @@ export class SqliteKeystore implements Keystore {
 
   static async open(options: SqliteKeystoreOptions): Promise<SqliteKeystore> {
     if (options === null || typeof options !== 'object') throw new ConfigError('expected keystore options');
-    const fileName = options.fileName ?? 'keystore.sqlite';
-    if (typeof fileName !== 'string' || fileName === '' || fileName !== path.basename(fileName) || fileName.startsWith('.')) {
-      throw new ConfigError(`expected the keystore file name to be a plain file name, got "${String(fileName)}"`);
-    }
+    const fileName = options.fileName ?? DEFAULT_DATABASE_FILE;
     const lockTimeoutMs = options.lockTimeoutMs ?? 10_000;
     const changeLogLimit = options.changeLogLimit ?? 100_000;
     if (!Number.isSafeInteger(lockTimeoutMs) || lockTimeoutMs < 0) throw new ConfigError(`expected lockTimeoutMs >= 0, got ${lockTimeoutMs}`);
     if (!Number.isSafeInteger(changeLogLimit) || changeLogLimit < 1) throw new ConfigError(`expected changeLogLimit >= 1, got ${changeLogLimit}`);
 
-    const dir = ensurePrivateDir(options.dataDir);
-    const file = path.join(dir, fileName);
-    // Created 0600 before SQLite touches it; SQLite gives -wal and -shm the
-    // same mode as the database file.
-    ensurePrivateFile(file);
-
-    let writer: Database.Database | undefined;
+    // The file, its pragmas and its migrations: database-file.ts, shared with the client registry.
+    const { db: writer, file } = openDatabaseFile({
+      dataDir: options.dataDir, fileName, purpose: 'keystore', busyTimeoutMs: Math.max(OPEN_BUSY_MS, lockTimeoutMs),
+    });
     try {
-      writer = new Database(file, { fileMustExist: true, timeout: OPEN_BUSY_MS });
-      configure(writer, file);
-      await migrate(writer, file, lockTimeoutMs);
       writer.pragma(`busy_timeout = ${BEGIN_BUSY_MS}`);
       const store = new SqliteKeystore(file, writer, lockTimeoutMs, changeLogLimit);
       store.#idleReaders.push(store.#openReader()); // fail at open, not at the first read
       return store;
     } catch (err) {
-      writer?.close();
+      writer.close();
       if (err instanceof CryptodError) throw err;
       throw new ConfigError(`cannot open the keystore ${file}: ${(err as Error).message}`, { cause: err });
     }
@@ -268,38 +257,6 @@ export class SqliteKeystore implements Keystore {
     } catch {
       // Best effort (see the header); readers in other processes may hold it up.
     }
-  }
-}
-
-function configure(db: Database.Database, file: string): void {
-  checkSchema(db, file); // a foreign or too-new file is refused before we change its journal mode
-  const mode = db.pragma('journal_mode = WAL', { simple: true });
-  if (mode !== 'wal') throw new ConfigError(`cannot switch the keystore ${file} to WAL mode (got ${String(mode)})`);
-  db.pragma('synchronous = FULL');
-  db.pragma('foreign_keys = ON');
-  db.pragma('secure_delete = ON');
-  db.pragma('trusted_schema = OFF');
-}
-
-/** Bring the schema up to date under the write lock; see migrations.ts. */
-async function migrate(db: Database.Database, file: string, lockTimeoutMs: number): Promise<void> {
-  if (checkSchema(db, file) === LATEST_SCHEMA_VERSION) return;
-  const deadline = Date.now() + lockTimeoutMs;
-  for (;;) {
-    try {
-      db.exec('BEGIN IMMEDIATE');
-      break;
-    } catch (err) {
-      if (!isBusy(err) || Date.now() >= deadline) throw err;
-      await sleep(10);
-    }
-  }
-  try {
-    applyMigrations(db, file);
-    db.exec('COMMIT');
-  } catch (err) {
-    if (db.inTransaction) db.exec('ROLLBACK');
-    throw err;
   }
 }
 

@@ -1,0 +1,233 @@
+/**
+ * Assembling a daemon from its configuration: the one place that knows what
+ * a running cryptod is made of and in which order the parts open and close.
+ *
+ *   start():  data directory, socket directory ─▶ audit log ─▶ keystore ─▶ KEK ─▶ key manager
+ *             ─▶ client registry (+ its audit watch) ─▶ the file's keys
+ *             ─▶ reloader ─▶ listeners (Unix socket, TLS)
+ *   close():  the exact reverse, from the same list (closers.ts)
+ *
+ * The audit log opens before the key manager because the manager records
+ * the rotations it does on its own there; it closes after everything that
+ * may still write to it.
+ *
+ * A start that fails half way closes what it had opened and rejects; close()
+ * called while start() runs (a signal during start-up) waits for start to
+ * finish, then closes everything, so no socket file or open database is left
+ * behind. Nothing here touches process-wide state (signals, rlimits, core
+ * dumps): that is the embedding program's business (src/cli/serve.ts).
+ */
+import type { Socket } from 'node:net';
+import { asCbor } from '../protocol/schema.js';
+import { InternalError } from '../protocol/errors.js';
+import type { DaemonConfig } from '../config/daemon-config.js';
+import { preparePrivateSocketDirectory } from '../config/paths.js';
+import { applyKeys, createReloader, type ReloadSummary, type Reloader } from '../config/reload.js';
+import type { TlsReloadSummary } from '../config/listeners.js';
+import { createLogger, type Logger } from '../observe/logger.js';
+import { NO_AUDIT, createAudit, type Audit } from '../observe/audit.js';
+import { watchClientChanges } from '../auth/revocation.js';
+import { ensurePrivateDir } from '../store/private-files.js';
+import { openSqliteClientRegistry } from '../store/sqlite/client-registry.js';
+import { readKekPassphrase } from '../kek/passphrase.js';
+import type { Clock } from '../keys/clock.js';
+import type { Operation } from '../ops/operation.js';
+import { CloseStack } from './closers.js';
+import type { PeerIdentity } from './handshake.js';
+import { openManagedKeys } from './managed-keys.js';
+import { peerCred, peerCredAvailable } from './peer-cred.js';
+import { startDaemon, type Daemon, type DaemonOptions, type DaemonStatus } from './server.js';
+
+export interface CreateDaemonOptions {
+  /** Default: JSON lines on stderr at the configuration's log level. */
+  logger?: Logger;
+  /**
+   * Reads a Unix peer's kernel-verified identity. Default: SO_PEERCRED when
+   * the native addon is built; null: none (access then rests on the socket's
+   * file mode, and --allow-uid/--allow-gid are refused).
+   */
+  peerIdentity?: ((socket: Socket) => PeerIdentity | null) | null;
+  /** The key manager's clock (tests). */
+  clock?: Clock;
+  /** How often to pick up other daemons' keystore changes (ms; src/daemon/managed-keys.ts). */
+  refreshIntervalMs?: number;
+  /** How often live token connections are re-checked for revocation (ms). */
+  revocationCheckMs?: number;
+  /** Operations served (default: all of them). */
+  operations?: readonly Operation[];
+}
+
+/** What a reload did: the configuration file re-read, or, without one, only the TLS files. */
+export type ReloadOutcome = ReloadSummary | { tls: TlsReloadSummary | null };
+
+export interface AssembledDaemon {
+  readonly config: DaemonConfig;
+  readonly log: Logger;
+  /** Open everything, in order; rejects (having closed what it opened) when a part fails. Once only. */
+  start(): Promise<void>;
+  /**
+   * Re-read the configuration file (its keys, and the TLS files), or without
+   * one the TLS files alone. Resolves null, logging why, when there is
+   * nothing to reload or the daemon is not running yet; rejects when the
+   * new configuration is refused (and nothing changed).
+   */
+  reload(trigger: string): Promise<ReloadOutcome | null>;
+  /** @throws InternalError unless running. */
+  status(): DaemonStatus;
+  /** Address of the mutual-TLS listener, once started with `tcp`. */
+  readonly tcpAddress: { host: string; port: number } | null;
+  /** Stop gracefully (config.limits.shutdownGraceMs) and close every part, in reverse order. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Assemble a daemon; nothing is opened until start(). */
+export function createDaemon(config: DaemonConfig, options: CreateDaemonOptions = {}): AssembledDaemon {
+  const log = options.logger ?? createLogger({ level: config.logLevel });
+  const parts = new CloseStack();
+  let state: 'new' | 'starting' | 'running' | 'closed' = 'new';
+  let starting: Promise<void> | null = null;
+  let closing: Promise<void> | null = null;
+  let listener: Daemon | null = null;
+  let reloader: Reloader | null = null;
+
+  const open = async (): Promise<void> => {
+    const dataDir = ensurePrivateDir(config.dataDir);
+    // A default socket's directory is checked before anything opens: someone
+    // else's would let them impersonate the daemon.
+    preparePrivateSocketDirectory(config.socket);
+    let audit: Audit = NO_AUDIT;
+    if (config.auditLog !== undefined) {
+      const opened = createAudit({ target: config.auditLog, log });
+      audit = opened;
+      parts.defer('audit log', () => opened.close());
+    }
+    const passphrase = readKekPassphrase(config.kek);
+    let keys;
+    try {
+      keys = await openManagedKeys({
+        dataDir, init: config.init, logger: log, audit,
+        ...(passphrase === undefined ? {} : { passphrase }),
+        ...(options.clock === undefined ? {} : { clock: options.clock }),
+        ...(options.refreshIntervalMs === undefined ? {} : { refreshIntervalMs: options.refreshIntervalMs }),
+      });
+    } finally {
+      passphrase?.fill(0);
+    }
+    const managed = keys;
+    parts.defer('keystore, KEK and key manager', () => managed.close());
+    // Token clients (`cryptod client add`) live in the keystore's file.
+    const clients = openSqliteClientRegistry({ dataDir });
+    parts.defer('client registry', () => clients.close());
+    // `cryptod client add|revoke` write the registry from another process; the
+    // audit log records what the daemon observes there (src/auth/revocation.ts).
+    if (audit.enabled) {
+      const watch = watchClientChanges(clients, audit, log);
+      parts.defer('client registry watch', () => watch.stop());
+    }
+    // The file's keys are applied before the socket exists: a client never
+    // sees a daemon without the keys its configuration declares.
+    const file = config.file;
+    if (file !== null) {
+      const changes = await applyKeys(managed.manager, file);
+      log.info('configuration applied', { file: file.config.path, ...changes, reloadable: ['keys'] });
+      reloader = createReloader({ file: file.config.path, initial: file.config, manager: managed.manager, log, reloadTls: () => listener?.reloadTls() ?? null });
+    }
+    const peerIdentity = options.peerIdentity === undefined ? defaultPeerIdentity(log) : options.peerIdentity;
+    const daemon = await startDaemon({
+      socketPath: config.socket.path,
+      socketMode: config.socketMode,
+      limits: config.limits,
+      logger: log,
+      clients,
+      audit,
+      keys: managed,
+      ...(config.access === undefined ? {} : { access: config.access }),
+      ...(config.tcp === undefined ? {} : { tcp: config.tcp }),
+      ...(peerIdentity === null ? {} : { peerIdentity }),
+      ...(options.operations === undefined ? {} : { operations: options.operations }),
+      ...(options.revocationCheckMs === undefined ? {} : { revocationCheckMs: options.revocationCheckMs }),
+      ...reloadOperation(),
+    });
+    listener = daemon;
+    parts.defer('listeners', () => daemon.close());
+  };
+
+  /** RELOAD re-reads the file, or the TLS files alone; with neither it stays unsupported. */
+  const reloadOperation = (): Pick<DaemonOptions, 'reload'> => {
+    if (config.file === null && config.tcp === undefined) return {};
+    return { reload: async () => asCbor(await reload('RELOAD')) };
+  };
+
+  const reload = async (trigger: string): Promise<ReloadOutcome | null> => {
+    if (config.file === null && config.tcp === undefined) {
+      log.warn(`${trigger} ignored: the daemon was started without --config, so there is nothing to reload`);
+      return null;
+    }
+    if (state !== 'running' || listener === null) {
+      log.warn(`${trigger} ignored: the daemon is ${state === 'closed' ? 'stopped' : 'still starting'}`);
+      return null;
+    }
+    if (reloader !== null) return reloader.reload(trigger);
+    return { tls: reloadTlsOnly(listener, trigger) };
+  };
+
+  /** Without --config: only the TLS files. Logged; rethrown for RELOAD to answer, swallowed for a signal. */
+  const reloadTlsOnly = (daemon: Daemon, trigger: string): TlsReloadSummary | null => {
+    try {
+      return daemon.reloadTls();
+    } catch (err) {
+      log.error('TLS reload refused; the running certificate, CA and CRL stay', { trigger, error: err instanceof Error ? err.message : String(err) });
+      if (trigger === 'RELOAD') throw err;
+      return null;
+    }
+  };
+
+  return {
+    config,
+    log,
+    start() {
+      if (state !== 'new') return Promise.reject(new InternalError(`start() was already called (the daemon is ${state})`));
+      state = 'starting';
+      starting = open().then(
+        () => {
+          state = 'running';
+        },
+        async (err: unknown) => {
+          await parts.close((name, e) => log.error('closing after a failed start', { part: name, error: e instanceof Error ? e.message : String(e) })).catch(() => undefined);
+          state = 'closed';
+          throw err;
+        },
+      );
+      return starting;
+    },
+    reload,
+    status() {
+      if (state !== 'running' || listener === null) throw new InternalError(`the daemon is not running (${state})`);
+      return listener.status();
+    },
+    get tcpAddress() {
+      return listener?.tcpAddress ?? null;
+    },
+    close() {
+      closing ??= (async () => {
+        await starting?.catch(() => undefined);
+        state = 'closed';
+        await parts.close((name, err) => log.error('closing failed', { part: name, error: err instanceof Error ? err.message : String(err) }));
+      })();
+      return closing;
+    },
+  };
+}
+
+/**
+ * Clients are named by the kernel-verified uid when SO_PEERCRED is readable;
+ * otherwise only the socket's file mode stands between other users and the
+ * daemon, which the operator should know (once, at start).
+ */
+function defaultPeerIdentity(log: Logger): ((socket: Socket) => PeerIdentity | null) | null {
+  if (peerCredAvailable()) return peerCred;
+  log.warn('peer credentials are unavailable (native addon not built, or not Linux): clients are not identified by uid, and access rests on the socket file mode alone', {
+    platform: process.platform,
+  });
+  return null;
+}
