@@ -1,6 +1,6 @@
 /**
  * A special file or a huge one where the daemon expects a small regular file
- * (src/store/trusted-files.ts): `serve --config /dev/zero`, a FIFO, and a
+ * (src/files/trusted-files.ts): `serve --config /dev/zero`, a FIFO, and a
  * 1.5 GB sparse file are refused at start with a message saying what the
  * file is; swapping the configuration for a FIFO or a 1.5 GB file and
  * reloading answers an error while the daemon keeps serving, without reading

@@ -1,5 +1,5 @@
 /**
- * Files the daemon trusts must be its own (src/store/trusted-files.ts): with
+ * Files the daemon trusts must be its own (src/files/trusted-files.ts): with
  * a real second user, a data directory, a file in it, a parent directory,
  * the configuration, the KEK passphrase file, the TLS key and the audit log
  * that this user owns — or that group or others may write — are refused
@@ -19,7 +19,7 @@ import { ConfigFileError, loadConfig } from '../src/config/load.js';
 import { createAudit } from '../src/observe/audit.js';
 import { loadTlsMaterial } from '../src/daemon/tls-listener.js';
 import { ConfigError } from '../src/protocol/errors.js';
-import { ensurePrivateDir } from '../src/store/private-files.js';
+import { ensurePrivateDir } from '../src/files/private-files.js';
 import { runCliWithin } from './helpers/bounded-cli.js';
 
 const USER = 'cryptod-t-files';

@@ -15,7 +15,7 @@
 import { open } from 'node:fs/promises';
 import type { Client } from '../client/client.js';
 import { MAX_MAX_FRAME } from '../protocol/frame.js';
-import { readRegularFile } from '../store/trusted-files.js';
+import { readRegularFile } from '../files/trusted-files.js';
 import { UsageError, parseCommand, stringOpt, wantsHelp, type OptionSpec, type Parsed } from './args.js';
 import { SOCKET_OPTION, connectCli } from './connect.js';
 import { EXIT_FAILURE, EXIT_OK, LocalFailure } from './output.js';

@@ -12,7 +12,7 @@
 import type { Client } from '../client/client.js';
 import type { ManagedKeyDescription as KeyDescription, ManagedKeyPolicy, ManagedKeyType } from '../client/managed.js';
 import { UsageError, integerOpt, parseCommand, stringOpt, wantsHelp, type OptionSpec, type Parsed } from './args.js';
-import { readRegularFile } from '../store/trusted-files.js';
+import { readRegularFile } from '../files/trusted-files.js';
 import { SOCKET_OPTION, connectCli } from './connect.js';
 import { EXIT_OK, EXIT_USAGE, LocalFailure } from './output.js';
 

@@ -12,7 +12,7 @@
 import { resolve } from 'node:path';
 import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
 import { ConfigError } from '../protocol/errors.js';
-import { readTrustedFile, readTrustedFileSync, type TrustedFileSpec } from '../store/trusted-files.js';
+import { readTrustedFile, readTrustedFileSync, type TrustedFileSpec } from '../files/trusted-files.js';
 import { validateConfig, type ConfigFile, type ConfigIssue } from './config.js';
 
 /** Largest configuration file read; a config is a few kilobytes, this is a guard against pointing at a disk image. */
@@ -20,7 +20,7 @@ export const MAX_CONFIG_BYTES = 1024 * 1024;
 
 /**
  * The configuration decides which keys exist and who may use them: it is a
- * trusted file (src/store/trusted-files.ts), checked for owner, mode and
+ * trusted file (src/files/trusted-files.ts), checked for owner, mode and
  * kind, and sized, before it is read.
  */
 const CONFIG_FILE: TrustedFileSpec = { what: 'the configuration file', maxBytes: MAX_CONFIG_BYTES };

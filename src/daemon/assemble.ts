@@ -27,7 +27,7 @@ import type { TlsReloadSummary } from '../config/listeners.js';
 import { createLogger, type Logger } from '../observe/logger.js';
 import { NO_AUDIT, createAudit, type Audit } from '../observe/audit.js';
 import { watchClientChanges } from '../auth/revocation.js';
-import { ensurePrivateDir } from '../store/private-files.js';
+import { ensurePrivateDir } from '../files/private-files.js';
 import { openSqliteClientRegistry } from '../store/sqlite/client-registry.js';
 import { readKekPassphrase } from '../kek/passphrase.js';
 import type { Clock } from '../keys/clock.js';

@@ -29,7 +29,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { createServer, type SecureContextOptions, type Server, type TLSSocket } from 'node:tls';
 import { crlSerials, pemBlocks, serialKey } from '../protocol/der.js';
 import { ConfigError, CryptodError } from '../protocol/errors.js';
-import { readTrustedFileSync } from '../store/trusted-files.js';
+import { readTrustedFileSync } from '../files/trusted-files.js';
 import type { RefusedConnection } from './access.js';
 import type { TcpListenOptions } from '../config/listeners.js';
 
@@ -240,7 +240,7 @@ function refusal(socket: TLSSocket, reason: string): RefusedConnection {
 }
 
 /**
- * A TLS file, read as a file the daemon trusts (src/store/trusted-files.ts).
+ * A TLS file, read as a file the daemon trusts (src/files/trusted-files.ts).
  * Synchronous also on reload: the checks make it a regular file of bounded
  * size before a byte is read, so the read cannot wait on a FIFO or a device.
  */

@@ -25,7 +25,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ConfigError } from '../protocol/errors.js';
-import { checkPrivateFile, fsyncDir, PRIVATE_FILE_MODE } from '../store/private-files.js';
+import { checkPrivateFile, fsyncDir, PRIVATE_FILE_MODE } from '../files/private-files.js';
 
 export const BINDING_FILE = 'kek.binding';
 /** Keystore meta entry holding the store id. */

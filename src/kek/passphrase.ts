@@ -6,7 +6,7 @@
  * could not be wiped, and would stay in the heap until collected.
  */
 import { ConfigError } from '../protocol/errors.js';
-import { readTrustedFileSync } from '../store/trusted-files.js';
+import { readTrustedFileSync } from '../files/trusted-files.js';
 
 /** Largest KEK passphrase file read: a passphrase is a line, not a document. */
 export const MAX_PASSPHRASE_FILE_BYTES = 64 * 1024;
@@ -20,7 +20,7 @@ export interface PassphraseSource {
  * Read the passphrase `source` names; undefined when it names none. One
  * trailing newline of a passphrase file is not part of it (editors add one).
  * The file is a secret the daemon trusts: owned by its user or root, mode
- * 600, a regular file (src/store/trusted-files.ts).
+ * 600, a regular file (src/files/trusted-files.ts).
  *
  * @throws ConfigError when the file cannot be read, is not trusted or is
  *   empty, or the variable is unset or empty.

@@ -12,7 +12,7 @@ import { createHmac, randomBytes, randomFillSync, scrypt } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ConfigError } from '../protocol/errors.js';
-import { checkPrivateFile, ensurePrivateDir, fsyncDir, PRIVATE_FILE_MODE } from '../store/private-files.js';
+import { checkPrivateFile, ensurePrivateDir, fsyncDir, PRIVATE_FILE_MODE } from '../files/private-files.js';
 import { KEK_BYTES } from './gcm-blob.js';
 
 export const ROOT_KEY_FILE = 'root.key';

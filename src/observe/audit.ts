@@ -33,7 +33,7 @@
 import { closeSync, constants, fstatSync, openSync, writeSync } from 'node:fs';
 import type { Writable } from 'node:stream';
 import { ConfigError } from '../protocol/errors.js';
-import { assertTrustedOwner, checkAncestors } from '../store/trusted-files.js';
+import { assertTrustedOwner, checkAncestors } from '../files/trusted-files.js';
 import type { Logger } from './logger.js';
 
 /** The kernel-verified identity of a peer, or nulls where the transport has none (TCP, no SO_PEERCRED). */
@@ -149,7 +149,7 @@ export interface AuditOptions {
  * with mode 0600, O_NOFOLLOW (a symlink planted at the path is refused,
  * not followed) and O_NONBLOCK (a FIFO planted there cannot hold the start). An existing file readable by group or others, or owned by
  * another user than the daemon's or root, or in a directory others may write
- * (src/store/trusted-files.ts), is refused: the audit trail names clients and
+ * (src/files/trusted-files.ts), is refused: the audit trail names clients and
  * keys, and whoever controls the file can rewrite it.
  *
  * Lines are written synchronously: an event is in the file (page cache)

@@ -24,7 +24,7 @@
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { ConfigError, CryptodError } from '../../protocol/errors.js';
-import { ensurePrivateDir, ensurePrivateFile } from '../private-files.js';
+import { ensurePrivateDir, ensurePrivateFile } from '../../files/private-files.js';
 import { applyMigrations, checkSchema, LATEST_SCHEMA_VERSION } from './migrations.js';
 
 /** The file's name in the data directory unless told otherwise. */
