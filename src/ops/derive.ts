@@ -112,6 +112,7 @@ export const deriveOperations: Operation[] = [
      * X25519/ECDH: `algorithm.public` = the peer public key's handle; `length` null for the whole secret.
      */
     op: Op.DERIVE_BITS,
+    access: { kind: 'none' },
     handle: (ctx, raw) => {
       const args = asArgs(raw);
       const alg = normalizeAlgorithm(args.algorithm);
@@ -125,6 +126,7 @@ export const deriveOperations: Operation[] = [
      * HMAC, HKDF); its length comes from `derivedKeyType` as in WebCrypto.
      */
     op: Op.DERIVE_KEY,
+    access: { kind: 'none' },
     handle: (ctx, raw): CborValue => {
       const args = asArgs(raw);
       const alg = normalizeAlgorithm(args.algorithm);

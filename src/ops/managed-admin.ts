@@ -3,17 +3,20 @@
  * KEY_IMPORT, KEY_ROTATE, KEY_LIST, KEY_DESCRIBE, KEY_SET_POLICY, KEY_TRIM,
  * KEY_EXPORT, KEY_DESTROY, KEY_PERSIST, KEY_PUBLIC and RELOAD.
  *
- * Rights (managed-auth.ts): creating a key (create, import, persist) and
- * RELOAD need an administrator; rotate, set-policy, trim and destroy need
- * `admin` on the key (administrators hold it on every key); export needs
- * `export` on an exportable key; list, describe and the public key of a
- * signing key are for any client with a right on the key. Every change is audited (src/observe/audit.ts) with the
- * caller's ClientId as `by`.
+ * Rights, declared as each operation's `access` and enforced by the request
+ * chain before the handler runs (managed-auth.ts): creating a key (create,
+ * import, persist) and RELOAD need an administrator; rotate, set-policy, trim
+ * and destroy need `admin` on the key (administrators hold it on every key);
+ * export needs `export` on an exportable key; list, describe and the public
+ * key of a signing key are for any client with a right on the key. Every
+ * change is audited (src/observe/audit.ts) with the caller's ClientId as
+ * `by`: a new key by its declaration, the others by the handler, which alone
+ * knows what changed.
  */
 import type { AuditEvent } from '../observe/audit.js';
-import type { Operation, RequestContext } from './operation.js';
-import type { ManagedKeys } from './operation.js';
+import type { AuditedRequest, ManagedKeys, Operation, RequestContext } from './operation.js';
 import type { KeyDefinition } from '../keys/definition.js';
+import type { KeyDescription } from '../keys/describe.js';
 import { interoperablePublicKey, type KeyMaterial } from '../keys/material.js';
 import type { KeyEntry, VersionEntry } from '../keys/snapshot.js';
 import { keyTypeInfo, type ManagedKeyType } from '../keys/model.js';
@@ -24,18 +27,17 @@ import { Op } from '../protocol/ops.js';
 import { asArgs, bytes, int, map, nodeId, optInt, str, takeSecret } from './args.js';
 import { acquireKey, type KeyNode } from './key.js';
 import { sensitiveReply } from './keys.js';
-import { authorize, isAdmin, managedKeys, requireAdmin, visible } from './managed-auth.js';
+import { managedKeys, visible } from './managed-auth.js';
 
 function audit(ctx: RequestContext, event: AuditEvent): void {
   const a = ctx.daemon.audit;
   if (a?.enabled === true) a.emit(event);
 }
 
-/** Authorize `admin` on an existing key. */
-function adminOn(ctx: RequestContext, keys: ManagedKeys, name: string): void {
-  const e = keys.manager.entry(name);
-  if (e === undefined) throw new NotFoundError(`no managed key named '${name}'`, { detail: { key: name } });
-  authorize(ctx, keys, name, e.policy, 'admin');
+/** KEY_CREATE, KEY_IMPORT, KEY_PERSIST succeeded: the key they made. */
+function keyCreated(r: AuditedRequest): AuditEvent {
+  const d = r.result as unknown as KeyDescription;
+  return { event: 'key.created', key: d.name, version: d.currentVersion, algorithm: d.type, by: r.clientId };
 }
 
 /**
@@ -104,28 +106,28 @@ function materialOf(k: KeyNode): Buffer {
 export const managedAdminOperations: Operation[] = [
   {
     op: Op.KEY_CREATE,
+    access: { kind: 'admin', arg: 'name', action: 'create key' },
+    audit: keyCreated,
     async handle(ctx, raw) {
       const args = asArgs(raw);
       const keys = managedKeys(ctx);
       const name = str(args, 'name');
-      requireAdmin(ctx, keys, `create key '${name}'`, name);
       const d = await keys.manager.create(name, definition(args));
-      audit(ctx, { event: 'key.created', key: name, version: d.currentVersion, algorithm: d.type, by: ctx.clientId });
       return d as unknown as CborValue;
     },
   },
   {
     op: Op.KEY_IMPORT,
+    access: { kind: 'admin', arg: 'name', action: 'import key' },
+    audit: keyCreated,
     sensitiveRequest: true,
     async handle(ctx, raw) {
       const args = asArgs(raw);
       const keys = managedKeys(ctx);
       const name = str(args, 'name');
-      requireAdmin(ctx, keys, `import key '${name}'`, name);
       const material = takeSecret(bytes(args, 'material'));
       try {
         const d = await keys.manager.create(name, definition(args), { material });
-        audit(ctx, { event: 'key.created', key: name, version: d.currentVersion, algorithm: d.type, by: ctx.clientId });
         return d as unknown as CborValue;
       } finally {
         material.fill(0);
@@ -134,11 +136,12 @@ export const managedAdminOperations: Operation[] = [
   },
   {
     op: Op.KEY_PERSIST,
+    access: { kind: 'admin', arg: 'name', action: 'persist a key as' },
+    audit: keyCreated,
     async handle(ctx, raw) {
       const args = asArgs(raw);
       const keys = managedKeys(ctx);
       const name = str(args, 'name');
-      requireAdmin(ctx, keys, `persist a key as '${name}'`, name);
       const extra = args.definition === undefined ? {} : (map(args, 'definition') as unknown as PolicyInput & { type?: string });
       let type: ManagedKeyType;
       let material: Buffer;
@@ -152,7 +155,6 @@ export const managedAdminOperations: Operation[] = [
       }
       try {
         const d = await keys.manager.create(name, { ...extra, type }, { material });
-        audit(ctx, { event: 'key.created', key: name, version: d.currentVersion, algorithm: d.type, by: ctx.clientId });
         return d as unknown as CborValue;
       } finally {
         material.fill(0);
@@ -161,10 +163,10 @@ export const managedAdminOperations: Operation[] = [
   },
   {
     op: Op.KEY_ROTATE,
+    access: { kind: 'key', arg: 'name', permission: 'admin' },
     async handle(ctx, raw) {
       const keys = managedKeys(ctx);
       const name = str(asArgs(raw), 'name');
-      adminOn(ctx, keys, name);
       const previous = keys.manager.describe(name).currentVersion;
       const version = await keys.manager.rotate(name);
       audit(ctx, { event: 'key.rotated', key: name, version, previousVersion: previous, reason: 'manual', by: ctx.clientId });
@@ -173,6 +175,7 @@ export const managedAdminOperations: Operation[] = [
   },
   {
     op: Op.KEY_LIST,
+    access: { kind: 'visible-keys' },
     handle(ctx) {
       const keys = managedKeys(ctx);
       const out: CborValue[] = [];
@@ -185,21 +188,18 @@ export const managedAdminOperations: Operation[] = [
   },
   {
     op: Op.KEY_DESCRIBE,
+    access: { kind: 'key', arg: 'name', permission: 'any' },
     handle(ctx, raw) {
-      const keys = managedKeys(ctx);
-      const name = str(asArgs(raw), 'name');
-      const e = keys.manager.entry(name);
-      if (e === undefined || !visible(keys, e.policy, ctx.clientId)) throw new NotFoundError(`no managed key named '${name}'`, { detail: { key: name } });
-      return describe(keys, name);
+      return describe(managedKeys(ctx), str(asArgs(raw), 'name'));
     },
   },
   {
     op: Op.KEY_SET_POLICY,
+    access: { kind: 'key', arg: 'name', permission: 'admin' },
     async handle(ctx, raw) {
       const args = asArgs(raw);
       const keys = managedKeys(ctx);
       const name = str(args, 'name');
-      adminOn(ctx, keys, name);
       const patch = map(args, 'policy') as unknown as PolicyInput;
       const d = await keys.manager.setPolicy(name, patch);
       audit(ctx, { event: 'policy.changed', key: name, subject: null, change: Object.keys(patch).sort().join(','), by: ctx.clientId });
@@ -208,12 +208,12 @@ export const managedAdminOperations: Operation[] = [
   },
   {
     op: Op.KEY_TRIM,
+    access: { kind: 'key', arg: 'name', permission: 'admin' },
     async handle(ctx, raw) {
       const args = asArgs(raw);
       const keys = managedKeys(ctx);
       const name = str(args, 'name');
       const below = int(args, 'below', 1, 0xffff_ffff);
-      adminOn(ctx, keys, name);
       const destroyed = await keys.manager.trim(name, below);
       for (const v of destroyed) audit(ctx, { event: 'key.destroyed', key: name, version: v, by: ctx.clientId });
       return { destroyed };
@@ -221,10 +221,10 @@ export const managedAdminOperations: Operation[] = [
   },
   {
     op: Op.KEY_DESTROY,
+    access: { kind: 'key', arg: 'name', permission: 'admin' },
     async handle(ctx, raw) {
       const keys = managedKeys(ctx);
       const name = str(asArgs(raw), 'name');
-      adminOn(ctx, keys, name);
       const destroyed = await keys.manager.destroy(name);
       audit(ctx, { event: 'key.destroyed', key: name, version: null, by: ctx.clientId });
       return { destroyed };
@@ -232,6 +232,7 @@ export const managedAdminOperations: Operation[] = [
   },
   {
     op: Op.KEY_EXPORT,
+    access: { kind: 'key', arg: 'name', permission: 'export' },
     handle(ctx, raw) {
       const args = asArgs(raw);
       const keys = managedKeys(ctx);
@@ -239,7 +240,6 @@ export const managedAdminOperations: Operation[] = [
       using lease = keys.manager.acquire();
       const e = lease.snapshot.keys.get(name);
       if (e === undefined) throw new NotFoundError(`no managed key named '${name}'`, { detail: { key: name } });
-      authorize(ctx, keys, name, e.policy, 'export');
       if (!e.policy.exportable) throw new NotExtractableError(`key '${name}' is not exportable (its policy has exportable: false)`, { detail: { key: name } });
       if (e.derived !== null) throw new UnsupportedError(`key '${name}' is a derived epoch key; its versions cannot be exported one by one`, { detail: { key: name } });
       const v = heldVersion(keys, e, name, args);
@@ -255,13 +255,14 @@ export const managedAdminOperations: Operation[] = [
     // daemon (a managed signature minus its header is a standard signature).
     // Public data: any right on the key suffices, nothing is audited.
     op: Op.KEY_PUBLIC,
+    access: { kind: 'key', arg: 'name', permission: 'any' },
     handle(ctx, raw) {
       const args = asArgs(raw);
       const keys = managedKeys(ctx);
       const name = str(args, 'name');
       using lease = keys.manager.acquire();
       const e = lease.snapshot.keys.get(name);
-      if (e === undefined || !visible(keys, e.policy, ctx.clientId)) throw new NotFoundError(`no managed key named '${name}'`, { detail: { key: name } });
+      if (e === undefined) throw new NotFoundError(`no managed key named '${name}'`, { detail: { key: name } });
       if (keyTypeInfo(e.type).kind === 'secret') {
         throw new InvalidKeyError(`key '${name}' (${e.type}) has no public key; expected a signing key (ed25519, ecdsa-p256, ecdsa-p384, rsa-pss-3072)`, {
           detail: { key: name, type: e.type },
@@ -280,21 +281,14 @@ export const managedAdminOperations: Operation[] = [
   },
   {
     op: Op.RELOAD,
+    access: { kind: 'admin', arg: null, action: 'reload the configuration' },
     async handle(ctx) {
-      // Without managed keys the default administrators apply (managed-keys.ts header).
-      const keys = ctx.daemon.keys ?? DEFAULT_ADMINS;
-      if (!isAdmin(keys, ctx.clientId)) requireAdmin(ctx, keys, 'reload the configuration', null);
       const reload = ctx.daemon.reload;
       if (reload === undefined) throw new UnsupportedError('this daemon has no configuration file to reload (start it with --config FILE)');
       return reload();
     },
   },
 ];
-
-const DEFAULT_ADMINS = {
-  adminUids: new Set(typeof process.getuid === 'function' ? [process.getuid()] : []),
-  localIsAdmin: true,
-} as unknown as ManagedKeys;
 
 /** A copy in memory the daemon owns (not the shared pool). */
 function copySecret(b: Buffer): Buffer {

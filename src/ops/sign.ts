@@ -76,6 +76,7 @@ export const signOperations: Operation[] = [
   {
     /** `{ algorithm, key, data }` → signature bytes. ECDSA takes `algorithm.hash`; RSA-PSS `algorithm.saltLength`. */
     op: Op.SIGN,
+    access: { kind: 'none' },
     handle: (ctx, raw) => {
       const args = asArgs(raw);
       const alg = normalizeAlgorithm(args.algorithm);
@@ -102,6 +103,7 @@ export const signOperations: Operation[] = [
   {
     /** `{ algorithm, key, signature, data }` → boolean. */
     op: Op.VERIFY,
+    access: { kind: 'none' },
     handle: (ctx, raw) => {
       const args = asArgs(raw);
       const alg = normalizeAlgorithm(args.algorithm);
