@@ -339,3 +339,40 @@ describe('encodeFrame', () => {
     assert.deepEqual(decode(encodeFrame(FrameKind.REQUEST, 5, 6, 'ok'), HEADER_SIZE), 'ok');
   });
 });
+
+describe('chunks of joined frames', () => {
+  test('bytes copied out of a chunk (a frame split across chunks, or held while paused) are zeroed in the chunk', () => {
+    const secret = Buffer.alloc(200, 0x5a);
+    const f = encodeFrame(FrameKind.REQUEST, 9, 0x0111, { material: secret });
+    for (let cut = 1; cut < f.length; cut++) {
+      const chunks = splitAt(f, [cut]);
+      const payloads: string[] = [];
+      const reader = new FrameReader(MAX, {
+        frame: (_k, _i, _o, buf, start, end) => {
+          payloads.push(buf.subarray(start, end).toString('hex'));
+          buf.fill(0, start, end); // what the connection does for a sensitive request
+        },
+        oversize: () => assert.fail('no oversize frame here'),
+        malformed: () => assert.fail('no malformed frame here'),
+      });
+      for (const c of chunks) reader.push(c);
+      assert.equal(payloads.length, 1);
+      assert.equal(payloads[0], encode({ material: secret }).toString('hex'));
+      for (const c of chunks) assert.ok(!c.some((b) => b !== 0), `cut at ${cut}: a chunk still holds bytes of the frame`);
+    }
+    // Paused: later chunks are joined to what was held back.
+    const rec: string[] = [];
+    const reader = new FrameReader(MAX, {
+      frame: (_k, _i, _o, buf, start, end) => void rec.push(buf.subarray(start, end).toString('hex')),
+      oversize: () => assert.fail('no oversize frame here'),
+      malformed: () => assert.fail('no malformed frame here'),
+    });
+    reader.pause();
+    const [a, b] = splitAt(f, [100]);
+    reader.push(a!);
+    reader.push(b!);
+    assert.ok(!a!.some((x) => x !== 0) && !b!.some((x) => x !== 0), 'chunks held while paused are zeroed once joined');
+    reader.resume();
+    assert.deepEqual(rec, [encode({ material: secret }).toString('hex')]);
+  });
+});

@@ -12,8 +12,10 @@
  * daemon's maximum frame (4 MiB by default). A plaintext written with --out
  * is created with mode 0600: decrypting must not widen who can read it.
  */
-import { open, readFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import type { Client } from '../client/client.js';
+import { MAX_MAX_FRAME } from '../protocol/frame.js';
+import { readRegularFile } from '../store/trusted-files.js';
 import { UsageError, parseCommand, stringOpt, wantsHelp, type OptionSpec, type Parsed } from './args.js';
 import { SOCKET_OPTION, connectCli } from './connect.js';
 import { EXIT_FAILURE, EXIT_OK, LocalFailure } from './output.js';
@@ -121,7 +123,11 @@ async function withClient<T>(p: Parsed, fn: (c: Client) => Promise<T>): Promise<
   }
 }
 
-/** FILE, or stdin when absent or "-"; read whole (one request carries it). */
+/**
+ * FILE, or stdin when absent or "-"; read whole (one request carries it). A
+ * FILE must be a regular file no larger than the largest frame a daemon may
+ * accept, checked before reading (/dev/zero would fill memory, a FIFO wait).
+ */
 async function readInput(file: string | undefined): Promise<Buffer> {
   if (file === undefined || file === '-') {
     const chunks: Buffer[] = [];
@@ -129,9 +135,9 @@ async function readInput(file: string | undefined): Promise<Buffer> {
     return Buffer.concat(chunks);
   }
   try {
-    return await readFile(file);
+    return await readRegularFile(file, { what: 'the input file', maxBytes: MAX_MAX_FRAME });
   } catch (err) {
-    throw new LocalFailure(`cannot read ${file}: ${(err as Error).message}`, { cause: err });
+    throw new LocalFailure((err as Error).message, { cause: err });
   }
 }
 

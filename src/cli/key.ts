@@ -9,12 +9,15 @@
  * manager parses them (src/keys/duration.ts), so the CLI and the
  * configuration file accept exactly the same forms.
  */
-import { readFile } from 'node:fs/promises';
 import type { Client } from '../client/client.js';
 import type { ManagedKeyDescription as KeyDescription, ManagedKeyPolicy, ManagedKeyType } from '../client/managed.js';
 import { UsageError, integerOpt, parseCommand, stringOpt, wantsHelp, type OptionSpec, type Parsed } from './args.js';
+import { readRegularFile } from '../store/trusted-files.js';
 import { SOCKET_OPTION, connectCli } from './connect.js';
 import { EXIT_OK, EXIT_USAGE, LocalFailure } from './output.js';
+
+/** Largest --material-file read: a raw secret or a PKCS#8 RSA-4096 key is a few kilobytes. */
+export const MAX_MATERIAL_FILE_BYTES = 64 * 1024;
 
 const SOCKET_HELP = `  -s, --socket PATH          daemon socket (default: $CRYPTOD_SOCKET, else
                              ./.cryptod/cryptod.sock)
@@ -94,9 +97,9 @@ const SUBCOMMANDS: Record<string, Sub> = {
       if (file === undefined) throw new UsageError("missing required option '--material-file' (the key bytes: raw secret, or PKCS#8 DER)", 'key');
       let material: Buffer;
       try {
-        material = await readFile(file);
+        material = await readRegularFile(file, { what: '--material-file', maxBytes: MAX_MATERIAL_FILE_BYTES });
       } catch (err) {
-        throw new LocalFailure(`cannot read ${file}: ${(err as Error).message}`, { cause: err });
+        throw new LocalFailure((err as Error).message, { cause: err });
       }
       try {
         const d = await client.keys.import(name!, { type, material, ...policyFlags(p) });

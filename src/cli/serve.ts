@@ -10,7 +10,6 @@
  *              reports 128 + signal number: 130 for SIGINT, 143 for SIGTERM)
  */
 import { constants } from 'node:os';
-import { readFileSync } from 'node:fs';
 import type { CborValue } from '../protocol/cbor.js';
 import { ConfigFileError, loadConfig, type LoadedConfig } from '../config/load.js';
 import { DEFAULT_DATA_DIR, resolveSocketPath } from '../config/paths.js';
@@ -24,6 +23,7 @@ import { peerCred, peerCredAvailable, setNonDumpable } from '../daemon/peer-cred
 import { startDaemon, type Daemon, type DaemonOptions, type TlsReloadSummary } from '../daemon/server.js';
 import { ConfigError, CryptodError } from '../protocol/errors.js';
 import { ensurePrivateDir } from '../store/private-files.js';
+import { readTrustedFileSync } from '../store/trusted-files.js';
 import { openSqliteClientRegistry, type SqliteClientRegistry } from '../store/sqlite/client-registry.js';
 import { UsageError, choiceOpt, integerOpt, modeOpt, parseCommand, stringOpt, wantsHelp, type OptionSpec, type Parsed } from './args.js';
 import { SOCKET_OPTION } from './connect.js';
@@ -40,7 +40,10 @@ Options:
                              file"); flags given here override its values.
                              SIGHUP or \`cryptod reload\` re-reads its keys
   --data-dir DIR             data directory, created with mode 0700
-                             (default: ./.cryptod)
+                             (default: ./.cryptod); refused if another user
+                             owns it, anything in it, or a directory above
+                             it that others may write (README "Files the
+                             daemon trusts"; the same for every file below)
   -s, --socket PATH          Unix socket to listen on
                              (default: $CRYPTOD_SOCKET, else DIR/cryptod.sock)
   --socket-mode MODE         octal mode of the socket file (default: 600)
@@ -172,20 +175,19 @@ function configure(argv: readonly string[]): {
   };
 }
 
+/** Largest KEK passphrase file read: a passphrase is a line, not a document. */
+export const MAX_PASSPHRASE_FILE_BYTES = 64 * 1024;
+
 /**
  * The KEK passphrase named by the file's `kek:` section, as bytes the caller
  * zeroes after use; one trailing newline of a passphrase file is not part of
- * it (editors add one).
+ * it (editors add one). The file is a secret the daemon trusts: owned by its
+ * user or root, mode 600, a regular file (src/store/trusted-files.ts).
  */
 function kekPassphrase(file: LoadedConfig['config'] | undefined): Buffer | undefined {
   const kek = file?.kek;
   if (kek?.passphraseFile !== undefined) {
-    let raw: Buffer;
-    try {
-      raw = readFileSync(kek.passphraseFile);
-    } catch (err) {
-      throw new ConfigError(`cannot read kek.passphraseFile ${kek.passphraseFile}: ${(err as Error).message}`);
-    }
+    const raw = readTrustedFileSync(kek.passphraseFile, { what: 'kek.passphraseFile', maxBytes: MAX_PASSPHRASE_FILE_BYTES, secret: true });
     let end = raw.length;
     if (end > 0 && raw[end - 1] === 0x0a) end--;
     if (end > 0 && raw[end - 1] === 0x0d) end--;

@@ -9,14 +9,21 @@
  * reported at once: an operator fixes a file in one pass, not one error per
  * restart.
  */
-import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
 import { ConfigError } from '../protocol/errors.js';
+import { readTrustedFile, readTrustedFileSync, type TrustedFileSpec } from '../store/trusted-files.js';
 import { validateConfig, type ConfigFile, type ConfigIssue } from './config.js';
 
 /** Largest configuration file read; a config is a few kilobytes, this is a guard against pointing at a disk image. */
-const MAX_CONFIG_BYTES = 1024 * 1024;
+export const MAX_CONFIG_BYTES = 1024 * 1024;
+
+/**
+ * The configuration decides which keys exist and who may use them: it is a
+ * trusted file (src/store/trusted-files.ts), checked for owner, mode and
+ * kind, and sized, before it is read.
+ */
+const CONFIG_FILE: TrustedFileSpec = { what: 'the configuration file', maxBytes: MAX_CONFIG_BYTES };
 
 export interface ConfigProblem {
   readonly file: string;
@@ -54,17 +61,30 @@ export function loadConfigFile(file: string): ConfigFile {
   return loadConfig(file).config;
 }
 
-/** {@link loadConfigFile}, keeping the document's positions. */
+/** {@link loadConfigFile}, keeping the document's positions. For start-up: reads synchronously. */
 export function loadConfig(file: string): LoadedConfig {
   let text: string;
   try {
-    const buf = readFileSync(file);
-    if (buf.length > MAX_CONFIG_BYTES) throw new Error(`it is ${buf.length} bytes, more than the ${MAX_CONFIG_BYTES} a configuration file may have`);
-    text = buf.toString('utf8');
+    text = readTrustedFileSync(file, CONFIG_FILE).toString('utf8');
   } catch (err) {
-    throw new ConfigFileError(file, [{ file, line: 1, col: 1, field: 'config', message: `cannot read the file: ${(err as Error).message}` }]);
+    throw unreadable(file, err);
   }
   return parseConfigText(text, file);
+}
+
+/** {@link loadConfig} for a running daemon: the read never blocks the event loop. */
+export async function reloadConfigFile(file: string): Promise<LoadedConfig> {
+  let text: string;
+  try {
+    text = (await readTrustedFile(file, CONFIG_FILE)).toString('utf8');
+  } catch (err) {
+    throw unreadable(file, err);
+  }
+  return parseConfigText(text, file);
+}
+
+function unreadable(file: string, err: unknown): ConfigFileError {
+  return new ConfigFileError(file, [{ file, line: 1, col: 1, field: 'config', message: `cannot read the file: ${(err as Error).message}` }]);
 }
 
 /** Parse and validate configuration text. */

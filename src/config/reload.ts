@@ -25,7 +25,7 @@ import type { TlsReloadSummary } from './listeners.js';
 import type { KeyManager } from '../keys/manager.js';
 import { KeyConfigError } from '../keys/policy.js';
 import { RESTART_FIELDS, keyIssue, type ConfigFile } from './config.js';
-import { ConfigFileError, formatProblem, loadConfig, type LoadedConfig } from './load.js';
+import { ConfigFileError, formatProblem, reloadConfigFile, type LoadedConfig } from './load.js';
 
 export interface ReloadSummary {
   file: string;
@@ -83,7 +83,7 @@ export function createReloader(options: ReloaderOptions): Reloader {
   const once = async (trigger: string): Promise<ReloadSummary> => {
     log.info('reloading configuration', { file, trigger });
     try {
-      const loaded = loadConfig(file);
+      const loaded = await reloadConfigFile(file);
       const restartNeeded = RESTART_FIELDS.filter((f) => !same(current[f as keyof ConfigFile], loaded.config[f as keyof ConfigFile]));
       // Before the keys: a TLS file that cannot be used refuses the reload while nothing has changed yet.
       const tls = options.reloadTls?.() ?? null;

@@ -23,6 +23,7 @@
  * is 0600, so only the daemon's user can reach it then. A key's policy can
  * grant `admin` to anyone else (e.g. `token:deployer`).
  */
+import type { BudgetOptions } from '../keys/budget.js';
 import type { Clock } from '../keys/clock.js';
 import { KeyManager, type AutoRotation } from '../keys/manager.js';
 import { LocalKekProvider } from '../kek/local.js';
@@ -58,6 +59,8 @@ export interface OpenManagedKeysOptions {
    * does not hold).
    */
   refreshIntervalMs?: number;
+  /** Encryption budgets of random-nonce AEAD versions (budget.ts); the defaults suit production, small ones suit tests. */
+  budget?: Partial<BudgetOptions>;
 }
 
 /** Default of OpenManagedKeysOptions.refreshIntervalMs. */
@@ -94,6 +97,7 @@ export async function openManagedKeys(options: OpenManagedKeysOptions): Promise<
       store, kek, logger: options.logger ?? silentLogger,
       ...(options.audit?.enabled === true ? { onRotated: auditRotation(options.audit) } : {}),
       ...(options.clock === undefined ? {} : { clock: options.clock }),
+      ...(options.budget === undefined ? {} : { budget: options.budget }),
     });
   } catch (err) {
     await kek?.close();

@@ -25,12 +25,11 @@
  * by OpenSSL for every handshake; a file that does not parse or load is
  * refused and the running context stays).
  */
-import { readFileSync } from 'node:fs';
 import type { AddressInfo, Socket } from 'node:net';
 import { createServer, type SecureContextOptions, type Server, type TLSSocket } from 'node:tls';
 import { crlSerials, pemBlocks, serialKey } from '../protocol/der.js';
-import { ConfigError } from '../protocol/errors.js';
-import { checkPrivateFile } from '../store/private-files.js';
+import { ConfigError, CryptodError } from '../protocol/errors.js';
+import { readTrustedFileSync } from '../store/trusted-files.js';
 import type { RefusedConnection } from './access.js';
 import type { TcpListenOptions } from '../config/listeners.js';
 
@@ -86,6 +85,11 @@ const CIPHERS = [
 /** An unauthenticated peer gets this long to finish the TLS handshake. */
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 
+/** Largest certificate, key or CA file read: a PEM chain of a few certificates is kilobytes. */
+export const MAX_PEM_FILE_BYTES = 1024 * 1024;
+/** Largest CRL file read: a large CA's CRL runs to megabytes. */
+export const MAX_CRL_FILE_BYTES = 64 * 1024 * 1024;
+
 /** Certificate names become ClientIds (`cert:<CN>`): the client-name characters, plus `@`; 64 is X.520's ub-common-name. */
 const CERT_NAME = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/;
 
@@ -126,11 +130,10 @@ export function loadTlsMaterial(options: TcpListenOptions): TlsMaterial {
       detail: { field: 'listen' },
     });
   }
-  // Like ssh with a private key: refuse a key file others can read.
-  checkPrivateFile(options.keyFile!);
   const material: TlsMaterial = {
     cert: readPem(options.certFile!, '--tls-cert'),
-    key: readPem(options.keyFile!, '--tls-key'),
+    // Like ssh with a private key: refuse a key file others can read.
+    key: readPem(options.keyFile!, '--tls-key', true),
     ca: readPem(options.clientCaFile!, '--tls-client-ca'),
     revoked: new Set(),
   };
@@ -236,10 +239,17 @@ function refusal(socket: TLSSocket, reason: string): RefusedConnection {
   return { transport: 'tls', reason, remoteAddress: socket.remoteAddress, remotePort: socket.remotePort };
 }
 
-function readPem(file: string, flag: string): Buffer {
+/**
+ * A TLS file, read as a file the daemon trusts (src/store/trusted-files.ts).
+ * Synchronous also on reload: the checks make it a regular file of bounded
+ * size before a byte is read, so the read cannot wait on a FIFO or a device.
+ */
+function readPem(file: string, flag: string, secret = false): Buffer {
+  const maxBytes = flag === '--tls-crl' ? MAX_CRL_FILE_BYTES : MAX_PEM_FILE_BYTES;
   try {
-    return readFileSync(file);
+    return readTrustedFileSync(file, { what: flag, maxBytes, secret });
   } catch (err) {
-    throw new ConfigError(`cannot read ${flag} ${file}: ${(err as Error).message}`, { cause: err, detail: { field: flag } });
+    const detail = err instanceof CryptodError && err.detail !== undefined ? { ...err.detail, field: flag } : { field: flag };
+    throw new ConfigError((err as Error).message, { cause: err, detail });
   }
 }

@@ -8,11 +8,18 @@
  *   ParsedDefinition       { type, spec, policy, derived }
  *        │ storedPolicy
  *        ▼
- *   ManagedKeyRecord.policy  { v: 1, spec, origin, derived? }   (JSON in the keystore)
+ *   ManagedKeyRecord.policy  { v: 1, spec, origin, derived?, neverExportable? }   (JSON in the keystore)
  *
  * `origin` records who declared the key: a reload disables keys that the
  * configuration declared before and no longer does, and leaves keys created
  * through the API alone.
+ *
+ * `neverExportable` marks material that was non-extractable when it entered
+ * the daemon (a WebCrypto key generated or imported with extractable: false,
+ * then persisted). WebCrypto promised its holder that those bytes never leave,
+ * so no policy change may make the key exportable. It lives beside the spec,
+ * not in it: no client writes it, and it can only ever be set. Records
+ * without it (all records written before it existed) read as false.
  */
 import { DataError } from '../protocol/errors.js';
 import type { ManagedKeyRecord } from '../store/keystore.js';
@@ -88,9 +95,10 @@ function parseInstant(v: unknown): number | undefined {
 }
 
 /** What the keystore record's `policy` holds. */
-export function storedPolicy(spec: PolicySpec, origin: KeyOrigin, derived: { epochStart: number } | null): Record<string, unknown> {
+export function storedPolicy(spec: PolicySpec, origin: KeyOrigin, derived: { epochStart: number } | null, neverExportable = false): Record<string, unknown> {
   const out: Record<string, unknown> = { v: 1, spec: structuredClone(spec), origin };
   if (derived !== null) out.derived = { epochStart: derived.epochStart };
+  if (neverExportable) out.neverExportable = true;
   return out;
 }
 
@@ -100,6 +108,8 @@ export interface DecodedRecord {
   policy: KeyPolicy;
   origin: KeyOrigin;
   derived: EpochSchedule | null;
+  /** The material was non-extractable when it entered the daemon (see the header). */
+  neverExportable: boolean;
 }
 
 /**
@@ -113,13 +123,16 @@ export function decodeRecord(record: ManagedKeyRecord): DecodedRecord {
     });
   };
   if (!isKeyType(record.type)) return bad(`unknown type "${record.type}"`);
-  const p = record.policy as { v?: unknown; spec?: unknown; origin?: unknown; derived?: { epochStart?: unknown } };
+  const p = record.policy as { v?: unknown; spec?: unknown; origin?: unknown; derived?: { epochStart?: unknown }; neverExportable?: unknown };
   if (p.v !== 1) return bad(`policy format ${String(p.v)}`);
   if (p.origin !== 'config' && p.origin !== 'api') return bad('unknown origin');
+  if (p.neverExportable !== undefined && p.neverExportable !== true) return bad('neverExportable is not true');
   // The spec went through parsePolicyInput when it was written; parse it
   // again so that a hand-edited or damaged record cannot bypass the checks.
   const { spec, issues } = parsePolicyInput(record.type, (p.spec ?? {}) as PolicyInput);
   if (issues.length > 0) return bad(issues.map((i) => `${i.field}: ${i.message}`).join('; '));
+  const neverExportable = p.neverExportable === true;
+  if (neverExportable && spec.exportable === true) return bad('exportable material that is marked neverExportable');
   const policy = effectivePolicy(record.type, spec);
   let derived: EpochSchedule | null = null;
   if (p.derived !== undefined) {
@@ -127,7 +140,7 @@ export function decodeRecord(record: ManagedKeyRecord): DecodedRecord {
     if (typeof start !== 'number' || !Number.isSafeInteger(start) || policy.rotationPeriod === null) return bad('derived without epochStart or rotationPeriod');
     derived = { epochStart: start, period: policy.rotationPeriod };
   }
-  return { type: record.type, spec, policy, origin: p.origin, derived };
+  return { type: record.type, spec, policy, origin: p.origin, derived, neverExportable };
 }
 
 /** Order-independent equality of two specs (a reload applies only real changes). */

@@ -24,7 +24,9 @@
  */
 import { silentLogger, type Logger } from '../observe/logger.js';
 import type { KekProvider } from '../kek/provider.js';
-import { ConfigError, ForbiddenError, InternalError, InvalidArgumentError, NotFoundError, ShuttingDownError, UnsupportedError } from '../protocol/errors.js';
+import {
+  ConfigError, ForbiddenError, InternalError, InvalidArgumentError, NotExtractableError, NotFoundError, ShuttingDownError, UnsupportedError,
+} from '../protocol/errors.js';
 import type { Keystore, KeyVersionRecord, ManagedKeyRecord } from '../store/keystore.js';
 import { SerialQueue } from '../store/serial-queue.js';
 import { budgetOptions, type BudgetOptions, type InvocationBudget } from './budget.js';
@@ -48,6 +50,13 @@ import {
 
 export type { ConfigChanges } from './writes.js';
 export type { KeyDescription } from './describe.js';
+
+/** What `setPolicy` did. */
+export interface PolicyChange {
+  description: KeyDescription;
+  /** The change made the key exportable (false → true); the caller audits it as its own event. */
+  madeExportable: boolean;
+}
 
 export interface KeyManagerOptions {
   store: Keystore;
@@ -173,20 +182,26 @@ export class KeyManager {
    * Create a managed key. `material` imports one ("bring your own key"): the
    * raw secret, PKCS#8 DER for asymmetric types, or a derived key's 32-byte
    * master. It is copied; zeroing the caller's buffer is the caller's job.
+   * `neverExportable`: the material was non-extractable where it came from
+   * (KEY_PERSIST of such a handle); the key can then never be exportable.
    *
    * @example
    *   await keys.create('sessions', { type: 'hmac-sha256', rotationPeriod: '1h', gracePeriod: '10m' });
    */
-  create(name: string, def: KeyDefinition, options: { material?: Uint8Array; origin?: KeyOrigin } = {}): Promise<KeyDescription> {
+  create(name: string, def: KeyDefinition, options: { material?: Uint8Array; origin?: KeyOrigin; neverExportable?: boolean } = {}): Promise<KeyDescription> {
     return this.#run(async () => {
       const { parsed, issues } = parseDefinition(name, def);
       if (parsed === undefined) throw policyArgumentError(issues);
+      const neverExportable = options.neverExportable === true;
+      if (neverExportable && parsed.policy.exportable) {
+        throw new NotExtractableError('a non-extractable key cannot become an exportable managed key', { detail: { key: name } });
+      }
       const now = this.#clock.now();
       const { prepared, material } = await this.#prepareFirst(name, parsed, now, options.material);
       try {
         await this.#store.transaction(async (tx) => {
           if ((await tx.getKey(name)) !== undefined) throw new InvalidArgumentError(`a managed key named '${name}' already exists`, { detail: { key: name } });
-          await writeNewKey(tx, name, parsed, options.origin ?? 'api', prepared, now);
+          await writeNewKey(tx, name, parsed, options.origin ?? 'api', prepared, now, neverExportable);
         });
       } catch (err) {
         material.destroy();
@@ -206,8 +221,15 @@ export class KeyManager {
     });
   }
 
-  /** Change some policy fields; `null` resets a field to its default. */
-  setPolicy(name: string, patch: PolicyInput): Promise<KeyDescription> {
+  /**
+   * Change some policy fields; `null` resets a field to its default.
+   * Making the key exportable (false → true) needs `mayMakeExportable` (the
+   * caller is a daemon administrator, managed-auth.ts) and is refused for
+   * ever on `neverExportable` material; both are decided inside the
+   * transaction, against the stored record, so no other daemon's change can
+   * slip between the check and the write.
+   */
+  setPolicy(name: string, patch: PolicyInput, options: { mayMakeExportable?: boolean } = {}): Promise<PolicyChange> {
     return this.#run(async () => {
       if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) throw new InvalidArgumentError('expected a policy object');
       const unknown = Object.keys(patch).filter((f) => !(POLICY_FIELDS as readonly string[]).includes(f));
@@ -215,20 +237,34 @@ export class KeyManager {
         throw policyArgumentError(unknown.map((f) => ({ key: name, field: f, message: `unknown policy field '${f}'; known: ${POLICY_FIELDS.join(', ')}` })));
       }
       const now = this.#clock.now();
-      await this.#store.transaction(async (tx) => {
+      const madeExportable = await this.#store.transaction(async (tx) => {
         const record = await tx.getKey(name);
         if (record === undefined) throw new NotFoundError(`no managed key named '${name}'`, { detail: { key: name } });
         const old = decodeRecord(record);
         const { spec, issues } = parsePolicyInput(old.type, patch, old.spec);
         const versions = await tx.getVersions(name);
         const policy = effectivePolicy(old.type, spec);
+        const flips = issues.length === 0 && !old.policy.exportable && policy.exportable;
+        if (flips && old.neverExportable) {
+          throw new NotExtractableError(
+            `key '${name}' holds material that was non-extractable when it entered the daemon; it can never be made exportable`,
+            { detail: { key: name, field: 'exportable' } },
+          );
+        }
+        if (flips && options.mayMakeExportable !== true) {
+          throw new ForbiddenError(
+            `only a daemon administrator may make key '${name}' exportable; the key's admin right does not include it (README "Who may do what")`,
+            { detail: { key: name, op: 'admin', field: 'exportable' } },
+          );
+        }
         const derived = old.derived === null ? null : { epochStart: old.derived.epochStart };
         if (issues.length === 0) issues.push(...changeIssues(name, old, { type: old.type, policy, derived }, versions, now));
         if (issues.length > 0) throw policyArgumentError(issues.map((i) => ({ ...i, key: name })));
         await writePolicy(tx, record, old, spec, policy, old.origin, versions, now);
+        return flips;
       });
       await this.#reloadNow([name]);
-      return this.describe(name);
+      return { description: this.describe(name), madeExportable };
     });
   }
 

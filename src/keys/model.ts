@@ -49,7 +49,7 @@ export interface KeyTypeInfo {
    * Outbound uses allowed per version, when the algorithm has a hard bound.
    * AES-GCM with random 96-bit nonces: at most 2^32 invocations per key
    * (NIST SP 800-38D §8.3), so that the probability of a repeated nonce
-   * stays below 2^-32.
+   * stays below 2^-32; ChaCha20-Poly1305 with random 96-bit nonces alike.
    */
   readonly invocationLimit: number | null;
   /** Whether a derived (epoch) key of this type is allowed; see epoch.ts. */
@@ -70,7 +70,12 @@ const TYPES: ReadonlyMap<ManagedKeyType, KeyTypeInfo> = new Map([
   // Derived epoch keys cannot be AES-GCM: nothing stores a per-epoch counter
   // that could hold the 2^32 bound across daemons.
   ['aes256-gcm', info('aes256-gcm', 'secret', 32, CIPHER, { invocationLimit: GCM_INVOCATION_LIMIT, derivable: false })],
-  ['chacha20-poly1305', info('chacha20-poly1305', 'secret', 32, CIPHER)],
+  // The same random 96-bit nonces as AES-GCM, so the same 2^32 bound: a
+  // repeated nonce leaks the XOR of two plaintexts and the Poly1305 key
+  // (forgeries). Stored versions are counted like AES-GCM; derived epoch
+  // versions, which have no stored counter, use per-message keys instead
+  // (managed-crypto.ts, docs/formats.md).
+  ['chacha20-poly1305', info('chacha20-poly1305', 'secret', 32, CIPHER, { invocationLimit: GCM_INVOCATION_LIMIT })],
   // RFC 2104 §3: keys shorter than the hash output weaken the MAC; longer
   // ones add nothing. So one output length each.
   ['hmac-sha256', info('hmac-sha256', 'secret', 32, MAC)],

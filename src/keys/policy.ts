@@ -185,10 +185,19 @@ export function checkPolicy(spec: PolicySpec): PolicyIssue[] {
   ];
 }
 
-/** Rules that compare the new policy with the one in force. */
-export function checkTransition(previous: KeyPolicy | undefined, next: KeyPolicy): PolicyIssue[] {
+/**
+ * Rules that compare the new policy with the one in force. `exportable` only
+ * ever goes one way, false → true (the key may have left the daemon), and not
+ * even that on material that entered non-extractable (definition.ts
+ * `neverExportable`). Who may make that one step is the caller's question
+ * (managed-auth.ts: daemon administrators only).
+ */
+export function checkTransition(previous: KeyPolicy | undefined, next: KeyPolicy, neverExportable = false): PolicyIssue[] {
   if (previous?.exportable === true && !next.exportable) {
     return [{ field: 'exportable', message: 'exportable cannot go back to false: the key may already have left the daemon (set exportable: true)' }];
+  }
+  if (neverExportable && next.exportable) {
+    return [{ field: 'exportable', message: 'the key material was non-extractable when it entered the daemon and can never be made exportable (set exportable: false)' }];
   }
   return [];
 }

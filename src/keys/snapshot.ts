@@ -201,7 +201,7 @@ export class SnapshotLease implements Disposable {
         throw refusal(
           name, v.version, 'exhausted',
           `version ${v.version} of key '${name}' has reached its limit of ${v.budget.options.limit} encryptions ` +
-            '(the AES-GCM random-nonce bound of NIST SP 800-38D §8.3 is 2^32); rotate the key',
+            `(${key.type === 'aes256-gcm' ? 'the AES-GCM random-nonce bound of NIST SP 800-38D §8.3' : 'the random 96-bit nonce bound, as for AES-GCM,'} is 2^32); rotate the key`,
         );
       }
       if (r === 'empty') {

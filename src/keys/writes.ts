@@ -43,7 +43,7 @@ interface NewSettings {
  * and a minimum decryption version that would strand data encrypted now.
  */
 export function changeIssues(name: string, old: DecodedRecord, next: NewSettings, versions: readonly KeyVersionRecord[], now: number): PolicyIssue[] {
-  const issues: PolicyIssue[] = checkTransition(old.policy, next.policy).map((i) => ({ ...i, key: name }));
+  const issues: PolicyIssue[] = checkTransition(old.policy, next.policy, old.neverExportable).map((i) => ({ ...i, key: name }));
   const add = (field: string, message: string): void => void issues.push({ key: name, field, message });
   if (old.type !== next.type) add('type', `the type of an existing key cannot change (it is ${old.type}, got ${next.type}); create a new key`);
   const oldStart = old.derived?.epochStart ?? null;
@@ -80,8 +80,9 @@ export function changeIssues(name: string, old: DecodedRecord, next: NewSettings
 
 export async function writeNewKey(
   tx: KeystoreTx, name: string, def: NewSettings & { spec: PolicySpec }, origin: KeyOrigin, prepared: PreparedVersion, now: number,
+  neverExportable = false,
 ): Promise<void> {
-  await tx.putKey({ name, type: def.type, policy: storedPolicy(def.spec, origin, def.derived), createdAt: now, updatedAt: now, disabled: false });
+  await tx.putKey({ name, type: def.type, policy: storedPolicy(def.spec, origin, def.derived, neverExportable), createdAt: now, updatedAt: now, disabled: false });
   await tx.putVersion({
     name, version: 1, state: 'active', createdAt: now, notBefore: prepared.window.notBefore, notAfter: prepared.window.notAfter,
     wrapped: prepared.blob, kekId: prepared.kekId, encryptions: prepared.granted,
@@ -94,7 +95,7 @@ export async function writePolicy(
   versions: readonly KeyVersionRecord[], now: number, disabled = record.disabled,
 ): Promise<void> {
   const derived = old.derived === null ? null : { epochStart: old.derived.epochStart };
-  await tx.putKey({ ...record, policy: storedPolicy(spec, origin, derived), updatedAt: now, disabled });
+  await tx.putKey({ ...record, policy: storedPolicy(spec, origin, derived, old.neverExportable), updatedAt: now, disabled });
   if (old.derived !== null) return;
   for (const c of planPolicyChange(versions, policy, now)) {
     const v = versions.find((x) => x.version === c.version);

@@ -33,6 +33,7 @@
 import { closeSync, constants, fstatSync, openSync, writeSync } from 'node:fs';
 import type { Writable } from 'node:stream';
 import { ConfigError } from '../protocol/errors.js';
+import { assertTrustedOwner, checkAncestors } from '../store/trusted-files.js';
 import type { Logger } from './logger.js';
 
 /** The kernel-verified identity of a peer, or nulls where the transport has none (TCP, no SO_PEERCRED). */
@@ -97,6 +98,7 @@ export type AuditEvent =
       readonly reason?: 'manual' | 'schedule' | 'usage-limit';
     } & Actor)
   | ({ readonly event: 'key.exported'; readonly key: string; readonly format: string; readonly op: string } & Partial<ConnectionRef> & Actor)
+  | ({ readonly event: 'key.exportable'; readonly key: string } & Actor)
   | ({ readonly event: 'key.destroyed'; readonly key: string; readonly version: number | null } & Actor)
   | ({ readonly event: 'policy.changed'; readonly key: string | null; readonly subject: string | null; readonly change: string } & Actor)
   | ({ readonly event: 'client.added'; readonly name: string; readonly uid: number | null } & Actor)
@@ -143,9 +145,11 @@ export interface AuditOptions {
 /**
  * Open the audit log. A file is opened with O_APPEND (every line lands at the
  * end, also beside other writers such as logrotate's copytruncate), O_CREAT
- * with mode 0600, and O_NOFOLLOW (a symlink planted at the path is refused,
- * not followed). An existing file readable by group or others is refused: the
- * audit trail names clients and keys.
+ * with mode 0600, O_NOFOLLOW (a symlink planted at the path is refused,
+ * not followed) and O_NONBLOCK (a FIFO planted there cannot hold the start). An existing file readable by group or others, or owned by
+ * another user than the daemon's or root, or in a directory others may write
+ * (src/store/trusted-files.ts), is refused: the audit trail names clients and
+ * keys, and whoever controls the file can rewrite it.
  *
  * Lines are written synchronously: an event is in the file (page cache)
  * before the reply that it describes is sent, and a crash loses none.
@@ -157,13 +161,20 @@ export interface AuditOptions {
 export function createAudit(options: AuditOptions): Audit {
   if (options.target === '-') return streamAudit(process.stdout, options.log);
   const path = options.target;
+  checkAncestors(path);
   let fd: number;
   try {
-    fd = openSync(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
+    fd = openSync(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK, 0o600);
   } catch (err) {
     throw new ConfigError(`cannot open the audit log ${path}: ${(err as Error).message}`, { cause: err });
   }
   const st = fstatSync(fd);
+  try {
+    assertTrustedOwner(path, st, 'the audit log');
+  } catch (err) {
+    closeSync(fd);
+    throw err;
+  }
   if (!st.isFile() || (st.mode & 0o077) !== 0) {
     closeSync(fd);
     const what = st.isFile() ? `has mode ${(st.mode & 0o777).toString(8)}` : 'is not a regular file';

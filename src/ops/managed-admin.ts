@@ -8,8 +8,11 @@
  * import, persist) and RELOAD need an administrator; rotate, set-policy, trim
  * and destroy need `admin` on the key (administrators hold it on every key);
  * export needs `export` on an exportable key; list, describe and the public
- * key of a signing key are for any client with a right on the key. Every
- * change is audited (src/observe/audit.ts) with the caller's ClientId as
+ * key of a signing key are for any client with a right on the key. Making a
+ * key exportable (false → true) needs a daemon administrator, never only
+ * `admin` on the key (the handler decides it: it depends on the patch), and
+ * is refused for ever on material persisted from a non-extractable handle.
+ * Every change is audited (src/observe/audit.ts) with the caller's ClientId as
  * `by`: a new key by its declaration, the others by the handler, which alone
  * knows what changed.
  */
@@ -27,7 +30,7 @@ import { Op } from '../protocol/ops.js';
 import { asArgs, bytes, int, map, nodeId, optInt, str, takeSecret } from './args.js';
 import { acquireKey, type KeyNode } from './key.js';
 import { sensitiveReply } from './keys.js';
-import { managedKeys, visible } from './managed-auth.js';
+import { isAdmin, managedKeys, visible } from './managed-auth.js';
 
 function audit(ctx: RequestContext, event: AuditEvent): void {
   const a = ctx.daemon.audit;
@@ -145,6 +148,7 @@ export const managedAdminOperations: Operation[] = [
       const extra = args.definition === undefined ? {} : (map(args, 'definition') as unknown as PolicyInput & { type?: string });
       let type: ManagedKeyType;
       let material: Buffer;
+      let neverExportable: boolean;
       {
         using key = acquireKey(ctx, nodeId(args, 'handle'));
         type = managedTypeOf(key.value);
@@ -152,9 +156,12 @@ export const managedAdminOperations: Operation[] = [
           throw new NotExtractableError('a non-extractable key cannot become an exportable managed key', { detail: { key: name } });
         }
         material = materialOf(key.value);
+        neverExportable = !key.value.extractable;
       }
       try {
-        const d = await keys.manager.create(name, { ...extra, type }, { material });
+        // WebCrypto promised the handle's holder that a non-extractable key
+        // never leaves: the managed key keeps that promise for ever.
+        const d = await keys.manager.create(name, { ...extra, type }, { material, neverExportable });
         return d as unknown as CborValue;
       } finally {
         material.fill(0);
@@ -201,9 +208,13 @@ export const managedAdminOperations: Operation[] = [
       const keys = managedKeys(ctx);
       const name = str(args, 'name');
       const patch = map(args, 'policy') as unknown as PolicyInput;
-      const d = await keys.manager.setPolicy(name, patch);
+      // Making a key exportable lets its bytes leave the daemon for good: a
+      // decision for the daemon's own administrators, never for a client the
+      // key's policy made its admin (or it could grant itself export).
+      const { description, madeExportable } = await keys.manager.setPolicy(name, patch, { mayMakeExportable: isAdmin(keys, ctx.clientId) });
       audit(ctx, { event: 'policy.changed', key: name, subject: null, change: Object.keys(patch).sort().join(','), by: ctx.clientId });
-      return d as unknown as CborValue;
+      if (madeExportable) audit(ctx, { event: 'key.exportable', key: name, by: ctx.clientId });
+      return description as unknown as CborValue;
     },
   },
   {

@@ -19,14 +19,14 @@
  * that lands meanwhile swaps the next snapshot in without waiting; the
  * material this request uses is zeroed only after the lease is released.
  */
-import type { Operation, RequestContext } from './operation.js';
-import type { ManagedKeys } from './operation.js';
+import type { HandlerResult, ManagedKeys, Operation, RequestContext } from './operation.js';
 import type { KeyOp } from '../keys/model.js';
 import type { SnapshotLease } from '../keys/snapshot.js';
 import type { CborValue } from '../protocol/cbor.js';
 import { InvalidArgumentError, KeyVersionError, toCryptodError } from '../protocol/errors.js';
 import { Op, type OpCode } from '../protocol/ops.js';
 import { asArgs, bytes, optBytes, str, type Args } from './args.js';
+import { sensitiveReply } from './keys.js';
 import { checkKey, managedKeys } from './managed-auth.js';
 import { macMessage, open, seal, signMessage, verifyMac, verifyMessage } from './managed-crypto.js';
 import { parseHeader, type OutputKind } from '../protocol/managed-format.js';
@@ -34,7 +34,12 @@ import { parseHeader, type OutputKind } from '../protocol/managed-format.js';
 /** Most items one batch may carry; the frame size bounds the bytes. */
 export const MAX_BATCH = 4096;
 
-type ItemFn = (lease: SnapshotLease, key: string, item: Args) => CborValue;
+/**
+ * One item. `secrets` collects reply buffers that are key material (the
+ * unwrapped key of an aes256-kwp decrypt): the reply then goes out as a
+ * sensitive reply (unpooled, zeroed after the write) and they are zeroed.
+ */
+type ItemFn = (lease: SnapshotLease, key: string, item: Args, secrets: Buffer[]) => CborValue;
 
 /**
  * One data operation: the chain authorized the key (`access`), the handler
@@ -54,7 +59,7 @@ function dataOp(op: OpCode, right: KeyOp, fn: ItemFn, sensitiveRequest = false):
     op,
     access: { kind: 'key', arg: 'key', permission: right },
     sensitiveRequest,
-    handle(ctx: RequestContext, raw: CborValue): CborValue | Promise<CborValue> {
+    handle(ctx: RequestContext, raw: CborValue): HandlerResult | Promise<HandlerResult> {
       const args = asArgs(raw);
       const keys = managedKeys(ctx);
       const name = str(args, 'key');
@@ -65,12 +70,22 @@ function dataOp(op: OpCode, right: KeyOp, fn: ItemFn, sensitiveRequest = false):
           throw new InvalidArgumentError(`expected at most ${MAX_BATCH} items in one batch, got ${items.length}`, { detail: { field: 'items', max: MAX_BATCH } });
         }
       }
-      const first = attempt(ctx, keys, name, right, fn, args, items, null);
-      if (first.missed === null) return first.reply;
+      const secrets: Buffer[] = [];
+      const first = attempt(ctx, keys, name, right, fn, args, items, null, secrets);
+      if (first.missed === null) return replyOf(first.reply, secrets);
       const { missed } = first;
-      return keys.manager.refreshSoon().then(() => attempt(ctx, keys, name, right, fn, args, items, missed).reply);
+      return keys.manager.refreshSoon().then(() => replyOf(attempt(ctx, keys, name, right, fn, args, items, missed, secrets).reply, secrets));
     },
   };
+}
+
+/** A reply carrying key material takes the sensitive path; its secrets are zeroed once it is encoded (keys.ts sensitiveReply). */
+function replyOf(reply: CborValue, secrets: Buffer[]): HandlerResult {
+  if (secrets.length === 0) return reply;
+  setImmediate(() => {
+    for (const b of secrets) b.fill(0);
+  });
+  return sensitiveReply(reply);
 }
 
 /** Batch items to run again into the first attempt's results. */
@@ -95,7 +110,7 @@ interface Attempt {
  */
 function attempt(
   ctx: RequestContext, keys: ManagedKeys, name: string, right: KeyOp, fn: ItemFn, args: Args,
-  items: CborValue[] | undefined, again: 'all' | Rerun | null,
+  items: CborValue[] | undefined, again: 'all' | Rerun | null, secrets: Buffer[],
 ): Attempt {
   const first = again === null;
   using lease = keys.manager.acquire();
@@ -104,19 +119,19 @@ function attempt(
   if (!first) checkKey(ctx, keys, lease.snapshot.keys.get(name), name, right);
   if (items === undefined) {
     try {
-      return { reply: fn(lease, name, args), missed: null };
+      return { reply: fn(lease, name, args, secrets), missed: null };
     } catch (err) {
       if (first && isVersionMiss(err)) return { reply: null, missed: 'all' };
       throw err;
     }
   }
   if (again !== null && again !== 'all') {
-    for (const i of again.indices) again.out[i] = runItem(fn, lease, name, items[i]!, i);
+    for (const i of again.indices) again.out[i] = runItem(fn, lease, name, items[i]!, i, secrets);
     return { reply: { items: again.out }, missed: null };
   }
   const out: CborValue[] = new Array<CborValue>(items.length);
   const indices: number[] = [];
-  for (let i = 0; i < items.length; i++) out[i] = runItem(fn, lease, name, items[i]!, i, first ? indices : null);
+  for (let i = 0; i < items.length; i++) out[i] = runItem(fn, lease, name, items[i]!, i, secrets, first ? indices : null);
   return { reply: { items: out }, missed: indices.length > 0 ? { out, indices } : null };
 }
 
@@ -126,9 +141,9 @@ function isVersionMiss(err: unknown): boolean {
 }
 
 /** One batch item; its failure becomes its result. A version miss also adds `i` to `misses`, when given. */
-function runItem(fn: ItemFn, lease: SnapshotLease, name: string, item: CborValue, i: number, misses: number[] | null = null): CborValue {
+function runItem(fn: ItemFn, lease: SnapshotLease, name: string, item: CborValue, i: number, secrets: Buffer[], misses: number[] | null = null): CborValue {
   try {
-    return fn(lease, name, asArgs(item, `items[${i}]`));
+    return fn(lease, name, asArgs(item, `items[${i}]`), secrets);
   } catch (err) {
     if (misses !== null && isVersionMiss(err)) misses.push(i);
     return { error: toCryptodError(err).toJSON() as unknown as CborValue };
@@ -149,10 +164,12 @@ const encrypt: ItemFn = (lease, name, a) => {
   return { ciphertext: seal(u, bytes(a, 'plaintext'), optBytes(a, 'aad')), version: u.version.version };
 };
 
-const decrypt: ItemFn = (lease, name, a) => {
+const decrypt: ItemFn = (lease, name, a, secrets) => {
   const { header, body } = inbound(bytes(a, 'ciphertext'), 'ciphertext', name);
   const u = lease.inbound(name, header.version, 'decrypt');
-  return { plaintext: open(u, header, body, optBytes(a, 'aad')), version: header.version };
+  const plaintext = open(u, header, body, optBytes(a, 'aad'));
+  if (u.key.type === 'aes256-kwp') secrets.push(plaintext); // an unwrapped key
+  return { plaintext, version: header.version };
 };
 
 const rewrap: ItemFn = (lease, name, a) => {

@@ -43,6 +43,15 @@ export interface FrameSink {
  * Incremental frame parser. Complete frames inside one chunk are handed out
  * as views of that chunk (no copy); a frame split across chunks is collected
  * into one buffer allocated once, after its length was checked.
+ *
+ * Every byte copied out of a chunk (into a frame being joined, or into the
+ * bytes held while paused) is zeroed in the chunk as it is copied. The sink
+ * zeroes a sensitive frame's payload once its handler is done, but it only
+ * ever sees the joined copy: the pieces would otherwise keep key material in
+ * the socket's buffers until the garbage collector reuses them. The reader
+ * cannot tell a sensitive frame before its op arrives (possibly in a later
+ * chunk), so it zeroes all it copies; that costs one memset of bytes it has
+ * just read anyway. Ranges handed out as views are never touched.
  */
 export class FrameReader {
   readonly #max: number;
@@ -86,7 +95,7 @@ export class FrameReader {
 
   push(chunk: Buffer): void {
     if (this.#paused) {
-      this.#rest = this.#rest === null ? chunk : Buffer.concat([this.#rest, chunk]);
+      this.#rest = this.#rest === null ? chunk : joinWiping(this.#rest, chunk);
       return;
     }
     let off = 0;
@@ -106,6 +115,7 @@ export class FrameReader {
         const t = this.#target;
         const n = Math.min(t.length - this.#tfill, end - off);
         chunk.copy(t, this.#tfill, off, off + n);
+        chunk.fill(0, off, off + n);
         this.#tfill += n;
         off += n;
         if (this.#tfill === t.length) {
@@ -148,6 +158,7 @@ export class FrameReader {
       }
       const t = Buffer.allocUnsafeSlow(4 + len);
       chunk.copy(t, 0, off, end);
+      chunk.fill(0, off, end);
       this.#target = t;
       this.#tfill = avail;
       off = end;
@@ -160,6 +171,7 @@ export class FrameReader {
     if (this.#hfill < 4) {
       const n = Math.min(4 - this.#hfill, chunk.length - off);
       chunk.copy(h, this.#hfill, off, off + n);
+      chunk.fill(0, off, off + n);
       this.#hfill += n;
       off += n;
       if (this.#hfill < 4) return off;
@@ -174,6 +186,7 @@ export class FrameReader {
     if (len > this.#max) {
       const n = Math.min(HEADER_SIZE - this.#hfill, chunk.length - off);
       chunk.copy(h, this.#hfill, off, off + n);
+      chunk.fill(0, off, off + n);
       this.#hfill += n;
       off += n;
       if (this.#hfill < HEADER_SIZE) return off;
@@ -194,6 +207,16 @@ export class FrameReader {
     const len = buf.readUInt32BE(off);
     this.#sink.frame(buf[off + 4]!, buf.readUInt32BE(off + 5), buf.readUInt16BE(off + 9), buf, off + HEADER_SIZE, off + 4 + len);
   }
+}
+
+/** `a ‖ b` outside the shared pool, with `a` and `b` zeroed (see FrameReader). */
+function joinWiping(a: Buffer, b: Buffer): Buffer {
+  const out = Buffer.allocUnsafeSlow(a.length + b.length);
+  a.copy(out, 0);
+  b.copy(out, a.length);
+  a.fill(0);
+  b.fill(0);
+  return out;
 }
 
 // ── writing ──────────────────────────────────────────────────────────────

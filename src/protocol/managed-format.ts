@@ -21,7 +21,16 @@
  *
  * Ciphertexts authenticate the header: the AEAD's additional data is
  * header ‖ caller AAD. The header is self-delimiting (length-prefixed name,
- * fixed-size rest), so the concatenation is unambiguous. Signatures and MACs
+ * fixed-size rest), so the concatenation is unambiguous.
+ *
+ * Format version 2 (ciphertexts only) marks constructions that derive a key
+ * per output (managed-crypto.ts): aes256-kwp, whose RFC 5649 wrap has no
+ * additional data, wraps under a key derived from the version key and the
+ * header, so the header is bound all the same; derived chacha20-poly1305
+ * epoch keys, which have no stored encryption counter, encrypt under a key
+ * derived from a random 128-bit salt, so random nonces cannot collide.
+ * Version 1 ciphertexts of those types (written before) still decrypt.
+ * Everything else is written as version 1. Signatures and MACs
  * cover the message alone (a standard Ed25519/ECDSA/RSA-PSS signature or
  * HMAC that outside verifiers can check after stripping the header); a forged
  * header can only name another version, whose key then fails to verify.
@@ -31,6 +40,9 @@ import type { ManagedKeyType } from '../keys/model.js';
 
 export const FORMAT_MAGIC = Buffer.from([0x63, 0x6d]);
 export const FORMAT_VERSION = 1;
+/** Per-output keys (see the header); ciphertexts of aes256-kwp and of derived chacha20-poly1305 keys. */
+export const FORMAT_VERSION_DERIVED = 2;
+export type FormatVersion = typeof FORMAT_VERSION | typeof FORMAT_VERSION_DERIVED;
 
 export type OutputKind = 'ciphertext' | 'signature' | 'mac';
 const KIND_IDS: Record<OutputKind, number> = { ciphertext: 1, signature: 2, mac: 3 };
@@ -53,6 +65,8 @@ const FIXED = 2 + 1 + 1 + 1 + 2 + 4;
 const MAX_NAME = 256;
 
 export interface Header {
+  /** 1, or 2 for a ciphertext under a per-output key (see the header). */
+  readonly format: FormatVersion;
   readonly kind: OutputKind;
   readonly type: ManagedKeyType;
   readonly key: string;
@@ -61,11 +75,11 @@ export interface Header {
   readonly bytes: Buffer;
 }
 
-export function encodeHeader(kind: OutputKind, type: ManagedKeyType, key: string, version: number): Buffer {
+export function encodeHeader(kind: OutputKind, type: ManagedKeyType, key: string, version: number, format: FormatVersion = FORMAT_VERSION): Buffer {
   const name = Buffer.from(key, 'utf8');
   const out = Buffer.alloc(FIXED + name.length);
   FORMAT_MAGIC.copy(out, 0);
-  out[2] = FORMAT_VERSION;
+  out[2] = format;
   out[3] = KIND_IDS[kind];
   out[4] = ALG_IDS[type];
   out.writeUInt16BE(name.length, 5);
@@ -89,18 +103,26 @@ export function parseHeader(data: Uint8Array, kind: OutputKind): { header: Heade
   };
   if (buf.length < FIXED + 1) fail(`${buf.length} bytes is shorter than the smallest header`);
   if (buf[0] !== FORMAT_MAGIC[0] || buf[1] !== FORMAT_MAGIC[1]) fail('it does not start with the magic "cm"');
-  if (buf[2] !== FORMAT_VERSION) fail(`format version ${buf[2]!} is not supported (this daemon reads version ${FORMAT_VERSION})`);
+  const format = buf[2];
+  if (format !== FORMAT_VERSION && format !== FORMAT_VERSION_DERIVED) {
+    fail(`format version ${format!} is not supported (this daemon reads versions ${FORMAT_VERSION} and ${FORMAT_VERSION_DERIVED})`);
+  }
   if (buf[3] !== KIND_IDS[kind]) fail(`it is a ${Object.entries(KIND_IDS).find(([, v]) => v === buf[3])?.[0] ?? `kind ${buf[3]!}`} value`);
   const type = BY_ID.get(buf[4]!);
   if (type === undefined) fail(`algorithm id ${buf[4]!} is unknown`);
+  if (format === FORMAT_VERSION_DERIVED && (kind !== 'ciphertext' || (type !== 'aes256-kwp' && type !== 'chacha20-poly1305'))) {
+    fail(`format version 2 exists only for aes256-kwp and chacha20-poly1305 ciphertexts`);
+  }
   const n = buf.readUInt16BE(5);
   if (n === 0 || n > MAX_NAME || buf.length < FIXED + n) fail(`the key name length ${n} does not fit`);
   const key = buf.toString('utf8', 7, 7 + n);
   const version = buf.readUInt32BE(7 + n);
   const end = FIXED + n;
-  return { header: { kind, type: type!, key, version, bytes: buf.subarray(0, end) }, body: buf.subarray(end) };
+  return { header: { format: format as FormatVersion, kind, type: type!, key, version, bytes: buf.subarray(0, end) }, body: buf.subarray(end) };
 }
 
 /** Nonce and tag sizes of the AEADs (RFC 5116 §5.1 AES-GCM with 96-bit nonces; RFC 8439 §2.8). */
 export const AEAD_NONCE = 12;
 export const AEAD_TAG = 16;
+/** Random salt of a per-message key (format version 2, derived chacha20-poly1305). */
+export const MESSAGE_SALT = 16;

@@ -236,7 +236,8 @@ describe('manual rotation and policy changes', () => {
     reader[Symbol.dispose]();
     assert.ok(isZero(old), 'zeroed once the reader is done');
 
-    await m.setPolicy('p', { exportable: true });
+    await assert.rejects(m.setPolicy('p', { exportable: true }), { code: 'CRYPTOD_ERR_FORBIDDEN' }, 'only when the caller says a daemon administrator asked');
+    await m.setPolicy('p', { exportable: true }, { mayMakeExportable: true });
     await assert.rejects(m.setPolicy('p', { exportable: false }), /exportable cannot go back to false/);
     await assert.rejects(m.setPolicy('p', { rotationPeriod: '5m', gracePeriod: '5m' }), /PREFETCH \+ GRACE \+ TIME_THRESHOLD/);
     await assert.rejects(m.setPolicy('p', { rotation: '5m' } as never), /unknown policy field 'rotation'/);
