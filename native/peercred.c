@@ -30,6 +30,8 @@
 
 #include <node_api.h>
 
+#include <sys/resource.h>
+
 #if defined(__linux__)
 #  include <sys/prctl.h>
 #  include <sys/socket.h>
@@ -68,6 +70,7 @@ static void throw_last_napi_error(napi_env env, const char *what) {
 static const char *errno_name(int err) {
   switch (err) {
     case EBADF: return "EBADF";
+    case EPERM: return "EPERM";
     case ENOTSOCK: return "ENOTSOCK";
     case ENOTCONN: return "ENOTCONN";
     case EINVAL: return "EINVAL";
@@ -212,7 +215,62 @@ static napi_value set_non_dumpable(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/*
+ * raiseFileLimit(): set the soft RLIMIT_NOFILE to the hard limit. Every
+ * client connection costs the daemon a file descriptor, and the usual soft
+ * limit of 1024 is a compatibility default for select(), which libuv does not
+ * use; raising the soft limit up to the hard one needs no privilege. Node has
+ * no API for setrlimit. Returns { before: { soft, hard }, after: { soft,
+ * hard } } (numbers; RLIM_INFINITY as -1), or throws like getPeerCred.
+ */
+static napi_value limit_object(napi_env env, const struct rlimit *rl) {
+  napi_value obj, soft, hard;
+  NAPI_CALL(env, napi_create_object(env, &obj));
+  NAPI_CALL(env, napi_create_double(env, rl->rlim_cur == RLIM_INFINITY ? -1.0 : (double)rl->rlim_cur, &soft));
+  NAPI_CALL(env, napi_create_double(env, rl->rlim_max == RLIM_INFINITY ? -1.0 : (double)rl->rlim_max, &hard));
+  NAPI_CALL(env, napi_set_named_property(env, obj, "soft", soft));
+  NAPI_CALL(env, napi_set_named_property(env, obj, "hard", hard));
+  return obj;
+}
+
+static napi_value raise_file_limit(napi_env env, napi_callback_info info) {
+  (void)info;
+#if !PEERCRED_SUPPORTED
+  napi_throw_error(env, "ERR_RLIMIT_UNSUPPORTED",
+                   "raiseFileLimit is built on Linux only");
+  return NULL;
+#else
+  struct rlimit before, after;
+  if (getrlimit(RLIMIT_NOFILE, &before) != 0) {
+    return throw_errno(env, errno, "getrlimit(RLIMIT_NOFILE)", NULL);
+  }
+  after = before;
+  if (before.rlim_cur != before.rlim_max) {
+    after.rlim_cur = before.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &after) != 0) {
+      return throw_errno(env, errno, "setrlimit(RLIMIT_NOFILE)", NULL);
+    }
+  }
+  if (getrlimit(RLIMIT_NOFILE, &after) != 0) {
+    return throw_errno(env, errno, "getrlimit(RLIMIT_NOFILE)", NULL);
+  }
+  napi_value result, b, a;
+  NAPI_CALL(env, napi_create_object(env, &result));
+  b = limit_object(env, &before);
+  if (b == NULL) return NULL;
+  a = limit_object(env, &after);
+  if (a == NULL) return NULL;
+  NAPI_CALL(env, napi_set_named_property(env, result, "before", b));
+  NAPI_CALL(env, napi_set_named_property(env, result, "after", a));
+  return result;
+#endif
+}
+
 NAPI_MODULE_INIT() {
+  napi_value raise;
+  NAPI_CALL(env, napi_create_function(env, "raiseFileLimit", NAPI_AUTO_LENGTH,
+                                      raise_file_limit, NULL, &raise));
+  NAPI_CALL(env, napi_set_named_property(env, exports, "raiseFileLimit", raise));
   napi_value dumpable;
   NAPI_CALL(env, napi_create_function(env, "setNonDumpable", NAPI_AUTO_LENGTH,
                                       set_non_dumpable, NULL, &dumpable));

@@ -125,14 +125,21 @@ async function reachableDaemon(options: Partial<DaemonOptions> = {}) {
   return { daemon, socketPath, lines, refused };
 }
 
-test('a second uid is refused by default: closed before any byte is read, logged with uid/gid/pid', async () => {
+/** The one frame a refused peer gets: ACCESS_DENIED with request id 0, naming its uid and gid. */
+function assertAccessDenied(probe: Probe, u: { uid: number; gid: number }): void {
+  assert.equal(probe.reply?.kind, FrameKind.ERROR, `the refused peer got no error frame (${probe.how})`);
+  assert.equal(probe.reply.payload.code, 'CRYPTOD_ERR_ACCESS_DENIED');
+  assert.deepEqual({ ...(probe.reply.payload.detail as object) }, { uid: u.uid, gid: u.gid });
+  assert.match(String(probe.reply.payload.message), new RegExp(`--allow-uid ${u.uid}`));
+}
+
+test('a second uid is refused by default: told why before anything is read, closed, logged with uid/gid/pid', async () => {
   const u = requireUser();
   const d = await reachableDaemon();
   try {
     const probe = await probeAs(u, d.socketPath);
     assert.ok(probe.connected, 'the probe could not even reach the socket (file permissions), so admission was not tested');
-    assert.equal(probe.reply, null, `the daemon answered a refused peer: ${JSON.stringify(probe.reply)}`);
-    assert.match(probe.how, /^(closed|error ECONNRESET|error EPIPE)$/);
+    assertAccessDenied(probe, u);
     assert.equal(d.refused.length, 1);
     const ev = d.refused[0]!;
     assert.equal(ev.transport, 'unix');
@@ -172,7 +179,7 @@ test('the policy admits a listed uid, or a listed primary gid, and names the cli
   // Another uid in the list does not admit this one.
   const d = await reachableDaemon({ access: { uids: [u.uid + 1], gids: [u.gid + 1] } });
   try {
-    assert.equal((await probeAs(u, d.socketPath)).reply, null);
+    assertAccessDenied(await probeAs(u, d.socketPath), u);
     assert.equal(d.refused[0]?.uid, u.uid);
   } finally {
     await d.daemon.close();
@@ -200,7 +207,7 @@ test('cryptod serve --allow-uid admits the user; without it the user is refused'
       if (allow) {
         assert.equal(probe.reply?.kind, FrameKind.RESPONSE, `--allow-uid ${u.uid} did not admit it: ${stderr}`);
       } else {
-        assert.equal(probe.reply, null);
+        assertAccessDenied(probe, u);
         await new Promise((r) => setTimeout(r, 50));
         assert.match(stderr, new RegExp(`"msg":"connection refused".*"uid":${u.uid}`));
       }

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import { MAX_DEPTH, decode, encode, type CborValue } from '../src/protocol/cbor.js';
+import { CborFloat, MAX_DEPTH, decode, encode, type CborValue } from '../src/protocol/cbor.js';
 import { BadFrameError } from '../src/protocol/errors.js';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
@@ -15,6 +15,7 @@ const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 function canon(v: CborValue): unknown {
   if (v instanceof Uint8Array) return { bytes: Buffer.from(v).toString('hex') };
   if (Array.isArray(v)) return { array: v.map(canon) };
+  if (v instanceof CborFloat) return { float: String(v.value) };
   if (v !== null && typeof v === 'object') return { map: Object.keys(v).map((k) => [k, canon(v[k]!)]) };
   if (typeof v === 'number') return { number: Object.is(v, -0) ? '-0' : String(v) };
   return v;

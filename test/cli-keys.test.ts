@@ -207,3 +207,42 @@ test('mistakes: usage errors exit 2, daemon refusals exit 1 with their code', as
     assert.match(h.stdout.toString(), /^Usage: cryptod /);
   }
 });
+
+test('a negative duration is rejected as negative, not reported as a missing value', async () => {
+  await ok(['key', 'create', 'negative', '--type', 'aes256-gcm']);
+  const [long, joined, setPolicy] = await Promise.all([
+    cli(['key', 'create', 'y', '--type', 'aes256-gcm', '--rotation-period', '-5d']),
+    cli(['key', 'create', 'y', '--type', 'aes256-gcm', '--grace-period=-5d']),
+    cli(['key', 'set-policy', 'negative', '--prefetch-period', '-1h']),
+  ]);
+  for (const [r, field] of [[long, 'rotationPeriod'], [joined, 'gracePeriod'], [setPolicy, 'prefetchPeriod']] as const) {
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, new RegExp(`^cryptod: CRYPTOD_ERR_INVALID_ARGUMENT: .*${field}.*durations cannot be negative, got "-\\d+[dh]"`));
+    assert.doesNotMatch(r.stderr, /needs a value/);
+  }
+  // A flag really given no value still says so.
+  const last = await cli(['key', 'create', 'y', '--type', 'aes256-gcm', '--rotation-period']);
+  assert.equal(last.code, 2);
+  assert.match(last.stderr, /option '--rotation-period' needs a value/);
+});
+
+test('the reserved key names are refused by `key create` with the same rule as the configuration file', async () => {
+  for (const name of ['__proto__', 'constructor', 'prototype']) {
+    const r = await cli(['key', 'create', name, '--type', 'aes256-gcm']);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, new RegExp(`CRYPTOD_ERR_INVALID_ARGUMENT: .*'${name}' is reserved and cannot name a key \\(reserved: __proto__, constructor, prototype\\); choose another name`));
+  }
+  const list = JSON.parse((await ok(['key', 'list', '--json'])).toString()) as Array<{ name: string }>;
+  assert.deepEqual(list.filter((k) => ['__proto__', 'constructor', 'prototype'].includes(k.name)), []);
+});
+
+test('describe reports the reserved encryption budget under its own name, not as a count of encryptions', async () => {
+  await ok(['key', 'create', 'budgeted', '--type', 'aes256-gcm']);
+  await ok(['encrypt', '--key', 'budgeted'], Buffer.from('one'));
+  const desc = JSON.parse((await ok(['key', 'describe', 'budgeted', '--json'])).toString()) as { versions: Array<Record<string, unknown>> };
+  const v1 = desc.versions[0]!;
+  assert.equal('encryptions' in v1, false, 'the ambiguous field name is gone');
+  // One block reserved for one encryption: a reservation, at least the one encryption made.
+  assert.equal(typeof v1.encryptionsReserved, 'number');
+  assert.ok((v1.encryptionsReserved as number) >= 1);
+});

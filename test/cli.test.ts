@@ -32,9 +32,17 @@ function tempDir(): string {
   return d;
 }
 
-/** The environment without a CRYPTOD_SOCKET inherited from whoever runs the tests. */
+/**
+ * This run's runtime directory: `serve` without --socket listens at the
+ * per-user default, $XDG_RUNTIME_DIR/cryptod/cryptod.sock, which must not be
+ * the real one of whoever runs the tests.
+ */
+let runtimeDir: string | undefined;
+
+/** The environment without a CRYPTOD_SOCKET inherited from whoever runs the tests, with this run's runtime directory. */
 function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env = { ...process.env, ...extra };
+  runtimeDir ??= tempDir();
+  const env: NodeJS.ProcessEnv = { ...process.env, XDG_RUNTIME_DIR: runtimeDir, ...extra };
   if (!('CRYPTOD_SOCKET' in extra)) delete env.CRYPTOD_SOCKET;
   return env;
 }
@@ -108,11 +116,12 @@ async function serve(args: string[], env?: NodeJS.ProcessEnv): Promise<Served> {
   };
 }
 
-test('serve creates a 0700 data directory and a 0600 socket in it, and announces the socket', async () => {
+test('serve creates a 0700 data directory, and a 0600 socket at the per-user default, and announces the socket', async () => {
   const dataDir = join(tempDir(), 'd');
   const s = await serve(['--data-dir', dataDir]);
   try {
-    assert.equal(s.socket, join(dataDir, 'cryptod.sock'));
+    // --data-dir does not move the socket: clients find it without being told where the data is.
+    assert.equal(s.socket, join(runtimeDir!, 'cryptod', 'cryptod.sock'));
     assert.equal(statSync(dataDir).mode & 0o777, 0o700);
     const st = lstatSync(s.socket);
     assert.ok(st.isSocket());
@@ -197,6 +206,9 @@ test('digest: a daemon error prints its code; a missing file and a missing daemo
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /^cryptod: CRYPTOD_ERR_[A-Z_]+: .*MD5/);
     assert.equal(bad.stderr.trim().split('\n').length, 1, bad.stderr);
+    // Only hashes are named as supported: a digest of AES-GCM makes no sense.
+    assert.match(bad.stderr, /supported hashes: SHA-1, SHA-256, SHA-384, SHA-512\n$/);
+    assert.doesNotMatch(bad.stderr, /AES-GCM|HMAC|Ed25519/);
 
     const missing = await run(['digest', '--socket', s.socket, '--algorithm', 'SHA-256', join(dir, 'nope')]);
     assert.equal(missing.code, 1);
@@ -320,6 +332,7 @@ test('a limit out of range is a configuration error: exit 1, no socket left behi
   const dir = tempDir();
   const r = await run(['serve', '--data-dir', join(dir, 'd'), '--max-frame', '10']);
   assert.equal(r.code, 1);
-  assert.match(r.stderr, /^cryptod: limit maxFrame must be an integer from 1024 to 67108864, got 10\n$/);
-  assert.equal(existsSync(join(dir, 'd', 'cryptod.sock')), false);
+  // The keystore is opened (and, in a new directory, created: one info line) before the limits are checked.
+  assert.match(r.stderr, /(^|\n)cryptod: limit maxFrame must be an integer from 1024 to 67108864, got 10\n$/);
+  assert.equal(existsSync(join(runtimeDir!, 'cryptod', 'cryptod.sock')), false);
 });

@@ -67,6 +67,14 @@ test('an empty file is a valid configuration with no keys', () => {
   assert.deepEqual(config.limits, {});
 });
 
+test('limits whose range depends on another are checked together: per-uid connections below the overall cap', () => {
+  const { config } = parseConfigText('limits: { maxConnections: 4096, maxConnectionsPerUid: 1000, helloTimeoutMs: 2000 }\n', 'c.yaml');
+  assert.deepEqual(config.limits, { maxConnections: 4096, maxConnectionsPerUid: 1000, helloTimeoutMs: 2000 });
+  const problems = problemsOf('limits:\n  maxConnections: 100\n  maxConnectionsPerUid: 100\n');
+  assert.equal(problems.length, 1, problems.join('\n'));
+  assert.match(problems[0]!, /^3:25: limits\.maxConnectionsPerUid: limit maxConnectionsPerUid must be an integer from 1 to 99, got 100/);
+});
+
 test('every problem is reported at once, with its line, column and field', () => {
   const problems = problemsOf(
     [
@@ -106,6 +114,29 @@ test('unknown top-level fields, YAML syntax errors and duplicate keys are refuse
   assert.match(problemsOf('access: { uids: [1000, -1] }\n')[0]!, /^1:24: access\.uids\[1\]: expected a numeric id/);
   // A policy problem across fields names the key manager's field (src/keys/policy.ts).
   assert.match(problemsOf('keys:\n  s: { type: hmac-sha256, rotationPeriod: 1m, gracePeriod: 10m }\n')[0]!, /^2:\d+: keys\.s\.\w+: /);
+});
+
+test('a YAML-tagged value where a mapping belongs is one problem about that field, not one per byte', () => {
+  const problems = problemsOf('keys: !!binary aGVsbG8=\n');
+  assert.equal(problems.length, 1, problems.join('\n'));
+  assert.match(problems[0]!, /^1:\d+: keys: expected keys to map key names to definitions, got binary data \(5 bytes\)$/);
+  const limits = problemsOf('limits: !!binary aGVsbG8=\n');
+  assert.equal(limits.length, 1, limits.join('\n'));
+  assert.match(limits[0]!, /^1:\d+: limits: expected a mapping with fields .*, got binary data \(5 bytes\)$/);
+  const def = problemsOf('keys:\n  orders: !!binary aGVsbG8=\n');
+  assert.equal(def.length, 1, def.join('\n'));
+  assert.match(def[0]!, /^2:\d+: keys\.orders: type: expected a key definition with at least a type$/);
+});
+
+test('reserved key names (__proto__, constructor, prototype) are refused with the rule, never silently dropped', () => {
+  for (const name of ['__proto__', 'constructor', 'prototype']) {
+    const problems = problemsOf(`keys:\n  ${name}: { type: aes256-gcm }\n  orders: { type: aes256-gcm }\n`);
+    assert.equal(problems.length, 1, problems.join('\n'));
+    assert.match(problems[0]!, new RegExp(`^2:3: keys\\.${name}: name: '${name}' is reserved and cannot name a key \\(reserved: __proto__, constructor, prototype\\); choose another name$`));
+  }
+  // Names that merely look like Object.prototype members are ordinary names.
+  const { config } = parseConfigText('keys:\n  toString: { type: aes256-gcm }\n  hasOwnProperty: { type: aes256-gcm }\n', 'c.yaml');
+  assert.deepEqual(Object.keys(config.keys).sort(), ['hasOwnProperty', 'toString']);
 });
 
 test('a missing file is a ConfigFileError naming the file', () => {

@@ -65,9 +65,21 @@ describe('limits are validated at start', () => {
       ['maxConnectionsPerClient', 0],
       ['contextIdleMs', -1],
       ['maxContextMemory', 1000],
+      ['maxConnections', 1],
+      ['helloTimeoutMs', 0],
     ] as const) {
       assert.throws(() => resolveLimits({ [k]: v }), (err: unknown) => err instanceof CryptodError && err.code === 'CRYPTOD_ERR_CONFIG' && err.message.includes(k));
     }
+  });
+
+  test('the per-uid connection cap stays below the overall one (the rest is the operator\'s reserve) and follows it by default', () => {
+    assert.throws(
+      () => resolveLimits({ maxConnections: 100, maxConnectionsPerUid: 100 }),
+      (err: unknown) => err instanceof CryptodError && err.code === 'CRYPTOD_ERR_CONFIG' && /maxConnectionsPerUid must be an integer from 1 to 99/.test(err.message),
+    );
+    assert.equal(resolveLimits({ maxConnections: 100 }).maxConnectionsPerUid, 25);
+    assert.equal(resolveLimits({}).maxConnectionsPerUid, 128);
+    assert.equal(resolveLimits({}).maxConnections, 512);
   });
 });
 
@@ -284,6 +296,9 @@ test('HELLO reports every named limit, as configured', async () => {
     maxInflightPerConnection: 9,
     maxInflightBytesPerConnection: 1 << 20,
     maxConnectionsPerClient: 3,
+    maxConnectionsPerUid: 11,
+    maxConnections: 40,
+    helloTimeoutMs: 4321,
     contextIdleMs: 1234,
     maxContextMemory: 1 << 20,
     maxContextMemoryPerClient: 1 << 18,

@@ -35,7 +35,7 @@ async function withDaemon(fn: (c: Client) => Promise<void>, budget?: { block: nu
 test('ChaCha20-Poly1305 versions carry a reserved encryption budget and rotate at its threshold', async () => {
   await withDaemon(async (c) => {
     await c.keys.create('chacha', { type: 'chacha20-poly1305' });
-    assert.equal((await c.keys.describe('chacha')).versions[0]!.encryptions, 8, 'the first block is reserved with the version');
+    assert.equal((await c.keys.describe('chacha')).versions[0]!.encryptionsReserved, 8, 'the first block is reserved with the version');
     const versions = new Set<number>();
     for (let made = 0; made < 30; ) {
       try {
@@ -48,7 +48,7 @@ test('ChaCha20-Poly1305 versions carry a reserved encryption budget and rotate a
     }
     assert.ok(versions.has(2), 'the key rotated once version 1 reached rotateAt');
     const v1 = (await c.keys.describe('chacha')).versions.find((v) => v.version === 1)!;
-    assert.ok((v1.encryptions ?? 0) >= 20, `version 1's stored count ${String(v1.encryptions)} covers what it encrypted`);
+    assert.ok((v1.encryptionsReserved ?? 0) >= 20, `version 1's stored count ${String(v1.encryptionsReserved)} covers what it encrypted`);
   }, { block: 8, rotateAt: 20, limit: 32 });
 });
 

@@ -47,7 +47,7 @@ export function wantsHelp(argv: readonly string[]): boolean {
 export function parseCommand(command: string, argv: readonly string[], options: OptionSpec, maxPositionals = 0): Parsed {
   let parsed;
   try {
-    parsed = parseArgs({ args: [...argv], options: { ...COMMON, ...options }, strict: true, allowPositionals: true });
+    parsed = parseArgs({ args: joinNegativeValues(argv, options), options: { ...COMMON, ...options }, strict: true, allowPositionals: true });
   } catch (err) {
     throw new UsageError(describeParseError(err, command), command);
   }
@@ -61,6 +61,43 @@ export function parseCommand(command: string, argv: readonly string[], options: 
     );
   }
   return { values: parsed.values as Parsed['values'], positionals: parsed.positionals };
+}
+
+/**
+ * parseArgs takes `-5d` after `--rotation-period` for a flag and reports the
+ * option as missing its value, which sends the user looking for the wrong
+ * mistake. A value that starts with a dash and a digit cannot be a flag here
+ * (no short flag is a digit), so pass it as `--flag=-5d` and let the
+ * option's own check say what is wrong with it (durations and counts cannot
+ * be negative).
+ */
+function joinNegativeValues(argv: readonly string[], options: OptionSpec): string[] {
+  const takesValue = new Set<string>();
+  for (const [name, spec] of Object.entries(options)) {
+    if (spec.type !== 'string') continue;
+    takesValue.add(`--${name}`);
+    if (spec.short !== undefined) takesValue.add(`-${spec.short}`);
+  }
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--') {
+      out.push(...argv.slice(i));
+      break;
+    }
+    const next = argv[i + 1];
+    if (takesValue.has(a) && next !== undefined && /^-\d/.test(next)) {
+      out.push(`${a.startsWith('--') ? a : `--${longName(a, options)}`}=${next}`);
+      i++;
+    } else {
+      out.push(a);
+    }
+  }
+  return out;
+}
+
+function longName(short: string, options: OptionSpec): string {
+  return Object.entries(options).find(([, spec]) => `-${spec.short ?? ''}` === short)?.[0] ?? short.slice(1);
 }
 
 /** Turn parseArgs' TypeError into one sentence that names the flag. */

@@ -4,7 +4,6 @@
  * that says how to fix it, not an error code.
  */
 import { connect, type Client } from '../client/client.js';
-import { resolveSocketPath } from '../config/paths.js';
 import { ConnectionClosedError } from '../protocol/errors.js';
 import type { OptionSpec } from './args.js';
 import { LocalFailure } from './output.js';
@@ -17,11 +16,11 @@ export const SOCKET_OPTION: OptionSpec = {
 /** The name the CLI gives itself at HELLO; it shows up in `cryptod status`. */
 export const CLI_CLIENT_NAME = 'cryptod-cli';
 
-/** Connect to the socket named by `--socket`, else CRYPTOD_SOCKET, else ./.cryptod/cryptod.sock. */
+/** Connect to the socket named by `--socket`, else CRYPTOD_SOCKET, else the per-user default (src/client/socket-path.ts). */
 export async function connectCli(socketFlag: string | undefined): Promise<Client> {
-  const socket = resolveSocketPath(socketFlag);
   try {
-    return await connect({ socket, clientName: CLI_CLIENT_NAME });
+    // connect() applies the default and its ownership check itself.
+    return await connect({ ...(socketFlag === undefined ? {} : { socket: socketFlag }), clientName: CLI_CLIENT_NAME });
   } catch (err) {
     // Errors of the socket itself (ENOENT, ECONNREFUSED, EACCES) carry the
     // errno error as cause; an error the daemon sent back during HELLO does

@@ -26,7 +26,8 @@ type Check = (client: Client, key: string, input: Uint8Array, signature: Uint8Ar
 const COMMON_HELP = `  -k, --key NAME       the managed key (required)
   --in FILE            read the input from FILE (default: stdin)
   -s, --socket PATH    daemon socket (default: $CRYPTOD_SOCKET, else
-                       ./.cryptod/cryptod.sock)
+                       $XDG_RUNTIME_DIR/cryptod/cryptod.sock, else
+                       /tmp/cryptod-$UID/cryptod.sock)
   -h, --help           show this help`;
 
 const TRANSFORMS: Record<string, { run: Transform; aad: boolean; what: string }> = {

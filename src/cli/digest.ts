@@ -24,7 +24,8 @@ with bounded memory.
 Options:
   -a, --algorithm ALG  SHA-1, SHA-256, SHA-384 or SHA-512 (required)
   -s, --socket PATH    daemon socket (default: $CRYPTOD_SOCKET, else
-                       ./.cryptod/cryptod.sock)
+                       $XDG_RUNTIME_DIR/cryptod/cryptod.sock, else
+                       /tmp/cryptod-$UID/cryptod.sock)
   -h, --help           show this help
 `;
 

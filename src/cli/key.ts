@@ -20,7 +20,8 @@ import { EXIT_OK, EXIT_USAGE, LocalFailure } from './output.js';
 export const MAX_MATERIAL_FILE_BYTES = 64 * 1024;
 
 const SOCKET_HELP = `  -s, --socket PATH          daemon socket (default: $CRYPTOD_SOCKET, else
-                             ./.cryptod/cryptod.sock)
+                             $XDG_RUNTIME_DIR/cryptod/cryptod.sock, else
+                             /tmp/cryptod-$UID/cryptod.sock)
   -h, --help                 show this help`;
 
 const POLICY_HELP = `  --rotation-period D        rotate every D (90s, 10m, 1h, 30d; 'none' clears)

@@ -10,6 +10,7 @@ import { client } from './client.js';
 import { DATA_COMMANDS, dataCommand } from './data.js';
 import { digest } from './digest.js';
 import { key } from './key.js';
+import { keystore } from './keystore.js';
 import { EXIT_OK, EXIT_USAGE, report } from './output.js';
 import { reload } from './reload.js';
 import { serve } from './serve.js';
@@ -31,6 +32,9 @@ Commands:
              transform stdin (or --in FILE) with a managed key (--key NAME)
   verify, verify-mac
              check a signature or MAC (exit 0 valid, 1 invalid)
+  keystore check
+             verify the keystore of a data directory offline: SQLite
+             integrity and every wrapped key version (exit 0 clean, 1 damage)
   reload     make the daemon re-read its --config file (like SIGHUP)
   help       show this help, or \`cryptod help <command>\` for one command
 
@@ -40,14 +44,15 @@ Options:
 
 Environment:
   CRYPTOD_SOCKET   socket path used when --socket is not given
-                   (default: ./.cryptod/cryptod.sock)
+                   (default: $XDG_RUNTIME_DIR/cryptod/cryptod.sock, else
+                   /tmp/cryptod-$UID/cryptod.sock)
   CRYPTOD_TOKEN    token sent at HELLO by digest, status and connect()
 `;
 
 type Command = (argv: readonly string[]) => Promise<number>;
 
 const COMMANDS: Record<string, Command> = {
-  serve, digest, status, client, key, reload,
+  serve, digest, status, client, key, keystore, reload,
   ...Object.fromEntries(DATA_COMMANDS.map((n) => [n, dataCommand(n)])),
 };
 

@@ -23,7 +23,8 @@ certificate the CRL now revokes.
 Options:
   --json               print the daemon's summary as JSON
   -s, --socket PATH    daemon socket (default: $CRYPTOD_SOCKET, else
-                       ./.cryptod/cryptod.sock)
+                       $XDG_RUNTIME_DIR/cryptod/cryptod.sock, else
+                       /tmp/cryptod-$UID/cryptod.sock)
   -h, --help           show this help
 `;
 

@@ -11,15 +11,16 @@
  */
 import { constants } from 'node:os';
 import type { CborValue } from '../protocol/cbor.js';
+import { asCbor } from '../protocol/schema.js';
 import { ConfigFileError, loadConfig, type LoadedConfig } from '../config/load.js';
-import { DEFAULT_DATA_DIR, resolveSocketPath } from '../config/paths.js';
+import { DEFAULT_DATA_DIR, preparePrivateSocketDirectory, resolveSocket } from '../config/paths.js';
 import { applyKeys, createReloader, type Reloader } from '../config/reload.js';
 import { openManagedKeys, type OpenedManagedKeys } from '../daemon/managed-keys.js';
 import { createLogger, type Level, type Logger } from '../observe/logger.js';
 import { NO_AUDIT, createAudit, type Audit } from '../observe/audit.js';
 import { watchClientChanges } from '../auth/revocation.js';
 import type { Limits } from '../config/limits.js';
-import { peerCred, peerCredAvailable, setNonDumpable } from '../daemon/peer-cred.js';
+import { peerCred, peerCredAvailable, raiseFileLimit, setNonDumpable } from '../daemon/peer-cred.js';
 import { startDaemon, type Daemon, type DaemonOptions, type TlsReloadSummary } from '../daemon/server.js';
 import { ConfigError, CryptodError } from '../protocol/errors.js';
 import { ensurePrivateDir } from '../store/private-files.js';
@@ -44,8 +45,15 @@ Options:
                              owns it, anything in it, or a directory above
                              it that others may write (README "Files the
                              daemon trusts"; the same for every file below)
-  -s, --socket PATH          Unix socket to listen on
-                             (default: $CRYPTOD_SOCKET, else DIR/cryptod.sock)
+  --init                     start a new, empty keystore although a root.key
+                             or kek.binding of a lost one is left in DIR
+                             (README "Backup"); refused when DIR already
+                             holds a keystore. Not needed on an empty DIR
+  -s, --socket PATH          Unix socket to listen on (default:
+                             $CRYPTOD_SOCKET, else
+                             $XDG_RUNTIME_DIR/cryptod/cryptod.sock, else
+                             /tmp/cryptod-$UID/cryptod.sock, whose directory
+                             is created 0700 and must be yours and private)
   --socket-mode MODE         octal mode of the socket file (default: 600)
   --max-frame BYTES          largest frame accepted (default: 4194304, 4 MiB;
                              at most 67108864)
@@ -57,6 +65,15 @@ Options:
                              it (default: 33554432, 32 MiB)
   --max-connections-per-client N
                              open connections per client (default: 128)
+  --max-connections-per-uid N
+                             open connections per uid, counted from accept;
+                             not applied to the daemon's own uid and root
+                             (default: a quarter of --max-connections)
+  --max-connections N        open connections over both listeners; the last
+                             --max-connections-per-uid are kept for the
+                             daemon's own uid and root (default: 512)
+  --hello-timeout-ms MS      close a connection that has not completed HELLO
+                             within MS of connecting (default: 10000)
   --context-idle-ms MS       release hash, HMAC and cipher contexts that no
                              request used for MS; 0: never (default: 600000)
   --max-context-memory BYTES memory for context state over all clients
@@ -95,12 +112,16 @@ const OPTIONS: OptionSpec = {
   ...SOCKET_OPTION,
   config: { type: 'string', short: 'c' },
   'data-dir': { type: 'string' },
+  init: { type: 'boolean' },
   'socket-mode': { type: 'string' },
   'max-frame': { type: 'string' },
   'max-nodes-per-client': { type: 'string' },
   'max-inflight': { type: 'string' },
   'max-inflight-bytes': { type: 'string' },
   'max-connections-per-client': { type: 'string' },
+  'max-connections-per-uid': { type: 'string' },
+  'max-connections': { type: 'string' },
+  'hello-timeout-ms': { type: 'string' },
   'context-idle-ms': { type: 'string' },
   'max-context-memory': { type: 'string' },
   'max-context-memory-per-client': { type: 'string' },
@@ -125,6 +146,7 @@ const LEVELS: readonly Level[] = ['debug', 'info', 'warn', 'error'];
  */
 function configure(argv: readonly string[]): {
   dataDir: string;
+  init: boolean;
   socketFlag: string | undefined;
   level: Level;
   auditLog: string | undefined;
@@ -153,6 +175,9 @@ function configure(argv: readonly string[]): {
   set('maxInflightPerConnection', 'max-inflight');
   set('maxInflightBytesPerConnection', 'max-inflight-bytes');
   set('maxConnectionsPerClient', 'max-connections-per-client');
+  set('maxConnectionsPerUid', 'max-connections-per-uid');
+  set('maxConnections', 'max-connections');
+  set('helloTimeoutMs', 'hello-timeout-ms');
   set('contextIdleMs', 'context-idle-ms');
   set('maxContextMemory', 'max-context-memory');
   set('maxContextMemoryPerClient', 'max-context-memory-per-client');
@@ -163,6 +188,7 @@ function configure(argv: readonly string[]): {
   const tcp = flagged.tcp ?? file?.tcp;
   return {
     dataDir: stringOpt(p, 'data-dir') ?? file?.dataDir ?? DEFAULT_DATA_DIR,
+    init: p.values.init === true,
     socketFlag: stringOpt(p, 'socket') ?? file?.socket,
     level: choiceOpt(p, 'log-level', LEVELS, 'serve') ?? file?.logLevel ?? 'info',
     auditLog: stringOpt(p, 'audit-log') ?? file?.audit?.log,
@@ -184,7 +210,7 @@ export const MAX_PASSPHRASE_FILE_BYTES = 64 * 1024;
  * it (editors add one). The file is a secret the daemon trusts: owned by its
  * user or root, mode 600, a regular file (src/store/trusted-files.ts).
  */
-function kekPassphrase(file: LoadedConfig['config'] | undefined): Buffer | undefined {
+export function kekPassphrase(file: LoadedConfig['config'] | undefined): Buffer | undefined {
   const kek = file?.kek;
   if (kek?.passphraseFile !== undefined) {
     const raw = readTrustedFileSync(kek.passphraseFile, { what: 'kek.passphraseFile', maxBytes: MAX_PASSPHRASE_FILE_BYTES, secret: true });
@@ -245,8 +271,11 @@ export async function serve(argv: readonly string[]): Promise<number> {
     process.stdout.write(SERVE_HELP);
     return EXIT_OK;
   }
-  const { dataDir, socketFlag, level, auditLog, options, loaded } = configure(argv);
+  const { dataDir, init, socketFlag, level, auditLog, options, loaded } = configure(argv);
   const log = createLogger({ level });
+  // Raised before the socket exists; logged once the daemon started, so a
+  // start-up failure is the only line it prints.
+  const fileLimit = raiseFileLimitOrError();
 
   // Signals are handled from the start, so one that arrives while the socket
   // is being created still ends in a clean shutdown rather than a stale file.
@@ -296,12 +325,14 @@ export async function serve(argv: readonly string[]): Promise<number> {
   let audit: Audit = NO_AUDIT;
   try {
     const dir = ensurePrivateDir(dataDir);
-    const socketPath = resolveSocketPath(socketFlag, dir);
+    const socketLocation = resolveSocket(socketFlag);
+    preparePrivateSocketDirectory(socketLocation);
+    const socketPath = socketLocation.path;
     if (auditLog !== undefined) audit = createAudit({ target: auditLog, log });
     clients = openSqliteClientRegistry({ dataDir: dir });
     const passphrase = kekPassphrase(loaded?.config);
     try {
-      managed = await openManagedKeys({ dataDir: dir, logger: log, audit, ...(passphrase === undefined ? {} : { passphrase }) });
+      managed = await openManagedKeys({ dataDir: dir, init, logger: log, audit, ...(passphrase === undefined ? {} : { passphrase }) });
     } finally {
       passphrase?.fill(0);
     }
@@ -317,11 +348,12 @@ export async function serve(argv: readonly string[]): Promise<number> {
     if (loaded !== null) {
       const r = createReloader({ file: loaded.config.path, initial: loaded.config, manager: managed.manager, log, reloadTls: () => daemon?.reloadTls() ?? null });
       reloader = r;
-      reload = { reload: async () => (await r.reload('RELOAD')) as unknown as CborValue };
+      reload = { reload: async () => asCbor(await r.reload('RELOAD')) };
     } else if (options.tcp !== undefined) {
-      reload = { reload: async () => ({ tls: reloadTlsOnly(daemon!, log, 'RELOAD') }) as unknown as CborValue };
+      reload = { reload: async () => asCbor({ tls: reloadTlsOnly(daemon!, log, 'RELOAD') }) };
     }
     daemon = await startDaemon({ ...options, socketPath, logger: log, clients, audit, keys: managed, ...reload, ...peerIdentityOption(log) });
+    logFileLimit(log, fileLimit, daemon.limits.maxConnections);
   } catch (err) {
     await managed?.close();
     await clients?.close();
@@ -372,6 +404,44 @@ function dieBy(signal: NodeJS.Signals): void {
   // Unreachable once the default action runs; a last resort if it did not.
   process.exit(128 + constants.signals[signal]);
 }
+
+/**
+ * Every connection costs a file descriptor: raise the soft RLIMIT_NOFILE to
+ * the hard limit (src/daemon/peer-cred.ts). Null where the addon cannot.
+ */
+function raiseFileLimitOrError(): ReturnType<typeof raiseFileLimit> | { error: string } {
+  try {
+    return raiseFileLimit();
+  } catch (err) {
+    return { error: err instanceof Error ? err.message : String(err) };
+  }
+}
+
+/**
+ * Log the descriptor limit, and warn when the connection cap, the refused
+ * connections that linger a moment (a quarter of it, src/daemon/refusals.ts)
+ * and the daemon's own files (FD_HEADROOM) do not fit in it.
+ */
+function logFileLimit(log: Logger, raised: ReturnType<typeof raiseFileLimitOrError>, maxConnections: number): void {
+  if (raised === null) return;
+  if ('error' in raised) {
+    log.warn('could not raise the file descriptor limit (setrlimit RLIMIT_NOFILE)', { error: raised.error });
+    return;
+  }
+  log.info('file descriptor limit', { softBefore: raised.before.soft, soft: raised.after.soft, hard: raised.after.hard });
+  const needed = maxConnections + Math.floor(maxConnections / 4) + FD_HEADROOM;
+  if (raised.after.soft !== -1 && raised.after.soft < needed) {
+    log.warn('the file descriptor limit is too low for --max-connections: new clients may fail with EMFILE before the cap refuses them', {
+      soft: raised.after.soft,
+      maxConnections,
+      needed,
+      fix: `lower --max-connections to ${Math.max(2, Math.floor(((raised.after.soft - FD_HEADROOM) * 4) / 5))} or raise the hard limit (LimitNOFILE=, ulimit -Hn)`,
+    });
+  }
+}
+
+/** Descriptors the daemon needs besides connections: stdio, the listeners, the keystore, the audit log, libuv's own. */
+const FD_HEADROOM = 64;
 
 /**
  * Clients are named by the kernel-verified uid when SO_PEERCRED is readable;

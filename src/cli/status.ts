@@ -13,14 +13,17 @@ import { EXIT_OK } from './output.js';
 export const STATUS_HELP = `Usage: cryptod status [options]
 
 Show what a running daemon holds: per client, its connections, live keys and
-contexts by type, and how many are busy in a request right now. The status
+contexts by type, and how many are busy in a request right now; and how many
+connections it refused since it started, by reason (access policy, connection
+caps, HELLO deadline). The status
 command's own connection is listed too (client name "${CLI_CLIENT_NAME}").
 
 Options:
   --json               print the daemon's status as JSON (top-level "nodes"
                        is the total of live data nodes)
   -s, --socket PATH    daemon socket (default: $CRYPTOD_SOCKET, else
-                       ./.cryptod/cryptod.sock)
+                       $XDG_RUNTIME_DIR/cryptod/cryptod.sock, else
+                       /tmp/cryptod-$UID/cryptod.sock)
   -h, --help           show this help
 `;
 
@@ -66,8 +69,14 @@ export function formatStatus(s: DaemonStatus): string {
     `cryptod ${d.version}  pid ${d.pid}  up ${formatDuration(d.uptimeMs)}${d.shuttingDown ? '  SHUTTING DOWN' : ''}`,
     `socket ${d.socket}`,
     `${s.connections} connection(s), ${s.nodes} live node(s)`,
+    // Older daemons send no `damaged`.
+    ...(s.damaged ?? []).map((d) => `DAMAGED key '${d.key}' version ${d.version}: ${d.reason}`),
     '',
   ];
+  // A daemon of an earlier version sends no `refused`.
+  const refused = Object.entries(s.refused ?? {}).sort(([a], [b]) => a.localeCompare(b));
+  if (refused.length > 0) lines.push(`refused: ${refused.map(([kind, n]) => `${n} ${kind}`).join(', ')}`);
+  lines.push('');
   if (s.clients.length === 0) return `${lines.join('\n')}no clients\n`;
 
   const seen = new Set<string>();

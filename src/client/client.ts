@@ -4,14 +4,14 @@
  * @example
  * ```ts
  * import { connect } from 'cryptod';
- * await using client = await connect();          // CRYPTOD_SOCKET or ./.cryptod/cryptod.sock
+ * await using client = await connect();          // CRYPTOD_SOCKET, else the per-user default socket
  * const digest = await client.subtle.digest('SHA-256', data);
  * ```
  */
 import type { CborValue } from '../protocol/cbor.js';
 import { Op } from '../protocol/ops.js';
-import { resolveSocketPath } from '../config/paths.js';
 import { InvalidArgumentError } from '../protocol/errors.js';
+import { assertOwnSocketDirectory, resolveSocket } from './socket-path.js';
 import { DaemonConnection, type DaemonTarget, type HelloReply, type RequestOptions, type TlsClientOptions } from './connection.js';
 import { SubtleClient, handleOf, marshal, type AlgorithmIdentifier, type CryptoKey } from './subtle.js';
 import { DigestContext } from './contexts.js';
@@ -23,7 +23,7 @@ import {
 import type { BufferSource } from './subtle.js';
 
 export interface ConnectOptions {
-  /** Socket path; default `CRYPTOD_SOCKET`, then `./.cryptod/cryptod.sock`. */
+  /** Socket path; default `CRYPTOD_SOCKET`, then `$XDG_RUNTIME_DIR/cryptod/cryptod.sock`, then `/tmp/cryptod-$UID/cryptod.sock` (README, "Where the socket is"). */
   socket?: string;
   /** The name this client gives itself (part of its ClientId); default `anonymous`. */
   clientName?: string;
@@ -231,7 +231,11 @@ export async function connect(options: ConnectOptions = {}): Promise<Client> {
 }
 
 function targetOf(options: ConnectOptions): DaemonTarget {
-  if (options.url === undefined) return resolveSocketPath(options.socket);
+  if (options.url === undefined) {
+    const location = resolveSocket(options.socket);
+    assertOwnSocketDirectory(location);
+    return location.path;
+  }
   const m = /^tls:\/\/(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$/.exec(options.url);
   const port = Number(m?.[2]);
   if (m === null || port < 1 || port > 65535) {

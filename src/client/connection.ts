@@ -5,7 +5,8 @@
  */
 import { createConnection, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
-import { decode, type CborValue } from '../protocol/cbor.js';
+import { CborFloat, decode, type CborValue } from '../protocol/cbor.js';
+import { Hello, type ArgsIn, type ResultOf } from '../protocol/messages/index.js';
 import { BadFrameError, ConnectionClosedError, CryptodError, errorFromWire } from '../protocol/errors.js';
 import { DEFAULT_MAX_FRAME, FrameKind, FrameReader, encodeFrame, type FrameSink } from '../protocol/frame.js';
 import { Op, PROTOCOL_VERSION, opName } from '../protocol/ops.js';
@@ -24,23 +25,8 @@ export interface RequestOptions {
   sensitiveReply?: boolean;
 }
 
-export interface HelloReply {
-  version: number;
-  daemon: string;
-  daemonVersion: string;
-  clientId: string;
-  /** The daemon's limits (docs/protocol.md §8); fields a daemon of another version omits are absent. */
-  limits: {
-    maxFrame: number;
-    maxNodesPerClient: number;
-    maxInflightPerConnection: number;
-    maxInflightBytesPerConnection?: number;
-    maxConnectionsPerClient?: number;
-    contextIdleMs?: number;
-    maxContextMemory?: number;
-    maxContextMemoryPerClient?: number;
-  };
-}
+/** The HELLO reply (docs/protocol.md §4); limits a daemon of another version omits are absent. */
+export type HelloReply = ResultOf<typeof Hello>;
 
 /** TLS material for a `tls://` daemon (PEM contents, as node:tls takes them). */
 export interface TlsClientOptions {
@@ -81,10 +67,10 @@ export class DaemonConnection implements FrameSink {
     socket.setNoDelay?.(true);
     const conn = new DaemonConnection(socket);
     try {
-      const hello: { [k: string]: CborValue } = { version: PROTOCOL_VERSION, client: clientName };
+      const hello: ArgsIn<typeof Hello> = { version: PROTOCOL_VERSION, client: clientName };
       if (token !== undefined) hello.token = token;
       // A token is a secret: its frame is zeroed once written.
-      conn.#hello = (await conn.request(Op.HELLO, hello, { sensitiveRequest: token !== undefined })) as unknown as HelloReply;
+      conn.#hello = Hello.result.parse(await conn.request(Op.HELLO, hello, { sensitiveRequest: token !== undefined }), 'the HELLO reply');
     } catch (err) {
       socket.destroy();
       throw err;
@@ -189,7 +175,7 @@ export class DaemonConnection implements FrameSink {
 
   #decodeError(buf: Buffer, start: number, end: number): CryptodError {
     const v = start === end ? undefined : decode(buf, start, end);
-    if (v === null || typeof v !== 'object' || Array.isArray(v) || v instanceof Uint8Array) {
+    if (v === null || typeof v !== 'object' || Array.isArray(v) || v instanceof Uint8Array || v instanceof CborFloat) {
       return new BadFrameError('the daemon sent an error frame without a code');
     }
     return errorFromWire(v.code, v.message, v.detail);

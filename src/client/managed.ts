@@ -15,72 +15,23 @@ import { errorFromWire, InvalidArgumentError, type CryptodError } from '../proto
 import { Op } from '../protocol/ops.js';
 import type { DaemonConnection } from './connection.js';
 import { parseHeader } from '../protocol/managed-format.js';
-import { bytesOf, handleOf, marshal, type BufferSource, type CryptoKey, type JsonWebKey } from './subtle.js';
+import { bytesOf, handleOf, type BufferSource, type CryptoKey } from './subtle.js';
+import {
+  KeyCreate, KeyDescribe, KeyDestroy, KeyExport, KeyImport, KeyList, KeyPersist, KeyPublic, KeyRotate, KeySetPolicy, KeyTrim,
+  type ManagedKeyDefinition, type ManagedKeyDescription, type ManagedKeyPolicy, type ManagedKeyType, type ResultOf,
+} from '../protocol/messages/index.js';
 
-/** Durations are text (`90s`, `10m`, `1h`, `30d`) or milliseconds; `null` resets a field in setPolicy. */
-export interface ManagedKeyPolicy {
-  rotationPeriod?: string | number | null;
-  prefetchPeriod?: string | number | null;
-  gracePeriod?: string | number | null;
-  clockTolerance?: string | number | null;
-  minDecryptionVersion?: number | null;
-  /** Irreversible once true. */
-  exportable?: boolean | null;
-  deletionProtection?: boolean | null;
-  /** Rule (ClientId such as `token:billing`, `uid:1000`, `uid:1000/name`, `cert:web`, or `*`) → operations. */
-  clients?: Record<string, readonly string[]> | null;
-}
+// The shapes are the protocol's (src/protocol/messages/managed.ts, docs/protocol.md §6.11).
+export type { ManagedKeyDefinition, ManagedKeyDescription, ManagedKeyPolicy, ManagedKeyType, ManagedKeyVersion } from '../protocol/messages/managed.js';
 
-export type ManagedKeyType =
-  | 'aes256-gcm' | 'chacha20-poly1305' | 'hmac-sha256' | 'hmac-sha512'
-  | 'ed25519' | 'ecdsa-p256' | 'ecdsa-p384' | 'rsa-pss-3072' | 'aes256-kwp';
-
-export interface ManagedKeyDefinition extends ManagedKeyPolicy {
-  /** One of {@link ManagedKeyType}; other text is refused by the daemon with the list. */
-  type: ManagedKeyType | (string & Record<never, never>);
-  /** A derived epoch key: epoch 0 starts at this instant. */
-  derived?: { epochStart: string | number };
-}
-
-export interface ManagedKeyVersion {
-  version: number;
-  state: 'active' | 'decrypt-only' | 'disabled' | 'destroyed';
-  createdAt: string;
-  notBefore: string;
-  notAfter: string | null;
-  encryptions?: number;
-}
-
-export interface ManagedKeyDescription {
-  name: string;
-  type: ManagedKeyType;
-  origin: 'api' | 'config';
-  disabled: boolean;
-  currentVersion: number | null;
-  derived: { epochStart: string; period: string } | null;
-  policy: Record<string, unknown>;
-  versions: ManagedKeyVersion[];
-}
-
-export interface ExportedManagedKey {
-  name: string;
-  type: ManagedKeyType;
-  version: number;
-  /** `raw` secret bytes, or `pkcs8` DER of a private key. */
-  format: 'raw' | 'pkcs8';
-  material: Uint8Array;
-}
-
-/** The public key of a signing key's version (`client.keys.publicKey`). */
-export interface ManagedPublicKey {
-  name: string;
-  type: ManagedKeyType;
-  version: number;
-  /** SubjectPublicKeyInfo, DER (RFC 5280 §4.1.2.7): `crypto.createPublicKey({ key: spki, format: 'der', type: 'spki' })`. */
-  spki: Uint8Array;
-  /** The same key as a JWK (RFC 7517), public members only. */
-  jwk: JsonWebKey;
-}
+/**
+ * An exported version: `raw` secret bytes, or `pkcs8` DER of a private key.
+ * The public key of a signing key's version (`client.keys.publicKey`):
+ * `spki` is SubjectPublicKeyInfo DER (RFC 5280 §4.1.2.7), `jwk` the same key
+ * as a JWK (RFC 7517), public members only.
+ */
+export type ExportedManagedKey = ResultOf<typeof KeyExport>;
+export type ManagedPublicKey = ResultOf<typeof KeyPublic>;
 
 /** A managed signature taken apart: who made it, and the standard signature under the header. */
 export interface ManagedSignatureParts {
@@ -202,13 +153,13 @@ export class ManagedKeysClient {
     this.#conn = conn;
   }
 
-  async #describe(op: number, args: Record<string, CborValue>): Promise<ManagedKeyDescription> {
-    return (await this.#conn.request(op, args)) as unknown as ManagedKeyDescription;
+  async #describe(op: number, args: CborValue): Promise<ManagedKeyDescription> {
+    return KeyDescribe.result.parse(await this.#conn.request(op, args), 'the reply');
   }
 
   /** Create a key with fresh material. */
   create(name: string, definition: ManagedKeyDefinition): Promise<ManagedKeyDescription> {
-    return this.#describe(Op.KEY_CREATE, { name, definition: marshal(definition) });
+    return this.#describe(KeyCreate.op, { name, definition });
   }
 
   /**
@@ -217,42 +168,41 @@ export class ManagedKeysClient {
    */
   import(name: string, definition: ManagedKeyDefinition & { material: BufferSource }): Promise<ManagedKeyDescription> {
     const { material, ...def } = definition;
-    return this.#describe(Op.KEY_IMPORT, { name, definition: marshal(def), material: bytesOf(material, 'material') });
+    return this.#describe(KeyImport.op, { name, definition: def, material: bytesOf(material, 'material') });
   }
 
   /** Turn a client-owned key (from `client.subtle`) into managed key `name`; the handle stays valid. */
   persist(key: CryptoKey, name: string, policy: ManagedKeyPolicy = {}): Promise<ManagedKeyDescription> {
-    return this.#describe(Op.KEY_PERSIST, { handle: handleOf(key, 'key'), name, definition: marshal(policy) });
+    return this.#describe(KeyPersist.op, { handle: handleOf(key, 'key'), name, definition: policy });
   }
 
   /** A new version, current from now; resolves to its number. */
   async rotate(name: string): Promise<number> {
-    return field<number>(await this.#conn.request(Op.KEY_ROTATE, { name }), 'version', (v) => typeof v === 'number');
+    return KeyRotate.result.parse(await this.#conn.request(KeyRotate.op, { name }), 'the reply').version;
   }
 
   /** The keys this client may see, by name. */
   async list(): Promise<ManagedKeyDescription[]> {
-    const r = await this.#conn.request(Op.KEY_LIST, {});
-    return field<CborValue[]>(r, 'keys', Array.isArray) as unknown as ManagedKeyDescription[];
+    return KeyList.result.parse(await this.#conn.request(KeyList.op, {}), 'the reply').keys;
   }
 
   describe(name: string): Promise<ManagedKeyDescription> {
-    return this.#describe(Op.KEY_DESCRIBE, { name });
+    return this.#describe(KeyDescribe.op, { name });
   }
 
   /** Change some policy fields; `null` resets one to its default. */
   setPolicy(name: string, patch: ManagedKeyPolicy): Promise<ManagedKeyDescription> {
-    return this.#describe(Op.KEY_SET_POLICY, { name, policy: marshal(patch) });
+    return this.#describe(KeySetPolicy.op, { name, policy: patch });
   }
 
   /** Destroy every version below `below`; resolves to the versions destroyed. Data they made can no longer be decrypted. */
   async trim(name: string, below: number): Promise<number[]> {
-    return field<number[]>(await this.#conn.request(Op.KEY_TRIM, { name, below }), 'destroyed', Array.isArray);
+    return KeyTrim.result.parse(await this.#conn.request(KeyTrim.op, { name, below }), 'the reply').destroyed;
   }
 
   /** Destroy every version and disable the key (refused under deletion protection). */
   async destroy(name: string): Promise<number[]> {
-    return field<number[]>(await this.#conn.request(Op.KEY_DESTROY, { name }), 'destroyed', Array.isArray);
+    return KeyDestroy.result.parse(await this.#conn.request(KeyDestroy.op, { name }), 'the reply').destroyed;
   }
 
   /**
@@ -261,20 +211,16 @@ export class ManagedKeysClient {
    * the key suffices.
    */
   async publicKey(name: string, options: { version?: number } = {}): Promise<ManagedPublicKey> {
-    return (await this.#ofVersion(Op.KEY_PUBLIC, name, options.version, 'spki')) as unknown as ManagedPublicKey;
+    return KeyPublic.result.parse(await this.#ofVersion(KeyPublic.op, name, options.version), 'the reply');
   }
 
   /** The material of an exportable key's version (default: the current one). Zero `material` when done. */
   async export(name: string, options: { version?: number } = {}): Promise<ExportedManagedKey> {
-    return (await this.#ofVersion(Op.KEY_EXPORT, name, options.version, 'material')) as unknown as ExportedManagedKey;
+    return KeyExport.result.parse(await this.#ofVersion(KeyExport.op, name, options.version), 'the reply');
   }
 
   /** A request about one version of a key (default: the current one) whose reply carries bytes in `bytesField`. */
-  async #ofVersion(op: number, name: string, version: number | undefined, bytesField: string): Promise<CborValue> {
-    const args: Record<string, CborValue> = { name };
-    if (version !== undefined) args.version = version;
-    const r = await this.#conn.request(op, args);
-    field(r, bytesField, isBytes);
-    return r;
+  #ofVersion(op: number, name: string, version: number | undefined): Promise<CborValue> {
+    return this.#conn.request(op, version === undefined ? { name } : { name, version });
   }
 }

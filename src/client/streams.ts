@@ -32,13 +32,10 @@ import type { DaemonConnection } from './connection.js';
 import { maxDataPerRequest } from './contexts.js';
 import { handleOf, marshal, type BufferSource, type CryptoKey } from './subtle.js';
 
-// The header layout, from docs/formats.md (src/ops/stream-format.ts is the
-// daemon's side; test/streams.test.ts checks that the two agree).
-export const STREAM_HEADER_LENGTH = 49;
-export const STREAM_SEGMENT_SIZE_OFFSET = 6;
-export const STREAM_TAG_LENGTH = 16;
-const MIN_SEGMENT_SIZE = 1024;
-const MAX_SEGMENT_SIZE = 1024 * 1024;
+import { MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE, STREAM_HEADER_LENGTH, STREAM_SEGMENT_SIZE_OFFSET, STREAM_TAG_LENGTH } from '../protocol/stream-header.js';
+import { CipherCreate } from '../protocol/messages/contexts.js';
+
+export { STREAM_HEADER_LENGTH, STREAM_SEGMENT_SIZE_OFFSET, STREAM_TAG_LENGTH };
 
 /** Parameters of an AEAD stream: the key's algorithm and, optionally, data to authenticate. */
 export interface AeadStreamParams {
@@ -119,8 +116,7 @@ export class AeadStream extends Transform {
 
   async #open(): Promise<string> {
     if (this.#handle !== null) return this.#handle;
-    const r = (await this.#conn.request(Op.CIPHER_CREATE, this.#createArgs)) as { handle?: unknown; header?: unknown; segmentSize?: unknown };
-    if (typeof r?.handle !== 'string') throw new InvalidArgumentError('the daemon replied to CIPHER_CREATE without a handle');
+    const r = CipherCreate.result.parse(await this.#conn.request(Op.CIPHER_CREATE, this.#createArgs), 'the reply to CIPHER_CREATE');
     if (this.destroyed) {
       // Destroyed while the context was being created: do not leave it behind.
       this.#release(r.handle);
@@ -128,7 +124,7 @@ export class AeadStream extends Transform {
     }
     this.#handle = r.handle;
     if (this.mode === 'encrypt') {
-      if (!(r.header instanceof Uint8Array) || typeof r.segmentSize !== 'number') {
+      if (r.header === undefined || r.segmentSize === undefined) {
         throw new InvalidArgumentError('the daemon replied to CIPHER_CREATE without the stream header');
       }
       this.#piece = Math.min(r.segmentSize, maxDataPerRequest(this.#conn));

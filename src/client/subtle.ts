@@ -14,6 +14,7 @@
 import type { CborValue } from '../protocol/cbor.js';
 import { InvalidArgumentError } from '../protocol/errors.js';
 import { Op } from '../protocol/ops.js';
+import { cryptoKeyDescription, keyOrPair } from '../protocol/messages/common.js';
 import type { DaemonConnection } from './connection.js';
 
 export type KeyType = 'secret' | 'private' | 'public';
@@ -130,7 +131,7 @@ export class SubtleClient {
       { format, keyData: data, algorithm: marshal(algorithm), extractable, usages: [...usages] },
       { sensitiveRequest: true },
     );
-    return new CryptoKey(this.#conn, r as unknown as KeyDescription);
+    return new CryptoKey(this.#conn, cryptoKeyDescription.parse(r, 'the reply'));
   }
 
   async exportKey(format: 'jwk', key: CryptoKey): Promise<JsonWebKey>;
@@ -187,7 +188,7 @@ export class SubtleClient {
       extractable,
       usages: [...usages],
     });
-    return new CryptoKey(this.#conn, r as unknown as KeyDescription);
+    return new CryptoKey(this.#conn, cryptoKeyDescription.parse(r, 'the reply'));
   }
 
   async wrapKey(format: KeyFormat, key: CryptoKey, wrappingKey: CryptoKey, wrapAlgorithm: AlgorithmIdentifier): Promise<ArrayBuffer> {
@@ -219,11 +220,11 @@ export class SubtleClient {
       extractable,
       usages: [...usages],
     });
-    return new CryptoKey(this.#conn, r as unknown as KeyDescription);
+    return new CryptoKey(this.#conn, cryptoKeyDescription.parse(r, 'the reply'));
   }
 
   #keyOrPair(r: CborValue): CryptoKey | CryptoKeyPair {
-    const v = r as unknown as KeyDescription | { publicKey: KeyDescription; privateKey: KeyDescription };
+    const v = keyOrPair.parse(r, 'the reply');
     if ('handle' in v) return new CryptoKey(this.#conn, v);
     const publicKey = new CryptoKey(this.#conn, v.publicKey);
     const privateKey = new CryptoKey(this.#conn, v.privateKey);

@@ -18,6 +18,7 @@
 import { isAbsolute, resolve } from 'node:path';
 import type { Level } from '../observe/logger.js';
 import { DEFAULT_LIMITS, resolveLimits, type Limits } from './limits.js';
+import { ConfigError } from '../protocol/errors.js';
 import type { AccessPolicy, TcpListenOptions } from './listeners.js';
 import { parseDefinition, type KeyDefinition } from '../keys/definition.js';
 
@@ -71,7 +72,7 @@ export function validateConfig(raw: unknown, file: string, sourceOf: (path: read
   const path = resolve(file);
   const base = resolve(path, '..');
   if (raw === null || raw === undefined) raw = {};
-  if (typeof raw !== 'object' || Array.isArray(raw)) {
+  if (!isMapping(raw)) {
     bad([], `expected a mapping of settings (${TOP_LEVEL_FIELDS.join(', ')}), got ${kind(raw)}`);
     return { issues };
   }
@@ -85,7 +86,7 @@ export function validateConfig(raw: unknown, file: string, sourceOf: (path: read
     return s === undefined ? undefined : isAbsolute(s) ? s : resolve(base, s);
   };
   const map = (p: readonly (string | number)[], v: unknown, fields: readonly string[]): Record<string, unknown> | undefined => {
-    if (v === null || typeof v !== 'object' || Array.isArray(v)) return bad(p, `expected a mapping with fields ${fields.join(', ')}, got ${kind(v)}`);
+    if (!isMapping(v)) return bad(p, `expected a mapping with fields ${fields.join(', ')}, got ${kind(v)}`);
     unknownFields(v as Record<string, unknown>, p, fields, issues);
     return v as Record<string, unknown>;
   };
@@ -109,12 +110,24 @@ export function validateConfig(raw: unknown, file: string, sourceOf: (path: read
         bad(['limits', k], `expected an integer, got ${kind(v)}`);
         continue;
       }
+      limits[k] = v;
+    }
+    // resolveLimits states the allowed range of each limit. Some ranges depend
+    // on another limit (maxConnectionsPerUid < maxConnections), so the limits
+    // are checked together; each failure names its field, which is dropped
+    // and the rest checked again.
+    for (;;) {
       try {
-        // resolveLimits states the allowed range of each limit.
-        resolveLimits({ [k]: v } as Partial<Limits>);
-        limits[k] = v;
+        resolveLimits(limits as Partial<Limits>);
+        break;
       } catch (err) {
-        bad(['limits', k], (err as Error).message);
+        const field = err instanceof ConfigError ? err.detail?.field : undefined;
+        if (typeof field !== 'string' || !(field in limits)) {
+          bad(['limits'], (err as Error).message);
+          break;
+        }
+        bad(['limits', field], (err as Error).message);
+        delete limits[field];
       }
     }
     out.limits = limits as Partial<Limits>;
@@ -179,9 +192,11 @@ export function validateConfig(raw: unknown, file: string, sourceOf: (path: read
   }
 
   if (doc.keys !== undefined && doc.keys !== null) {
-    if (typeof doc.keys !== 'object' || Array.isArray(doc.keys)) bad(['keys'], `expected keys to map key names to definitions, got ${kind(doc.keys)}`);
+    if (!isMapping(doc.keys)) bad(['keys'], `expected keys to map key names to definitions, got ${kind(doc.keys)}`);
     else {
-      const keys: Record<string, KeyDefinition> = {};
+      // No prototype: a key named like an Object.prototype member must not
+      // collide with it (names such as __proto__ are refused by parseDefinition anyway).
+      const keys: Record<string, KeyDefinition> = Object.create(null) as Record<string, KeyDefinition>;
       for (const [name, def] of Object.entries(doc.keys as Record<string, unknown>)) {
         const { issues: keyIssues } = parseDefinition(name, def);
         for (const i of keyIssues) issues.push(keyIssue(name, def, i.field, i.message));
@@ -241,9 +256,23 @@ function socketMode(text: string, bad: (m: string) => undefined): number | undef
   return mode;
 }
 
+/**
+ * A YAML mapping, as the parser gives it: a plain object. YAML tags can make
+ * other objects (`!!binary` a Uint8Array, `!!set` a Set, `!!timestamp` a
+ * Date), and walking those as mappings reports one bogus field per byte.
+ */
+function isMapping(v: unknown): v is Record<string, unknown> {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return false;
+  const proto = Object.getPrototypeOf(v) as unknown;
+  return proto === Object.prototype || proto === null;
+}
+
 function kind(v: unknown): string {
   if (v === null || v === undefined) return 'nothing';
   if (Array.isArray(v)) return 'a list';
+  if (v instanceof Uint8Array) return `binary data (${v.length} bytes)`;
+  if (v instanceof Date) return 'a timestamp';
+  if (v instanceof Map || v instanceof Set) return `a YAML ${v instanceof Map ? '!!omap or !!pairs' : '!!set'}`;
   if (typeof v === 'object') return 'a mapping';
   if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
   return String(v);

@@ -22,6 +22,31 @@ export interface Limits {
   /** Open connections one client (ClientId) may have. CRYPTOD_ERR_TOO_MANY_CONNECTIONS at HELLO. */
   readonly maxConnectionsPerClient: number;
   /**
+   * Open connections of one uid on the Unix socket, counted from accept (before
+   * HELLO, so different client names do not sidestep it). The daemon's own uid
+   * and root are not counted against it: they can read the daemon's files
+   * anyway, and the default policy admits nobody else. Must be below
+   * maxConnections: the last maxConnectionsPerUid connections are kept for
+   * those two (src/daemon/admission.ts). Default: a quarter of maxConnections.
+   * CRYPTOD_ERR_TOO_MANY_CONNECTIONS at accept.
+   */
+  readonly maxConnectionsPerUid: number;
+  /**
+   * Open connections over both listeners, counted from accept. Each costs a
+   * file descriptor; the default stays well under the common soft limit of
+   * 1024 even if raising it to the hard limit fails at start (peer-cred.ts
+   * raiseFileLimit), leaving room for the keystore, the audit log, the
+   * listeners and refused connections on their way out (a quarter of this
+   * more). CRYPTOD_ERR_TOO_MANY_CONNECTIONS at accept.
+   */
+  readonly maxConnections: number;
+  /**
+   * A connection that has not completed HELLO this long after accept is sent
+   * CRYPTOD_ERR_HANDSHAKE and closed: an idle socket must not hold a file
+   * descriptor and a connection slot forever.
+   */
+  readonly helloTimeoutMs: number;
+  /**
    * A hash, HMAC or cipher context no request used for this long is released
    * (within 25 % more). 0: contexts never expire. Later use: CRYPTOD_ERR_EXPIRED.
    */
@@ -44,6 +69,9 @@ export const DEFAULT_LIMITS: Limits = {
   maxInflightPerConnection: 1024,
   maxInflightBytesPerConnection: 32 * 1024 * 1024,
   maxConnectionsPerClient: 128,
+  maxConnectionsPerUid: 128,
+  maxConnections: 512,
+  helloTimeoutMs: 10_000,
   contextIdleMs: 10 * 60_000,
   maxContextMemory: 512 * 1024 * 1024,
   maxContextMemoryPerClient: 128 * 1024 * 1024,
@@ -53,12 +81,17 @@ export const DEFAULT_LIMITS: Limits = {
 export function resolveLimits(partial: Partial<Limits> = {}): Limits {
   // The per-client share follows a configured total unless set itself.
   const share = partial.maxContextMemoryPerClient ?? (partial.maxContextMemory === undefined ? DEFAULT_LIMITS.maxContextMemoryPerClient : Math.floor(partial.maxContextMemory / 4));
-  const limits = { ...DEFAULT_LIMITS, ...partial, maxContextMemoryPerClient: share };
+  // So does the per-uid connection cap (a quarter, as the default 128 of 512).
+  const perUid = partial.maxConnectionsPerUid ?? (partial.maxConnections === undefined ? DEFAULT_LIMITS.maxConnectionsPerUid : Math.max(1, Math.floor(partial.maxConnections / 4)));
+  const limits = { ...DEFAULT_LIMITS, ...partial, maxContextMemoryPerClient: share, maxConnectionsPerUid: perUid };
   check('maxFrame', limits.maxFrame, 1024, MAX_MAX_FRAME);
   check('maxNodesPerClient', limits.maxNodesPerClient, 1, 10_000_000);
   check('maxInflightPerConnection', limits.maxInflightPerConnection, 1, 1_000_000);
   check('maxInflightBytesPerConnection', limits.maxInflightBytesPerConnection, 1024, 2 ** 40);
   check('maxConnectionsPerClient', limits.maxConnectionsPerClient, 1, 1_000_000);
+  check('maxConnections', limits.maxConnections, 2, 1_000_000);
+  check('maxConnectionsPerUid', limits.maxConnectionsPerUid, 1, limits.maxConnections - 1);
+  check('helloTimeoutMs', limits.helloTimeoutMs, 10, 600_000);
   check('contextIdleMs', limits.contextIdleMs, 0, 7 * 24 * 3_600_000);
   check('maxContextMemory', limits.maxContextMemory, 64 * 1024, 2 ** 44);
   check('maxContextMemoryPerClient', limits.maxContextMemoryPerClient, 16 * 1024, limits.maxContextMemory);
@@ -68,7 +101,7 @@ export function resolveLimits(partial: Partial<Limits> = {}): Limits {
 
 function check(name: string, value: number, min: number, max: number): void {
   if (!Number.isSafeInteger(value) || value < min || value > max) {
-    throw new ConfigError(`limit ${name} must be an integer from ${min} to ${max}, got ${value}`);
+    throw new ConfigError(`limit ${name} must be an integer from ${min} to ${max}, got ${value}`, { detail: { field: name } });
   }
 }
 

@@ -80,6 +80,10 @@ export class Connection implements FrameSink, NodeOwner {
   get identity(): Identity | null {
     return this.#chain.identity;
   }
+  /** The kernel's record of the peer on the Unix socket; null on TLS or without SO_PEERCRED. */
+  get peer(): Identity['peer'] {
+    return this.#chain.peer;
+  }
   get inflight(): number {
     return this.#inflight;
   }
@@ -182,14 +186,16 @@ export class Connection implements FrameSink, NodeOwner {
   }
 
   /**
-   * HELLO was refused: read nothing more, and close once the error is
-   * flushed. end() alone half-closes: destroy after it, or a peer that keeps
-   * its side open keeps this connection forever.
+   * HELLO was refused, or never came: read nothing more, and close once the
+   * error is flushed — within `graceMs` when given (end()). A bare
+   * socket.end() only half-closes: destroy after it, or a peer that keeps its
+   * side open keeps this connection forever.
    */
-  refuse(): void {
+  refuse(graceMs: number | null = null): void {
     this.#refused = true;
     this.#pauseReading();
-    this.#socket.end(() => this.#socket.destroy());
+    if (graceMs !== null) this.end(graceMs);
+    else this.#socket.end(() => this.#socket.destroy());
   }
 
   // ── socket I/O, fairness, back-pressure ────────────────────────────────

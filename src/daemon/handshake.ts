@@ -15,10 +15,10 @@
  */
 import type { CborValue } from '../protocol/cbor.js';
 import type { VerifiedClient } from '../auth/client-registry.js';
-import { AuthFailedError, InvalidArgumentError, ProtocolVersionError } from '../protocol/errors.js';
+import { AuthFailedError, ProtocolVersionError } from '../protocol/errors.js';
+import { Hello, HelloVersion } from '../protocol/messages/session.js';
 import { PROTOCOL_VERSION } from '../protocol/ops.js';
 import { clientId, type ClientId } from '../state/ids.js';
-import { asArgs, int, optStr } from '../ops/args.js';
 import type { Limits } from '../config/limits.js';
 import { DAEMON_VERSION } from './version.js';
 
@@ -54,8 +54,6 @@ export interface HandshakeResult {
   reply: CborValue;
 }
 
-const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-
 /**
  * Check HELLO and name the client. Synchronous unless HELLO carries a token,
  * which the registry verifies asynchronously.
@@ -70,20 +68,15 @@ export function handshake(
   limits: Limits,
   auth: HelloAuth = NO_HELLO_AUTH,
 ): HandshakeResult | Promise<HandshakeResult> {
-  const args = asArgs(raw, 'the HELLO arguments');
-  const version = int(args, 'version', 0, 0xffff);
+  const { version } = HelloVersion.parse(raw, 'the HELLO arguments');
   if (version !== PROTOCOL_VERSION) {
     throw new ProtocolVersionError(`protocol version ${version} is not supported; this daemon speaks version ${PROTOCOL_VERSION}`, {
       detail: { supported: PROTOCOL_VERSION, requested: version },
     });
   }
-  const name = optStr(args, 'client') ?? 'anonymous';
-  if (!NAME.test(name)) {
-    throw new InvalidArgumentError("expected 'client' to be 1-64 characters of A-Z a-z 0-9 . _ - starting with a letter or digit", {
-      detail: { field: 'client' },
-    });
-  }
-  const token = optStr(args, 'token');
+  const args = Hello.args.parse(raw, 'the HELLO arguments');
+  const name = args.client ?? 'anonymous';
+  const token = args.token;
   if (token !== undefined) {
     const verify = auth.verifyToken;
     if (verify === null) return Promise.reject(new AuthFailedError('this daemon has no client registry: it accepts no tokens'));
@@ -125,6 +118,9 @@ function complete(identity: Identity, limits: Limits): HandshakeResult {
       maxInflightPerConnection: limits.maxInflightPerConnection,
       maxInflightBytesPerConnection: limits.maxInflightBytesPerConnection,
       maxConnectionsPerClient: limits.maxConnectionsPerClient,
+      maxConnectionsPerUid: limits.maxConnectionsPerUid,
+      maxConnections: limits.maxConnections,
+      helloTimeoutMs: limits.helloTimeoutMs,
       contextIdleMs: limits.contextIdleMs,
       maxContextMemory: limits.maxContextMemory,
       maxContextMemoryPerClient: limits.maxContextMemoryPerClient,

@@ -41,6 +41,8 @@ export interface OpenManagedKeysOptions {
   dataDir: string;
   /** Derive the root KEK from a passphrase instead of the root.key file. */
   passphrase?: string | Uint8Array;
+  /** Start a new store beside a root.key / kek.binding left by a lost one (`serve --init`; kek/local.ts). */
+  init?: boolean;
   clock?: Clock;
   logger?: Logger;
   /** Administrator uids; default: the daemon's own uid. */
@@ -92,9 +94,20 @@ export async function openManagedKeys(options: OpenManagedKeysOptions): Promise<
   let kek: KekProvider | undefined;
   let manager: KeyManager;
   try {
-    kek = await LocalKekProvider.open({ dir: options.dataDir, store, ...(options.passphrase === undefined ? {} : { passphrase: options.passphrase }) });
+    const local = await LocalKekProvider.open({
+      dir: options.dataDir, store, storeFile: store.file, init: options.init === true,
+      ...(options.passphrase === undefined ? {} : { passphrase: options.passphrase }),
+    });
+    kek = local;
+    if (local.binding !== 'existing') {
+      (options.logger ?? silentLogger).info(local.binding === 'created' ? 'new keystore created and bound to its KEK' : 'keystore bound to its KEK (store id added)', {
+        file: store.file, storeId: local.storeId, kekId: local.id,
+      });
+    }
+    const audit = options.audit;
     manager = await KeyManager.open({
-      store, kek, logger: options.logger ?? silentLogger,
+      store, kek, logger: options.logger ?? silentLogger, storeFile: store.file,
+      ...(audit?.enabled === true ? { onDamaged: (e) => audit.emit({ event: 'key.damaged', key: e.key, version: e.version, file: store.file, reason: e.reason }) } : {}),
       ...(options.audit?.enabled === true ? { onRotated: auditRotation(options.audit) } : {}),
       ...(options.clock === undefined ? {} : { clock: options.clock }),
       ...(options.budget === undefined ? {} : { budget: options.budget }),

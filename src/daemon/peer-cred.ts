@@ -134,6 +134,30 @@ export function setNonDumpable(): boolean {
   return typeof fn === 'function' ? fn() : false;
 }
 
+/** RLIMIT_NOFILE as getrlimit reports it; -1 stands for RLIM_INFINITY. */
+export interface FileLimit {
+  soft: number;
+  hard: number;
+}
+
+/**
+ * Raise the soft RLIMIT_NOFILE to the hard limit (needs no privilege): every
+ * connection costs a file descriptor. Node itself does the same when it
+ * starts on Linux, but as an undocumented detail of its start-up; the daemon
+ * does not rely on it, and reports both values so the operator sees the
+ * limit its --max-connections must fit in. Returns null when the addon is
+ * not built or the platform cannot.
+ *
+ * @throws Error with a Node-style `code` (EPERM, EINVAL) if setrlimit fails.
+ */
+export function raiseFileLimit(): { before: FileLimit; after: FileLimit } | null {
+  const result = load();
+  if (!('addon' in result)) return null;
+  const fn = (result.addon as { raiseFileLimit?: () => { before: FileLimit; after: FileLimit } }).raiseFileLimit;
+  if (typeof fn !== 'function' || !result.addon.supported) return null;
+  return fn();
+}
+
 /**
  * The kernel's record of who connected `socket` (an accepted or connected
  * Unix-domain socket), the only client identity the daemon can trust.

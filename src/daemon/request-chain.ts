@@ -69,6 +69,8 @@ export interface ChainHost {
    * @throws TooManyConnectionsError when the client has its limit of connections: HELLO fails and the connection closes.
    */
   attached(conn: Connection): void;
+  /** Called when the connection is closed for not completing HELLO within limits.helloTimeoutMs (counted, logged). */
+  helloTimedOut?(conn: Connection): void;
 }
 
 /**
@@ -112,6 +114,10 @@ export class RequestChain {
   readonly #openedAt = Date.now();
   /** Limit codes already audited on this connection: one limit.exceeded each. */
   #limitsAudited: Set<string> | null = null;
+  /** Closes the connection if HELLO has not succeeded by limits.helloTimeoutMs; cleared once it has. */
+  #helloDeadline: NodeJS.Timeout | null;
+  /** The deadline passed: a token check still running must not name the client after all. */
+  #helloExpired = false;
 
   constructor(conn: Connection, host: ChainHost, peer: Identity['peer'], certName: string | null) {
     this.#conn = conn;
@@ -119,6 +125,10 @@ export class RequestChain {
     this.#audit = host.audit ?? NO_AUDIT;
     this.#peer = peer;
     this.#certName = certName;
+    // An idle socket that never says HELLO would hold a descriptor and a
+    // connection slot forever (docs/protocol.md §4).
+    this.#helloDeadline = setTimeout(() => this.#helloTimedOut(), host.limits.helloTimeoutMs);
+    this.#helloDeadline.unref();
   }
 
   /** The session, once HELLO succeeded. */
@@ -128,10 +138,14 @@ export class RequestChain {
   get identity(): Identity | null {
     return this.#identity;
   }
+  /** The kernel's record of the peer on the Unix socket; null on TLS or without SO_PEERCRED. */
+  get peer(): Identity['peer'] {
+    return this.#peer;
+  }
 
   /** One frame, through every phase in order. */
   run(kind: number, id: number, op: number, buf: Buffer, start: number, end: number): void {
-    const operation = this.#decodeFrame(kind, id, op);
+    const operation = this.#decodeFrame(kind, id, op, buf, start, end);
     if (operation === STOP) return;
     const args = this.#decodePayload(operation, id, op, buf, start, end);
     if (args === STOP) return;
@@ -155,9 +169,15 @@ export class RequestChain {
 
   // ── 1. decode ──────────────────────────────────────────────────────────
   /** A request frame, of an operation this daemon serves; null for HELLO, which the session phase answers. */
-  #decodeFrame(kind: number, id: number, op: number): Operation | null | typeof STOP {
+  #decodeFrame(kind: number, id: number, op: number, buf: Buffer, start: number, end: number): Operation | null | typeof STOP {
     if (kind !== FrameKind.REQUEST) {
       this.#replyError(id, op, new BadFrameError(`expected a request frame (kind 1), got kind ${kind}`));
+      return STOP;
+    }
+    if (id === 0) {
+      // Id 0 is reserved for errors the daemon cannot attribute (docs/protocol.md §2, §7): serving it would make its reply ambiguous.
+      buf.fill(0, start, end); // unread, and it may be a HELLO carrying a token
+      this.#replyError(0, op, new BadFrameError('request id 0 is reserved for errors the daemon cannot attribute; use 1 to 4294967295', { detail: { field: 'requestId' } }));
       return STOP;
     }
     if (op === Op.HELLO) return null;
@@ -170,7 +190,7 @@ export class RequestChain {
   /** The CBOR payload (§3). HELLO's is zeroed at once (it may carry a token); another sensitive one when the request ends. */
   #decodePayload(operation: Operation | null, id: number, op: number, buf: Buffer, start: number, end: number): CborValue | typeof STOP {
     try {
-      return start === end ? undefined : decode(buf, start, end);
+      return start === end ? undefined : decode(buf, start, end, 'boxed');
     } catch (err) {
       if (operation !== null) zero(operation, buf, start, end);
       this.#replyError(id, op, toCryptodError(err));
@@ -221,7 +241,7 @@ export class RequestChain {
   }
 
   #attach(id: number, { identity, reply }: HandshakeResult): void {
-    if (this.#conn.isClosed) return; // the client left while its token was checked
+    if (this.#conn.isClosed || this.#helloExpired) return; // the client left, or the deadline passed, while its token was checked
     this.#identity = identity;
     this.#ctx = {
       clientId: identity.clientId,
@@ -252,7 +272,25 @@ export class RequestChain {
         pid: peer?.pid ?? null,
       });
     }
+    this.#clearHelloDeadline();
     this.#reply(id, Op.HELLO, reply);
+  }
+
+  /** No HELLO succeeded in time: an ERROR with id 0, then the connection closes (✖). */
+  #helloTimedOut(): void {
+    this.#helloDeadline = null;
+    if (this.#conn.isClosed || this.#ctx !== null) return;
+    this.#helloExpired = true;
+    const ms = this.#host.limits.helloTimeoutMs;
+    this.#replyError(0, 0, new HandshakeError(`no HELLO completed within ${ms} ms of connecting: send HELLO first (docs/protocol.md §4); the connection is closed`, { detail: { helloTimeoutMs: ms } }));
+    this.#host.helloTimedOut?.(this.#conn);
+    this.#conn.refuse(ms);
+  }
+
+  #clearHelloDeadline(): void {
+    if (this.#helloDeadline === null) return;
+    clearTimeout(this.#helloDeadline);
+    this.#helloDeadline = null;
   }
 
   /**
@@ -423,6 +461,7 @@ export class RequestChain {
 
   /** The connection closed: the session's last event. */
   closed(): void {
+    this.#clearHelloDeadline();
     const ctx = this.#ctx;
     if (!this.#audit.enabled || ctx === null) return;
     this.#audit.emit({

@@ -8,7 +8,8 @@ import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import type { CborValue } from '../protocol/cbor.js';
-import { ConfigError, DaemonRunningError, TooManyConnectionsError } from '../protocol/errors.js';
+import { asCbor } from '../protocol/schema.js';
+import { AccessDeniedError, ConfigError, DaemonRunningError, TooManyConnectionsError, type CryptodError } from '../protocol/errors.js';
 import { DataManager, type ClientId } from '../state/data-manager.js';
 import { Connection, type ConnectionHost } from './connection.js';
 import { resolveLimits, type Limits } from '../config/limits.js';
@@ -21,6 +22,8 @@ import { operationTable } from './request-chain.js';
 import { DAEMON_VERSION } from './version.js';
 import type { PeerIdentity } from './handshake.js';
 import { createAccessControl, widensAccess, type AccessPolicy, type RefusedConnection } from './access.js';
+import { ConnectionBudget, type Seat } from './admission.js';
+import { Refusals, type RefusalKind } from './refusals.js';
 import { startTlsListener, type TcpListenOptions, type TlsListener } from './tls-listener.js';
 import type { ClientRegistry } from '../auth/client-registry.js';
 import { watchRevocations } from '../auth/revocation.js';
@@ -85,7 +88,11 @@ export interface DaemonStatus {
   daemon: { version: string; pid: number; uptimeMs: number; socket: string; shuttingDown: boolean };
   nodes: number;
   connections: number;
+  /** Connections turned away since start, by kind (src/daemon/refusals.ts); kinds that never happened are absent. */
+  refused: Record<string, number>;
   clients: Array<{ clientId: string; connections: number; nodes: number; busy: number; byType: Record<string, number> }>;
+  /** Managed key versions whose stored material did not load (they answer CRYPTOD_ERR_KEY_DAMAGED); empty when all are healthy. */
+  damaged: Array<{ key: string; version: number; reason: string }>;
 }
 
 export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
@@ -105,6 +112,10 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   await removeStaleSocket(socketPath);
 
   const connections = new Set<Connection>();
+  /** Every open connection's place in the connection caps (src/daemon/admission.ts). */
+  const seats = new Map<Connection, Seat>();
+  const budget = new ConnectionBudget(limits, access.summary.daemonUid);
+  const refusals = new Refusals(log, limits);
   const byClient = new Map<ClientId, Set<Connection>>();
   const startedAt = Date.now();
   let shuttingDown = false;
@@ -123,11 +134,13 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       daemon: { version: DAEMON_VERSION, pid: process.pid, uptimeMs: Date.now() - startedAt, socket: socketPath, shuttingDown },
       nodes: dm.liveNodes(),
       connections: connections.size,
+      refused: refusals.counts(),
       clients,
+      damaged: options.keys?.manager.damaged().map((d) => ({ ...d })) ?? [],
     };
   };
 
-  const view: DaemonView = { startedAt, version: DAEMON_VERSION, status: () => status() as unknown as CborValue, audit,
+  const view: DaemonView = { startedAt, version: DAEMON_VERSION, status: () => asCbor(status()), audit,
     ...(options.keys === undefined ? {} : { keys: options.keys }),
     ...(options.reload === undefined ? {} : { reload: options.reload }),
   };
@@ -147,9 +160,11 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       const id = conn.clientId!;
       const open = byClient.get(id)?.size ?? 0;
       if (open >= limits.maxConnectionsPerClient) {
+        const peer = conn.identity?.peer;
+        refusals.record('max-connections-per-client', { transport: conn.certSerial === null ? 'unix' : 'tls', clientId: id, uid: peer?.uid, gid: peer?.gid, pid: peer?.pid });
         throw new TooManyConnectionsError(
           `client ${id} already has ${open} connections open, the limit is ${limits.maxConnectionsPerClient}; reuse a connection (each carries many concurrent requests) or close one`,
-          { detail: { limit: limits.maxConnectionsPerClient } },
+          { detail: { scope: 'client', limit: limits.maxConnectionsPerClient } },
         );
       }
       revocations?.add(conn);
@@ -157,8 +172,17 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       if (set === undefined) byClient.set(id, (set = new Set()));
       set.add(conn);
     },
+    helloTimedOut(conn) {
+      const peer = conn.peer;
+      refusals.record('hello-timeout', { connection: conn.number, helloTimeoutMs: limits.helloTimeoutMs, uid: peer?.uid, gid: peer?.gid, pid: peer?.pid });
+    },
     closed(conn) {
       connections.delete(conn);
+      const seat = seats.get(conn);
+      if (seat !== undefined) {
+        seats.delete(conn);
+        budget.release(seat);
+      }
       revocations?.delete(conn);
       const id = conn.clientId;
       if (id !== null) {
@@ -185,23 +209,45 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     }
     // Admission happens here, before a byte is read (src/daemon/access.ts).
     if (peer !== null && access.admit(peer) === null) {
-      onRefused(socket, { transport: 'unix', reason: 'uid not admitted by the access policy', uid: peer.uid, gid: peer.gid, pid: peer.pid });
+      const error = new AccessDeniedError(
+        `uid ${peer.uid} (gid ${peer.gid}) is not admitted by this daemon's access policy; its operator can admit it with \`cryptod serve --allow-uid ${peer.uid}\` (or access.uids in the configuration file)`,
+        { detail: { uid: peer.uid, gid: peer.gid } },
+      );
+      onRefused(socket, { transport: 'unix', reason: 'uid not admitted by the access policy', uid: peer.uid, gid: peer.gid, pid: peer.pid }, 'access-policy', error);
       return;
     }
-    connections.add(new Connection(socket, host, peer));
+    admit(socket, 'unix', peer, () => new Connection(socket, host, peer));
   });
 
-  /** Close a connection refused at accept: a warn line, then the audit hook. Nothing was read from it. */
-  function onRefused(socket: Socket, event: RefusedConnection): void {
-    socket.destroy();
-    log.warn('connection refused', { ...event });
+  /** Take a seat in the connection caps for `socket`, or refuse it with a typed error frame. */
+  function admit(socket: Socket, transport: 'unix' | 'tls', peer: PeerIdentity | null, open: () => Connection): void {
+    const seat = budget.take(transport, peer);
+    if ('refused' in seat) {
+      const address = transport === 'tls' ? { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort } : {};
+      onRefused(socket, { transport, reason: seat.error.message, ...(peer === null ? {} : { uid: peer.uid, gid: peer.gid, pid: peer.pid }), ...address }, seat.refused, seat.error);
+      return;
+    }
+    const conn = open();
+    seats.set(conn, seat);
+    connections.add(conn);
+  }
+
+  /**
+   * Close a connection refused at accept: counted and logged (rate-limited),
+   * then the audit hook. Nothing was read from it; with `error` it is sent
+   * one ERROR frame saying why before it closes.
+   */
+  function onRefused(socket: Socket, event: RefusedConnection, kind: RefusalKind = event.transport === 'tls' ? 'tls' : 'no-peer-credentials', error?: CryptodError): void {
+    if (error === undefined) socket.destroy();
+    else refusals.closeWithError(socket, error);
+    refusals.record(kind, { ...event });
     options.onRefused?.(event);
     if (audit.enabled) {
       audit.emit({
         event: 'connection.refused',
         connection: null,
         // The two Unix refusals differ in what is known: the access policy saw the uid.
-        reason: event.transport === 'tls' ? 'tls' : event.uid === undefined ? 'no-peer-credentials' : 'access-policy',
+        reason: kind === 'max-connections' || kind === 'max-connections-per-uid' ? 'too-many-connections' : kind === 'tls' ? 'tls' : kind === 'access-policy' ? 'access-policy' : 'no-peer-credentials',
         detail: event.reason,
         client: null,
         transport: event.transport,
@@ -219,9 +265,9 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       tls = await startTlsListener(options.tcp, {
         accepted(socket, certName, serial) {
           if (shuttingDown) socket.destroy();
-          else connections.add(new Connection(socket, host, null, { name: certName, serial }));
+          else admit(socket, 'tls', null, () => new Connection(socket, host, null, { name: certName, serial }));
         },
-        refused: onRefused,
+        refused: (socket, event) => onRefused(socket, event, 'tls'),
       });
     }
     await listen(server, socketPath, options.socketMode ?? 0o600);
@@ -262,6 +308,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       for (const conn of connections) conn.end(flushMs);
       await allClosed;
       revocations?.stop();
+      refusals.stop();
       await tls?.close();
       await serverClosed;
       try {

@@ -24,13 +24,16 @@
  * depends on it), or a switch between file and passphrase without a rewrap.
  */
 import { timingSafeEqual } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
 import { ConfigError, InternalError } from '../protocol/errors.js';
 import type { Keystore } from '../store/keystore.js';
 import { MAX_WRAPPED_BYTES } from '../store/records.js';
 import { BLOB_OVERHEAD, gcmUnwrap, gcmWrap, KEK_BYTES } from './gcm-blob.js';
+import { BINDING_FILE, isStoreId, newStoreId, readBindingFile, STORE_ID_META_KEY, writeBindingFile } from './binding.js';
 import { assertBytes, type KekProvider } from './provider.js';
 import {
-  checkScryptParams, DEFAULT_SCRYPT, deriveRootKey, loadRootKeyFile, newScryptParams, rootKeyId, rootKeyVerifier, type ScryptParams,
+  checkScryptParams, DEFAULT_SCRYPT, deriveRootKey, loadRootKeyFile, newScryptParams, ROOT_KEY_FILE, rootKeyId, rootKeyVerifier, type ScryptParams,
 } from './root-key.js';
 
 export const LOCAL_KEK_META_KEY = 'kek.local';
@@ -46,6 +49,22 @@ export interface LocalKekOptions {
   passphrase?: string | Uint8Array;
   /** scrypt cost when a passphrase is set up for the first time; later starts use the recorded parameters. */
   scrypt?: { N?: number; r?: number; p?: number };
+  /**
+   * Start a new store even though a root.key or kek.binding of a lost one is
+   * left in `dir` (`cryptod serve --init`); refused when the store already
+   * holds a KEK record. Never needed on an empty directory.
+   */
+  init?: boolean;
+  /** The keystore's file, named in messages. Default: `dir/keystore.sqlite`. */
+  storeFile?: string;
+}
+
+export type BindingState = 'created' | 'existing' | 'migrated';
+
+interface BindingFiles {
+  root: string;
+  binding: string;
+  store: string;
 }
 
 interface KekRecord {
@@ -61,19 +80,40 @@ const MAX_AAD = 64 * 1024;
 export class LocalKekProvider implements KekProvider {
   readonly id: string;
   readonly source: RootKeySource;
+  /** The keystore this KEK is bound to (binding.ts). */
+  readonly storeId: string;
+  /** What opening did to the binding: made a new store, found it in place, or bound a store from before binding. */
+  readonly binding: BindingState;
   readonly #root = Buffer.alloc(KEK_BYTES);
   #closed = false;
 
   /** Takes a copy of `root`; the caller zeroes its own. */
-  private constructor(root: Buffer, source: RootKeySource) {
+  private constructor(root: Buffer, source: RootKeySource, storeId: string, binding: BindingState) {
     if (root.length !== KEK_BYTES) throw new ConfigError(`expected a ${KEK_BYTES}-byte root key, got ${root.length}`);
     root.copy(this.#root);
     this.id = rootKeyId(this.#root);
     this.source = source;
+    this.storeId = storeId;
+    this.binding = binding;
   }
 
   /**
-   * Load or create the root key and check it against the store's record.
+   * Load or create the root key, check it against the store's record, and
+   * check (or make) the binding between the two (binding.ts):
+   *
+   *   store has kek.local?  no ──▶ root.key or kek.binding left over? yes ──▶ refuse (unless init)
+   *          │ yes                           │ no (or init)
+   *          ▼                               ▼
+   *   init? yes ──▶ refuse            new store: root key, kek.local, store.id,
+   *          │ no                     kek.binding — created under the store's
+   *          ▼                        write lock, so two processes starting on
+   *   verifier matches? no ──▶ refuse one fresh directory bind it once
+   *          │ yes
+   *          ▼
+   *   kek.binding agrees (store id, check)? no ──▶ refuse
+   *          │ yes, or absent (written again; store.id added on a store from
+   *          ▼       before binding: the migration)
+   *        open
    *
    * @example
    *   const kek = await LocalKekProvider.open({ dir: dataDir, store });
@@ -84,27 +124,46 @@ export class LocalKekProvider implements KekProvider {
       throw new ConfigError('expected local KEK options with a keystore');
     }
     if (options.scrypt !== undefined) checkScryptParams({ ...DEFAULT_SCRYPT, ...options.scrypt });
-    // Two fresh processes may race to create the record; the loser retries once with the winner's.
-    for (let attempt = 0; ; attempt++) {
-      const recorded = parseRecord(await options.store.read((r) => r.getMeta(LOCAL_KEK_META_KEY)));
-      const { root, params } = await loadRoot(options, recorded);
-      try {
-        const verifier = rootKeyVerifier(root);
-        const record = recorded ?? (await createRecord(options.store, root, verifier, params));
-        if (timingSafeEqual(record.verifier, verifier)) return new LocalKekProvider(root, record.source);
-        // Another process recorded a different KEK between our read and our
-        // transaction (e.g. its own random salt): start over with its record.
-        if (recorded === undefined && attempt === 0) continue;
+    const files = bindingFiles(options);
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const { recorded, storeId } = await options.store.read(async (r) => ({
+        recorded: parseRecord(await r.getMeta(LOCAL_KEK_META_KEY)),
+        storeId: await r.getMeta(STORE_ID_META_KEY),
+      }));
+      if (recorded === undefined) {
+        const created = await bindNewStore(options, files);
+        if (created === null) continue; // another process bound the store first: check against its record
+        try {
+          return new LocalKekProvider(created.root, created.source, created.storeId, 'created');
+        } finally {
+          created.root.fill(0);
+        }
+      }
+      if (options.init === true) {
         throw new ConfigError(
-          options.passphrase !== undefined
-            ? `wrong KEK passphrase: it does not derive the KEK (${record.kekId}) that wraps this keystore's keys`
-            : `the root key file does not match the KEK (${record.kekId}) that wraps this keystore's keys; restore the original root.key`,
-          { detail: { kekId: record.kekId } },
+          `--init refused: ${files.store} already holds a keystore (${storeId ?? 'KEK ' + recorded.kekId}); --init never replaces keys. ` +
+            `To start a new store, stop every daemon of ${options.dir} and move keystore.sqlite (with its -wal and -shm files), ` +
+            `${ROOT_KEY_FILE} and ${BINDING_FILE} out of it first; to keep this one, start without --init`,
+          { detail: { path: files.store } },
         );
+      }
+      const root = await loadRoot(options, recorded, files);
+      try {
+        if (!timingSafeEqual(recorded.verifier, rootKeyVerifier(root))) {
+          throw new ConfigError(
+            options.passphrase !== undefined
+              ? `the passphrase does not match this keystore (${files.store}, KEK ${recorded.kekId}): it does not derive the key that wraps its keys; configure the passphrase the store was created with`
+              : `${files.root} does not match ${files.store}: its keys are wrapped by KEK ${recorded.kekId}, another root key; restore the root.key that was backed up with this keystore`,
+            { detail: { kekId: recorded.kekId } },
+          );
+        }
+        const { id, state } = await checkBinding(options.store, files, recorded, storeId);
+        return new LocalKekProvider(root, recorded.source, id, state);
       } finally {
         root.fill(0);
       }
     }
+    throw new InternalError(`binding the keystore ${files.store} kept racing with other processes; start again`);
   }
 
   async wrap(plaintext: Uint8Array, aad: Uint8Array): Promise<Buffer> {
@@ -131,34 +190,124 @@ export class LocalKekProvider implements KekProvider {
   }
 }
 
-async function loadRoot(options: LocalKekOptions, recorded: KekRecord | undefined): Promise<{ root: Buffer; params?: ScryptParams }> {
+function bindingFiles(options: LocalKekOptions): BindingFiles {
+  return {
+    root: path.join(options.dir, ROOT_KEY_FILE),
+    binding: path.join(options.dir, BINDING_FILE),
+    store: options.storeFile ?? path.join(options.dir, 'keystore.sqlite'),
+  };
+}
+
+/** The root key of a store that has a KEK record. Never creates root.key: the store's keys need the original. */
+async function loadRoot(options: LocalKekOptions, recorded: KekRecord, files: BindingFiles): Promise<Buffer> {
   if (options.passphrase !== undefined) {
-    if (recorded?.source === 'file') {
+    if (recorded.source === 'file') {
       throw new ConfigError(
-        `a KEK passphrase is configured, but this keystore's keys are wrapped with the root.key file (${recorded.kekId}); ` +
+        `a KEK passphrase is configured, but the keys of ${files.store} are wrapped with the root.key file (${recorded.kekId}); ` +
           'remove the passphrase from the configuration (switching needs a rewrap)',
       );
     }
-    const params = recorded?.scrypt ?? newScryptParams(options.scrypt);
-    return { root: await deriveRootKey(options.passphrase, params), params };
+    return deriveRootKey(options.passphrase, recorded.scrypt!);
   }
-  if (recorded?.source === 'passphrase') {
-    throw new ConfigError(`this keystore's keys are wrapped with a passphrase-derived KEK (${recorded.kekId}); configure the KEK passphrase`);
+  if (recorded.source === 'passphrase') {
+    throw new ConfigError(`the keys of ${files.store} are wrapped with a passphrase-derived KEK (${recorded.kekId}); configure the KEK passphrase`);
   }
-  const hint = `the keystore holds keys wrapped by it (${recorded?.kekId ?? ''}); restore root.key from a backup (a new one would not unwrap them)`;
-  return { root: loadRootKeyFile(options.dir, recorded === undefined, hint) };
+  const hint =
+    `${files.store} holds keys wrapped by it (KEK ${recorded.kekId}); restore root.key from the backup taken with this keystore ` +
+    '(a new one would not unwrap them)';
+  return loadRootKeyFile(options.dir, false, hint);
 }
 
-/** First start: record the KEK, unless another process did it first (then return theirs). */
-async function createRecord(store: Keystore, root: Buffer, verifier: Buffer, params: ScryptParams | undefined): Promise<KekRecord> {
-  const mine: KekRecord = { source: params === undefined ? 'file' : 'passphrase', kekId: rootKeyId(root), verifier };
-  if (params !== undefined) mine.scrypt = params;
-  return store.transaction(async (tx) => {
-    const theirs = parseRecord(await tx.getMeta(LOCAL_KEK_META_KEY));
-    if (theirs !== undefined) return theirs;
-    await tx.setMeta(LOCAL_KEK_META_KEY, encodeRecord(mine));
-    return mine;
-  });
+/**
+ * A store without a KEK record: make it a new store bound to the KEK, unless
+ * files of a lost store are left over. Returns null when another process
+ * bound the store first. The record, and the root.key file when this process
+ * creates it, are made while holding the store's write lock, so a second
+ * process starting at the same moment waits and then finds both — it never
+ * mistakes our fresh root.key for one left over.
+ */
+async function bindNewStore(
+  options: LocalKekOptions, files: BindingFiles,
+): Promise<{ root: Buffer; source: RootKeySource; storeId: string } | null> {
+  // scrypt runs before the lock (it takes a noticeable fraction of a second); a lost race only wastes it.
+  const params = options.passphrase === undefined ? undefined : newScryptParams(options.scrypt);
+  let root = params === undefined ? undefined : await deriveRootKey(options.passphrase!, params);
+  try {
+    const made = await options.store.transaction(async (tx) => {
+      if ((await tx.getMeta(LOCAL_KEK_META_KEY)) !== undefined) return null;
+      const leftovers = [files.binding, ...(params === undefined ? [files.root] : [])].filter((f) => fs.existsSync(f));
+      if (leftovers.length > 0 && options.init !== true) {
+        throw new ConfigError(
+          `${files.store} is missing or empty, but ${leftovers.join(' and ')} ${leftovers.length > 1 ? 'are' : 'is'} there: ` +
+            'the keystore these belong to is gone, and starting would begin an empty one (every managed key lost). ' +
+            'Restore keystore.sqlite from the backup taken with root.key and kek.binding; ' +
+            'to start a new, empty store on purpose, run `cryptod serve --init` once',
+          { detail: { path: leftovers[0]! } },
+        );
+      }
+      root ??= loadRootKeyFile(options.dir, true, '');
+      const record: KekRecord = { source: params === undefined ? 'file' : 'passphrase', kekId: rootKeyId(root), verifier: rootKeyVerifier(root) };
+      if (params !== undefined) record.scrypt = params;
+      const storeId = newStoreId();
+      await tx.setMeta(LOCAL_KEK_META_KEY, encodeRecord(record));
+      await tx.setMeta(STORE_ID_META_KEY, storeId);
+      return { record, storeId };
+    });
+    if (made === null || root === undefined) return null;
+    writeBindingFile(files.binding, { storeId: made.storeId, kekId: made.record.kekId, source: made.record.source, check: made.record.verifier });
+    const out = { root, source: made.record.source, storeId: made.storeId };
+    root = undefined; // handed over: the caller zeroes it
+    return out;
+  } finally {
+    root?.fill(0);
+  }
+}
+
+/**
+ * Compare the KEK side (kek.binding) with the store (store.id) once the
+ * verifier has proven root key and store belong together. A missing binding
+ * file is written again (nothing is lost: the verifier already matched); a
+ * store from before binding gets its store id here (the migration).
+ */
+async function checkBinding(
+  store: Keystore, files: BindingFiles, record: KekRecord, storeId: string | undefined,
+): Promise<{ id: string; state: BindingState }> {
+  const binding = readBindingFile(files.binding);
+  const rebind = `if this keystore is the right one, remove ${files.binding} and start again (it is written anew for this keystore)`;
+  if (binding !== undefined && !timingSafeEqual(binding.check, record.verifier)) {
+    throw new ConfigError(
+      `${files.binding} was written for another KEK (${binding.kekId}) than the one of ${files.store} (${record.kekId}); ` +
+        `restore the kek.binding backed up with this keystore, or ${rebind}`,
+      { detail: { path: files.binding } },
+    );
+  }
+  if (storeId !== undefined && !isStoreId(storeId)) {
+    throw new ConfigError(`the ${STORE_ID_META_KEY} entry of ${files.store} is damaged; restore the keystore from a backup`, { detail: { path: files.store } });
+  }
+  if (binding !== undefined && storeId !== undefined && binding.storeId !== storeId) {
+    throw new ConfigError(
+      `${files.store} is keystore ${storeId}, but ${files.binding} records keystore ${binding.storeId}: ` +
+        `this is not the keystore the KEK was bound to (copied from another directory, or an older store); ` +
+        `put back the keystore.sqlite backed up with root.key and kek.binding, or ${rebind}`,
+      { detail: { path: files.store, storeId, boundStoreId: binding.storeId } },
+    );
+  }
+  let id = storeId;
+  let state: BindingState = 'existing';
+  if (id === undefined) {
+    state = 'migrated';
+    const adopt = binding?.storeId ?? newStoreId();
+    id = await store.transaction(async (tx) => {
+      const theirs = await tx.getMeta(STORE_ID_META_KEY);
+      if (theirs !== undefined) return theirs;
+      await tx.setMeta(STORE_ID_META_KEY, adopt);
+      return adopt;
+    });
+  }
+  if (binding?.storeId !== id) {
+    writeBindingFile(files.binding, { storeId: id, kekId: record.kekId, source: record.source, check: record.verifier });
+  }
+  return { id, state };
 }
 
 function encodeRecord(r: KekRecord): string {

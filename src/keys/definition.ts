@@ -21,7 +21,7 @@
  * not in it: no client writes it, and it can only ever be set. Records
  * without it (all records written before it existed) read as false.
  */
-import { DataError } from '../protocol/errors.js';
+import { DataError, InvalidArgumentError } from '../protocol/errors.js';
 import type { ManagedKeyRecord } from '../store/keystore.js';
 import { assertKeyName } from '../store/records.js';
 import type { EpochSchedule } from './epoch.js';
@@ -46,6 +46,34 @@ export interface ParsedDefinition {
 
 const DEFINITION_FIELDS: readonly string[] = ['type', 'derived', ...POLICY_FIELDS];
 
+/**
+ * Names a managed key may not have. Key names are property names in the
+ * configuration file's `keys:` mapping, in JSON output and in the maps client
+ * code builds from them; there `__proto__` sets an object's prototype instead
+ * of creating an entry (a declared key silently vanished), and `constructor`
+ * and `prototype` shadow what code expects. One rule everywhere: refused.
+ */
+export const RESERVED_KEY_NAMES: readonly string[] = ['__proto__', 'constructor', 'prototype'];
+
+/**
+ * The rule for the name of a new managed key, for every way of creating one
+ * (configuration file, KEY_CREATE / KEY_IMPORT / KEY_PERSIST, hence
+ * `cryptod key create`): 1 to 256 UTF-8 bytes, well-formed Unicode, no
+ * control characters, none of {@link RESERVED_KEY_NAMES}.
+ *
+ * @example
+ *   assertNewKeyName('orders');     // ok
+ *   assertNewKeyName('__proto__');  // InvalidArgumentError
+ */
+export function assertNewKeyName(name: unknown): asserts name is string {
+  assertKeyName(name);
+  if (RESERVED_KEY_NAMES.includes(name)) {
+    throw new InvalidArgumentError(`'${name}' is reserved and cannot name a key (reserved: ${RESERVED_KEY_NAMES.join(', ')}); choose another name`, {
+      detail: { field: 'name' },
+    });
+  }
+}
+
 /** Parse and check one definition; `issues` name their fields (and the key). */
 export function parseDefinition(name: string, def: unknown): { parsed?: ParsedDefinition; issues: PolicyIssue[] } {
   const issues: PolicyIssue[] = [];
@@ -54,11 +82,11 @@ export function parseDefinition(name: string, def: unknown): { parsed?: ParsedDe
     return { issues };
   };
   try {
-    assertKeyName(name);
+    assertNewKeyName(name);
   } catch (err) {
     return issue('name', (err as Error).message);
   }
-  if (def === null || typeof def !== 'object' || Array.isArray(def)) return issue('type', 'expected a key definition with at least a type');
+  if (def === null || typeof def !== 'object' || Array.isArray(def) || !isPlainObject(def)) return issue('type', 'expected a key definition with at least a type');
   const d = def as Record<string, unknown>;
   for (const f of Object.keys(d)) {
     if (!DEFINITION_FIELDS.includes(f)) issue(f, `unknown field '${f}'; known fields: ${DEFINITION_FIELDS.join(', ')}`);
@@ -85,6 +113,12 @@ export function parseDefinition(name: string, def: unknown): { parsed?: ParsedDe
   }
   if (issues.length > 0) return { issues };
   return { parsed: { type, spec, policy: effectivePolicy(type, spec), derived }, issues };
+}
+
+/** A mapping from YAML or CBOR; not a Uint8Array, Date or Map that a YAML tag produced. */
+function isPlainObject(v: object): boolean {
+  const proto = Object.getPrototypeOf(v) as unknown;
+  return proto === Object.prototype || proto === null;
 }
 
 function parseInstant(v: unknown): number | undefined {

@@ -8,27 +8,17 @@ import { describePolicy } from './policy.js';
 import { selectOutbound } from './selection.js';
 import type { KeyEntry } from './snapshot.js';
 
-export interface VersionDescription {
-  version: number;
-  state: string;
-  createdAt: string;
-  notBefore: string;
-  notAfter: string | null;
-  /** AES-GCM: encryptions reserved in the keystore, an upper bound on those made. */
-  encryptions?: number;
-}
+import type { ManagedKeyDescription, ManagedKeyVersion } from '../protocol/messages/managed.js';
 
-export interface KeyDescription {
-  name: string;
-  type: string;
-  origin: string;
-  disabled: boolean;
-  /** The version outbound operations use now, or null when none is valid. */
-  currentVersion: number | null;
-  derived: { epochStart: string; period: string } | null;
-  policy: Record<string, unknown>;
-  versions: VersionDescription[];
-}
+/** One version as described (the shape is the protocol's: docs/protocol.md §6.11). */
+export type VersionDescription = ManagedKeyVersion;
+
+/**
+ * The description of a key (docs/protocol.md §6.11). `policy` is what
+ * describePolicy makes of the policy; the handler checks it against the
+ * declared reply before it is sent.
+ */
+export type KeyDescription = Omit<ManagedKeyDescription, 'policy'> & { policy: Record<string, unknown> };
 
 export function describeEntry(e: KeyEntry, now: number): KeyDescription {
   let currentVersion: number | null = null;
@@ -55,9 +45,11 @@ export function describeEntry(e: KeyEntry, now: number): KeyDescription {
         notBefore: iso(v.notBefore),
         notAfter: v.notAfter === null ? null : iso(v.notAfter),
       };
-      if (v.budget !== null) d.encryptions = v.budget.reserved;
-      else if (v.encryptions > 0) d.encryptions = v.encryptions;
+      if (v.budget !== null) d.encryptionsReserved = v.budget.reserved;
+      else if (v.encryptions > 0) d.encryptionsReserved = v.encryptions;
+      if (v.damaged !== null) d.damaged = v.damaged;
       return d;
     }),
+    ...(e.damaged === null ? {} : { damaged: e.damaged }),
   };
 }

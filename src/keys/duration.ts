@@ -41,6 +41,10 @@ export function parseDuration(value: unknown, field = 'duration'): number {
     throw new InvalidArgumentError(`expected ${field} as ${DURATION_FORMS}, got ${value === null ? 'null' : typeof value}`, { detail: { field } });
   }
   const text = value.trim();
+  // "-5d" would otherwise read as a malformed duration; say what is wrong with it.
+  if (/^-\s*\d/.test(text)) {
+    throw new InvalidArgumentError(`expected ${field} as ${DURATION_FORMS}; durations cannot be negative, got "${clip(text)}"`, { detail: { field } });
+  }
   let total = 0;
   let at = 0;
   const seen = new Set<Unit>();

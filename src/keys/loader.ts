@@ -14,7 +14,7 @@
  * precise refusals.
  */
 import type { KekProvider } from '../kek/provider.js';
-import { DataError } from '../protocol/errors.js';
+import { DataError, DecryptError } from '../protocol/errors.js';
 import type { KeyVersionRecord, ManagedKeyRecord } from '../store/keystore.js';
 import { InvocationBudget, type BudgetOptions } from './budget.js';
 import { decodeRecord } from './definition.js';
@@ -39,6 +39,25 @@ export interface BuildContext {
   now: number;
   budget: BudgetOptions;
   onBudgetLow(b: InvocationBudget): void;
+  /** The keystore's location, named in damage reports. */
+  storeFile: string;
+  /** A version (or a derived key's master, MASTER_VERSION) whose material did not load; called once per newly damaged version. */
+  onDamaged(key: string, version: number, reason: string): void;
+}
+
+/**
+ * Unwrap, or the reason it failed when the stored bytes are at fault (not
+ * authentic under this KEK and this key's AAD, or malformed after unwrap):
+ * one damaged blob then marks its version instead of refusing every key.
+ */
+async function loadOrDamage<T>(ctx: BuildContext, load: () => Promise<T>): Promise<{ value: T } | { damaged: string }> {
+  try {
+    return { value: await load() };
+  } catch (err) {
+    if (!(err instanceof DecryptError) && !(err instanceof DataError)) throw err;
+    const why = err instanceof DecryptError ? 'its wrapped material in the keystore does not unwrap (altered bytes, or wrapped by another KEK)' : (err as Error).message;
+    return { damaged: `${why} [${ctx.storeFile}]; restore the keystore from a backup or destroy the version; \`cryptod keystore check\` lists all damage` };
+  }
 }
 
 export interface BuiltEntry {
@@ -63,6 +82,7 @@ export async function buildEntry(
       name: record.name, type: d.type, policy: d.policy, origin: d.origin, disabled: record.disabled,
       createdAt: record.createdAt, updatedAt: record.updatedAt, derived: d.derived,
     };
+    let keyDamaged: string | null = null;
     if (d.derived !== null) {
       let master: KeyMaterial | null = null;
       if (!record.disabled) {
@@ -70,11 +90,17 @@ export async function buildEntry(
         if (master === null) {
           const row = versions.find((v) => v.version === MASTER_VERSION);
           if (row?.wrapped == null) throw new DataError(`derived key '${record.name}' has no master secret in the keystore`, { detail: { key: record.name } });
-          master = await unwrapSecret(ctx.kek, record.name, MASTER_VERSION, row.wrapped, EPOCH_MASTER_BYTES);
-          created.push(master);
+          const r = await loadOrDamage(ctx, () => unwrapSecret(ctx.kek, record.name, MASTER_VERSION, row.wrapped!, EPOCH_MASTER_BYTES));
+          if ('value' in r) {
+            master = r.value;
+            created.push(master);
+          } else {
+            keyDamaged = r.damaged;
+            if (prev?.damaged == null) ctx.onDamaged(record.name, MASTER_VERSION, r.damaged);
+          }
         }
       }
-      const entry: KeyEntry = { ...base, master, versions: [] };
+      const entry: KeyEntry = { ...base, master, damaged: keyDamaged, versions: [] };
       const derived = deriveVersions(entry, prev, ctx.now, created);
       return { entry: freeze({ ...entry, versions: derived }), reserve: [], created };
     }
@@ -86,11 +112,19 @@ export async function buildEntry(
     for (const r of [...versions].sort((a, b) => a.version - b.version)) {
       const old = prevByVersion.get(r.version);
       let material: KeyMaterial | null = null;
+      let damaged: string | null = null;
       if (!record.disabled && r.wrapped !== null && stillUsable(r, d.policy, ctx.now)) {
         material = fresh.get(r.version)?.material ?? (old?.material && !old.material.destroyed ? old.material : null);
         if (material === null) {
-          material = await unwrapMaterial(ctx.kek, d.type, record.name, r.version, r.wrapped);
-          created.push(material);
+          const wrapped = r.wrapped;
+          const got = await loadOrDamage(ctx, () => unwrapMaterial(ctx.kek, d.type, record.name, r.version, wrapped));
+          if ('value' in got) {
+            material = got.value;
+            created.push(material);
+          } else {
+            damaged = got.damaged;
+            if (old?.damaged == null) ctx.onDamaged(record.name, r.version, damaged);
+          }
         }
       }
       let budget: InvocationBudget | null = null;
@@ -105,10 +139,10 @@ export async function buildEntry(
       }
       out.push(Object.freeze({
         version: r.version, state: r.state, createdAt: r.createdAt, notBefore: r.notBefore, notAfter: r.notAfter,
-        encryptions: r.encryptions, material, budget,
+        encryptions: r.encryptions, material, budget, damaged,
       }));
     }
-    return { entry: freeze({ ...base, master: null, versions: out }), reserve, created };
+    return { entry: freeze({ ...base, master: null, damaged: null, versions: out }), reserve, created };
   } catch (err) {
     for (const m of created) m.destroy();
     throw err;
@@ -128,7 +162,7 @@ function deriveVersions(entry: KeyEntry, prev: KeyEntry | undefined, now: number
       created.push(material);
     }
     const w = epochVersion(s, n);
-    return Object.freeze({ ...w, createdAt: w.notBefore, encryptions: 0, material, budget: null });
+    return Object.freeze({ ...w, createdAt: w.notBefore, encryptions: 0, material, budget: null, damaged: null });
   });
 }
 

@@ -72,6 +72,21 @@ export interface KeyManagerOptions {
    * client that asked (one event per rotation). Must not throw.
    */
   onRotated?: (event: AutoRotation) => void;
+  /**
+   * Told when a version's stored material fails to load (loader.ts
+   * loadOrDamage): the key's other versions and every other key are served, the
+   * damaged version answers CRYPTOD_ERR_KEY_DAMAGED. Must not throw.
+   */
+  onDamaged?: (event: DamagedVersion) => void;
+  /** Where the keystore is (its file), named in damage reports. */
+  storeFile?: string;
+}
+
+/** A key version (or a derived key's master secret, version 1) whose stored material did not load. */
+export interface DamagedVersion {
+  readonly key: string;
+  readonly version: number;
+  readonly reason: string;
 }
 
 /** A rotation the manager did by itself. */
@@ -103,6 +118,8 @@ export class KeyManager {
   readonly #budget: BudgetOptions;
   readonly #retry: RetryOptions;
   readonly #onRotated: ((event: AutoRotation) => void) | undefined;
+  readonly #onDamaged: ((event: DamagedVersion) => void) | undefined;
+  readonly #storeFile: string;
   readonly #queue = new SerialQueue();
   readonly #cell: SnapshotCell;
   readonly #scheduler: WakeScheduler;
@@ -128,6 +145,8 @@ export class KeyManager {
     this.#budget = budgetOptions(o.budget);
     this.#retry = retryOptions(o.retry);
     this.#onRotated = o.onRotated;
+    this.#onDamaged = o.onDamaged;
+    this.#storeFile = o.storeFile ?? `the ${o.store.backend} keystore`;
     this.#cell = new SnapshotCell(new KeySnapshot(0, new Map()), { now: () => this.#clock.now() });
     this.#scheduler = new WakeScheduler(this.#clock, (names) => this.#onDue(names));
     this.#reservations = new Reservations({
@@ -164,6 +183,16 @@ export class KeyManager {
     const e = this.#cell.current.keys.get(name);
     if (e === undefined) throw new NotFoundError(`no managed key named '${name}'`, { detail: { key: name } });
     return describeEntry(e, this.#clock.now());
+  }
+
+  /** Every damaged version held now (for `status`), ordered by key and version. */
+  damaged(): DamagedVersion[] {
+    const out: DamagedVersion[] = [];
+    for (const e of [...this.#cell.current.keys.values()].sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      if (e.damaged !== null) out.push({ key: e.name, version: 1, reason: e.damaged });
+      for (const v of e.versions) if (v.damaged !== null) out.push({ key: e.name, version: v.version, reason: v.damaged });
+    }
+    return out;
   }
 
   list(): KeyDescription[] {
@@ -539,7 +568,10 @@ export class KeyManager {
     });
     const now = this.#clock.now();
     const current = this.#cell.current;
-    const ctx = { kek: this.#kek, now, budget: this.#budget, onBudgetLow: (b: InvocationBudget) => this.#reservations.onLow(b) };
+    const ctx = {
+      kek: this.#kek, now, budget: this.#budget, onBudgetLow: (b: InvocationBudget) => this.#reservations.onLow(b),
+      storeFile: this.#storeFile, onDamaged: (key: string, version: number, reason: string) => this.#damaged({ key, version, reason }),
+    };
     const built: Array<{ name: string; b: BuiltEntry | null }> = [];
     try {
       for (const row of rows) {
@@ -559,6 +591,17 @@ export class KeyManager {
     }
     this.#cell.swap(new KeySnapshot(++this.#seq, next));
     for (const { name } of built) this.#plan(name);
+  }
+
+  #damaged(event: DamagedVersion): void {
+    this.#log.error('key version damaged: it is refused (CRYPTOD_ERR_KEY_DAMAGED), every other version and key is served', {
+      key: event.key, version: event.version, file: this.#storeFile, reason: event.reason,
+    });
+    try {
+      this.#onDamaged?.(event);
+    } catch (err) {
+      this.#log.error('damage listener failed', { key: event.key, version: event.version, error: errorText(err) });
+    }
   }
 
   /** At the rotateAt threshold, rotate — if the version is still the current one (another process may have rotated). */

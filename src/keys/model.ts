@@ -15,18 +15,10 @@ import type { KeyVersionState } from '../store/keystore.js';
 
 export type { KeyVersionState } from '../store/keystore.js';
 
-export const KEY_TYPES = [
-  'aes256-gcm',
-  'chacha20-poly1305',
-  'hmac-sha256',
-  'hmac-sha512',
-  'ed25519',
-  'ecdsa-p256',
-  'ecdsa-p384',
-  'rsa-pss-3072',
-  'aes256-kwp',
-] as const;
-export type ManagedKeyType = (typeof KEY_TYPES)[number];
+import type { ManagedKeyType } from '../protocol/messages/managed.js';
+
+// The list is part of the protocol (clients name types); what each type does is the key manager's.
+export { KEY_TYPES, type ManagedKeyType } from '../protocol/messages/managed.js';
 
 export const KEY_OPS = ['encrypt', 'decrypt', 'sign', 'verify', 'mac', 'verify-mac', 'rewrap', 'export', 'admin'] as const;
 export type KeyOp = (typeof KEY_OPS)[number];

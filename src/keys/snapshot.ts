@@ -23,7 +23,7 @@
  *   and material of an old snapshot is never zeroed under a reader of an
  *   even older snapshot, because that snapshot holds it too.
  */
-import { BusyError, InternalError, InvalidKeyError, KeyDisabledError, NotFoundError } from '../protocol/errors.js';
+import { BusyError, type CryptodError, InternalError, InvalidKeyError, KeyDamagedError, KeyDisabledError, NotFoundError } from '../protocol/errors.js';
 import type { InvocationBudget } from './budget.js';
 import { epochVersion, type EpochSchedule } from './epoch.js';
 import type { KeyOrigin } from './definition.js';
@@ -40,6 +40,8 @@ export interface VersionEntry extends VersionInfo {
   readonly material: KeyMaterial | null;
   /** AES-GCM versions that can still encrypt. */
   readonly budget: InvocationBudget | null;
+  /** Why the stored material could not be loaded (then `material` is null); null when healthy. */
+  readonly damaged: string | null;
 }
 
 export interface KeyEntry {
@@ -54,6 +56,8 @@ export interface KeyEntry {
   readonly derived: EpochSchedule | null;
   /** The master secret of a derived key. */
   readonly master: KeyMaterial | null;
+  /** A derived key whose master secret could not be loaded: why (every epoch is unusable). */
+  readonly damaged: string | null;
   /** Ordered by version. */
   readonly versions: readonly VersionEntry[];
 }
@@ -184,6 +188,7 @@ export class SnapshotLease implements Disposable {
     const k = this.snapshot.keys.get(name);
     if (k === undefined) throw new NotFoundError(`no managed key named '${name}'`, { detail: { key: name } });
     if (k.disabled) throw new KeyDisabledError(`key '${name}' is disabled`, { detail: { key: name } });
+    if (k.damaged !== null) throw damagedError(name, null, k.damaged);
     return k;
   }
 
@@ -244,7 +249,14 @@ export class SnapshotLease implements Disposable {
   }
 }
 
+/** CRYPTOD_ERR_KEY_DAMAGED for `version` of `key` (null: a derived key's master secret). */
+export function damagedError(key: string, version: number | null, why: string): CryptodError {
+  const what = version === null ? `the master secret of key '${key}'` : `version ${version} of key '${key}'`;
+  return new KeyDamagedError(`${what} is damaged: ${why}`, { detail: { key, version } });
+}
+
 function usable(key: KeyEntry, v: VersionEntry): UsableVersion {
+  if (v.damaged !== null) throw damagedError(key.name, v.version, v.damaged);
   if (v.material === null || v.material.destroyed) {
     // Selection and the material kept in memory follow the same rules (selection.ts stillUsable).
     throw new InternalError(`version ${v.version} of key '${key.name}' passed selection but holds no material`);

@@ -68,10 +68,20 @@ export const NODE_HASH: Record<HashName, string> = {
   'SHA-512': 'sha512',
 };
 
+const HASHES: readonly HashName[] = ['SHA-1', 'SHA-256', 'SHA-384', 'SHA-512'];
+
 /** Normalize an algorithm that must be a hash (digest, HMAC's hash, HKDF's hash…). */
 export function normalizeHash(v: CborValue, field = 'hash'): HashName {
   if (v === undefined) throw new InvalidArgumentError(`expected '${field}' to name a hash (SHA-1, SHA-256, SHA-384, SHA-512)`, { detail: { field } });
-  const { name } = normalizeAlgorithm(v, field);
+  let name: AlgorithmName;
+  try {
+    ({ name } = normalizeAlgorithm(v, field));
+  } catch (err) {
+    // Only hashes can go here: listing AES-GCM or Ed25519 as "supported" would mislead.
+    if (!(err instanceof UnsupportedError)) throw err;
+    const given = typeof v === 'string' ? v : String((v as Record<string, unknown>).name);
+    throw new UnsupportedError(`hash '${given.slice(0, 40)}' is not supported; supported hashes: ${HASHES.join(', ')}`, { detail: { field } });
+  }
   if (name !== 'SHA-1' && name !== 'SHA-256' && name !== 'SHA-384' && name !== 'SHA-512') {
     throw new InvalidArgumentError(`expected '${field}' to be a hash (SHA-1, SHA-256, SHA-384, SHA-512), got ${name}`, { detail: { field } });
   }

@@ -3,7 +3,7 @@
  * what was expected and what arrived ("expected 'iv' to be a byte string, got
  * text"). Never echo argument values: they may be secrets.
  */
-import type { CborValue } from '../protocol/cbor.js';
+import { CborFloat, type CborValue } from '../protocol/cbor.js';
 import { InvalidArgumentError } from '../protocol/errors.js';
 import { isNodeIdShape, type DataNodeId } from '../state/ids.js';
 
@@ -14,6 +14,7 @@ export function kindOf(v: CborValue): string {
   if (v === undefined) return 'nothing';
   if (v instanceof Uint8Array) return `a ${v.length}-byte byte string`;
   if (Array.isArray(v)) return 'an array';
+  if (v instanceof CborFloat) return 'a floating-point number';
   switch (typeof v) {
     case 'string':
       return 'text';
@@ -31,7 +32,7 @@ function bad(field: string, expected: string, got: CborValue): never {
 }
 
 export function asArgs(v: CborValue, what = 'the request arguments'): Args {
-  if (v === null || typeof v !== 'object' || v instanceof Uint8Array || Array.isArray(v)) {
+  if (v === null || typeof v !== 'object' || v instanceof Uint8Array || Array.isArray(v) || v instanceof CborFloat) {
     throw new InvalidArgumentError(`expected ${what} to be a map, got ${kindOf(v)}`);
   }
   return v;

@@ -13,11 +13,13 @@
  */
 import { createCipheriv, createDecipheriv, type CipherGCMTypes } from 'node:crypto';
 import type { Operation, RequestContext } from './operation.js';
+import type { DataNodeId } from '../state/ids.js';
 import type { CborValue } from '../protocol/cbor.js';
 import { DecryptError, InvalidArgumentError, InvalidKeyError, UnsupportedError } from '../protocol/errors.js';
 import { Op } from '../protocol/ops.js';
 import { normalizeAlgorithm, type NormalizedAlgorithm } from './algorithms.js';
-import { asArgs, bytes, kindOf, nodeId, type Args } from './args.js';
+import { Decrypt, Encrypt } from '../protocol/messages/subtle.js';
+import { kindOf, type Args } from './args.js';
 import { equivalentGcmIv, OPENSSL_MAX_GCM_IV } from './gcm-iv.js';
 import { acquireKey, type KeyNode, type KeyUsage } from './key.js';
 
@@ -59,7 +61,7 @@ export function aeadCipherOf(key: KeyNode): CipherGCMTypes | 'chacha20-poly1305'
 }
 
 interface Request {
-  handle: ReturnType<typeof nodeId>;
+  handle: DataNodeId;
   name: 'AES-GCM' | 'ChaCha20-Poly1305';
   data: Buffer;
   iv: Uint8Array;
@@ -69,13 +71,14 @@ interface Request {
 
 /** Validate every argument before the key is touched, so argument errors come first. */
 function parse(raw: CborValue, usage: KeyUsage): Request {
-  const args = asArgs(raw);
+  // ENCRYPT and DECRYPT take the same arguments.
+  const args = (usage === 'encrypt' ? Encrypt : Decrypt).args.parse(raw);
   const alg: NormalizedAlgorithm = normalizeAlgorithm(args.algorithm);
   if (alg.name !== 'AES-GCM' && alg.name !== 'ChaCha20-Poly1305') {
     throw new UnsupportedError(`${usage} supports AES-GCM and ChaCha20-Poly1305, got ${alg.name}`, { detail: { field: 'algorithm.name' } });
   }
-  const handle = nodeId(args, 'key');
-  const data = bytes(args, 'data');
+  const handle = args.key;
+  const data = args.data;
   const iv = paramBytes(alg.params, 'iv');
   const aad = paramBytes(alg.params, 'additionalData');
   let tagBytes = 16;

@@ -22,7 +22,7 @@ import { InternalError, InvalidKeyError, NotFoundError } from '../protocol/error
 import { Op } from '../protocol/ops.js';
 import type { DataNodeAccessor, DataNodeId, NodeType, NodeValue } from '../state/data-manager.js';
 import { NODE_HASH, normalizeHash, type HashName } from './algorithms.js';
-import { asArgs, bytes, nodeId } from './args.js';
+import { ContextFinal, ContextUpdate, HashCreate, HmacCreate } from '../protocol/messages/contexts.js';
 import { acquireKey } from './key.js';
 
 /** Inputs longer than this are processed slice by slice, yielding between slices. */
@@ -123,9 +123,7 @@ function describe(type: NodeType): string {
 
 /** CONTEXT_UPDATE: synchronous for small inputs, sliced for large ones. */
 function update(ctx: RequestContext, raw: CborValue): HandlerResult | Promise<HandlerResult> {
-  const args = asArgs(raw);
-  const handle = nodeId(args, 'handle');
-  const data = bytes(args, 'data');
+  const { handle, data } = ContextUpdate.args.parse(raw);
   const acc = ctx.dm.acquire<DigestState>(ctx.clientId, handle, ['hash', 'hmac']);
   if (data.length <= SLICE) {
     using held = acc;
@@ -145,7 +143,7 @@ export const contextOperations: Operation[] = [
     op: Op.HASH_CREATE,
     access: { kind: 'none' },
     handle: (ctx, raw) => {
-      const hash = normalizeHash(asArgs(raw).algorithm, 'algorithm');
+      const hash = normalizeHash(HashCreate.args.parse(raw).algorithm, 'algorithm');
       const id = addContext(ctx, 'hash', new DigestState(hash, createHash(NODE_HASH[hash])));
       return { handle: id };
     },
@@ -158,7 +156,7 @@ export const contextOperations: Operation[] = [
     op: Op.HMAC_CREATE,
     access: { kind: 'none' },
     handle: (ctx, raw) => {
-      const handle = nodeId(asArgs(raw), 'key');
+      const handle = HmacCreate.args.parse(raw).key;
       using key = acquireKey(ctx, handle);
       key.value.require('HMAC', 'sign');
       const hashName = key.value.algorithm.hash?.name;
@@ -182,7 +180,7 @@ export const contextOperations: Operation[] = [
     op: Op.CONTEXT_FINAL,
     access: { kind: 'none' },
     handle: (ctx, raw) => {
-      const handle = nodeId(asArgs(raw), 'handle');
+      const handle = ContextFinal.args.parse(raw).handle;
       using held = ctx.dm.acquire<DigestState>(ctx.clientId, handle, ['hash', 'hmac']);
       try {
         return held.value.digest();

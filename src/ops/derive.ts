@@ -13,7 +13,9 @@ import type { CborValue } from '../protocol/cbor.js';
 import { InvalidArgumentError, InvalidKeyError, OperationError, UnsupportedError } from '../protocol/errors.js';
 import { Op } from '../protocol/ops.js';
 import { NODE_HASH, normalizeAlgorithm, normalizeHash, type NormalizedAlgorithm } from './algorithms.js';
-import { asArgs, bytes, kindOf, nodeId, type Args } from './args.js';
+import { DeriveBits, DeriveKey } from '../protocol/messages/subtle.js';
+import type { DataNodeId } from '../state/ids.js';
+import { bytes, nodeId } from './args.js';
 import { acquireKey, addKey, type KeyUsage } from './key.js';
 import { extractableArg, sensitiveReply } from './keys.js';
 import { isSecretAlgorithm, keyAlgorithmName, parseUsages } from './key-usages.js';
@@ -22,22 +24,12 @@ import { HASH_BYTES, makeSecretKey, secretKeyBytes } from './secret-keys.js';
 /** OpenSSL's HKDF refuses more than 1024 bytes of `info`. */
 export const MAX_HKDF_INFO = 1024;
 
-/** `length` of DERIVE_BITS: null (X25519/ECDH: the whole secret) or a bit count. */
-function lengthArg(args: Args): number | null {
-  const v = args.length;
-  if (v === null || v === undefined) return null;
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) {
-    throw new InvalidArgumentError(`expected 'length' to be a non-negative integer (bits) or null, got ${kindOf(v)}`, { detail: { field: 'length' } });
-  }
-  return v;
-}
-
 /**
  * The derived bits, in a buffer the caller owns and must zero. `usage` is
  * what the base key must allow ('deriveBits' or 'deriveKey').
  */
-function deriveBits(ctx: RequestContext, args: Args, alg: NormalizedAlgorithm, length: number | null, usage: KeyUsage): Buffer {
-  using base = acquireKey(ctx, nodeId(args, 'baseKey'));
+function deriveBits(ctx: RequestContext, baseKey: DataNodeId, alg: NormalizedAlgorithm, length: number | null, usage: KeyUsage): Buffer {
+  using base = acquireKey(ctx, baseKey);
   const k = base.value;
   switch (alg.name) {
     case 'HKDF': {
@@ -114,9 +106,10 @@ export const deriveOperations: Operation[] = [
     op: Op.DERIVE_BITS,
     access: { kind: 'none' },
     handle: (ctx, raw) => {
-      const args = asArgs(raw);
+      const args = DeriveBits.args.parse(raw);
       const alg = normalizeAlgorithm(args.algorithm);
-      return sensitiveReply(deriveBits(ctx, args, alg, lengthArg(args), 'deriveBits'));
+      // `length` null or absent: X25519/ECDH's whole secret.
+      return sensitiveReply(deriveBits(ctx, args.baseKey, alg, args.length ?? null, 'deriveBits'));
     },
   },
   {
@@ -128,17 +121,17 @@ export const deriveOperations: Operation[] = [
     op: Op.DERIVE_KEY,
     access: { kind: 'none' },
     handle: (ctx, raw): CborValue => {
-      const args = asArgs(raw);
+      const args = DeriveKey.args.parse(raw);
       const alg = normalizeAlgorithm(args.algorithm);
       const target = normalizeAlgorithm(args.derivedKeyType, 'derivedKeyType');
       const name = keyAlgorithmName(target.name, 'derivedKeyType');
       if (!isSecretAlgorithm(name)) {
         throw new UnsupportedError(`deriveKey makes secret keys (AES-GCM, AES-KW, AES-KWP, ChaCha20-Poly1305, HMAC, HKDF); got ${name}`, { detail: { field: 'derivedKeyType' } });
       }
-      const extractable = extractableArg(args);
+      const extractable = args.extractable;
       const usages = parseUsages(args.usages);
       const n = secretKeyBytes(name, target.params, 'derivedKeyType');
-      const bits = deriveBits(ctx, args, alg, n === null ? null : n * 8, 'deriveKey');
+      const bits = deriveBits(ctx, args.baseKey, alg, n === null ? null : n * 8, 'deriveKey');
       return addKey(ctx, makeSecretKey(name, target.params, bits, extractable, usages, 'derivedKeyType'));
     },
   },

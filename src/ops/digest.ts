@@ -2,7 +2,7 @@
 import { createHash } from 'node:crypto';
 import type { Operation } from './operation.js';
 import { Op } from '../protocol/ops.js';
-import { asArgs, bytes } from './args.js';
+import { Digest } from '../protocol/messages/subtle.js';
 import { NODE_HASH, normalizeHash } from './algorithms.js';
 
 export const digestOperations: Operation[] = [
@@ -10,9 +10,9 @@ export const digestOperations: Operation[] = [
     op: Op.DIGEST,
     access: { kind: 'none' },
     handle: (_ctx, raw) => {
-      const args = asArgs(raw);
+      const args = Digest.args.parse(raw);
       const hash = normalizeHash(args.algorithm, 'algorithm');
-      return createHash(NODE_HASH[hash]).update(bytes(args, 'data')).digest();
+      return createHash(NODE_HASH[hash]).update(args.data).digest();
     },
   },
 ];

@@ -10,6 +10,7 @@
  */
 import type { KeyObject } from 'node:crypto';
 import type { CborValue } from '../protocol/cbor.js';
+import { asCbor } from '../protocol/schema.js';
 import { InternalError, InvalidKeyError } from '../protocol/errors.js';
 import type { NodeValue } from '../state/data-manager.js';
 import type { DataNodeId } from '../state/ids.js';
@@ -99,7 +100,7 @@ export class KeyNode implements NodeValue {
       handle,
       type: this.type,
       extractable: this.extractable,
-      algorithm: this.algorithm as unknown as CborValue,
+      algorithm: asCbor(this.algorithm),
       usages: [...this.usages],
     };
   }

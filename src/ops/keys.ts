@@ -33,7 +33,8 @@ import type { CborValue } from '../protocol/cbor.js';
 import { InvalidArgumentError, NotExtractableError, UnsupportedError } from '../protocol/errors.js';
 import { Op, opName } from '../protocol/ops.js';
 import { normalizeAlgorithm, type NormalizedAlgorithm } from './algorithms.js';
-import { asArgs, bytes, kindOf, map, nodeId, takeSecret, type Args } from './args.js';
+import { ExportKey, GenerateKey, ImportKey } from '../protocol/messages/subtle.js';
+import { bytes, kindOf, map, takeSecret, type Args } from './args.js';
 import { exportAsymmetricKey, generateKeyPair, importAsymmetricKey, type KeyPairNodes } from './asymmetric-keys.js';
 import { asJwk, type Jwk } from './jwk.js';
 import { acquireKey, addKey, type KeyNode, type KeyUsage } from './key.js';
@@ -148,10 +149,10 @@ export const keyOperations: Operation[] = [
     op: Op.GENERATE_KEY,
     access: { kind: 'none' },
     handle: (ctx, raw) => {
-      const args = asArgs(raw);
+      const args = GenerateKey.args.parse(raw);
       const alg = normalizeAlgorithm(args.algorithm);
       const name = keyAlgorithmName(alg.name);
-      const extractable = extractableArg(args);
+      const extractable = args.extractable;
       const usages = parseUsages(args.usages);
       if (isSecretAlgorithm(name)) return addKey(ctx, generateSecretKey(name, alg.params, extractable, usages));
       const pair = generateKeyPair(name, alg.params, extractable, usages);
@@ -170,10 +171,10 @@ export const keyOperations: Operation[] = [
     access: { kind: 'none' },
     sensitiveRequest: true,
     handle: (ctx, raw) => {
-      const args = asArgs(raw);
-      const format = keyFormat(args.format);
+      const args = ImportKey.args.parse(raw);
+      const format = args.format;
       const alg = normalizeAlgorithm(args.algorithm);
-      const extractable = extractableArg(args);
+      const extractable = args.extractable;
       const usages = parseUsages(args.usages);
       const keyData = format === 'jwk' ? asJwk(map(args, 'keyData')) : takeSecret(bytes(args, 'keyData'));
       return addKey(ctx, importKeyData(format, keyData, alg, extractable, usages));
@@ -185,9 +186,9 @@ export const keyOperations: Operation[] = [
     access: { kind: 'none' },
     audit: keyExported,
     handle: (ctx, raw) => {
-      const args = asArgs(raw);
-      const format = keyFormat(args.format);
-      using key = acquireKey(ctx, nodeId(args, 'key'));
+      const args = ExportKey.args.parse(raw);
+      const format = args.format;
+      using key = acquireKey(ctx, args.key);
       if (!key.value.extractable) {
         throw new NotExtractableError(`the ${key.value.algorithm.name} ${key.value.type} key was created non-extractable; its key data cannot be exported`);
       }

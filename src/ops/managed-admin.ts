@@ -18,16 +18,18 @@
  */
 import type { AuditEvent } from '../observe/audit.js';
 import type { AuditedRequest, ManagedKeys, Operation, RequestContext } from './operation.js';
-import type { KeyDefinition } from '../keys/definition.js';
 import type { KeyDescription } from '../keys/describe.js';
 import { interoperablePublicKey, type KeyMaterial } from '../keys/material.js';
-import type { KeyEntry, VersionEntry } from '../keys/snapshot.js';
+import { damagedError, type KeyEntry, type VersionEntry } from '../keys/snapshot.js';
 import { keyTypeInfo, type ManagedKeyType } from '../keys/model.js';
-import type { PolicyInput } from '../keys/policy.js';
 import type { CborValue } from '../protocol/cbor.js';
-import { InvalidKeyError, NotExtractableError, NotFoundError, UnsupportedError } from '../protocol/errors.js';
+import { InternalError, InvalidKeyError, NotExtractableError, NotFoundError, UnsupportedError } from '../protocol/errors.js';
+import {
+  KeyCreate, KeyDescribe, KeyDestroy, KeyExport, KeyImport, KeyList, KeyPersist, KeyPublic, KeyRotate, KeySetPolicy, KeyTrim, Reload,
+} from '../protocol/messages/managed.js';
+import { asCbor, type Schema } from '../protocol/schema.js';
 import { Op } from '../protocol/ops.js';
-import { asArgs, bytes, int, map, nodeId, optInt, str, takeSecret } from './args.js';
+import { takeSecret } from './args.js';
 import { acquireKey, type KeyNode } from './key.js';
 import { sensitiveReply } from './keys.js';
 import { isAdmin, managedKeys, visible } from './managed-auth.js';
@@ -47,9 +49,10 @@ function keyCreated(r: AuditedRequest): AuditEvent {
  * The version `args.version` names (default: the current one) with the
  * material this daemon holds for it; NOT_FOUND when it holds none.
  */
-function heldVersion(keys: ManagedKeys, e: KeyEntry, name: string, args: Record<string, CborValue>): VersionEntry & { material: KeyMaterial } {
-  const version = optInt(args, 'version', 1, 0xffff_ffff) ?? keys.manager.describe(name).currentVersion;
+function heldVersion(keys: ManagedKeys, e: KeyEntry, name: string, args: { version?: number | undefined }): VersionEntry & { material: KeyMaterial } {
+  const version = args.version ?? keys.manager.describe(name).currentVersion;
   const v = version === null ? undefined : e.versions.find((x) => x.version === version);
+  if (v?.damaged != null) throw damagedError(name, v.version, v.damaged);
   if (v === undefined || v.material === null) {
     throw new NotFoundError(`key '${name}' holds no material for version ${String(version)} (destroyed, disabled, retired or absent)`, {
       detail: { key: name, version: version ?? null },
@@ -58,12 +61,21 @@ function heldVersion(keys: ManagedKeys, e: KeyEntry, name: string, args: Record<
   return v as VersionEntry & { material: KeyMaterial };
 }
 
-function definition(args: Record<string, CborValue>): KeyDefinition {
-  return map(args, 'definition') as unknown as KeyDefinition;
+/**
+ * The daemon's own result, checked against the reply the protocol declares
+ * for it (docs/protocol.md §6.11): a mismatch is a daemon bug, not the
+ * caller's, and must not reach the client half-formed.
+ */
+function reply<T>(schema: Schema<T, unknown>, v: unknown): T {
+  try {
+    return schema.parse(v, 'the reply');
+  } catch (err) {
+    throw new InternalError('a managed-key reply does not match its declaration', { cause: err });
+  }
 }
 
 function describe(keys: ManagedKeys, name: string): CborValue {
-  return keys.manager.describe(name) as unknown as CborValue;
+  return reply(KeyDescribe.result, keys.manager.describe(name));
 }
 
 /** The managed type a client-owned key becomes, or UNSUPPORTED naming what fits. */
@@ -112,11 +124,11 @@ export const managedAdminOperations: Operation[] = [
     access: { kind: 'admin', arg: 'name', action: 'create key' },
     audit: keyCreated,
     async handle(ctx, raw) {
-      const args = asArgs(raw);
+      const args = KeyCreate.args.parse(raw);
       const keys = managedKeys(ctx);
-      const name = str(args, 'name');
-      const d = await keys.manager.create(name, definition(args));
-      return d as unknown as CborValue;
+      const name = args.name;
+      const d = await keys.manager.create(name, args.definition);
+      return reply(KeyCreate.result, d);
     },
   },
   {
@@ -125,13 +137,13 @@ export const managedAdminOperations: Operation[] = [
     audit: keyCreated,
     sensitiveRequest: true,
     async handle(ctx, raw) {
-      const args = asArgs(raw);
+      const args = KeyImport.args.parse(raw);
       const keys = managedKeys(ctx);
-      const name = str(args, 'name');
-      const material = takeSecret(bytes(args, 'material'));
+      const name = args.name;
+      const material = takeSecret(args.material);
       try {
-        const d = await keys.manager.create(name, definition(args), { material });
-        return d as unknown as CborValue;
+        const d = await keys.manager.create(name, args.definition, { material });
+          return reply(KeyImport.result, d);
       } finally {
         material.fill(0);
       }
@@ -142,15 +154,15 @@ export const managedAdminOperations: Operation[] = [
     access: { kind: 'admin', arg: 'name', action: 'persist a key as' },
     audit: keyCreated,
     async handle(ctx, raw) {
-      const args = asArgs(raw);
+      const args = KeyPersist.args.parse(raw);
       const keys = managedKeys(ctx);
-      const name = str(args, 'name');
-      const extra = args.definition === undefined ? {} : (map(args, 'definition') as unknown as PolicyInput & { type?: string });
+      const name = args.name;
+      const extra = args.definition ?? {};
       let type: ManagedKeyType;
       let material: Buffer;
       let neverExportable: boolean;
       {
-        using key = acquireKey(ctx, nodeId(args, 'handle'));
+        using key = acquireKey(ctx, args.handle);
         type = managedTypeOf(key.value);
         if (extra.exportable === true && !key.value.extractable) {
           throw new NotExtractableError('a non-extractable key cannot become an exportable managed key', { detail: { key: name } });
@@ -162,7 +174,7 @@ export const managedAdminOperations: Operation[] = [
         // WebCrypto promised the handle's holder that a non-extractable key
         // never leaves: the managed key keeps that promise for ever.
         const d = await keys.manager.create(name, { ...extra, type }, { material, neverExportable });
-        return d as unknown as CborValue;
+          return reply(KeyPersist.result, d);
       } finally {
         material.fill(0);
       }
@@ -173,7 +185,7 @@ export const managedAdminOperations: Operation[] = [
     access: { kind: 'key', arg: 'name', permission: 'admin' },
     async handle(ctx, raw) {
       const keys = managedKeys(ctx);
-      const name = str(asArgs(raw), 'name');
+      const name = KeyRotate.args.parse(raw).name;
       const previous = keys.manager.describe(name).currentVersion;
       const version = await keys.manager.rotate(name);
       audit(ctx, { event: 'key.rotated', key: name, version, previousVersion: previous, reason: 'manual', by: ctx.clientId });
@@ -183,12 +195,13 @@ export const managedAdminOperations: Operation[] = [
   {
     op: Op.KEY_LIST,
     access: { kind: 'visible-keys' },
-    handle(ctx) {
+    handle(ctx, raw) {
+      KeyList.args.parse(raw);
       const keys = managedKeys(ctx);
       const out: CborValue[] = [];
       for (const d of keys.manager.list()) {
         const e = keys.manager.entry(d.name);
-        if (e !== undefined && visible(keys, e.policy, ctx.clientId)) out.push(d as unknown as CborValue);
+        if (e !== undefined && visible(keys, e.policy, ctx.clientId)) out.push(reply(KeyDescribe.result, d));
       }
       return { keys: out };
     },
@@ -197,34 +210,34 @@ export const managedAdminOperations: Operation[] = [
     op: Op.KEY_DESCRIBE,
     access: { kind: 'key', arg: 'name', permission: 'any' },
     handle(ctx, raw) {
-      return describe(managedKeys(ctx), str(asArgs(raw), 'name'));
+      return describe(managedKeys(ctx), KeyDescribe.args.parse(raw).name);
     },
   },
   {
     op: Op.KEY_SET_POLICY,
     access: { kind: 'key', arg: 'name', permission: 'admin' },
     async handle(ctx, raw) {
-      const args = asArgs(raw);
+      const args = KeySetPolicy.args.parse(raw);
       const keys = managedKeys(ctx);
-      const name = str(args, 'name');
-      const patch = map(args, 'policy') as unknown as PolicyInput;
+      const name = args.name;
+      const patch = args.policy;
       // Making a key exportable lets its bytes leave the daemon for good: a
       // decision for the daemon's own administrators, never for a client the
       // key's policy made its admin (or it could grant itself export).
       const { description, madeExportable } = await keys.manager.setPolicy(name, patch, { mayMakeExportable: isAdmin(keys, ctx.clientId) });
       audit(ctx, { event: 'policy.changed', key: name, subject: null, change: Object.keys(patch).sort().join(','), by: ctx.clientId });
       if (madeExportable) audit(ctx, { event: 'key.exportable', key: name, by: ctx.clientId });
-      return description as unknown as CborValue;
+      return reply(KeySetPolicy.result, description);
     },
   },
   {
     op: Op.KEY_TRIM,
     access: { kind: 'key', arg: 'name', permission: 'admin' },
     async handle(ctx, raw) {
-      const args = asArgs(raw);
+      const args = KeyTrim.args.parse(raw);
       const keys = managedKeys(ctx);
-      const name = str(args, 'name');
-      const below = int(args, 'below', 1, 0xffff_ffff);
+      const name = args.name;
+      const below = args.below;
       const destroyed = await keys.manager.trim(name, below);
       for (const v of destroyed) audit(ctx, { event: 'key.destroyed', key: name, version: v, by: ctx.clientId });
       return { destroyed };
@@ -235,7 +248,7 @@ export const managedAdminOperations: Operation[] = [
     access: { kind: 'key', arg: 'name', permission: 'admin' },
     async handle(ctx, raw) {
       const keys = managedKeys(ctx);
-      const name = str(asArgs(raw), 'name');
+      const name = KeyDestroy.args.parse(raw).name;
       const destroyed = await keys.manager.destroy(name);
       audit(ctx, { event: 'key.destroyed', key: name, version: null, by: ctx.clientId });
       return { destroyed };
@@ -245,9 +258,9 @@ export const managedAdminOperations: Operation[] = [
     op: Op.KEY_EXPORT,
     access: { kind: 'key', arg: 'name', permission: 'export' },
     handle(ctx, raw) {
-      const args = asArgs(raw);
+      const args = KeyExport.args.parse(raw);
       const keys = managedKeys(ctx);
-      const name = str(args, 'name');
+      const name = args.name;
       using lease = keys.manager.acquire();
       const e = lease.snapshot.keys.get(name);
       if (e === undefined) throw new NotFoundError(`no managed key named '${name}'`, { detail: { key: name } });
@@ -268,9 +281,9 @@ export const managedAdminOperations: Operation[] = [
     op: Op.KEY_PUBLIC,
     access: { kind: 'key', arg: 'name', permission: 'any' },
     handle(ctx, raw) {
-      const args = asArgs(raw);
+      const args = KeyPublic.args.parse(raw);
       const keys = managedKeys(ctx);
-      const name = str(args, 'name');
+      const name = args.name;
       using lease = keys.manager.acquire();
       const e = lease.snapshot.keys.get(name);
       if (e === undefined) throw new NotFoundError(`no managed key named '${name}'`, { detail: { key: name } });
@@ -286,14 +299,15 @@ export const managedAdminOperations: Operation[] = [
         type: e.type,
         version: v.version,
         spki: pub.export({ format: 'der', type: 'spki' }),
-        jwk: pub.export({ format: 'jwk' }) as unknown as CborValue,
+        jwk: asCbor(pub.export({ format: 'jwk' })),
       };
     },
   },
   {
     op: Op.RELOAD,
     access: { kind: 'admin', arg: null, action: 'reload the configuration' },
-    async handle(ctx) {
+    async handle(ctx, raw) {
+      Reload.args.parse(raw);
       const reload = ctx.daemon.reload;
       if (reload === undefined) throw new UnsupportedError('this daemon has no configuration file to reload (start it with --config FILE)');
       return reload();

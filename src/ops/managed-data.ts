@@ -25,21 +25,26 @@ import type { SnapshotLease } from '../keys/snapshot.js';
 import type { CborValue } from '../protocol/cbor.js';
 import { InvalidArgumentError, KeyVersionError, toCryptodError } from '../protocol/errors.js';
 import { Op, type OpCode } from '../protocol/ops.js';
-import { asArgs, bytes, optBytes, str, type Args } from './args.js';
+import { ManagedDecrypt, ManagedEncrypt, ManagedMac, ManagedRewrap, ManagedSign, ManagedVerify, ManagedVerifyMac, MAX_BATCH } from '../protocol/messages/managed.js';
+import { asCbor, type Schema } from '../protocol/schema.js';
 import { sensitiveReply } from './keys.js';
 import { checkKey, managedKeys } from './managed-auth.js';
 import { macMessage, open, seal, signMessage, verifyMac, verifyMessage } from './managed-crypto.js';
 import { parseHeader, type OutputKind } from '../protocol/managed-format.js';
 
-/** Most items one batch may carry; the frame size bounds the bytes. */
-export const MAX_BATCH = 4096;
+export { MAX_BATCH };
 
+/** One item's fields, checked by the operation's declaration (src/protocol/messages/managed.ts). */
+type Item = { plaintext?: Buffer; ciphertext?: Buffer; aad?: Buffer; message?: Buffer; signature?: Buffer; mac?: Buffer };
+type Request = { key: string; items: Item[] } | ({ key: string; items?: undefined } & Item);
 /**
  * One item. `secrets` collects reply buffers that are key material (the
  * unwrapped key of an aes256-kwp decrypt): the reply then goes out as a
  * sensitive reply (unpooled, zeroed after the write) and they are zeroed.
  */
-type ItemFn = (lease: SnapshotLease, key: string, item: Args, secrets: Buffer[]) => CborValue;
+type ItemFn = (lease: SnapshotLease, key: string, item: Item, secrets: Buffer[]) => CborValue;
+/** The single item of a batch request: none (its items are run instead). */
+const BATCH: Item = Object.freeze({});
 
 /**
  * One data operation: the chain authorized the key (`access`), the handler
@@ -54,27 +59,22 @@ type ItemFn = (lease: SnapshotLease, key: string, item: Args, secrets: Buffer[])
  * it does not hold at all waited already, in the authorize phase.) Every
  * other path stays synchronous.
  */
-function dataOp(op: OpCode, right: KeyOp, fn: ItemFn, sensitiveRequest = false): Operation {
+function dataOp(op: OpCode, args: Schema<Request, unknown>, right: KeyOp, fn: ItemFn, sensitiveRequest = false): Operation {
   return {
     op,
     access: { kind: 'key', arg: 'key', permission: right },
     sensitiveRequest,
     handle(ctx: RequestContext, raw: CborValue): HandlerResult | Promise<HandlerResult> {
-      const args = asArgs(raw);
+      const request = args.parse(raw);
       const keys = managedKeys(ctx);
-      const name = str(args, 'key');
-      const items = args.items;
-      if (items !== undefined) {
-        if (!Array.isArray(items)) throw new InvalidArgumentError(`expected 'items' to be an array of maps (the batch form), got ${typeof items}`, { detail: { field: 'items' } });
-        if (items.length > MAX_BATCH) {
-          throw new InvalidArgumentError(`expected at most ${MAX_BATCH} items in one batch, got ${items.length}`, { detail: { field: 'items', max: MAX_BATCH } });
-        }
-      }
+      const name = request.key;
+      const items = request.items;
+      const single: Item = request.items === undefined ? request : BATCH;
       const secrets: Buffer[] = [];
-      const first = attempt(ctx, keys, name, right, fn, args, items, null, secrets);
+      const first = attempt(ctx, keys, name, right, fn, single, items, null, secrets);
       if (first.missed === null) return replyOf(first.reply, secrets);
       const { missed } = first;
-      return keys.manager.refreshSoon().then(() => replyOf(attempt(ctx, keys, name, right, fn, args, items, missed, secrets).reply, secrets));
+      return keys.manager.refreshSoon().then(() => replyOf(attempt(ctx, keys, name, right, fn, single, items, missed, secrets).reply, secrets));
     },
   };
 }
@@ -109,8 +109,8 @@ interface Attempt {
  * the batch items to re-run) whatever happens is the answer.
  */
 function attempt(
-  ctx: RequestContext, keys: ManagedKeys, name: string, right: KeyOp, fn: ItemFn, args: Args,
-  items: CborValue[] | undefined, again: 'all' | Rerun | null, secrets: Buffer[],
+  ctx: RequestContext, keys: ManagedKeys, name: string, right: KeyOp, fn: ItemFn, args: Item,
+  items: Item[] | undefined, again: 'all' | Rerun | null, secrets: Buffer[],
 ): Attempt {
   const first = again === null;
   using lease = keys.manager.acquire();
@@ -141,12 +141,12 @@ function isVersionMiss(err: unknown): boolean {
 }
 
 /** One batch item; its failure becomes its result. A version miss also adds `i` to `misses`, when given. */
-function runItem(fn: ItemFn, lease: SnapshotLease, name: string, item: CborValue, i: number, secrets: Buffer[], misses: number[] | null = null): CborValue {
+function runItem(fn: ItemFn, lease: SnapshotLease, name: string, item: Item, i: number, secrets: Buffer[], misses: number[] | null = null): CborValue {
   try {
-    return fn(lease, name, asArgs(item, `items[${i}]`), secrets);
+    return fn(lease, name, item, secrets);
   } catch (err) {
     if (misses !== null && isVersionMiss(err)) misses.push(i);
-    return { error: toCryptodError(err).toJSON() as unknown as CborValue };
+    return { error: asCbor(toCryptodError(err).toJSON()) };
   }
 }
 
@@ -161,20 +161,20 @@ function inbound(data: Uint8Array, kind: OutputKind, name: string): ReturnType<t
 
 const encrypt: ItemFn = (lease, name, a) => {
   const u = lease.outbound(name, 'encrypt');
-  return { ciphertext: seal(u, bytes(a, 'plaintext'), optBytes(a, 'aad')), version: u.version.version };
+  return { ciphertext: seal(u, a.plaintext!, a.aad), version: u.version.version };
 };
 
 const decrypt: ItemFn = (lease, name, a, secrets) => {
-  const { header, body } = inbound(bytes(a, 'ciphertext'), 'ciphertext', name);
+  const { header, body } = inbound(a.ciphertext!, 'ciphertext', name);
   const u = lease.inbound(name, header.version, 'decrypt');
-  const plaintext = open(u, header, body, optBytes(a, 'aad'));
+  const plaintext = open(u, header, body, a.aad);
   if (u.key.type === 'aes256-kwp') secrets.push(plaintext); // an unwrapped key
   return { plaintext, version: header.version };
 };
 
 const rewrap: ItemFn = (lease, name, a) => {
-  const aad = optBytes(a, 'aad');
-  const { header, body } = inbound(bytes(a, 'ciphertext'), 'ciphertext', name);
+  const aad = a.aad;
+  const { header, body } = inbound(a.ciphertext!, 'ciphertext', name);
   const from = lease.inbound(name, header.version, 'decrypt');
   const plaintext = open(from, header, body, aad);
   try {
@@ -188,32 +188,32 @@ const rewrap: ItemFn = (lease, name, a) => {
 
 const signOp: ItemFn = (lease, name, a) => {
   const u = lease.outbound(name, 'sign');
-  return { signature: signMessage(u, bytes(a, 'message')), version: u.version.version };
+  return { signature: signMessage(u, a.message!), version: u.version.version };
 };
 
 const verifyOp: ItemFn = (lease, name, a) => {
-  const { header, body } = inbound(bytes(a, 'signature'), 'signature', name);
+  const { header, body } = inbound(a.signature!, 'signature', name);
   const u = lease.inbound(name, header.version, 'verify');
-  return { valid: verifyMessage(u, header, body, bytes(a, 'message')), version: header.version };
+  return { valid: verifyMessage(u, header, body, a.message!), version: header.version };
 };
 
 const macOp: ItemFn = (lease, name, a) => {
   const u = lease.outbound(name, 'mac');
-  return { mac: macMessage(u, bytes(a, 'message')), version: u.version.version };
+  return { mac: macMessage(u, a.message!), version: u.version.version };
 };
 
 const verifyMacOp: ItemFn = (lease, name, a) => {
-  const { header, body } = inbound(bytes(a, 'mac'), 'mac', name);
+  const { header, body } = inbound(a.mac!, 'mac', name);
   const u = lease.inbound(name, header.version, 'verify-mac');
-  return { valid: verifyMac(u, header, body, bytes(a, 'message')), version: header.version };
+  return { valid: verifyMac(u, header, body, a.message!), version: header.version };
 };
 
 export const managedDataOperations: Operation[] = [
-  dataOp(Op.MANAGED_ENCRYPT, 'encrypt', encrypt, true),
-  dataOp(Op.MANAGED_DECRYPT, 'decrypt', decrypt),
-  dataOp(Op.MANAGED_REWRAP, 'rewrap', rewrap),
-  dataOp(Op.MANAGED_SIGN, 'sign', signOp),
-  dataOp(Op.MANAGED_VERIFY, 'verify', verifyOp),
-  dataOp(Op.MANAGED_MAC, 'mac', macOp),
-  dataOp(Op.MANAGED_VERIFY_MAC, 'verify-mac', verifyMacOp),
+  dataOp(Op.MANAGED_ENCRYPT, ManagedEncrypt.args, 'encrypt', encrypt, true),
+  dataOp(Op.MANAGED_DECRYPT, ManagedDecrypt.args, 'decrypt', decrypt),
+  dataOp(Op.MANAGED_REWRAP, ManagedRewrap.args, 'rewrap', rewrap),
+  dataOp(Op.MANAGED_SIGN, ManagedSign.args, 'sign', signOp),
+  dataOp(Op.MANAGED_VERIFY, ManagedVerify.args, 'verify', verifyOp),
+  dataOp(Op.MANAGED_MAC, ManagedMac.args, 'mac', macOp),
+  dataOp(Op.MANAGED_VERIFY_MAC, ManagedVerifyMac.args, 'verify-mac', verifyMacOp),
 ];

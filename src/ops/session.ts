@@ -2,25 +2,28 @@
 import type { Operation } from './operation.js';
 import { NotFoundError } from '../protocol/errors.js';
 import { Op } from '../protocol/ops.js';
-import { asArgs, nodeId } from './args.js';
+import { Ping, Release, Status } from '../protocol/messages/session.js';
 
 export const sessionOperations: Operation[] = [
   {
     op: Op.PING,
     access: { kind: 'none' },
-    handle: (_ctx, args) => args ?? null,
+    handle: (_ctx, raw) => Ping.args.parse(raw) ?? null,
   },
   {
     op: Op.STATUS,
     access: { kind: 'none' },
-    handle: (ctx) => ctx.daemon.status(),
+    handle: (ctx, raw) => {
+      Status.args.parse(raw);
+      return ctx.daemon.status();
+    },
   },
   {
     // Release a handle (key or context) and, with it, every node below it.
     op: Op.RELEASE,
     access: { kind: 'none' },
     handle: (ctx, raw) => {
-      const id = nodeId(asArgs(raw), 'handle');
+      const id = Release.args.parse(raw).handle;
       if (!ctx.dm.delete(ctx.clientId, id)) throw new NotFoundError('no such handle: it was released, never existed, or belongs to another client');
       return null;
     },

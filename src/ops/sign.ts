@@ -17,7 +17,8 @@ import type { CborValue } from '../protocol/cbor.js';
 import { InvalidArgumentError, OperationError, UnsupportedError } from '../protocol/errors.js';
 import { Op } from '../protocol/ops.js';
 import { NODE_HASH, normalizeAlgorithm, normalizeHash, type HashName, type NormalizedAlgorithm } from './algorithms.js';
-import { asArgs, bytes, nodeId, type Args } from './args.js';
+import { Sign, Verify } from '../protocol/messages/subtle.js';
+import type { DataNodeId } from '../state/ids.js';
 import { acquireKey, type KeyNode } from './key.js';
 import { HASH_BYTES } from './secret-keys.js';
 
@@ -25,6 +26,21 @@ const SIGNATURE_ALGORITHMS = 'HMAC, Ed25519, ECDSA, RSA-PSS';
 
 function hmac(key: KeyNode, data: Uint8Array): Buffer {
   return createHmac(NODE_HASH[key.algorithm.hash!.name as HashName], key.secret).update(data).digest();
+}
+
+/**
+ * HMAC takes the key's hash. A `hash` given anyway must name it: a request
+ * that asks for another hash would otherwise get a MAC it did not ask for.
+ */
+function checkHmacHash(alg: NormalizedAlgorithm, key: KeyNode): void {
+  if (alg.params.hash === undefined) return;
+  const asked = normalizeHash(alg.params.hash, 'algorithm.hash');
+  const own = key.algorithm.hash!.name;
+  if (asked !== own) {
+    throw new InvalidArgumentError(`'algorithm.hash' is ${asked} but the HMAC key's hash is ${own}; omit it or name the key's hash`, {
+      detail: { field: 'algorithm.hash', expected: own },
+    });
+  }
 }
 
 function ecdsaHash(alg: NormalizedAlgorithm): string {
@@ -55,8 +71,8 @@ function unsupported(op: string, name: string): never {
 }
 
 /** RSA-PSS sign on the thread pool; the accessor keeps the key alive (and un-zeroed) until it finished. */
-async function rsaPssSign(ctx: RequestContext, args: Args, alg: NormalizedAlgorithm, data: Buffer): Promise<CborValue> {
-  using key = acquireKey(ctx, nodeId(args, 'key'));
+async function rsaPssSign(ctx: RequestContext, handle: DataNodeId, alg: NormalizedAlgorithm, data: Buffer): Promise<CborValue> {
+  using key = acquireKey(ctx, handle);
   const k = key.value;
   k.require('RSA-PSS', 'sign');
   const salt = saltLength(alg);
@@ -78,15 +94,16 @@ export const signOperations: Operation[] = [
     op: Op.SIGN,
     access: { kind: 'none' },
     handle: (ctx, raw) => {
-      const args = asArgs(raw);
+      const args = Sign.args.parse(raw);
       const alg = normalizeAlgorithm(args.algorithm);
-      const data = bytes(args, 'data');
-      if (alg.name === 'RSA-PSS') return rsaPssSign(ctx, args, alg, data);
-      using key = acquireKey(ctx, nodeId(args, 'key'));
+      const data = args.data;
+      if (alg.name === 'RSA-PSS') return rsaPssSign(ctx, args.key, alg, data);
+      using key = acquireKey(ctx, args.key);
       const k = key.value;
       switch (alg.name) {
         case 'HMAC':
           k.require('HMAC', 'sign');
+          checkHmacHash(alg, k);
           return hmac(k, data);
         case 'Ed25519':
           k.require('Ed25519', 'sign');
@@ -105,15 +122,16 @@ export const signOperations: Operation[] = [
     op: Op.VERIFY,
     access: { kind: 'none' },
     handle: (ctx, raw) => {
-      const args = asArgs(raw);
+      const args = Verify.args.parse(raw);
       const alg = normalizeAlgorithm(args.algorithm);
-      const data = bytes(args, 'data');
-      const signature = bytes(args, 'signature');
-      using key = acquireKey(ctx, nodeId(args, 'key'));
+      const data = args.data;
+      const signature = args.signature;
+      using key = acquireKey(ctx, args.key);
       const k = key.value;
       switch (alg.name) {
         case 'HMAC': {
           k.require('HMAC', 'verify');
+          checkHmacHash(alg, k);
           const tag = hmac(k, data);
           // Constant time in the tag's content; the length is public (it is the hash's).
           return signature.length === tag.length && timingSafeEqual(signature, tag);

@@ -23,7 +23,8 @@ import type { CborValue } from '../protocol/cbor.js';
 import { InvalidArgumentError, UnsupportedError } from '../protocol/errors.js';
 import { Op } from '../protocol/ops.js';
 import { normalizeAlgorithm } from './algorithms.js';
-import { asArgs, bytes, kindOf, nodeId, optBytes, str } from './args.js';
+import { CipherCreate, CipherFinal, CipherUpdate } from '../protocol/messages/contexts.js';
+import { kindOf } from './args.js';
 import { aeadCipherOf, paramBytes } from './cipher.js';
 import { addContext, forEachSlice, SLICE } from './contexts.js';
 import { acquireKey } from './key.js';
@@ -57,11 +58,8 @@ function segmentSizeParam(v: CborValue): number {
 }
 
 function create(ctx: RequestContext, raw: CborValue): HandlerResult {
-  const args = asArgs(raw);
-  const mode = str(args, 'mode');
-  if (mode !== 'encrypt' && mode !== 'decrypt') {
-    throw new InvalidArgumentError(`expected 'mode' to be 'encrypt' or 'decrypt', got '${mode.slice(0, 16)}'`, { detail: { field: 'mode' } });
-  }
+  const args = CipherCreate.args.parse(raw);
+  const mode = args.mode;
   const alg = normalizeAlgorithm(args.algorithm);
   if (alg.name !== 'AES-GCM' && alg.name !== 'ChaCha20-Poly1305') {
     throw new UnsupportedError(`AEAD streams support AES-GCM and ChaCha20-Poly1305, got ${alg.name}`, { detail: { field: 'algorithm.name' } });
@@ -69,7 +67,7 @@ function create(ctx: RequestContext, raw: CborValue): HandlerResult {
   const additionalData = paramBytes(alg.params, 'additionalData');
   // A decrypting stream reads its segment size from the stream header.
   const segmentSize = mode === 'encrypt' ? segmentSizeParam(alg.params.segmentSize) : 0;
-  using key = acquireKey(ctx, nodeId(args, 'key'));
+  using key = acquireKey(ctx, args.key);
   key.value.require(alg.name, mode);
   const id = streamCipherId(aeadCipherOf(key.value));
   if (mode === 'encrypt') {
@@ -90,9 +88,7 @@ function join(out: Buffer[]): Buffer {
 
 /** CIPHER_UPDATE (`last` false) and CIPHER_FINAL (`last` true). */
 function step(ctx: RequestContext, raw: CborValue, last: boolean): HandlerResult | Promise<HandlerResult> {
-  const args = asArgs(raw);
-  const handle = nodeId(args, 'handle');
-  const data = last ? optBytes(args, 'data') : bytes(args, 'data');
+  const { handle, data } = last ? CipherFinal.args.parse(raw) : CipherUpdate.args.parse(raw);
   if (data !== undefined && data.length > MAX_STREAM_UPDATE) {
     throw new InvalidArgumentError(`expected 'data' of at most ${MAX_STREAM_UPDATE} bytes per request, got ${data.length}; send the stream in smaller pieces`, {
       detail: { field: 'data', max: MAX_STREAM_UPDATE },

@@ -26,17 +26,13 @@ import { createCipheriv, createDecipheriv, hkdfSync, randomFillSync, type Cipher
 import { DecryptError, OperationError, UnsupportedError } from '../protocol/errors.js';
 import type { NodeValue } from '../state/data-manager.js';
 
-export const MAGIC = Buffer.from('CDAS', 'latin1');
-export const VERSION = 1;
-export const HEADER_LENGTH = 49;
-export const SALT_LENGTH = 32;
-export const PREFIX_LENGTH = 7;
-export const TAG_LENGTH = 16;
-/** Offset of the u32 segment size in the header (the client reads it to size its chunks). */
-export const SEGMENT_SIZE_OFFSET = 6;
-export const MIN_SEGMENT_SIZE = 1024;
-export const MAX_SEGMENT_SIZE = 1024 * 1024;
-export const DEFAULT_SEGMENT_SIZE = 64 * 1024;
+// The header's fixed layout is shared with the client (src/protocol/stream-header.ts).
+export {
+  STREAM_MAGIC as MAGIC, STREAM_VERSION as VERSION, STREAM_HEADER_LENGTH as HEADER_LENGTH, STREAM_SALT_LENGTH as SALT_LENGTH,
+  STREAM_PREFIX_LENGTH as PREFIX_LENGTH, STREAM_TAG_LENGTH as TAG_LENGTH, STREAM_SEGMENT_SIZE_OFFSET as SEGMENT_SIZE_OFFSET,
+  MIN_SEGMENT_SIZE, MAX_SEGMENT_SIZE, DEFAULT_SEGMENT_SIZE,
+} from '../protocol/stream-header.js';
+import { STREAM_HEADER_LENGTH as HEADER_LENGTH, STREAM_SEGMENT_SIZE_OFFSET as SEGMENT_SIZE_OFFSET, STREAM_MAGIC as MAGIC, STREAM_PREFIX_LENGTH as PREFIX_LENGTH, STREAM_SALT_LENGTH as SALT_LENGTH, STREAM_TAG_LENGTH as TAG_LENGTH, STREAM_VERSION as VERSION, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE } from '../protocol/stream-header.js';
 /** Charged per stream on top of its buffers: nonce, subkey, header and the objects around them. */
 const STREAM_OVERHEAD = 1024;
 /** The segment counter is a u32: at most 2^32 segments per stream. */

@@ -18,7 +18,7 @@ import type { Operation } from './operation.js';
 import { DataError, DecryptError, NotExtractableError, OperationError, UnsupportedError } from '../protocol/errors.js';
 import { Op } from '../protocol/ops.js';
 import { normalizeAlgorithm } from './algorithms.js';
-import { asArgs, bytes, nodeId } from './args.js';
+import { UnwrapKey, WrapKey } from '../protocol/messages/subtle.js';
 import { asJwk } from './jwk.js';
 import { acquireKey, addKey, type KeyNode } from './key.js';
 import { exportKeyData, extractableArg, importKeyData, keyExported, keyFormat } from './keys.js';
@@ -98,12 +98,12 @@ export const wrapOperations: Operation[] = [
     access: { kind: 'none' },
     audit: keyExported,
     handle: (ctx, raw) => {
-      const args = asArgs(raw);
-      const format = keyFormat(args.format);
+      const args = WrapKey.args.parse(raw);
+      const format = args.format;
       const alg = wrapAlgorithm(args.wrapAlgorithm, 'wrapAlgorithm');
-      using kek = acquireKey(ctx, nodeId(args, 'wrappingKey'));
+      using kek = acquireKey(ctx, args.wrappingKey);
       kek.value.require(alg, 'wrapKey');
-      using key = acquireKey(ctx, nodeId(args, 'key'));
+      using key = acquireKey(ctx, args.key);
       if (!key.value.extractable) {
         throw new NotExtractableError(`the ${key.value.algorithm.name} ${key.value.type} key was created non-extractable; it cannot be wrapped`);
       }
@@ -125,16 +125,16 @@ export const wrapOperations: Operation[] = [
     op: Op.UNWRAP_KEY,
     access: { kind: 'none' },
     handle: (ctx, raw) => {
-      const args = asArgs(raw);
-      const format = keyFormat(args.format);
+      const args = UnwrapKey.args.parse(raw);
+      const format = args.format;
       const alg = wrapAlgorithm(args.unwrapAlgorithm, 'unwrapAlgorithm');
       const target = normalizeAlgorithm(args.unwrappedKeyAlgorithm, 'unwrappedKeyAlgorithm');
-      const extractable = extractableArg(args);
+      const extractable = args.extractable;
       const usages = parseUsages(args.usages);
-      const wrapped = bytes(args, 'wrappedKey');
+      const wrapped = args.wrappedKey;
       let plain: Buffer;
       {
-        using kek = acquireKey(ctx, nodeId(args, 'unwrappingKey'));
+        using kek = acquireKey(ctx, args.unwrappingKey);
         kek.value.require(alg, 'unwrapKey');
         plain = unwrap(alg, kek.value, wrapped);
       }

@@ -15,7 +15,18 @@
  */
 import { BadFrameError } from './errors.js';
 
+/**
+ * A CBOR float (major type 7, additional information 25–27) as the daemon
+ * decodes request payloads: kept apart from integers, because `1.0` decodes
+ * to the same JavaScript number as `1` and a field that requires an integer
+ * must refuse it (docs/protocol.md §3). Encoded as a float64.
+ */
+export class CborFloat {
+  constructor(readonly value: number) {}
+}
+
 export type CborValue =
+  | CborFloat
   | number
   | string
   | boolean
@@ -119,6 +130,11 @@ export class Writer {
       case 'object':
         if (v === null) {
           this.u8(0xf6);
+        } else if (v instanceof CborFloat) {
+          this.ensure(9);
+          this.buf[this.pos++] = 0xfb;
+          this.buf.writeDoubleBE(v.value, this.pos);
+          this.pos += 8;
         } else if (v instanceof Uint8Array) {
           this.head(2, v.length);
           this.ensure(v.length);
@@ -167,6 +183,7 @@ class Reader {
     readonly buf: Buffer,
     start: number,
     readonly end: number,
+    readonly boxFloats: boolean,
   ) {
     this.pos = start;
   }
@@ -289,19 +306,22 @@ class Reader {
             return undefined;
           case 25: {
             this.need(2);
-            const v = decodeHalf(this.buf.readUInt16BE(this.pos));
+            const n = decodeHalf(this.buf.readUInt16BE(this.pos));
+            const v = this.boxFloats ? new CborFloat(n) : n;
             this.pos += 2;
             return v;
           }
           case 26: {
             this.need(4);
-            const v = this.buf.readFloatBE(this.pos);
+            const n = this.buf.readFloatBE(this.pos);
+            const v = this.boxFloats ? new CborFloat(n) : n;
             this.pos += 4;
             return v;
           }
           case 27: {
             this.need(8);
-            const v = this.buf.readDoubleBE(this.pos);
+            const n = this.buf.readDoubleBE(this.pos);
+            const v = this.boxFloats ? new CborFloat(n) : n;
             this.pos += 8;
             return v;
           }
@@ -325,9 +345,11 @@ function decodeHalf(h: number): number {
 /**
  * Decode exactly one value spanning `buf[start, end)`. Byte strings in the
  * result are views into `buf`: copy them before the buffer is reused.
+ * With `floats: 'boxed'` (the daemon's request payloads) every float is a
+ * {@link CborFloat}; otherwise a plain number.
  */
-export function decode(buf: Buffer, start = 0, end = buf.length): CborValue {
-  const r = new Reader(buf, start, end);
+export function decode(buf: Buffer, start = 0, end = buf.length, floats: 'number' | 'boxed' = 'number'): CborValue {
+  const r = new Reader(buf, start, end, floats === 'boxed');
   const v = r.value(0);
   if (r.pos !== end) r.fail(`${end - r.pos} trailing byte(s)`);
   return v;

@@ -74,6 +74,7 @@ export const OperationError = named('OperationError', define('CRYPTOD_ERR_OPERAT
 // ── managed keys ─────────────────────────────────────────────────────────
 export const KeyVersionError = named('KeyVersionError', define('CRYPTOD_ERR_KEY_VERSION', 'the key version cannot be used now'));
 export const KeyDisabledError = named('KeyDisabledError', define('CRYPTOD_ERR_KEY_DISABLED', 'the managed key is disabled'));
+export const KeyDamagedError = named('KeyDamagedError', define('CRYPTOD_ERR_KEY_DAMAGED', 'the key version is damaged in the keystore'));
 export const ForbiddenError = named('ForbiddenError', define('CRYPTOD_ERR_FORBIDDEN', 'the key policy does not allow this client this operation'));
 // ── protocol ─────────────────────────────────────────────────────────────
 export const BadFrameError = named('BadFrameError', define('CRYPTOD_ERR_BAD_FRAME', 'malformed frame'));
@@ -83,6 +84,7 @@ export const ProtocolVersionError = named('ProtocolVersionError', define('CRYPTO
 export const HandshakeError = named('HandshakeError', define('CRYPTOD_ERR_HANDSHAKE', 'the connection has not completed the handshake'));
 export const AuthFailedError = named('AuthFailedError', define('CRYPTOD_ERR_AUTH_FAILED', 'authentication failed'));
 export const TooManyConnectionsError = named('TooManyConnectionsError', define('CRYPTOD_ERR_TOO_MANY_CONNECTIONS', 'the client has too many connections open'));
+export const AccessDeniedError = named('AccessDeniedError', define('CRYPTOD_ERR_ACCESS_DENIED', "the daemon's access policy does not admit this user"));
 // ── lifecycle ────────────────────────────────────────────────────────────
 export const ConnectionClosedError = named('ConnectionClosedError', define('CRYPTOD_ERR_CONNECTION_CLOSED', 'the connection to the daemon is closed'));
 export const ShuttingDownError = named('ShuttingDownError', define('CRYPTOD_ERR_SHUTTING_DOWN', 'the daemon is shutting down'));

@@ -36,7 +36,7 @@
  * header can only name another version, whose key then fails to verify.
  */
 import { DataError, DecryptError } from '../protocol/errors.js';
-import type { ManagedKeyType } from '../keys/model.js';
+import type { ManagedKeyType } from './messages/managed.js';
 
 export const FORMAT_MAGIC = Buffer.from([0x63, 0x6d]);
 export const FORMAT_VERSION = 1;

@@ -27,13 +27,14 @@ const payloads = [1024 * 1024, 256 * 1024, 64 * 1024, 64].map((n, i) => Buffer.a
 const digests = payloads.map((p) => createHash('sha256').update(p).digest());
 const TINY = 3;
 
-// Which payload each request id carries (id 0 is HELLO).
+// Which payload each request id carries (1…sent; HELLO takes the id after them, since id 0 is reserved).
 const kinds: number[] = [];
 for (let i = 0; i < large; i++) {
   kinds.push(i % 3);
   for (let j = 0; j < tinyPerLarge; j++) kinds.push(TINY);
 }
 const sent = kinds.length;
+const HELLO_ID = sent + 1;
 
 const socket = createConnection(socketPath);
 await new Promise<void>((res, rej) => socket.once('connect', res).once('error', rej));
@@ -46,7 +47,7 @@ let done!: () => void;
 const finished = new Promise<void>((res) => (done = res));
 const reader = new FrameReader(64 * 1024 * 1024, {
   frame(kind, id, _op, buf, start, end) {
-    if (id === 0) {
+    if (id === HELLO_ID) {
       helloOk = kind === FrameKind.RESPONSE;
       return;
     }
@@ -70,7 +71,7 @@ socket.on('data', (chunk: Buffer) => reader.push(chunk));
 socket.on('close', () => done());
 
 const t0 = performance.now();
-socket.write(encodeFrame(FrameKind.REQUEST, 0, Op.HELLO, { version: PROTOCOL_VERSION, client: 'abuser' }));
+socket.write(encodeFrame(FrameKind.REQUEST, HELLO_ID, Op.HELLO, { version: PROTOCOL_VERSION, client: 'abuser' }));
 let drains = 0;
 for (let i = 0; i < sent; i++) {
   const frame = encodeFrame(FrameKind.REQUEST, i + 1, Op.DIGEST, { algorithm: 'SHA-256', data: payloads[kinds[i]!]! });

@@ -80,8 +80,12 @@ describe('material', () => {
       using lease = m.acquire();
       assert.equal(lease.outbound('a', 'encrypt').version.version, 2);
     }
-    // …but a process loading the keystore refuses the moved blob.
-    await assert.rejects(e.open(), { code: 'CRYPTOD_ERR_DECRYPT_FAILED' });
+    // …but a process loading the keystore marks the moved blob's version damaged and serves the rest.
+    const fresh = await e.open();
+    using lease = fresh.acquire();
+    assert.throws(() => lease.outbound('a', 'encrypt'), { code: 'CRYPTOD_ERR_KEY_DAMAGED', message: /version 2 of key 'a' is damaged/ });
+    assert.equal(lease.inbound('a', 1, 'decrypt').version.version, 1);
+    assert.deepEqual(fresh.damaged().map((d) => [d.key, d.version]), [['a', 2]]);
   });
 
   test('import: exact secret length, PKCS#8 of the right curve', async () => {

@@ -18,9 +18,9 @@ function secret(): KeyMaterial {
 function entry(name: string, ...materials: KeyMaterial[]): KeyEntry {
   return {
     name, type: 'hmac-sha256', policy: effectivePolicy('hmac-sha256', {}), origin: 'api', disabled: false, createdAt: 0, updatedAt: 0,
-    derived: null, master: null,
+    derived: null, master: null, damaged: null,
     versions: materials.map((material, i) => ({
-      version: i + 1, state: 'active', createdAt: 0, notBefore: 0, notAfter: null, encryptions: 0, material, budget: null,
+      version: i + 1, state: 'active', createdAt: 0, notBefore: 0, notAfter: null, encryptions: 0, material, budget: null, damaged: null,
     })),
   };
 }

@@ -1,7 +1,7 @@
 /**
- * Every Wycheproof file in ../shared/vectors/wycheproof has a suite here
- * that loads it: a file added to the shared vectors without a suite fails
- * this test instead of going silently unrun.
+ * Every Wycheproof file vendored in test/vectors/data has a suite here that
+ * loads it: a file added there without a suite fails this test instead of
+ * going silently unrun (and weighing on the repository for nothing).
  */
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';

@@ -1,6 +1,6 @@
 /**
- * Loader for the Wycheproof vectors in ../shared/vectors/wycheproof (beside
- * the repository). A missing directory or file is a hard failure with a
+ * Loader for the Wycheproof vectors vendored in test/vectors/data (see the
+ * README there for provenance and licence). A missing directory or file is a hard failure with a
  * message that says where the vectors were looked for: a vector suite that
  * quietly runs nothing proves nothing.
  */
@@ -10,9 +10,8 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CryptodError } from '../../src/protocol/errors.js';
 
-/** The repository root: this file is <root>/test/vectors/wycheproof.ts. */
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const VECTORS_DIR = resolve(ROOT, '../shared/vectors/wycheproof');
+/** The vendored files sit beside this loader, so the suites run from the repository alone. */
+export const VECTORS_DIR = resolve(dirname(fileURLToPath(import.meta.url)), 'data');
 
 export type Result = 'valid' | 'invalid' | 'acceptable';
 
@@ -39,7 +38,7 @@ export interface WycheproofFile<T extends WycheproofTest, G = Record<string, unk
 /** Read `<name>_test.json`; checks that the file holds as many tests as it declares. */
 export function loadVectors<T extends WycheproofTest, G = Record<string, unknown>>(name: string): WycheproofFile<T, G> {
   if (!existsSync(VECTORS_DIR)) {
-    throw new Error(`Wycheproof vectors not found: expected the directory ${VECTORS_DIR} (../shared/vectors/wycheproof next to the repository)`);
+    throw new Error(`Wycheproof vectors not found: expected the directory ${VECTORS_DIR} (test/vectors/data in the repository)`);
   }
   const file = join(VECTORS_DIR, `${name}_test.json`);
   if (!existsSync(file)) throw new Error(`Wycheproof vector file not found: ${file}`);
