@@ -30,6 +30,7 @@ function tracker(): { op: Operation; running: () => number; max: () => number } 
     max: () => max,
     op: {
       op: TRACK,
+      access: { kind: 'none' },
       handle: async (_ctx, raw) => {
         running++;
         max = Math.max(max, running);

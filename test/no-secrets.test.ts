@@ -243,8 +243,8 @@ test('a foreign error quoting its input reaches neither the client nor the log',
   const REJECTS = 0x7f31 as OpCode;
   const ops: Operation[] = [
     ...allOperations(),
-    { op: THROWS, handle: () => { throw foreign(); } },
-    { op: REJECTS, handle: async () => { throw foreign(); } },
+    { op: THROWS, access: { kind: 'none' }, handle: () => { throw foreign(); } },
+    { op: REJECTS, access: { kind: 'none' }, handle: async () => { throw foreign(); } },
   ];
   const logStream = new PassThrough();
   let log = '';

@@ -17,6 +17,8 @@ import { createLogger, type Logger } from '../observe/logger.js';
 import { NO_AUDIT, type Audit } from '../observe/audit.js';
 import type { DaemonView, Operation } from '../ops/operation.js';
 import { allOperations } from '../ops/index.js';
+import { managedAccess } from '../ops/managed-auth.js';
+import { operationTable } from './request-chain.js';
 import { DAEMON_VERSION } from './version.js';
 import type { PeerIdentity } from './handshake.js';
 import { createAccessControl, widensAccess, type AccessPolicy, type RefusedConnection } from './access.js';
@@ -99,11 +101,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const log = options.logger ?? createLogger();
   const dm = new DataManager({ maxNodesPerClient: limits.maxNodesPerClient, memoryBudget: limits.maxContextMemory, memoryPerClient: limits.maxContextMemoryPerClient });
   const audit = options.audit ?? NO_AUDIT;
-  const operations = new Map<number, Operation>();
-  for (const op of options.operations ?? allOperations()) {
-    if (operations.has(op.op)) throw new ConfigError(`operation 0x${op.op.toString(16)} registered twice`);
-    operations.set(op.op, op);
-  }
+  const operations = operationTable(options.operations ?? allOperations());
   const access = createAccessControl(options.access);
   if (widensAccess(options.access) && options.peerIdentity === undefined) {
     throw new ConfigError('admitting other uids or gids needs peer credentials (SO_PEERCRED), which are unavailable here: build the native addon (npm install) on Linux, or drop --allow-uid/--allow-gid');
@@ -150,6 +148,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     dm,
     limits,
     operations,
+    authorizer: managedAccess,
     view,
     log,
     audit,

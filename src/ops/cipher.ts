@@ -152,10 +152,12 @@ function open(call: AeadCall, data: Buffer): Buffer {
 export const cipherOperations: Operation[] = [
   {
     op: Op.ENCRYPT,
+    access: { kind: 'none' },
     handle: (ctx, raw) => withKey(ctx, raw, 'encrypt', seal),
   },
   {
     op: Op.DECRYPT,
+    access: { kind: 'none' },
     handle: (ctx, raw) => withKey(ctx, raw, 'decrypt', open),
   },
 ];

@@ -141,6 +141,7 @@ export const contextOperations: Operation[] = [
   {
     /** `{ algorithm }` → `{ handle }`: a hash context (SHA-1, SHA-256, SHA-384, SHA-512). */
     op: Op.HASH_CREATE,
+    access: { kind: 'none' },
     handle: (ctx, raw) => {
       const hash = normalizeHash(HashCreate.args.parse(raw).algorithm, 'algorithm');
       const id = addContext(ctx, 'hash', new DigestState(hash, createHash(NODE_HASH[hash])));
@@ -153,6 +154,7 @@ export const contextOperations: Operation[] = [
      * whose usages include 'sign', with the key's hash. It is a child of the key.
      */
     op: Op.HMAC_CREATE,
+    access: { kind: 'none' },
     handle: (ctx, raw) => {
       const handle = HmacCreate.args.parse(raw).key;
       using key = acquireKey(ctx, handle);
@@ -170,11 +172,13 @@ export const contextOperations: Operation[] = [
      * the context stays busy until the reply.
      */
     op: Op.CONTEXT_UPDATE,
+    access: { kind: 'none' },
     handle: update,
   },
   {
     /** `{ handle }` → digest bytes. The context is deleted: its handle is gone afterwards. */
     op: Op.CONTEXT_FINAL,
+    access: { kind: 'none' },
     handle: (ctx, raw) => {
       const handle = ContextFinal.args.parse(raw).handle;
       using held = ctx.dm.acquire<DigestState>(ctx.clientId, handle, ['hash', 'hmac']);

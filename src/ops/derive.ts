@@ -104,6 +104,7 @@ export const deriveOperations: Operation[] = [
      * X25519/ECDH: `algorithm.public` = the peer public key's handle; `length` null for the whole secret.
      */
     op: Op.DERIVE_BITS,
+    access: { kind: 'none' },
     handle: (ctx, raw) => {
       const args = DeriveBits.args.parse(raw);
       const alg = normalizeAlgorithm(args.algorithm);
@@ -118,6 +119,7 @@ export const deriveOperations: Operation[] = [
      * HMAC, HKDF); its length comes from `derivedKeyType` as in WebCrypto.
      */
     op: Op.DERIVE_KEY,
+    access: { kind: 'none' },
     handle: (ctx, raw): CborValue => {
       const args = DeriveKey.args.parse(raw);
       const alg = normalizeAlgorithm(args.algorithm);

@@ -8,6 +8,7 @@ import { NODE_HASH, normalizeHash } from './algorithms.js';
 export const digestOperations: Operation[] = [
   {
     op: Op.DIGEST,
+    access: { kind: 'none' },
     handle: (_ctx, raw) => {
       const args = Digest.args.parse(raw);
       const hash = normalizeHash(args.algorithm, 'algorithm');

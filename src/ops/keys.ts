@@ -26,11 +26,12 @@
  * - X25519: the all-zero shared secret (low-order peer point) is refused
  *   with CRYPTOD_ERR_OPERATION.
  */
-import type { Operation, RequestContext } from './operation.js';
+import type { AuditedRequest, Operation, RequestContext } from './operation.js';
 import { SensitiveReply } from './operation.js';
+import type { AuditEvent } from '../observe/audit.js';
 import type { CborValue } from '../protocol/cbor.js';
 import { InvalidArgumentError, NotExtractableError, UnsupportedError } from '../protocol/errors.js';
-import { Op } from '../protocol/ops.js';
+import { Op, opName } from '../protocol/ops.js';
 import { normalizeAlgorithm, type NormalizedAlgorithm } from './algorithms.js';
 import { ExportKey, GenerateKey, ImportKey } from '../protocol/messages/subtle.js';
 import { bytes, kindOf, map, takeSecret, type Args } from './args.js';
@@ -55,6 +56,20 @@ export function extractableArg(args: Args): boolean {
   const v = args.extractable;
   if (typeof v !== 'boolean') throw new InvalidArgumentError(`expected 'extractable' to be a boolean, got ${kindOf(v)}`, { detail: { field: 'extractable' } });
   return v;
+}
+
+/** Key material that left the daemon: an export, or a wrap (src/observe/audit.ts). */
+export function keyExported(r: AuditedRequest): AuditEvent {
+  const a = (r.args ?? {}) as { [k: string]: CborValue };
+  return {
+    event: 'key.exported',
+    op: opName(r.op),
+    key: typeof a.key === 'string' ? a.key : '?',
+    format: typeof a.format === 'string' ? a.format : '?',
+    connection: r.connection,
+    clientId: r.clientId,
+    client: r.client,
+  };
 }
 
 /**
@@ -132,6 +147,7 @@ export const keyOperations: Operation[] = [
   {
     /** `{ algorithm, extractable, usages }` → key description, or `{ publicKey, privateKey }` for a pair. */
     op: Op.GENERATE_KEY,
+    access: { kind: 'none' },
     handle: (ctx, raw) => {
       const args = GenerateKey.args.parse(raw);
       const alg = normalizeAlgorithm(args.algorithm);
@@ -152,6 +168,7 @@ export const keyOperations: Operation[] = [
      * is zeroed after the handler ran; the key bytes were copied out first.
      */
     op: Op.IMPORT_KEY,
+    access: { kind: 'none' },
     sensitiveRequest: true,
     handle: (ctx, raw) => {
       const args = ImportKey.args.parse(raw);
@@ -166,6 +183,8 @@ export const keyOperations: Operation[] = [
   {
     /** `{ format, key }` → bytes, or a map for format 'jwk'. Sent as a sensitive reply (frame zeroed after the write). */
     op: Op.EXPORT_KEY,
+    access: { kind: 'none' },
+    audit: keyExported,
     handle: (ctx, raw) => {
       const args = ExportKey.args.parse(raw);
       const format = args.format;

@@ -3,18 +3,22 @@
  * KEY_IMPORT, KEY_ROTATE, KEY_LIST, KEY_DESCRIBE, KEY_SET_POLICY, KEY_TRIM,
  * KEY_EXPORT, KEY_DESTROY, KEY_PERSIST, KEY_PUBLIC and RELOAD.
  *
- * Rights (managed-auth.ts): creating a key (create, import, persist) and
- * RELOAD need an administrator; rotate, set-policy, trim and destroy need
- * `admin` on the key (administrators hold it on every key); export needs
- * `export` on an exportable key; list, describe and the public key of a
- * signing key are for any client with a right on the key. Making a key
- * exportable (false → true) needs a daemon administrator, never only `admin`
- * on the key, and is refused for ever on material persisted from a
- * non-extractable handle. Every change is audited (src/observe/audit.ts) with the
- * caller's ClientId as `by`.
+ * Rights, declared as each operation's `access` and enforced by the request
+ * chain before the handler runs (managed-auth.ts): creating a key (create,
+ * import, persist) and RELOAD need an administrator; rotate, set-policy, trim
+ * and destroy need `admin` on the key (administrators hold it on every key);
+ * export needs `export` on an exportable key; list, describe and the public
+ * key of a signing key are for any client with a right on the key. Making a
+ * key exportable (false → true) needs a daemon administrator, never only
+ * `admin` on the key (the handler decides it: it depends on the patch), and
+ * is refused for ever on material persisted from a non-extractable handle.
+ * Every change is audited (src/observe/audit.ts) with the caller's ClientId as
+ * `by`: a new key by its declaration, the others by the handler, which alone
+ * knows what changed.
  */
 import type { AuditEvent } from '../observe/audit.js';
-import type { ManagedKeys, Operation, RequestContext } from './operation.js';
+import type { AuditedRequest, ManagedKeys, Operation, RequestContext } from './operation.js';
+import type { KeyDescription } from '../keys/describe.js';
 import { interoperablePublicKey, type KeyMaterial } from '../keys/material.js';
 import { damagedError, type KeyEntry, type VersionEntry } from '../keys/snapshot.js';
 import { keyTypeInfo, type ManagedKeyType } from '../keys/model.js';
@@ -28,18 +32,17 @@ import { Op } from '../protocol/ops.js';
 import { takeSecret } from './args.js';
 import { acquireKey, type KeyNode } from './key.js';
 import { sensitiveReply } from './keys.js';
-import { authorize, isAdmin, managedKeys, requireAdmin, visible } from './managed-auth.js';
+import { isAdmin, managedKeys, visible } from './managed-auth.js';
 
 function audit(ctx: RequestContext, event: AuditEvent): void {
   const a = ctx.daemon.audit;
   if (a?.enabled === true) a.emit(event);
 }
 
-/** Authorize `admin` on an existing key. */
-function adminOn(ctx: RequestContext, keys: ManagedKeys, name: string): void {
-  const e = keys.manager.entry(name);
-  if (e === undefined) throw new NotFoundError(`no managed key named '${name}'`, { detail: { key: name } });
-  authorize(ctx, keys, name, e.policy, 'admin');
+/** KEY_CREATE, KEY_IMPORT, KEY_PERSIST succeeded: the key they made. */
+function keyCreated(r: AuditedRequest): AuditEvent {
+  const d = r.result as unknown as KeyDescription;
+  return { event: 'key.created', key: d.name, version: d.currentVersion, algorithm: d.type, by: r.clientId };
 }
 
 /**
@@ -118,29 +121,29 @@ function materialOf(k: KeyNode): Buffer {
 export const managedAdminOperations: Operation[] = [
   {
     op: Op.KEY_CREATE,
+    access: { kind: 'admin', arg: 'name', action: 'create key' },
+    audit: keyCreated,
     async handle(ctx, raw) {
       const args = KeyCreate.args.parse(raw);
       const keys = managedKeys(ctx);
       const name = args.name;
-      requireAdmin(ctx, keys, `create key '${name}'`, name);
       const d = await keys.manager.create(name, args.definition);
-      audit(ctx, { event: 'key.created', key: name, version: d.currentVersion, algorithm: d.type, by: ctx.clientId });
       return reply(KeyCreate.result, d);
     },
   },
   {
     op: Op.KEY_IMPORT,
+    access: { kind: 'admin', arg: 'name', action: 'import key' },
+    audit: keyCreated,
     sensitiveRequest: true,
     async handle(ctx, raw) {
       const args = KeyImport.args.parse(raw);
       const keys = managedKeys(ctx);
       const name = args.name;
-      requireAdmin(ctx, keys, `import key '${name}'`, name);
       const material = takeSecret(args.material);
       try {
         const d = await keys.manager.create(name, args.definition, { material });
-        audit(ctx, { event: 'key.created', key: name, version: d.currentVersion, algorithm: d.type, by: ctx.clientId });
-        return reply(KeyImport.result, d);
+          return reply(KeyImport.result, d);
       } finally {
         material.fill(0);
       }
@@ -148,11 +151,12 @@ export const managedAdminOperations: Operation[] = [
   },
   {
     op: Op.KEY_PERSIST,
+    access: { kind: 'admin', arg: 'name', action: 'persist a key as' },
+    audit: keyCreated,
     async handle(ctx, raw) {
       const args = KeyPersist.args.parse(raw);
       const keys = managedKeys(ctx);
       const name = args.name;
-      requireAdmin(ctx, keys, `persist a key as '${name}'`, name);
       const extra = args.definition ?? {};
       let type: ManagedKeyType;
       let material: Buffer;
@@ -170,8 +174,7 @@ export const managedAdminOperations: Operation[] = [
         // WebCrypto promised the handle's holder that a non-extractable key
         // never leaves: the managed key keeps that promise for ever.
         const d = await keys.manager.create(name, { ...extra, type }, { material, neverExportable });
-        audit(ctx, { event: 'key.created', key: name, version: d.currentVersion, algorithm: d.type, by: ctx.clientId });
-        return reply(KeyPersist.result, d);
+          return reply(KeyPersist.result, d);
       } finally {
         material.fill(0);
       }
@@ -179,10 +182,10 @@ export const managedAdminOperations: Operation[] = [
   },
   {
     op: Op.KEY_ROTATE,
+    access: { kind: 'key', arg: 'name', permission: 'admin' },
     async handle(ctx, raw) {
       const keys = managedKeys(ctx);
       const name = KeyRotate.args.parse(raw).name;
-      adminOn(ctx, keys, name);
       const previous = keys.manager.describe(name).currentVersion;
       const version = await keys.manager.rotate(name);
       audit(ctx, { event: 'key.rotated', key: name, version, previousVersion: previous, reason: 'manual', by: ctx.clientId });
@@ -191,6 +194,7 @@ export const managedAdminOperations: Operation[] = [
   },
   {
     op: Op.KEY_LIST,
+    access: { kind: 'visible-keys' },
     handle(ctx, raw) {
       KeyList.args.parse(raw);
       const keys = managedKeys(ctx);
@@ -204,21 +208,18 @@ export const managedAdminOperations: Operation[] = [
   },
   {
     op: Op.KEY_DESCRIBE,
+    access: { kind: 'key', arg: 'name', permission: 'any' },
     handle(ctx, raw) {
-      const keys = managedKeys(ctx);
-      const name = KeyDescribe.args.parse(raw).name;
-      const e = keys.manager.entry(name);
-      if (e === undefined || !visible(keys, e.policy, ctx.clientId)) throw new NotFoundError(`no managed key named '${name}'`, { detail: { key: name } });
-      return describe(keys, name);
+      return describe(managedKeys(ctx), KeyDescribe.args.parse(raw).name);
     },
   },
   {
     op: Op.KEY_SET_POLICY,
+    access: { kind: 'key', arg: 'name', permission: 'admin' },
     async handle(ctx, raw) {
       const args = KeySetPolicy.args.parse(raw);
       const keys = managedKeys(ctx);
       const name = args.name;
-      adminOn(ctx, keys, name);
       const patch = args.policy;
       // Making a key exportable lets its bytes leave the daemon for good: a
       // decision for the daemon's own administrators, never for a client the
@@ -231,12 +232,12 @@ export const managedAdminOperations: Operation[] = [
   },
   {
     op: Op.KEY_TRIM,
+    access: { kind: 'key', arg: 'name', permission: 'admin' },
     async handle(ctx, raw) {
       const args = KeyTrim.args.parse(raw);
       const keys = managedKeys(ctx);
       const name = args.name;
       const below = args.below;
-      adminOn(ctx, keys, name);
       const destroyed = await keys.manager.trim(name, below);
       for (const v of destroyed) audit(ctx, { event: 'key.destroyed', key: name, version: v, by: ctx.clientId });
       return { destroyed };
@@ -244,10 +245,10 @@ export const managedAdminOperations: Operation[] = [
   },
   {
     op: Op.KEY_DESTROY,
+    access: { kind: 'key', arg: 'name', permission: 'admin' },
     async handle(ctx, raw) {
       const keys = managedKeys(ctx);
       const name = KeyDestroy.args.parse(raw).name;
-      adminOn(ctx, keys, name);
       const destroyed = await keys.manager.destroy(name);
       audit(ctx, { event: 'key.destroyed', key: name, version: null, by: ctx.clientId });
       return { destroyed };
@@ -255,6 +256,7 @@ export const managedAdminOperations: Operation[] = [
   },
   {
     op: Op.KEY_EXPORT,
+    access: { kind: 'key', arg: 'name', permission: 'export' },
     handle(ctx, raw) {
       const args = KeyExport.args.parse(raw);
       const keys = managedKeys(ctx);
@@ -262,7 +264,6 @@ export const managedAdminOperations: Operation[] = [
       using lease = keys.manager.acquire();
       const e = lease.snapshot.keys.get(name);
       if (e === undefined) throw new NotFoundError(`no managed key named '${name}'`, { detail: { key: name } });
-      authorize(ctx, keys, name, e.policy, 'export');
       if (!e.policy.exportable) throw new NotExtractableError(`key '${name}' is not exportable (its policy has exportable: false)`, { detail: { key: name } });
       if (e.derived !== null) throw new UnsupportedError(`key '${name}' is a derived epoch key; its versions cannot be exported one by one`, { detail: { key: name } });
       const v = heldVersion(keys, e, name, args);
@@ -278,13 +279,14 @@ export const managedAdminOperations: Operation[] = [
     // daemon (a managed signature minus its header is a standard signature).
     // Public data: any right on the key suffices, nothing is audited.
     op: Op.KEY_PUBLIC,
+    access: { kind: 'key', arg: 'name', permission: 'any' },
     handle(ctx, raw) {
       const args = KeyPublic.args.parse(raw);
       const keys = managedKeys(ctx);
       const name = args.name;
       using lease = keys.manager.acquire();
       const e = lease.snapshot.keys.get(name);
-      if (e === undefined || !visible(keys, e.policy, ctx.clientId)) throw new NotFoundError(`no managed key named '${name}'`, { detail: { key: name } });
+      if (e === undefined) throw new NotFoundError(`no managed key named '${name}'`, { detail: { key: name } });
       if (keyTypeInfo(e.type).kind === 'secret') {
         throw new InvalidKeyError(`key '${name}' (${e.type}) has no public key; expected a signing key (ed25519, ecdsa-p256, ecdsa-p384, rsa-pss-3072)`, {
           detail: { key: name, type: e.type },
@@ -303,22 +305,15 @@ export const managedAdminOperations: Operation[] = [
   },
   {
     op: Op.RELOAD,
+    access: { kind: 'admin', arg: null, action: 'reload the configuration' },
     async handle(ctx, raw) {
       Reload.args.parse(raw);
-      // Without managed keys the default administrators apply (managed-keys.ts header).
-      const keys = ctx.daemon.keys ?? DEFAULT_ADMINS;
-      if (!isAdmin(keys, ctx.clientId)) requireAdmin(ctx, keys, 'reload the configuration', null);
       const reload = ctx.daemon.reload;
       if (reload === undefined) throw new UnsupportedError('this daemon has no configuration file to reload (start it with --config FILE)');
       return reload();
     },
   },
 ];
-
-const DEFAULT_ADMINS = {
-  adminUids: new Set(typeof process.getuid === 'function' ? [process.getuid()] : []),
-  localIsAdmin: true,
-} as unknown as ManagedKeys;
 
 /** A copy in memory the daemon owns (not the shared pool). */
 function copySecret(b: Buffer): Buffer {

@@ -19,11 +19,13 @@
  * uid) hold `admin` and `export` on every key and always see it; data
  * operations follow the policy for them too.
  */
-import type { RequestContext } from './operation.js';
-import type { ManagedKeys } from './operation.js';
+import type { Access, Authorizer, ManagedKeys, RequestContext } from './operation.js';
 import { permits, type KeyPolicy } from '../keys/policy.js';
-import type { KeyOp } from '../keys/model.js';
-import { ForbiddenError, NotFoundError, UnsupportedError } from '../protocol/errors.js';
+import { keyTypeInfo, typeAllows, type KeyOp } from '../keys/model.js';
+import type { KeyEntry } from '../keys/snapshot.js';
+import type { CborValue } from '../protocol/cbor.js';
+import { ForbiddenError, InvalidKeyError, NotFoundError, UnsupportedError } from '../protocol/errors.js';
+import { asArgs, str } from './args.js';
 
 /** The daemon's managed keys, or UNSUPPORTED when it was started without a data directory. */
 export function managedKeys(ctx: RequestContext): ManagedKeys {
@@ -98,3 +100,74 @@ export function requireAdmin(ctx: RequestContext, keys: ManagedKeys, what: strin
     detail: { key, op: 'admin' },
   });
 }
+
+/** Without managed keys, RELOAD still has administrators: the daemon's own uid and `local/…` clients (managed-keys.ts header). */
+const DEFAULT_ADMINS = {
+  adminUids: new Set(typeof process.getuid === 'function' ? [process.getuid()] : []),
+  localIsAdmin: true,
+} as unknown as ManagedKeys;
+
+/** The rights that use a key's material; the others ('admin', 'export') manage the key. */
+function usesMaterial(right: KeyOp): boolean {
+  return right !== 'admin' && right !== 'export';
+}
+
+/**
+ * The key `name` exists (`e`) and the caller may use it for `right`
+ * (NOT_FOUND / INVALID_KEY / FORBIDDEN), or — `right` 'any' — has some right
+ * on it. What the key's type cannot do is a wrong key, not a policy decision,
+ * when the caller may see the key.
+ */
+export function checkKey(ctx: RequestContext, keys: ManagedKeys, e: KeyEntry | undefined, name: string, right: KeyOp | 'any'): void {
+  if (e === undefined || (right === 'any' && !visible(keys, e.policy, ctx.clientId))) {
+    throw new NotFoundError(`no managed key named '${name}'`, { detail: { key: name } });
+  }
+  if (right === 'any') return;
+  if (!typeAllows(e.type, right) && visible(keys, e.policy, ctx.clientId)) {
+    throw new InvalidKeyError(`key '${name}' (${e.type}) cannot be used to ${right}; it allows ${keyTypeInfo(e.type).ops.join(', ')}`, {
+      detail: { key: name, op: right },
+    });
+  }
+  authorize(ctx, keys, name, e.policy, right);
+}
+
+/**
+ * The authorize phase of the request chain: enforces an operation's `access`
+ * against the current snapshot, before the handler runs (synchronously after
+ * it, so the handler sees the same snapshot).
+ *
+ * A key this daemon does not hold, or that the caller may not see, may be the
+ * work of another daemon on the same keystore a moment ago: a request that
+ * uses a key's material then waits for one refresh (KeyManager.refreshSoon)
+ * and is checked once more. Hidden and missing keys take the same path, so
+ * the time taken does not tell them apart. Managing a key (admin, export)
+ * and describing it answer at once.
+ */
+export const managedAccess: Authorizer = {
+  authorize(ctx: RequestContext, access: Access, raw: CborValue): void | Promise<void> {
+    switch (access.kind) {
+      case 'none':
+        return;
+      case 'visible-keys':
+        managedKeys(ctx);
+        return;
+      case 'admin': {
+        const keys = access.arg === null ? (ctx.daemon.keys ?? DEFAULT_ADMINS) : managedKeys(ctx);
+        const name = access.arg === null ? null : str(asArgs(raw), access.arg);
+        requireAdmin(ctx, keys, name === null ? access.action : `${access.action} '${name}'`, name);
+        return;
+      }
+      case 'key': {
+        const keys = managedKeys(ctx);
+        const name = str(asArgs(raw), access.arg);
+        const right = access.permission;
+        try {
+          checkKey(ctx, keys, keys.manager.entry(name), name, right);
+        } catch (err) {
+          if (right === 'any' || !usesMaterial(right) || !(err instanceof NotFoundError)) throw err;
+          return keys.manager.refreshSoon().then(() => checkKey(ctx, keys, keys.manager.entry(name), name, right));
+        }
+      }
+    }
+  },
+};

@@ -2,8 +2,9 @@
  * Data operations on managed keys, by name (docs/protocol.md §6.11):
  * MANAGED_ENCRYPT, _DECRYPT, _SIGN, _VERIFY, _MAC, _VERIFY_MAC, _REWRAP.
  *
- *   request ─▶ managedKeys(ctx) ─▶ acquire snapshot lease (O(1), never waits)
- *           ─▶ authorize (policy `clients`, managed-auth.ts)
+ *   chain: authorize (access `key`, managed-auth.ts: policy `clients`; a key
+ *          it does not know waits for one keystore refresh)
+ *   handler: acquire snapshot lease (O(1), never waits)
  *           ─▶ outbound: current version │ inbound: the version in the header
  *           ─▶ crypto (managed-crypto.ts) ─▶ release the lease
  *
@@ -19,15 +20,15 @@
  * material this request uses is zeroed only after the lease is released.
  */
 import type { HandlerResult, ManagedKeys, Operation, RequestContext } from './operation.js';
-import { keyTypeInfo, typeAllows, type KeyOp } from '../keys/model.js';
+import type { KeyOp } from '../keys/model.js';
 import type { SnapshotLease } from '../keys/snapshot.js';
 import type { CborValue } from '../protocol/cbor.js';
-import { InvalidArgumentError, InvalidKeyError, KeyVersionError, NotFoundError, toCryptodError } from '../protocol/errors.js';
+import { InvalidArgumentError, KeyVersionError, toCryptodError } from '../protocol/errors.js';
 import { Op, type OpCode } from '../protocol/ops.js';
 import { ManagedDecrypt, ManagedEncrypt, ManagedMac, ManagedRewrap, ManagedSign, ManagedVerify, ManagedVerifyMac, MAX_BATCH } from '../protocol/messages/managed.js';
 import { asCbor, type Schema } from '../protocol/schema.js';
 import { sensitiveReply } from './keys.js';
-import { authorize, managedKeys, visible } from './managed-auth.js';
+import { checkKey, managedKeys } from './managed-auth.js';
 import { macMessage, open, seal, signMessage, verifyMac, verifyMessage } from './managed-crypto.js';
 import { parseHeader, type OutputKind } from '../protocol/managed-format.js';
 
@@ -46,20 +47,22 @@ type ItemFn = (lease: SnapshotLease, key: string, item: Item, secrets: Buffer[])
 const BATCH: Item = Object.freeze({});
 
 /**
- * One data operation: authorize once, then run `fn` for the item or for
- * every item of a batch. The lease is taken in `attempt` (not in the loop:
- * see the tsx `using` caveat in the notes) and covers the whole batch.
+ * One data operation: the chain authorized the key (`access`), the handler
+ * runs `fn` for the item or for every item of a batch. The lease is taken in
+ * `attempt` (not in the loop: see the tsx `using` caveat in the notes) and
+ * covers the whole batch.
  *
- * A key this daemon does not hold (or that the caller may not see), or data
- * naming a version newer than it holds, may be the work of another daemon on
- * the same keystore a moment ago: the request then waits for one refresh
- * (KeyManager.refreshSoon) and runs once more — the whole request for a
- * missing key, only the items that missed for a batch. Every other path
- * stays synchronous.
+ * Data naming a version newer than this daemon holds may be the work of
+ * another daemon on the same keystore a moment ago: the request then waits
+ * for one refresh (KeyManager.refreshSoon) and runs once more — the whole
+ * request for a single item, only the items that missed for a batch. (A key
+ * it does not hold at all waited already, in the authorize phase.) Every
+ * other path stays synchronous.
  */
 function dataOp(op: OpCode, args: Schema<Request, unknown>, right: KeyOp, fn: ItemFn, sensitiveRequest = false): Operation {
   return {
     op,
+    access: { kind: 'key', arg: 'key', permission: right },
     sensitiveRequest,
     handle(ctx: RequestContext, raw: CborValue): HandlerResult | Promise<HandlerResult> {
       const request = args.parse(raw);
@@ -94,7 +97,7 @@ interface Rerun {
 interface Attempt {
   reply: CborValue;
   /**
-   * What missed and is worth one refresh — 'all' (the key, or the single
+   * What missed and is worth one refresh — 'all' (the single
    * item's version) or the batch items whose version missed — or null.
    */
   missed: 'all' | Rerun | null;
@@ -111,15 +114,9 @@ function attempt(
 ): Attempt {
   const first = again === null;
   using lease = keys.manager.acquire();
-  try {
-    check(ctx, keys, lease, name, right);
-  } catch (err) {
-    // A key hidden from the caller takes the same path as a missing one: both
-    // answer NOT_FOUND after one refresh, so the time taken does not tell them
-    // apart (and a right granted through another daemon is picked up).
-    if (first && err instanceof NotFoundError) return { reply: null, missed: 'all' };
-    throw err;
-  }
+  // The chain authorized the request under the snapshot it arrived in; a retry
+  // runs under a newer one (the key may be gone, its policy changed): again.
+  if (!first) checkKey(ctx, keys, lease.snapshot.keys.get(name), name, right);
   if (items === undefined) {
     try {
       return { reply: fn(lease, name, args, secrets), missed: null };
@@ -151,19 +148,6 @@ function runItem(fn: ItemFn, lease: SnapshotLease, name: string, item: Item, i: 
     if (misses !== null && isVersionMiss(err)) misses.push(i);
     return { error: asCbor(toCryptodError(err).toJSON()) };
   }
-}
-
-/** The key exists in the snapshot and the caller may use it for `right` (NOT_FOUND / FORBIDDEN). */
-function check(ctx: RequestContext, keys: ManagedKeys, lease: SnapshotLease, name: string, right: KeyOp): void {
-  const e = lease.snapshot.keys.get(name);
-  if (e === undefined) throw new NotFoundError(`no managed key named '${name}'`, { detail: { key: name } });
-  if (!typeAllows(e.type, right) && visible(keys, e.policy, ctx.clientId)) {
-    // What the type cannot do is a wrong key, not a policy decision (as the lease says for the op itself).
-    throw new InvalidKeyError(`key '${name}' (${e.type}) cannot be used to ${right}; it allows ${keyTypeInfo(e.type).ops.join(', ')}`, {
-      detail: { key: name, op: right },
-    });
-  }
-  authorize(ctx, keys, name, e.policy, right);
 }
 
 /** Parse an inbound value and insist it names the key the request named. */

@@ -1,14 +1,17 @@
 /**
- * What a request handler sees: the client's identity, the Data Manager
- * interface (never its storage), the connection as owner of the nodes it
- * creates, and the daemon's limits.
+ * The handler contract. An operation declares what the request chain
+ * (src/daemon/request-chain.ts, docs/protocol.md §5) must enforce before it
+ * runs — `access` — and what it records after — `audit` — and its handler
+ * sees the client's identity, the Data Manager interface (never its storage),
+ * the connection as owner of the nodes it creates, and the daemon's limits.
  */
 import type { CborValue } from '../protocol/cbor.js';
 import type { OpCode } from '../protocol/ops.js';
 import type { ClientId, DataNodeId, IDataManager, NodeOwner } from '../state/data-manager.js';
 import type { Limits } from '../config/limits.js';
-import type { Audit } from '../observe/audit.js';
+import type { Audit, AuditEvent } from '../observe/audit.js';
 import type { KeyManager } from '../keys/manager.js';
+import type { KeyOp } from '../keys/model.js';
 
 /** What the managed-key operations need from the daemon (assembled by src/daemon/managed-keys.ts). */
 export interface ManagedKeys {
@@ -49,9 +52,55 @@ export class SensitiveReply {
 
 export type HandlerResult = CborValue | SensitiveReply;
 
+/**
+ * Who may run an operation; the chain's authorize phase enforces it before
+ * the handler runs (rules: src/ops/managed-auth.ts).
+ *
+ *   none          no managed key: session and ephemeral-key operations (the
+ *                 data manager already scopes every node to its client)
+ *   key           one managed key, named by argument `arg` (a batch's items
+ *                 all use it); `permission` is the right the policy must
+ *                 grant, 'any' any right at all. No right at all: NOT_FOUND
+ *                 (existence not revealed); some right, not this one: FORBIDDEN
+ *   admin         an administrator; `arg` names the key being made, null for
+ *                 daemon-wide administration (RELOAD, valid without managed keys)
+ *   visible-keys  any client; the handler shows only the keys it may see
+ *
+ * A required field: an operation that forgets it does not compile, and the
+ * daemon refuses at start a managed-key operation declared `none`.
+ */
+export type Access =
+  | { readonly kind: 'none' }
+  | { readonly kind: 'key'; readonly arg: 'key' | 'name'; readonly permission: KeyOp | 'any' }
+  | { readonly kind: 'admin'; readonly arg: 'name' | null; readonly action: string }
+  | { readonly kind: 'visible-keys' };
+
+/** Enforces an operation's `access` (src/ops/managed-auth.ts); the request chain calls it. */
+export interface Authorizer {
+  /**
+   * Returns when the request may run; a promise when the answer waits for a
+   * keystore refresh (a key this daemon does not know, or may not show).
+   * @throws (or rejects with) NOT_FOUND, FORBIDDEN, UNSUPPORTED, INVALID_ARGUMENT, INVALID_KEY
+   */
+  authorize(ctx: RequestContext, access: Access, args: CborValue): void | Promise<void>;
+}
+
+/** A request that succeeded, as the audit phase shows it to an operation's `audit`. */
+export interface AuditedRequest {
+  readonly op: OpCode;
+  readonly args: CborValue;
+  readonly result: HandlerResult;
+  readonly connection: number;
+  readonly clientId: ClientId;
+  readonly client: string;
+}
+
 export interface Operation {
   readonly op: OpCode;
+  readonly access: Access;
   /** The arguments carry key material: the daemon zeroes the request frame after the handler ran. */
   readonly sensitiveRequest?: boolean;
+  /** The event the chain records when the request succeeds (called only with the audit log on). */
+  readonly audit?: (request: AuditedRequest) => AuditEvent;
   handle(ctx: RequestContext, args: CborValue): HandlerResult | Promise<HandlerResult>;
 }

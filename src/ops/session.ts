@@ -7,10 +7,12 @@ import { Ping, Release, Status } from '../protocol/messages/session.js';
 export const sessionOperations: Operation[] = [
   {
     op: Op.PING,
+    access: { kind: 'none' },
     handle: (_ctx, raw) => Ping.args.parse(raw) ?? null,
   },
   {
     op: Op.STATUS,
+    access: { kind: 'none' },
     handle: (ctx, raw) => {
       Status.args.parse(raw);
       return ctx.daemon.status();
@@ -19,6 +21,7 @@ export const sessionOperations: Operation[] = [
   {
     // Release a handle (key or context) and, with it, every node below it.
     op: Op.RELEASE,
+    access: { kind: 'none' },
     handle: (ctx, raw) => {
       const id = Release.args.parse(raw).handle;
       if (!ctx.dm.delete(ctx.clientId, id)) throw new NotFoundError('no such handle: it was released, never existed, or belongs to another client');

@@ -92,6 +92,7 @@ export const signOperations: Operation[] = [
   {
     /** `{ algorithm, key, data }` → signature bytes. ECDSA takes `algorithm.hash`; RSA-PSS `algorithm.saltLength`. */
     op: Op.SIGN,
+    access: { kind: 'none' },
     handle: (ctx, raw) => {
       const args = Sign.args.parse(raw);
       const alg = normalizeAlgorithm(args.algorithm);
@@ -119,6 +120,7 @@ export const signOperations: Operation[] = [
   {
     /** `{ algorithm, key, signature, data }` → boolean. */
     op: Op.VERIFY,
+    access: { kind: 'none' },
     handle: (ctx, raw) => {
       const args = Verify.args.parse(raw);
       const alg = normalizeAlgorithm(args.algorithm);

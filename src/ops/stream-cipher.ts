@@ -140,6 +140,7 @@ export const streamCipherOperations: Operation[] = [
      * the key's usages must include `mode`. The stream is a child of the key.
      */
     op: Op.CIPHER_CREATE,
+    access: { kind: 'none' },
     handle: create,
   },
   {
@@ -151,6 +152,7 @@ export const streamCipherOperations: Operation[] = [
      * processed in slices while the stream stays busy.
      */
     op: Op.CIPHER_UPDATE,
+    access: { kind: 'none' },
     handle: (ctx, raw) => step(ctx, raw, false),
   },
   {
@@ -160,6 +162,7 @@ export const streamCipherOperations: Operation[] = [
      * last). The stream is deleted afterwards, on success and on failure.
      */
     op: Op.CIPHER_FINAL,
+    access: { kind: 'none' },
     handle: (ctx, raw) => step(ctx, raw, true),
   },
 ];

@@ -21,7 +21,7 @@ import { normalizeAlgorithm } from './algorithms.js';
 import { UnwrapKey, WrapKey } from '../protocol/messages/subtle.js';
 import { asJwk } from './jwk.js';
 import { acquireKey, addKey, type KeyNode } from './key.js';
-import { exportKeyData, extractableArg, importKeyData, keyFormat } from './keys.js';
+import { exportKeyData, extractableArg, importKeyData, keyExported, keyFormat } from './keys.js';
 import { parseUsages } from './key-usages.js';
 
 type WrapAlgorithm = 'AES-KW' | 'AES-KWP';
@@ -95,6 +95,8 @@ export const wrapOperations: Operation[] = [
   {
     /** `{ format, key, wrappingKey, wrapAlgorithm }` → wrapped bytes. `key` must be extractable; `wrappingKey` needs 'wrapKey'. */
     op: Op.WRAP_KEY,
+    access: { kind: 'none' },
+    audit: keyExported,
     handle: (ctx, raw) => {
       const args = WrapKey.args.parse(raw);
       const format = args.format;
@@ -121,6 +123,7 @@ export const wrapOperations: Operation[] = [
      * → key description. `unwrappingKey` needs 'unwrapKey'.
      */
     op: Op.UNWRAP_KEY,
+    access: { kind: 'none' },
     handle: (ctx, raw) => {
       const args = UnwrapKey.args.parse(raw);
       const format = args.format;

@@ -67,3 +67,8 @@ export function opName(code: number): string {
 export function isKnownOp(code: number): code is OpCode {
   return names.has(code);
 }
+
+/** Managed-key operations (0x0100–0x01ff, docs/protocol.md §6.11): each must declare who may run it. */
+export function isManagedOp(code: number): boolean {
+  return code >= 0x0100 && code <= 0x01ff;
+}

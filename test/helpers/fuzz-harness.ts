@@ -16,6 +16,7 @@ import { createCipheriv, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import fc from 'fast-check';
 import { Connection, type ConnectionHost } from '../../src/daemon/connection.js';
+import { managedAccess } from '../../src/ops/managed-auth.js';
 import { resolveLimits, type Limits } from '../../src/config/limits.js';
 import type { Logger } from '../../src/observe/logger.js';
 import { streamAudit, type Audit } from '../../src/observe/audit.js';
@@ -586,6 +587,7 @@ export class ChainHarness {
       dm: this.dm,
       limits: this.limits,
       operations,
+      authorizer: managedAccess,
       view: { startedAt: Date.now(), version: 'fuzz', status: () => ({ nodes: this.dm.liveNodes() }) },
       log,
       shuttingDown: false,

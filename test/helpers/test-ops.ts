@@ -40,6 +40,7 @@ class TestNodeValue implements NodeValue {
 export const testOperations: Operation[] = [
   {
     op: TestOp.SLOW,
+    access: { kind: 'none' },
     handle: async (_ctx, raw) => {
       const args = asArgs(raw);
       // Unref'd: an operation abandoned by a test must not keep the test process alive.
@@ -49,6 +50,7 @@ export const testOperations: Operation[] = [
   },
   {
     op: TestOp.NODE_ADD,
+    access: { kind: 'none' },
     handle: async (ctx, raw) => {
       const args = raw === undefined ? {} : asArgs(raw);
       const delay = optInt(args, 'delayMs', 0, 60_000) ?? 0;
@@ -60,6 +62,7 @@ export const testOperations: Operation[] = [
   },
   {
     op: TestOp.NODE_USE,
+    access: { kind: 'none' },
     handle: async (ctx, raw) => {
       const args = asArgs(raw);
       using acc = ctx.dm.acquire(ctx.clientId, nodeId(args, 'handle'), 'hash');

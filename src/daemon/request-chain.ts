@@ -1,0 +1,496 @@
+/**
+ * The request chain (docs/protocol.md §5, drawn there with every branch).
+ * Each frame a connection reads runs through these phases, in this order;
+ * each passes the request on, or answers it with an ERROR frame and stops:
+ *
+ *   decode ─▶ session ─▶ limits ─▶ authorize ─▶ execute ─▶ reply ─▶ audit
+ *
+ *   decode     a request frame, of an operation served, with a CBOR payload
+ *   session    HELLO: protocol version and authentication (refusals close
+ *              the connection); any other request: HELLO came first
+ *   limits     the daemon still takes requests
+ *   authorize  the operation's declared `access` (ops/operation.ts), through
+ *              the host's Authorizer; may wait for one keystore refresh
+ *   execute    the handler: checks its arguments, resolves its nodes through
+ *              the accessors, runs, releases them
+ *   reply      encode the result; the connection writes it
+ *   audit      what the operation declares on success; refusals worth auditing
+ *
+ * One chain per connection. It holds the session (who the client is); the
+ * connection (connection.ts) keeps the socket: I/O, fairness, back-pressure
+ * and the nodes it owns. The phases are methods called with the frame's
+ * fields as arguments: a request allocates nothing beyond its decoded
+ * arguments and its reply, and creates no closure unless it goes
+ * asynchronous.
+ */
+import { decode, type CborValue } from '../protocol/cbor.js';
+import {
+  BadFrameError,
+  ConfigError,
+  HandshakeError,
+  ShuttingDownError,
+  UnknownOperationError,
+  toCryptodError,
+  type CryptodError,
+} from '../protocol/errors.js';
+import { FrameKind, encodeFrame } from '../protocol/frame.js';
+import { Op, isManagedOp, opName } from '../protocol/ops.js';
+import type { IDataManager } from '../state/data-manager.js';
+import type { Limits } from '../config/limits.js';
+import { NO_AUDIT, auditKindOf, type Audit, type RefusalReason } from '../observe/audit.js';
+import type { Logger } from '../observe/logger.js';
+import {
+  SensitiveReply,
+  type Authorizer,
+  type DaemonView,
+  type HandlerResult,
+  type Operation,
+  type RequestContext,
+} from '../ops/operation.js';
+import { handshake, type HandshakeResult, type HelloAuth, type Identity } from './handshake.js';
+import type { Connection } from './connection.js';
+
+/** What the chain needs from the daemon. */
+export interface ChainHost {
+  readonly dm: IDataManager;
+  readonly limits: Limits;
+  readonly operations: ReadonlyMap<number, Operation>;
+  /** Enforces each operation's `access` (src/ops/managed-auth.ts `managedAccess`). */
+  readonly authorizer: Authorizer;
+  readonly view: DaemonView;
+  readonly log: Logger;
+  readonly shuttingDown: boolean;
+  /** Checks a HELLO token (the client registry); absent: tokens are refused. */
+  readonly verifyToken?: HelloAuth['verifyToken'];
+  /** The audit log (absent: off). */
+  readonly audit?: Audit;
+  /**
+   * Called once the handshake named the client.
+   * @throws TooManyConnectionsError when the client has its limit of connections: HELLO fails and the connection closes.
+   */
+  attached(conn: Connection): void;
+  /** Called when the connection is closed for not completing HELLO within limits.helloTimeoutMs (counted, logged). */
+  helloTimedOut?(conn: Connection): void;
+}
+
+/**
+ * The operations a daemon serves, by op code. Refuses (ConfigError) an op
+ * code registered twice, and a managed-key operation that declares no
+ * authorization: `access` is required by the type, `none` is for operations
+ * whose nodes the data manager already scopes to their client.
+ */
+export function operationTable(operations: readonly Operation[]): Map<number, Operation> {
+  const table = new Map<number, Operation>();
+  for (const o of operations) {
+    if (table.has(o.op)) throw new ConfigError(`operation 0x${o.op.toString(16)} registered twice`);
+    if (isManagedOp(o.op) && o.access.kind === 'none') {
+      throw new ConfigError(`operation ${opName(o.op)} uses managed keys but declares access 'none': declare the key argument and permission, 'admin' or 'visible-keys' (src/ops/operation.ts)`);
+    }
+    table.set(o.op, o);
+  }
+  return table;
+}
+
+/** HELLO failures after which the connection is closed, and the reason audited. */
+const REFUSALS: Readonly<Record<string, RefusalReason>> = {
+  CRYPTOD_ERR_PROTOCOL_VERSION: 'protocol-version',
+  CRYPTOD_ERR_AUTH_FAILED: 'auth-failed',
+  CRYPTOD_ERR_TOO_MANY_CONNECTIONS: 'too-many-connections',
+};
+
+/** A phase answered the request with an error: the chain stops. */
+const STOP: unique symbol = Symbol('stop');
+
+export class RequestChain {
+  readonly #conn: Connection;
+  readonly #host: ChainHost;
+  readonly #audit: Audit;
+  readonly #peer: Identity['peer'];
+  /** Subject CN of the verified TLS client certificate; null on the Unix socket. */
+  readonly #certName: string | null;
+  #identity: Identity | null = null;
+  #ctx: RequestContext | null = null;
+  #requests = 0;
+  readonly #openedAt = Date.now();
+  /** Limit codes already audited on this connection: one limit.exceeded each. */
+  #limitsAudited: Set<string> | null = null;
+  /** Closes the connection if HELLO has not succeeded by limits.helloTimeoutMs; cleared once it has. */
+  #helloDeadline: NodeJS.Timeout | null;
+  /** The deadline passed: a token check still running must not name the client after all. */
+  #helloExpired = false;
+
+  constructor(conn: Connection, host: ChainHost, peer: Identity['peer'], certName: string | null) {
+    this.#conn = conn;
+    this.#host = host;
+    this.#audit = host.audit ?? NO_AUDIT;
+    this.#peer = peer;
+    this.#certName = certName;
+    // An idle socket that never says HELLO would hold a descriptor and a
+    // connection slot forever (docs/protocol.md §4).
+    this.#helloDeadline = setTimeout(() => this.#helloTimedOut(), host.limits.helloTimeoutMs);
+    this.#helloDeadline.unref();
+  }
+
+  /** The session, once HELLO succeeded. */
+  get context(): RequestContext | null {
+    return this.#ctx;
+  }
+  get identity(): Identity | null {
+    return this.#identity;
+  }
+  /** The kernel's record of the peer on the Unix socket; null on TLS or without SO_PEERCRED. */
+  get peer(): Identity['peer'] {
+    return this.#peer;
+  }
+
+  /** One frame, through every phase in order. */
+  run(kind: number, id: number, op: number, buf: Buffer, start: number, end: number): void {
+    const operation = this.#decodeFrame(kind, id, op, buf, start, end);
+    if (operation === STOP) return;
+    const args = this.#decodePayload(operation, id, op, buf, start, end);
+    if (args === STOP) return;
+    if (operation === null) {
+      this.#hello(id, args);
+      return;
+    }
+    const ctx = this.#session(id, op);
+    if (ctx === null || !this.#limits(id, op)) {
+      zero(operation, buf, start, end);
+      return;
+    }
+    if (operation.access.kind !== 'none' && this.#authorize(ctx, operation, id, op, args, buf, start, end)) return;
+    this.#execute(ctx, operation, id, op, args, buf, start, end);
+  }
+
+  /** A frame the reader refused (too large, too short): the decode phase's error branch. */
+  refuseFrame(id: number, op: number, err: CryptodError): void {
+    this.#replyError(id, op, err);
+  }
+
+  // ── 1. decode ──────────────────────────────────────────────────────────
+  /** A request frame, of an operation this daemon serves; null for HELLO, which the session phase answers. */
+  #decodeFrame(kind: number, id: number, op: number, buf: Buffer, start: number, end: number): Operation | null | typeof STOP {
+    if (kind !== FrameKind.REQUEST) {
+      this.#replyError(id, op, new BadFrameError(`expected a request frame (kind 1), got kind ${kind}`));
+      return STOP;
+    }
+    if (id === 0) {
+      // Id 0 is reserved for errors the daemon cannot attribute (docs/protocol.md §2, §7): serving it would make its reply ambiguous.
+      buf.fill(0, start, end); // unread, and it may be a HELLO carrying a token
+      this.#replyError(0, op, new BadFrameError('request id 0 is reserved for errors the daemon cannot attribute; use 1 to 4294967295', { detail: { field: 'requestId' } }));
+      return STOP;
+    }
+    if (op === Op.HELLO) return null;
+    const operation = this.#host.operations.get(op);
+    if (operation !== undefined) return operation;
+    this.#replyError(id, op, new UnknownOperationError(`unknown operation ${opName(op)}; see docs/protocol.md for the operations of protocol version 1`));
+    return STOP;
+  }
+
+  /** The CBOR payload (§3). HELLO's is zeroed at once (it may carry a token); another sensitive one when the request ends. */
+  #decodePayload(operation: Operation | null, id: number, op: number, buf: Buffer, start: number, end: number): CborValue | typeof STOP {
+    try {
+      return start === end ? undefined : decode(buf, start, end, 'boxed');
+    } catch (err) {
+      if (operation !== null) zero(operation, buf, start, end);
+      this.#replyError(id, op, toCryptodError(err));
+      return STOP;
+    } finally {
+      if (operation === null) buf.fill(0, start, end);
+    }
+  }
+
+  // ── 2. session ─────────────────────────────────────────────────────────
+  /** Any request but HELLO: the connection's session, or HANDSHAKE when HELLO has not named the client yet. */
+  #session(id: number, op: number): RequestContext | null {
+    const ctx = this.#ctx;
+    if (ctx === null) this.#replyError(id, op, new HandshakeError(`${opName(op)} before HELLO: the first request on a connection must be HELLO`));
+    return ctx;
+  }
+
+  /** HELLO: check the version, authenticate, name the client (handshake.ts). */
+  #hello(id: number, args: CborValue): void {
+    if (this.#ctx !== null) {
+      this.#replyError(id, Op.HELLO, new HandshakeError('HELLO was already sent on this connection'));
+      return;
+    }
+    let result: HandshakeResult | Promise<HandshakeResult>;
+    try {
+      result = handshake(args, this.#peer, this.#host.limits, { verifyToken: this.#host.verifyToken ?? null, certName: this.#certName });
+    } catch (err) {
+      this.#helloFailed(id, err);
+      return;
+    }
+    if (!(result instanceof Promise)) {
+      this.#attach(id, result);
+      return;
+    }
+    // A token is being verified: requests pipelined behind HELLO wait until
+    // the client is named (or refused), and shutdown waits for the check.
+    this.#conn.holdFrames();
+    result.then(
+      (r) => {
+        this.#attach(id, r);
+        this.#conn.releaseFrames();
+      },
+      (err: unknown) => {
+        this.#helloFailed(id, err);
+        this.#conn.releaseFrames();
+      },
+    );
+  }
+
+  #attach(id: number, { identity, reply }: HandshakeResult): void {
+    if (this.#conn.isClosed || this.#helloExpired) return; // the client left, or the deadline passed, while its token was checked
+    this.#identity = identity;
+    this.#ctx = {
+      clientId: identity.clientId,
+      clientName: identity.clientName,
+      dm: this.#host.dm,
+      owner: this.#conn,
+      limits: this.#host.limits,
+      daemon: this.#host.view,
+    };
+    try {
+      this.#host.attached(this.#conn);
+    } catch (err) {
+      this.#identity = null;
+      this.#ctx = null;
+      this.#helloFailed(id, err, identity.clientName);
+      return;
+    }
+    if (this.#audit.enabled) {
+      const peer = identity.peer;
+      this.#audit.emit({
+        event: 'connection.accepted',
+        connection: this.#conn.number,
+        clientId: identity.clientId,
+        client: identity.clientName,
+        authenticatedBy: identity.authenticatedBy,
+        uid: peer?.uid ?? null,
+        gid: peer?.gid ?? null,
+        pid: peer?.pid ?? null,
+      });
+    }
+    this.#clearHelloDeadline();
+    this.#reply(id, Op.HELLO, reply);
+  }
+
+  /** No HELLO succeeded in time: an ERROR with id 0, then the connection closes (✖). */
+  #helloTimedOut(): void {
+    this.#helloDeadline = null;
+    if (this.#conn.isClosed || this.#ctx !== null) return;
+    this.#helloExpired = true;
+    const ms = this.#host.limits.helloTimeoutMs;
+    this.#replyError(0, 0, new HandshakeError(`no HELLO completed within ${ms} ms of connecting: send HELLO first (docs/protocol.md §4); the connection is closed`, { detail: { helloTimeoutMs: ms } }));
+    this.#host.helloTimedOut?.(this.#conn);
+    this.#conn.refuse(ms);
+  }
+
+  #clearHelloDeadline(): void {
+    if (this.#helloDeadline === null) return;
+    clearTimeout(this.#helloDeadline);
+    this.#helloDeadline = null;
+  }
+
+  /**
+   * HELLO failed. A client that speaks another protocol version, failed to
+   * authenticate, or has all the connections it may have, cannot continue:
+   * the connection reads nothing more and closes once the error is flushed.
+   */
+  #helloFailed(id: number, err: unknown, client: string | null = null): void {
+    const e = toCryptodError(err);
+    this.#replyError(id, Op.HELLO, e);
+    const refusal = REFUSALS[e.code];
+    if (refusal === undefined) return;
+    if (this.#audit.enabled) {
+      const peer = this.#peer;
+      this.#audit.emit({
+        event: 'connection.refused',
+        connection: this.#conn.number,
+        reason: refusal,
+        detail: e.message,
+        client,
+        transport: this.#certName === null ? 'unix' : 'tls',
+        remoteAddress: this.#conn.remoteAddress,
+        uid: peer?.uid ?? null,
+        gid: peer?.gid ?? null,
+        pid: peer?.pid ?? null,
+      });
+    }
+    if (e.code === 'CRYPTOD_ERR_AUTH_FAILED') {
+      // Never the token: only who tried, and which check failed.
+      this.#host.log.warn('authentication failed; connection closed', { connection: this.#conn.number, ...this.#peer, cert: this.#certName ?? undefined, reason: e.message });
+    }
+    this.#conn.refuse();
+  }
+
+  // ── 3. limits ──────────────────────────────────────────────────────────
+  /**
+   * The daemon still takes requests. (The in-flight limits refuse nothing:
+   * the connection stops reading at them, back-pressure.)
+   */
+  #limits(id: number, op: number): boolean {
+    if (this.#host.shuttingDown) {
+      this.#replyError(id, op, new ShuttingDownError('the daemon is shutting down and accepts no new requests'));
+      return false;
+    }
+    this.#requests++;
+    return true;
+  }
+
+  // ── 4. authorize ───────────────────────────────────────────────────────
+  /**
+   * The operation's declared access. Returns whether it took the request
+   * over: refused (answered), or waiting for a keystore refresh (execute
+   * follows when it allows).
+   */
+  #authorize(ctx: RequestContext, operation: Operation, id: number, op: number, args: CborValue, buf: Buffer, start: number, end: number): boolean {
+    let wait: void | Promise<void>;
+    try {
+      wait = this.#host.authorizer.authorize(ctx, operation.access, args);
+    } catch (err) {
+      zero(operation, buf, start, end);
+      this.#replyError(id, op, toCryptodError(err));
+      return true;
+    }
+    if (wait === undefined) return false;
+    const size = end - start;
+    this.#conn.hold(size);
+    wait.then(
+      () => {
+        this.#conn.release(size);
+        this.#execute(ctx, operation, id, op, args, buf, start, end);
+      },
+      (err: unknown) => {
+        this.#conn.release(size);
+        zero(operation, buf, start, end);
+        this.#replyError(id, op, toCryptodError(err));
+      },
+    );
+    return true;
+  }
+
+  // ── 5. execute ─────────────────────────────────────────────────────────
+  /** The handler; an asynchronous one counts as in flight until it settles. */
+  #execute(ctx: RequestContext, operation: Operation, id: number, op: number, args: CborValue, buf: Buffer, start: number, end: number): void {
+    let result: HandlerResult | Promise<HandlerResult>;
+    try {
+      result = operation.handle(ctx, args);
+    } catch (err) {
+      zero(operation, buf, start, end);
+      this.#replyError(id, op, toCryptodError(err));
+      return;
+    }
+    if (!(result instanceof Promise)) {
+      zero(operation, buf, start, end);
+      this.#succeeded(operation, id, op, args, result);
+      return;
+    }
+    const size = end - start;
+    this.#conn.hold(size);
+    result
+      .then(
+        (value) => {
+          this.#conn.release(size);
+          this.#succeeded(operation, id, op, args, value);
+        },
+        (err: unknown) => {
+          this.#conn.release(size);
+          this.#replyError(id, op, toCryptodError(err));
+        },
+      )
+      .finally(() => zero(operation, buf, start, end));
+  }
+
+  #succeeded(operation: Operation, id: number, op: number, args: CborValue, result: HandlerResult): void {
+    if (this.#reply(id, op, result) && operation.audit !== undefined && this.#audit.enabled) this.#auditSuccess(operation, args, result);
+  }
+
+  // ── 6. reply ───────────────────────────────────────────────────────────
+  /** Encode and write the result; whether it was sent (not when the connection closed, or it did not encode). */
+  #reply(id: number, op: number, result: HandlerResult): boolean {
+    if (this.#conn.isClosed) return false;
+    let frame: Buffer;
+    const sensitive = result instanceof SensitiveReply;
+    try {
+      frame = encodeFrame(FrameKind.RESPONSE, id, op, sensitive ? result.value : result, sensitive);
+    } catch (err) {
+      this.#replyError(id, op, toCryptodError(err));
+      return false;
+    }
+    this.#conn.write(frame, sensitive);
+    return true;
+  }
+
+  /** Every phase's error branch: an ERROR frame with the same request id and op. */
+  #replyError(id: number, op: number, err: CryptodError): void {
+    if (this.#conn.isClosed) return;
+    if (err.code === 'CRYPTOD_ERR_INTERNAL') {
+      this.#host.log.error('request failed', { connection: this.#conn.number, op: opName(op), cause: describeCause(err.cause) });
+    }
+    if (this.#audit.enabled && this.#ctx !== null) this.#auditRefusal(op, err);
+    const payload: { [k: string]: CborValue } = { code: err.code, message: err.message };
+    if (err.detail !== undefined) payload.detail = { ...err.detail } as CborValue;
+    this.#conn.write(encodeFrame(FrameKind.ERROR, id, op, payload), false);
+  }
+
+  // ── 7. audit (only with the audit log on) ──────────────────────────────
+  /** What the operation declares it records on success (src/observe/audit.ts). */
+  #auditSuccess(operation: Operation, args: CborValue, result: HandlerResult): void {
+    const ctx = this.#ctx!;
+    this.#audit.emit(operation.audit!({ op: operation.op, args, result, connection: this.#conn.number, clientId: ctx.clientId, client: ctx.clientName }));
+  }
+
+  /** A refusal worth auditing: a denial every time, a limit once per connection (see audit.ts). */
+  #auditRefusal(op: number, err: CryptodError): void {
+    const kind = auditKindOf(err.code);
+    if (kind === null) return;
+    const ctx = this.#ctx!;
+    const who = { connection: this.#conn.number, clientId: ctx.clientId, client: ctx.clientName, op: opName(op), code: err.code };
+    if (kind === 'denied') {
+      const key = err.detail?.key;
+      this.#audit.emit({ event: 'request.denied', ...who, key: typeof key === 'string' ? key : null });
+      return;
+    }
+    this.#limitsAudited ??= new Set();
+    if (this.#limitsAudited.has(err.code)) return;
+    this.#limitsAudited.add(err.code);
+    this.#audit.emit({ event: 'limit.exceeded', ...who, limit: kind });
+  }
+
+  /** The connection closed: the session's last event. */
+  closed(): void {
+    this.#clearHelloDeadline();
+    const ctx = this.#ctx;
+    if (!this.#audit.enabled || ctx === null) return;
+    this.#audit.emit({
+      event: 'connection.closed',
+      connection: this.#conn.number,
+      clientId: ctx.clientId,
+      client: ctx.clientName,
+      durationMs: Date.now() - this.#openedAt,
+      requests: this.#requests,
+    });
+  }
+}
+
+/** A request payload that carries key material (or HELLO's token) is zeroed once the request is done with it. */
+function zero(operation: Operation | null, buf: Buffer, start: number, end: number): void {
+  if (operation === null || operation.sensitiveRequest === true) buf.fill(0, start, end);
+}
+
+/**
+ * An unexpected error for the log: its class, its code (node:crypto's
+ * `ERR_OSSL_…`) and where it was thrown — never its message, which a foreign
+ * library may have built from the request's bytes (test/no-secrets.test.ts).
+ */
+function describeCause(cause: unknown): string {
+  if (!(cause instanceof Error)) return typeof cause;
+  const code = (cause as { code?: unknown }).code;
+  // The stack starts with "Name: message" (which may span lines): look only after it.
+  const head = `${cause.name}: ${cause.message}`;
+  const stack = cause.stack?.startsWith(head) === true ? cause.stack.slice(head.length) : '';
+  const at = stack.split('\n').find((line) => /^\s+at /.test(line))?.trim();
+  return [cause.name, typeof code === 'string' ? code : null, at ?? null].filter((x) => x !== null).join(' ').slice(0, 300);
+}
