@@ -10,7 +10,6 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,26 +25,23 @@ import { decode } from '../src/protocol/cbor.js';
 import { ConfigError } from '../src/protocol/errors.js';
 import { FrameKind, encodeFrame } from '../src/protocol/frame.js';
 import { Op, PROTOCOL_VERSION } from '../src/protocol/ops.js';
+import { createTestUser, type TestUser } from './helpers/second-user.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const isRoot = process.getuid?.() === 0;
 const NEEDS_ROOT =
   'this test creates a second user (useradd) and runs a client as that uid, which needs root; run it as root (CI does) — it fails here instead of passing without checking admission';
 
-let user: { name: string; uid: number; gid: number } | null = null;
+let user: TestUser | null = null;
 const dirs: string[] = [];
 
 before(() => {
   if (!isRoot) return;
-  const name = `cryptod-test-${randomBytes(4).toString('hex')}`;
-  execFileSync('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', name], { stdio: 'pipe' });
-  const uid = Number(execFileSync('id', ['-u', name]).toString().trim());
-  const gid = Number(execFileSync('id', ['-g', name]).toString().trim());
-  user = { name, uid, gid };
+  user = createTestUser('cryptod-t-access');
 });
 
 after(() => {
-  if (user !== null) execFileSync('userdel', [user.name], { stdio: 'pipe' });
+  user?.remove();
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 

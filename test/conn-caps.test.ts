@@ -31,27 +31,21 @@ import { formatStatus } from '../src/cli/status.js';
 import { HandshakeError, TooManyConnectionsError } from '../src/protocol/errors.js';
 import { FrameKind } from '../src/protocol/frame.js';
 import { RawClient } from './helpers/raw-client.js';
+import { createTestUser, type TestUser } from './helpers/second-user.js';
 import { eventually } from './helpers/daemon.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const USER = 'cryptod-t-conn';
 const isRoot = process.getuid?.() === 0;
-let user: { name: string; uid: number; gid: number } | null = null;
+let user: TestUser | null = null;
 const dirs: string[] = [];
 
 before(() => {
   if (!isRoot) return;
-  try {
-    execFileSync('userdel', [USER], { stdio: 'pipe' }); // left over by a killed run
-  } catch {
-    // not there: the usual case
-  }
-  execFileSync('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', USER], { stdio: 'pipe' });
-  user = { name: USER, uid: Number(execFileSync('id', ['-u', USER]).toString().trim()), gid: Number(execFileSync('id', ['-g', USER]).toString().trim()) };
+  user = createTestUser('cryptod-t-conn');
 });
 
 after(() => {
-  if (user !== null) execFileSync('userdel', [USER], { stdio: 'pipe' });
+  user?.remove();
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 

@@ -21,29 +21,24 @@ import { loadTlsMaterial } from '../src/daemon/tls-listener.js';
 import { ConfigError } from '../src/protocol/errors.js';
 import { ensurePrivateDir } from '../src/files/private-files.js';
 import { runCliWithin } from './helpers/bounded-cli.js';
+import { createTestUser, type TestUser } from './helpers/second-user.js';
 
-const USER = 'cryptod-t-files';
 const isRoot = process.getuid?.() === 0;
 const NEEDS_ROOT = 'this test creates a second user (useradd) and gives it files, which needs root; run it as root (CI does)';
 
+let user: TestUser | null = null;
 let uid = -1;
 const dirs: string[] = [];
 
 before(() => {
   if (!isRoot) return;
-  // A user left over from an interrupted run would make useradd fail.
-  try {
-    execFileSync('userdel', [USER], { stdio: 'pipe' });
-  } catch {
-    // There was none.
-  }
-  execFileSync('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', USER], { stdio: 'pipe' });
-  uid = Number(execFileSync('id', ['-u', USER]).toString().trim());
+  user = createTestUser('cryptod-t-files');
+  uid = user.uid;
 });
 
 after(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
-  if (uid >= 0) execFileSync('userdel', [USER], { stdio: 'pipe' });
+  user?.remove();
 });
 
 function tmp(): string {
