@@ -1,6 +1,7 @@
 /**
- * The request chain's hot path, alone: 200k PING and 200k HMAC-SHA256 (64 B)
- * requests pipelined over one Unix-socket connection to a daemon in this
+ * The request chain's hot path, alone: 200k PING, 200k HMAC-SHA256 (64 B)
+ * and 200k AES-256-GCM encrypt (1 KiB) requests pipelined over one
+ * Unix-socket connection to a daemon in this
  * process. Requests are encoded up front and replies only counted, so the
  * client costs little beside the daemon. Prints ops/s per run.
  *
@@ -89,22 +90,32 @@ try {
   await replies.reply(1);
   socket.write(encodeFrame(FrameKind.REQUEST, 2, Op.IMPORT_KEY, { format: 'raw', keyData: Buffer.alloc(32, 7), algorithm: { name: 'HMAC', hash: 'SHA-256' }, extractable: false, usages: ['sign'] }));
   const key = (await replies.reply(2)) as { handle: string };
+  socket.write(encodeFrame(FrameKind.REQUEST, 3, Op.IMPORT_KEY, { format: 'raw', keyData: Buffer.alloc(32, 9), algorithm: { name: 'AES-GCM' }, extractable: false, usages: ['encrypt'] }));
+  const aes = (await replies.reply(3)) as { handle: string };
   const msg = Buffer.alloc(64, 1);
+  const kib = Buffer.alloc(1024, 2);
   const ping: Buffer[] = [];
   const hmac: Buffer[] = [];
+  const gcm: Buffer[] = [];
   for (let i = 0; i < N; i++) {
     ping.push(encodeFrame(FrameKind.REQUEST, 10 + i, Op.PING));
     hmac.push(encodeFrame(FrameKind.REQUEST, 10 + i, Op.SIGN, { algorithm: { name: 'HMAC' }, key: key.handle, data: msg }));
+    const iv = Buffer.alloc(12);
+    iv.writeUInt32BE(i, 8);
+    gcm.push(encodeFrame(FrameKind.REQUEST, 10 + i, Op.ENCRYPT, { algorithm: { name: 'AES-GCM', iv }, key: aes.handle, data: kib }));
   }
   const pings = Buffer.concat(ping);
   const hmacs = Buffer.concat(hmac);
+  const gcms = Buffer.concat(gcm);
   // One warm-up pass of each, then the measured runs.
   await pipeline(socket, replies, pings);
   await pipeline(socket, replies, hmacs);
+  await pipeline(socket, replies, gcms);
   for (let r = 0; r < RUNS; r++) {
     const p = await pipeline(socket, replies, pings);
     const h = await pipeline(socket, replies, hmacs);
-    console.log(JSON.stringify({ ping: Math.round(p), hmac: Math.round(h), errors: replies.errors }));
+    const g = await pipeline(socket, replies, gcms);
+    console.log(JSON.stringify({ ping: Math.round(p), hmac: Math.round(h), aesGcm1k: Math.round(g), errors: replies.errors }));
   }
   socket.destroy();
 } finally {
