@@ -27,14 +27,13 @@
 import { decode, type CborValue } from '../protocol/cbor.js';
 import {
   BadFrameError,
-  ConfigError,
   ShuttingDownError,
   UnknownOperationError,
   toCryptodError,
   type CryptodError,
 } from '../protocol/errors.js';
 import { FrameKind, encodeFrame } from '../protocol/frame.js';
-import { Op, isManagedOp, opName } from '../protocol/ops.js';
+import { Op, opName } from '../protocol/ops.js';
 import { NO_AUDIT, auditKindOf, type Audit } from '../observe/audit.js';
 import {
   SensitiveReply,
@@ -55,24 +54,6 @@ export interface ChainHost extends SessionHost {
   readonly shuttingDown: boolean;
   /** The audit log (absent: off). */
   readonly audit?: Audit;
-}
-
-/**
- * The operations a daemon serves, by op code. Refuses (ConfigError) an op
- * code registered twice, and a managed-key operation that declares no
- * authorization: `access` is required by the type, `none` is for operations
- * whose nodes the data manager already scopes to their client.
- */
-export function operationTable(operations: readonly Operation[]): Map<number, Operation> {
-  const table = new Map<number, Operation>();
-  for (const o of operations) {
-    if (table.has(o.op)) throw new ConfigError(`operation 0x${o.op.toString(16)} registered twice`);
-    if (isManagedOp(o.op) && o.access.kind === 'none') {
-      throw new ConfigError(`operation ${opName(o.op)} uses managed keys but declares access 'none': declare the key argument and permission, 'admin' or 'visible-keys' (src/ops/operation.ts)`);
-    }
-    table.set(o.op, o);
-  }
-  return table;
 }
 
 /** A phase answered the request with an error: the chain stops. */

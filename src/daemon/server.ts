@@ -18,7 +18,7 @@ import { NO_AUDIT, type Audit } from '../observe/audit.js';
 import type { DaemonView, Operation } from '../ops/operation.js';
 import { allOperations } from '../ops/index.js';
 import { managedAccess } from '../ops/managed-auth.js';
-import { operationTable } from './request-chain.js';
+import { operationTable } from './operation-table.js';
 import { DAEMON_VERSION } from './version.js';
 import type { PeerIdentity } from './handshake.js';
 import { createAccessControl, widensAccess, type AccessPolicy, type RefusedConnection } from './access.js';
