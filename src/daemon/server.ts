@@ -4,12 +4,12 @@
  * refusing new requests, letting requests in flight finish (bounded), closing
  * every connection (which releases every node) and removing the socket.
  */
-import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
-import { createConnection, createServer, type Server, type Socket } from 'node:net';
-import { dirname, resolve } from 'node:path';
+import { unlinkSync } from 'node:fs';
+import { createServer, type Socket } from 'node:net';
+import { resolve } from 'node:path';
 import type { CborValue } from '../protocol/cbor.js';
 import { asCbor } from '../protocol/schema.js';
-import { AccessDeniedError, ConfigError, DaemonRunningError, TooManyConnectionsError, type CryptodError } from '../protocol/errors.js';
+import { AccessDeniedError, ConfigError, TooManyConnectionsError, type CryptodError } from '../protocol/errors.js';
 import { DataManager, type ClientId } from '../state/data-manager.js';
 import { Connection, type ConnectionHost } from './connection.js';
 import { resolveLimits, type Limits } from '../config/limits.js';
@@ -18,12 +18,13 @@ import { NO_AUDIT, type Audit } from '../observe/audit.js';
 import type { DaemonView, Operation } from '../ops/operation.js';
 import { allOperations } from '../ops/index.js';
 import { managedAccess } from '../ops/managed-auth.js';
-import { operationTable } from './request-chain.js';
+import { operationTable } from './operation-table.js';
 import { DAEMON_VERSION } from './version.js';
 import type { PeerIdentity } from './handshake.js';
 import { createAccessControl, widensAccess, type AccessPolicy, type RefusedConnection } from './access.js';
 import { ConnectionBudget, type Seat } from './admission.js';
 import { Refusals, type RefusalKind } from './refusals.js';
+import { listenOnSocket, prepareSocketDirectory, removeStaleSocket } from './socket-file.js';
 import { startTlsListener, type TcpListenOptions, type TlsListener } from './tls-listener.js';
 import type { ClientRegistry } from '../auth/client-registry.js';
 import { watchRevocations } from '../auth/revocation.js';
@@ -270,7 +271,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         refused: (socket, event) => onRefused(socket, event, 'tls'),
       });
     }
-    await listen(server, socketPath, options.socketMode ?? 0o600);
+    await listenOnSocket(server, socketPath, options.socketMode ?? 0o600);
   } catch (err) {
     revocations?.stop();
     await tls?.close();
@@ -340,62 +341,6 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
 
 /** Ticks of the idle clock after which an unused context expires (see DataManager.expireIdle). */
 const IDLE_TICKS = 5;
-
-function prepareSocketDirectory(socketPath: string): void {
-  const dir = dirname(socketPath);
-  let created: string | undefined;
-  try {
-    created = mkdirSync(dir, { recursive: true, mode: 0o700 });
-  } catch (err) {
-    throw new ConfigError(`cannot create the socket directory ${dir}: ${(err as Error).message}`, { cause: err });
-  }
-  // Tighten only a directory we created; never chmod a shared one like /tmp.
-  if (created !== undefined) chmodSync(dir, 0o700);
-}
-
-async function removeStaleSocket(socketPath: string): Promise<void> {
-  let stat;
-  try {
-    stat = lstatSync(socketPath);
-  } catch {
-    return; // nothing there
-  }
-  if (!stat.isSocket()) {
-    throw new ConfigError(`${socketPath} exists and is not a socket; remove it or choose another --socket`);
-  }
-  const alive = await new Promise<boolean>((res) => {
-    const probe = createConnection(socketPath);
-    probe.once('connect', () => {
-      probe.destroy();
-      res(true);
-    });
-    probe.once('error', () => res(false));
-  });
-  if (alive) {
-    throw new DaemonRunningError(`another cryptod is already listening on ${socketPath}; stop it first or choose another --socket`, {
-      detail: { socket: socketPath },
-    });
-  }
-  // A socket file nobody listens on: left by a daemon that crashed.
-  unlinkSync(socketPath);
-}
-
-function listen(server: Server, socketPath: string, mode: number): Promise<void> {
-  return new Promise((res, rej) => {
-    server.once('error', (err) => rej(new ConfigError(`cannot listen on ${socketPath}: ${err.message}`, { cause: err })));
-    // The bind happens synchronously inside listen(): a umask around it
-    // creates the socket with the right mode, with no window where it is wider.
-    const old = process.umask(0o777 & ~mode);
-    try {
-      server.listen(socketPath, () => {
-        chmodSync(socketPath, mode);
-        res();
-      });
-    } finally {
-      process.umask(old);
-    }
-  });
-}
 
 async function waitUntil(pred: () => boolean, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;

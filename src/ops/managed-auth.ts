@@ -55,8 +55,14 @@ export function seesKey(policy: KeyPolicy, clientId: string): boolean {
   return (policy.clients.get('*')?.size ?? 0) > 0;
 }
 
+/**
+ * Who administers every key: all the administrator checks read of the
+ * managed keys, so RELOAD can ask them of a daemon that has none.
+ */
+export type Administrators = Pick<ManagedKeys, 'adminUids' | 'localIsAdmin'>;
+
 /** Whether the client administers every key (managed-keys.ts header). */
-export function isAdmin(keys: ManagedKeys, clientId: string): boolean {
+export function isAdmin(keys: Administrators, clientId: string): boolean {
   const m = /^uid:(\d+)\//.exec(clientId);
   if (m !== null) return keys.adminUids.has(Number(m[1]));
   return keys.localIsAdmin && clientId.startsWith('local/');
@@ -94,7 +100,7 @@ function allowsIgnoringExportable(policy: KeyPolicy, clientId: string): boolean 
 }
 
 /** Operations that act on no particular key (create, import, persist, reload) need an administrator. */
-export function requireAdmin(ctx: RequestContext, keys: ManagedKeys, what: string, key: string | null): void {
+export function requireAdmin(ctx: RequestContext, keys: Administrators, what: string, key: string | null): void {
   if (isAdmin(keys, ctx.clientId)) return;
   throw new ForbiddenError(`client ${ctx.clientId} may not ${what}: only administrators may (README "Managed keys")`, {
     detail: { key, op: 'admin' },
@@ -102,10 +108,10 @@ export function requireAdmin(ctx: RequestContext, keys: ManagedKeys, what: strin
 }
 
 /** Without managed keys, RELOAD still has administrators: the daemon's own uid and `local/…` clients (managed-keys.ts header). */
-const DEFAULT_ADMINS = {
+const DEFAULT_ADMINS: Administrators = {
   adminUids: new Set(typeof process.getuid === 'function' ? [process.getuid()] : []),
   localIsAdmin: true,
-} as unknown as ManagedKeys;
+};
 
 /** The rights that use a key's material; the others ('admin', 'export') manage the key. */
 function usesMaterial(right: KeyOp): boolean {
@@ -152,7 +158,7 @@ export const managedAccess: Authorizer = {
         managedKeys(ctx);
         return;
       case 'admin': {
-        const keys = access.arg === null ? (ctx.daemon.keys ?? DEFAULT_ADMINS) : managedKeys(ctx);
+        const keys: Administrators = access.arg === null ? (ctx.daemon.keys ?? DEFAULT_ADMINS) : managedKeys(ctx);
         const name = access.arg === null ? null : str(asArgs(raw), access.arg);
         requireAdmin(ctx, keys, name === null ? access.action : `${access.action} '${name}'`, name);
         return;
