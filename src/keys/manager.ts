@@ -27,18 +27,19 @@ import type { KekProvider } from '../kek/provider.js';
 import {
   ConfigError, ForbiddenError, InternalError, InvalidArgumentError, NotExtractableError, NotFoundError, ShuttingDownError, UnsupportedError,
 } from '../protocol/errors.js';
-import type { Keystore, KeyVersionRecord, ManagedKeyRecord } from '../store/keystore.js';
+import type { Keystore } from '../store/keystore.js';
 import { SerialQueue } from '../store/serial-queue.js';
 import { budgetOptions, type BudgetOptions, type InvocationBudget } from './budget.js';
 import { systemClock, type Clock } from './clock.js';
 import { decodeRecord, parseDefinition, type KeyDefinition, type KeyOrigin, type ParsedDefinition } from './definition.js';
 import { describeEntry, type KeyDescription } from './describe.js';
 import { EPOCH_MASTER_BYTES, nextEpochChange } from './epoch.js';
-import { buildEntry, refreshEntry, type BuiltEntry, type FreshVersion } from './loader.js';
+import { refreshEntry } from './loader.js';
 import { newMasterMaterial, newVersionMaterial, type KeyMaterial } from './material.js';
 import { keyTypeInfo, type ManagedKeyType } from './model.js';
 import { effectivePolicy, KeyConfigError, parsePolicyInput, policyArgumentError, POLICY_FIELDS, type PolicyInput, type PolicyIssue } from './policy.js';
 import { firstWindow, planScheduled } from './rotation.js';
+import { Refresher, type DamagedVersion, type FreshMap } from './refresher.js';
 import { errorText, Reservations } from './reservations.js';
 import { backoffDelay, retryOptions, WakeScheduler, type RetryOptions } from './scheduler.js';
 import { inboundUntil, selectOutbound } from './selection.js';
@@ -50,6 +51,7 @@ import {
 
 export type { ConfigChanges } from './writes.js';
 export type { KeyDescription } from './describe.js';
+export { MIN_REFRESH_GAP_MS, type DamagedVersion } from './refresher.js';
 
 /** What `setPolicy` did. */
 export interface PolicyChange {
@@ -82,13 +84,6 @@ export interface KeyManagerOptions {
   storeFile?: string;
 }
 
-/** A key version (or a derived key's master secret, version 1) whose stored material did not load. */
-export interface DamagedVersion {
-  readonly key: string;
-  readonly version: number;
-  readonly reason: string;
-}
-
 /** A rotation the manager did by itself. */
 export interface AutoRotation {
   readonly key: string;
@@ -98,17 +93,8 @@ export interface AutoRotation {
   readonly reason: 'schedule' | 'usage-limit';
 }
 
-type FreshMap = Map<string, Map<number, FreshVersion>>;
-
 /** How often a rotation may find that another process changed the key under it before giving up. */
 const ROTATION_RACES = 3;
-
-/**
- * On-demand refreshes (a request named a key or version this process does not
- * hold) start at least this far apart, so requests naming made-up keys cost
- * at most one keystore query per interval, not one each.
- */
-export const MIN_REFRESH_GAP_MS = 25;
 
 export class KeyManager {
   readonly #store: Keystore;
@@ -118,19 +104,14 @@ export class KeyManager {
   readonly #budget: BudgetOptions;
   readonly #retry: RetryOptions;
   readonly #onRotated: ((event: AutoRotation) => void) | undefined;
-  readonly #onDamaged: ((event: DamagedVersion) => void) | undefined;
-  readonly #storeFile: string;
   readonly #queue = new SerialQueue();
   readonly #cell: SnapshotCell;
   readonly #scheduler: WakeScheduler;
   readonly #reservations: Reservations;
   /** Keys whose scheduled rotation failed: attempts in a row and when to try again. */
   readonly #failing = new Map<string, { attempts: number; at: number }>();
+  readonly #refresher: Refresher;
   #seq = 0;
-  #generation = 0;
-  /** The on-demand refresh not started yet, which every miss until it starts joins. */
-  #nextRefresh: Promise<void> | null = null;
-  #lastRefreshStart = -Infinity;
   #pending = 0;
   #closed = false;
 
@@ -145,8 +126,6 @@ export class KeyManager {
     this.#budget = budgetOptions(o.budget);
     this.#retry = retryOptions(o.retry);
     this.#onRotated = o.onRotated;
-    this.#onDamaged = o.onDamaged;
-    this.#storeFile = o.storeFile ?? `the ${o.store.backend} keystore`;
     this.#cell = new SnapshotCell(new KeySnapshot(0, new Map()), { now: () => this.#clock.now() });
     this.#scheduler = new WakeScheduler(this.#clock, (names) => this.#onDue(names));
     this.#reservations = new Reservations({
@@ -154,6 +133,14 @@ export class KeyManager {
       track: (p) => void this.#track(p),
       onThreshold: (b) => this.#onThreshold(b),
       closed: () => this.#closed,
+    });
+    this.#refresher = new Refresher({
+      store: this.#store, kek: this.#kek, clock: this.#clock, log: this.#log, budget: this.#budget,
+      storeFile: o.storeFile ?? `the ${o.store.backend} keystore`, onDamaged: o.onDamaged, reservations: this.#reservations,
+      keys: () => this.#cell.current.keys,
+      publish: (keys) => this.#publish(keys),
+      plan: (name) => this.#plan(name),
+      refresh: () => this.refresh(),
     });
   }
 
@@ -167,7 +154,7 @@ export class KeyManager {
    */
   static async open(options: KeyManagerOptions): Promise<KeyManager> {
     const m = new KeyManager(options);
-    await m.#run(() => m.#reloadAll());
+    await m.#run(() => m.#refresher.reloadAll());
     return m;
   }
 
@@ -236,7 +223,7 @@ export class KeyManager {
         material.destroy();
         throw err;
       }
-      await this.#reloadNow([name], new Map([[name, new Map([[1, { material, granted: prepared.granted }]])]]));
+      await this.#refresher.reload([name], new Map([[name, new Map([[1, { material, granted: prepared.granted }]])]]));
       return this.describe(name);
     });
   }
@@ -292,7 +279,7 @@ export class KeyManager {
         await writePolicy(tx, record, old, spec, policy, old.origin, versions, now);
         return flips;
       });
-      await this.#reloadNow([name]);
+      await this.#refresher.reload([name]);
       return { description: this.describe(name), madeExportable };
     });
   }
@@ -333,7 +320,7 @@ export class KeyManager {
           return r.changes;
         });
         const touched = [...changes.created, ...changes.updated, ...changes.enabled, ...changes.disabled];
-        if (touched.length > 0) await this.#reloadNow(touched, fresh);
+        if (touched.length > 0) await this.#refresher.reload(touched, fresh);
         this.#log.info('key configuration applied', { ...changes });
         return changes;
       } finally {
@@ -380,7 +367,7 @@ export class KeyManager {
         }
         return out;
       });
-      if (destroyed.length > 0) await this.#reloadNow([name]);
+      if (destroyed.length > 0) await this.#refresher.reload([name]);
       this.#log.info('key trimmed', { key: name, below, destroyed: destroyed.length });
       return destroyed;
     });
@@ -410,7 +397,7 @@ export class KeyManager {
         await tx.putKey({ ...record, disabled: true, updatedAt: now });
         return out;
       });
-      await this.#reloadNow([name]);
+      await this.#refresher.reload([name]);
       this.#log.info('key destroyed', { key: name, versions: destroyed.length });
       return destroyed;
     });
@@ -418,21 +405,12 @@ export class KeyManager {
 
   /** Re-read keys from the keystore (all of them without `names`). */
   reload(names?: readonly string[]): Promise<void> {
-    return this.#run(() => (names === undefined ? this.#reloadAll() : this.#reloadNow([...names])));
+    return this.#run(() => (names === undefined ? this.#refresher.reloadAll() : this.#refresher.reload([...names])));
   }
 
   /** Re-read exactly what other processes changed since the last refresh (design note 3). */
   refresh(): Promise<string[]> {
-    return this.#run(async () => {
-      const cs = await this.#store.changesSince(this.#generation);
-      if (cs.truncated) {
-        await this.#reloadAll();
-        return [...this.#cell.current.keys.keys()];
-      }
-      if (cs.names.length > 0) await this.#reloadNow(cs.names);
-      this.#generation = Math.max(this.#generation, cs.generation);
-      return cs.names;
-    });
+    return this.#run(() => this.#refresher.refresh());
   }
 
   /**
@@ -445,18 +423,7 @@ export class KeyManager {
    * the request answers from what this process holds.
    */
   refreshSoon(): Promise<void> {
-    if (this.#nextRefresh !== null) return this.#nextRefresh;
-    const wait = Math.max(0, this.#lastRefreshStart + MIN_REFRESH_GAP_MS - performance.now());
-    const next = new Promise<void>((resolve) => setTimeout(resolve, wait)).then(() => {
-      this.#nextRefresh = null;
-      this.#lastRefreshStart = performance.now();
-      return this.refresh().then(
-        () => undefined,
-        (err: unknown) => this.#log.warn('keystore refresh failed; answering from the keys held', { error: errorText(err) }),
-      );
-    });
-    this.#nextRefresh = next;
-    return next;
+    return this.#refresher.soon();
   }
 
   /** Resolves when no management work or reservation is queued or running (tests). */
@@ -475,7 +442,7 @@ export class KeyManager {
     this.#scheduler.close();
     await this.#queue.idle();
     while (this.#pending > 0) await new Promise<void>((resolve) => setImmediate(resolve));
-    this.#cell.swap(new KeySnapshot(++this.#seq, new Map()));
+    this.#publish(new Map());
   }
 
   // ── internals ───────────────────────────────────────────────────────────
@@ -520,7 +487,7 @@ export class KeyManager {
       const now = this.#clock.now();
       const p = plan(versions, record, now);
       if (p === null) {
-        await this.#reloadNow([name]);
+        await this.#refresher.reload([name]);
         return null;
       }
       const type = decodeRecord(record).type;
@@ -545,63 +512,16 @@ export class KeyManager {
         continue;
       }
       this.#log.info('key rotated', { key: name, version: p.version, notBefore: p.window.notBefore, notAfter: p.window.notAfter });
-      await this.#reloadNow([name], new Map([[name, new Map([[p.version, { material, granted }]])]]));
+      await this.#refresher.reload([name], new Map([[name, new Map([[p.version, { material, granted }]])]]));
       if (material.holders === 0) material.destroy();
       return p.version;
     }
     throw new InternalError(`rotation of key '${name}' kept racing with other processes; retry`);
   }
 
-  async #reloadAll(): Promise<void> {
-    const { generation, names } = await this.#store.read(async (r) => ({ generation: await r.generation(), names: (await r.listKeys()).map((k) => k.name) }));
-    const gone = [...this.#cell.current.keys.keys()].filter((n) => !names.includes(n));
-    await this.#reloadNow([...names, ...gone]);
-    this.#generation = Math.max(this.#generation, generation);
-  }
-
-  /** Read `names` back from the keystore, rebuild their entries and swap. Runs inside the queue. */
-  async #reloadNow(names: readonly string[], fresh: FreshMap = new Map()): Promise<void> {
-    const rows = await this.#store.read(async (r) => {
-      const out: Array<{ name: string; record: ManagedKeyRecord | undefined; versions: KeyVersionRecord[] }> = [];
-      for (const name of names) out.push({ name, record: await r.getKey(name), versions: await r.getVersions(name) });
-      return out;
-    });
-    const now = this.#clock.now();
-    const current = this.#cell.current;
-    const ctx = {
-      kek: this.#kek, now, budget: this.#budget, onBudgetLow: (b: InvocationBudget) => this.#reservations.onLow(b),
-      storeFile: this.#storeFile, onDamaged: (key: string, version: number, reason: string) => this.#damaged({ key, version, reason }),
-    };
-    const built: Array<{ name: string; b: BuiltEntry | null }> = [];
-    try {
-      for (const row of rows) {
-        built.push({ name: row.name, b: row.record === undefined ? null : await buildEntry(ctx, row.record, row.versions, current.keys.get(row.name), fresh.get(row.name)) });
-      }
-    } catch (err) {
-      for (const { b } of built) for (const m of b?.created ?? []) m.destroy();
-      throw err;
-    }
-    // Reserve before publishing, so that no reader meets a new AES-GCM
-    // version with an empty budget (readers use the old snapshot meanwhile).
-    await this.#reservations.reserveFirst(built.flatMap(({ b }) => b?.reserve ?? []));
-    const next = new Map(this.#cell.current.keys);
-    for (const { name, b } of built) {
-      if (b === null) next.delete(name);
-      else next.set(name, b.entry);
-    }
-    this.#cell.swap(new KeySnapshot(++this.#seq, next));
-    for (const { name } of built) this.#plan(name);
-  }
-
-  #damaged(event: DamagedVersion): void {
-    this.#log.error('key version damaged: it is refused (CRYPTOD_ERR_KEY_DAMAGED), every other version and key is served', {
-      key: event.key, version: event.version, file: this.#storeFile, reason: event.reason,
-    });
-    try {
-      this.#onDamaged?.(event);
-    } catch (err) {
-      this.#log.error('damage listener failed', { key: event.key, version: event.version, error: errorText(err) });
-    }
+  /** Swap in a snapshot of exactly `keys`; the replaced one is released once its readers are done. */
+  #publish(keys: ReadonlyMap<string, KeyEntry>): void {
+    this.#cell.swap(new KeySnapshot(++this.#seq, keys));
   }
 
   /** At the rotateAt threshold, rotate — if the version is still the current one (another process may have rotated). */
@@ -652,7 +572,7 @@ export class KeyManager {
     const cur = this.#cell.current.keys.get(name);
     if (cur !== undefined) {
       const next = refreshEntry(cur, this.#clock.now());
-      if (next !== cur) this.#cell.swap(new KeySnapshot(++this.#seq, new Map(this.#cell.current.keys).set(name, next)));
+      if (next !== cur) this.#publish(new Map(this.#cell.current.keys).set(name, next));
     }
     this.#plan(name);
   }
