@@ -5,7 +5,7 @@
  *
  *   load / reload ──▶ reserveFirst(budgets)     one transaction for all, before the snapshot is published
  *   reader take() ──▶ onLow(b) ──▶ refill(b)    in the background; the reader never waits
- *   total ≥ rotateAt ──▶ onThreshold(b)         the manager rotates if b's version is still current
+ *   total ≥ rotateAt ──▶ onThreshold(b)         timers.ts rotates if b's version is still current
  *
  * A failed reservation is logged and retried at the budget's next use after
  * a bounded backoff (InvocationBudget.retryAt); meanwhile the version's

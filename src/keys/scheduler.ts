@@ -5,7 +5,7 @@
  *          next epoch change, material to drop, or a retry after a failure
  *
  * One timer is armed for the earliest instant; when it fires, every key due
- * by then is handed to the manager, and the timer is re-armed for the rest.
+ * by then is handed to its owner (timers.ts), and the timer is re-armed for the rest.
  * Timers come from the injected Clock, so tests move time by hand.
  *
  * Failed work is retried with bounded exponential backoff: initial, 2×, 4×…

@@ -1,6 +1,6 @@
 /**
- * The key manager's keystore writes, each run inside one transaction by the
- * manager. Material is generated and wrapped before the transaction starts
+ * The key manager's keystore writes, each run inside one transaction by
+ * management.ts. Material is generated and wrapped before the transaction starts
  * (the transaction holds the store's write lock for every process); checks
  * that depend on stored state run inside it, against what it reads.
  */
@@ -104,8 +104,8 @@ export async function writePolicy(
 }
 
 /**
- * Plans a rotation from what the keystore holds, for the manager's
- * `addVersion`, which calls it once before and once inside the transaction
+ * Plans a rotation from what the keystore holds, for KeyManagement's
+ * `addVersion` (management.ts), which calls it once before and once inside the transaction
  * (rotation.ts). Null: nothing to do (typically: another process did it).
  */
 export type Planner = (versions: readonly KeyVersionRecord[], record: ManagedKeyRecord, now: number) => RotationPlan | null;

@@ -1,0 +1,283 @@
+/**
+ * The management writes behind KeyManager's create, rotate, setPolicy,
+ * applyConfig, trim and destroy. Each one runs inside the manager's queue
+ * (one at a time, the seed's "management lock"):
+ *
+ *   check the input ─▶ generate and wrap material ─▶ keystore transaction ─▶ reload (refresher.ts)
+ *                      (outside the transaction,    (writes.ts; checks that
+ *                       which holds the store's      depend on stored state
+ *                       write lock for every         run here, against what
+ *                       process)                     it reads)
+ *
+ * A step that fails before its transaction commits destroys the material it
+ * made and leaves the snapshot as it was; material handed to the reload is
+ * held by the new entries and destroyed here only if nothing took it.
+ */
+import type { KekProvider } from '../kek/provider.js';
+import type { Logger } from '../observe/logger.js';
+import {
+  ForbiddenError, InternalError, InvalidArgumentError, NotExtractableError, NotFoundError, UnsupportedError,
+} from '../protocol/errors.js';
+import type { Keystore } from '../store/keystore.js';
+import type { BudgetOptions } from './budget.js';
+import type { Clock } from './clock.js';
+import { decodeRecord, parseDefinition, type KeyDefinition, type KeyOrigin, type ParsedDefinition } from './definition.js';
+import { EPOCH_MASTER_BYTES } from './epoch.js';
+import { newMasterMaterial, newVersionMaterial, type KeyMaterial } from './material.js';
+import { keyTypeInfo, type ManagedKeyType } from './model.js';
+import { effectivePolicy, KeyConfigError, parsePolicyInput, policyArgumentError, POLICY_FIELDS, type PolicyInput, type PolicyIssue } from './policy.js';
+import type { FreshMap } from './refresher.js';
+import { firstWindow } from './rotation.js';
+import { selectOutbound } from './selection.js';
+import {
+  applyDefinitions, changeIssues, writeNewKey, writePolicy, writeRotation,
+  type ConfigChanges, type Planner, type PreparedVersion,
+} from './writes.js';
+
+/** How often a rotation may find that another process changed the key under it before giving up. */
+const ROTATION_RACES = 3;
+
+/** What the management writes need from the manager; the snapshot stays the manager's. */
+export interface ManagementContext {
+  store: Keystore;
+  kek: KekProvider;
+  clock: Clock;
+  log: Logger;
+  budget: BudgetOptions;
+  /** The current snapshot holds key `name`. */
+  has(name: string): boolean;
+  /** Read keys back from the keystore and swap them in, taking over `fresh` material. */
+  reload(names: readonly string[], fresh?: FreshMap): Promise<void>;
+}
+
+export interface CreateOptions {
+  material?: Uint8Array;
+  origin?: KeyOrigin;
+  neverExportable?: boolean;
+}
+
+export class KeyManagement {
+  readonly #c: ManagementContext;
+
+  constructor(context: ManagementContext) {
+    this.#c = context;
+  }
+
+  /** KeyManager.create, up to the reload; the caller describes the key. */
+  async create(name: string, def: KeyDefinition, options: CreateOptions): Promise<void> {
+    const { parsed, issues } = parseDefinition(name, def);
+    if (parsed === undefined) throw policyArgumentError(issues);
+    const neverExportable = options.neverExportable === true;
+    if (neverExportable && parsed.policy.exportable) {
+      throw new NotExtractableError('a non-extractable key cannot become an exportable managed key', { detail: { key: name } });
+    }
+    const now = this.#c.clock.now();
+    const { prepared, material } = await this.#prepareFirst(name, parsed, now, options.material);
+    try {
+      await this.#c.store.transaction(async (tx) => {
+        if ((await tx.getKey(name)) !== undefined) throw new InvalidArgumentError(`a managed key named '${name}' already exists`, { detail: { key: name } });
+        await writeNewKey(tx, name, parsed, options.origin ?? 'api', prepared, now, neverExportable);
+      });
+    } catch (err) {
+      material.destroy();
+      throw err;
+    }
+    await this.#c.reload([name], new Map([[name, new Map([[1, { material, granted: prepared.granted }]])]]));
+  }
+
+  /** KeyManager.setPolicy, up to the reload. Resolves to whether the key became exportable. */
+  async setPolicy(name: string, patch: PolicyInput, options: { mayMakeExportable?: boolean }): Promise<boolean> {
+    if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) throw new InvalidArgumentError('expected a policy object');
+    const unknown = Object.keys(patch).filter((f) => !(POLICY_FIELDS as readonly string[]).includes(f));
+    if (unknown.length > 0) {
+      throw policyArgumentError(unknown.map((f) => ({ key: name, field: f, message: `unknown policy field '${f}'; known: ${POLICY_FIELDS.join(', ')}` })));
+    }
+    const now = this.#c.clock.now();
+    const madeExportable = await this.#c.store.transaction(async (tx) => {
+      const record = await tx.getKey(name);
+      if (record === undefined) throw new NotFoundError(`no managed key named '${name}'`, { detail: { key: name } });
+      const old = decodeRecord(record);
+      const { spec, issues } = parsePolicyInput(old.type, patch, old.spec);
+      const versions = await tx.getVersions(name);
+      const policy = effectivePolicy(old.type, spec);
+      const flips = issues.length === 0 && !old.policy.exportable && policy.exportable;
+      if (flips && old.neverExportable) {
+        throw new NotExtractableError(
+          `key '${name}' holds material that was non-extractable when it entered the daemon; it can never be made exportable`,
+          { detail: { key: name, field: 'exportable' } },
+        );
+      }
+      if (flips && options.mayMakeExportable !== true) {
+        throw new ForbiddenError(
+          `only a daemon administrator may make key '${name}' exportable; the key's admin right does not include it (README "Who may do what")`,
+          { detail: { key: name, op: 'admin', field: 'exportable' } },
+        );
+      }
+      const derived = old.derived === null ? null : { epochStart: old.derived.epochStart };
+      if (issues.length === 0) issues.push(...changeIssues(name, old, { type: old.type, policy, derived }, versions, now));
+      if (issues.length > 0) throw policyArgumentError(issues.map((i) => ({ ...i, key: name })));
+      await writePolicy(tx, record, old, spec, policy, old.origin, versions, now);
+      return flips;
+    });
+    await this.#c.reload([name]);
+    return madeExportable;
+  }
+
+  /** KeyManager.applyConfig. */
+  async applyConfig(defs: Readonly<Record<string, KeyDefinition>>): Promise<ConfigChanges> {
+    if (defs === null || typeof defs !== 'object' || Array.isArray(defs)) {
+      throw new KeyConfigError([{ field: 'keys', message: 'expected keys to map key names to definitions' }]);
+    }
+    const parsed = new Map<string, ParsedDefinition>();
+    const issues: PolicyIssue[] = [];
+    for (const [name, def] of Object.entries(defs)) {
+      const r = parseDefinition(name, def);
+      if (r.parsed === undefined) issues.push(...r.issues);
+      else parsed.set(name, r.parsed);
+    }
+    if (issues.length > 0) throw new KeyConfigError(issues);
+
+    const now = this.#c.clock.now();
+    const prepared = new Map<string, PreparedVersion>();
+    const fresh: FreshMap = new Map();
+    try {
+      for (const [name, def] of parsed) {
+        if (this.#c.has(name)) continue;
+        const p = await this.#prepareFirst(name, def, now);
+        prepared.set(name, p.prepared);
+        fresh.set(name, new Map([[1, { material: p.material, granted: p.prepared.granted }]]));
+      }
+      const changes = await this.#c.store.transaction(async (tx) => {
+        const r = await applyDefinitions(tx, parsed, prepared, now);
+        if (r.issues.length > 0) throw new KeyConfigError(r.issues);
+        if (r.missing.length > 0) throw new InternalError(`keys ${r.missing.join(', ')} vanished from the keystore during the reload; retry`);
+        return r.changes;
+      });
+      const touched = [...changes.created, ...changes.updated, ...changes.enabled, ...changes.disabled];
+      if (touched.length > 0) await this.#c.reload(touched, fresh);
+      this.#c.log.info('key configuration applied', { ...changes });
+      return changes;
+    } finally {
+      for (const versions of fresh.values()) for (const f of versions.values()) if (f.material.holders === 0) f.material.destroy();
+    }
+  }
+
+  /** KeyManager.trim. */
+  async trim(name: string, below: number): Promise<number[]> {
+    if (!Number.isSafeInteger(below) || below < 1 || below > 0xffff_ffff) {
+      throw new InvalidArgumentError(`expected 'below' to be a version number from 1 to 4294967295, got ${String(below)}`, { detail: { key: name, field: 'below' } });
+    }
+    const now = this.#c.clock.now();
+    const destroyed = await this.#c.store.transaction(async (tx) => {
+      const record = await tx.getKey(name);
+      if (record === undefined) throw new NotFoundError(`no managed key named '${name}'`, { detail: { key: name } });
+      const decoded = decodeRecord(record);
+      if (decoded.derived !== null) throw new UnsupportedError(`key '${name}' is a derived epoch key: its versions are computed, not stored, and cannot be trimmed`, { detail: { key: name } });
+      const versions = await tx.getVersions(name);
+      let keep: number;
+      try {
+        keep = selectOutbound(name, versions, decoded.policy, now).version;
+      } catch {
+        keep = versions[versions.length - 1]?.version ?? 0;
+      }
+      if (below > keep) {
+        throw new InvalidArgumentError(`cannot trim key '${name}' below version ${below}: version ${keep} is its current version and must stay (rotate first)`, {
+          detail: { key: name, field: 'below', current: keep },
+        });
+      }
+      const out: number[] = [];
+      for (const v of versions) {
+        if (v.version >= below || v.state === 'destroyed') continue;
+        await tx.destroyVersionMaterial(name, v.version);
+        out.push(v.version);
+      }
+      return out;
+    });
+    if (destroyed.length > 0) await this.#c.reload([name]);
+    this.#c.log.info('key trimmed', { key: name, below, destroyed: destroyed.length });
+    return destroyed;
+  }
+
+  /** KeyManager.destroy. */
+  async destroy(name: string): Promise<number[]> {
+    const now = this.#c.clock.now();
+    const destroyed = await this.#c.store.transaction(async (tx) => {
+      const record = await tx.getKey(name);
+      if (record === undefined) throw new NotFoundError(`no managed key named '${name}'`, { detail: { key: name } });
+      if (decodeRecord(record).policy.deletionProtection) {
+        throw new ForbiddenError(`key '${name}' has deletion protection: set deletionProtection to false first`, { detail: { key: name, op: 'destroy' } });
+      }
+      const out: number[] = [];
+      for (const v of await tx.getVersions(name)) {
+        if (v.state === 'destroyed') continue;
+        await tx.destroyVersionMaterial(name, v.version);
+        out.push(v.version);
+      }
+      await tx.putKey({ ...record, disabled: true, updatedAt: now });
+      return out;
+    });
+    await this.#c.reload([name]);
+    this.#c.log.info('key destroyed', { key: name, versions: destroyed.length });
+    return destroyed;
+  }
+
+  /** Generate (or import) and wrap version 1 of a new key, before its transaction. */
+  async #prepareFirst(name: string, def: ParsedDefinition, now: number, imported?: Uint8Array): Promise<{ prepared: PreparedVersion; material: KeyMaterial }> {
+    const { blob, material } = def.derived !== null
+      ? await newMasterMaterial(this.#c.kek, name, EPOCH_MASTER_BYTES, imported)
+      : await newVersionMaterial(this.#c.kek, def.type, name, 1, imported);
+    const window = def.derived !== null ? { notBefore: def.derived.epochStart, notAfter: null } : firstWindow(def.policy, now);
+    const granted = def.derived === null ? this.#initialGrant(def.type) : 0;
+    return { prepared: { blob, kekId: this.#c.kek.id, granted, window }, material };
+  }
+
+  #initialGrant(type: ManagedKeyType): number {
+    return keyTypeInfo(type).invocationLimit === null ? 0 : Math.min(this.#c.budget.block, this.#c.budget.limit);
+  }
+
+  /**
+   * Add a version planned by `plan` from the stored versions. Material is
+   * generated and wrapped for the planned number before the transaction; the
+   * transaction plans again from what it reads and writes only if the plan is
+   * unchanged (otherwise another process rotated first: plan again, or stop
+   * when there is nothing left to do). Resolves to the new version, or null.
+   */
+  async addVersion(name: string, plan: Planner): Promise<number | null> {
+    for (let race = 0; race < ROTATION_RACES; race++) {
+      const { record, versions } = await this.#c.store.read(async (r) => ({ record: await r.getKey(name), versions: await r.getVersions(name) }));
+      if (record === undefined) throw new NotFoundError(`no managed key named '${name}'`, { detail: { key: name } });
+      const now = this.#c.clock.now();
+      const p = plan(versions, record, now);
+      if (p === null) {
+        await this.#c.reload([name]);
+        return null;
+      }
+      const type = decodeRecord(record).type;
+      const { blob, material } = await newVersionMaterial(this.#c.kek, type, name, p.version);
+      const granted = this.#initialGrant(type);
+      let written: boolean;
+      try {
+        written = await this.#c.store.transaction(async (tx) => {
+          const rec = await tx.getKey(name);
+          const vs = await tx.getVersions(name);
+          const again = rec === undefined ? null : plan(vs, rec, now);
+          if (again === null || JSON.stringify(again) !== JSON.stringify(p)) return false;
+          await writeRotation(tx, name, p, vs, blob, this.#c.kek.id, granted, now);
+          return true;
+        });
+      } catch (err) {
+        material.destroy();
+        throw err;
+      }
+      if (!written) {
+        material.destroy();
+        continue;
+      }
+      this.#c.log.info('key rotated', { key: name, version: p.version, notBefore: p.window.notBefore, notAfter: p.window.notAfter });
+      await this.#c.reload([name], new Map([[name, new Map([[p.version, { material, granted }]])]]));
+      if (material.holders === 0) material.destroy();
+      return p.version;
+    }
+    throw new InternalError(`rotation of key '${name}' kept racing with other processes; retry`);
+  }
+}
