@@ -140,9 +140,14 @@ export class SubtleClient {
   async exportKey(format: KeyFormat, key: CryptoKey): Promise<ArrayBuffer | JsonWebKey>;
   async exportKey(format: KeyFormat, key: CryptoKey): Promise<ArrayBuffer | JsonWebKey> {
     const r = await this.#conn.call(ExportKey, { format, key: handleOf(key, 'key') }, { sensitiveReply: true });
-    if (r instanceof Uint8Array) return toArrayBuffer(r, true);
-    if (format === 'jwk') return r;
-    throw new InvalidArgumentError(`the daemon replied to a ${format} export with a JWK`);
+    if (!(r instanceof Uint8Array)) {
+      if (format === 'jwk') return r;
+    } else if (format !== 'jwk') {
+      return toArrayBuffer(r, true);
+    } else {
+      r.fill(0); // key material in the wrong form: not handed out
+    }
+    throw new InvalidArgumentError(`the daemon replied to a ${format} export with ${format === 'jwk' ? 'bytes' : 'a JWK'}`);
   }
 
   async encrypt(algorithm: AlgorithmIdentifier, key: CryptoKey, data: BufferSource): Promise<ArrayBuffer> {
