@@ -9,15 +9,17 @@
  * ```
  */
 import type { CborValue } from '../protocol/cbor.js';
-import { Op } from '../protocol/ops.js';
+import {
+  HashCreate, HmacCreate, ManagedDecrypt, ManagedEncrypt, ManagedMac, ManagedRewrap, ManagedSign, ManagedVerify, ManagedVerifyMac, Ping, Reload, Status,
+} from '../protocol/messages/index.js';
 import { InvalidArgumentError } from '../protocol/errors.js';
 import { assertOwnSocketDirectory, resolveSocket } from './socket-path.js';
 import { DaemonConnection, type DaemonTarget, type HelloReply, type RequestOptions, type TlsClientOptions } from './connection.js';
-import { SubtleClient, handleOf, marshal, type AlgorithmIdentifier, type CryptoKey } from './subtle.js';
+import { SubtleClient, handleOf, wireAlgorithm, type AlgorithmIdentifier, type CryptoKey } from './subtle.js';
 import { DigestContext } from './contexts.js';
 import { AeadStream, type AeadStreamParams } from './streams.js';
 import {
-  ManagedData, ManagedKeysClient, cipherArgs, messageArgs, pickCiphertext, pickMac, pickPlaintext, pickSignature, pickValid,
+  ManagedData, ManagedKeysClient, ciphertextItem, plaintextItem, messageItem, pickCiphertext, pickMac, pickPlaintext, pickSignature, pickValid, signatureItem, macItem,
   type AadOptions, type BatchResult, type CipherItem, type VerifyItem,
 } from './managed.js';
 import type { BufferSource } from './subtle.js';
@@ -70,37 +72,37 @@ export class Client implements AsyncDisposable {
    * ```
    */
   encrypt(name: string, plaintext: BufferSource, options: AadOptions = {}): Promise<Uint8Array> {
-    return this.#managed.one(Op.MANAGED_ENCRYPT, name, cipherArgs('plaintext', plaintext, options.aad), pickCiphertext);
+    return this.#managed.one(ManagedEncrypt, name, plaintextItem(plaintext, options.aad), pickCiphertext);
   }
 
   /** Decrypt with the version the ciphertext names; DecryptError if it or the AAD was altered, KeyVersionError if that version may no longer be used. */
   decrypt(name: string, ciphertext: BufferSource, options: AadOptions = {}): Promise<Uint8Array> {
-    return this.#managed.one(Op.MANAGED_DECRYPT, name, cipherArgs('ciphertext', ciphertext, options.aad), pickPlaintext);
+    return this.#managed.one(ManagedDecrypt, name, ciphertextItem(ciphertext, options.aad), pickPlaintext);
   }
 
   /** Re-encrypt under the current version; the plaintext never leaves the daemon. */
   rewrap(name: string, ciphertext: BufferSource, options: AadOptions = {}): Promise<Uint8Array> {
-    return this.#managed.one(Op.MANAGED_REWRAP, name, cipherArgs('ciphertext', ciphertext, options.aad), pickCiphertext);
+    return this.#managed.one(ManagedRewrap, name, ciphertextItem(ciphertext, options.aad), pickCiphertext);
   }
 
   /** Sign with the current version (Ed25519, ECDSA P-256/P-384, RSA-PSS-3072). */
   sign(name: string, message: BufferSource): Promise<Uint8Array> {
-    return this.#managed.one(Op.MANAGED_SIGN, name, messageArgs(message), pickSignature);
+    return this.#managed.one(ManagedSign, name, messageItem(message), pickSignature);
   }
 
   /** Whether `signature` (from {@link sign}) is valid for `message`. */
   verify(name: string, message: BufferSource, signature: BufferSource): Promise<boolean> {
-    return this.#managed.one(Op.MANAGED_VERIFY, name, messageArgs(message, 'signature', signature), pickValid);
+    return this.#managed.one(ManagedVerify, name, signatureItem(message, signature), pickValid);
   }
 
   /** HMAC with the current version of an hmac-sha256/512 key. */
   mac(name: string, message: BufferSource): Promise<Uint8Array> {
-    return this.#managed.one(Op.MANAGED_MAC, name, messageArgs(message), pickMac);
+    return this.#managed.one(ManagedMac, name, messageItem(message), pickMac);
   }
 
   /** Whether `mac` (from {@link mac}) is valid for `message`, compared in constant time by the daemon. */
   verifyMac(name: string, message: BufferSource, mac: BufferSource): Promise<boolean> {
-    return this.#managed.one(Op.MANAGED_VERIFY_MAC, name, messageArgs(message, 'mac', mac), pickValid);
+    return this.#managed.one(ManagedVerifyMac, name, macItem(message, mac), pickValid);
   }
 
   /**
@@ -114,36 +116,36 @@ export class Client implements AsyncDisposable {
    * ```
    */
   encryptBatch(name: string, items: readonly CipherItem[]): Promise<Array<BatchResult<Uint8Array>>> {
-    return this.#managed.batch(Op.MANAGED_ENCRYPT, name, items.map((i) => cipherArgs('plaintext', i.data, i.aad)), pickCiphertext);
+    return this.#managed.batch(ManagedEncrypt, name, items.map((i) => plaintextItem(i.data, i.aad)), pickCiphertext);
   }
 
   decryptBatch(name: string, items: readonly CipherItem[]): Promise<Array<BatchResult<Uint8Array>>> {
-    return this.#managed.batch(Op.MANAGED_DECRYPT, name, items.map((i) => cipherArgs('ciphertext', i.data, i.aad)), pickPlaintext);
+    return this.#managed.batch(ManagedDecrypt, name, items.map((i) => ciphertextItem(i.data, i.aad)), pickPlaintext);
   }
 
   rewrapBatch(name: string, items: readonly CipherItem[]): Promise<Array<BatchResult<Uint8Array>>> {
-    return this.#managed.batch(Op.MANAGED_REWRAP, name, items.map((i) => cipherArgs('ciphertext', i.data, i.aad)), pickCiphertext);
+    return this.#managed.batch(ManagedRewrap, name, items.map((i) => ciphertextItem(i.data, i.aad)), pickCiphertext);
   }
 
   signBatch(name: string, messages: readonly BufferSource[]): Promise<Array<BatchResult<Uint8Array>>> {
-    return this.#managed.batch(Op.MANAGED_SIGN, name, messages.map((m) => messageArgs(m)), pickSignature);
+    return this.#managed.batch(ManagedSign, name, messages.map((m) => messageItem(m)), pickSignature);
   }
 
   verifyBatch(name: string, items: readonly VerifyItem[]): Promise<Array<BatchResult<boolean>>> {
-    return this.#managed.batch(Op.MANAGED_VERIFY, name, items.map((i) => messageArgs(i.message, 'signature', i.tag)), pickValid);
+    return this.#managed.batch(ManagedVerify, name, items.map((i) => signatureItem(i.message, i.tag)), pickValid);
   }
 
   macBatch(name: string, messages: readonly BufferSource[]): Promise<Array<BatchResult<Uint8Array>>> {
-    return this.#managed.batch(Op.MANAGED_MAC, name, messages.map((m) => messageArgs(m)), pickMac);
+    return this.#managed.batch(ManagedMac, name, messages.map((m) => messageItem(m)), pickMac);
   }
 
   verifyMacBatch(name: string, items: readonly VerifyItem[]): Promise<Array<BatchResult<boolean>>> {
-    return this.#managed.batch(Op.MANAGED_VERIFY_MAC, name, items.map((i) => messageArgs(i.message, 'mac', i.tag)), pickValid);
+    return this.#managed.batch(ManagedVerifyMac, name, items.map((i) => macItem(i.message, i.tag)), pickValid);
   }
 
   /** Ask the daemon to re-read its configuration file (administrators only); resolves to what changed. */
   async reload(): Promise<Record<string, unknown>> {
-    return (await this.connection.request(Op.RELOAD, {})) as Record<string, unknown>;
+    return this.connection.call(Reload, {});
   }
 
   /** What the daemon said at the handshake: versions, ClientId, limits. */
@@ -153,11 +155,11 @@ export class Client implements AsyncDisposable {
 
   /** Daemon status: clients, connections, live nodes (`cryptod status`). */
   async status(): Promise<Record<string, unknown>> {
-    return (await this.connection.request(Op.STATUS)) as Record<string, unknown>;
+    return this.connection.call(Status, undefined);
   }
 
   async ping(payload?: CborValue): Promise<CborValue> {
-    return this.connection.request(Op.PING, payload);
+    return this.connection.send(Ping, payload);
   }
 
   /** Send a raw protocol request (docs/protocol.md). For tools and tests. */
@@ -178,7 +180,10 @@ export class Client implements AsyncDisposable {
    * ```
    */
   createHash(algorithm: AlgorithmIdentifier): DigestContext {
-    return new DigestContext(this.connection, Op.HASH_CREATE, { algorithm: marshal(algorithm) }, 'hash');
+    // The arguments are made now, so a malformed algorithm throws here.
+    const conn = this.connection;
+    const args = { algorithm: wireAlgorithm(algorithm) };
+    return new DigestContext(conn, () => conn.call(HashCreate, args), 'hash');
   }
 
   /**
@@ -186,7 +191,9 @@ export class Client implements AsyncDisposable {
    * with the key's hash. Releasing the key releases the context.
    */
   createHmac(key: CryptoKey): DigestContext {
-    return new DigestContext(this.connection, Op.HMAC_CREATE, { key: handleOf(key, 'key') }, 'HMAC');
+    const conn = this.connection;
+    const args = { key: handleOf(key, 'key') };
+    return new DigestContext(conn, () => conn.call(HmacCreate, args), 'HMAC');
   }
 
   /**

@@ -6,10 +6,11 @@
 import { createConnection, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { CborFloat, decode, type CborValue } from '../protocol/cbor.js';
-import { Hello, type ArgsIn, type ResultOf } from '../protocol/messages/index.js';
+import { Hello, type Message, type ResultOf } from '../protocol/messages/index.js';
 import { BadFrameError, ConnectionClosedError, CryptodError, errorFromWire } from '../protocol/errors.js';
 import { DEFAULT_MAX_FRAME, FrameKind, FrameReader, encodeFrame, type FrameSink } from '../protocol/frame.js';
-import { Op, PROTOCOL_VERSION, opName } from '../protocol/ops.js';
+import { PROTOCOL_VERSION, opName } from '../protocol/ops.js';
+import type { AnySchema, Schema } from '../protocol/schema.js';
 
 interface Pending {
   resolve(value: CborValue): void;
@@ -67,10 +68,8 @@ export class DaemonConnection implements FrameSink {
     socket.setNoDelay?.(true);
     const conn = new DaemonConnection(socket);
     try {
-      const hello: ArgsIn<typeof Hello> = { version: PROTOCOL_VERSION, client: clientName };
-      if (token !== undefined) hello.token = token;
       // A token is a secret: its frame is zeroed once written.
-      conn.#hello = Hello.result.parse(await conn.request(Op.HELLO, hello, { sensitiveRequest: token !== undefined }), 'the HELLO reply');
+      conn.#hello = await conn.call(Hello, { version: PROTOCOL_VERSION, client: clientName, token }, { sensitiveRequest: token !== undefined }, 'the HELLO reply');
     } catch (err) {
       socket.destroy();
       throw err;
@@ -91,6 +90,27 @@ export class DaemonConnection implements FrameSink {
     return this.#pending.size;
   }
 
+  /**
+   * Send `message`'s request. `args` has the type the declaration gives a
+   * sender (src/protocol/messages/), so a misspelt or missing field fails to
+   * compile; it is not checked here at run time, the daemon checks it on
+   * arrival. The reply is returned as decoded.
+   */
+  send<I extends CborValue>(message: Message<Schema<unknown, I, boolean>, AnySchema>, args: NoInfer<I>, options?: RequestOptions): Promise<CborValue> {
+    return this.request(message.op, args, options);
+  }
+
+  /** {@link send}, then check the reply against the declared result; `what` names it in errors. */
+  async call<I extends CborValue, R>(
+    message: Message<Schema<unknown, I, boolean>, Schema<R, unknown, boolean>>,
+    args: NoInfer<I>,
+    options?: RequestOptions,
+    what = 'the reply',
+  ): Promise<R> {
+    return message.result.parse(await this.request(message.op, args, options), what);
+  }
+
+  /** A raw request: `client.request` for tools and tests; the client's own requests go through {@link send}. */
   request(op: number, payload?: CborValue, options?: RequestOptions): Promise<CborValue> {
     if (this.#closed !== null) return Promise.reject(this.#closed);
     let id = this.#nextId;

@@ -26,9 +26,8 @@
  * const tag = await h.digest();
  * ```
  */
-import type { CborValue } from '../protocol/cbor.js';
 import { InvalidArgumentError, NotFoundError } from '../protocol/errors.js';
-import { Op } from '../protocol/ops.js';
+import { ContextFinal, ContextUpdate, Release } from '../protocol/messages/index.js';
 import type { DaemonConnection } from './connection.js';
 import { bytesOf, toArrayBuffer } from './subtle.js';
 
@@ -46,8 +45,7 @@ export function maxDataPerRequest(conn: DaemonConnection): number {
 
 export class DigestContext implements AsyncDisposable {
   readonly #conn: DaemonConnection;
-  readonly #createOp: number;
-  readonly #createArgs: CborValue;
+  readonly #create: () => Promise<{ handle: string }>;
   readonly #what: string;
   #handle: Promise<string> | null = null;
   /** Settles when every request queued so far has settled. */
@@ -55,11 +53,13 @@ export class DigestContext implements AsyncDisposable {
   #error: Error | null = null;
   #state: 'open' | 'finalizing' | 'done' | 'released' = 'open';
 
-  /** @internal use `client.createHash` / `client.createHmac` */
-  constructor(conn: DaemonConnection, createOp: number, createArgs: CborValue, what: string) {
+  /**
+   * @internal use `client.createHash` / `client.createHmac`; `create` sends
+   * the creating request (HASH_CREATE or HMAC_CREATE) when first needed.
+   */
+  constructor(conn: DaemonConnection, create: () => Promise<{ handle: string }>, what: string) {
     this.#conn = conn;
-    this.#createOp = createOp;
-    this.#createArgs = createArgs;
+    this.#create = create;
     this.#what = what;
   }
 
@@ -78,7 +78,7 @@ export class DigestContext implements AsyncDisposable {
       let off = 0;
       do {
         const end = Math.min(off + max, view.length);
-        await this.#conn.request(Op.CONTEXT_UPDATE, { handle, data: view.subarray(off, end) });
+        await this.#conn.send(ContextUpdate, { handle, data: view.subarray(off, end) });
         off = end;
       } while (off < view.length);
     });
@@ -90,7 +90,7 @@ export class DigestContext implements AsyncDisposable {
     if (closed !== null) return Promise.reject(closed);
     this.#state = 'finalizing';
     return this.#enqueue(async (handle) => {
-      const d = await this.#conn.request(Op.CONTEXT_FINAL, { handle });
+      const d = await this.#conn.call(ContextFinal, { handle });
       this.#state = 'done';
       return toArrayBuffer(d);
     });
@@ -112,7 +112,7 @@ export class DigestContext implements AsyncDisposable {
       return; // never created
     }
     try {
-      await this.#conn.request(Op.RELEASE, { handle: id });
+      await this.#conn.send(Release, { handle: id });
     } catch (err) {
       // Already gone: finalized concurrently, or released with its key.
       if (!(err instanceof NotFoundError)) throw err;
@@ -147,11 +147,7 @@ export class DigestContext implements AsyncDisposable {
   }
 
   #ensureHandle(): Promise<string> {
-    this.#handle ??= this.#conn.request(this.#createOp, this.#createArgs).then((r) => {
-      const handle = (r as { handle?: unknown } | null)?.handle;
-      if (typeof handle !== 'string') throw new InvalidArgumentError(`the daemon replied to ${this.#what} create without a handle`);
-      return handle;
-    });
+    this.#handle ??= this.#create().then((r) => r.handle);
     return this.#handle;
   }
 }

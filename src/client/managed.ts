@@ -12,13 +12,15 @@
  */
 import type { CborValue } from '../protocol/cbor.js';
 import { errorFromWire, InvalidArgumentError, type CryptodError } from '../protocol/errors.js';
-import { Op } from '../protocol/ops.js';
+import type { AnySchema, Schema } from '../protocol/schema.js';
 import type { DaemonConnection } from './connection.js';
 import { parseHeader } from '../protocol/managed-format.js';
 import { bytesOf, handleOf, type BufferSource, type CryptoKey } from './subtle.js';
 import {
   KeyCreate, KeyDescribe, KeyDestroy, KeyExport, KeyImport, KeyList, KeyPersist, KeyPublic, KeyRotate, KeySetPolicy, KeyTrim,
-  type ManagedKeyDefinition, type ManagedKeyDescription, type ManagedKeyPolicy, type ManagedKeyType, type ResultOf,
+  ManagedDecrypt, ManagedEncrypt, ManagedMac, ManagedRewrap, ManagedSign, ManagedVerify, ManagedVerifyMac,
+  type ArgsIn, type ManagedItemError, type ManagedKeyDefinition, type ManagedKeyDescription, type ManagedKeyPolicy, type ManagedKeyType,
+  type Message, type ResultOf,
 } from '../protocol/messages/index.js';
 
 // The shapes are the protocol's (src/protocol/messages/managed.ts, docs/protocol.md §6.11).
@@ -76,21 +78,10 @@ export interface VerifyItem {
 /** One result of a batch: the value, or the error of that item. */
 export type BatchResult<T> = T | CryptodError;
 
-type Reply = Record<string, CborValue>;
-
-function field<T extends CborValue>(r: CborValue, name: string, check: (v: CborValue) => boolean): T {
-  const v = (r as Reply | null)?.[name];
-  if (v === undefined || !check(v)) throw new InvalidArgumentError(`the daemon replied without the expected '${name}'`);
-  return v as T;
-}
-const isBytes = (v: CborValue): boolean => v instanceof Uint8Array;
-const isBool = (v: CborValue): boolean => typeof v === 'boolean';
-
-/** Item errors come back as `{ error: { code, message, detail? } }`. */
-function itemResult<T>(r: CborValue, pick: (r: CborValue) => T): BatchResult<T> {
-  const e = (r as Reply | null)?.error as Reply | undefined;
-  if (e !== undefined && e !== null && typeof e === 'object') return errorFromWire(e.code, e.message, e.detail);
-  return pick(r);
+/** A data operation's two forms (src/protocol/messages/managed.ts): one item, or a batch of `Item`s whose replies are `R`. */
+interface DataOp<Item extends CborMap, R> {
+  readonly single: Message<Schema<unknown, { key: string } & Item, boolean>, Schema<R, unknown, boolean>>;
+  readonly batch: Message<Schema<unknown, { key: string; items: Item[] }, boolean>, Schema<{ items: Array<ManagedItemError | R> }, unknown, boolean>>;
 }
 
 /** The data operations; `Client` exposes them as methods. */
@@ -101,36 +92,55 @@ export class ManagedData {
     this.#conn = conn;
   }
 
-  async one<T>(op: number, name: string, item: Record<string, CborValue>, pick: (r: CborValue) => T): Promise<T> {
-    return pick(await this.#conn.request(op, { key: name, ...item }));
+  async one<Item extends CborMap, R extends object, T>(op: DataOp<Item, R>, name: string, item: NoInfer<Item>, pick: (r: NoInfer<R>) => T): Promise<T> {
+    return pick(await this.#conn.call(op.single, { key: name, ...item }));
   }
 
-  async batch<T>(op: number, name: string, items: Array<Record<string, CborValue>>, pick: (r: CborValue) => T): Promise<Array<BatchResult<T>>> {
+  async batch<Item extends CborMap, R extends object, T>(op: DataOp<Item, R>, name: string, items: NoInfer<Item>[], pick: (r: NoInfer<R>) => T): Promise<Array<BatchResult<T>>> {
     if (!Array.isArray(items)) throw new InvalidArgumentError('expected the batch items to be an array');
-    const r = await this.#conn.request(op, { key: name, items });
-    const out = (r as Reply | null)?.items;
-    if (!Array.isArray(out) || out.length !== items.length) throw new InvalidArgumentError('the daemon replied without one result per batch item');
-    return out.map((x) => itemResult(x, pick));
+    const out = (await this.#conn.call(op.batch, { key: name, items })).items;
+    if (out.length !== items.length) throw new InvalidArgumentError('the daemon replied without one result per batch item');
+    return out.map((x) => (failed(x) ? errorFromWire(x.error.code, x.error.message, x.error.detail) : pick(x)));
   }
 }
 
-export const pickCiphertext = (r: CborValue): Uint8Array => field<Uint8Array>(r, 'ciphertext', isBytes);
-export const pickPlaintext = (r: CborValue): Uint8Array => field<Uint8Array>(r, 'plaintext', isBytes);
-export const pickSignature = (r: CborValue): Uint8Array => field<Uint8Array>(r, 'signature', isBytes);
-export const pickMac = (r: CborValue): Uint8Array => field<Uint8Array>(r, 'mac', isBytes);
-export const pickValid = (r: CborValue): boolean => field<boolean>(r, 'valid', isBool);
-
-export function cipherArgs(dataField: 'plaintext' | 'ciphertext', data: BufferSource, aad: BufferSource | undefined): Record<string, CborValue> {
-  const out: Record<string, CborValue> = { [dataField]: bytesOf(data, dataField) };
-  if (aad !== undefined) out.aad = bytesOf(aad, 'aad');
-  return out;
+/** How the declaration tells a batch item's error from its result. */
+function failed<R extends object>(x: ManagedItemError | R): x is ManagedItemError {
+  return 'error' in x && x.error !== undefined;
 }
 
-export function messageArgs(message: BufferSource, tagField?: 'signature' | 'mac', tag?: BufferSource): Record<string, CborValue> {
-  const out: Record<string, CborValue> = { message: bytesOf(message, 'message') };
-  if (tagField !== undefined) out[tagField] = bytesOf(tag, tagField);
-  return out;
+export const pickCiphertext = (r: { ciphertext: Uint8Array }): Uint8Array => r.ciphertext;
+export const pickPlaintext = (r: { plaintext: Uint8Array }): Uint8Array => r.plaintext;
+export const pickSignature = (r: { signature: Uint8Array }): Uint8Array => r.signature;
+export const pickMac = (r: { mac: Uint8Array }): Uint8Array => r.mac;
+export const pickValid = (r: { valid: boolean }): boolean => r.valid;
+
+/** The item of MANAGED_ENCRYPT. */
+export function plaintextItem(plaintext: BufferSource, aad: BufferSource | undefined): ItemOf<typeof ManagedEncrypt> {
+  return { plaintext: bytesOf(plaintext, 'plaintext'), aad: aad === undefined ? undefined : bytesOf(aad, 'aad') };
 }
+
+/** The item of MANAGED_DECRYPT and MANAGED_REWRAP. */
+export function ciphertextItem(ciphertext: BufferSource, aad: BufferSource | undefined): ItemOf<typeof ManagedDecrypt> & ItemOf<typeof ManagedRewrap> {
+  return { ciphertext: bytesOf(ciphertext, 'ciphertext'), aad: aad === undefined ? undefined : bytesOf(aad, 'aad') };
+}
+
+/** The item of MANAGED_SIGN and MANAGED_MAC. */
+export function messageItem(message: BufferSource): ItemOf<typeof ManagedSign> & ItemOf<typeof ManagedMac> {
+  return { message: bytesOf(message, 'message') };
+}
+
+export function signatureItem(message: BufferSource, signature: BufferSource): ItemOf<typeof ManagedVerify> {
+  return { message: bytesOf(message, 'message'), signature: bytesOf(signature, 'signature') };
+}
+
+export function macItem(message: BufferSource, mac: BufferSource): ItemOf<typeof ManagedVerifyMac> {
+  return { message: bytesOf(message, 'message'), mac: bytesOf(mac, 'mac') };
+}
+
+/** One item of data operation `M`, as a client builds it. */
+type ItemOf<M extends { batch: Message<AnySchema, AnySchema> }> = ArgsIn<M['batch']> extends { items: Array<infer Item> } ? Item : never;
+type CborMap = { [field: string]: CborValue };
 
 /**
  * Administration of managed keys (`client.keys`). Creating keys, persist
@@ -153,13 +163,9 @@ export class ManagedKeysClient {
     this.#conn = conn;
   }
 
-  async #describe(op: number, args: CborValue): Promise<ManagedKeyDescription> {
-    return KeyDescribe.result.parse(await this.#conn.request(op, args), 'the reply');
-  }
-
   /** Create a key with fresh material. */
   create(name: string, definition: ManagedKeyDefinition): Promise<ManagedKeyDescription> {
-    return this.#describe(KeyCreate.op, { name, definition });
+    return this.#conn.call(KeyCreate, { name, definition });
   }
 
   /**
@@ -168,41 +174,41 @@ export class ManagedKeysClient {
    */
   import(name: string, definition: ManagedKeyDefinition & { material: BufferSource }): Promise<ManagedKeyDescription> {
     const { material, ...def } = definition;
-    return this.#describe(KeyImport.op, { name, definition: def, material: bytesOf(material, 'material') });
+    return this.#conn.call(KeyImport, { name, definition: def, material: bytesOf(material, 'material') });
   }
 
   /** Turn a client-owned key (from `client.subtle`) into managed key `name`; the handle stays valid. */
   persist(key: CryptoKey, name: string, policy: ManagedKeyPolicy = {}): Promise<ManagedKeyDescription> {
-    return this.#describe(KeyPersist.op, { handle: handleOf(key, 'key'), name, definition: policy });
+    return this.#conn.call(KeyPersist, { handle: handleOf(key, 'key'), name, definition: policy });
   }
 
   /** A new version, current from now; resolves to its number. */
   async rotate(name: string): Promise<number> {
-    return KeyRotate.result.parse(await this.#conn.request(KeyRotate.op, { name }), 'the reply').version;
+    return (await this.#conn.call(KeyRotate, { name })).version;
   }
 
   /** The keys this client may see, by name. */
   async list(): Promise<ManagedKeyDescription[]> {
-    return KeyList.result.parse(await this.#conn.request(KeyList.op, {}), 'the reply').keys;
+    return (await this.#conn.call(KeyList, {})).keys;
   }
 
   describe(name: string): Promise<ManagedKeyDescription> {
-    return this.#describe(KeyDescribe.op, { name });
+    return this.#conn.call(KeyDescribe, { name });
   }
 
   /** Change some policy fields; `null` resets one to its default. */
   setPolicy(name: string, patch: ManagedKeyPolicy): Promise<ManagedKeyDescription> {
-    return this.#describe(KeySetPolicy.op, { name, policy: patch });
+    return this.#conn.call(KeySetPolicy, { name, policy: patch });
   }
 
   /** Destroy every version below `below`; resolves to the versions destroyed. Data they made can no longer be decrypted. */
   async trim(name: string, below: number): Promise<number[]> {
-    return KeyTrim.result.parse(await this.#conn.request(KeyTrim.op, { name, below }), 'the reply').destroyed;
+    return (await this.#conn.call(KeyTrim, { name, below })).destroyed;
   }
 
   /** Destroy every version and disable the key (refused under deletion protection). */
   async destroy(name: string): Promise<number[]> {
-    return KeyDestroy.result.parse(await this.#conn.request(KeyDestroy.op, { name }), 'the reply').destroyed;
+    return (await this.#conn.call(KeyDestroy, { name })).destroyed;
   }
 
   /**
@@ -211,16 +217,11 @@ export class ManagedKeysClient {
    * the key suffices.
    */
   async publicKey(name: string, options: { version?: number } = {}): Promise<ManagedPublicKey> {
-    return KeyPublic.result.parse(await this.#ofVersion(KeyPublic.op, name, options.version), 'the reply');
+    return this.#conn.call(KeyPublic, { name, version: options.version });
   }
 
   /** The material of an exportable key's version (default: the current one). Zero `material` when done. */
   async export(name: string, options: { version?: number } = {}): Promise<ExportedManagedKey> {
-    return KeyExport.result.parse(await this.#ofVersion(KeyExport.op, name, options.version), 'the reply');
-  }
-
-  /** A request about one version of a key (default: the current one) whose reply carries bytes in `bytesField`. */
-  #ofVersion(op: number, name: string, version: number | undefined): Promise<CborValue> {
-    return this.#conn.request(op, version === undefined ? { name } : { name, version });
+    return this.#conn.call(KeyExport, { name, version: options.version });
   }
 }

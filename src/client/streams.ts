@@ -25,15 +25,13 @@
  * ```
  */
 import { Transform, type TransformCallback } from 'node:stream';
-import type { CborValue } from '../protocol/cbor.js';
 import { InvalidArgumentError, NotFoundError } from '../protocol/errors.js';
-import { Op } from '../protocol/ops.js';
 import type { DaemonConnection } from './connection.js';
 import { maxDataPerRequest } from './contexts.js';
-import { handleOf, marshal, type BufferSource, type CryptoKey } from './subtle.js';
+import { handleOf, wireAlgorithm, type BufferSource, type CryptoKey } from './subtle.js';
 
 import { MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE, STREAM_HEADER_LENGTH, STREAM_SEGMENT_SIZE_OFFSET, STREAM_TAG_LENGTH } from '../protocol/stream-header.js';
-import { CipherCreate } from '../protocol/messages/contexts.js';
+import { CipherCreate, CipherFinal, CipherUpdate, Release, type ArgsIn } from '../protocol/messages/index.js';
 
 export { STREAM_HEADER_LENGTH, STREAM_SEGMENT_SIZE_OFFSET, STREAM_TAG_LENGTH };
 
@@ -52,7 +50,7 @@ export type AeadStreamMode = 'encrypt' | 'decrypt';
 export class AeadStream extends Transform {
   readonly mode: AeadStreamMode;
   readonly #conn: DaemonConnection;
-  readonly #createArgs: CborValue;
+  readonly #createArgs: ArgsIn<typeof CipherCreate>;
   #handle: string | null = null;
   #finished = false;
   /** Bytes per request: set at creation (encrypt) or once the header was read (decrypt). */
@@ -72,7 +70,7 @@ export class AeadStream extends Transform {
     this.#conn = conn;
     const params = typeof algorithm === 'string' ? { name: algorithm } : algorithm;
     if (typeof params.name !== 'string') throw new InvalidArgumentError("expected 'algorithm.name' to be 'AES-GCM' or 'ChaCha20-Poly1305'");
-    this.#createArgs = { key: handleOf(key, 'key'), mode, algorithm: marshal(params) };
+    this.#createArgs = { key: handleOf(key, 'key'), mode, algorithm: wireAlgorithm(params) };
     this.#headerSent = mode === 'encrypt';
     if (mode === 'decrypt') this.#piece = STREAM_HEADER_LENGTH;
   }
@@ -111,12 +109,12 @@ export class AeadStream extends Transform {
    * so a failure here has nothing left to clean up.
    */
   #release(handle: string): void {
-    this.#conn.request(Op.RELEASE, { handle }).catch(() => undefined);
+    this.#conn.send(Release, { handle }).catch(() => undefined);
   }
 
   async #open(): Promise<string> {
     if (this.#handle !== null) return this.#handle;
-    const r = CipherCreate.result.parse(await this.#conn.request(Op.CIPHER_CREATE, this.#createArgs), 'the reply to CIPHER_CREATE');
+    const r = await this.#conn.call(CipherCreate, this.#createArgs, undefined, 'the reply to CIPHER_CREATE');
     if (this.destroyed) {
       // Destroyed while the context was being created: do not leave it behind.
       this.#release(r.handle);
@@ -172,7 +170,7 @@ export class AeadStream extends Transform {
 
   async #send(handle: string, data: Uint8Array): Promise<void> {
     // request() encodes `data` into its frame synchronously, so the buffer is free again at once.
-    const reply = this.#conn.request(Op.CIPHER_UPDATE, { handle, data });
+    const reply = this.#conn.call(CipherUpdate, { handle, data });
     if (!this.#headerSent) {
       // Later pieces are one ciphertext segment each, aligned with the daemon's.
       this.#headerSent = true;
@@ -185,18 +183,16 @@ export class AeadStream extends Transform {
     const handle = await this.#open();
     const data = this.#fill > 0 ? this.#buf!.subarray(0, this.#fill) : undefined;
     this.#fill = 0;
-    const reply = this.#conn.request(Op.CIPHER_FINAL, data === undefined ? { handle } : { handle, data });
+    const reply = this.#conn.call(CipherFinal, { handle, data });
     this.#buf?.fill(0);
     this.#finished = true;
     await this.#push(await reply);
   }
 
   /** Push output; when the reader is full, wait until it asks for more. */
-  async #push(out: CborValue): Promise<void> {
-    if (!(out instanceof Uint8Array)) throw new InvalidArgumentError('the daemon replied to a cipher stream request without bytes');
+  async #push(out: Buffer): Promise<void> {
     if (out.length === 0) return;
-    const buf = Buffer.isBuffer(out) ? out : Buffer.from(out.buffer, out.byteOffset, out.length);
-    if (!this.push(buf) && !this.destroyed) await new Promise<void>((resolve) => (this.#wake = resolve));
+    if (!this.push(out) && !this.destroyed) await new Promise<void>((resolve) => (this.#wake = resolve));
   }
 
   #buffer(size: number): Buffer {

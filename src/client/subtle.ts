@@ -13,8 +13,10 @@
  */
 import type { CborValue } from '../protocol/cbor.js';
 import { InvalidArgumentError } from '../protocol/errors.js';
-import { Op } from '../protocol/ops.js';
-import { cryptoKeyDescription, keyOrPair } from '../protocol/messages/common.js';
+import { invalid } from '../protocol/schema.js';
+import {
+  Decrypt, DeriveBits, DeriveKey, Digest, Encrypt, ExportKey, GenerateKey, ImportKey, Release, Sign, UnwrapKey, Verify, WrapKey, type ResultOf,
+} from '../protocol/messages/index.js';
 import type { DaemonConnection } from './connection.js';
 
 export type KeyType = 'secret' | 'private' | 'public';
@@ -71,7 +73,7 @@ export class CryptoKey implements AsyncDisposable {
     if (this.#released) return;
     this.#released = true;
     if (this.#conn.closed) return; // the daemon released it with the connection
-    await this.#conn.request(Op.RELEASE, { handle: this.handle });
+    await this.#conn.send(Release, { handle: this.handle });
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -106,7 +108,7 @@ export class SubtleClient {
   }
 
   async digest(algorithm: AlgorithmIdentifier, data: BufferSource): Promise<ArrayBuffer> {
-    return toArrayBuffer(await this.#conn.request(Op.DIGEST, { algorithm: marshal(algorithm), data: bytesOf(data, 'data') }));
+    return toArrayBuffer(await this.#conn.call(Digest, { algorithm: wireAlgorithm(algorithm), data: bytesOf(data, 'data') }));
   }
 
   /** Asymmetric algorithms give a key pair, symmetric ones a key (as WebCrypto). */
@@ -114,8 +116,7 @@ export class SubtleClient {
   async generateKey(algorithm: SecretAlgorithm, extractable: boolean, usages: readonly KeyUsage[]): Promise<CryptoKey>;
   async generateKey(algorithm: AlgorithmIdentifier, extractable: boolean, usages: readonly KeyUsage[]): Promise<CryptoKey | CryptoKeyPair>;
   async generateKey(algorithm: AlgorithmIdentifier, extractable: boolean, usages: readonly KeyUsage[]): Promise<CryptoKey | CryptoKeyPair> {
-    const r = await this.#conn.request(Op.GENERATE_KEY, { algorithm: marshal(algorithm), extractable, usages: [...usages] });
-    return this.#keyOrPair(r);
+    return this.#keyOrPair(await this.#conn.call(GenerateKey, { algorithm: wireAlgorithm(algorithm), extractable, usages: [...usages] }));
   }
 
   async importKey(
@@ -125,39 +126,45 @@ export class SubtleClient {
     extractable: boolean,
     usages: readonly KeyUsage[],
   ): Promise<CryptoKey> {
-    const data = format === 'jwk' ? marshal(keyData as Record<string, unknown>) : bytesOf(keyData as BufferSource, 'keyData');
-    const r = await this.#conn.request(
-      Op.IMPORT_KEY,
-      { format, keyData: data, algorithm: marshal(algorithm), extractable, usages: [...usages] },
+    const data = format === 'jwk' ? wireJwk(keyData as JsonWebKey) : bytesOf(keyData as BufferSource, 'keyData');
+    const r = await this.#conn.call(
+      ImportKey,
+      { format, keyData: data, algorithm: wireAlgorithm(algorithm), extractable, usages: [...usages] },
       { sensitiveRequest: true },
     );
-    return new CryptoKey(this.#conn, cryptoKeyDescription.parse(r, 'the reply'));
+    return new CryptoKey(this.#conn, r);
   }
 
   async exportKey(format: 'jwk', key: CryptoKey): Promise<JsonWebKey>;
   async exportKey(format: Exclude<KeyFormat, 'jwk'>, key: CryptoKey): Promise<ArrayBuffer>;
   async exportKey(format: KeyFormat, key: CryptoKey): Promise<ArrayBuffer | JsonWebKey>;
   async exportKey(format: KeyFormat, key: CryptoKey): Promise<ArrayBuffer | JsonWebKey> {
-    const r = await this.#conn.request(Op.EXPORT_KEY, { format, key: handleOf(key, 'key') }, { sensitiveReply: true });
-    if (format === 'jwk') return r as JsonWebKey;
-    return toArrayBuffer(r, true);
+    const r = await this.#conn.call(ExportKey, { format, key: handleOf(key, 'key') }, { sensitiveReply: true });
+    if (!(r instanceof Uint8Array)) {
+      if (format === 'jwk') return r;
+    } else if (format !== 'jwk') {
+      return toArrayBuffer(r, true);
+    } else {
+      r.fill(0); // key material in the wrong form: not handed out
+    }
+    throw new InvalidArgumentError(`the daemon replied to a ${format} export with ${format === 'jwk' ? 'bytes' : 'a JWK'}`);
   }
 
   async encrypt(algorithm: AlgorithmIdentifier, key: CryptoKey, data: BufferSource): Promise<ArrayBuffer> {
-    return toArrayBuffer(await this.#conn.request(Op.ENCRYPT, { algorithm: marshal(algorithm), key: handleOf(key, 'key'), data: bytesOf(data, 'data') }));
+    return toArrayBuffer(await this.#conn.call(Encrypt, { algorithm: wireAlgorithm(algorithm), key: handleOf(key, 'key'), data: bytesOf(data, 'data') }));
   }
 
   async decrypt(algorithm: AlgorithmIdentifier, key: CryptoKey, data: BufferSource): Promise<ArrayBuffer> {
-    return toArrayBuffer(await this.#conn.request(Op.DECRYPT, { algorithm: marshal(algorithm), key: handleOf(key, 'key'), data: bytesOf(data, 'data') }));
+    return toArrayBuffer(await this.#conn.call(Decrypt, { algorithm: wireAlgorithm(algorithm), key: handleOf(key, 'key'), data: bytesOf(data, 'data') }));
   }
 
   async sign(algorithm: AlgorithmIdentifier, key: CryptoKey, data: BufferSource): Promise<ArrayBuffer> {
-    return toArrayBuffer(await this.#conn.request(Op.SIGN, { algorithm: marshal(algorithm), key: handleOf(key, 'key'), data: bytesOf(data, 'data') }));
+    return toArrayBuffer(await this.#conn.call(Sign, { algorithm: wireAlgorithm(algorithm), key: handleOf(key, 'key'), data: bytesOf(data, 'data') }));
   }
 
   async verify(algorithm: AlgorithmIdentifier, key: CryptoKey, signature: BufferSource, data: BufferSource): Promise<boolean> {
-    const r = await this.#conn.request(Op.VERIFY, {
-      algorithm: marshal(algorithm),
+    const r = await this.#conn.send(Verify, {
+      algorithm: wireAlgorithm(algorithm),
       key: handleOf(key, 'key'),
       signature: bytesOf(signature, 'signature'),
       data: bytesOf(data, 'data'),
@@ -166,9 +173,9 @@ export class SubtleClient {
   }
 
   async deriveBits(algorithm: AlgorithmIdentifier, baseKey: CryptoKey, length?: number | null): Promise<ArrayBuffer> {
-    const r = await this.#conn.request(
-      Op.DERIVE_BITS,
-      { algorithm: marshal(algorithm), baseKey: handleOf(baseKey, 'baseKey'), length: length ?? null },
+    const r = await this.#conn.call(
+      DeriveBits,
+      { algorithm: wireAlgorithm(algorithm), baseKey: handleOf(baseKey, 'baseKey'), length: length ?? null },
       { sensitiveReply: true },
     );
     return toArrayBuffer(r, true);
@@ -181,23 +188,23 @@ export class SubtleClient {
     extractable: boolean,
     usages: readonly KeyUsage[],
   ): Promise<CryptoKey> {
-    const r = await this.#conn.request(Op.DERIVE_KEY, {
-      algorithm: marshal(algorithm),
+    const r = await this.#conn.call(DeriveKey, {
+      algorithm: wireAlgorithm(algorithm),
       baseKey: handleOf(baseKey, 'baseKey'),
-      derivedKeyType: marshal(derivedKeyType),
+      derivedKeyType: wireAlgorithm(derivedKeyType, 'derivedKeyType'),
       extractable,
       usages: [...usages],
     });
-    return new CryptoKey(this.#conn, cryptoKeyDescription.parse(r, 'the reply'));
+    return new CryptoKey(this.#conn, r);
   }
 
   async wrapKey(format: KeyFormat, key: CryptoKey, wrappingKey: CryptoKey, wrapAlgorithm: AlgorithmIdentifier): Promise<ArrayBuffer> {
     return toArrayBuffer(
-      await this.#conn.request(Op.WRAP_KEY, {
+      await this.#conn.call(WrapKey, {
         format,
         key: handleOf(key, 'key'),
         wrappingKey: handleOf(wrappingKey, 'wrappingKey'),
-        wrapAlgorithm: marshal(wrapAlgorithm),
+        wrapAlgorithm: wireAlgorithm(wrapAlgorithm, 'wrapAlgorithm'),
       }),
     );
   }
@@ -211,20 +218,19 @@ export class SubtleClient {
     extractable: boolean,
     usages: readonly KeyUsage[],
   ): Promise<CryptoKey> {
-    const r = await this.#conn.request(Op.UNWRAP_KEY, {
+    const r = await this.#conn.call(UnwrapKey, {
       format,
       wrappedKey: bytesOf(wrappedKey, 'wrappedKey'),
       unwrappingKey: handleOf(unwrappingKey, 'unwrappingKey'),
-      unwrapAlgorithm: marshal(unwrapAlgorithm),
-      unwrappedKeyAlgorithm: marshal(unwrappedKeyAlgorithm),
+      unwrapAlgorithm: wireAlgorithm(unwrapAlgorithm, 'unwrapAlgorithm'),
+      unwrappedKeyAlgorithm: wireAlgorithm(unwrappedKeyAlgorithm, 'unwrappedKeyAlgorithm'),
       extractable,
       usages: [...usages],
     });
-    return new CryptoKey(this.#conn, cryptoKeyDescription.parse(r, 'the reply'));
+    return new CryptoKey(this.#conn, r);
   }
 
-  #keyOrPair(r: CborValue): CryptoKey | CryptoKeyPair {
-    const v = keyOrPair.parse(r, 'the reply');
+  #keyOrPair(v: ResultOf<typeof GenerateKey>): CryptoKey | CryptoKeyPair {
     if ('handle' in v) return new CryptoKey(this.#conn, v);
     const publicKey = new CryptoKey(this.#conn, v.publicKey);
     const privateKey = new CryptoKey(this.#conn, v.privateKey);
@@ -254,10 +260,42 @@ export function handleOf(key: unknown, field: string): string {
 }
 
 /**
- * Algorithm dictionaries and JWKs to CBOR: BufferSources become byte strings,
- * CryptoKeys (ECDH's `public`) their handles, nested dictionaries recurse.
+ * An algorithm identifier as the client sends it. Its parameters are the
+ * caller's (a WebCrypto dictionary, typed `Record<string, unknown>` in the
+ * public API), so beyond `name` their types are known to be CBOR values, not
+ * the declared ones: the daemon checks them against the operation's
+ * declaration and names a misspelt or mistyped parameter.
  */
-export function marshal(v: unknown): CborValue {
+export type WireAlgorithm = string | { name: string; [param: string]: CborValue };
+
+/**
+ * An algorithm name or dictionary to its wire form: BufferSources become byte
+ * strings, CryptoKeys (ECDH's `public`) their handles, nested dictionaries
+ * (`hash`) recurse, `undefined` members are left out. Members the operation
+ * does not declare are sent too, for the daemon to refuse by name (a misspelt
+ * `additionalData` must fail, not be dropped).
+ */
+export function wireAlgorithm(algorithm: string | { readonly name: string }, field = 'algorithm'): WireAlgorithm {
+  if (typeof algorithm === 'string') return algorithm;
+  // The daemon's message for the same mistake: not every caller is typed.
+  if (algorithm === null || typeof algorithm !== 'object') return invalid('', field, 'text or a map', algorithm);
+  const out: { name: string; [param: string]: CborValue } = { name: algorithm.name };
+  for (const [k, item] of Object.entries(algorithm)) if (item !== undefined && k !== 'name') out[k] = marshal(item);
+  return out;
+}
+
+/** A JWK to a CBOR map, converting each member as {@link marshal} does. */
+export function wireJwk(jwk: JsonWebKey): { [member: string]: CborValue } {
+  const out: { [member: string]: CborValue } = {};
+  for (const [k, item] of Object.entries(jwk)) if (item !== undefined) out[k] = marshal(item);
+  return out;
+}
+
+/**
+ * A parameter value to CBOR: BufferSources become byte strings, CryptoKeys
+ * (ECDH's `public`) their handles, nested dictionaries recurse.
+ */
+function marshal(v: unknown): CborValue {
   if (v === null || v === undefined || typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') return v;
   if (v instanceof CryptoKey) return v.handle;
   if (ArrayBuffer.isView(v) || v instanceof ArrayBuffer) return bytesOf(v, 'algorithm parameter');
@@ -270,9 +308,8 @@ export function marshal(v: unknown): CborValue {
   throw new InvalidArgumentError(`cannot send a ${typeof v} to the daemon`);
 }
 
-/** A reply's byte string as a fresh ArrayBuffer (WebCrypto returns ArrayBuffers). */
-export function toArrayBuffer(v: CborValue, sensitive = false): ArrayBuffer {
-  if (!(v instanceof Uint8Array)) throw new InvalidArgumentError('the daemon replied without the expected byte string');
+/** A reply's byte string (checked by its declaration) as a fresh ArrayBuffer (WebCrypto returns ArrayBuffers). */
+export function toArrayBuffer(v: Uint8Array, sensitive = false): ArrayBuffer {
   const out = new ArrayBuffer(v.length);
   new Uint8Array(out).set(v);
   if (sensitive) v.fill(0);

@@ -123,19 +123,27 @@ export const MAX_BATCH = 4096;
 
 /** An item that failed inside a batch. */
 const itemError = map({ error: map({ code: text(), message: text(), detail: optional(record(cbor())) }, { open: true }) }, { open: true });
+export type ManagedItemError = Out<typeof itemError>;
 
 /**
  * A data operation: the item's fields beside `key`, or `{ key, items: [item…] }`.
  * The reply is the item's result, or `{ items: [result | { error }…] }`.
+ * The daemon reads the message as a whole; `single` and `batch` are its two
+ * forms as messages of their own, for a client that knows which it sends.
  */
 function dataOp<F extends Fields, R extends Fields>(op: (typeof Op)[keyof typeof Op], item: F, result: R) {
-  const itemSchema = map(item);
   const resultSchema = map(result, { open: true });
-  return message(
+  const single = message(op, map({ key: text(), ...item }), resultSchema);
+  const batch = message(
     op,
-    either((v) => v.items !== undefined, map({ key: text(), items: array(itemSchema, { max: MAX_BATCH }) }), map({ key: text(), ...item })),
-    either((v) => v.items !== undefined, map({ items: array(either((v) => v.error !== undefined, itemError, resultSchema)) }, { open: true }), resultSchema),
+    map({ key: text(), items: array(map(item), { max: MAX_BATCH }) }),
+    map({ items: array(either((v) => v.error !== undefined, itemError, resultSchema)) }, { open: true }),
   );
+  return {
+    ...message(op, either((v) => v.items !== undefined, batch.args, single.args), either((v) => v.items !== undefined, batch.result, resultSchema)),
+    single,
+    batch,
+  };
 }
 
 export const ManagedEncrypt = dataOp(Op.MANAGED_ENCRYPT, { plaintext: bytes(), aad: optional(bytes()) }, { ciphertext: bytes(), version: u32 });
