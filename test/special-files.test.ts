@@ -9,7 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -171,4 +171,17 @@ test('files given to the CLI: a FIFO or an oversize --in, a FIFO --material-file
   assert.equal(k.timedOut, false, 'key import waited on the FIFO until killed');
   assert.equal(k.code, 1, k.stderr);
   assert.ok(k.stderr.includes(`--material-file ${pipe} is not a regular file (a FIFO)`), k.stderr);
+});
+
+test('standard input larger than the largest request is cut off as it passes the limit, not read to the end', async () => {
+  // /dev/zero never ends: before the bound, the CLI read it until memory ran out.
+  const zero = openSync('/dev/zero', 'r');
+  try {
+    const r = await runCliWithin(['encrypt', '--key', 'orders', '--socket', d.socketPath], DEADLINE_MS, zero);
+    assert.equal(r.timedOut, false, 'encrypt kept reading standard input until killed');
+    assert.equal(r.code, 1, r.stderr);
+    assert.ok(r.stderr.includes(`standard input is larger than ${64 * 1024 * 1024} bytes`), r.stderr);
+  } finally {
+    closeSync(zero);
+  }
 });

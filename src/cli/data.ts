@@ -125,14 +125,24 @@ async function withClient<T>(p: Parsed, fn: (c: Client) => Promise<T>): Promise<
 }
 
 /**
- * FILE, or stdin when absent or "-"; read whole (one request carries it). A
- * FILE must be a regular file no larger than the largest frame a daemon may
- * accept, checked before reading (/dev/zero would fill memory, a FIFO wait).
+ * FILE, or stdin when absent or "-"; read whole (one request carries it),
+ * and never more than the largest frame a daemon may accept: a FILE must be a
+ * regular file within it, checked before reading (/dev/zero would fill
+ * memory, a FIFO wait); stdin is cut off as soon as it passes it (so
+ * `cryptod encrypt < /dev/zero` fails at once instead of filling memory).
  */
 async function readInput(file: string | undefined): Promise<Buffer> {
   if (file === undefined || file === '-') {
     const chunks: Buffer[] = [];
-    for await (const c of process.stdin) chunks.push(c as Buffer);
+    let total = 0;
+    for await (const c of process.stdin) {
+      total += (c as Buffer).length;
+      if (total > MAX_MAX_FRAME) {
+        process.stdin.destroy();
+        throw new LocalFailure(`standard input is larger than ${MAX_MAX_FRAME} bytes, the largest request a daemon accepts; give less data (or use cryptod digest, which streams)`);
+      }
+      chunks.push(c as Buffer);
+    }
     return Buffer.concat(chunks);
   }
   try {

@@ -18,9 +18,10 @@ export interface BoundedRun {
   stderr: string;
 }
 
-export function runCliWithin(args: readonly string[], deadlineMs: number): Promise<BoundedRun> {
+/** `stdin`: an open file descriptor for the child's standard input (default: none). */
+export function runCliWithin(args: readonly string[], deadlineMs: number, stdin: number | 'ignore' = 'ignore'): Promise<BoundedRun> {
   return new Promise((res, rej) => {
-    const p = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { cwd: ROOT, stdio: [stdin, 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let timedOut = false;
@@ -28,8 +29,8 @@ export function runCliWithin(args: readonly string[], deadlineMs: number): Promi
       timedOut = true;
       p.kill('SIGKILL');
     }, deadlineMs);
-    p.stdout.on('data', (b: Buffer) => out.push(b));
-    p.stderr.on('data', (b: Buffer) => err.push(b));
+    p.stdout?.on('data', (b: Buffer) => out.push(b));
+    p.stderr?.on('data', (b: Buffer) => err.push(b));
     p.on('error', rej);
     p.on('close', (code, signal) => {
       clearTimeout(timer);
