@@ -4,16 +4,13 @@
  * describe/list --json, usage errors.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createPublicKey, randomBytes, verify } from 'node:crypto';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
 import { splitManagedSignature } from '../src/client/managed.js';
-import { startCliDaemon, type CliDaemon } from './helpers/cli-daemon.js';
+import { runCli, startCliDaemon, type CliDaemon } from './helpers/cli-daemon.js';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
 let d: CliDaemon;
 
 interface Run {
@@ -23,20 +20,9 @@ interface Run {
 }
 
 /** `cryptod ARGS…` against the test daemon, with `input` on stdin (closed either way). */
-function cli(args: readonly string[], input?: Uint8Array): Promise<Run> {
-  return new Promise((res, rej) => {
-    const p = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
-      cwd: ROOT,
-      env: { ...process.env, CRYPTOD_SOCKET: d.socketPath },
-    });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    p.stdout.on('data', (b: Buffer) => out.push(b));
-    p.stderr.on('data', (b: Buffer) => err.push(b));
-    p.on('error', rej);
-    p.on('close', (code) => res({ code, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString() }));
-    p.stdin.end(input);
-  });
+async function cli(args: readonly string[], input?: Uint8Array): Promise<Run> {
+  const r = await runCli(args, { CRYPTOD_SOCKET: d.socketPath }, input);
+  return { ...r, stderr: r.stderr.toString() };
 }
 
 async function ok(args: readonly string[], input?: Uint8Array): Promise<Buffer> {

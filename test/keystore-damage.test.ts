@@ -6,30 +6,17 @@
  * check` finds it, and finds SQLite page damage.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
-import { startCliDaemon, type CliDaemon } from './helpers/cli-daemon.js';
+import { runCli, startCliDaemon, type CliDaemon } from './helpers/cli-daemon.js';
 import { makeTempDir } from './store/tmpdir.js';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
-function cli(args: readonly string[], socket: string | null, input?: Uint8Array): Promise<{ code: number | null; stdout: Buffer; stderr: string }> {
-  return new Promise((res, rej) => {
-    const p = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
-      cwd: ROOT, env: { ...process.env, ...(socket === null ? {} : { CRYPTOD_SOCKET: socket }) },
-    });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    p.stdout.on('data', (b: Buffer) => out.push(b));
-    p.stderr.on('data', (b: Buffer) => err.push(b));
-    p.on('error', rej);
-    p.on('close', (code) => res({ code, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString() }));
-    p.stdin.end(input);
-  });
+async function cli(args: readonly string[], socket: string | null, input?: Uint8Array): Promise<{ code: number | null; stdout: Buffer; stderr: string }> {
+  const r = await runCli(args, socket === null ? {} : { CRYPTOD_SOCKET: socket }, input);
+  return { ...r, stderr: r.stderr.toString() };
 }
 
 async function ok(d: CliDaemon, args: readonly string[], input?: Uint8Array): Promise<Buffer> {

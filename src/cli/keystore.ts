@@ -12,7 +12,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { ConfigFileError, loadConfig, type LoadedConfig } from '../config/load.js';
+import type { LoadedConfig } from '../config/load.js';
+import { configOption } from './config-option.js';
 import { DEFAULT_DATA_DIR } from '../config/paths.js';
 import { LOCAL_KEK_META_KEY, LocalKekProvider } from '../kek/local.js';
 import { keyVersionAad } from '../kek/provider.js';
@@ -58,16 +59,7 @@ export async function keystore(argv: readonly string[]): Promise<number> {
   const [sub, ...rest] = argv;
   if (sub !== 'check') throw new UsageError(`expected a subcommand: cryptod keystore check, got '${sub ?? ''}'`, 'keystore');
   const p = parseCommand('keystore', rest, OPTIONS);
-  let loaded: LoadedConfig | null = null;
-  const configPath = stringOpt(p, 'config');
-  if (configPath !== undefined) {
-    try {
-      loaded = loadConfig(configPath);
-    } catch (err) {
-      if (err instanceof ConfigFileError) throw new LocalFailure(err.message, { cause: err });
-      throw err;
-    }
-  }
+  const loaded = configOption(p);
   const dir = path.resolve(stringOpt(p, 'data-dir') ?? loaded?.config.dataDir ?? DEFAULT_DATA_DIR);
   const file = path.join(dir, 'keystore.sqlite');
   if (!fs.existsSync(file)) throw new LocalFailure(`no keystore at ${file}; give --data-dir`);

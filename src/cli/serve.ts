@@ -15,7 +15,7 @@
  *              reports 128 + signal number: 130 for SIGINT, 143 for SIGTERM)
  */
 import { constants } from 'node:os';
-import { ConfigFileError, loadConfig, type LoadedConfig } from '../config/load.js';
+import { configOption } from './config-option.js';
 import { daemonConfig, type ConfigOverrides, type DaemonConfig } from '../config/daemon-config.js';
 import { createDaemon } from '../daemon/assemble.js';
 import { createLogger, type Level } from '../observe/logger.js';
@@ -104,16 +104,7 @@ const LEVELS: readonly Level[] = ['debug', 'info', 'warn', 'error'];
  */
 function configure(argv: readonly string[]): DaemonConfig {
   const p = parseCommand('serve', argv, OPTIONS);
-  const configPath = stringOpt(p, 'config');
-  let file: LoadedConfig | null = null;
-  if (configPath !== undefined) {
-    try {
-      file = loadConfig(configPath);
-    } catch (err) {
-      if (err instanceof ConfigFileError) throw new LocalFailure(err.message, { cause: err });
-      throw err;
-    }
-  }
+  const file = configOption(p);
   const overrides: ConfigOverrides = { ...accessOptions(p), limits: limitFlags(p, 'serve') };
   const set = <K extends keyof ConfigOverrides>(key: K, value: ConfigOverrides[K] | undefined): void => {
     if (value !== undefined) overrides[key] = value;

@@ -26,8 +26,8 @@ export interface CliDaemon {
   stop(keep?: boolean): Promise<number | null>;
 }
 
-/** Run `node --import tsx src/cli/main.ts <args…>` once (for `cryptod status` and friends). */
-export function runCli(args: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: Buffer; stderr: Buffer }> {
+/** Run `node --import tsx src/cli/main.ts <args…>` once, with `input` on stdin (closed either way). */
+export function runCli(args: readonly string[], env: NodeJS.ProcessEnv = {}, input?: Uint8Array): Promise<{ code: number | null; stdout: Buffer; stderr: Buffer }> {
   return new Promise((res, rej) => {
     const p = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { cwd: ROOT, env: { ...process.env, ...env } });
     const out: Buffer[] = [];
@@ -36,6 +36,7 @@ export function runCli(args: readonly string[], env: NodeJS.ProcessEnv = {}): Pr
     p.stderr.on('data', (b: Buffer) => err.push(b));
     p.on('error', rej);
     p.on('close', (code) => res({ code, stdout: Buffer.concat(out), stderr: Buffer.concat(err) }));
+    p.stdin.end(input);
   });
 }
 
