@@ -22,6 +22,7 @@ import {
   ManagedData, ManagedKeysClient, ciphertextItem, plaintextItem, messageItem, pickCiphertext, pickMac, pickPlaintext, pickSignature, pickValid, signatureItem, macItem,
   type AadOptions, type BatchResult, type CipherItem, type VerifyItem,
 } from './managed.js';
+import { DataKeysClient } from './datakeys.js';
 import type { BufferSource } from './subtle.js';
 
 export interface ConnectOptions {
@@ -46,6 +47,8 @@ export class Client implements AsyncDisposable {
   readonly subtle: SubtleClient;
   /** Administration of managed keys: create, import, rotate, list, describe, setPolicy, trim, export, destroy, persist. */
   readonly keys: ManagedKeysClient;
+  /** Envelope encryption: data keys wrapped by a managed KEK (src/client/datakeys.ts). */
+  readonly dataKeys: DataKeysClient;
   /** @internal */
   readonly connection: DaemonConnection;
   readonly #managed: ManagedData;
@@ -56,6 +59,7 @@ export class Client implements AsyncDisposable {
     this.subtle = new SubtleClient(conn);
     this.keys = new ManagedKeysClient(conn);
     this.#managed = new ManagedData(conn);
+    this.dataKeys = new DataKeysClient(conn);
   }
 
   // ── managed keys, by name (src/client/managed.ts, docs/formats.md) ─────

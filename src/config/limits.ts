@@ -131,6 +131,34 @@ export const LIMITS = {
     doc: 'how long shutdown waits for requests in flight before it closes connections',
     error: null,
   },
+  // The data-key cache (src/cache/data-key-cache.ts, design note 5). Not in
+  // HELLO: how long the daemon keeps keys is its business, not the client's.
+  dataKeyCacheCapacity: {
+    default: 10_000, min: 0, max: 10_000_000, flag: 'data-key-cache-capacity', unit: 'N', hello: false,
+    doc: 'unwrapped data keys the cache holds (least recently used dropped first); 0: no caching, concurrent requests still share one unwrap',
+    error: null,
+  },
+  dataKeyCacheMaxAgeMs: {
+    default: 5 * 60_000, min: 1, max: 7 * 24 * 3_600_000, flag: 'data-key-cache-max-age-ms', unit: 'MS', hello: false,
+    doc: 'drop a cached data key MS after it was unwrapped, however often it is used',
+    error: null,
+  },
+  dataKeyCacheMaxUses: {
+    default: 1_000_000, min: 1, max: Number.MAX_SAFE_INTEGER, flag: 'data-key-cache-max-uses', unit: 'N', hello: false,
+    doc: 'requests one cached data key serves before it is dropped (the next one unwraps again)',
+    error: null,
+  },
+  // Counted in BigInt by the cache; a limit is a safe integer (2^53 − 1 bytes is 8 PiB).
+  dataKeyCacheMaxBytes: {
+    default: 2 ** 40, min: 1, max: Number.MAX_SAFE_INTEGER, flag: 'data-key-cache-max-bytes', unit: 'BYTES', hello: false,
+    doc: 'bytes one cached data key encrypts or decrypts before it is dropped (the next request unwraps again)',
+    error: null,
+  },
+  dataKeyUnwrapTimeoutMs: {
+    default: 10_000, min: 1, max: 600_000, flag: 'data-key-unwrap-timeout-ms', unit: 'MS', hello: false,
+    doc: 'fail every request waiting for one data-key unwrap that has not finished within MS',
+    error: 'CRYPTOD_ERR_KEK_TIMEOUT',
+  },
 } as const satisfies Readonly<Record<string, LimitDeclaration>>;
 
 export type LimitName = keyof typeof LIMITS;

@@ -29,6 +29,10 @@ import { startTlsListener, type TcpListenOptions, type TlsListener } from './tls
 import type { ClientRegistry } from '../auth/client-registry.js';
 import { watchRevocations } from '../auth/revocation.js';
 import type { ManagedKeys } from './managed-keys.js';
+import { DataKeyCache, type DataKeyCacheStats } from '../cache/data-key-cache.js';
+import type { DataKeyKeks } from '../kek/data-key-kek.js';
+import { managedKeks } from '../ops/managed-kek.js';
+import type { DataKeys } from '../ops/operation.js';
 import type { TlsReloadSummary } from '../config/listeners.js';
 
 export type { TlsReloadSummary };
@@ -64,6 +68,10 @@ export interface DaemonOptions {
   keys?: ManagedKeys;
   /** Re-read the configuration file for RELOAD; resolves to a summary of what changed. Without it RELOAD is unsupported. */
   reload?: () => Promise<CborValue>;
+  /** The KEKs that wrap data keys (default, with `keys`: its managed aes256-kwp keys, src/ops/managed-kek.ts). */
+  dataKeyKeks?: DataKeyKeks;
+  /** The data-key cache's clock (tests; default Date.now). */
+  dataKeyClock?: { now(): number };
 }
 
 export interface Daemon {
@@ -94,6 +102,8 @@ export interface DaemonStatus {
   clients: Array<{ clientId: string; connections: number; nodes: number; busy: number; byType: Record<string, number> }>;
   /** Managed key versions whose stored material did not load (they answer CRYPTOD_ERR_KEY_DAMAGED); empty when all are healthy. */
   damaged: Array<{ key: string; version: number; reason: string }>;
+  /** The data-key cache (src/cache/data-key-cache.ts); absent without managed keys. */
+  cache?: DataKeyCacheStats;
 }
 
 export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
@@ -121,6 +131,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const startedAt = Date.now();
   let shuttingDown = false;
 
+  const dataKeys = options.keys === undefined ? undefined : openDataKeys(options.keys, limits, options);
+
   const status = (): DaemonStatus => {
     const clients: DaemonStatus['clients'] = [];
     const seen = new Set<string>();
@@ -138,11 +150,13 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       refused: refusals.counts(),
       clients,
       damaged: options.keys?.manager.damaged().map((d) => ({ ...d })) ?? [],
+      ...(dataKeys === undefined ? {} : { cache: dataKeys.cache.stats() }),
     };
   };
 
   const view: DaemonView = { startedAt, version: DAEMON_VERSION, status: () => asCbor(status()), audit,
     ...(options.keys === undefined ? {} : { keys: options.keys }),
+    ...(dataKeys === undefined ? {} : { dataKeys }),
     ...(options.reload === undefined ? {} : { reload: options.reload }),
   };
   const host: ConnectionHost = {
@@ -274,6 +288,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     await listenOnSocket(server, socketPath, options.socketMode ?? 0o600);
   } catch (err) {
     revocations?.stop();
+    dataKeys?.close();
     await tls?.close();
     throw err;
   }
@@ -310,6 +325,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       await allClosed;
       revocations?.stop();
       refusals.stop();
+      dataKeys?.close();
       await tls?.close();
       await serverClosed;
       try {
@@ -345,4 +361,31 @@ const IDLE_TICKS = 5;
 async function waitUntil(pred: () => boolean, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!pred() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+}
+
+/**
+ * Data keys of a daemon with managed keys: the cache bounded by the limits,
+ * and a subscription to the key manager so that a KEK version destroyed,
+ * disabled or retired — here or by another daemon — drops what it wrapped at once.
+ */
+function openDataKeys(keys: ManagedKeys, limits: Limits, options: DaemonOptions): DataKeys & { close(): void } {
+  const keks = options.dataKeyKeks ?? managedKeks(keys.manager);
+  const cache = new DataKeyCache({
+    capacity: limits.dataKeyCacheCapacity,
+    maxAgeMs: limits.dataKeyCacheMaxAgeMs,
+    maxUses: BigInt(limits.dataKeyCacheMaxUses),
+    maxBytes: BigInt(limits.dataKeyCacheMaxBytes),
+    unwrapTimeoutMs: limits.dataKeyUnwrapTimeoutMs,
+    ...(options.dataKeyClock === undefined ? {} : { clock: options.dataKeyClock }),
+  });
+  const stop = keys.manager.onChange(() => {
+    for (const p of cache.partitions()) cache.evictKek(p, (v) => keks.usable(p, v));
+  });
+  return {
+    keks, cache,
+    close() {
+      stop();
+      cache.close();
+    },
+  };
 }

@@ -88,6 +88,8 @@ export class KeyManager {
   readonly #refresher: Refresher;
   readonly #management: KeyManagement;
   #seq = 0;
+  /** Told after every swap (onChange). */
+  readonly #listeners = new Set<() => void>();
   #pending = 0;
   #closed = false;
 
@@ -309,6 +311,26 @@ export class KeyManager {
   /** Swap in a snapshot of exactly `keys`; the replaced one is released once its readers are done. */
   #publish(keys: ReadonlyMap<string, KeyEntry>): void {
     this.#cell.swap(new KeySnapshot(++this.#seq, keys));
+    for (const fn of this.#listeners) {
+      try {
+        fn();
+      } catch {
+        // a listener's failure must not undo or hold up the swap
+      }
+    }
+  }
+
+  /**
+   * Call `fn` after every new snapshot — a key created, rotated, disabled,
+   * trimmed or destroyed, here or by another daemon — so what depends on
+   * key versions (the data-key cache) drops what they no longer allow at
+   * once. Returns the unsubscribe. `fn` must not throw.
+   */
+  onChange(fn: () => void): () => void {
+    this.#listeners.add(fn);
+    return () => {
+      this.#listeners.delete(fn);
+    };
   }
 
   /** Entry of `name` in the current snapshot (for tests and the operations layer). */

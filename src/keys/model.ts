@@ -20,7 +20,7 @@ import type { ManagedKeyType } from '../protocol/messages/managed.js';
 // The list is part of the protocol (clients name types); what each type does is the key manager's.
 export { KEY_TYPES, type ManagedKeyType } from '../protocol/messages/managed.js';
 
-export const KEY_OPS = ['encrypt', 'decrypt', 'sign', 'verify', 'mac', 'verify-mac', 'rewrap', 'export', 'admin'] as const;
+export const KEY_OPS = ['encrypt', 'decrypt', 'sign', 'verify', 'mac', 'verify-mac', 'rewrap', 'export', 'admin', 'datakey', 'datakey-plaintext'] as const;
 export type KeyOp = (typeof KEY_OPS)[number];
 
 export type OutboundOp = 'encrypt' | 'sign' | 'mac';
@@ -77,7 +77,9 @@ const TYPES: ReadonlyMap<ManagedKeyType, KeyTypeInfo> = new Map([
   ['ecdsa-p384', info('ecdsa-p384', 'asymmetric', 0, SIGN)],
   ['rsa-pss-3072', info('rsa-pss-3072', 'asymmetric', 0, SIGN)],
   // RFC 5649 key wrap with padding: "encrypt" wraps a key, "decrypt" unwraps it.
-  ['aes256-kwp', info('aes256-kwp', 'secret', 32, CIPHER)],
+  // As a KEK it also wraps data keys (src/ops/datakeys.ts): `datakey` to generate, use and
+  // rewrap them wrapped, `datakey-plaintext` besides to receive a new one in plaintext.
+  ['aes256-kwp', info('aes256-kwp', 'secret', 32, [...CIPHER, 'datakey', 'datakey-plaintext'])],
 ]);
 
 export function isKeyType(t: unknown): t is ManagedKeyType {

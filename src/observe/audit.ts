@@ -103,7 +103,10 @@ export type AuditEvent =
   | ({ readonly event: 'key.destroyed'; readonly key: string; readonly version: number | null } & Actor)
   | ({ readonly event: 'policy.changed'; readonly key: string | null; readonly subject: string | null; readonly change: string } & Actor)
   | ({ readonly event: 'client.added'; readonly name: string; readonly uid: number | null } & Actor)
-  | ({ readonly event: 'client.revoked'; readonly name: string } & Actor);
+  | ({ readonly event: 'client.revoked'; readonly name: string } & Actor)
+  | ({ readonly event: 'datakey.generated'; readonly kek: string; readonly kekVersion: number; readonly plaintext: boolean } & ConnectionRef)
+  | ({ readonly event: 'datakey.rewrapped'; readonly kek: string; readonly kekVersion: number; readonly previousVersion: number } & ConnectionRef)
+  | ({ readonly event: 'datakey.opened'; readonly kek: string; readonly kekVersion: number; readonly rewrapped: boolean } & ConnectionRef);
 
 export type AuditEventName = AuditEvent['event'];
 

@@ -24,7 +24,8 @@ import { permits, type KeyPolicy } from '../keys/policy.js';
 import { keyTypeInfo, typeAllows, type KeyOp } from '../keys/model.js';
 import type { KeyEntry } from '../keys/snapshot.js';
 import type { CborValue } from '../protocol/cbor.js';
-import { ForbiddenError, InvalidKeyError, NotFoundError, UnsupportedError } from '../protocol/errors.js';
+import { ForbiddenError, InvalidArgumentError, InvalidKeyError, NotFoundError, UnsupportedError } from '../protocol/errors.js';
+import { parseWrappedKey } from '../protocol/datakey-format.js';
 import { asArgs, str } from './args.js';
 
 /** The daemon's managed keys, or UNSUPPORTED when it was started without a data directory. */
@@ -163,9 +164,10 @@ export const managedAccess: Authorizer = {
         requireAdmin(ctx, keys, name === null ? access.action : `${access.action} '${name}'`, name);
         return;
       }
-      case 'key': {
+      case 'key':
+      case 'data-key': {
         const keys = managedKeys(ctx);
-        const name = str(asArgs(raw), access.arg);
+        const name = access.kind === 'key' ? str(asArgs(raw), access.arg) : kekName(asArgs(raw));
         const right = access.permission;
         try {
           checkKey(ctx, keys, keys.manager.entry(name), name, right);
@@ -177,3 +179,11 @@ export const managedAccess: Authorizer = {
     }
   },
 };
+
+/** The KEK a data-key request names: its `kek` argument, or the header of its `wrappedKey` (src/protocol/datakey-format.ts). */
+function kekName(args: ReturnType<typeof asArgs>): string {
+  if (args.kek !== undefined) return str(args, 'kek');
+  const w = args.wrappedKey;
+  if (!(w instanceof Uint8Array)) throw new InvalidArgumentError('expected wrappedKey as bytes (a wrapped data key)', { detail: { field: 'wrappedKey' } });
+  return parseWrappedKey(w).header.kek;
+}

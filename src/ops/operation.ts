@@ -12,6 +12,14 @@ import type { Limits } from '../config/limits.js';
 import type { Audit, AuditEvent } from '../observe/audit.js';
 import type { KeyManager } from '../keys/manager.js';
 import type { KeyOp } from '../keys/model.js';
+import type { DataKeyCache } from '../cache/data-key-cache.js';
+import type { DataKeyKeks } from '../kek/data-key-kek.js';
+
+/** Data keys (src/ops/datakeys.ts): the KEKs that wrap them and the cache of unwrapped ones (assembled by src/daemon/server.ts). */
+export interface DataKeys {
+  readonly keks: DataKeyKeks;
+  readonly cache: DataKeyCache;
+}
 
 /** What the managed-key operations need from the daemon (assembled by src/daemon/managed-keys.ts). */
 export interface ManagedKeys {
@@ -33,6 +41,8 @@ export interface DaemonView {
   readonly keys?: ManagedKeys;
   /** Re-read the configuration (RELOAD); absent when the daemon has none: RELOAD answers CRYPTOD_ERR_UNSUPPORTED. */
   readonly reload?: () => Promise<CborValue>;
+  /** Data keys; present with managed keys. */
+  readonly dataKeys?: DataKeys;
 }
 
 export interface RequestContext {
@@ -65,6 +75,9 @@ export type HandlerResult = CborValue | SensitiveReply;
  *   admin         an administrator; `arg` names the key being made, null for
  *                 daemon-wide administration (RELOAD, valid without managed keys)
  *   visible-keys  any client; the handler shows only the keys it may see
+ *   data-key      a KEK (a managed key), named by argument `kek` or, for
+ *                 operations on a data key, by the header of `wrappedKey`;
+ *                 `permission` as for `key`
  *
  * A required field: an operation that forgets it does not compile, and the
  * daemon refuses at start a managed-key operation declared `none`.
@@ -73,7 +86,8 @@ export type Access =
   | { readonly kind: 'none' }
   | { readonly kind: 'key'; readonly arg: 'key' | 'name'; readonly permission: KeyOp | 'any' }
   | { readonly kind: 'admin'; readonly arg: 'name' | null; readonly action: string }
-  | { readonly kind: 'visible-keys' };
+  | { readonly kind: 'visible-keys' }
+  | { readonly kind: 'data-key'; readonly permission: KeyOp };
 
 /** Enforces an operation's `access` (src/ops/managed-auth.ts); the request chain calls it. */
 export interface Authorizer {

@@ -54,6 +54,12 @@ export const Op = {
   KEY_PERSIST: 0x0119,
   KEY_PUBLIC: 0x011a,
   RELOAD: 0x0120,
+  // data keys under a managed KEK (docs/protocol.md §6.12); encrypt and decrypt also take a batch (`items`)
+  DATAKEY_GENERATE: 0x0140,
+  DATAKEY_ENCRYPT: 0x0141,
+  DATAKEY_DECRYPT: 0x0142,
+  DATAKEY_REWRAP: 0x0143,
+  DATAKEY_OPEN: 0x0144,
 } as const;
 export type OpName = keyof typeof Op;
 export type OpCode = (typeof Op)[OpName];
