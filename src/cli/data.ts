@@ -45,8 +45,13 @@ const CHECKS: Record<string, { run: Check; what: string }> = {
 
 function transformHelp(name: string): string {
   const t = TRANSFORMS[name]!;
+  const dk = name === 'encrypt' || name === 'decrypt'
+    ? `       cryptod ${name} --wrapped-key FILE [--aad TEXT] [--in FILE] [--out FILE]
+         (with a data key: FILE holds the wrapped key of \`cryptod datakey generate\`)
+`
+    : '';
   return `Usage: cryptod ${name} --key NAME [--aad TEXT] [--in FILE] [--out FILE]
-
+${dk}
 ${t.what}
 (binary; stdin to stdout by default).
 
@@ -79,11 +84,26 @@ export function dataCommand(name: string): (argv: readonly string[]) => Promise<
         process.stdout.write(transformHelp(name));
         return EXIT_OK;
       }
-      const p = parseCommand(name, argv, { ...INPUT_OPTIONS, out: { type: 'string', short: 'o' }, ...(t.aad ? { aad: { type: 'string' } } : {}) });
-      const key = requireKey(p, name);
+      const dataKey = name === 'encrypt' || name === 'decrypt';
+      const p = parseCommand(name, argv, {
+        ...INPUT_OPTIONS, out: { type: 'string', short: 'o' }, ...(t.aad ? { aad: { type: 'string' } } : {}), ...(dataKey ? { 'wrapped-key': { type: 'string' } } : {}),
+      });
+      const wrappedFile = dataKey ? stringOpt(p, 'wrapped-key') : undefined;
       const aadText = stringOpt(p, 'aad');
+      const aad = aadText === undefined ? undefined : Buffer.from(aadText, 'utf8');
+      if (wrappedFile !== undefined) {
+        // A data key (docs/protocol.md §6.12): the wrapped key names its KEK, so no --key.
+        if (stringOpt(p, 'key') !== undefined) throw new UsageError('give either --key NAME (a managed key) or --wrapped-key FILE (a data key), not both', name);
+        const wrapped = await readInput(wrappedFile);
+        const input = await readInput(stringOpt(p, 'in'));
+        const opts = aad === undefined ? {} : { aad };
+        const output = await withClient(p, (c) => (name === 'encrypt' ? c.dataKeys.encrypt(wrapped, input, opts) : c.dataKeys.decrypt(wrapped, input, opts)));
+        await writeOutput(stringOpt(p, 'out'), output);
+        return EXIT_OK;
+      }
+      const key = requireKey(p, name);
       const input = await readInput(stringOpt(p, 'in'));
-      const output = await withClient(p, (c) => t.run(c, key, input, aadText === undefined ? undefined : Buffer.from(aadText, 'utf8')));
+      const output = await withClient(p, (c) => t.run(c, key, input, aad));
       await writeOutput(stringOpt(p, 'out'), output);
       return EXIT_OK;
     };
@@ -111,11 +131,14 @@ export const DATA_COMMANDS = [...Object.keys(TRANSFORMS), ...Object.keys(CHECKS)
 
 function requireKey(p: Parsed, command: string): string {
   const k = stringOpt(p, 'key');
-  if (k === undefined) throw new UsageError("missing required option '--key NAME' (the managed key to use)", command);
+  if (k === undefined) {
+    const alt = command === 'encrypt' || command === 'decrypt' ? ', or --wrapped-key FILE for a data key' : '';
+    throw new UsageError(`missing required option '--key NAME' (the managed key to use${alt})`, command);
+  }
   return k;
 }
 
-async function withClient<T>(p: Parsed, fn: (c: Client) => Promise<T>): Promise<T> {
+export async function withClient<T>(p: Parsed, fn: (c: Client) => Promise<T>): Promise<T> {
   const client = await connectCli(stringOpt(p, 'socket'));
   try {
     return await fn(client);
@@ -131,7 +154,7 @@ async function withClient<T>(p: Parsed, fn: (c: Client) => Promise<T>): Promise<
  * memory, a FIFO wait); stdin is cut off as soon as it passes it (so
  * `cryptod encrypt < /dev/zero` fails at once instead of filling memory).
  */
-async function readInput(file: string | undefined): Promise<Buffer> {
+export async function readInput(file: string | undefined): Promise<Buffer> {
   if (file === undefined || file === '-') {
     const chunks: Buffer[] = [];
     let total = 0;
@@ -152,7 +175,7 @@ async function readInput(file: string | undefined): Promise<Buffer> {
   }
 }
 
-async function writeOutput(file: string | undefined, data: Uint8Array): Promise<void> {
+export async function writeOutput(file: string | undefined, data: Uint8Array): Promise<void> {
   if (file === undefined || file === '-') {
     await new Promise<void>((res, rej) => process.stdout.write(data, (err) => (err ? rej(err) : res())));
     return;

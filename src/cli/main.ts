@@ -8,6 +8,7 @@ import { DAEMON_VERSION } from '../daemon/version.js';
 import { UsageError, wantsHelp } from './args.js';
 import { client } from './client.js';
 import { DATA_COMMANDS, dataCommand } from './data.js';
+import { datakey } from './datakey.js';
 import { digest } from './digest.js';
 import { key } from './key.js';
 import { keystore } from './keystore.js';
@@ -32,6 +33,8 @@ Commands:
              transform stdin (or --in FILE) with a managed key (--key NAME)
   verify, verify-mac
              check a signature or MAC (exit 0 valid, 1 invalid)
+  datakey    generate a data key wrapped by a KEK, or rewrap one; use it
+             with encrypt|decrypt --wrapped-key FILE
   keystore check
              verify the keystore of a data directory offline: SQLite
              integrity and every wrapped key version (exit 0 clean, 1 damage)
@@ -52,7 +55,7 @@ Environment:
 type Command = (argv: readonly string[]) => Promise<number>;
 
 const COMMANDS: Record<string, Command> = {
-  serve, digest, status, client, key, keystore, reload,
+  serve, digest, status, client, key, keystore, reload, datakey,
   ...Object.fromEntries(DATA_COMMANDS.map((n) => [n, dataCommand(n)])),
 };
 
