@@ -17,7 +17,7 @@
  */
 import assert from 'node:assert/strict';
 import { createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { test } from 'node:test';
@@ -230,6 +230,74 @@ test('no planted key appears in any log, audit line, error message or status out
     await daemon.stop();
   }
 });
+
+test('no data-key plaintext in any log, audit line, error, status output or file of the data directory', { timeout: 120_000 }, async () => {
+  const daemon = await startCliDaemon((dir) => ['--log-level', 'debug', '--audit-log', join(dir, 'audit.log')]);
+  const errors: string[] = [];
+  const fails = async (p: Promise<unknown>): Promise<void> => {
+    await p.then(
+      () => assert.fail('expected the request to fail'),
+      (err: unknown) => {
+        assert.ok(err instanceof CryptodError, `expected a typed error, got ${String(err)}`);
+        errors.push(`${err.code} ${err.message} ${JSON.stringify(err.detail ?? null)}`);
+      },
+    );
+  };
+  let c: Client | null = null;
+  try {
+    c = await connect({ socket: daemon.socketPath, clientName: 'hygiene' });
+    await c.keys.create('tenants', { type: 'aes256-kwp' });
+    // The only way to learn a data key's bytes: ask for them (datakey-plaintext; no policy grants every data right).
+    const g = await c.dataKeys.generate({ kek: 'tenants', plaintext: true, aad: Buffer.from('tenant 1') });
+    const dataKey = Buffer.from(g.plaintext!);
+    const g16 = await c.dataKeys.generate({ kek: 'tenants', plaintext: true, length: 16 });
+    const dataKey16 = Buffer.from(g16.plaintext!);
+    const ct = await c.dataKeys.encrypt(g.wrappedKey, Buffer.from('row'), { aad: Buffer.from('a') });
+    await c.dataKeys.decrypt(g.wrappedKey, ct, { aad: Buffer.from('a') });
+    await c.dataKeys.encryptBatch(g16.wrappedKey, [{ data: Buffer.from('x') }]);
+    await fails(c.dataKeys.decrypt(g.wrappedKey, ct, { aad: Buffer.from('b') }));
+    const altered = Buffer.from(g.wrappedKey);
+    altered[altered.length - 2]! ^= 1;
+    await fails(c.dataKeys.encrypt(altered, Buffer.from('x')));
+    await fails(c.dataKeys.encrypt(dataKey, Buffer.from('x'))); // the key itself where a wrapped key belongs
+    await c.keys.rotate('tenants');
+    await c.dataKeys.open(g.wrappedKey);
+    await c.dataKeys.rewrap(g16.wrappedKey);
+    const status = await runCli(['status', '--json', '--socket', daemon.socketPath]);
+    assert.equal(status.code, 0, status.stderr.toString());
+    assert.match(status.stdout.toString(), /"cache": ?\{/);
+    const statusReply = Buffer.from(JSON.stringify(await c.status()));
+    await c.close();
+    c = null;
+    assert.equal(await daemon.stop(true), 0);
+
+    const haystacks: Record<string, Buffer> = {
+      'daemon stdout': daemon.stdout(),
+      'daemon stderr': daemon.stderr(),
+      'client error messages': Buffer.from(errors.join('\n')),
+      'cryptod status --json': Buffer.concat([status.stdout, status.stderr]),
+      'STATUS reply': statusReply,
+    };
+    for (const f of filesUnder(daemon.dir)) haystacks[f] = readFileSync(f);
+    assert.ok(Object.keys(haystacks).some((f) => f.endsWith('keystore.sqlite')), 'the keystore file is searched');
+    assert.match(readFileSync(join(daemon.dir, 'audit.log'), 'utf8'), /"event":"datakey.generated".*"plaintext":true/);
+    assertAbsent(haystacks, { dataKey, dataKey16 });
+  } finally {
+    await c?.close();
+    await daemon.stop();
+  }
+});
+
+/** Every regular file below `dir` (the data directory, the audit log, the socket directory). */
+function filesUnder(dir: string): string[] {
+  const out: string[] = [];
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) out.push(...filesUnder(p));
+    else if (e.isFile()) out.push(p);
+  }
+  return out;
+}
 
 test('a foreign error quoting its input reaches neither the client nor the log', async () => {
   const secret = randomBytes(32);
