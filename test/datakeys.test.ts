@@ -250,3 +250,43 @@ test('a KEK that takes 50 ms per unwrap does not delay other clients', async () 
     await data.stop();
   }
 });
+
+test('streams of any size under a data key (the segmented AEAD format); the key node goes with the stream', async () => {
+  const { pipeline } = await import('node:stream/promises');
+  const { Readable, Writable } = await import('node:stream');
+  const { randomBytes } = await import('node:crypto');
+  const env = await startManagedDaemon();
+  try {
+    const admin = await env.admin();
+    await admin.keys.create('streams', { type: 'aes256-kwp', clients: { 'token:app': ['datakey'] } });
+    const app = await env.token('app');
+    const { wrappedKey } = await app.dataKeys.generate({ kek: 'streams' });
+    const input = randomBytes(3 * 1024 * 1024 + 17);
+    const collect = (into: Buffer[]) => new Writable({ write(c: Buffer, _e, cb) { into.push(c); cb(); } });
+    const sealed: Buffer[] = [];
+    await pipeline(Readable.from([input.subarray(0, 1000), input.subarray(1000)]), await app.dataKeys.createEncryptStream(wrappedKey, { segmentSize: 64 * 1024 }), collect(sealed));
+    const opened: Buffer[] = [];
+    await pipeline(Readable.from([Buffer.concat(sealed)]), await app.dataKeys.createDecryptStream(wrappedKey), collect(opened));
+    assert.deepEqual(Buffer.concat(opened), input);
+    // A tampered stream fails; a stream under another data key fails.
+    const other = await app.dataKeys.generate({ kek: 'streams' });
+    await assert.rejects(pipeline(Readable.from([Buffer.concat(sealed)]), await app.dataKeys.createDecryptStream(other.wrappedKey), collect([])), DecryptError);
+    // The key handle is non-extractable.
+    const key = await app.dataKeys.key(wrappedKey);
+    assert.deepEqual([key.extractable, key.algorithm.name, key.usages], [false, 'AES-GCM', ['encrypt', 'decrypt']]);
+    await assert.rejects(app.subtle.exportKey('raw', key), (e: Error & { code?: string }) => e.code === 'CRYPTOD_ERR_NOT_EXTRACTABLE');
+    await key[Symbol.asyncDispose]();
+    const stranger = await env.token('stranger');
+    await assert.rejects(stranger.dataKeys.key(wrappedKey), NotFoundError);
+    // Every key node and stream context is released once the streams closed.
+    // (The releases travel on the app's connection, the status request on another: wait for them, bounded.)
+    let nodes = -1;
+    for (let i = 0; i < 200 && nodes !== 0; i++) {
+      await app.ping(); // the app's releases are sent before this and answered in order
+      nodes = ((await admin.status()) as { nodes: number }).nodes;
+    }
+    assert.equal(nodes, 0);
+  } finally {
+    await env.stop();
+  }
+});

@@ -13,9 +13,10 @@
  *   const { wrappedKey: current, rewrapped } = await client.dataKeys.open(wrappedKey); // after a KEK rotation
  */
 import { errorFromWire, InvalidArgumentError, type CryptodError } from '../protocol/errors.js';
-import { DataKeyDecrypt, DataKeyEncrypt, DataKeyGenerate, DataKeyOpen, DataKeyRewrap } from '../protocol/messages/datakeys.js';
+import { DataKeyDecrypt, DataKeyEncrypt, DataKeyGenerate, DataKeyKey, DataKeyOpen, DataKeyRewrap } from '../protocol/messages/datakeys.js';
+import { AeadStream, type AeadStreamParams } from './streams.js';
 import type { DaemonConnection } from './connection.js';
-import { bytesOf, type BufferSource } from './subtle.js';
+import { bytesOf, CryptoKey, type BufferSource } from './subtle.js';
 
 export interface DataKeyGenerateOptions {
   /** The KEK: a managed aes256-kwp key on which this client holds `datakey`. */
@@ -93,6 +94,39 @@ export class DataKeysClient {
       items: items.map((i) => ({ ciphertext: bytesOf(i.data, 'data'), aad: aadOf(i.aad) })),
     });
     return results(r.items, items.length, (x) => (x as { plaintext: Uint8Array }).plaintext);
+  }
+
+  /**
+   * The data key as a non-extractable AES-GCM key of this connection, for
+   * the AEAD streams (`client.createEncryptStream(key, 'AES-GCM')`): inputs
+   * of any size in the segmented format. Release it when done (`using`).
+   */
+  async key(wrappedKey: BufferSource): Promise<CryptoKey> {
+    return new CryptoKey(this.#conn, await this.#conn.call(DataKeyKey, { wrappedKey: bytesOf(wrappedKey, 'wrappedKey') }));
+  }
+
+  /**
+   * A Transform that encrypts a stream of any size under the data key
+   * (AES-GCM, docs/formats.md "AEAD stream format"); the key node it uses is
+   * released when the stream ends or is destroyed.
+   *
+   * @example
+   *   await pipeline(createReadStream('big.bin'), await client.dataKeys.createEncryptStream(wrappedKey), createWriteStream('big.cda'));
+   */
+  async createEncryptStream(wrappedKey: BufferSource, params: Omit<AeadStreamParams, 'name'> = {}): Promise<AeadStream> {
+    return this.#stream(wrappedKey, params, 'encrypt');
+  }
+
+  /** The reverse of createEncryptStream: each segment's plaintext only after it was authenticated. */
+  async createDecryptStream(wrappedKey: BufferSource, params: Omit<AeadStreamParams, 'name'> = {}): Promise<AeadStream> {
+    return this.#stream(wrappedKey, params, 'decrypt');
+  }
+
+  async #stream(wrappedKey: BufferSource, params: Omit<AeadStreamParams, 'name'>, mode: 'encrypt' | 'decrypt'): Promise<AeadStream> {
+    const key = await this.key(wrappedKey);
+    const stream = new AeadStream(this.#conn, key, { ...params, name: 'AES-GCM' }, mode);
+    stream.once('close', () => void key[Symbol.asyncDispose]().catch(() => undefined));
+    return stream;
   }
 
   /** The same data key under the KEK's current version; the key itself never leaves the daemon. */

@@ -25,7 +25,8 @@ import {
   DATA_FORMAT, DATA_NONCE, DATA_TAG, DEFAULT_DATAKEY_LENGTH, encodeWrappedKeyHeader, isDataKeyLength, parseDataCiphertext, parseWrappedKey,
 } from '../protocol/datakey-format.js';
 import { DecryptError, InternalError, InvalidArgumentError, InvalidKeyError, UnsupportedError, toCryptodError } from '../protocol/errors.js';
-import { DataKeyDecrypt, DataKeyEncrypt, DataKeyGenerate, DataKeyOpen, DataKeyRewrap } from '../protocol/messages/datakeys.js';
+import { DataKeyDecrypt, DataKeyEncrypt, DataKeyGenerate, DataKeyKey, DataKeyOpen, DataKeyRewrap } from '../protocol/messages/datakeys.js';
+import { addKey, KeyNode } from './key.js';
 import { Op } from '../protocol/ops.js';
 import { asCbor } from '../protocol/schema.js';
 import { sensitiveReply } from './keys.js';
@@ -238,7 +239,29 @@ const open: Operation = {
   },
 };
 
+/**
+ * DATAKEY_KEY: the data key as an ephemeral AES-GCM key node of this
+ * connection (a copy: the node zeroes it when released), for CIPHER_CREATE
+ * streams in the segmented format. Non-extractable: the node can encrypt and
+ * decrypt, never export or wrap.
+ */
+const asKey: Operation = {
+  op: Op.DATAKEY_KEY,
+  access: { kind: 'data-key', permission: 'datakey' },
+  async handle(ctx, raw) {
+    const { lease } = await keyFor(dataKeys(ctx), DataKeyKey.args.parse(raw).wrappedKey, 0n);
+    try {
+      const secret = Buffer.alloc(lease.key.length);
+      lease.key.copy(secret);
+      return addKey(ctx, new KeyNode({ algorithm: { name: 'AES-GCM', length: secret.length * 8 }, type: 'secret', extractable: false, usages: ['encrypt', 'decrypt'], secret }));
+    } finally {
+      lease[Symbol.dispose]();
+    }
+  },
+};
+
 export const dataKeyOperations: Operation[] = [
+  asKey,
   generate,
   dataOp(Op.DATAKEY_ENCRYPT, (raw) => DataKeyEncrypt.args.parse(raw), (key, i) => ({ ciphertext: sealWithDataKey(key, i.plaintext!, i.aad) }), true),
   dataOp(Op.DATAKEY_DECRYPT, (raw) => DataKeyDecrypt.args.parse(raw), (key, i) => ({ plaintext: openWithDataKey(key, i.ciphertext!, i.aad) }), false),

@@ -60,6 +60,7 @@ export const Op = {
   DATAKEY_DECRYPT: 0x0142,
   DATAKEY_REWRAP: 0x0143,
   DATAKEY_OPEN: 0x0144,
+  DATAKEY_KEY: 0x0145,
 } as const;
 export type OpName = keyof typeof Op;
 export type OpCode = (typeof Op)[OpName];

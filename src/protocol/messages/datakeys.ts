@@ -8,6 +8,7 @@ import { Op } from '../ops.js';
 import { MAX_CONTEXT } from '../datakey-format.js';
 import { array, bool, bytes, cbor, either, map, optional, record, text, uint, type Fields } from '../schema.js';
 import { message } from './message.js';
+import { cryptoKeyDescription } from './common.js';
 import { MAX_BATCH } from './managed.js';
 
 const u32 = uint(1, 0xffff_ffff);
@@ -42,3 +43,9 @@ export const DataKeyEncrypt = dataOp(Op.DATAKEY_ENCRYPT, { plaintext: bytes(), a
 export const DataKeyDecrypt = dataOp(Op.DATAKEY_DECRYPT, { ciphertext: bytes(), aad: optional(bytes()) }, { plaintext: bytes() });
 export const DataKeyRewrap = message(Op.DATAKEY_REWRAP, map({ wrappedKey }), map({ wrappedKey: bytes(), kekVersion: u32, previousVersion: u32 }, { open: true }));
 export const DataKeyOpen = message(Op.DATAKEY_OPEN, map({ wrappedKey }), map({ wrappedKey: bytes(), kekVersion: u32, rewrapped: bool() }, { open: true }));
+/**
+ * The data key as a client-owned, non-extractable AES-GCM key node (usages
+ * encrypt and decrypt), for the AEAD streams of §6.9: inputs of any size
+ * under a data key. Released with the handle or the connection.
+ */
+export const DataKeyKey = message(Op.DATAKEY_KEY, map({ wrappedKey }), cryptoKeyDescription);
