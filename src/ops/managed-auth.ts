@@ -142,6 +142,10 @@ export function checkKey(ctx: RequestContext, keys: ManagedKeys, e: KeyEntry | u
  * against the current snapshot, before the handler runs (synchronously after
  * it, so the handler sees the same snapshot).
  *
+ * First, freshness: when another daemon committed to the keystore since
+ * this one last looked, the request waits for the shared catch-up of exactly
+ * the changed keys (KeyManager.freshen), so it runs on that change.
+ *
  * A key this daemon does not hold, or that the caller may not see, may be the
  * work of another daemon on the same keystore a moment ago: a request that
  * uses a key's material then waits for one refresh (KeyManager.refreshSoon)
@@ -151,29 +155,37 @@ export function checkKey(ctx: RequestContext, keys: ManagedKeys, e: KeyEntry | u
  */
 export const managedAccess: Authorizer = {
   authorize(ctx: RequestContext, access: Access, raw: CborValue): void | Promise<void> {
-    switch (access.kind) {
-      case 'none':
-        return;
-      case 'visible-keys':
-        managedKeys(ctx);
-        return;
-      case 'admin': {
-        const keys: Administrators = access.arg === null ? (ctx.daemon.keys ?? DEFAULT_ADMINS) : managedKeys(ctx);
-        const name = access.arg === null ? null : str(asArgs(raw), access.arg);
-        requireAdmin(ctx, keys, name === null ? access.action : `${access.action} '${name}'`, name);
-        return;
-      }
-      case 'key': {
-        const keys = managedKeys(ctx);
-        const name = str(asArgs(raw), access.arg);
-        const right = access.permission;
-        try {
-          checkKey(ctx, keys, keys.manager.entry(name), name, right);
-        } catch (err) {
-          if (right === 'any' || !usesMaterial(right) || !(err instanceof NotFoundError)) throw err;
-          return keys.manager.refreshSoon().then(() => checkKey(ctx, keys, keys.manager.entry(name), name, right));
-        }
-      }
-    }
+    // Freshness (keys/freshness.ts): a change another daemon committed before
+    // this request began is caught up with first. Synchronous unless it was.
+    const wait = access.kind === 'none' ? null : (ctx.daemon.keys?.manager.freshen() ?? null);
+    if (wait !== null) return wait.then(() => authorizeNow(ctx, access, raw));
+    return authorizeNow(ctx, access, raw);
   },
 };
+
+function authorizeNow(ctx: RequestContext, access: Access, raw: CborValue): void | Promise<void> {
+  switch (access.kind) {
+    case 'none':
+      return;
+    case 'visible-keys':
+      managedKeys(ctx);
+      return;
+    case 'admin': {
+      const keys: Administrators = access.arg === null ? (ctx.daemon.keys ?? DEFAULT_ADMINS) : managedKeys(ctx);
+      const name = access.arg === null ? null : str(asArgs(raw), access.arg);
+      requireAdmin(ctx, keys, name === null ? access.action : `${access.action} '${name}'`, name);
+      return;
+    }
+    case 'key': {
+      const keys = managedKeys(ctx);
+      const name = str(asArgs(raw), access.arg);
+      const right = access.permission;
+      try {
+        checkKey(ctx, keys, keys.manager.entry(name), name, right);
+      } catch (err) {
+        if (right === 'any' || !usesMaterial(right) || !(err instanceof NotFoundError)) throw err;
+        return keys.manager.refreshSoon().then(() => checkKey(ctx, keys, keys.manager.entry(name), name, right));
+      }
+    }
+  }
+}
