@@ -30,6 +30,7 @@ import type { ClientRegistry } from '../auth/client-registry.js';
 import { watchRevocations } from '../auth/revocation.js';
 import type { ManagedKeys } from './managed-keys.js';
 import type { TlsReloadSummary } from '../config/listeners.js';
+import { fleetStatus, reportOf, type FleetLink } from './fleet.js';
 
 export type { TlsReloadSummary };
 
@@ -64,6 +65,12 @@ export interface DaemonOptions {
   keys?: ManagedKeys;
   /** Re-read the configuration file for RELOAD; resolves to a summary of what changed. Without it RELOAD is unsupported. */
   reload?: () => Promise<CborValue>;
+  /**
+   * This daemon is one worker of several behind one socket (fleet.ts): the
+   * primary process owns the socket file (no stale-socket check, no unlink
+   * at close: the others still listen on it), and STATUS covers every worker.
+   */
+  fleet?: FleetLink;
 }
 
 export interface Daemon {
@@ -110,7 +117,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const revocations = options.clients === undefined ? null : watchRevocations(options.clients, log, options.revocationCheckMs);
 
   prepareSocketDirectory(socketPath);
-  await removeStaleSocket(socketPath);
+  if (options.fleet === undefined) await removeStaleSocket(socketPath);
 
   const connections = new Set<Connection>();
   /** Every open connection's place in the connection caps (src/daemon/admission.ts). */
@@ -141,7 +148,12 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     };
   };
 
-  const view: DaemonView = { startedAt, version: DAEMON_VERSION, status: () => asCbor(status()), audit,
+  const fleet = options.fleet;
+  const fleetView = fleet === undefined ? null : async (): Promise<CborValue> => {
+    const own = status();
+    return asCbor(fleetStatus(own, await fleet.reports(reportOf(own))));
+  };
+  const view: DaemonView = { startedAt, version: DAEMON_VERSION, status: fleetView ?? (() => asCbor(status())), audit,
     ...(options.keys === undefined ? {} : { keys: options.keys }),
     ...(options.reload === undefined ? {} : { reload: options.reload }),
   };
@@ -313,7 +325,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       await tls?.close();
       await serverClosed;
       try {
-        unlinkSync(socketPath);
+        if (fleet === undefined) unlinkSync(socketPath);
       } catch {
         // already gone (server.close removes it on most platforms)
       }
