@@ -20,6 +20,16 @@
  * a change never joins a running one; it queues a new one behind it. Every
  * operation waits for the newest catch-up, which runs after every older one.
  *
+ * One look per task, not per operation. The look costs a few system calls
+ * (SQLite takes and drops its shared lock: two fcntl and an fstat), several
+ * microseconds where system calls are slow — more than a pipelined HMAC
+ * costs. Requests handled in one synchronous stretch (the frames of one
+ * socket read, up to the connection's fairness quantum) share one look; the
+ * next I/O callback or timer looks again (the flag clears in a microtask).
+ * That keeps the promise: every frame of one read was sent before the read,
+ * which came before the look, so a commit the look missed was not yet made
+ * when any of them was sent.
+ *
  * In-flight operations are never disturbed: they hold the snapshot they
  * started with (snapshot.ts); a catch-up publishes a new one beside it.
  * A failed catch-up is logged and the operation runs on the keys held.
@@ -45,6 +55,11 @@ export class Freshness {
   #unstarted: Promise<void> | null = null;
   readonly #unsubscribe: (() => void) | null;
   #catchUps = 0;
+  /** Looked at the store in this synchronous stretch (cleared by a microtask). */
+  #looked = false;
+  readonly #clearLooked = (): void => {
+    this.#looked = false;
+  };
 
   constructor(context: FreshnessContext) {
     this.#c = context;
@@ -60,6 +75,9 @@ export class Freshness {
    * else a promise that resolves (never rejects) once it does.
    */
   check(): Promise<void> | null {
+    if (this.#looked) return this.#latest;
+    this.#looked = true;
+    queueMicrotask(this.#clearLooked);
     if (this.#c.store.maybeChanged?.() === true) return this.#start();
     return this.#latest;
   }
