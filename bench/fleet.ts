@@ -132,7 +132,7 @@ async function checkCost(): Promise<void> {
     perCall.push(Number(process.hrtime.bigint() - t0) / N);
   }
   await store.close();
-  row('freshness check alone (PRAGMA data_version, in-process)', `${median(perCall).toFixed(0)} ns per operation`, '', '');
+  row('one look at the store (SqliteKeystore.maybeChanged: PRAGMA data_version), in-process; made once per batch of requests read together', `${median(perCall).toFixed(0)} ns per look`, '', '');
 
   const on = await serve('check-on', join(tmp, 'check-on'));
   const off = await serve('check-off', join(tmp, 'check-off'), { noFreshness: true });
