@@ -21,7 +21,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir, totalmem } from 'node:os';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connect, type Client } from '../src/client/client.js';
@@ -99,6 +99,8 @@ const median = (xs: number[]): number => {
 };
 const quantile = (xs: number[], q: number): number => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))]!;
 const ops = (n: number): string => Math.round(n).toLocaleString('en-US');
+/** The spread of the rounds behind a median: on a shared machine it is part of the result. */
+const spread = (xs: number[]): string => `rounds ${ops(Math.min(...xs))}–${ops(Math.max(...xs))}`;
 const rows: string[] = [];
 const row = (...cells: string[]): void => {
   rows.push(`| ${cells.join(' | ')} |`);
@@ -145,7 +147,7 @@ async function checkCost(): Promise<void> {
       async () => (await measurePipelined(SECONDS, 64, () => cOn.mac('bench-mac', MSG))).opsPerSec,
       async () => (await measurePipelined(SECONDS, 64, () => cOff.mac('bench-mac', MSG))).opsPerSec,
     );
-    row('managed HMAC-SHA256 64 B, pipelined (64), one daemon', `with the check ${ops(r.a)} ops/s`, `without ${ops(r.b)} ops/s`, `${(r.a / r.b).toFixed(3)}×`);
+    row('managed HMAC-SHA256 64 B, pipelined (64), one daemon', `with the check ${ops(r.a)} ops/s (${spread(r.as)})`, `without (bench/no-freshness.ts) ${ops(r.b)} ops/s (${spread(r.bs)})`, `${(r.a / r.b).toFixed(3)}×`);
     await cOn.close();
     await cOff.close();
   } finally {
@@ -187,7 +189,7 @@ async function workers(): Promise<void> {
       return results.reduce((n, r) => n + r.ops / r.seconds, 0);
     };
     const r = await ab(() => round(one, 'one'), () => round(two, 'two'));
-    row('managed HMAC-SHA256 64 B, 2 client processes × 2 connections × 32 in flight', `--workers 1: ${ops(r.a)} ops/s`, `--workers 2: ${ops(r.b)} ops/s`, `${(r.b / r.a).toFixed(2)}×`);
+    row('managed HMAC-SHA256 64 B, 2 client processes × 2 connections × 32 in flight', `--workers 1: ${ops(r.a)} ops/s (${spread(r.as)})`, `--workers 2: ${ops(r.b)} ops/s (${spread(r.bs)})`, `${(r.b / r.a).toFixed(2)}×`);
     row('daemon CPU time per operation (all daemon processes, utime + stime)', `--workers 1: ${median(cpuPerOp.one!).toFixed(1)} µs`, `--workers 2: ${median(cpuPerOp.two!).toFixed(1)} µs`, '');
   } finally {
     await one.stop();
@@ -224,7 +226,7 @@ async function underRotation(): Promise<void> {
       }
     };
     const r = await ab(quiet, rotating);
-    row('managed HMAC-SHA256 64 B, pipelined (64), reader daemon', `quiet ${ops(r.a)} ops/s`, `writer rotating the key every 100 ms through another daemon: ${ops(r.b)} ops/s (${rotations} rotations)`, `${(r.b / r.a).toFixed(3)}×`);
+    row('managed HMAC-SHA256 64 B, pipelined (64), reader daemon', `quiet ${ops(r.a)} ops/s (${spread(r.as)})`, `writer rotating the key every 100 ms through another daemon: ${ops(r.b)} ops/s (${spread(r.bs)}; ${rotations} rotations)`, `${(r.b / r.a).toFixed(3)}×`);
     await w.close();
     await c.close();
   } finally {
@@ -303,6 +305,7 @@ async function main(): Promise<void> {
     `- A/B rows: ${ROUNDS} interleaved rounds of ${SECONDS} s per side (A, B, A, B, …), the median of each side, and the ratio of medians.`,
     '- The daemons run in their own processes from src/ (tsx) on Unix sockets; the clients run in this process, except the workers rows (two client processes).',
     '- On a 2-core machine the client processes compete with the workers for the same cores: the CPU time per operation is the figure that does not depend on the core count.',
+    `- Load average when the run ended: ${loadavg().map((x) => x.toFixed(1)).join(', ')} on ${cpus().length} cores. Other work on the machine moves every figure; the spread of the rounds is shown beside each median.`,
     '',
     '| what | A | B | ratio |',
     '|---|---|---|---:|',
