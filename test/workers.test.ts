@@ -148,3 +148,25 @@ test('--workers refuses what it cannot do, saying what to give instead', { timeo
   assert.equal(stdout.code, 1);
   assert.match(stdout.stderr.toString(), /cannot be shared by several workers.*give a file/);
 });
+
+test('a worker that keeps dying young is replaced with doubling backoff', { timeout: 240_000 }, async () => {
+  const d = await startCliDaemon(['--workers', '2'], 90_000);
+  cleanups.push(() => d.stop());
+  await eventually(() => lines(d).some((l) => l.msg === 'workers started'), 90_000, 'both workers to start');
+  let victim = lines(d).find((l) => l.msg === 'workers started')!.workers![0]!;
+  const delays: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const replaced = lines(d).filter((l) => l.msg === 'worker replaced').length;
+    process.kill(victim, 'SIGKILL');
+    await eventually(() => lines(d).filter((l) => l.msg === 'worker replaced').length > replaced, 90_000, `replacement ${i + 1}`);
+    const died = lines(d).filter((l) => l.msg === 'worker died; its connections and their data nodes are gone; replacing it') as Array<Line & { replaceInMs: number }>;
+    delays.push(died[died.length - 1]!.replaceInMs);
+    victim = lines(d).filter((l) => l.msg === 'worker replaced').at(-1)!.pid!;
+  }
+  // The first victim may have lived 10 s (then it is replaced at once); its replacements died young.
+  assert.ok(delays[1]! >= 100, `delays ${delays.join(', ')}`);
+  assert.equal(delays[2], delays[1]! * 2, `delays ${delays.join(', ')}`);
+  const c = await connect({ socket: d.socketPath, clientName: 'still' });
+  assert.equal(((await c.status()) as unknown as Status).workers.length, 2);
+  await c.close();
+});
