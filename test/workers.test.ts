@@ -169,4 +169,9 @@ test('a worker that keeps dying young is replaced with doubling backoff', { time
   const c = await connect({ socket: d.socketPath, clientName: 'still' });
   assert.equal(((await c.status()) as unknown as Status).workers.length, 2);
   await c.close();
+  // `cryptod status` (the table) names both workers.
+  const { runCli } = await import('./helpers/cli-daemon.js');
+  const table = await runCli(['status', '--socket', d.socketPath]);
+  assert.equal(table.code, 0, table.stderr.toString());
+  assert.match(table.stdout.toString(), /^2 worker\(s\), totals above: pid \d+ \d+ conn \d+ nodes, pid \d+ \d+ conn \d+ nodes$/m);
 });
