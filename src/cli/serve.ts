@@ -182,6 +182,10 @@ export async function serve(argv: readonly string[]): Promise<number> {
   if (workers > 1 && cluster.isPrimary) return primary(configured, workers, log);
   // A worker: the primary prepared the data directory, the socket and the keystore (an --init included).
   const fleet = cluster.isWorker ? workerLink() : null;
+  // It inherited the primary's umask, set for the socket's mode (no x bit: a
+  // directory made under it would be unusable). Everything a daemon creates is
+  // private anyway, so a private umask loses nothing.
+  if (fleet !== null) process.umask(0o077);
   const config = fleet === null ? configured : { ...configured, init: false };
   const daemon = createDaemon(config, { logger: log, ...(fleet === null ? {} : { fleet: fleet.link }) });
 
