@@ -156,36 +156,39 @@ export function checkKey(ctx: RequestContext, keys: ManagedKeys, e: KeyEntry | u
 export const managedAccess: Authorizer = {
   authorize(ctx: RequestContext, access: Access, raw: CborValue): void | Promise<void> {
     // Freshness (keys/freshness.ts): a change another daemon committed before
-    // this request began is caught up with first. Synchronous unless it was.
+    // this request was read is caught up with first. Synchronous unless there was one.
     const wait = access.kind === 'none' ? null : (ctx.daemon.keys?.manager.freshen() ?? null);
-    if (wait !== null) return wait.then(() => authorizeNow(ctx, access, raw));
-    return authorizeNow(ctx, access, raw);
+    if (wait !== null) return wait.then(() => authorizeNow.authorize(ctx, access, raw));
+    return authorizeNow.authorize(ctx, access, raw);
   },
 };
 
-function authorizeNow(ctx: RequestContext, access: Access, raw: CborValue): void | Promise<void> {
-  switch (access.kind) {
-    case 'none':
-      return;
-    case 'visible-keys':
-      managedKeys(ctx);
-      return;
-    case 'admin': {
-      const keys: Administrators = access.arg === null ? (ctx.daemon.keys ?? DEFAULT_ADMINS) : managedKeys(ctx);
-      const name = access.arg === null ? null : str(asArgs(raw), access.arg);
-      requireAdmin(ctx, keys, name === null ? access.action : `${access.action} '${name}'`, name);
-      return;
-    }
-    case 'key': {
-      const keys = managedKeys(ctx);
-      const name = str(asArgs(raw), access.arg);
-      const right = access.permission;
-      try {
-        checkKey(ctx, keys, keys.manager.entry(name), name, right);
-      } catch (err) {
-        if (right === 'any' || !usesMaterial(right) || !(err instanceof NotFoundError)) throw err;
-        return keys.manager.refreshSoon().then(() => checkKey(ctx, keys, keys.manager.entry(name), name, right));
+/** The checks themselves, on the snapshot current now. */
+const authorizeNow: Authorizer = {
+  authorize(ctx: RequestContext, access: Access, raw: CborValue): void | Promise<void> {
+    switch (access.kind) {
+      case 'none':
+        return;
+      case 'visible-keys':
+        managedKeys(ctx);
+        return;
+      case 'admin': {
+        const keys: Administrators = access.arg === null ? (ctx.daemon.keys ?? DEFAULT_ADMINS) : managedKeys(ctx);
+        const name = access.arg === null ? null : str(asArgs(raw), access.arg);
+        requireAdmin(ctx, keys, name === null ? access.action : `${access.action} '${name}'`, name);
+        return;
+      }
+      case 'key': {
+        const keys = managedKeys(ctx);
+        const name = str(asArgs(raw), access.arg);
+        const right = access.permission;
+        try {
+          checkKey(ctx, keys, keys.manager.entry(name), name, right);
+        } catch (err) {
+          if (right === 'any' || !usesMaterial(right) || !(err instanceof NotFoundError)) throw err;
+          return keys.manager.refreshSoon().then(() => checkKey(ctx, keys, keys.manager.entry(name), name, right));
+        }
       }
     }
-  }
-}
+  },
+};
