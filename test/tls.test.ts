@@ -360,3 +360,37 @@ test('cryptod serve --tls-crl, and `cryptod reload` without --config re-reads th
     assert.equal(await d.stop(), 0);
   }
 });
+
+test('cryptod serve --workers 2 shares the mutual-TLS port: connections land on both workers', { timeout: 120_000 }, async () => {
+  const dataDir = join(tempDir(), 'data');
+  const args = ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--data-dir', dataDir, '--socket', join(tempDir(), 's.sock'), '--listen', 'tcp://127.0.0.1:0', '--workers', '2'];
+  args.push('--tls-cert', file('server.crt'), '--tls-key', file('server.key'), '--tls-client-ca', file('ca.crt'));
+  const serve = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  const port = await new Promise<number>((res, rej) => {
+    serve.stderr.on('data', (c: Buffer) => {
+      stderr += c.toString();
+      const ports = [...stderr.matchAll(/"tcp":"127\.0\.0\.1:([0-9]+)"/g)].map((m) => Number(m[1]));
+      if (/"msg":"workers started"/.test(stderr)) {
+        assert.equal(new Set(ports).size, 1, `both workers listen on one port: ${ports.join(', ')}`);
+        res(ports[0]!);
+      }
+    });
+    serve.on('exit', () => rej(new Error(`serve exited: ${stderr}`)));
+  });
+  try {
+    const pids = new Set<number>();
+    for (let i = 0; i < 6; i++) {
+      const c = await connect({ url: `tls://127.0.0.1:${port}`, tls: clientTls('client') });
+      assert.equal(c.info.clientId, 'cert:billing-svc');
+      const s = (await c.status()) as { daemon: { pid: number }; workers: Array<{ pid: number }> };
+      pids.add(s.daemon.pid);
+      assert.equal(s.workers.length, 2);
+      await c.close();
+    }
+    assert.equal(pids.size, 2, 'TLS connections are handed to both workers');
+  } finally {
+    serve.kill('SIGTERM');
+    await new Promise((r) => serve.once('exit', r));
+  }
+});

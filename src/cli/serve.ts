@@ -14,17 +14,21 @@
  *   second signal while that runs ──▶ die of that signal at once (a shell
  *              reports 128 + signal number: 130 for SIGINT, 143 for SIGTERM)
  */
+import cluster from 'node:cluster';
 import { constants } from 'node:os';
 import { configOption } from './config-option.js';
 import { daemonConfig, type ConfigOverrides, type DaemonConfig } from '../config/daemon-config.js';
 import { createDaemon } from '../daemon/assemble.js';
-import { createLogger, type Level } from '../observe/logger.js';
+import { createLogger, type Level, type Logger } from '../observe/logger.js';
 import { CryptodError } from '../protocol/errors.js';
 import { UsageError, choiceOpt, modeOpt, parseCommand, stringOpt, wantsHelp, type OptionSpec, type Parsed } from './args.js';
 import { SOCKET_OPTION } from './connect.js';
 import { LIMIT_OPTIONS, limitFlags, limitHelp } from './limit-flags.js';
 import { EXIT_FAILURE, EXIT_OK, LocalFailure } from './output.js';
 import { prepareProcess } from './process-setup.js';
+import { reportOf } from '../daemon/fleet.js';
+import { workerLink } from './worker-link.js';
+import { parseWorkers, prepareShared, runPrimary } from './workers.js';
 
 export const SERVE_HELP = `Usage: cryptod serve [options]
 
@@ -55,6 +59,10 @@ ${limitHelp()}  --audit-log FILE|-         append one JSON line per security eve
                              (created mode 600), or to stdout with '-'
                              (default: off)
   --log-level LEVEL          debug, info, warn or error (default: info)
+  --workers N|auto           serve from N worker processes behind the same
+                             socket(s) (default: 1; auto: one per core).
+                             Each connection lives in one worker; limits
+                             apply per worker; signals go to this process
   --allow-uid N              also admit processes of uid N on the socket
                              (repeatable; the daemon's user and root always
                              may connect)
@@ -92,6 +100,7 @@ const OPTIONS: OptionSpec = {
   'tls-key': { type: 'string' },
   'tls-client-ca': { type: 'string' },
   'tls-crl': { type: 'string' },
+  workers: { type: 'string' },
 };
 
 const LEVELS: readonly Level[] = ['debug', 'info', 'warn', 'error'];
@@ -102,8 +111,9 @@ const LEVELS: readonly Level[] = ['debug', 'info', 'warn', 'error'];
  * every problem of the file as FILE:LINE:COL: field: message, or naming the
  * limit out of range.
  */
-function configure(argv: readonly string[]): DaemonConfig {
+function configure(argv: readonly string[]): { config: DaemonConfig; workers: number } {
   const p = parseCommand('serve', argv, OPTIONS);
+  const workers = parseWorkers(stringOpt(p, 'workers'));
   const file = configOption(p);
   const overrides: ConfigOverrides = { ...accessOptions(p), limits: limitFlags(p, 'serve') };
   const set = <K extends keyof ConfigOverrides>(key: K, value: ConfigOverrides[K] | undefined): void => {
@@ -116,7 +126,7 @@ function configure(argv: readonly string[]): DaemonConfig {
   set('auditLog', stringOpt(p, 'audit-log'));
   if (p.values.init === true) overrides.init = true;
   try {
-    return daemonConfig(file, overrides);
+    return { config: daemonConfig(file, overrides), workers };
   } catch (err) {
     // A limit out of range: say what to fix, no code.
     if (err instanceof CryptodError) throw new LocalFailure(err.message, { cause: err });
@@ -164,10 +174,20 @@ export async function serve(argv: readonly string[]): Promise<number> {
     process.stdout.write(SERVE_HELP);
     return EXIT_OK;
   }
-  const config = configure(argv);
-  const log = createLogger({ level: config.logLevel });
+  const { config: configured, workers } = configure(argv);
+  const base = createLogger({ level: configured.logLevel });
+  // A worker's every line names it: the workers share one stderr.
+  const log = cluster.isWorker ? tagged(base, { worker: process.pid }) : base;
   const processLimits = prepareProcess(log);
-  const daemon = createDaemon(config, { logger: log });
+  if (workers > 1 && cluster.isPrimary) return primary(configured, workers, log);
+  // A worker: the primary prepared the data directory, the socket and the keystore (an --init included).
+  const fleet = cluster.isWorker ? workerLink() : null;
+  // It inherited the primary's umask, set for the socket's mode (no x bit: a
+  // directory made under it would be unusable). Everything a daemon creates is
+  // private anyway, so a private umask loses nothing.
+  if (fleet !== null) process.umask(0o077);
+  const config = fleet === null ? configured : { ...configured, init: false };
+  const daemon = createDaemon(config, { logger: log, ...(fleet === null ? {} : { fleet: fleet.link }) });
 
   // Signals are handled from the start: one that arrives while the daemon
   // starts closes it once started (close() waits for start), rather than
@@ -195,9 +215,12 @@ export async function serve(argv: readonly string[]): Promise<number> {
   const onHangup = (): void => {
     daemon.reload('SIGHUP').catch(() => undefined);
   };
+  // A worker hears SIGINT and SIGHUP through the primary, which relays each once
+  // (a terminal sends them to the whole process group: twice would be "die now").
+  const ignore = (): void => undefined;
   process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
-  process.on('SIGHUP', onHangup);
+  process.on('SIGINT', fleet === null ? onSignal : ignore);
+  process.on('SIGHUP', fleet === null ? onHangup : ignore);
   try {
     await daemon.start();
   } catch (err) {
@@ -209,9 +232,46 @@ export async function serve(argv: readonly string[]): Promise<number> {
     throw err;
   }
   processLimits.started(config.limits);
+  fleet?.attach({
+    report: () => {
+      try {
+        return reportOf(daemon.status());
+      } catch {
+        return null; // stopped meanwhile
+      }
+    },
+    reload: (trigger) => void daemon.reload(trigger).catch(() => undefined),
+  });
   const code = await done;
   process.off('SIGHUP', onHangup);
   return code;
+}
+
+/** `log` with `fields` added to every line (a line's own fields win). */
+function tagged(log: Logger, fields: Record<string, unknown>): Logger {
+  return {
+    debug: (msg, f) => log.debug(msg, { ...fields, ...f }),
+    info: (msg, f) => log.info(msg, { ...fields, ...f }),
+    warn: (msg, f) => log.warn(msg, { ...fields, ...f }),
+    error: (msg, f) => log.error(msg, { ...fields, ...f }),
+  };
+}
+
+/** `--workers N` (N > 1), in the primary: prepare what the workers share, then fork and supervise them (workers.ts). */
+async function primary(config: DaemonConfig, workers: number, log: Logger): Promise<number> {
+  if (config.auditLog === '-') {
+    throw new LocalFailure('--audit-log - (stdout) cannot be shared by several workers: several processes on one pipe may split a line; give a file, which every worker appends whole lines to');
+  }
+  try {
+    await prepareShared(config, log);
+  } catch (err) {
+    if (err instanceof CryptodError) throw new LocalFailure(err.message, { cause: err });
+    throw err;
+  }
+  // The primary binds the socket when the first worker listens: with this
+  // umask the file is born with the configured mode, as in a single daemon.
+  process.umask(0o777 & ~config.socketMode);
+  return runPrimary({ count: workers, log, die: dieBy });
 }
 
 /**

@@ -5,6 +5,7 @@
  * src/daemon/server.ts); its top-level `nodes` is the total of live nodes.
  */
 import type { DaemonStatus } from '../daemon/server.js';
+import type { FleetStatus } from '../daemon/fleet.js';
 import { BadFrameError } from '../protocol/errors.js';
 import { parseCommand, stringOpt, wantsHelp, type OptionSpec } from './args.js';
 import { CLI_CLIENT_NAME, SOCKET_OPTION, connectCli } from './connect.js';
@@ -69,6 +70,8 @@ export function formatStatus(s: DaemonStatus): string {
     `cryptod ${d.version}  pid ${d.pid}  up ${formatDuration(d.uptimeMs)}${d.shuttingDown ? '  SHUTTING DOWN' : ''}`,
     `socket ${d.socket}`,
     `${s.connections} connection(s), ${s.nodes} live node(s)`,
+    // Only under `serve --workers N` (src/daemon/fleet.ts): pid above is the worker that answered.
+    ...workerLines((s as Partial<FleetStatus>).workers),
     // Older daemons send no `damaged`.
     ...(s.damaged ?? []).map((d) => `DAMAGED key '${d.key}' version ${d.version}: ${d.reason}`),
     '',
@@ -90,6 +93,11 @@ export function formatStatus(s: DaemonStatus): string {
   // The client name is text, left-aligned; every count is right-aligned.
   const fmt = (cells: string[]): string => cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  ');
   return `${[...lines, fmt(header), ...rows.map(fmt)].join('\n')}\n`;
+}
+
+function workerLines(workers: FleetStatus['workers'] | undefined): string[] {
+  if (!Array.isArray(workers)) return [];
+  return [`${workers.length} worker(s), totals above: ${workers.map((w) => `pid ${w.pid} ${w.connections} conn ${w.nodes} nodes`).join(', ')}`];
 }
 
 function formatDuration(ms: number): string {

@@ -34,6 +34,7 @@ import type { Clock } from '../keys/clock.js';
 import type { Operation } from '../ops/operation.js';
 import { CloseStack } from './closers.js';
 import type { PeerIdentity } from './handshake.js';
+import type { FleetLink } from './fleet.js';
 import { openManagedKeys } from './managed-keys.js';
 import { peerCred, peerCredAvailable } from './peer-cred.js';
 import { startDaemon, type Daemon, type DaemonOptions, type DaemonStatus } from './server.js';
@@ -55,6 +56,12 @@ export interface CreateDaemonOptions {
   revocationCheckMs?: number;
   /** Operations served (default: all of them). */
   operations?: readonly Operation[];
+  /**
+   * This daemon is one worker of `cryptod serve --workers N` (src/daemon/fleet.ts):
+   * STATUS covers every worker, RELOAD reaches every worker, the primary owns
+   * the socket file and each worker appends whole lines to the audit log.
+   */
+  fleet?: FleetLink;
 }
 
 /** What a reload did: the configuration file re-read, or, without one, only the TLS files. */
@@ -97,7 +104,7 @@ export function createDaemon(config: DaemonConfig, options: CreateDaemonOptions 
     preparePrivateSocketDirectory(config.socket);
     let audit: Audit = NO_AUDIT;
     if (config.auditLog !== undefined) {
-      const opened = createAudit({ target: config.auditLog, log });
+      const opened = createAudit({ target: config.auditLog, log, ...(options.fleet === undefined ? {} : { worker: true }) });
       audit = opened;
       parts.defer('audit log', () => opened.close());
     }
@@ -146,6 +153,7 @@ export function createDaemon(config: DaemonConfig, options: CreateDaemonOptions 
       ...(peerIdentity === null ? {} : { peerIdentity }),
       ...(options.operations === undefined ? {} : { operations: options.operations }),
       ...(options.revocationCheckMs === undefined ? {} : { revocationCheckMs: options.revocationCheckMs }),
+      ...(options.fleet === undefined ? {} : { fleet: options.fleet }),
       ...reloadOperation(),
     });
     listener = daemon;
@@ -155,7 +163,14 @@ export function createDaemon(config: DaemonConfig, options: CreateDaemonOptions 
   /** RELOAD re-reads the file, or the TLS files alone; with neither it stays unsupported. */
   const reloadOperation = (): Pick<DaemonOptions, 'reload'> => {
     if (config.file === null && config.tcp === undefined) return {};
-    return { reload: async () => asCbor(await reload('RELOAD')) };
+    return {
+      reload: async () => {
+        // The other workers reload too; this reply is this worker's outcome, theirs are in their logs.
+        const outcome = await reload('RELOAD');
+        options.fleet?.reloadOthers('RELOAD');
+        return asCbor(outcome);
+      },
+    };
   };
 
   const reload = async (trigger: string): Promise<ReloadOutcome | null> => {

@@ -12,8 +12,10 @@
  * WAL mode): every change is a keystore transaction that bumps the store's
  * generation (design note 3), and each daemon catches up with what the
  * others committed (KeyManager.refresh: only the keys changed since its last
- * look) every `refreshIntervalMs`, and at once when a request names a key or
- * version it does not hold yet (managed-data.ts). Rotations need no
+ * look) when an operation on managed keys starts and SQLite's data_version
+ * says another connection committed (keys/freshness.ts), so the operation
+ * runs on the change; the poll every `refreshIntervalMs` keeps timers and
+ * idle daemons current. Rotations need no
  * coordination beyond that: versions are planned from the store inside the
  * writing transaction, so two daemons due at the same instant make one version.
  *

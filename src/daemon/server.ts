@@ -34,6 +34,7 @@ import type { DataKeyKeks } from '../kek/data-key-kek.js';
 import { managedKeks } from '../ops/managed-kek.js';
 import type { DataKeys } from '../ops/operation.js';
 import type { TlsReloadSummary } from '../config/listeners.js';
+import { fleetStatus, reportOf, type FleetLink } from './fleet.js';
 
 export type { TlsReloadSummary };
 
@@ -72,6 +73,12 @@ export interface DaemonOptions {
   dataKeyKeks?: DataKeyKeks;
   /** The data-key cache's clock (tests; default Date.now). */
   dataKeyClock?: { now(): number };
+  /**
+   * This daemon is one worker of several behind one socket (fleet.ts): the
+   * primary process owns the socket file (no stale-socket check, no unlink
+   * at close: the others still listen on it), and STATUS covers every worker.
+   */
+  fleet?: FleetLink;
 }
 
 export interface Daemon {
@@ -120,7 +127,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const revocations = options.clients === undefined ? null : watchRevocations(options.clients, log, options.revocationCheckMs);
 
   prepareSocketDirectory(socketPath);
-  await removeStaleSocket(socketPath);
+  if (options.fleet === undefined) await removeStaleSocket(socketPath);
 
   const connections = new Set<Connection>();
   /** Every open connection's place in the connection caps (src/daemon/admission.ts). */
@@ -154,7 +161,12 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     };
   };
 
-  const view: DaemonView = { startedAt, version: DAEMON_VERSION, status: () => asCbor(status()), audit,
+  const fleet = options.fleet;
+  const fleetView = fleet === undefined ? null : async (): Promise<CborValue> => {
+    const own = status();
+    return asCbor(fleetStatus(own, await fleet.reports(reportOf(own))));
+  };
+  const view: DaemonView = { startedAt, version: DAEMON_VERSION, status: fleetView ?? (() => asCbor(status())), audit,
     ...(options.keys === undefined ? {} : { keys: options.keys }),
     ...(dataKeys === undefined ? {} : { dataKeys }),
     ...(options.reload === undefined ? {} : { reload: options.reload }),
@@ -329,7 +341,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       await tls?.close();
       await serverClosed;
       try {
-        unlinkSync(socketPath);
+        if (fleet === undefined) unlinkSync(socketPath);
       } catch {
         // already gone (server.close removes it on most platforms)
       }

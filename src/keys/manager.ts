@@ -35,6 +35,7 @@ import { budgetOptions, type BudgetOptions } from './budget.js';
 import { systemClock, type Clock } from './clock.js';
 import type { KeyDefinition } from './definition.js';
 import { describeEntry, type KeyDescription } from './describe.js';
+import { Freshness } from './freshness.js';
 import { KeyManagement, type CreateOptions } from './management.js';
 import type { PolicyInput } from './policy.js';
 import { Refresher, type DamagedVersion } from './refresher.js';
@@ -87,6 +88,7 @@ export class KeyManager {
   readonly #timers: KeyTimers;
   readonly #refresher: Refresher;
   readonly #management: KeyManagement;
+  readonly #freshness: Freshness;
   #seq = 0;
   /** Told after every swap (onChange). */
   readonly #listeners = new Set<() => void>();
@@ -123,6 +125,14 @@ export class KeyManager {
       onDamaged: o.onDamaged,
       plan: (name) => this.#timers.plan(name),
       refresh: () => this.refresh(),
+    });
+    this.#freshness = new Freshness({
+      store, log,
+      seen: () => this.#refresher.generation,
+      refresh: (started) => this.#run(() => {
+        started();
+        return this.#refresher.refresh();
+      }),
     });
     this.#management = new KeyManagement({
       store, kek, clock, log, budget,
@@ -275,6 +285,23 @@ export class KeyManager {
     return this.#refresher.soon();
   }
 
+  /**
+   * For an operation about to start (the request chain's authorize phase):
+   * null when the snapshot already has every change another process
+   * committed before now — one synchronous store check, the common case —
+   * else a promise that resolves, never rejecting, once the changed keys are
+   * re-read (freshness.ts). Operations already running keep their snapshot.
+   */
+  freshen(): Promise<void> | null {
+    if (this.#closed) return null;
+    return this.#freshness.check();
+  }
+
+  /** Catch-ups freshen() and store pushes have started (tests, benchmarks). */
+  get catchUps(): number {
+    return this.#freshness.catchUps;
+  }
+
   /** Resolves when no management work or reservation is queued or running (tests). */
   async settle(): Promise<void> {
     for (let quiet = 0; quiet < 2; ) {
@@ -288,6 +315,7 @@ export class KeyManager {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#freshness.close();
     this.#timers.close();
     await this.#queue.idle();
     while (this.#pending > 0) await new Promise<void>((resolve) => setImmediate(resolve));

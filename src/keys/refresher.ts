@@ -71,6 +71,11 @@ export class Refresher {
     this.#c = context;
   }
 
+  /** The keystore generation this process has caught up with. */
+  get generation(): number {
+    return this.#generation;
+  }
+
   /** Re-read every key the keystore holds, and drop those it no longer holds. */
   async reloadAll(): Promise<void> {
     const { generation, names } = await this.#c.store.read(async (r) => ({ generation: await r.generation(), names: (await r.listKeys()).map((k) => k.name) }));

@@ -129,8 +129,9 @@ const MAX_FIELD = 256;
  * {@link MAX_FIELD}; anything that is not a scalar is dropped — the types
  * forbid it, and this keeps a line flat even if a caller casts around them.
  */
-export function auditLine(event: AuditEvent, seq: number, now: Date = new Date()): string {
+export function auditLine(event: AuditEvent, seq: number, now: Date = new Date(), worker?: number): string {
   const out: Record<string, string | number | boolean | null> = { time: now.toISOString(), seq };
+  if (worker !== undefined) out.worker = worker;
   for (const [k, v] of Object.entries(event)) {
     if (v === undefined) continue;
     if (typeof v === 'string') out[k] = v.length > MAX_FIELD ? `${v.slice(0, MAX_FIELD)}…` : v;
@@ -144,6 +145,13 @@ export interface AuditOptions {
   target: string;
   /** Told once when writing to the destination fails (events after it are dropped and counted). */
   log?: Logger;
+  /**
+   * This process is one of several workers appending to the same file
+   * (`serve --workers`): every line carries `worker` (this pid), and `seq`
+   * counts per worker. Lines stay whole: each is one write(2) on an O_APPEND
+   * descriptor, which Linux appends atomically to a regular file.
+   */
+  worker?: boolean;
 }
 
 /**
@@ -163,7 +171,12 @@ export interface AuditOptions {
  * @throws ConfigError when the file cannot be opened or its mode is too wide.
  */
 export function createAudit(options: AuditOptions): Audit {
-  if (options.target === '-') return streamAudit(process.stdout, options.log);
+  if (options.target === '-') {
+    // Several processes on one pipe or socket may split a line; a file does not (see AuditOptions.worker).
+    if (options.worker === true) throw new ConfigError('the audit log cannot be stdout (--audit-log -) with several workers: give a file, which every worker appends whole lines to', { detail: { field: 'audit-log' } });
+    return streamAudit(process.stdout, options.log);
+  }
+  const worker = options.worker === true ? process.pid : undefined;
   const path = options.target;
   checkAncestors(path);
   let fd: number;
@@ -194,7 +207,7 @@ export function createAudit(options: AuditOptions): Audit {
     emit(event) {
       if (!open) return;
       try {
-        writeSync(fd, auditLine(event, ++seq));
+        writeSync(fd, auditLine(event, ++seq, new Date(), worker));
       } catch (err) {
         // Keep serving: an audit failure is reported loudly, once, rather than
         // turned into an outage. Operators who need fail-closed watch this line.

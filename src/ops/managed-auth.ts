@@ -143,6 +143,10 @@ export function checkKey(ctx: RequestContext, keys: ManagedKeys, e: KeyEntry | u
  * against the current snapshot, before the handler runs (synchronously after
  * it, so the handler sees the same snapshot).
  *
+ * First, freshness: when another daemon committed to the keystore since
+ * this one last looked, the request waits for the shared catch-up of exactly
+ * the changed keys (KeyManager.freshen), so it runs on that change.
+ *
  * A key this daemon does not hold, or that the caller may not see, may be the
  * work of another daemon on the same keystore a moment ago: a request that
  * uses a key's material then waits for one refresh (KeyManager.refreshSoon)
@@ -151,6 +155,17 @@ export function checkKey(ctx: RequestContext, keys: ManagedKeys, e: KeyEntry | u
  * and describing it answer at once.
  */
 export const managedAccess: Authorizer = {
+  authorize(ctx: RequestContext, access: Access, raw: CborValue): void | Promise<void> {
+    // Freshness (keys/freshness.ts): a change another daemon committed before
+    // this request was read is caught up with first. Synchronous unless there was one.
+    const wait = access.kind === 'none' ? null : (ctx.daemon.keys?.manager.freshen() ?? null);
+    if (wait !== null) return wait.then(() => authorizeNow.authorize(ctx, access, raw));
+    return authorizeNow.authorize(ctx, access, raw);
+  },
+};
+
+/** The checks themselves, on the snapshot current now. */
+const authorizeNow: Authorizer = {
   authorize(ctx: RequestContext, access: Access, raw: CborValue): void | Promise<void> {
     switch (access.kind) {
       case 'none':

@@ -33,8 +33,8 @@ export interface ManagedKeys {
 export interface DaemonView {
   readonly startedAt: number;
   readonly version: string;
-  /** Status of every client, for STATUS. */
-  status(): CborValue;
+  /** Status of every client, for STATUS (asynchronous when it gathers several workers' counts). */
+  status(): CborValue | Promise<CborValue>;
   /** The audit log, for handlers whose events it records (key created, rotated, exported…); absent or disabled when off. */
   readonly audit?: Audit;
   /** Managed keys; absent without a data directory: managed ops answer CRYPTOD_ERR_UNSUPPORTED. */

@@ -155,6 +155,17 @@ export interface Keystore {
   generation(): Promise<number>;
   /** Which key names and meta keys changed after generation `since`. */
   changesSince(since: number): Promise<ChangeSet>;
+  /**
+   * Whether another process may have committed since the last call: a cheap,
+   * synchronous look (SQLite's `PRAGMA data_version`) made when a managed
+   * operation starts, so a change another daemon committed before the
+   * operation began is caught up with before it runs. True at most once per
+   * change seen; a false positive costs one `changesSince`. Absent where the
+   * store cannot tell without a round trip (then `onCommit` and polling).
+   */
+  maybeChanged?(): boolean;
+  /** Pushes the store's generation when another process commits (PostgreSQL LISTEN/NOTIFY); absent where the store cannot. */
+  onCommit?(listener: (generation: number) => void): () => void;
   /** Wait for queued work, then close. Every later call throws. */
   close(): Promise<void>;
 }

@@ -183,3 +183,32 @@ describe('sqlite keystore', () => {
     }
   });
 });
+
+describe('sqlite keystore: maybeChanged (PRAGMA data_version)', () => {
+  it('is true once after another connection commits, and never for its own commits or reads', async () => {
+    const tmp = makeTempDir();
+    const dir = path.join(tmp.path, 'data');
+    const a = await openSqliteKeystore({ dataDir: dir });
+    const b = await openSqliteKeystore({ dataDir: dir });
+    try {
+      assert.equal(a.maybeChanged(), false, 'nothing happened');
+      await a.transaction((tx) => tx.putKey(keyRecord('own')));
+      await a.read((r) => r.listKeys());
+      assert.equal(a.maybeChanged(), false, 'its own commit and reads do not count');
+      assert.equal(b.maybeChanged(), true, 'the other connection sees it');
+      assert.equal(b.maybeChanged(), false, 'once');
+      await b.transaction((tx) => tx.putKey(keyRecord('theirs')));
+      await b.transaction((tx) => tx.putKey(keyRecord('theirs2')));
+      assert.equal(a.maybeChanged(), true, 'two commits, one look');
+      assert.equal(a.maybeChanged(), false);
+      await b.transaction(() => undefined); // commits nothing
+      assert.equal(a.maybeChanged(), false, 'an empty transaction changes nothing');
+      await a.close();
+      assert.equal(a.maybeChanged(), false, 'closed: nothing to report, no throw');
+    } finally {
+      await a.close();
+      await b.close();
+      await tmp.cleanup();
+    }
+  });
+});

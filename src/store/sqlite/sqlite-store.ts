@@ -80,6 +80,9 @@ export class SqliteKeystore implements Keystore {
   readonly #activeReads = new Set<Promise<unknown>>();
   readonly #lockTimeoutMs: number;
   readonly #changeLogLimit: number;
+  /** `PRAGMA data_version` on the writer: moves only when another connection committed (own commits do not move it). */
+  readonly #dataVersion: Database.Statement;
+  #seenDataVersion: unknown;
   #closing = false;
 
   private constructor(file: string, writer: Database.Database, lockTimeoutMs: number, changeLogLimit: number) {
@@ -88,6 +91,8 @@ export class SqliteKeystore implements Keystore {
     this.#w = new WriteStatements(writer);
     this.#lockTimeoutMs = lockTimeoutMs;
     this.#changeLogLimit = changeLogLimit;
+    this.#dataVersion = writer.prepare('PRAGMA data_version').pluck();
+    this.#seenDataVersion = this.#dataVersion.get();
   }
 
   static async open(options: SqliteKeystoreOptions): Promise<SqliteKeystore> {
@@ -142,6 +147,27 @@ export class SqliteKeystore implements Keystore {
       assertCount('a generation', since, 0);
       return driverCall('changesSince', () => reader.statements.changesSince(since));
     });
+  }
+
+  /**
+   * Keystore.maybeChanged: one `PRAGMA data_version` on the writer connection
+   * (about a microsecond; no file I/O beyond the shared-memory WAL index).
+   * Asked on the writer, not a reader, so that this process's own commits
+   * (already published by the key manager) do not count as someone else's.
+   * A statement on the writer while a transaction of ours is open is safe:
+   * it writes nothing, and no other process can commit meanwhile.
+   */
+  maybeChanged(): boolean {
+    if (this.#closing) return false;
+    let v: unknown;
+    try {
+      v = this.#dataVersion.get();
+    } catch {
+      return true; // cannot tell: let the caller ask the change log, which reports the failure properly
+    }
+    if (v === this.#seenDataVersion) return false;
+    this.#seenDataVersion = v;
+    return true;
   }
 
   async close(): Promise<void> {
