@@ -94,6 +94,8 @@ export const ConfigError = named('ConfigError', define('CRYPTOD_ERR_CONFIG', 'in
 export const StoreError = named('StoreError', define('CRYPTOD_ERR_STORE', 'the keystore failed'));
 export const StoreBusyError = named('StoreBusyError', define('CRYPTOD_ERR_STORE_BUSY', 'the keystore is locked by another process; try again'));
 export const InternalError = named('InternalError', define('CRYPTOD_ERR_INTERNAL', 'internal error'));
+// ── KEK providers ────────────────────────────────────────────────────────
+export const KekUnavailableError = named('KekUnavailableError', define('CRYPTOD_ERR_KEK_UNAVAILABLE', 'the key-encryption key provider is unavailable'));
 
 /** Every registered code, in registration order. */
 export function errorCodes(): string[] {
