@@ -115,6 +115,9 @@ export function isLost(err: unknown): boolean {
   return name !== undefined && LOST.has(name);
 }
 
+/** PKCS#11 session state of a read/write session with the user logged in (pkcs11js exports no CKS_* constants). */
+const CKS_RW_USER_FUNCTIONS = 3;
+
 function slotNumber(h: Handle): number {
   return h.length >= 8 ? Number(h.readBigUInt64LE(0)) : h.readUInt32LE(0);
 }
@@ -253,7 +256,7 @@ export class Pkcs11Token {
       const s = this.#lib.C_OpenSession(this.#slot!, p.CKF_SERIAL_SESSION | p.CKF_RW_SESSION);
       this.#open++;
       // Closing a failed session may have closed the last one, which logs the user out.
-      if (this.#lib.C_GetSessionInfo(s).state !== p.CKS_RW_USER_FUNCTIONS) {
+      if (this.#lib.C_GetSessionInfo(s).state !== CKS_RW_USER_FUNCTIONS) {
         try {
           this.#lib.C_Login(s, p.CKU_USER, this.#o.pin);
         } catch (err) {
