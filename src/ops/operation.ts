@@ -12,6 +12,7 @@ import type { Limits } from '../config/limits.js';
 import type { Audit, AuditEvent } from '../observe/audit.js';
 import type { KeyManager } from '../keys/manager.js';
 import type { KeyOp } from '../keys/model.js';
+import type { RewrapBatchResult } from '../keys/rewrap-all.js';
 
 /** What the managed-key operations need from the daemon (assembled by src/daemon/managed-keys.ts). */
 export interface ManagedKeys {
@@ -20,6 +21,8 @@ export interface ManagedKeys {
   readonly adminUids: ReadonlySet<number>;
   /** Whether `local/…` clients (no peer credentials: only the socket mode guards access) are administrators. */
   readonly localIsAdmin: boolean;
+  /** One batch of `kek rewrap-all` (src/keys/rewrap-all.ts): up to `limit` versions moved to the root KEK. */
+  readonly rewrapAll?: (limit?: number) => Promise<RewrapBatchResult>;
 }
 
 export interface DaemonView {

@@ -54,6 +54,8 @@ export const Op = {
   KEY_PERSIST: 0x0119,
   KEY_PUBLIC: 0x011a,
   RELOAD: 0x0120,
+  // KEK administration
+  KEK_REWRAP_ALL: 0x0150,
 } as const;
 export type OpName = keyof typeof Op;
 export type OpCode = (typeof Op)[OpName];
