@@ -15,7 +15,7 @@ import {
 import { InvalidArgumentError } from '../protocol/errors.js';
 import { KekRewrapAll } from '../protocol/messages/kek.js';
 
-/** What one KEK_REWRAP_ALL batch did (docs/protocol.md §6.12). */
+/** What one KEK_REWRAP_ALL batch did (docs/protocol.md §6.13). */
 export interface KekRewrapResult {
   root: string;
   total: number;

@@ -1,4 +1,4 @@
-/** KEK administration (docs/protocol.md §6.12): KEK_REWRAP_ALL moves stored key versions to the root KEK, one batch per request. */
+/** KEK administration (docs/protocol.md §6.13): KEK_REWRAP_ALL moves stored key versions to the root KEK, one batch per request. */
 import { Op } from '../ops.js';
 import { array, map, optional, text, uint } from '../schema.js';
 import { message } from './message.js';
