@@ -31,9 +31,7 @@ import { rewrapBatch } from '../keys/rewrap-all.js';
 import { LocalKekProvider } from '../kek/local.js';
 import { BLOB_FORMAT_V1 } from '../kek/gcm-blob.js';
 import { KekRing, type RingMember } from '../kek/ring.js';
-import { TOKEN_BLOB_FORMAT } from '../kek/pkcs11/provider.js';
-import { readPin } from '../kek/pkcs11/pin.js';
-import { openStoreTokenKek } from '../kek/pkcs11/store-record.js';
+import { openTokenProviders } from '../kek/pkcs11/open-providers.js';
 import type { ProviderConfig } from '../config/config.js';
 import type { Keystore } from '../store/keystore.js';
 import { openSqliteKeystore } from '../store/sqlite/sqlite-store.js';
@@ -113,14 +111,9 @@ export async function openManagedKeys(options: OpenManagedKeysOptions): Promise<
       ...(options.passphrase === undefined ? {} : { passphrase: options.passphrase }),
     });
     members.push({ name: 'local', format: BLOB_FORMAT_V1, provider: local });
-    for (const [name, p] of Object.entries(options.providers ?? {})) {
-      const provider = await openStoreTokenKek(store, local.storeId, {
-        provider: name, module: p.module, token: p.token, pin: readPin(`providers.${name}.pin`, p.pin, options.env),
-        sessions: p.sessions, retryMs: p.retryMs, ...(p.slot === undefined ? {} : { slot: p.slot }),
-      });
-      members.push({ name, format: TOKEN_BLOB_FORMAT, provider });
-      (options.logger ?? silentLogger).info(provider.created ? 'KEK generated in the token' : 'KEK found in the token', { provider: name, token: p.token, kekId: provider.id });
-    }
+    members.push(...await openTokenProviders(store, local.storeId, options.providers ?? {}, options.env, (name, created, kekId) => {
+      (options.logger ?? silentLogger).info(created ? 'KEK generated in the token' : 'KEK found in the token', { provider: name, kekId });
+    }));
     kek = new KekRing(options.root ?? 'local', members);
     if (local.binding !== 'existing') {
       (options.logger ?? silentLogger).info(local.binding === 'created' ? 'new keystore created and bound to its KEK' : 'keystore bound to its KEK (store id added)', {

@@ -148,6 +148,10 @@ describe('root KEK in a PKCS#11 token', { skip: missing }, () => {
     } finally {
       await d.stop(true);
     }
+    assert.equal(d.stderr().includes(token.pin), false, 'the PIN is not in the log');
+    // The offline check opens the same providers: token-wrapped blobs are not damage.
+    const check = await runCli(['keystore', 'check', '--data-dir', dataDir, '--config', config(work, true, 'hsm')]);
+    assert.equal(check.code, 0, check.stdout.toString() + check.stderr.toString());
     for (const f of ['keystore.sqlite', 'keystore.sqlite-wal']) {
       const p = join(dataDir, f);
       if (existsSync(p)) assert.equal(readFileSync(p).includes(KNOWN), false, `${f} holds no plaintext key`);
