@@ -80,7 +80,10 @@ export async function rewrapBatch(store: Keystore, ring: KekProvider, options: R
       plain = await ring.unwrap(v.wrapped!, aad);
       blob = await ring.wrap(plain, aad);
     } catch (err) {
-      if (err instanceof KekUnavailableError || !(err instanceof CryptodError)) throw err;
+      // A provider that is away stops the batch (retry later); a blob whose provider is not
+      // configured at all, or that does not unwrap, is this version's problem only.
+      if (err instanceof KekUnavailableError && err.detail?.reason !== 'not-configured') throw err;
+      if (!(err instanceof CryptodError)) throw err;
       failed.push({ key: v.name, version: v.version, code: err.code, message: err.message });
       continue;
     } finally {
