@@ -22,6 +22,9 @@ import { openSqliteKeystore } from '../store/sqlite/sqlite-store.js';
 import { parseCommand, stringOpt, UsageError, wantsHelp, type OptionSpec } from './args.js';
 import { EXIT_FAILURE, EXIT_OK, LocalFailure } from './output.js';
 import { readKekPassphrase } from '../kek/passphrase.js';
+import { BLOB_FORMAT_V1 } from '../kek/gcm-blob.js';
+import { KekRing } from '../kek/ring.js';
+import { openTokenProviders } from '../kek/pkcs11/open-providers.js';
 
 export const KEYSTORE_HELP = `Usage: cryptod keystore check [options]
 
@@ -106,11 +109,20 @@ async function check(dir: string, file: string, loaded: LoadedConfig | null): Pr
       throw new LocalFailure(`${file} has no KEK record: it is empty or new, there is nothing to check`);
     }
     const passphrase = readKekPassphrase(loaded?.config.kek ?? {});
-    let kek: LocalKekProvider;
+    let local: LocalKekProvider;
     try {
-      kek = await LocalKekProvider.open({ dir, store, storeFile: file, ...(passphrase === undefined ? {} : { passphrase }) });
+      local = await LocalKekProvider.open({ dir, store, storeFile: file, ...(passphrase === undefined ? {} : { passphrase }) });
     } finally {
       passphrase?.fill(0);
+    }
+    // Every configured provider, as the daemon opens them: a token-wrapped blob is not damage.
+    let kek: KekRing;
+    try {
+      const tokens = await openTokenProviders(store, local.storeId, loaded?.config.providers ?? {});
+      kek = new KekRing('local', [{ name: 'local', format: BLOB_FORMAT_V1, provider: local }, ...tokens]);
+    } catch (err) {
+      await local.close();
+      throw err;
     }
     try {
       const names = await store.read(async (r) => (await r.listKeys()).map((k) => k.name));

@@ -11,6 +11,7 @@ import { DATA_COMMANDS, dataCommand } from './data.js';
 import { datakey } from './datakey.js';
 import { digest } from './digest.js';
 import { key } from './key.js';
+import { kek } from './kek.js';
 import { keystore } from './keystore.js';
 import { EXIT_OK, EXIT_USAGE, report } from './output.js';
 import { reload } from './reload.js';
@@ -39,6 +40,8 @@ Commands:
              verify the keystore of a data directory offline: SQLite
              integrity and every wrapped key version (exit 0 clean, 1 damage)
   reload     make the daemon re-read its --config file (like SIGHUP)
+  kek rewrap-all
+             rewrap every stored key version under the root KEK
   help       show this help, or \`cryptod help <command>\` for one command
 
 Options:
@@ -55,7 +58,7 @@ Environment:
 type Command = (argv: readonly string[]) => Promise<number>;
 
 const COMMANDS: Record<string, Command> = {
-  serve, digest, status, client, key, keystore, reload, datakey,
+  serve, digest, status, client, key, keystore, reload, datakey, kek,
   ...Object.fromEntries(DATA_COMMANDS.map((n) => [n, dataCommand(n)])),
 };
 

@@ -49,6 +49,9 @@ Options:
                              or kek.binding of a lost one is left in DIR
                              (README "Backup"); refused when DIR already
                              holds a keystore. Not needed on an empty DIR
+  --root-provider NAME       the KEK provider that wraps managed-key material
+                             at rest: local (default) or a provider of the
+                             --config file's providers: (overrides root:)
   -s, --socket PATH          Unix socket to listen on (default:
                              $CRYPTOD_SOCKET, else
                              $XDG_RUNTIME_DIR/cryptod/cryptod.sock, else
@@ -90,6 +93,7 @@ const OPTIONS: OptionSpec = {
   config: { type: 'string', short: 'c' },
   'data-dir': { type: 'string' },
   init: { type: 'boolean' },
+  'root-provider': { type: 'string' },
   'socket-mode': { type: 'string' },
   'audit-log': { type: 'string' },
   'log-level': { type: 'string' },
@@ -124,6 +128,7 @@ function configure(argv: readonly string[]): { config: DaemonConfig; workers: nu
   set('socketMode', modeOpt(p, 'socket-mode', 'serve'));
   set('logLevel', choiceOpt(p, 'log-level', LEVELS, 'serve'));
   set('auditLog', stringOpt(p, 'audit-log'));
+  set('root', stringOpt(p, 'root-provider'));
   if (p.values.init === true) overrides.init = true;
   try {
     return { config: daemonConfig(file, overrides), workers };

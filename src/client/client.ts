@@ -13,6 +13,16 @@ import {
   HashCreate, HmacCreate, ManagedDecrypt, ManagedEncrypt, ManagedMac, ManagedRewrap, ManagedSign, ManagedVerify, ManagedVerifyMac, Ping, Reload, Status,
 } from '../protocol/messages/index.js';
 import { InvalidArgumentError } from '../protocol/errors.js';
+import { KekRewrapAll } from '../protocol/messages/kek.js';
+
+/** What one KEK_REWRAP_ALL batch did (docs/protocol.md §6.13). */
+export interface KekRewrapResult {
+  root: string;
+  total: number;
+  rewrapped: number;
+  remaining: number;
+  failed: Array<{ key: string; version: number; code: string; message: string }>;
+}
 import { assertOwnSocketDirectory, resolveSocket } from './socket-path.js';
 import { DaemonConnection, type DaemonTarget, type HelloReply, type RequestOptions, type TlsClientOptions } from './connection.js';
 import { SubtleClient, handleOf, wireAlgorithm, type AlgorithmIdentifier, type CryptoKey } from './subtle.js';
@@ -150,6 +160,16 @@ export class Client implements AsyncDisposable {
   /** Ask the daemon to re-read its configuration file (administrators only); resolves to what changed. */
   async reload(): Promise<Record<string, unknown>> {
     return this.connection.call(Reload, {});
+  }
+
+  /**
+   * One batch of `cryptod kek rewrap-all` (administrators only): up to
+   * `limit` stored key versions (default 100) moved to the root KEK. Repeat
+   * until `remaining` is 0 or a batch rewraps nothing (then `failed` lists
+   * the versions that cannot be moved).
+   */
+  async kekRewrapAll(limit?: number): Promise<KekRewrapResult> {
+    return this.connection.call(KekRewrapAll, limit === undefined ? {} : { limit });
   }
 
   /** What the daemon said at the handshake: versions, ClientId, limits. */

@@ -10,6 +10,8 @@
  *   listen, tls: { cert, key, clientCa, crl }   src/daemon/tls-listener.ts
  *   audit: { log }                              src/observe/audit.ts
  *   kek: { passphraseFile | passphraseEnv }     src/kek/local.ts
+ *   providers: { NAME: { type: pkcs11, … } }   src/kek/pkcs11/ (`local` is implicit)
+ *   root: NAME                                  src/kek/ring.ts (default local)
  *   keys: { NAME: { type, rotationPeriod, … } } src/keys/definition.ts
  *
  * Unknown fields are errors: a typo (`rotationPeriods`) must not silently
@@ -20,6 +22,7 @@ import type { Level } from '../observe/logger.js';
 import { LIMIT_NAMES, limitIssues, type LimitName, type Limits } from './limits.js';
 import type { AccessPolicy, TcpListenOptions } from './listeners.js';
 import { parseDefinition, type KeyDefinition } from '../keys/definition.js';
+import { assertPinSource } from '../kek/pkcs11/pin.js';
 
 /** A validated configuration file; paths are absolute (relative ones are taken from the file's directory). */
 export interface ConfigFile {
@@ -36,7 +39,34 @@ export interface ConfigFile {
   readonly kek: { passphraseFile?: string; passphraseEnv?: string };
   /** Key definitions, as written (the key manager parses them again when it applies them). */
   readonly keys: Readonly<Record<string, KeyDefinition>>;
+  /** KEK providers besides the implicit `local`, by name. */
+  readonly providers: Readonly<Record<string, ProviderConfig>>;
+  /** The provider that wraps managed-key material at rest; absent: `local`. */
+  readonly root?: string;
 }
+
+/** A `type: pkcs11` provider: any PKCS#11 module, the token by label, the PIN from `env:NAME` or `file:PATH`. */
+export interface ProviderConfig {
+  readonly type: 'pkcs11';
+  /** Absolute path of the PKCS#11 module. */
+  readonly module: string;
+  /** The token's label. */
+  readonly token: string;
+  /** `env:NAME` or `file:/path` (never the PIN itself). */
+  readonly pin: string;
+  /** Slot ID, when several tokens carry the label. */
+  readonly slot?: number;
+  /** Sessions in the pool (default 4). */
+  readonly sessions: number;
+  /** Least time between reconnect attempts while the token is away, ms (default 1000). */
+  readonly retryMs: number;
+}
+
+export const PROVIDER_FIELDS = ['type', 'module', 'token', 'pin', 'slot', 'sessions', 'retryMs'] as const;
+export const DEFAULT_PROVIDER_SESSIONS = 4;
+export const MAX_PROVIDER_SESSIONS = 64;
+export const DEFAULT_PROVIDER_RETRY_MS = 1000;
+const PROVIDER_NAME = /^[a-z][a-z0-9_-]{0,31}$/;
 
 /** One problem, at a path in the document; `at: 'key'` points at the field's name rather than its value. */
 export interface ConfigIssue {
@@ -45,7 +75,7 @@ export interface ConfigIssue {
   message: string;
 }
 
-export const TOP_LEVEL_FIELDS = ['dataDir', 'socket', 'socketMode', 'logLevel', 'limits', 'access', 'listen', 'tls', 'audit', 'kek', 'keys'] as const;
+export const TOP_LEVEL_FIELDS = ['dataDir', 'socket', 'socketMode', 'logLevel', 'limits', 'access', 'listen', 'tls', 'audit', 'kek', 'keys', 'providers', 'root'] as const;
 const LEVELS: readonly Level[] = ['debug', 'info', 'warn', 'error'];
 
 /**
@@ -56,7 +86,7 @@ const LEVELS: readonly Level[] = ['debug', 'info', 'warn', 'error'];
  * would apply to some and not others.
  */
 export const RELOADABLE_FIELDS: readonly string[] = ['keys'];
-export const RESTART_FIELDS: readonly string[] = ['dataDir', 'socket', 'socketMode', 'logLevel', 'limits', 'access', 'listen', 'tls', 'audit', 'kek'];
+export const RESTART_FIELDS: readonly string[] = ['dataDir', 'socket', 'socketMode', 'logLevel', 'limits', 'access', 'listen', 'tls', 'audit', 'kek', 'providers', 'root'];
 
 /**
  * Check `raw` (the document as plain data). `sourceOf(path)` returns the text
@@ -90,7 +120,7 @@ export function validateConfig(raw: unknown, file: string, sourceOf: (path: read
     return v as Record<string, unknown>;
   };
 
-  const out: { -readonly [K in keyof ConfigFile]: ConfigFile[K] } = { path, limits: {}, kek: {}, keys: {} };
+  const out: { -readonly [K in keyof ConfigFile]: ConfigFile[K] } = { path, limits: {}, kek: {}, keys: {}, providers: {} };
   if (doc.dataDir !== undefined) out.dataDir = file_(['dataDir'], doc.dataDir);
   if (doc.socket !== undefined) out.socket = file_(['socket'], doc.socket);
   if (doc.socketMode !== undefined) out.socketMode = socketMode(sourceOf(['socketMode']) ?? String(doc.socketMode), (m) => bad(['socketMode'], m));
@@ -171,6 +201,63 @@ export function validateConfig(raw: unknown, file: string, sourceOf: (path: read
         const e = str(['kek', 'passphraseEnv'], k.passphraseEnv);
         if (e !== undefined) out.kek = { passphraseEnv: e };
       }
+    }
+  }
+
+  if (doc.providers !== undefined && doc.providers !== null) {
+    if (!isMapping(doc.providers)) bad(['providers'], `expected providers to map provider names to settings, got ${kind(doc.providers)}`);
+    else {
+      const providers: Record<string, ProviderConfig> = Object.create(null) as Record<string, ProviderConfig>;
+      for (const [name, v] of Object.entries(doc.providers as Record<string, unknown>)) {
+        const at = ['providers', name];
+        if (name === 'local') {
+          bad(at, "'local' is always there (the data directory's root.key or the kek: passphrase); configure only other providers here", 'key');
+          continue;
+        }
+        if (!PROVIDER_NAME.test(name)) {
+          bad(at, 'expected a provider name of lower-case letters, digits, - and _ (at most 32, starting with a letter)', 'key');
+          continue;
+        }
+        const p = map(at, v, PROVIDER_FIELDS);
+        if (p === undefined) continue;
+        if (p.type !== 'pkcs11') {
+          bad([...at, 'type'], `expected type: pkcs11 (the only provider type besides the implicit local), got ${kind(p.type)}`);
+          continue;
+        }
+        const module = p.module === undefined ? bad(at, 'expected module: the path of the PKCS#11 module (e.g. /usr/lib/softhsm/libsofthsm2.so)', 'key') : file_([...at, 'module'], p.module);
+        const token = p.token === undefined ? bad(at, "expected token: the token's label", 'key') : str([...at, 'token'], p.token);
+        let pin: string | undefined;
+        if (p.pin === undefined) bad(at, 'expected pin: env:NAME or file:/path', 'key');
+        else {
+          try {
+            assertPinSource(`providers.${name}.pin`, p.pin);
+            pin = p.pin;
+          } catch (err) {
+            bad([...at, 'pin'], (err as Error).message);
+          }
+        }
+        const int = (f: string, min: number, max: number, dflt?: number): number | undefined => {
+          const x = p[f];
+          if (x === undefined) return dflt;
+          if (typeof x !== 'number' || !Number.isSafeInteger(x) || x < min || x > max) return bad([...at, f], `expected an integer from ${min} to ${max}, got ${kind(x)}`);
+          return x;
+        };
+        const slot = int('slot', 0, 0xffffffff);
+        const sessions = int('sessions', 1, MAX_PROVIDER_SESSIONS, DEFAULT_PROVIDER_SESSIONS);
+        const retryMs = int('retryMs', 0, 600_000, DEFAULT_PROVIDER_RETRY_MS);
+        if (module === undefined || token === undefined || pin === undefined || sessions === undefined || retryMs === undefined) continue;
+        providers[name] = { type: 'pkcs11', module, token, pin, sessions, retryMs, ...(slot === undefined ? {} : { slot }) };
+      }
+      out.providers = providers;
+    }
+  }
+
+  if (doc.root !== undefined) {
+    const root = str(['root'], doc.root);
+    if (root !== undefined) {
+      if (root !== 'local' && !Object.hasOwn(out.providers, root)) {
+        bad(['root'], `expected local or a provider configured under providers: (${['local', ...Object.keys(out.providers)].join(', ')}), got ${JSON.stringify(root)}`);
+      } else out.root = root;
     }
   }
 

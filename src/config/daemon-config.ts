@@ -12,6 +12,8 @@
  */
 import { resolve } from 'node:path';
 import type { Level } from '../observe/logger.js';
+import { ConfigError } from '../protocol/errors.js';
+import type { ProviderConfig } from './config.js';
 import type { LoadedConfig } from './load.js';
 import { resolveLimits, type Limits } from './limits.js';
 import type { AccessPolicy, TcpListenOptions } from './listeners.js';
@@ -42,6 +44,10 @@ export interface DaemonConfig {
   /** The audit log's file, or `-` for stdout; off when absent. */
   readonly auditLog?: string;
   readonly kek: KekSource;
+  /** KEK providers besides the implicit `local` (`providers:` of the file). */
+  readonly providers: Readonly<Record<string, ProviderConfig>>;
+  /** The provider that wraps managed-key material at rest (`root:`, `--root-provider`); default `local`. */
+  readonly root: string;
   /** Start a new, empty keystore although a lost one's root.key or kek.binding is left in the data directory (`serve --init`, src/kek/local.ts). */
   readonly init: boolean;
   /** The configuration file, when there is one: its keys are applied at start, and reload re-reads it. */
@@ -60,6 +66,8 @@ export interface ConfigOverrides {
   tcp?: TcpListenOptions;
   auditLog?: string;
   init?: boolean;
+  /** `--root-provider NAME`: `local` or a provider of the file. */
+  root?: string;
 }
 
 /** Default socket mode: only the daemon's user. */
@@ -78,6 +86,13 @@ export function daemonConfig(file: LoadedConfig | null, overrides: ConfigOverrid
   const access = overrides.access ?? f?.access;
   const tcp = overrides.tcp ?? f?.tcp;
   const auditLog = overrides.auditLog ?? f?.audit?.log;
+  const providers = f?.providers ?? {};
+  const root = overrides.root ?? f?.root ?? 'local';
+  if (root !== 'local' && !Object.hasOwn(providers, root)) {
+    throw new ConfigError(
+      `--root-provider ${root}: expected local or a provider configured under providers: in the configuration file (${['local', ...Object.keys(providers)].join(', ')})`,
+    );
+  }
   return {
     dataDir,
     // Explicit, else $CRYPTOD_SOCKET, else the user's runtime directory, else /tmp/cryptod-$UID.
@@ -89,6 +104,8 @@ export function daemonConfig(file: LoadedConfig | null, overrides: ConfigOverrid
     ...(tcp === undefined ? {} : { tcp }),
     ...(auditLog === undefined ? {} : { auditLog }),
     kek: f?.kek ?? {},
+    providers,
+    root,
     init: overrides.init ?? false,
     file,
   };

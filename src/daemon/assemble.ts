@@ -112,7 +112,7 @@ export function createDaemon(config: DaemonConfig, options: CreateDaemonOptions 
     let keys;
     try {
       keys = await openManagedKeys({
-        dataDir, init: config.init, logger: log, audit,
+        dataDir, init: config.init, logger: log, audit, providers: config.providers, root: config.root,
         ...(passphrase === undefined ? {} : { passphrase }),
         ...(options.clock === undefined ? {} : { clock: options.clock }),
         ...(options.refreshIntervalMs === undefined ? {} : { refreshIntervalMs: options.refreshIntervalMs }),

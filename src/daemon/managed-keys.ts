@@ -4,7 +4,8 @@
  * administers them.
  *
  *   createDaemon (assemble.ts) ─▶ openManagedKeys({ dataDir }) ─▶ startDaemon({ keys })
- *                        keystore.sqlite ─▶ LocalKekProvider ─▶ KeyManager
+ *                        keystore.sqlite ─▶ LocalKekProvider ─┬▶ KekRing (root: local or a provider) ─▶ KeyManager
+ *                                           pkcs11 providers ─┘
  *   shutdown:   daemon.close() (connections first) ─▶ keys.close()
  *               (manager, then KEK, then store: the reverse of opening)
  *
@@ -28,8 +29,12 @@
 import type { BudgetOptions } from '../keys/budget.js';
 import type { Clock } from '../keys/clock.js';
 import { KeyManager, type AutoRotation } from '../keys/manager.js';
+import { rewrapBatch } from '../keys/rewrap-all.js';
 import { LocalKekProvider } from '../kek/local.js';
-import type { KekProvider } from '../kek/provider.js';
+import { BLOB_FORMAT_V1 } from '../kek/gcm-blob.js';
+import { KekRing, type RingMember } from '../kek/ring.js';
+import { openTokenProviders } from '../kek/pkcs11/open-providers.js';
+import type { ProviderConfig } from '../config/config.js';
 import type { Keystore } from '../store/keystore.js';
 import { openSqliteKeystore } from '../store/sqlite/sqlite-store.js';
 import { silentLogger, type Logger } from '../observe/logger.js';
@@ -45,6 +50,12 @@ export interface OpenManagedKeysOptions {
   passphrase?: string | Uint8Array;
   /** Start a new store beside a root.key / kek.binding left by a lost one (`serve --init`; kek/local.ts). */
   init?: boolean;
+  /** KEK providers besides `local` (`providers:`); every one is opened, so blobs any of them wrapped unwrap. */
+  providers?: Readonly<Record<string, ProviderConfig>>;
+  /** The provider that wraps new material (`root:`); default `local`. */
+  root?: string;
+  /** Where `pin: env:NAME` is read; default process.env. */
+  env?: NodeJS.ProcessEnv;
   clock?: Clock;
   logger?: Logger;
   /** Administrator uids; default: the daemon's own uid. */
@@ -72,7 +83,7 @@ export const DEFAULT_REFRESH_INTERVAL_MS = 1_000;
 
 export interface OpenedManagedKeys extends ManagedKeys {
   readonly store: Keystore;
-  readonly kek: KekProvider;
+  readonly kek: KekRing;
   /** Close the manager (zeroing every key once readers are done), the KEK, then the store. Idempotent. */
   close(): Promise<void>;
 }
@@ -93,14 +104,19 @@ function auditRotation(audit: Audit): (e: AutoRotation) => void {
  */
 export async function openManagedKeys(options: OpenManagedKeysOptions): Promise<OpenedManagedKeys> {
   const store = await openSqliteKeystore({ dataDir: options.dataDir });
-  let kek: KekProvider | undefined;
+  let kek: KekRing | undefined;
+  const members: RingMember[] = [];
   let manager: KeyManager;
   try {
     const local = await LocalKekProvider.open({
       dir: options.dataDir, store, storeFile: store.file, init: options.init === true,
       ...(options.passphrase === undefined ? {} : { passphrase: options.passphrase }),
     });
-    kek = local;
+    members.push({ name: 'local', format: BLOB_FORMAT_V1, provider: local });
+    members.push(...await openTokenProviders(store, local.storeId, options.providers ?? {}, options.env, (name, created, kekId) => {
+      (options.logger ?? silentLogger).info(created ? 'KEK generated in the token' : 'KEK found in the token', { provider: name, kekId });
+    }));
+    kek = new KekRing(options.root ?? 'local', members);
     if (local.binding !== 'existing') {
       (options.logger ?? silentLogger).info(local.binding === 'created' ? 'new keystore created and bound to its KEK' : 'keystore bound to its KEK (store id added)', {
         file: store.file, storeId: local.storeId, kekId: local.id,
@@ -115,7 +131,7 @@ export async function openManagedKeys(options: OpenManagedKeysOptions): Promise<
       ...(options.budget === undefined ? {} : { budget: options.budget }),
     });
   } catch (err) {
-    await kek?.close();
+    await Promise.allSettled(members.map((m) => m.provider.close()));
     await store.close();
     throw err;
   }
@@ -126,6 +142,7 @@ export async function openManagedKeys(options: OpenManagedKeysOptions): Promise<
   let closing: Promise<void> | null = null;
   return {
     manager, store, kek: k, adminUids, localIsAdmin: options.localIsAdmin ?? true,
+    rewrapAll: (limit) => rewrapBatch(store, k, limit === undefined ? {} : { limit }),
     close() {
       closing ??= (async () => {
         poll?.stop();

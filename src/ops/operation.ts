@@ -20,6 +20,7 @@ export interface DataKeys {
   readonly keks: DataKeyKeks;
   readonly cache: DataKeyCache;
 }
+import type { RewrapBatchResult } from '../keys/rewrap-all.js';
 
 /** What the managed-key operations need from the daemon (assembled by src/daemon/managed-keys.ts). */
 export interface ManagedKeys {
@@ -28,6 +29,8 @@ export interface ManagedKeys {
   readonly adminUids: ReadonlySet<number>;
   /** Whether `local/…` clients (no peer credentials: only the socket mode guards access) are administrators. */
   readonly localIsAdmin: boolean;
+  /** One batch of `kek rewrap-all` (src/keys/rewrap-all.ts): up to `limit` versions moved to the root KEK. */
+  readonly rewrapAll?: (limit?: number) => Promise<RewrapBatchResult>;
 }
 
 export interface DaemonView {

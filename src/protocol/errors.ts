@@ -96,6 +96,8 @@ export const StoreBusyError = named('StoreBusyError', define('CRYPTOD_ERR_STORE_
 export const InternalError = named('InternalError', define('CRYPTOD_ERR_INTERNAL', 'internal error'));
 // ── data keys ─────────────────────────────────────────────────────────────
 export const KekTimeoutError = named('KekTimeoutError', define('CRYPTOD_ERR_KEK_TIMEOUT', 'the KEK provider did not unwrap the data key in time'));
+// ── KEK providers ────────────────────────────────────────────────────────
+export const KekUnavailableError = named('KekUnavailableError', define('CRYPTOD_ERR_KEK_UNAVAILABLE', 'the key-encryption key provider is unavailable'));
 
 /** Every registered code, in registration order. */
 export function errorCodes(): string[] {
