@@ -25,6 +25,8 @@ import { SOCKET_OPTION } from './connect.js';
 import { LIMIT_OPTIONS, limitFlags, limitHelp } from './limit-flags.js';
 import { EXIT_FAILURE, EXIT_OK, LocalFailure } from './output.js';
 import { prepareProcess } from './process-setup.js';
+import { VaultFrontDoor } from '../http/vault-front-door.js';
+import type { FrontDoor } from '../ops/front-door.js';
 
 export const SERVE_HELP = `Usage: cryptod serve [options]
 
@@ -70,6 +72,16 @@ ${limitHelp()}  --audit-log FILE|-         append one JSON line per security eve
                              are refused; SIGHUP or \`cryptod reload\` re-read
                              the four TLS files and close live connections
                              whose certificate the CRL now lists
+  --http unix:PATH|tcp://127.0.0.1:PORT
+                             also serve Vault's transit API over HTTP
+                             (docs/vault-compat.md): on a Unix socket (mode
+                             600, peer uid checked) or TCP on loopback only;
+                             clients authenticate with a token client's token
+  --http-mount PATH          mount path of the transit engine (default:
+                             transit, i.e. /v1/transit/)
+  --admin-client NAME        the token client NAME administers every key
+                             (create, config, rotate, delete, export) as a
+                             Vault policy on transit/keys/* would (repeatable)
   -h, --help                 show this help
 
 Environment:
@@ -92,6 +104,9 @@ const OPTIONS: OptionSpec = {
   'tls-key': { type: 'string' },
   'tls-client-ca': { type: 'string' },
   'tls-crl': { type: 'string' },
+  http: { type: 'string' },
+  'http-mount': { type: 'string' },
+  'admin-client': { type: 'string', multiple: true },
 };
 
 const LEVELS: readonly Level[] = ['debug', 'info', 'warn', 'error'];
@@ -115,6 +130,15 @@ function configure(argv: readonly string[]): DaemonConfig {
   set('logLevel', choiceOpt(p, 'log-level', LEVELS, 'serve'));
   set('auditLog', stringOpt(p, 'audit-log'));
   if (p.values.init === true) overrides.init = true;
+  const http = stringOpt(p, 'http');
+  const mount = stringOpt(p, 'http-mount');
+  if (http !== undefined) overrides.http = { url: http, ...(mount === undefined ? {} : { mount }) };
+  else if (mount !== undefined) {
+    if (file?.config.http === undefined) throw new UsageError('--http-mount configures the HTTP listener: give --http too', 'serve');
+    overrides.http = { ...file.config.http, mount };
+  }
+  const admins = (p.values as Record<string, unknown>)['admin-client'];
+  if (Array.isArray(admins)) overrides.adminClients = admins as string[];
   try {
     return daemonConfig(file, overrides);
   } catch (err) {
@@ -158,6 +182,17 @@ function accessOptions(p: Parsed): Pick<ConfigOverrides, 'access' | 'tcp'> {
   return out;
 }
 
+/** The HTTP front door when the configuration asks for one (src/http/: the daemon layer cannot build it). */
+function frontDoors(config: DaemonConfig): { frontDoors?: FrontDoor[] } {
+  if (config.http === undefined) return {};
+  try {
+    return { frontDoors: [new VaultFrontDoor(config.http)] };
+  } catch (err) {
+    if (err instanceof CryptodError) throw new LocalFailure(err.message, { cause: err });
+    throw err;
+  }
+}
+
 /** Run the daemon; resolves with the exit status once it has stopped. */
 export async function serve(argv: readonly string[]): Promise<number> {
   if (wantsHelp(argv)) {
@@ -167,7 +202,7 @@ export async function serve(argv: readonly string[]): Promise<number> {
   const config = configure(argv);
   const log = createLogger({ level: config.logLevel });
   const processLimits = prepareProcess(log);
-  const daemon = createDaemon(config, { logger: log });
+  const daemon = createDaemon(config, { logger: log, ...frontDoors(config) });
 
   // Signals are handled from the start: one that arrives while the daemon
   // starts closes it once started (close() waits for start), rather than

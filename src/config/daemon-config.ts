@@ -41,6 +41,10 @@ export interface DaemonConfig {
   readonly tcp?: TcpListenOptions;
   /** The audit log's file, or `-` for stdout; off when absent. */
   readonly auditLog?: string;
+  /** The Vault-compatible HTTP listener (src/http/). */
+  readonly http?: HttpListenerConfig;
+  /** Token client names that administer every key (create, config, rotate, delete). */
+  readonly adminClients?: readonly string[];
   readonly kek: KekSource;
   /** Start a new, empty keystore although a lost one's root.key or kek.binding is left in the data directory (`serve --init`, src/kek/local.ts). */
   readonly init: boolean;
@@ -60,6 +64,16 @@ export interface ConfigOverrides {
   tcp?: TcpListenOptions;
   auditLog?: string;
   init?: boolean;
+  http?: HttpListenerConfig;
+  adminClients?: readonly string[];
+}
+
+/** `--http URL` and `--http-mount PATH` (YAML `http: { listen, mount }`). */
+export interface HttpListenerConfig {
+  /** `unix:/path` or `tcp://127.0.0.1:PORT`. */
+  readonly url: string;
+  /** Transit mount path (default `transit`). */
+  readonly mount?: string;
 }
 
 /** Default socket mode: only the daemon's user. */
@@ -78,6 +92,8 @@ export function daemonConfig(file: LoadedConfig | null, overrides: ConfigOverrid
   const access = overrides.access ?? f?.access;
   const tcp = overrides.tcp ?? f?.tcp;
   const auditLog = overrides.auditLog ?? f?.audit?.log;
+  const http = overrides.http ?? f?.http;
+  const adminClients = overrides.adminClients ?? f?.adminClients;
   return {
     dataDir,
     // Explicit, else $CRYPTOD_SOCKET, else the user's runtime directory, else /tmp/cryptod-$UID.
@@ -88,6 +104,8 @@ export function daemonConfig(file: LoadedConfig | null, overrides: ConfigOverrid
     ...(access === undefined ? {} : { access }),
     ...(tcp === undefined ? {} : { tcp }),
     ...(auditLog === undefined ? {} : { auditLog }),
+    ...(http === undefined ? {} : { http }),
+    ...(adminClients === undefined ? {} : { adminClients }),
     kek: f?.kek ?? {},
     init: overrides.init ?? false,
     file,

@@ -47,6 +47,8 @@ export interface OpenManagedKeysOptions {
   logger?: Logger;
   /** Administrator uids; default: the daemon's own uid. */
   adminUids?: readonly number[];
+  /** Token client names that administer every key too (`--admin-client`). */
+  adminClients?: readonly string[];
   /** Default true (see the header). */
   localIsAdmin?: boolean;
   /**
@@ -124,6 +126,7 @@ export async function openManagedKeys(options: OpenManagedKeysOptions): Promise<
   let closing: Promise<void> | null = null;
   return {
     manager, store, kek: k, adminUids, localIsAdmin: options.localIsAdmin ?? true,
+    adminClients: new Set((options.adminClients ?? []).map((n) => `token:${n}`)),
     close() {
       closing ??= (async () => {
         poll?.stop();

@@ -20,6 +20,8 @@ export interface ManagedKeys {
   readonly adminUids: ReadonlySet<number>;
   /** Whether `local/…` clients (no peer credentials: only the socket mode guards access) are administrators. */
   readonly localIsAdmin: boolean;
+  /** Token clients (`token:<name>`) that administer every key (`--admin-client`): what a Vault policy on `transit/keys/*` grants. */
+  readonly adminClients?: ReadonlySet<string>;
 }
 
 export interface DaemonView {
