@@ -119,13 +119,20 @@ function methodNotAllowed(method: string, path: string, allowed: readonly string
 
 async function listKeys(call: Caller): Promise<VaultReply> {
   const r = (await call.run(Op.KEY_LIST, undefined)) as { keys: ManagedKeyDescription[] };
-  const keys = r.keys.map((k) => k.name).sort();
+  const keys = r.keys.filter((k) => !deleted(k)).map((k) => k.name).sort();
   // Vault answers an empty list with 404; a list of nothing is still a list here (docs/vault-compat.md).
   return envelope({ keys });
 }
 
 async function describe(call: Caller, name: string): Promise<ManagedKeyDescription> {
-  return (await call.run(Op.KEY_DESCRIBE, { name })) as unknown as ManagedKeyDescription;
+  const d = (await call.run(Op.KEY_DESCRIBE, { name })) as unknown as ManagedKeyDescription;
+  if (deleted(d)) throw new VaultHttpError(404, `key '${name}' was deleted (cryptod keeps its name reserved, so it cannot be created again)`);
+  return d;
+}
+
+/** KEY_DESTROY leaves a disabled tombstone with every version destroyed: to Vault clients the key is gone. */
+function deleted(d: ManagedKeyDescription): boolean {
+  return d.disabled && d.versions.every((v) => v.state === 'destroyed');
 }
 
 async function readKey(call: Caller, name: string): Promise<Record<string, unknown>> {

@@ -77,6 +77,10 @@ export function createVaultApi(host: FrontDoorHost, options: VaultApiOptions): V
       const status = host.shuttingDown ? 503 : 200;
       return { status, body: { initialized: true, sealed: false, standby: false, performance_standby: false, server_time_utc: Math.floor(Date.now() / 1000), version: 'cryptod', cluster_name: 'cryptod' } };
     }
+    if (at === 'sys/init' || at === 'sys/seal-status') {
+      if (method !== 'GET') throw new VaultHttpError(405, `${method} is not supported on ${at}: cryptod has no seal to initialize or unseal`, { Allow: 'GET' });
+      return { status: 200, body: at === 'sys/init' ? { initialized: true } : { type: 'shamir', initialized: true, sealed: false, t: 0, n: 0, progress: 0, version: 'cryptod', cluster_name: 'cryptod' } };
+    }
     if (at === 'sys/mounts' || at === `sys/mounts/${mount}`) {
       if (method !== 'GET') throw new VaultHttpError(405, `${method} is not supported on sys/mounts: cryptod's one mount is fixed (--http-mount)`, { Allow: 'GET' });
       await session(req);
