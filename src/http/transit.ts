@@ -35,6 +35,28 @@ import {
 export interface Caller {
   readonly clientId: string;
   run(op: OpCode, args: CborValue): Promise<CborValue>;
+  /** Key types seen lately, by name (KeyTypes): sign, verify and hmac need the type before the operation. */
+  readonly types: KeyTypes;
+}
+
+/**
+ * Key types by name, remembered for a second: a key's type never changes,
+ * but its name may come back as another key after a configuration reload
+ * removed it. A remembered type only shapes the request (which hash, how
+ * to rebuild the header): the operation still authorizes the key itself.
+ */
+export class KeyTypes {
+  readonly #types = new Map<string, { type: ManagedKeyType; until: number }>();
+
+  get(name: string): ManagedKeyType | undefined {
+    const e = this.#types.get(name);
+    return e !== undefined && e.until > Date.now() ? e.type : undefined;
+  }
+
+  set(name: string, type: ManagedKeyType): void {
+    if (this.#types.size >= 4096) this.#types.clear();
+    this.#types.set(name, { type, until: Date.now() + 1000 });
+  }
 }
 
 export interface TransitRequest {
@@ -281,17 +303,19 @@ async function dataOperation(call: Caller, kind: DataKind, name: string, body: B
   const keyVersion = optInt(body, 'key_version');
   // What the whole request applies: the key's type (sign/verify/hmac), the version asked for.
   const needType = kind === 'sign' || kind === 'verify' || kind === 'hmac';
-  const d = needType || keyVersion !== undefined ? await describe(call, name) : null;
+  const d = keyVersion !== undefined || (needType && call.types.get(name) === undefined) ? await describe(call, name) : null;
+  if (d !== null) call.types.set(name, d.type);
+  const type = needType ? (d?.type ?? call.types.get(name)!) : null;
   if (keyVersion !== undefined && keyVersion !== 0 && kind !== 'decrypt' && kind !== 'verify' && keyVersion !== d!.currentVersion) {
     throw badRequest(`key_version ${keyVersion} is not supported: cryptod ${kind === 'rewrap' ? 'rewraps to' : 'uses'} the latest version (${d!.currentVersion ?? 'none'}); omit key_version or give the latest`);
   }
   const op = opOf(kind, body);
-  const mode = needType ? signMode(kind, d!.type, body) : null;
+  const mode = type !== null ? signMode(kind, type, body) : null;
   const inputs: Body[] = Array.isArray(batch) ? batch.map((b, i) => itemBody(b, i)) : [body];
   if (Array.isArray(batch) && batch.length === 0) throw badRequest("'batch_input' is empty: give at least one item");
   const prepared = inputs.map((b, i) => {
     try {
-      return { item: prepare(kind, name, b, mode, d?.type ?? null, Array.isArray(batch) ? i : null) } as Prepared;
+      return { item: prepare(kind, name, b, mode, type, Array.isArray(batch) ? i : null) } as Prepared;
     } catch (err) {
       if (!Array.isArray(batch)) throw err;
       return { error: err instanceof Error ? err.message : String(err) } as Prepared;

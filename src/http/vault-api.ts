@@ -15,7 +15,7 @@ import type { CborValue } from '../protocol/cbor.js';
 import type { OpCode } from '../protocol/ops.js';
 import { SensitiveReply, type RequestContext } from '../ops/operation.js';
 import type { FrontDoorHost, PeerCredentials } from '../ops/front-door.js';
-import { transit, errorReply, type Caller } from './transit.js';
+import { KeyTypes, transit, errorReply, type Caller } from './transit.js';
 import { VaultHttpError, envelope, errorBody, type VaultReply } from './vault-reply.js';
 import { kindOf } from './vault-values.js';
 
@@ -47,6 +47,7 @@ const LIST_VALUES = new Set(['true', 'True', '1']);
 export function createVaultApi(host: FrontDoorHost, options: VaultApiOptions): VaultApi {
   const mount = options.mount.replace(/^\/+|\/+$/g, '');
   const mountSegments = mount.split('/');
+  const types = new KeyTypes();
 
   const session = async (req: ApiRequest): Promise<RequestContext> => {
     if (req.token === undefined || req.token === '') {
@@ -57,6 +58,7 @@ export function createVaultApi(host: FrontDoorHost, options: VaultApiOptions): V
 
   const caller = (ctx: RequestContext, connection: number): Caller => ({
     clientId: ctx.clientId,
+    types,
     async run(op: OpCode, args: CborValue): Promise<CborValue> {
       const r = await host.run(ctx, op, args, connection);
       return r instanceof SensitiveReply ? r.value : r;
