@@ -175,6 +175,13 @@ export class VaultFrontDoor implements FrontDoor {
       return;
     }
     this.#inflight++;
+    let counted = true;
+    /** Once per request, whichever of reply, refusal or abort comes first. */
+    const release = (): void => {
+      if (!counted) return;
+      counted = false;
+      this.#inflight--;
+    };
     const chunks: Buffer[] = [];
     let size = 0;
     let refused = false;
@@ -187,7 +194,7 @@ export class VaultFrontDoor implements FrontDoor {
         send(res, tooLarge(max));
         for (const b of chunks) b.fill(0);
         chunks.length = 0;
-        this.#inflight--;
+        release();
         req.destroy();
         return;
       }
@@ -201,21 +208,22 @@ export class VaultFrontDoor implements FrontDoor {
         (reply) => {
           // The body may carry plaintext or key material: gone once handled.
           body.fill(0);
-          this.#inflight--;
+          release();
           send(res, reply);
         },
         (err: unknown) => {
           body.fill(0);
-          this.#inflight--;
+          release();
           host.log.error('HTTP request failed', { error: err instanceof Error ? err.name : typeof err });
           send(res, { status: 500, body: errorBody(['internal error']) });
         },
       );
     });
+    // Aborted before its body ended: nothing runs for it.
     req.on('error', () => {
-      if (!refused) {
+      if (size <= max && !req.complete) {
         refused = true;
-        this.#inflight--;
+        release();
       }
     });
   }
