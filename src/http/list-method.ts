@@ -35,13 +35,17 @@ export class ListMethodRewriter {
   #methodAt = 0;
   /** Whether this request's method started "LI" (and so may be LIST). */
   #maybeList = false;
-  #head: string[] = [];
+  /** The framing headers of the head being read. */
+  #contentLength: number | null = null;
+  #chunked = false;
   #headLength = 0;
-  /** Line currently being read (head or chunk size line or trailer). */
+  /** Bytes of the current head line so far, and its text when it may be a framing header (c… or t…). */
+  #lineLength = 0;
   #line = '';
+  /** Whether the last head byte before the current position was CR (a line may end CR | LF across chunks). */
+  #lastCR = false;
   /** Body or chunk bytes still to skip. */
   #remaining = 0;
-  #chunked = false;
   /** How many trailer lines since the last chunk (an empty one ends the message). */
   #trailerLineEmpty = true;
 
@@ -77,30 +81,41 @@ export class ListMethodRewriter {
           }
           if (c === 0x20) {
             this.#state = 'head';
-            this.#head = [];
+            this.#contentLength = null;
+            this.#chunked = false;
             this.#headLength = 0;
+            this.#lineLength = -1; // the rest of the request line: never a header
             this.#line = '';
           }
           i++;
           break;
         }
         case 'head': {
+          // Only lines starting c/C or t/T can be Content-Length or
+          // Transfer-Encoding: the others (the token among them) are never
+          // copied out of the buffer.
           const lf = chunk.indexOf(LF, i);
           const end = lf === -1 ? n : lf;
-          if (this.#headLength < MAX_HEAD) this.#line += chunk.toString('latin1', i, end);
-          this.#headLength += end - i;
+          if (this.#lineLength === 0 && end > i) {
+            const first = chunk[i]! | 0x20;
+            if (first === 0x63 || first === 0x74) this.#line = '\0';
+          }
+          if (this.#line !== '' && this.#line.length < 256) this.#line += chunk.toString('latin1', i, end);
+          if (this.#lineLength >= 0) this.#lineLength += end - i;
+          if (end > i) this.#lastCR = chunk[end - 1] === CR;
+          this.#headLength += end - i + (lf === -1 ? 0 : 1);
           if (lf === -1) {
             i = n;
             break;
           }
           i = lf + 1;
-          const line = this.#line.endsWith('\r') ? this.#line.slice(0, -1) : this.#line;
+          const length = this.#lineLength;
+          const line = this.#line;
+          this.#lineLength = 0;
           this.#line = '';
-          if (line !== '') {
-            this.#head.push(line);
-            break;
-          }
-          this.#endOfHead();
+          if (line !== '') this.#header(line.slice(1));
+          // An empty line (or a lone CR) ends the head.
+          if (length === 0 || (length === 1 && this.#lastCR)) this.#endOfHead();
           break;
         }
         case 'body': {
@@ -167,18 +182,17 @@ export class ListMethodRewriter {
     }
   }
 
+  #header(line: string): void {
+    const colon = line.indexOf(':');
+    if (colon === -1) return;
+    const name = line.slice(0, colon).trim().toLowerCase();
+    if (name === 'content-length') this.#contentLength = Number(line.slice(colon + 1).trim());
+    else if (name === 'transfer-encoding' && /\bchunked\b/i.test(line.slice(colon + 1))) this.#chunked = true;
+  }
+
   #endOfHead(): void {
-    let length = 0;
-    let chunked = false;
-    for (const line of this.#head) {
-      const colon = line.indexOf(':');
-      if (colon === -1) continue;
-      const name = line.slice(0, colon).trim().toLowerCase();
-      if (name === 'content-length') length = Number(line.slice(colon + 1).trim());
-      else if (name === 'transfer-encoding' && /\bchunked\b/i.test(line.slice(colon + 1))) chunked = true;
-    }
-    this.#head = [];
-    this.#chunked = chunked;
+    const length = this.#contentLength ?? 0;
+    const chunked = this.#chunked;
     if (this.#headLength > MAX_HEAD || (!chunked && !(Number.isSafeInteger(length) && length >= 0))) {
       this.#state = 'opaque';
       return;
