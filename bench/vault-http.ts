@@ -12,8 +12,8 @@
  */
 import { spawn } from 'node:child_process';
 import { Agent, request } from 'node:http';
-import { rmSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
@@ -39,7 +39,17 @@ interface Started {
   barePort: number;
 }
 
-async function startChild(): Promise<{ started: Started; stop(): Promise<void> }> {
+/**
+ * CPU seconds the daemon process has used (utime + stime, /proc/PID/stat).
+ * On a shared machine throughput says how busy the neighbours were; the
+ * daemon's CPU per request says what a request costs.
+ */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100; // clock ticks: USER_HZ is 100 on Linux
+}
+
+async function startChild(): Promise<{ started: Started; pid: number; stop(): Promise<void> }> {
   const child = spawn(process.execPath, ['--import', 'tsx', join(here, 'vault-daemon-child.ts')], { stdio: ['ignore', 'pipe', 'inherit'], cwd: repo });
   const line = await new Promise<string>((res, rej) => {
     createInterface({ input: child.stdout! }).once('line', res);
@@ -48,6 +58,7 @@ async function startChild(): Promise<{ started: Started; stop(): Promise<void> }
   const started = JSON.parse(line) as Started;
   return {
     started,
+    pid: child.pid!,
     async stop() {
       const exited = new Promise((r) => child.once('exit', r));
       child.kill('SIGTERM');
@@ -78,16 +89,24 @@ interface Row {
   workload: string;
   mode: string;
   r: Result;
+  /** Daemon CPU microseconds per op (per item for batches), warm-up included: an upper bound. */
+  cpuUs: number;
   /** Items per request (batch rows): ops/s counts items. */
   items?: number;
 }
 
 async function main(): Promise<void> {
-  const { started, stop } = await startChild();
+  const { started, pid, stop } = await startChild();
   const rows: Row[] = [];
+  let cpuMark = 0;
+  /** Start a row's CPU count; `add` ends it. */
+  const mark = (): void => {
+    cpuMark = cpuSeconds(pid);
+  };
   const add = (workload: string, mode: string, r: Result, items?: number): void => {
-    rows.push({ workload, mode, r, ...(items === undefined ? {} : { items }) });
-    console.log(`${workload.padEnd(24)} ${mode.padEnd(44)} ${fmtOps(r.opsPerSec).padStart(10)} ops/s  p50 ${fmtUs(r.p50)}  p99 ${fmtUs(r.p99)}`);
+    const cpuUs = ((cpuSeconds(pid) - cpuMark) * 1e6) / r.ops;
+    rows.push({ workload, mode, r, cpuUs, ...(items === undefined ? {} : { items }) });
+    console.log(`${workload.padEnd(24)} ${mode.padEnd(44)} ${fmtOps(r.opsPerSec).padStart(10)} ops/s  p50 ${fmtUs(r.p50)}  p99 ${fmtUs(r.p99)}  daemon CPU ${cpuUs.toFixed(1)} µs/op`);
   };
   /** A batch row: the measurement counts requests; the table counts items. */
   const perItem = (r: Result, n: number): Result => ({ ...r, ops: r.ops * n, opsPerSec: r.opsPerSec * n });
@@ -106,32 +125,54 @@ async function main(): Promise<void> {
     const encItems = Array.from({ length: BATCH }, () => ({ data: kib }));
     const macItems = Array.from({ length: BATCH }, () => small);
 
+    // Warm the daemon (JIT, first key use, the token check) so the first row does not pay for it.
+    await measurePipelined(1, CONCURRENT, () => post(agent, nodePort, token, '/v1/transit/encrypt/bench-aes', encBody));
+    await measurePipelined(1, CONCURRENT, () => post(agent, barePort, token, '/', encBody));
+    await measurePipelined(1, CONCURRENT, () => client.encrypt('bench-aes', kib));
     const F = 'HTTP round trip (floor)';
+    mark();
     add(F, 'bare node:http server, no work, 1 at a time', await measureLoop(SECONDS, () => post(agent, barePort, token, '/', encBody)));
+    mark();
     add(F, `bare node:http server, no work, ${CONCURRENT} concurrent`, await measurePipelined(SECONDS, CONCURRENT, () => post(agent, barePort, token, '/', encBody)));
     const E = 'transit encrypt 1 KiB';
+    mark();
     add(E, 'native protocol, 1 in flight', await measureLoop(SECONDS, () => client.encrypt('bench-aes', kib)));
+    mark();
     add(E, 'HTTP node:http, 1 at a time', await measureLoop(SECONDS, () => post(agent, nodePort, token, '/v1/transit/encrypt/bench-aes', encBody)));
+    mark();
     add(E, `native protocol, ${CONCURRENT} in flight`, await measurePipelined(SECONDS, CONCURRENT, () => client.encrypt('bench-aes', kib)));
+    mark();
     add(E, `HTTP node:http, ${CONCURRENT} concurrent`, await measurePipelined(SECONDS, CONCURRENT, () => post(agent, nodePort, token, '/v1/transit/encrypt/bench-aes', encBody)));
+    mark();
     add(E, `native protocol, batches of ${BATCH} (items/s)`, perItem(await measureLoop(SECONDS, () => client.encryptBatch('bench-aes', encItems)), BATCH), BATCH);
+    mark();
     add(E, `HTTP node:http, batch_input of ${BATCH} (items/s)`, perItem(await measureLoop(SECONDS, () => post(agent, nodePort, token, '/v1/transit/encrypt/bench-aes', encBatch)), BATCH), BATCH);
     const M = 'transit hmac 64 B';
+    mark();
     add(M, 'native protocol, 1 in flight', await measureLoop(SECONDS, () => client.mac('bench-mac', small)));
+    mark();
     add(M, 'HTTP node:http, 1 at a time', await measureLoop(SECONDS, () => post(agent, nodePort, token, '/v1/transit/hmac/bench-mac', macBody)));
+    mark();
     add(M, `native protocol, ${CONCURRENT} in flight`, await measurePipelined(SECONDS, CONCURRENT, () => client.mac('bench-mac', small)));
+    mark();
     add(M, `HTTP node:http, ${CONCURRENT} concurrent`, await measurePipelined(SECONDS, CONCURRENT, () => post(agent, nodePort, token, '/v1/transit/hmac/bench-mac', macBody)));
+    mark();
     add(M, `native protocol, batches of ${BATCH} (items/s)`, perItem(await measureLoop(SECONDS, () => client.macBatch('bench-mac', macItems)), BATCH), BATCH);
+    mark();
     add(M, `HTTP node:http, batch_input of ${BATCH} (items/s)`, perItem(await measureLoop(SECONDS, () => post(agent, nodePort, token, '/v1/transit/hmac/bench-mac', macBatch)), BATCH), BATCH);
 
     // node:http against fastify, the same handler: interleaved rounds so drift in the machine's load hits both alike.
-    const rounds: Record<'node' | 'fastify', { one: number[]; many: number[] }> = { node: { one: [], many: [] }, fastify: { one: [], many: [] } };
+    const rounds: Record<'node' | 'fastify', { one: number[]; many: number[]; cpu: number[] }> = { node: { one: [], many: [], cpu: [] }, fastify: { one: [], many: [], cpu: [] } };
     const roundSeconds = Math.max(0.5, SECONDS / 2);
     for (let i = 0; i < ROUNDS; i++) {
       for (const [which, port] of [['node', nodePort], ['fastify', fastifyPort]] as const) {
         const a = new Agent({ keepAlive: true, maxSockets: CONCURRENT });
-        rounds[which].one.push((await measureLoop(roundSeconds, () => post(a, port, token, '/v1/transit/encrypt/bench-aes', encBody))).opsPerSec);
-        rounds[which].many.push((await measurePipelined(roundSeconds, CONCURRENT, () => post(a, port, token, '/v1/transit/encrypt/bench-aes', encBody))).opsPerSec);
+        const cpu0 = cpuSeconds(pid);
+        const one = await measureLoop(roundSeconds, () => post(a, port, token, '/v1/transit/encrypt/bench-aes', encBody));
+        const many = await measurePipelined(roundSeconds, CONCURRENT, () => post(a, port, token, '/v1/transit/encrypt/bench-aes', encBody));
+        rounds[which].one.push(one.opsPerSec);
+        rounds[which].many.push(many.opsPerSec);
+        rounds[which].cpu.push(((cpuSeconds(pid) - cpu0) * 1e6) / (one.ops + many.ops));
         a.destroy();
       }
     }
@@ -139,6 +180,7 @@ async function main(): Promise<void> {
     const versus = {
       one: { node: median(rounds.node.one), fastify: median(rounds.fastify.one) },
       many: { node: median(rounds.node.many), fastify: median(rounds.fastify.many) },
+      cpu: { node: median(rounds.node.cpu), fastify: median(rounds.fastify.cpu) },
     };
     console.log('node:http vs fastify (median of', ROUNDS, 'interleaved rounds):', JSON.stringify(versus));
     await client.close();
@@ -150,27 +192,31 @@ async function main(): Promise<void> {
   }
 }
 
-function render(rows: Row[], versus: { one: { node: number; fastify: number }; many: { node: number; fastify: number } }): string {
+type Pair = { node: number; fastify: number };
+
+function render(rows: Row[], versus: { one: Pair; many: Pair; cpu: Pair }): string {
   const lines = [
     '# Vault-compatible HTTP API: benchmarks',
     '',
-    `Generated by \`npx tsx bench/vault-http.ts\` on ${new Date().toISOString().slice(0, 10)}, ${cpus().length} CPU(s) (${cpus()[0]?.model ?? 'unknown'}), Node.js ${process.version}.`,
+    `Generated by \`npx tsx bench/vault-http.ts\` on ${new Date().toISOString().slice(0, 10)}, ${cpus().length} CPU(s) (${cpus()[0]?.model ?? 'unknown'}), Node.js ${process.version}, load average ${loadavg().map((l) => l.toFixed(1)).join(' ')} at the end of the run.`,
     'The daemon runs in its own process; the load generator (this process) shares the same cores, so every figure includes the client\'s own cost.',
     'Managed keys: AES-256-GCM (`aes256-gcm96`) and HMAC-SHA-256 (`hmac`), created over HTTP by a token client; every request is authenticated with its token.',
     '',
-    '| workload | mode | ops/s | p50 latency | p99 latency |',
-    '|---|---|---:|---:|---:|',
-    ...rows.map((r) => `| ${r.workload} | ${r.mode} | ${fmtOps(r.r.opsPerSec)} | ${r.items === undefined ? fmtUs(r.r.p50) : `${fmtUs(r.r.p50)} per batch`} | ${r.items === undefined ? fmtUs(r.r.p99) : `${fmtUs(r.r.p99)} per batch`} |`),
+    'The last column is the daemon process\'s CPU time per operation (per item for batches; /proc, 10 ms ticks, the 0.3 s warm-up counted too, so an upper bound): what a request costs, whatever the neighbours did to the throughput. One core gives about 1,000,000 / that many operations per second.',
+    '',
+    '| workload | mode | ops/s | p50 latency | p99 latency | daemon CPU per op |',
+    '|---|---|---:|---:|---:|---:|',
+    ...rows.map((r) => `| ${r.workload} | ${r.mode} | ${fmtOps(r.r.opsPerSec)} | ${r.items === undefined ? fmtUs(r.r.p50) : `${fmtUs(r.r.p50)} per batch`} | ${r.items === undefined ? fmtUs(r.r.p99) : `${fmtUs(r.r.p99)} per batch`} | ${r.cpuUs.toFixed(1)} µs |`),
     '',
     '## node:http or fastify',
     '',
     `The same handler (src/http/vault-api.ts) on both, transit encrypt 1 KiB, median of ${ROUNDS} interleaved rounds (node:http, fastify, node:http, …):`,
     '',
-    '| server | 1 at a time | 64 concurrent |',
-    '|---|---:|---:|',
-    `| node:http | ${fmtOps(versus.one.node)} | ${fmtOps(versus.many.node)} |`,
-    `| fastify | ${fmtOps(versus.one.fastify)} | ${fmtOps(versus.many.fastify)} |`,
-    `| node:http / fastify | ${(versus.one.node / versus.one.fastify).toFixed(2)}× | ${(versus.many.node / versus.many.fastify).toFixed(2)}× |`,
+    '| server | ops/s, 1 at a time | ops/s, 64 concurrent | daemon CPU per request |',
+    '|---|---:|---:|---:|',
+    `| node:http | ${fmtOps(versus.one.node)} | ${fmtOps(versus.many.node)} | ${versus.cpu.node.toFixed(1)} µs |`,
+    `| fastify | ${fmtOps(versus.one.fastify)} | ${fmtOps(versus.many.fastify)} | ${versus.cpu.fastify.toFixed(1)} µs |`,
+    `| node:http / fastify | ${(versus.one.node / versus.one.fastify).toFixed(2)}× | ${(versus.many.node / versus.many.fastify).toFixed(2)}× | ${(versus.cpu.node / versus.cpu.fastify).toFixed(2)}× |`,
     '',
     '`cryptod serve --http` uses node:http: the LIST method needs the bytes before the parser (src/http/list-method.ts), which node:http gives directly.',
     '',
