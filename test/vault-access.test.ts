@@ -123,3 +123,33 @@ test('configuration: YAML http and adminClients; TCP only on loopback; --http wi
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('limits: maxHttpInflight answers 429 beyond it, maxHttpBody 413; both leave the daemon serving', async () => {
+  const vd = await startVaultDaemon({ transport: 'tcp', limits: { maxHttpInflight: 1, maxHttpBody: 2048 } });
+  try {
+    const token = await vd.addClient('limited');
+    const port = Number(new URL(vd.url!).port);
+    // A request in flight: its headers are in, its body is not finished.
+    const { connect } = await import('node:net');
+    const held = connect(port, '127.0.0.1');
+    let heldReply = '';
+    held.on('data', (c: Buffer) => (heldReply += c.toString()));
+    await new Promise((r) => held.once('connect', r));
+    const body = JSON.stringify({ input: b64('abc') });
+    held.write(`POST /v1/transit/hash HTTP/1.1\r\nHost: x\r\nX-Vault-Token: ${token}\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 3)}`);
+    await until('the held request counted', async () => (await call(vd, 'GET', '/v1/auth/token/lookup-self', token)).status === 429);
+    const refused = await call(vd, 'GET', '/v1/auth/token/lookup-self', token);
+    assert.equal(refused.status, 429);
+    assert.match(refused.body!.errors![0]!, /maxHttpInflight 1/);
+    held.write(body.slice(3));
+    await until('the held request answered', () => heldReply.includes('"sum":"ba7816bf'));
+    held.destroy();
+    await until('serving again', async () => (await call(vd, 'GET', '/v1/auth/token/lookup-self', token)).status === 200);
+    const big = await call(vd, 'POST', '/v1/transit/hash', token, { input: b64('x'.repeat(3000)) });
+    assert.equal(big.status, 413);
+    assert.match(big.body!.errors![0]!, /2048 bytes/);
+    assert.equal((await call(vd, 'POST', '/v1/transit/hash', token, { input: b64('abc') })).status, 200);
+  } finally {
+    await vd.stop();
+  }
+});
