@@ -153,3 +153,22 @@ test('limits: maxHttpInflight answers 429 beyond it, maxHttpBody 413; both leave
     await vd.stop();
   }
 });
+
+test('cryptod serve --http unix:… --admin-client: the CLI builds the front door; `client add` issues its token', async () => {
+  const { startCliDaemon, runCli } = await import('./helpers/cli-daemon.js');
+  const d = await startCliDaemon((dir) => ['--http', `unix:${join(dir, 'run', 'http.sock')}`, '--admin-client', 'deployer']);
+  try {
+    const added = await runCli(['client', 'add', 'deployer', '--data-dir', join(d.dir, 'data')]);
+    assert.equal(added.code, 0, added.stderr.toString());
+    const token = /cdt_[A-Za-z0-9_-]{43}/.exec(added.stdout.toString())?.[0];
+    assert.ok(token !== undefined, added.stdout.toString());
+    const socketPath = join(d.dir, 'run', 'http.sock');
+    const vd = { url: null, socketPath } as unknown as VaultDaemon;
+    const created = await call(vd, 'POST', '/v1/transit/keys/from-cli', token, { type: 'ed25519' });
+    assert.equal(created.status, 200, JSON.stringify(created.body));
+    assert.deepEqual((await call(vd, 'LIST', '/v1/transit/keys', token)).body!.data!.keys, ['from-cli']);
+    assert.match(d.stderr().toString(), /"frontDoor":"http unix:/);
+  } finally {
+    await d.stop();
+  }
+});
