@@ -119,7 +119,11 @@ export async function transit(call: Caller, req: TransitRequest): Promise<VaultR
       if (name === undefined || sub === undefined) break;
       return exportKey(call, name, sub, extra);
     case 'datakey':
-      // Data keys are the envelope issue's operations, not in this daemon yet.
+      // Data keys are the envelope issue's operations (DATAKEY_GENERATE …, branch datakeys), not in this
+      // daemon yet. The mapping when they land: datakey/plaintext|wrapped/:name → DATAKEY_GENERATE
+      // { kek: name, length: bits / 8, plaintext: type === 'plaintext', aad: context }, the reply's
+      // wrappedKey as vault:v<kekVersion>:base64; their KEK is an aes256-kwp key, and decrypting that
+      // value must go to DATAKEY_OPEN-style unwrapping, not MANAGED_DECRYPT (docs/vault-compat.md).
       throw new VaultHttpError(501, `transit/datakey/${name ?? ':type'}/… is not implemented yet in cryptod: it needs the data-key operations (DATAKEY), which this daemon does not have; generate a key with transit/random and encrypt it with transit/encrypt meanwhile`);
     case 'backup':
     case 'restore':
