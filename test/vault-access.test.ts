@@ -125,7 +125,7 @@ test('configuration: YAML http and adminClients; TCP only on loopback; --http wi
 });
 
 test('limits: maxHttpInflight answers 429 beyond it, maxHttpBody 413; both leave the daemon serving', async () => {
-  const vd = await startVaultDaemon({ transport: 'tcp', limits: { maxHttpInflight: 1, maxHttpBody: 2048 } });
+  const vd = await startVaultDaemon({ transport: 'tcp', limits: { maxHttpInflight: 1, maxHttpBody: 2048, maxConnections: 2, maxConnectionsPerUid: 1 } });
   try {
     const token = await vd.addClient('limited');
     const port = Number(new URL(vd.url!).port);
@@ -145,6 +145,15 @@ test('limits: maxHttpInflight answers 429 beyond it, maxHttpBody 413; both leave
     await until('the held request answered', () => heldReply.includes('"sum":"ba7816bf'));
     held.destroy();
     await until('serving again', async () => (await call(vd, 'GET', '/v1/auth/token/lookup-self', token)).status === 200);
+    // maxConnections (2 here) bounds the HTTP connections too: a third is closed at accept.
+    const open1 = connect(port, '127.0.0.1');
+    const open2 = connect(port, '127.0.0.1');
+    await Promise.all([open1, open2].map((s) => new Promise((r) => s.once('connect', r))));
+    const third = connect(port, '127.0.0.1');
+    await new Promise((r) => third.once('close', r));
+    open1.destroy();
+    open2.destroy();
+    await until('connections free again', async () => (await call(vd, 'GET', '/v1/auth/token/lookup-self', token)).status === 200);
     const big = await call(vd, 'POST', '/v1/transit/hash', token, { input: b64('x'.repeat(3000)) });
     assert.equal(big.status, 413);
     assert.match(big.body!.errors![0]!, /2048 bytes/);

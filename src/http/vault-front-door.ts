@@ -100,6 +100,9 @@ export class VaultFrontDoor implements FrontDoor {
     this.#host = host;
     this.#api = createVaultApi(host, { mount: this.#mount });
     const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 60_000 }, (req, res) => this.#request(req, res));
+    // Each connection costs a descriptor: the HTTP listener takes at most as many as the native listeners together (--max-connections); node:http closes the ones beyond.
+    server.maxConnections = host.limits.maxConnections;
+    server.on('drop', () => host.log.warn('HTTP connection refused: maxConnections reached', { limit: host.limits.maxConnections }));
     server.on('connection', (socket: Socket) => this.#accepted(socket));
     // Malformed HTTP: the parser's refusal, answered in Vault's shape when the socket can still take it.
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
