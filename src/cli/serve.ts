@@ -29,6 +29,8 @@ import { prepareProcess } from './process-setup.js';
 import { reportOf } from '../daemon/fleet.js';
 import { workerLink } from './worker-link.js';
 import { parseWorkers, prepareShared, runPrimary } from './workers.js';
+import { VaultFrontDoor } from '../http/vault-front-door.js';
+import type { FrontDoor } from '../ops/front-door.js';
 
 export const SERVE_HELP = `Usage: cryptod serve [options]
 
@@ -81,6 +83,16 @@ ${limitHelp()}  --audit-log FILE|-         append one JSON line per security eve
                              are refused; SIGHUP or \`cryptod reload\` re-read
                              the four TLS files and close live connections
                              whose certificate the CRL now lists
+  --http unix:PATH|tcp://127.0.0.1:PORT
+                             also serve Vault's transit API over HTTP
+                             (docs/vault-compat.md): on a Unix socket (mode
+                             600, peer uid checked) or TCP on loopback only;
+                             clients authenticate with a token client's token
+  --http-mount PATH          mount path of the transit engine (default:
+                             transit, i.e. /v1/transit/)
+  --admin-client NAME        the token client NAME administers every key
+                             (create, config, rotate, delete, export) as a
+                             Vault policy on transit/keys/* would (repeatable)
   -h, --help                 show this help
 
 Environment:
@@ -105,6 +117,9 @@ const OPTIONS: OptionSpec = {
   'tls-client-ca': { type: 'string' },
   'tls-crl': { type: 'string' },
   workers: { type: 'string' },
+  http: { type: 'string' },
+  'http-mount': { type: 'string' },
+  'admin-client': { type: 'string', multiple: true },
 };
 
 const LEVELS: readonly Level[] = ['debug', 'info', 'warn', 'error'];
@@ -130,6 +145,15 @@ function configure(argv: readonly string[]): { config: DaemonConfig; workers: nu
   set('auditLog', stringOpt(p, 'audit-log'));
   set('root', stringOpt(p, 'root-provider'));
   if (p.values.init === true) overrides.init = true;
+  const http = stringOpt(p, 'http');
+  const mount = stringOpt(p, 'http-mount');
+  if (http !== undefined) overrides.http = { url: http, ...(mount === undefined ? {} : { mount }) };
+  else if (mount !== undefined) {
+    if (file?.config.http === undefined) throw new UsageError('--http-mount configures the HTTP listener: give --http too', 'serve');
+    overrides.http = { ...file.config.http, mount };
+  }
+  const admins = (p.values as Record<string, unknown>)['admin-client'];
+  if (Array.isArray(admins)) overrides.adminClients = admins as string[];
   try {
     return { config: daemonConfig(file, overrides), workers };
   } catch (err) {
@@ -173,6 +197,17 @@ function accessOptions(p: Parsed): Pick<ConfigOverrides, 'access' | 'tcp'> {
   return out;
 }
 
+/** The HTTP front door when the configuration asks for one (src/http/: the daemon layer cannot build it). */
+function frontDoors(config: DaemonConfig): { frontDoors?: FrontDoor[] } {
+  if (config.http === undefined) return {};
+  try {
+    return { frontDoors: [new VaultFrontDoor(config.http)] };
+  } catch (err) {
+    if (err instanceof CryptodError) throw new LocalFailure(err.message, { cause: err });
+    throw err;
+  }
+}
+
 /** Run the daemon; resolves with the exit status once it has stopped. */
 export async function serve(argv: readonly string[]): Promise<number> {
   if (wantsHelp(argv)) {
@@ -184,6 +219,10 @@ export async function serve(argv: readonly string[]): Promise<number> {
   // A worker's every line names it: the workers share one stderr.
   const log = cluster.isWorker ? tagged(base, { worker: process.pid }) : base;
   const processLimits = prepareProcess(log);
+  if (workers > 1 && configured.http !== undefined) {
+    // Each worker would open its own HTTP listener on the one address: not built yet.
+    throw new LocalFailure('--http cannot be combined with --workers yet: run the HTTP front door in a daemon with one worker (it may share the keystore)');
+  }
   if (workers > 1 && cluster.isPrimary) return primary(configured, workers, log);
   // A worker: the primary prepared the data directory, the socket and the keystore (an --init included).
   const fleet = cluster.isWorker ? workerLink() : null;
@@ -192,7 +231,7 @@ export async function serve(argv: readonly string[]): Promise<number> {
   // private anyway, so a private umask loses nothing.
   if (fleet !== null) process.umask(0o077);
   const config = fleet === null ? configured : { ...configured, init: false };
-  const daemon = createDaemon(config, { logger: log, ...(fleet === null ? {} : { fleet: fleet.link }) });
+  const daemon = createDaemon(config, { logger: log, ...(fleet === null ? {} : { fleet: fleet.link }), ...frontDoors(config) });
 
   // Signals are handled from the start: one that arrives while the daemon
   // starts closes it once started (close() waits for start), rather than

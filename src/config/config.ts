@@ -36,6 +36,8 @@ export interface ConfigFile {
   readonly access?: AccessPolicy;
   readonly tcp?: TcpListenOptions;
   readonly audit?: { log: string };
+  readonly http?: { url: string; mount?: string };
+  readonly adminClients?: readonly string[];
   readonly kek: { passphraseFile?: string; passphraseEnv?: string };
   /** Key definitions, as written (the key manager parses them again when it applies them). */
   readonly keys: Readonly<Record<string, KeyDefinition>>;
@@ -75,7 +77,7 @@ export interface ConfigIssue {
   message: string;
 }
 
-export const TOP_LEVEL_FIELDS = ['dataDir', 'socket', 'socketMode', 'logLevel', 'limits', 'access', 'listen', 'tls', 'audit', 'kek', 'keys', 'providers', 'root'] as const;
+export const TOP_LEVEL_FIELDS = ['dataDir', 'socket', 'socketMode', 'logLevel', 'limits', 'access', 'listen', 'tls', 'audit', 'kek', 'keys', 'providers', 'root', 'http', 'adminClients'] as const;
 const LEVELS: readonly Level[] = ['debug', 'info', 'warn', 'error'];
 
 /**
@@ -86,7 +88,7 @@ const LEVELS: readonly Level[] = ['debug', 'info', 'warn', 'error'];
  * would apply to some and not others.
  */
 export const RELOADABLE_FIELDS: readonly string[] = ['keys'];
-export const RESTART_FIELDS: readonly string[] = ['dataDir', 'socket', 'socketMode', 'logLevel', 'limits', 'access', 'listen', 'tls', 'audit', 'kek', 'providers', 'root'];
+export const RESTART_FIELDS: readonly string[] = ['dataDir', 'socket', 'socketMode', 'logLevel', 'limits', 'access', 'listen', 'tls', 'audit', 'kek', 'providers', 'root', 'http', 'adminClients'];
 
 /**
  * Check `raw` (the document as plain data). `sourceOf(path)` returns the text
@@ -187,6 +189,27 @@ export function validateConfig(raw: unknown, file: string, sourceOf: (path: read
       // '-' (stdout) is not a path.
       const log = a.log === '-' ? '-' : a.log === undefined ? bad(['audit'], 'expected audit.log: a file path or - for stdout') : file_(['audit', 'log'], a.log);
       if (log !== undefined) out.audit = { log };
+    }
+  }
+
+  if (doc.http !== undefined) {
+    const h = map(['http'], doc.http, ['listen', 'mount']);
+    if (h !== undefined) {
+      const url = str(['http', 'listen'], h.listen);
+      const mount = h.mount === undefined ? undefined : str(['http', 'mount'], h.mount);
+      if (url !== undefined) out.http = { url, ...(mount === undefined ? {} : { mount }) };
+    }
+  }
+
+  if (doc.adminClients !== undefined) {
+    if (!Array.isArray(doc.adminClients)) bad(['adminClients'], `expected a list of token client names, got ${kind(doc.adminClients)}`);
+    else {
+      const names: string[] = [];
+      doc.adminClients.forEach((n: unknown, i) => {
+        if (typeof n === 'string' && /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(n)) names.push(n);
+        else bad(['adminClients', i], `expected a client name (as in \`cryptod client add NAME\`), got ${kind(n)}`);
+      });
+      out.adminClients = names;
     }
   }
 

@@ -43,6 +43,10 @@ export interface DaemonConfig {
   readonly tcp?: TcpListenOptions;
   /** The audit log's file, or `-` for stdout; off when absent. */
   readonly auditLog?: string;
+  /** The Vault-compatible HTTP listener (src/http/). */
+  readonly http?: HttpListenerConfig;
+  /** Token client names that administer every key (create, config, rotate, delete). */
+  readonly adminClients?: readonly string[];
   readonly kek: KekSource;
   /** KEK providers besides the implicit `local` (`providers:` of the file). */
   readonly providers: Readonly<Record<string, ProviderConfig>>;
@@ -68,6 +72,16 @@ export interface ConfigOverrides {
   init?: boolean;
   /** `--root-provider NAME`: `local` or a provider of the file. */
   root?: string;
+  http?: HttpListenerConfig;
+  adminClients?: readonly string[];
+}
+
+/** `--http URL` and `--http-mount PATH` (YAML `http: { listen, mount }`). */
+export interface HttpListenerConfig {
+  /** `unix:/path` or `tcp://127.0.0.1:PORT`. */
+  readonly url: string;
+  /** Transit mount path (default `transit`). */
+  readonly mount?: string;
 }
 
 /** Default socket mode: only the daemon's user. */
@@ -93,6 +107,8 @@ export function daemonConfig(file: LoadedConfig | null, overrides: ConfigOverrid
       `--root-provider ${root}: expected local or a provider configured under providers: in the configuration file (${['local', ...Object.keys(providers)].join(', ')})`,
     );
   }
+  const http = overrides.http ?? f?.http;
+  const adminClients = overrides.adminClients ?? f?.adminClients;
   return {
     dataDir,
     // Explicit, else $CRYPTOD_SOCKET, else the user's runtime directory, else /tmp/cryptod-$UID.
@@ -103,6 +119,8 @@ export function daemonConfig(file: LoadedConfig | null, overrides: ConfigOverrid
     ...(access === undefined ? {} : { access }),
     ...(tcp === undefined ? {} : { tcp }),
     ...(auditLog === undefined ? {} : { auditLog }),
+    ...(http === undefined ? {} : { http }),
+    ...(adminClients === undefined ? {} : { adminClients }),
     kek: f?.kek ?? {},
     providers,
     root,

@@ -159,6 +159,19 @@ export const LIMITS = {
     doc: 'fail every request waiting for one data-key unwrap that has not finished within MS',
     error: 'CRYPTOD_ERR_KEK_TIMEOUT',
   },
+  // The Vault-compatible HTTP listener (`--http`, src/http/). Base64 in JSON
+  // makes a body about 4/3 of its data, so the default leaves room for a
+  // batch as large as the largest frame.
+  maxHttpBody: {
+    default: 8 * MiB, min: 1024, max: 2 ** 31, flag: 'max-http-body', unit: 'BYTES', hello: false,
+    doc: 'largest request body on the HTTP listener; larger ones are refused with 413',
+    error: null,
+  },
+  maxHttpInflight: {
+    default: 1024, min: 1, max: 1_000_000, flag: 'max-http-inflight', unit: 'N', hello: false,
+    doc: 'HTTP requests in flight over all HTTP connections; more are refused with 429',
+    error: null,
+  },
 } as const satisfies Readonly<Record<string, LimitDeclaration>>;
 
 export type LimitName = keyof typeof LIMITS;

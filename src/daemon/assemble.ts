@@ -19,7 +19,7 @@
  */
 import type { Socket } from 'node:net';
 import { asCbor } from '../protocol/schema.js';
-import { InternalError } from '../protocol/errors.js';
+import { ConfigError, InternalError } from '../protocol/errors.js';
 import type { DaemonConfig } from '../config/daemon-config.js';
 import { preparePrivateSocketDirectory } from '../config/paths.js';
 import { applyKeys, createReloader, type ReloadSummary, type Reloader } from '../config/reload.js';
@@ -32,6 +32,7 @@ import { openSqliteClientRegistry } from '../store/sqlite/client-registry.js';
 import { readKekPassphrase } from '../kek/passphrase.js';
 import type { Clock } from '../keys/clock.js';
 import type { Operation } from '../ops/operation.js';
+import type { FrontDoor } from '../ops/front-door.js';
 import { CloseStack } from './closers.js';
 import type { PeerIdentity } from './handshake.js';
 import type { FleetLink } from './fleet.js';
@@ -62,6 +63,8 @@ export interface CreateDaemonOptions {
    * the socket file and each worker appends whole lines to the audit log.
    */
   fleet?: FleetLink;
+  /** Further listeners onto the same operations (`cryptod serve --http`: src/http/vault-front-door.ts). */
+  frontDoors?: readonly FrontDoor[];
 }
 
 /** What a reload did: the configuration file re-read, or, without one, only the TLS files. */
@@ -89,6 +92,10 @@ export interface AssembledDaemon {
 
 /** Assemble a daemon; nothing is opened until start(). */
 export function createDaemon(config: DaemonConfig, options: CreateDaemonOptions = {}): AssembledDaemon {
+  if (config.http !== undefined && options.frontDoors === undefined) {
+    // The daemon layer cannot build the HTTP listener (it lives above it): the embedding program passes it.
+    throw new ConfigError('the configuration asks for the HTTP listener (http): pass frontDoors: [new VaultFrontDoor(config.http)] from src/http/vault-front-door.ts, as cryptod serve does');
+  }
   const log = options.logger ?? createLogger({ level: config.logLevel });
   const parts = new CloseStack();
   let state: 'new' | 'starting' | 'running' | 'closed' = 'new';
@@ -113,6 +120,7 @@ export function createDaemon(config: DaemonConfig, options: CreateDaemonOptions 
     try {
       keys = await openManagedKeys({
         dataDir, init: config.init, logger: log, audit, providers: config.providers, root: config.root,
+        ...(config.adminClients === undefined ? {} : { adminClients: config.adminClients }),
         ...(passphrase === undefined ? {} : { passphrase }),
         ...(options.clock === undefined ? {} : { clock: options.clock }),
         ...(options.refreshIntervalMs === undefined ? {} : { refreshIntervalMs: options.refreshIntervalMs }),
@@ -154,6 +162,7 @@ export function createDaemon(config: DaemonConfig, options: CreateDaemonOptions 
       ...(options.operations === undefined ? {} : { operations: options.operations }),
       ...(options.revocationCheckMs === undefined ? {} : { revocationCheckMs: options.revocationCheckMs }),
       ...(options.fleet === undefined ? {} : { fleet: options.fleet }),
+      ...(options.frontDoors === undefined ? {} : { frontDoors: options.frontDoors }),
       ...reloadOperation(),
     });
     listener = daemon;

@@ -23,6 +23,11 @@ export interface ConnectionHost extends ChainHost {
 
 let nextConnectionNumber = 1;
 
+/** A number from the connections' sequence, for a connection of another front door (src/ops/front-door.ts). */
+export function takeConnectionNumber(): number {
+  return nextConnectionNumber++;
+}
+
 /**
  * Fairness: a connection hands at most this many frames, or this many payload
  * bytes, to handlers before it stops reading for one turn of the event loop

@@ -97,7 +97,7 @@ export function handshake(
  * share one message: which of them it was is no business of whoever holds it.
  * A uid mismatch says so, since only a holder of a valid token can see it.
  */
-function tokenIdentity(client: VerifiedClient | null, peer: PeerIdentity | null): Identity {
+export function tokenIdentity(client: VerifiedClient | null, peer: PeerIdentity | null): Identity {
   if (client === null) throw new AuthFailedError('the token is not valid: unknown, malformed or revoked');
   // A uid-restricted token proves nothing without a kernel-verified uid (TCP, or no SO_PEERCRED).
   if (client.uid !== null && (peer === null || peer.uid !== client.uid)) {

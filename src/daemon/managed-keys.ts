@@ -60,6 +60,8 @@ export interface OpenManagedKeysOptions {
   logger?: Logger;
   /** Administrator uids; default: the daemon's own uid. */
   adminUids?: readonly number[];
+  /** Token client names that administer every key too (`--admin-client`). */
+  adminClients?: readonly string[];
   /** Default true (see the header). */
   localIsAdmin?: boolean;
   /**
@@ -143,6 +145,7 @@ export async function openManagedKeys(options: OpenManagedKeysOptions): Promise<
   return {
     manager, store, kek: k, adminUids, localIsAdmin: options.localIsAdmin ?? true,
     rewrapAll: (limit) => rewrapBatch(store, k, limit === undefined ? {} : { limit }),
+    adminClients: new Set((options.adminClients ?? []).map((n) => `token:${n}`)),
     close() {
       closing ??= (async () => {
         poll?.stop();

@@ -35,6 +35,9 @@ import { managedKeks } from '../ops/managed-kek.js';
 import type { DataKeys } from '../ops/operation.js';
 import type { TlsReloadSummary } from '../config/listeners.js';
 import { fleetStatus, reportOf, type FleetLink } from './fleet.js';
+import type { FrontDoor } from '../ops/front-door.js';
+import { createFrontDoorHost } from './front-door-host.js';
+import { DEFAULT_REVOCATION_CHECK_MS } from '../auth/revocation.js';
 
 export type { TlsReloadSummary };
 
@@ -79,6 +82,8 @@ export interface DaemonOptions {
    * at close: the others still listen on it), and STATUS covers every worker.
    */
   fleet?: FleetLink;
+  /** Further listeners onto the same operations (the Vault-compatible HTTP API, src/http/); started after the socket, closed first. */
+  frontDoors?: readonly FrontDoor[];
 }
 
 export interface Daemon {
@@ -304,6 +309,29 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     await tls?.close();
     throw err;
   }
+  const doors: FrontDoor[] = [];
+  if (options.frontDoors !== undefined && options.frontDoors.length > 0) {
+    const doorHost = createFrontDoorHost({
+      dm, limits, log, audit, view, operations, authorizer: managedAccess, access,
+      peerIdentity: options.peerIdentity,
+      verifyToken: options.clients === undefined ? null : (token) => options.clients!.verify(token),
+      tokenTtlMs: options.revocationCheckMs ?? DEFAULT_REVOCATION_CHECK_MS,
+      shuttingDown: () => shuttingDown,
+    });
+    try {
+      for (const door of options.frontDoors) {
+        await door.start(doorHost);
+        doors.push(door);
+        log.info('listening', { frontDoor: door.description });
+      }
+    } catch (err) {
+      for (const door of doors) await door.close();
+      revocations?.stop();
+      await tls?.close();
+      await new Promise<void>((res) => server.close(() => res()));
+      throw err;
+    }
+  }
   // Idle contexts expire (limits.contextIdleMs): a tick every quarter of the
   // idle time, a context unused for 5 ticks is released, so after 100–125 %
   // of the idle time. Unref'd: the sweep never keeps the process alive.
@@ -324,6 +352,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       if (sweep !== null) clearInterval(sweep);
       const deadline = Date.now() + limits.shutdownGraceMs;
       const serverClosed = new Promise<void>((res) => server.close(() => res()));
+      await Promise.all(doors.map((d) => d.close()));
       await waitUntil(() => [...connections].every((c) => c.inflight === 0), limits.shutdownGraceMs);
       const allClosed = new Promise<void>((res) => {
         onConnectionClosed = () => {

@@ -60,10 +60,11 @@ export function seesKey(policy: KeyPolicy, clientId: string): boolean {
  * Who administers every key: all the administrator checks read of the
  * managed keys, so RELOAD can ask them of a daemon that has none.
  */
-export type Administrators = Pick<ManagedKeys, 'adminUids' | 'localIsAdmin'>;
+export type Administrators = Pick<ManagedKeys, 'adminUids' | 'localIsAdmin' | 'adminClients'>;
 
 /** Whether the client administers every key (managed-keys.ts header). */
 export function isAdmin(keys: Administrators, clientId: string): boolean {
+  if (keys.adminClients?.has(clientId) === true) return true;
   const m = /^uid:(\d+)\//.exec(clientId);
   if (m !== null) return keys.adminUids.has(Number(m[1]));
   return keys.localIsAdmin && clientId.startsWith('local/');

@@ -31,6 +31,8 @@ export interface ManagedKeys {
   readonly localIsAdmin: boolean;
   /** One batch of `kek rewrap-all` (src/keys/rewrap-all.ts): up to `limit` versions moved to the root KEK. */
   readonly rewrapAll?: (limit?: number) => Promise<RewrapBatchResult>;
+  /** Token clients (`token:<name>`) that administer every key (`--admin-client`): what a Vault policy on `transit/keys/*` grants. */
+  readonly adminClients?: ReadonlySet<string>;
 }
 
 export interface DaemonView {
