@@ -103,7 +103,12 @@ describe('secret keys', () => {
     await rejects(c.subtle.importKey('raw', randomBytes(16), 'ChaCha20-Poly1305', true, ['encrypt']), DataError, /32-byte/);
     await rejects(c.subtle.generateKey({ name: 'AES-GCM', length: 100 }, true, ['encrypt']), InvalidArgumentError, /128, 192 or 256, got 100/);
     await rejects(c.subtle.generateKey({ name: 'AES-GCM' }, true, ['encrypt']), InvalidArgumentError);
-    await rejects(c.subtle.generateKey({ name: 'ChaCha20-Poly1305', length: 128 }, true, ['encrypt']), InvalidArgumentError);
+    // ChaCha20-Poly1305's generateKey takes a plain Algorithm: WebIDL drops the undeclared length, and the key is 256 bits.
+    const chacha = (await c.subtle.generateKey({ name: 'ChaCha20-Poly1305', length: 128 } as never, true, ['encrypt'])) as unknown as CryptoKey;
+    assert.equal(chacha.algorithm.length, 256);
+    await chacha.release();
+    // The daemon, asked directly, refuses the length by name.
+    await rejects(c.request(Op.GENERATE_KEY, { algorithm: { name: 'ChaCha20-Poly1305', length: 128 }, extractable: true, usages: ['encrypt'] }), InvalidArgumentError);
     await rejects(c.subtle.generateKey({ name: 'HMAC', hash: 'SHA-256', length: 12 }, true, ['sign']), InvalidArgumentError);
   });
 
@@ -256,7 +261,7 @@ describe('asymmetric keys', () => {
       // wrong curve
       const other = curve === 'P-256' ? 'P-384' : 'P-256';
       await rejects(c.subtle.importKey('spki', spki, { name, namedCurve: other }, true, pubUsages), DataError, /curve/);
-      await rejects(c.subtle.importKey('jwk', jwk, { name, namedCurve: other }, true, privUsages), DataError, name === 'ECDSA' ? /'alg'/ : /'crv'/);
+      await rejects(c.subtle.importKey('jwk', jwk, { name, namedCurve: other }, true, privUsages), DataError, /'crv'/);
     }
   });
 

@@ -66,7 +66,7 @@ function plain(v: unknown): unknown {
   return v;
 }
 
-type Outcome = { ok: true; value: unknown; raw: unknown } | { ok: false; error: string; message: string };
+type Outcome = { ok: true; value: unknown; raw: unknown } | { ok: false; error: string; message: string; field?: string };
 
 async function outcome(p: () => Promise<unknown>, randomized: boolean, decode?: (v: ArrayBuffer) => unknown): Promise<Outcome> {
   try {
@@ -75,7 +75,8 @@ async function outcome(p: () => Promise<unknown>, randomized: boolean, decode?: 
   } catch (err) {
     const e = err as Error;
     const kind = err instanceof DOMException ? 'DOMException' : err instanceof TypeError ? 'TypeError' : `not a DOMException (${e?.constructor?.name})`;
-    return { ok: false, error: `${e?.name} (${kind})`, message: String(e?.message).slice(0, 160) };
+    const field = (err as { detail?: { field?: unknown } }).detail?.field;
+    return { ok: false, error: `${e?.name} (${kind})`, message: String(e?.message).slice(0, 160), ...(typeof field === 'string' ? { field } : {}) };
   }
 }
 
@@ -87,7 +88,7 @@ async function releaseAll(v: unknown): Promise<void> {
   }
 }
 
-const side = (o: Outcome): Side => (o.ok ? { ok: true, error: '', message: '' } : { ok: false, error: o.error, message: o.message });
+const side = (o: Outcome): Side => (o.ok ? { ok: true, error: '', message: '' } : { ok: false, error: o.error, message: o.message, ...(o.field === undefined ? {} : { field: o.field }) });
 
 /** null: the same outcome; a Deviation: a documented Node departure from the spec; text: a mismatch. */
 async function runCase(cs: Case): Promise<string | Deviation | null> {

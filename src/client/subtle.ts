@@ -14,7 +14,7 @@
 import type { CborValue } from '../protocol/cbor.js';
 import { InvalidArgumentError } from '../protocol/errors.js';
 import { invalid } from '../protocol/schema.js';
-import { normalize, type Normalized } from './webcrypto/algorithms.js';
+import { normalize, SUPPORTED, WRAP_BY_ENCRYPTION, type Normalized } from './webcrypto/algorithms.js';
 import { fail, toSubtleError } from './webcrypto/errors.js';
 import { checkDeriveLength, DECRYPT_CHECKS, DERIVE_CHECKS, derivedKeyLength, ENCRYPT_CHECKS } from './webcrypto/params.js';
 import { checkGenerate, checkImport, checkKey, importedType, KEY_FORMATS, KEY_USAGES, needsUsage, RULES } from './webcrypto/rules.js';
@@ -71,6 +71,11 @@ export class CryptoKey implements AsyncDisposable {
     this.algorithm = desc.algorithm;
     this.usages = desc.usages;
     this.handle = desc.handle;
+  }
+
+  /** Whether release() was called: the key can no longer be used. */
+  get released(): boolean {
+    return this.#released;
   }
 
   /** Delete the key in the daemon. Idempotent. */
@@ -180,7 +185,7 @@ export class SubtleClient {
     return subtleCall('exportKey', arguments, 2, async () => {
       const fmt = toEnum(format, KEY_FORMATS, 'format', 'KeyFormat');
       const k = keyArg(key, 'key');
-      if (!k.extractable) fail.invalidAccess('the key is not extractable', { field: 'key' });
+      // A non-extractable key is the daemon's to refuse (InvalidAccessError, as the next WebCrypto step): it audits every such attempt.
       const r = await this.#conn.call(ExportKey, { format: fmt, key: k.handle }, { sensitiveReply: true });
       if (!(r instanceof Uint8Array)) {
         if (fmt === 'jwk') return r;
@@ -281,7 +286,7 @@ export class SubtleClient {
       const a = idlAlgorithm(wrapAlgorithm, 'wrapAlgorithm');
       const alg = normalizeWrap(a, 'wrapKey', 'encrypt', 'wrapAlgorithm');
       checkKey(alg, w, 'wrapKey', 'wrappingKey');
-      if (!k.extractable) fail.invalidAccess('the key to wrap is not extractable', { field: 'key' });
+      // A non-extractable key is the daemon's to refuse: it audits every attempt to take one out (README "Audit log").
       return toArrayBuffer(
         await this.#conn.call(WrapKey, { format: fmt, key: k.handle, wrappingKey: w.handle, wrapAlgorithm: wireNormalized(alg) }),
       );
@@ -362,6 +367,8 @@ const isKey = (v: unknown): boolean => v instanceof CryptoKey;
 
 function keyArg(v: unknown, what: string): CryptoKey {
   if (!(v instanceof CryptoKey)) return fail.type(`${what} is not of type CryptoKey (a key from this client)`, { field: what });
+  // WebCrypto keys cannot be released; a released one is unusable for anything, so this comes first.
+  if (v.released) fail.released(`${what} was released; create or import the key again`, { field: what });
   return v;
 }
 
@@ -382,13 +389,21 @@ function idlKeyData(v: unknown): Uint8Array | JsonWebKey {
   return fail.type('keyData is neither a BufferSource nor a JsonWebKey object', { field: 'keyData' });
 }
 
-/** wrapKey/unwrapKey take a wrapping algorithm, or else any encryption algorithm (WebCrypto §14.3.11 step 2). */
+/**
+ * wrapKey/unwrapKey take a wrapping algorithm, or else an encryption
+ * algorithm (WebCrypto §14.3.11 step 2) — those the daemon wraps with, listed
+ * in WRAP_BY_ENCRYPTION.
+ */
 function normalizeWrap(a: unknown, op: 'wrapKey' | 'unwrapKey', fallback: 'encrypt' | 'decrypt', what: string): Normalized {
   try {
     return normalize(a, op, isKey, what);
   } catch (err) {
     if (!(err instanceof DOMException) || err.name !== 'NotSupportedError') throw err;
-    return normalize(a, fallback, isKey, what);
+    const alg = normalize(a, fallback, isKey, what);
+    if (!WRAP_BY_ENCRYPTION.has(alg.name)) {
+      fail.notSupported(`${op} supports ${Object.keys(SUPPORTED[op]).join(', ')}; ${alg.name} cannot wrap keys here`, { field: `${what}.name` });
+    }
+    return alg;
   }
 }
 

@@ -93,8 +93,8 @@ export const SUPPORTED: Readonly<Record<SubtleOperation, Readonly<Record<string,
   },
   encrypt: AEAD,
   decrypt: AEAD,
-  sign: { HMAC: 'Algorithm', ECDSA: 'EcdsaParams', Ed25519: 'Algorithm', 'RSA-PSS': 'RsaPssParams' },
-  verify: { HMAC: 'Algorithm', ECDSA: 'EcdsaParams', Ed25519: 'Algorithm', 'RSA-PSS': 'RsaPssParams' },
+  sign: { HMAC: 'Algorithm', Ed25519: 'Algorithm', ECDSA: 'EcdsaParams', 'RSA-PSS': 'RsaPssParams' },
+  verify: { HMAC: 'Algorithm', Ed25519: 'Algorithm', ECDSA: 'EcdsaParams', 'RSA-PSS': 'RsaPssParams' },
   deriveBits: { HKDF: 'HkdfParams', ECDH: 'EcdhKeyDeriveParams', X25519: 'EcdhKeyDeriveParams' },
   'get key length': {
     'AES-GCM': 'AesDerivedKeyParams',
@@ -107,6 +107,9 @@ export const SUPPORTED: Readonly<Record<SubtleOperation, Readonly<Record<string,
   wrapKey: { 'AES-KW': 'Algorithm', 'AES-KWP': 'Algorithm' },
   unwrapKey: { 'AES-KW': 'Algorithm', 'AES-KWP': 'Algorithm' },
 };
+
+/** Encryption algorithms wrapKey/unwrapKey may use (WebCrypto's fallback from wrapKey to encrypt): none yet. */
+export const WRAP_BY_ENCRYPTION: ReadonlySet<string> = new Set<string>([]);
 
 /** A normalized algorithm: the registered name and the converted members (BufferSources copied to Uint8Array). */
 export interface Normalized {
@@ -130,9 +133,9 @@ export function normalize(algorithm: unknown, op: SubtleOperation, isKey: IsKey,
   const table = SUPPORTED[op];
   const name = Object.keys(table).find((n) => n.toLowerCase() === given.toLowerCase());
   if (name === undefined) {
-    return fail.notSupported(`Unrecognized algorithm name '${given.slice(0, 40)}' for ${op}; supported: ${Object.keys(table).join(', ')}`, {
-      field: `${what}.name`,
-    });
+    const digest = op !== 'digest' && Object.keys(SUPPORTED.digest).some((n) => n.toLowerCase() === given.toLowerCase());
+    const why = digest ? `${given} is a digest and has no keys` : `Unrecognized algorithm name '${given.slice(0, 40)}'`;
+    return fail.notSupported(`${why}; ${op} supports ${Object.keys(table).join(', ')}`, { field: `${what}.name` });
   }
   const dict: Dictionary = DICTIONARIES[table[name]!];
   const out: Record<string, unknown> = { name };

@@ -126,4 +126,11 @@ export const fail = {
   operation: (message: string, detail?: ErrorDetail): never => {
     throw new SubtleDOMException('OperationError', message, 'CRYPTOD_ERR_OPERATION', detail);
   },
+  /** A parameter value the algorithm refuses (a key length, an iv, a tag length): the daemon's INVALID_ARGUMENT, WebCrypto's OperationError. */
+  badParameter: (message: string, detail?: ErrorDetail): never => {
+    throw new SubtleDOMException('OperationError', message, 'CRYPTOD_ERR_INVALID_ARGUMENT', { ...detail, webcrypto: 'OperationError' });
+  },
+  released: (message: string, detail?: ErrorDetail): never => {
+    throw new SubtleDOMException('InvalidAccessError', message, 'CRYPTOD_ERR_NOT_FOUND', detail);
+  },
 };

@@ -16,14 +16,14 @@ const GCM_TAG_LENGTHS = [32, 64, 96, 104, 112, 120, 128];
 function tagBits(alg: Normalized): number {
   const tag = (alg.tagLength as number | undefined) ?? 128;
   const allowed = alg.name === 'AES-GCM' ? GCM_TAG_LENGTHS : [128];
-  if (!allowed.includes(tag)) fail.operation(`${tag} is not a valid ${alg.name} tag length; expected one of ${allowed.join(', ')}`, { field: 'algorithm.tagLength' });
+  if (!allowed.includes(tag)) fail.badParameter(`${tag} is not a valid ${alg.name} tag length; expected one of ${allowed.join(', ')}`, { field: 'algorithm.tagLength' });
   return tag;
 }
 
 function iv(alg: Normalized): void {
   const n = (alg.iv as Uint8Array).length;
   if (alg.name === 'AES-GCM' ? n === 0 : n !== 12) {
-    fail.operation(`${alg.name} needs an iv of ${alg.name === 'AES-GCM' ? 'at least 1 byte' : '12 bytes'}, got ${n}`, { field: 'algorithm.iv' });
+    fail.badParameter(`${alg.name} needs an iv of ${alg.name === 'AES-GCM' ? 'at least 1 byte' : '12 bytes'}, got ${n}`, { field: 'algorithm.iv' });
   }
 }
 
@@ -34,7 +34,7 @@ const seal: ParamCheck = (alg) => {
 
 const open: ParamCheck = (alg, _key, data) => {
   const tag = tagBits(alg);
-  if (data !== null && data.length < tag / 8) fail.operation(`the data is ${data.length} bytes, shorter than the ${tag / 8}-byte tag`, { field: 'data' });
+  if (data !== null && data.length < tag / 8) fail.badParameter(`the data is ${data.length} bytes, shorter than the ${tag / 8}-byte tag`, { field: 'data' });
   iv(alg);
 };
 

@@ -36,16 +36,16 @@ const CURVES = ['P-256', 'P-384', 'P-521'];
 function aesLength(alg: Normalized): void {
   const length = alg.length as number;
   if (length !== 128 && length !== 192 && length !== 256) {
-    fail.operation(`${alg.name} key length must be 128, 192 or 256 bits, got ${length}`, { field: 'algorithm.length' });
+    fail.badParameter(`expected 'algorithm.length' of an ${alg.name} key to be 128, 192 or 256, got ${length}`, { field: 'algorithm.length' });
   }
 }
 
 function hmacLength(alg: Normalized): void {
   const length = alg.length as number | undefined;
   if (length === undefined) return;
-  if (length === 0) fail.operation('an HMAC key of length 0 cannot be made; omit length for the hash block size', { field: 'algorithm.length' });
+  if (length === 0) fail.badParameter("expected 'algorithm.length' of an HMAC key to be at least 8; omit it for the hash's block size", { field: 'algorithm.length' });
   // Whole bytes only, as Node's crypto.subtle (which names this a TypeError).
-  if (length % 8 !== 0) fail.type(`algorithm.length of an HMAC key must be a multiple of 8, got ${length}`, { field: 'algorithm.length' });
+  if (length % 8 !== 0) fail.type(`expected 'algorithm.length' of an HMAC key to be a multiple of 8, got ${length}`, { field: 'algorithm.length' });
 }
 
 function curve(alg: Normalized): void {
@@ -83,8 +83,8 @@ function rulesOf(name: string): Rules {
 
 const isPair = (r: Rules): boolean => r.usages.secret === undefined;
 
-function refuse(name: string, usage: KeyUsage, allowed: readonly KeyUsage[], what: string): never {
-  return fail.syntax(`Unsupported key usage '${usage}' for ${what}; allowed: ${allowed.length > 0 ? allowed.join(', ') : 'none'}`, {
+function refuse(usage: KeyUsage, allowed: readonly KeyUsage[], what: string): never {
+  return fail.syntax(`'${usage}' is not a usage of ${what}; allowed: ${allowed.length > 0 ? allowed.join(', ') : 'none'}`, {
     field: 'usages',
     usage,
   });
@@ -94,10 +94,11 @@ function refuse(name: string, usage: KeyUsage, allowed: readonly KeyUsage[], wha
 export function checkGenerate(alg: Normalized, usages: readonly KeyUsage[]): void {
   const r = rulesOf(alg.name);
   const allowed = isPair(r) ? [...(r.usages.private ?? []), ...(r.usages.public ?? [])] : (r.usages.secret ?? []);
-  for (const u of usages) if (!allowed.includes(u)) refuse(alg.name, u, allowed, `a ${alg.name} key`);
+  for (const u of usages) if (!allowed.includes(u)) refuse(u, allowed, `a ${alg.name} ${isPair(r) ? 'key pair' : 'secret key'}`);
   r.generate?.(alg);
-  const own = isPair(r) ? usages.filter((u) => r.usages.private?.includes(u)) : usages;
-  if (own.length === 0) fail.syntax(`Usages cannot be empty when creating a ${alg.name} ${isPair(r) ? 'private ' : ''}key`, { field: 'usages' });
+  const type = isPair(r) ? 'private' : 'secret';
+  const own = usages.filter((u) => r.usages[type]?.includes(u));
+  if (own.length === 0) fail.syntax(`a ${alg.name} ${type} key needs at least one usage (${(r.usages[type] ?? []).join(', ')})`, { field: 'usages' });
 }
 
 /** The type of key importKey makes from this format (a JWK is private when it has `d`). */
@@ -112,7 +113,7 @@ export function importedType(alg: Normalized, format: KeyFormat, keyData: unknow
 export function checkImport(alg: Normalized, format: KeyFormat, type: KeyType, extractable: boolean, usages: readonly KeyUsage[]): void {
   const r = rulesOf(alg.name);
   const allowed = r.usages[type] ?? [];
-  for (const u of usages) if (!allowed.includes(u)) refuse(alg.name, u, allowed, `a ${alg.name} ${type} key`);
+  for (const u of usages) if (!allowed.includes(u)) refuse(u, allowed, `a ${alg.name} ${type} key`);
   if (!r.formats.includes(format)) fail.notSupported(`${alg.name} keys cannot be imported in format '${format}'; formats: ${r.formats.join(', ')}`, { field: 'format' });
   r.import?.(alg, extractable);
 }
