@@ -26,7 +26,7 @@ export type WebCryptoErrorName =
 const NAMES = new Set<string>(['NotSupportedError', 'SyntaxError', 'InvalidAccessError', 'DataError', 'OperationError', 'QuotaExceededError', 'TypeError']);
 
 /** The WebCrypto name of each code that a subtle call can meet; a code not listed is an OperationError. */
-const BY_CODE: Readonly<Record<string, WebCryptoErrorName>> = {
+export const WEBCRYPTO_NAME_BY_CODE: Readonly<Record<string, WebCryptoErrorName>> = {
   CRYPTOD_ERR_UNSUPPORTED: 'NotSupportedError',
   // Without detail.webcrypto: a member of the wrong type or a missing one (WebIDL).
   CRYPTOD_ERR_INVALID_ARGUMENT: 'TypeError',
@@ -46,7 +46,7 @@ const BY_CODE: Readonly<Record<string, WebCryptoErrorName>> = {
 export function webCryptoName(code: string, detail?: ErrorDetail): WebCryptoErrorName {
   const named = detail?.webcrypto;
   if (typeof named === 'string' && NAMES.has(named)) return named as WebCryptoErrorName;
-  return BY_CODE[code] ?? 'OperationError';
+  return WEBCRYPTO_NAME_BY_CODE[code] ?? 'OperationError';
 }
 
 /** The fields every error from `client.subtle` carries besides WebCrypto's name and message. */
