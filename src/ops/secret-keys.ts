@@ -68,7 +68,8 @@ export function secretKeyBytes(name: SecretAlgorithm, params: Args, field = 'alg
       const bits = length ?? HASH_BLOCK_BITS[hmacHash(params, field)];
       if (bits === 0 || bits % 8 !== 0 || bits > MAX_HMAC_GENERATE_BITS) {
         throw new InvalidArgumentError(`expected '${field}.length' of a new HMAC key to be a multiple of 8 from 8 to ${MAX_HMAC_GENERATE_BITS}, got ${bits}`, {
-          detail: { field: `${field}.length` },
+          // WebCrypto names (as Node): 0 an OperationError, partial bytes a TypeError, past the limit cryptod does not support.
+          detail: { field: `${field}.length`, webcrypto: bits === 0 ? 'OperationError' : bits % 8 !== 0 ? 'TypeError' : 'NotSupportedError' },
         });
       }
       return bits / 8;
@@ -124,7 +125,8 @@ function secretAlgorithm(name: SecretAlgorithm, params: Args, n: number, field: 
       if (n === 0) throw new DataError('expected an HMAC key of at least 1 byte, got 0', { detail: { expected: '>= 1', actual: 0 } });
       const length = lengthParam(params, field);
       if (length !== undefined && length % 8 !== 0) {
-        throw new UnsupportedError(`HMAC keys are whole bytes; 'length' ${length} is not a multiple of 8`, { detail: { field: `${field}.length` } });
+        // A deliberate limit, but what WebCrypto code meets here is the key data not matching the length.
+        throw new UnsupportedError(`HMAC keys are whole bytes; 'length' ${length} is not a multiple of 8`, { detail: { field: `${field}.length`, webcrypto: 'DataError' } });
       }
       if (length !== undefined && length !== n * 8) {
         throw new DataError(`'length' says ${length} bits but the HMAC key is ${n * 8} bits`, { detail: { expected: length, actual: n * 8 } });

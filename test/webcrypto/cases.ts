@@ -185,6 +185,9 @@ function importRows(): ImportRow[] {
   rows.push({ what: 'HMAC raw SHA-256', format: 'raw', data: m.hmac, algorithm: { name: 'HMAC', hash: 'SHA-256' } });
   rows.push({ what: 'HMAC raw SHA-512 length 256', format: 'raw', data: m.hmac, algorithm: { name: 'HMAC', hash: 'SHA-512', length: 256 } });
   rows.push({ what: 'HMAC raw length 128 of 256', format: 'raw', data: m.hmac, algorithm: { name: 'HMAC', hash: 'SHA-512', length: 128 } });
+  for (const length of [0, 7, 249, 257, 264]) {
+    rows.push({ what: `HMAC raw 256 bits, length ${length}`, format: 'raw', data: m.hmac, algorithm: { name: 'HMAC', hash: 'SHA-256', length } });
+  }
   rows.push({ what: 'HMAC raw empty', format: 'raw', data: bytes(0), algorithm: { name: 'HMAC', hash: 'SHA-256' } });
   rows.push({ what: 'HMAC raw no hash', format: 'raw', data: m.hmac, algorithm: 'HMAC' });
   rows.push({ what: 'HMAC raw MD5', format: 'raw', data: m.hmac, algorithm: { name: 'HMAC', hash: 'MD5' } });

@@ -59,7 +59,8 @@ export const RULES: Readonly<Record<string, Rules>> = {
   'AES-KW': { usages: { secret: WRAP }, formats: SECRET_FORMATS, generate: aesLength },
   'AES-KWP': { usages: { secret: WRAP }, formats: SECRET_FORMATS, generate: aesLength },
   'ChaCha20-Poly1305': { usages: { secret: CIPHER }, formats: SECRET_FORMATS },
-  HMAC: { usages: { secret: ['sign', 'verify'] }, formats: SECRET_FORMATS, generate: hmacLength, import: hmacLength },
+  // At import a length is checked against the key data, by the daemon (DataError).
+  HMAC: { usages: { secret: ['sign', 'verify'] }, formats: SECRET_FORMATS, generate: hmacLength },
   HKDF: {
     usages: { secret: DERIVE },
     formats: ['raw'],
