@@ -14,11 +14,11 @@
 import type { CborValue } from '../protocol/cbor.js';
 import { InvalidArgumentError } from '../protocol/errors.js';
 import { invalid } from '../protocol/schema.js';
-import { normalize, SUPPORTED, WRAP_BY_ENCRYPTION, type Normalized } from './webcrypto/algorithms.js';
+import { normalize, normalizeWrap, toWire, type Normalized } from './webcrypto/algorithms.js';
 import { fail, toSubtleError } from './webcrypto/errors.js';
 import { checkDeriveLength, DECRYPT_CHECKS, DERIVE_CHECKS, derivedKeyLength, ENCRYPT_CHECKS } from './webcrypto/params.js';
-import { checkGenerate, checkImport, checkKey, importedType, KEY_FORMATS, KEY_USAGES, needsUsage, RULES } from './webcrypto/rules.js';
-import { requireArgs, toBoolean, toBufferSource, toDOMString, toEnum, toSequence, toUnsigned } from './webcrypto/webidl.js';
+import { checkGenerate, checkGenerateParameters, checkImport, checkKey, importedType, KEY_FORMATS, needsUsage } from './webcrypto/rules.js';
+import { idlAlgorithm, idlKeyData, idlUsages, requireArgs, toBoolean, toBufferSource, toEnum, toUnsigned } from './webcrypto/webidl.js';
 import {
   Decrypt, DeriveBits, DeriveKey, Digest, Encrypt, ExportKey, GenerateKey, ImportKey, Release, Sign, UnwrapKey, Verify, WrapKey, type ResultOf,
 } from '../protocol/messages/index.js';
@@ -263,7 +263,7 @@ export class SubtleClient {
       const sized = normalize(d, 'get key length', isKey, 'derivedKeyType');
       checkKey(alg, k, 'deriveKey', 'baseKey');
       DERIVE_CHECKS[alg.name]?.(alg, k, null);
-      checkKeyLength(sized);
+      checkGenerateParameters(sized); // WebCrypto "get key length": the same length rules as generateKey
       checkDeriveLength(alg, k, derivedKeyLength(sized));
       checkImport(imported, 'raw', 'secret', ext, uses);
       if (needsUsage('secret', uses)) fail.syntax(`Usages cannot be empty when creating a ${imported.name} key`, { field: 'usages' });
@@ -284,7 +284,7 @@ export class SubtleClient {
       const k = keyArg(key, 'key');
       const w = keyArg(wrappingKey, 'wrappingKey');
       const a = idlAlgorithm(wrapAlgorithm, 'wrapAlgorithm');
-      const alg = normalizeWrap(a, 'wrapKey', 'encrypt', 'wrapAlgorithm');
+      const alg = normalizeWrap(a, 'wrapKey', 'encrypt', isKey, 'wrapAlgorithm');
       checkKey(alg, w, 'wrapKey', 'wrappingKey');
       // A non-extractable key is the daemon's to refuse: it audits every attempt to take one out (README "Audit log").
       return toArrayBuffer(
@@ -310,7 +310,7 @@ export class SubtleClient {
       const u = idlAlgorithm(unwrappedKeyAlgorithm, 'unwrappedKeyAlgorithm');
       const ext = toBoolean(extractable);
       const uses = idlUsages(usages, 'keyUsages');
-      const alg = normalizeWrap(a, 'unwrapKey', 'decrypt', 'unwrapAlgorithm');
+      const alg = normalizeWrap(a, 'unwrapKey', 'decrypt', isKey, 'unwrapAlgorithm');
       const imported = normalize(u, 'importKey', isKey, 'unwrappedKeyAlgorithm');
       checkKey(alg, w, 'unwrapKey', 'unwrappingKey');
       const r = await this.#conn.call(UnwrapKey, {
@@ -372,56 +372,9 @@ function keyArg(v: unknown, what: string): CryptoKey {
   return v;
 }
 
-/** AlgorithmIdentifier is (object or DOMString). */
-function idlAlgorithm(v: unknown, what: string): unknown {
-  return v !== null && (typeof v === 'object' || typeof v === 'function') ? v : toDOMString(v, what);
-}
-
-function idlUsages(v: unknown, what: string): KeyUsage[] {
-  return toSequence(v, what, (x, at) => toEnum(x, KEY_USAGES, at, 'KeyUsage'));
-}
-
-/** (BufferSource or JsonWebKey): bytes are copied; null, undefined and other objects are a JWK dictionary. */
-function idlKeyData(v: unknown): Uint8Array | JsonWebKey {
-  if (v instanceof ArrayBuffer || ArrayBuffer.isView(v)) return toBufferSource(v, 'keyData');
-  if (v === undefined || v === null) return {};
-  if (typeof v === 'object' || typeof v === 'function') return v as JsonWebKey;
-  return fail.type('keyData is neither a BufferSource nor a JsonWebKey object', { field: 'keyData' });
-}
-
-/**
- * wrapKey/unwrapKey take a wrapping algorithm, or else an encryption
- * algorithm (WebCrypto §14.3.11 step 2) — those the daemon wraps with, listed
- * in WRAP_BY_ENCRYPTION.
- */
-function normalizeWrap(a: unknown, op: 'wrapKey' | 'unwrapKey', fallback: 'encrypt' | 'decrypt', what: string): Normalized {
-  try {
-    return normalize(a, op, isKey, what);
-  } catch (err) {
-    if (!(err instanceof DOMException) || err.name !== 'NotSupportedError') throw err;
-    const alg = normalize(a, fallback, isKey, what);
-    if (!WRAP_BY_ENCRYPTION.has(alg.name)) {
-      fail.notSupported(`${op} supports ${Object.keys(SUPPORTED[op]).join(', ')}; ${alg.name} cannot wrap keys here`, { field: `${what}.name` });
-    }
-    return alg;
-  }
-}
-
-/** WebCrypto "get key length" of deriveKey's derivedKeyType. */
-function checkKeyLength(alg: Normalized): void {
-  RULES[alg.name]?.generate?.(alg);
-}
-
-/** A normalized algorithm as the daemon reads it: bytes stay bytes, keys become handles, a hash its name. */
+/** A normalized algorithm as the daemon reads it (keys become their handles). */
 function wireNormalized(alg: Normalized): { name: string; [param: string]: CborValue } {
-  const out: { name: string; [param: string]: CborValue } = { name: alg.name };
-  for (const [k, v] of Object.entries(alg)) {
-    if (k === 'name' || v === undefined) continue;
-    if (v instanceof CryptoKey) out[k] = v.handle;
-    else if (v instanceof Uint8Array || typeof v === 'number' || typeof v === 'string') out[k] = v;
-    else if (v !== null && typeof v === 'object' && typeof (v as Normalized).name === 'string') out[k] = wireNormalized(v as Normalized);
-  }
-  return out;
+  return toWire(alg, (v) => (v instanceof CryptoKey ? v.handle : undefined));
 }
 
 // ── marshaling ───────────────────────────────────────────────────────────

@@ -14,6 +14,7 @@
  *
  * Members a dictionary does not declare are dropped, as WebIDL drops them.
  */
+import type { CborValue } from '../../protocol/cbor.js';
 import { fail } from './errors.js';
 import { dictionarySource, toBufferSource, toDOMString, toUnsigned, type IntegerType } from './webidl.js';
 
@@ -169,4 +170,35 @@ function convertMember(v: unknown, spec: Member, at: string, isKey: IsKey): unkn
     default:
       return toUnsigned(v, spec.type, at, spec.enforceRange === true);
   }
+}
+
+/**
+ * wrapKey/unwrapKey take a wrapping algorithm, or else an encryption
+ * algorithm (WebCrypto §14.3.11 step 2) — those the daemon wraps with, listed
+ * in WRAP_BY_ENCRYPTION.
+ */
+export function normalizeWrap(a: unknown, op: 'wrapKey' | 'unwrapKey', fallback: 'encrypt' | 'decrypt', isKey: IsKey, what: string): Normalized {
+  try {
+    return normalize(a, op, isKey, what);
+  } catch (err) {
+    if (!(err instanceof DOMException) || err.name !== 'NotSupportedError') throw err;
+    const alg = normalize(a, fallback, isKey, what);
+    if (!WRAP_BY_ENCRYPTION.has(alg.name)) {
+      fail.notSupported(`${op} supports ${Object.keys(SUPPORTED[op]).join(', ')}; ${alg.name} cannot wrap keys here`, { field: `${what}.name` });
+    }
+    return alg;
+  }
+}
+
+/** A normalized algorithm as the daemon reads it: bytes stay bytes, keys become handles (`handleOf`), a hash its dictionary. */
+export function toWire(alg: Normalized, handleOf: (v: unknown) => string | undefined): { name: string; [param: string]: CborValue } {
+  const out: { name: string; [param: string]: CborValue } = { name: alg.name };
+  for (const [k, v] of Object.entries(alg)) {
+    if (k === 'name' || v === undefined) continue;
+    const handle = handleOf(v);
+    if (handle !== undefined) out[k] = handle;
+    else if (v instanceof Uint8Array || typeof v === 'number' || typeof v === 'string') out[k] = v;
+    else if (v !== null && typeof v === 'object' && typeof (v as Normalized).name === 'string') out[k] = toWire(v as Normalized, handleOf);
+  }
+  return out;
 }

@@ -119,6 +119,11 @@ export function checkImport(alg: Normalized, format: KeyFormat, type: KeyType, e
   r.import?.(alg, extractable);
 }
 
+/** generateKey's parameter checks alone (deriveKey's "get key length" runs them on derivedKeyType). */
+export function checkGenerateParameters(alg: Normalized): void {
+  RULES[alg.name]?.generate?.(alg);
+}
+
 /** After importKey made the key: a secret or private key without usages is refused (the daemon then releases it). */
 export function needsUsage(type: KeyType, usages: readonly KeyUsage[]): boolean {
   return type !== 'public' && usages.length === 0;

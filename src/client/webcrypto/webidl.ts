@@ -7,6 +7,7 @@
  * WebIDL; nothing here talks to the daemon.
  */
 import { fail } from './errors.js';
+import { KEY_USAGES, type KeyUsage } from './rules.js';
 
 /** SubtleCrypto's methods refuse a call with too few arguments (WebIDL overload resolution). */
 export function requireArgs(method: string, args: IArguments | unknown[], required: number): void {
@@ -83,4 +84,22 @@ export function dictionarySource(v: unknown, what: string): Record<string, unkno
   if (v === undefined || v === null) return {};
   if (typeof v !== 'object' && typeof v !== 'function') fail.type(`${what} cannot be converted to a dictionary: expected an object`, { field: what });
   return v as Record<string, unknown>;
+}
+
+/** AlgorithmIdentifier is (object or DOMString). */
+export function idlAlgorithm(v: unknown, what: string): unknown {
+  return v !== null && (typeof v === 'object' || typeof v === 'function') ? v : toDOMString(v, what);
+}
+
+/** sequence<KeyUsage>: an unknown usage is a TypeError (an enumeration), before any algorithm's rules. */
+export function idlUsages(v: unknown, what: string): KeyUsage[] {
+  return toSequence(v, what, (x, at) => toEnum(x, KEY_USAGES, at, 'KeyUsage'));
+}
+
+/** (BufferSource or JsonWebKey): bytes are copied; null, undefined and other objects are a JWK dictionary. */
+export function idlKeyData(v: unknown): Uint8Array | Record<string, unknown> {
+  if (v instanceof ArrayBuffer || ArrayBuffer.isView(v)) return toBufferSource(v, 'keyData');
+  if (v === undefined || v === null) return {};
+  if (typeof v === 'object' || typeof v === 'function') return v as Record<string, unknown>;
+  return fail.type('keyData is neither a BufferSource nor a JsonWebKey object', { field: 'keyData' });
 }
