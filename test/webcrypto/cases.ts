@@ -270,7 +270,7 @@ function exportCases(): Case[] {
         op: 'exportKey',
         id: `exportKey(${format}, imported ${row.what})`,
         run: async (s) => {
-          const usages = await usagesFor(s, row, u);
+          const usages = usagesFor(row, u);
           const key = await s.importKey(row.format, row.data, row.algorithm, row.extractable ?? true, usages);
           try {
             return await s.exportKey(format, key);
@@ -292,7 +292,7 @@ function exportCases(): Case[] {
 }
 
 /** A usage list the imported key accepts: the one it needs for its type (public agreement keys need none). */
-async function usagesFor(_s: AnySubtle, row: ImportRow, fallback: string[]): Promise<string[]> {
+function usagesFor(row: ImportRow, fallback: string[]): string[] {
   if (fallback.length > 0) return fallback;
   const name = String(typeof row.algorithm === 'string' ? row.algorithm : (row.algorithm as { name?: unknown }).name);
   const isPrivate = row.format === 'pkcs8' || (row.format === 'jwk' && typeof row.data === 'object' && row.data !== null && 'd' in row.data);
@@ -456,11 +456,10 @@ function deriveCases(): Case[] {
   }
   for (const base of ['hkdf', 'hkdfBitsOnly', 'ecdh256', 'ecdh256BitsOnly', 'x25519', 'aesGcm', 'hmac', 'ed25519']) {
     for (const a of ['HKDF', 'ECDH', 'X25519'] as const) {
-      const alg = a === 'HKDF' ? hkdf('SHA-256') : { name: a, public: a === 'ECDH' ? undefined : undefined };
       out.push({
         op: 'deriveBits',
         id: `deriveBits(${a}, base ${base})`,
-        run: (s, k) => s.deriveBits(a === 'HKDF' ? alg : { name: a, public: a === 'ECDH' ? k.ecdh256Pub : k.x25519Pub }, k[base], 128),
+        run: (s, k) => s.deriveBits(a === 'HKDF' ? hkdf('SHA-256') : { name: a, public: a === 'ECDH' ? k.ecdh256Pub : k.x25519Pub }, k[base], 128),
       });
     }
   }
@@ -578,8 +577,26 @@ function wrapCases(): Case[] {
 
 function behaviourCases(): Case[] {
   const out: Case[] = [];
+  // SPKI with a compressed point (SEC 1 §2.3.3): the same AlgorithmIdentifier, a shorter BIT STRING.
+  const compressedSpki = (crv: 'P-256' | 'P-384', point: Uint8Array): Uint8Array =>
+    Buffer.concat([
+      Buffer.from(crv === 'P-256' ? '3039301306072a8648ce3d020106082a8648ce3d030107032200' : '3046301006072a8648ce3d020106052b81040022033200', 'hex'),
+      compress(point),
+    ]);
   for (const [crv, p] of [['P-256', m.p256], ['P-384', m.p384]] as const) {
     for (const alg of ['ECDSA', 'ECDH']) {
+      out.push({
+        op: 'exportKey',
+        id: `exportKey(raw and spki, ${alg} ${crv} imported from an SPKI with a compressed point)`,
+        run: async (s) => {
+          const key = await s.importKey('spki', compressedSpki(crv, p.raw), { name: alg, namedCurve: crv }, true, alg === 'ECDSA' ? ['verify'] : []);
+          try {
+            return [await s.exportKey('raw', key), await s.exportKey('spki', key), await s.exportKey('jwk', key)];
+          } finally {
+            await release(key);
+          }
+        },
+      });
       out.push({
         op: 'exportKey',
         id: `exportKey(raw and spki, ${alg} ${crv} imported from a compressed point)`,
