@@ -163,7 +163,7 @@ export class SubtleClient {
       const a = idlAlgorithm(algorithm, 'algorithm');
       const ext = toBoolean(extractable);
       const uses = idlUsages(usages, 'keyUsages');
-      // WebCrypto importKey steps 2–3 (Node 20 says DataError, after the usages).
+      // WebCrypto importKey checks the form of keyData against the format first (Node 20 says DataError, after the usages).
       if (fmt === 'jwk' && data instanceof Uint8Array) fail.type("format 'jwk' needs a JsonWebKey object as keyData, got bytes", { field: 'keyData' });
       if (fmt !== 'jwk' && !(data instanceof Uint8Array)) fail.type(`format '${fmt}' needs keyData as an ArrayBuffer or a view, got an object`, { field: 'keyData' });
       const alg = normalize(a, 'importKey', isKey);

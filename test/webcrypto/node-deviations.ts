@@ -36,7 +36,7 @@ export const DEVIATIONS: readonly Deviation[] = [
   },
   {
     name: 'InvalidAccessException',
-    reason: "a non-extractable key is an InvalidAccessError (exportKey step 6, wrapKey step 12); Node 20 misspells the name 'InvalidAccessException'",
+    reason: "exportKey and wrapKey: a non-extractable key is an InvalidAccessError; Node 20 misspells the name 'InvalidAccessException'",
     matches: (op, _id, node, ours) => (op === 'exportKey' || op === 'wrapKey') && err(node, 'InvalidAccessException') && err(ours, 'InvalidAccessError'),
   },
   {
@@ -53,13 +53,13 @@ export const DEVIATIONS: readonly Deviation[] = [
   },
   {
     name: 'jwk with bytes',
-    reason: "importKey step 3: format 'jwk' with keyData that is not a JsonWebKey is a TypeError, before the algorithm; Node 20 says DataError, after the usages",
+    reason: "importKey: format 'jwk' with keyData that is not a JsonWebKey is a TypeError, checked before the algorithm is normalized; Node 20 says DataError, after the usages",
     matches: (op, id, _node, ours) => (op === 'importKey' || op === 'exportKey') && id.includes('jwk with bytes') && err(ours, 'TypeError'),
   },
   {
     name: 'derived key algorithm normalized first',
     reason:
-      "deriveKey steps 4–7 and unwrapKey steps 4–5 normalize derivedKeyType / unwrappedKeyAlgorithm before the key is looked at; Node 20 does it after the key's usages",
+      "deriveKey and unwrapKey normalize derivedKeyType / unwrappedKeyAlgorithm among their first steps, before the key is looked at; Node 20 does it after the key's usages",
     matches: (op, _id, _node, ours) =>
       (op === 'deriveKey' || op === 'unwrapKey') &&
       (err(ours, 'TypeError') || err(ours, 'NotSupportedError')) &&
