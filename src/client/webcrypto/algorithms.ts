@@ -174,7 +174,7 @@ function convertMember(v: unknown, spec: Member, at: string, isKey: IsKey): unkn
 
 /**
  * wrapKey/unwrapKey take a wrapping algorithm, or else an encryption
- * algorithm (WebCrypto §14.3.11 step 2) — those the daemon wraps with, listed
+ * algorithm (WebCrypto wrapKey/unwrapKey: "normalize for encrypt" when the wrap op has none) — those the daemon wraps with, listed
  * in WRAP_BY_ENCRYPTION.
  */
 export function normalizeWrap(a: unknown, op: 'wrapKey' | 'unwrapKey', fallback: 'encrypt' | 'decrypt', isKey: IsKey, what: string): Normalized {
