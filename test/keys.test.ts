@@ -103,7 +103,12 @@ describe('secret keys', () => {
     await rejects(c.subtle.importKey('raw', randomBytes(16), 'ChaCha20-Poly1305', true, ['encrypt']), DataError, /32-byte/);
     await rejects(c.subtle.generateKey({ name: 'AES-GCM', length: 100 }, true, ['encrypt']), InvalidArgumentError, /128, 192 or 256, got 100/);
     await rejects(c.subtle.generateKey({ name: 'AES-GCM' }, true, ['encrypt']), InvalidArgumentError);
-    await rejects(c.subtle.generateKey({ name: 'ChaCha20-Poly1305', length: 128 }, true, ['encrypt']), InvalidArgumentError);
+    // ChaCha20-Poly1305's generateKey takes a plain Algorithm: WebIDL drops the undeclared length, and the key is 256 bits.
+    const chacha = (await c.subtle.generateKey({ name: 'ChaCha20-Poly1305', length: 128 } as never, true, ['encrypt'])) as unknown as CryptoKey;
+    assert.equal(chacha.algorithm.length, 256);
+    await chacha.release();
+    // The daemon, asked directly, refuses the length by name.
+    await rejects(c.request(Op.GENERATE_KEY, { algorithm: { name: 'ChaCha20-Poly1305', length: 128 }, extractable: true, usages: ['encrypt'] }), InvalidArgumentError);
     await rejects(c.subtle.generateKey({ name: 'HMAC', hash: 'SHA-256', length: 12 }, true, ['sign']), InvalidArgumentError);
   });
 
@@ -249,14 +254,14 @@ describe('asymmetric keys', () => {
       const pkcs8 = await c.subtle.exportKey('pkcs8', pair.privateKey);
       const jwk = await c.subtle.exportKey('jwk', pair.privateKey);
       assert.equal(jwk.crv, curve);
-      if (name === 'ECDSA') assert.equal(jwk.alg, curve === 'P-256' ? 'ES256' : 'ES384');
+      assert.equal(jwk.alg, undefined); // WebCrypto's ECDSA and ECDH JWKs name no alg
       const fromPkcs8 = await c.subtle.importKey('pkcs8', pkcs8, { name, namedCurve: curve }, true, privUsages);
       const fromJwk = await c.subtle.importKey('jwk', jwk, { name, namedCurve: curve }, true, privUsages);
       assert.equal(hex(await c.subtle.exportKey('pkcs8', fromJwk)), hex(await c.subtle.exportKey('pkcs8', fromPkcs8)));
       // wrong curve
       const other = curve === 'P-256' ? 'P-384' : 'P-256';
       await rejects(c.subtle.importKey('spki', spki, { name, namedCurve: other }, true, pubUsages), DataError, /curve/);
-      await rejects(c.subtle.importKey('jwk', jwk, { name, namedCurve: other }, true, privUsages), DataError, name === 'ECDSA' ? /'alg'/ : /'crv'/);
+      await rejects(c.subtle.importKey('jwk', jwk, { name, namedCurve: other }, true, privUsages), DataError, /'crv'/);
     }
   });
 

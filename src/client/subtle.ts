@@ -14,6 +14,11 @@
 import type { CborValue } from '../protocol/cbor.js';
 import { InvalidArgumentError } from '../protocol/errors.js';
 import { invalid } from '../protocol/schema.js';
+import { normalize, normalizeWrap, toWire, type Normalized } from './webcrypto/algorithms.js';
+import { fail, toSubtleError } from './webcrypto/errors.js';
+import { checkDeriveLength, DECRYPT_CHECKS, DERIVE_CHECKS, derivedKeyLength, ENCRYPT_CHECKS } from './webcrypto/params.js';
+import { checkGenerate, checkGenerateParameters, checkImport, checkKey, importedType, KEY_FORMATS, needsUsage } from './webcrypto/rules.js';
+import { idlAlgorithm, idlKeyData, idlUsages, requireArgs, toBoolean, toBufferSource, toEnum, toUnsigned } from './webcrypto/webidl.js';
 import {
   Decrypt, DeriveBits, DeriveKey, Digest, Encrypt, ExportKey, GenerateKey, ImportKey, Release, Sign, UnwrapKey, Verify, WrapKey, type ResultOf,
 } from '../protocol/messages/index.js';
@@ -68,6 +73,11 @@ export class CryptoKey implements AsyncDisposable {
     this.handle = desc.handle;
   }
 
+  /** Whether release() was called: the key can no longer be used. */
+  get released(): boolean {
+    return this.#released;
+  }
+
   /** Delete the key in the daemon. Idempotent. */
   async release(): Promise<void> {
     if (this.#released) return;
@@ -99,6 +109,15 @@ export interface KeyDescription {
   usages: KeyUsage[];
 }
 
+/**
+ * Every method converts its arguments as WebIDL does, then runs WebCrypto's
+ * steps in the specification's order — normalize the algorithm
+ * (NotSupportedError, TypeError), check the usages (SyntaxError), the key
+ * (InvalidAccessError), then the parameters and data (OperationError) — all
+ * here, so a bad call costs no request. What only the key bytes can decide is
+ * the daemon's, whose cryptod error is renamed the same way
+ * (src/client/webcrypto/errors.ts; docs/errors.md "WebCrypto names").
+ */
 export class SubtleClient {
   readonly #conn: DaemonConnection;
 
@@ -108,7 +127,12 @@ export class SubtleClient {
   }
 
   async digest(algorithm: AlgorithmIdentifier, data: BufferSource): Promise<ArrayBuffer> {
-    return toArrayBuffer(await this.#conn.call(Digest, { algorithm: wireAlgorithm(algorithm), data: bytesOf(data, 'data') }));
+    return subtleCall('digest', arguments, 2, async () => {
+      const a = idlAlgorithm(algorithm, 'algorithm');
+      const bytes = toBufferSource(data, 'data');
+      const alg = normalize(a, 'digest', isKey);
+      return toArrayBuffer(await this.#conn.call(Digest, { algorithm: alg.name, data: bytes }));
+    });
   }
 
   /** Asymmetric algorithms give a key pair, symmetric ones a key (as WebCrypto). */
@@ -116,7 +140,14 @@ export class SubtleClient {
   async generateKey(algorithm: SecretAlgorithm, extractable: boolean, usages: readonly KeyUsage[]): Promise<CryptoKey>;
   async generateKey(algorithm: AlgorithmIdentifier, extractable: boolean, usages: readonly KeyUsage[]): Promise<CryptoKey | CryptoKeyPair>;
   async generateKey(algorithm: AlgorithmIdentifier, extractable: boolean, usages: readonly KeyUsage[]): Promise<CryptoKey | CryptoKeyPair> {
-    return this.#keyOrPair(await this.#conn.call(GenerateKey, { algorithm: wireAlgorithm(algorithm), extractable, usages: [...usages] }));
+    return subtleCall('generateKey', arguments, 3, async () => {
+      const a = idlAlgorithm(algorithm, 'algorithm');
+      const ext = toBoolean(extractable);
+      const uses = idlUsages(usages, 'keyUsages');
+      const alg = normalize(a, 'generateKey', isKey);
+      checkGenerate(alg, uses);
+      return this.#keyOrPair(await this.#conn.call(GenerateKey, { algorithm: wireNormalized(alg), extractable: ext, usages: uses }));
+    });
   }
 
   async importKey(
@@ -126,59 +157,92 @@ export class SubtleClient {
     extractable: boolean,
     usages: readonly KeyUsage[],
   ): Promise<CryptoKey> {
-    const data = format === 'jwk' ? wireJwk(keyData as JsonWebKey) : bytesOf(keyData as BufferSource, 'keyData');
-    const r = await this.#conn.call(
-      ImportKey,
-      { format, keyData: data, algorithm: wireAlgorithm(algorithm), extractable, usages: [...usages] },
-      { sensitiveRequest: true },
-    );
-    return new CryptoKey(this.#conn, r);
+    return subtleCall('importKey', arguments, 5, async () => {
+      const fmt = toEnum(format, KEY_FORMATS, 'format', 'KeyFormat');
+      const data = idlKeyData(keyData);
+      const a = idlAlgorithm(algorithm, 'algorithm');
+      const ext = toBoolean(extractable);
+      const uses = idlUsages(usages, 'keyUsages');
+      // WebCrypto importKey checks the form of keyData against the format first (Node 20 says DataError, after the usages).
+      if (fmt === 'jwk' && data instanceof Uint8Array) fail.type("format 'jwk' needs a JsonWebKey object as keyData, got bytes", { field: 'keyData' });
+      if (fmt !== 'jwk' && !(data instanceof Uint8Array)) fail.type(`format '${fmt}' needs keyData as an ArrayBuffer or a view, got an object`, { field: 'keyData' });
+      const alg = normalize(a, 'importKey', isKey);
+      checkImport(alg, fmt, importedType(alg, fmt, data), ext, uses);
+      const r = await this.#conn.call(
+        ImportKey,
+        { format: fmt, keyData: data instanceof Uint8Array ? data : wireJwk(data), algorithm: wireNormalized(alg), extractable: ext, usages: uses },
+        { sensitiveRequest: true },
+      );
+      if (data instanceof Uint8Array) data.fill(0); // our copy of the key bytes
+      return new CryptoKey(this.#conn, r);
+    });
   }
 
   async exportKey(format: 'jwk', key: CryptoKey): Promise<JsonWebKey>;
   async exportKey(format: Exclude<KeyFormat, 'jwk'>, key: CryptoKey): Promise<ArrayBuffer>;
   async exportKey(format: KeyFormat, key: CryptoKey): Promise<ArrayBuffer | JsonWebKey>;
   async exportKey(format: KeyFormat, key: CryptoKey): Promise<ArrayBuffer | JsonWebKey> {
-    const r = await this.#conn.call(ExportKey, { format, key: handleOf(key, 'key') }, { sensitiveReply: true });
-    if (!(r instanceof Uint8Array)) {
-      if (format === 'jwk') return r;
-    } else if (format !== 'jwk') {
-      return toArrayBuffer(r, true);
-    } else {
-      r.fill(0); // key material in the wrong form: not handed out
-    }
-    throw new InvalidArgumentError(`the daemon replied to a ${format} export with ${format === 'jwk' ? 'bytes' : 'a JWK'}`);
+    return subtleCall('exportKey', arguments, 2, async () => {
+      const fmt = toEnum(format, KEY_FORMATS, 'format', 'KeyFormat');
+      const k = keyArg(key, 'key');
+      // A non-extractable key is the daemon's to refuse (InvalidAccessError, as the next WebCrypto step): it audits every such attempt.
+      const r = await this.#conn.call(ExportKey, { format: fmt, key: k.handle }, { sensitiveReply: true });
+      if (!(r instanceof Uint8Array)) {
+        if (fmt === 'jwk') return r;
+      } else if (fmt !== 'jwk') {
+        return toArrayBuffer(r, true);
+      } else {
+        r.fill(0); // key material in the wrong form: not handed out
+      }
+      return fail.operation(`the daemon replied to a ${fmt} export with ${fmt === 'jwk' ? 'bytes' : 'a JWK'}`);
+    });
   }
 
   async encrypt(algorithm: AlgorithmIdentifier, key: CryptoKey, data: BufferSource): Promise<ArrayBuffer> {
-    return toArrayBuffer(await this.#conn.call(Encrypt, { algorithm: wireAlgorithm(algorithm), key: handleOf(key, 'key'), data: bytesOf(data, 'data') }));
+    return subtleCall('encrypt', arguments, 3, () => this.#cipher('encrypt', algorithm, key, data));
   }
 
   async decrypt(algorithm: AlgorithmIdentifier, key: CryptoKey, data: BufferSource): Promise<ArrayBuffer> {
-    return toArrayBuffer(await this.#conn.call(Decrypt, { algorithm: wireAlgorithm(algorithm), key: handleOf(key, 'key'), data: bytesOf(data, 'data') }));
+    return subtleCall('decrypt', arguments, 3, () => this.#cipher('decrypt', algorithm, key, data));
   }
 
   async sign(algorithm: AlgorithmIdentifier, key: CryptoKey, data: BufferSource): Promise<ArrayBuffer> {
-    return toArrayBuffer(await this.#conn.call(Sign, { algorithm: wireAlgorithm(algorithm), key: handleOf(key, 'key'), data: bytesOf(data, 'data') }));
+    return subtleCall('sign', arguments, 3, async () => {
+      const a = idlAlgorithm(algorithm, 'algorithm');
+      const k = keyArg(key, 'key');
+      const bytes = toBufferSource(data, 'data');
+      const alg = normalize(a, 'sign', isKey);
+      checkKey(alg, k, 'sign');
+      return toArrayBuffer(await this.#conn.call(Sign, { algorithm: wireNormalized(alg), key: k.handle, data: bytes }));
+    });
   }
 
   async verify(algorithm: AlgorithmIdentifier, key: CryptoKey, signature: BufferSource, data: BufferSource): Promise<boolean> {
-    const r = await this.#conn.send(Verify, {
-      algorithm: wireAlgorithm(algorithm),
-      key: handleOf(key, 'key'),
-      signature: bytesOf(signature, 'signature'),
-      data: bytesOf(data, 'data'),
+    return subtleCall('verify', arguments, 4, async () => {
+      const a = idlAlgorithm(algorithm, 'algorithm');
+      const k = keyArg(key, 'key');
+      const sig = toBufferSource(signature, 'signature');
+      const bytes = toBufferSource(data, 'data');
+      const alg = normalize(a, 'verify', isKey);
+      checkKey(alg, k, 'verify');
+      const r = await this.#conn.send(Verify, { algorithm: wireNormalized(alg), key: k.handle, signature: sig, data: bytes });
+      return r === true;
     });
-    return r === true;
   }
 
   async deriveBits(algorithm: AlgorithmIdentifier, baseKey: CryptoKey, length?: number | null): Promise<ArrayBuffer> {
-    const r = await this.#conn.call(
-      DeriveBits,
-      { algorithm: wireAlgorithm(algorithm), baseKey: handleOf(baseKey, 'baseKey'), length: length ?? null },
-      { sensitiveReply: true },
-    );
-    return toArrayBuffer(r, true);
+    return subtleCall('deriveBits', arguments, 2, async () => {
+      const a = idlAlgorithm(algorithm, 'algorithm');
+      const k = keyArg(baseKey, 'baseKey');
+      // `optional unsigned long? length = null`: no [EnforceRange], so -8 is 4294967288.
+      const bits = length === undefined || length === null ? null : toUnsigned(length, 'unsigned long', 'length', false);
+      const alg = normalize(a, 'deriveBits', isKey);
+      checkKey(alg, k, 'deriveBits', 'baseKey');
+      DERIVE_CHECKS[alg.name]?.(alg, k, null);
+      checkDeriveLength(alg, k, bits);
+      const r = await this.#conn.call(DeriveBits, { algorithm: wireNormalized(alg), baseKey: k.handle, length: bits }, { sensitiveReply: true });
+      return toArrayBuffer(r, true);
+    });
   }
 
   async deriveKey(
@@ -188,25 +252,45 @@ export class SubtleClient {
     extractable: boolean,
     usages: readonly KeyUsage[],
   ): Promise<CryptoKey> {
-    const r = await this.#conn.call(DeriveKey, {
-      algorithm: wireAlgorithm(algorithm),
-      baseKey: handleOf(baseKey, 'baseKey'),
-      derivedKeyType: wireAlgorithm(derivedKeyType, 'derivedKeyType'),
-      extractable,
-      usages: [...usages],
+    return subtleCall('deriveKey', arguments, 5, async () => {
+      const a = idlAlgorithm(algorithm, 'algorithm');
+      const k = keyArg(baseKey, 'baseKey');
+      const d = idlAlgorithm(derivedKeyType, 'derivedKeyType');
+      const ext = toBoolean(extractable);
+      const uses = idlUsages(usages, 'keyUsages');
+      const alg = normalize(a, 'deriveBits', isKey);
+      const imported = normalize(d, 'importKey', isKey, 'derivedKeyType');
+      const sized = normalize(d, 'get key length', isKey, 'derivedKeyType');
+      checkKey(alg, k, 'deriveKey', 'baseKey');
+      DERIVE_CHECKS[alg.name]?.(alg, k, null);
+      checkGenerateParameters(sized); // WebCrypto "get key length": the same length rules as generateKey
+      checkDeriveLength(alg, k, derivedKeyLength(sized));
+      checkImport(imported, 'raw', 'secret', ext, uses);
+      if (needsUsage('secret', uses)) fail.syntax(`Usages cannot be empty when creating a ${imported.name} key`, { field: 'usages' });
+      const r = await this.#conn.call(DeriveKey, {
+        algorithm: wireNormalized(alg),
+        baseKey: k.handle,
+        derivedKeyType: wireNormalized({ ...imported, ...sized }),
+        extractable: ext,
+        usages: uses,
+      });
+      return new CryptoKey(this.#conn, r);
     });
-    return new CryptoKey(this.#conn, r);
   }
 
   async wrapKey(format: KeyFormat, key: CryptoKey, wrappingKey: CryptoKey, wrapAlgorithm: AlgorithmIdentifier): Promise<ArrayBuffer> {
-    return toArrayBuffer(
-      await this.#conn.call(WrapKey, {
-        format,
-        key: handleOf(key, 'key'),
-        wrappingKey: handleOf(wrappingKey, 'wrappingKey'),
-        wrapAlgorithm: wireAlgorithm(wrapAlgorithm, 'wrapAlgorithm'),
-      }),
-    );
+    return subtleCall('wrapKey', arguments, 4, async () => {
+      const fmt = toEnum(format, KEY_FORMATS, 'format', 'KeyFormat');
+      const k = keyArg(key, 'key');
+      const w = keyArg(wrappingKey, 'wrappingKey');
+      const a = idlAlgorithm(wrapAlgorithm, 'wrapAlgorithm');
+      const alg = normalizeWrap(a, 'wrapKey', 'encrypt', isKey, 'wrapAlgorithm');
+      checkKey(alg, w, 'wrapKey', 'wrappingKey');
+      // A non-extractable key is the daemon's to refuse: it audits every attempt to take one out (README "Audit log").
+      return toArrayBuffer(
+        await this.#conn.call(WrapKey, { format: fmt, key: k.handle, wrappingKey: w.handle, wrapAlgorithm: wireNormalized(alg) }),
+      );
+    });
   }
 
   async unwrapKey(
@@ -218,16 +302,39 @@ export class SubtleClient {
     extractable: boolean,
     usages: readonly KeyUsage[],
   ): Promise<CryptoKey> {
-    const r = await this.#conn.call(UnwrapKey, {
-      format,
-      wrappedKey: bytesOf(wrappedKey, 'wrappedKey'),
-      unwrappingKey: handleOf(unwrappingKey, 'unwrappingKey'),
-      unwrapAlgorithm: wireAlgorithm(unwrapAlgorithm, 'unwrapAlgorithm'),
-      unwrappedKeyAlgorithm: wireAlgorithm(unwrappedKeyAlgorithm, 'unwrappedKeyAlgorithm'),
-      extractable,
-      usages: [...usages],
+    return subtleCall('unwrapKey', arguments, 7, async () => {
+      const fmt = toEnum(format, KEY_FORMATS, 'format', 'KeyFormat');
+      const wrapped = toBufferSource(wrappedKey, 'wrappedKey');
+      const w = keyArg(unwrappingKey, 'unwrappingKey');
+      const a = idlAlgorithm(unwrapAlgorithm, 'unwrapAlgorithm');
+      const u = idlAlgorithm(unwrappedKeyAlgorithm, 'unwrappedKeyAlgorithm');
+      const ext = toBoolean(extractable);
+      const uses = idlUsages(usages, 'keyUsages');
+      const alg = normalizeWrap(a, 'unwrapKey', 'decrypt', isKey, 'unwrapAlgorithm');
+      const imported = normalize(u, 'importKey', isKey, 'unwrappedKeyAlgorithm');
+      checkKey(alg, w, 'unwrapKey', 'unwrappingKey');
+      const r = await this.#conn.call(UnwrapKey, {
+        format: fmt,
+        wrappedKey: wrapped,
+        unwrappingKey: w.handle,
+        unwrapAlgorithm: wireNormalized(alg),
+        unwrappedKeyAlgorithm: wireNormalized(imported),
+        extractable: ext,
+        usages: uses,
+      });
+      return new CryptoKey(this.#conn, r);
     });
-    return new CryptoKey(this.#conn, r);
+  }
+
+  async #cipher(op: 'encrypt' | 'decrypt', algorithm: unknown, key: unknown, data: unknown): Promise<ArrayBuffer> {
+    const a = idlAlgorithm(algorithm, 'algorithm');
+    const k = keyArg(key, 'key');
+    const bytes = toBufferSource(data, 'data');
+    const alg = normalize(a, op, isKey);
+    checkKey(alg, k, op);
+    (op === 'encrypt' ? ENCRYPT_CHECKS : DECRYPT_CHECKS)[alg.name]?.(alg, k, bytes);
+    const r = await this.#conn.call(op === 'encrypt' ? Encrypt : Decrypt, { algorithm: wireNormalized(alg), key: k.handle, data: bytes });
+    return toArrayBuffer(r, op === 'decrypt');
   }
 
   #keyOrPair(v: ResultOf<typeof GenerateKey>): CryptoKey | CryptoKeyPair {
@@ -242,6 +349,32 @@ export class SubtleClient {
       },
     };
   }
+}
+
+// ── WebIDL arguments ─────────────────────────────────────────────────────
+
+/** Count the arguments, run the steps, and give every failure its WebCrypto name. */
+async function subtleCall<T>(method: string, args: IArguments, required: number, steps: () => Promise<T>): Promise<T> {
+  try {
+    requireArgs(method, args, required);
+    return await steps();
+  } catch (err) {
+    throw toSubtleError(err);
+  }
+}
+
+const isKey = (v: unknown): boolean => v instanceof CryptoKey;
+
+function keyArg(v: unknown, what: string): CryptoKey {
+  if (!(v instanceof CryptoKey)) return fail.type(`${what} is not of type CryptoKey (a key from this client)`, { field: what });
+  // WebCrypto keys cannot be released; a released one is unusable for anything, so this comes first.
+  if (v.released) fail.released(`${what} was released; create or import the key again`, { field: what });
+  return v;
+}
+
+/** A normalized algorithm as the daemon reads it (keys become their handles). */
+function wireNormalized(alg: Normalized): { name: string; [param: string]: CborValue } {
+  return toWire(alg, (v) => (v instanceof CryptoKey ? v.handle : undefined));
 }
 
 // ── marshaling ───────────────────────────────────────────────────────────

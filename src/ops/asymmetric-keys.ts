@@ -26,7 +26,7 @@ import { normalizeHash, type HashName } from './algorithms.js';
 import { kindOf, type Args } from './args.js';
 import { b64url, checkJwk, jwkBytes, jwkText, jwkTail, quote, type Jwk, type JwkOut } from './jwk.js';
 import { KeyNode, type KeyAlgorithm, type KeyType, type KeyUsage } from './key.js';
-import { checkUsages, splitPairUsages, type AsymmetricAlgorithm } from './key-usages.js';
+import { checkUsageNames, checkUsages, splitPairUsages, type AsymmetricAlgorithm } from './key-usages.js';
 
 export type CurveName = 'P-256' | 'P-384';
 export interface KeyPairNodes {
@@ -302,6 +302,9 @@ export function importAsymmetricKey(
   field = 'algorithm',
 ): KeyNode {
   const spec = specOf(name, params, field);
+  // WebCrypto checks the usages against the key type the format implies before it reads the key data.
+  const implied: KeyType = format === 'pkcs8' || (format === 'jwk' && isMap(keyData) && keyData.d !== undefined) ? 'private' : 'public';
+  checkUsageNames(name, implied, usages);
   let object: KeyObject;
   let type: KeyType;
   switch (format) {
@@ -331,8 +334,15 @@ export function importAsymmetricKey(
   }
   checkObject(spec, object);
   if (type === 'private' && spec.nodeType === 'ec') checkEcPrivate(spec, object);
+  // An SPKI may carry a compressed point, which OpenSSL would export compressed again;
+  // WebCrypto exports EC public keys uncompressed, so the key is rebuilt from its coordinates.
+  if (type === 'public' && spec.nodeType === 'ec' && format === 'spki') object = publicFromJwk(spec, object.export({ format: 'jwk' }), 'SPKI data');
   checkUsages(name, type, usages);
   return new KeyNode({ algorithm: algorithmOf(spec, object), type, extractable, usages, object });
+}
+
+function isMap(v: Buffer | Jwk): v is Jwk {
+  return !Buffer.isBuffer(v) && v !== null && typeof v === 'object';
 }
 
 // ── export ───────────────────────────────────────────────────────────────
@@ -364,8 +374,8 @@ export function exportAsymmetricKey(format: 'raw' | 'pkcs8' | 'spki' | 'jwk', ke
     case 'jwk': {
       // JS strings cannot be wiped: a private JWK's text lives until collected (README).
       const out: JwkOut = { ...(key.object.export({ format: 'jwk' }) as JwkOut) };
+      // WebCrypto's ECDSA export sets no `alg`: the hash is chosen per signature, not by the key.
       if (name === 'Ed25519') out.alg = 'Ed25519';
-      else if (name === 'ECDSA') out.alg = key.algorithm.namedCurve === 'P-256' ? 'ES256' : 'ES384';
       else if (name === 'RSA-PSS') out.alg = PS_ALG[key.algorithm.hash!.name as HashName];
       return { ...out, ...jwkTail(key.usages, key.extractable) };
     }

@@ -85,26 +85,26 @@ function parse(raw: CborValue, usage: KeyUsage): Request {
   if (alg.name === 'AES-GCM') {
     if (iv === undefined || iv.length === 0) {
       throw new InvalidArgumentError(`expected 'algorithm.iv' to be a non-empty byte string for AES-GCM, got ${kindOf(iv)}`, {
-        detail: { field: 'algorithm.iv', expected: 'at least 1 byte' },
+        detail: { field: 'algorithm.iv', expected: 'at least 1 byte', webcrypto: 'OperationError' },
       });
     }
     const tagLength = alg.params.tagLength ?? 128;
     if (typeof tagLength !== 'number' || !GCM_TAG_LENGTHS.includes(tagLength)) {
       throw new InvalidArgumentError(
         `expected 'algorithm.tagLength' to be one of ${GCM_TAG_LENGTHS.join(', ')} (bits), got ${typeof tagLength === 'number' ? tagLength : kindOf(tagLength)}`,
-        { detail: { field: 'algorithm.tagLength', expected: GCM_TAG_LENGTHS.join(', ') } },
+        { detail: { field: 'algorithm.tagLength', expected: GCM_TAG_LENGTHS.join(', '), webcrypto: 'OperationError' } },
       );
     }
     tagBytes = tagLength / 8;
   } else if (iv === undefined || iv.length !== 12) {
     // RFC 8439 §2.8: the AEAD nonce is 96 bits.
     throw new InvalidArgumentError(`expected 'algorithm.iv' to be 12 bytes for ChaCha20-Poly1305, got ${kindOf(iv)}`, {
-      detail: { field: 'algorithm.iv', expected: '12 bytes' },
+      detail: { field: 'algorithm.iv', expected: '12 bytes', webcrypto: 'OperationError' },
     });
   } else if (alg.params.tagLength !== undefined && alg.params.tagLength !== 128) {
     // WICG "Modern Algorithms in WebCrypto": AeadParams.tagLength, if given, must be 128.
     throw new InvalidArgumentError(`expected 'algorithm.tagLength' to be 128 for ChaCha20-Poly1305 (or absent)`, {
-      detail: { field: 'algorithm.tagLength', expected: '128' },
+      detail: { field: 'algorithm.tagLength', expected: '128', webcrypto: 'OperationError' },
     });
   }
   return { handle, name: alg.name, data, iv, aad, tagBytes };
@@ -131,7 +131,7 @@ function seal(call: AeadCall, data: Buffer): Buffer {
 function open(call: AeadCall, data: Buffer): Buffer {
   if (data.length < call.tagBytes) {
     throw new InvalidArgumentError(`expected 'data' to be ciphertext followed by a ${call.tagBytes}-byte tag, got ${data.length} bytes`, {
-      detail: { field: 'data', expected: `at least ${call.tagBytes} bytes` },
+      detail: { field: 'data', expected: `at least ${call.tagBytes} bytes`, webcrypto: 'OperationError' },
     });
   }
   const split = data.length - call.tagBytes;

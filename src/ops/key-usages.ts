@@ -77,19 +77,25 @@ export function allowedUsages(name: KeyAlgorithmName, type: KeyType): readonly K
 
 /** The usages of a key of this algorithm and type must come from its list; a secret or private key needs at least one. */
 export function checkUsages(name: KeyAlgorithmName, type: KeyType, usages: readonly KeyUsage[]): void {
+  const allowed = checkUsageNames(name, type, usages);
+  // WebCrypto importKey/generateKey: a secret or private key with no usage is a SyntaxError.
+  if (usages.length === 0 && type !== 'public') {
+    throw new InvalidArgumentError(`a ${name} ${type} key needs at least one usage (${allowed.join(', ')})`, { detail: { field: 'usages', webcrypto: 'SyntaxError' } });
+  }
+}
+
+/** Only the names: every usage must come from the key's list (WebCrypto checks this before the key data). */
+export function checkUsageNames(name: KeyAlgorithmName, type: KeyType, usages: readonly KeyUsage[]): readonly KeyUsage[] {
   const allowed = allowedUsages(name, type);
   for (const u of usages) {
     if (!allowed.includes(u)) {
       throw new InvalidArgumentError(
         `'${u}' is not a usage of a ${name} ${type} key; allowed: ${allowed.length > 0 ? allowed.join(', ') : 'none'}`,
-        { detail: { field: 'usages', usage: u } },
+        { detail: { field: 'usages', usage: u, webcrypto: 'SyntaxError' } },
       );
     }
   }
-  // WebCrypto importKey/generateKey: a secret or private key with no usage is a SyntaxError.
-  if (usages.length === 0 && type !== 'public') {
-    throw new InvalidArgumentError(`a ${name} ${type} key needs at least one usage (${allowed.join(', ')})`, { detail: { field: 'usages' } });
-  }
+  return allowed;
 }
 
 /**
@@ -103,13 +109,13 @@ export function splitPairUsages(name: AsymmetricAlgorithm, usages: readonly KeyU
   for (const u of usages) {
     if (!pub.includes(u) && !priv.includes(u)) {
       throw new InvalidArgumentError(`'${u}' is not a usage of a ${name} key pair; allowed: ${[...priv, ...pub].join(', ')}`, {
-        detail: { field: 'usages', usage: u },
+        detail: { field: 'usages', usage: u, webcrypto: 'SyntaxError' },
       });
     }
   }
   const privateUsages = usages.filter((u) => priv.includes(u));
   if (privateUsages.length === 0) {
-    throw new InvalidArgumentError(`a ${name} private key needs at least one usage (${priv.join(', ')})`, { detail: { field: 'usages' } });
+    throw new InvalidArgumentError(`a ${name} private key needs at least one usage (${priv.join(', ')})`, { detail: { field: 'usages', webcrypto: 'SyntaxError' } });
   }
   return { publicUsages: usages.filter((u) => pub.includes(u)), privateUsages };
 }

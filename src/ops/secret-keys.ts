@@ -14,7 +14,7 @@ import { normalizeHash, type HashName } from './algorithms.js';
 import type { Args } from './args.js';
 import { b64url, checkJwk, jwkBytes, jwkTail, quote, type Jwk, type JwkOut } from './jwk.js';
 import { KeyNode, type KeyAlgorithm, type KeyUsage } from './key.js';
-import { checkUsages, type SecretAlgorithm } from './key-usages.js';
+import { checkUsageNames, checkUsages, type SecretAlgorithm } from './key-usages.js';
 
 /** HMAC's default key length is the hash's block size (WebCrypto §29.6 "get key length"). */
 export const HASH_BLOCK_BITS: Record<HashName, number> = { 'SHA-1': 512, 'SHA-256': 512, 'SHA-384': 1024, 'SHA-512': 1024 };
@@ -53,7 +53,7 @@ export function secretKeyBytes(name: SecretAlgorithm, params: Args, field = 'alg
   if (isAes(name)) {
     if (length !== 128 && length !== 192 && length !== 256) {
       throw new InvalidArgumentError(`expected '${field}.length' of an ${name} key to be 128, 192 or 256, got ${length ?? 'nothing'}`, {
-        detail: { field: `${field}.length` },
+        detail: { field: `${field}.length`, webcrypto: 'OperationError' },
       });
     }
     return length / 8;
@@ -68,7 +68,8 @@ export function secretKeyBytes(name: SecretAlgorithm, params: Args, field = 'alg
       const bits = length ?? HASH_BLOCK_BITS[hmacHash(params, field)];
       if (bits === 0 || bits % 8 !== 0 || bits > MAX_HMAC_GENERATE_BITS) {
         throw new InvalidArgumentError(`expected '${field}.length' of a new HMAC key to be a multiple of 8 from 8 to ${MAX_HMAC_GENERATE_BITS}, got ${bits}`, {
-          detail: { field: `${field}.length` },
+          // WebCrypto names (as Node): 0 an OperationError, partial bytes a TypeError, past the limit cryptod does not support.
+          detail: { field: `${field}.length`, webcrypto: bits === 0 ? 'OperationError' : bits % 8 !== 0 ? 'TypeError' : 'NotSupportedError' },
         });
       }
       return bits / 8;
@@ -92,12 +93,14 @@ export function makeSecretKey(
   field = 'algorithm',
 ): KeyNode {
   try {
-    checkUsages(name, 'secret', usages);
+    checkUsageNames(name, 'secret', usages);
     const algorithm = secretAlgorithm(name, params, secret.length, field);
     if (name === 'HKDF' && extractable) {
       // WebCrypto §31.8.2 importKey: an HKDF key is never extractable (SyntaxError).
-      throw new InvalidArgumentError("an HKDF key cannot be extractable; pass 'extractable': false", { detail: { field: 'extractable' } });
+      throw new InvalidArgumentError("an HKDF key cannot be extractable; pass 'extractable': false", { detail: { field: 'extractable', webcrypto: 'SyntaxError' } });
     }
+    // WebCrypto importKey: "usages is empty" is checked after the key data (a 15-byte AES key is a DataError first).
+    checkUsages(name, 'secret', usages);
     return new KeyNode({ algorithm, type: 'secret', extractable, usages, secret });
   } catch (err) {
     secret.fill(0);
@@ -122,7 +125,8 @@ function secretAlgorithm(name: SecretAlgorithm, params: Args, n: number, field: 
       if (n === 0) throw new DataError('expected an HMAC key of at least 1 byte, got 0', { detail: { expected: '>= 1', actual: 0 } });
       const length = lengthParam(params, field);
       if (length !== undefined && length % 8 !== 0) {
-        throw new UnsupportedError(`HMAC keys are whole bytes; 'length' ${length} is not a multiple of 8`, { detail: { field: `${field}.length` } });
+        // A deliberate limit, but what WebCrypto code meets here is the key data not matching the length.
+        throw new UnsupportedError(`HMAC keys are whole bytes; 'length' ${length} is not a multiple of 8`, { detail: { field: `${field}.length`, webcrypto: 'DataError' } });
       }
       if (length !== undefined && length !== n * 8) {
         throw new DataError(`'length' says ${length} bits but the HMAC key is ${n * 8} bits`, { detail: { expected: length, actual: n * 8 } });
@@ -174,16 +178,21 @@ export function importSecretKey(
   const jwk = keyData as Jwk;
   checkJwk(jwk, { kty: 'oct', use: name === 'HMAC' ? 'sig' : 'enc', usages, extractable });
   const secret = jwkBytes(jwk, 'k');
-  const key = makeSecretKey(name, params, secret, extractable, usages);
-  // The expected alg depends on the key's length (AES) or hash (HMAC): check it once both are known.
-  const alg = jwk.alg;
-  if (alg !== undefined && alg !== secretJwkAlg(key.algorithm)) {
-    key.dispose();
-    throw new DataError(`expected JWK 'alg' to be '${secretJwkAlg(key.algorithm)}' for this key, got ${typeof alg === 'string' ? quote(alg) : 'not text'}`, {
-      detail: { member: 'alg', expected: secretJwkAlg(key.algorithm) },
-    });
+  try {
+    // The expected alg depends on the key's length (AES) or hash (HMAC). A wrong one is a
+    // DataError, which WebCrypto reports before an empty usage list (checked by makeSecretKey).
+    const want = secretJwkAlg(secretAlgorithm(name, params, secret.length, 'algorithm'));
+    const alg = jwk.alg;
+    if (alg !== undefined && alg !== want) {
+      throw new DataError(`expected JWK 'alg' to be '${want}' for this key, got ${typeof alg === 'string' ? quote(alg) : 'not text'}`, {
+        detail: { member: 'alg', expected: want },
+      });
+    }
+  } catch (err) {
+    secret.fill(0);
+    throw err;
   }
-  return key;
+  return makeSecretKey(name, params, secret, extractable, usages);
 }
 
 /** Raw bytes (a fresh copy the caller zeroes) or a JWK. */

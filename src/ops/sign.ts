@@ -20,6 +20,7 @@ import { NODE_HASH, normalizeAlgorithm, normalizeHash, type HashName, type Norma
 import { Sign, Verify } from '../protocol/messages/subtle.js';
 import type { DataNodeId } from '../state/ids.js';
 import { acquireKey, type KeyNode } from './key.js';
+import { isSmallOrderEd25519 } from './ed25519-small-order.js';
 import { HASH_BYTES } from './secret-keys.js';
 
 const SIGNATURE_ALGORITHMS = 'HMAC, Ed25519, ECDSA, RSA-PSS';
@@ -138,6 +139,8 @@ export const signOperations: Operation[] = [
         }
         case 'Ed25519':
           k.require('Ed25519', 'verify');
+          // A small-order public key "verifies" forged signatures: never true (ed25519-small-order.ts).
+          if (isSmallOrderEd25519(k.object)) return false;
           return signature.length === 64 && safeVerify(() => nodeVerify(null, data, k.object, signature));
         case 'ECDSA': {
           k.require('ECDSA', 'verify');

@@ -12,7 +12,23 @@ export interface ErrorDetail {
   readonly [field: string]: string | number | boolean | null | undefined;
 }
 
+/**
+ * Marks an error that is not a CryptodError but stands for one: `client.subtle`
+ * throws WebCrypto's DOMException or TypeError (src/client/webcrypto/errors.ts)
+ * with this property set to its cryptod code, so `err instanceof
+ * InvalidKeyError` keeps working for code written against cryptod's classes.
+ */
+export const CRYPTOD_CODE: unique symbol = Symbol.for('cryptod.error.code');
+
 export class CryptodError extends Error {
+  static override [Symbol.hasInstance](v: unknown): boolean {
+    if (Function.prototype[Symbol.hasInstance].call(this, v)) return true;
+    if (v === null || typeof v !== 'object') return false;
+    const marked = (v as { [CRYPTOD_CODE]?: unknown })[CRYPTOD_CODE];
+    const own = (this as { code?: unknown }).code; // set on each registered class; the base class matches any code
+    return typeof marked === 'string' && (own === undefined || own === marked);
+  }
+
   /** Stable machine-readable code, e.g. `CRYPTOD_ERR_NOT_FOUND`. */
   readonly code: string;
   /** Structured fields that say what was expected; never secret material. */
