@@ -182,8 +182,13 @@ test('a failing KEK rejects every waiter with its typed error and the next reque
   let mode: 'fail' | 'hang' | 'ok' = 'fail';
   const counter = { unwraps: 0 };
   const hung: Array<() => void> = [];
+  // The failure is held until every request has joined the unwrap, so that
+  // the count below does not depend on how fast the requests arrive.
+  let refuse = (): void => {};
+  const failure = new Promise<void>((_, reject) => { refuse = () => reject(new DecryptError('the token refused the unwrap')); });
+  failure.catch(() => {});
   const before = (): Promise<void> => {
-    if (mode === 'fail') return Promise.reject(new DecryptError('the token refused the unwrap'));
+    if (mode === 'fail') return failure;
     if (mode === 'hang') return new Promise<void>((r) => hung.push(r));
     return Promise.resolve();
   };
@@ -194,7 +199,10 @@ test('a failing KEK rejects every waiter with its typed error and the next reque
     await admin.keys.create('flaky', { type: 'aes256-kwp' });
     const { wrappedKey } = await admin.dataKeys.generate({ kek: 'flaky' });
     const c2 = await d2.connect('admin');
-    const failed = await Promise.allSettled(Array.from({ length: 50 }, () => c2.dataKeys.encrypt(wrappedKey, te.encode('x'))));
+    const failing = Promise.allSettled(Array.from({ length: 50 }, () => c2.dataKeys.encrypt(wrappedKey, te.encode('x'))));
+    while (((await c2.status()).cache as CacheStatus).misses < 50) await new Promise((r) => setImmediate(r));
+    refuse();
+    const failed = await failing;
     assert.ok(failed.every((r) => r.status === 'rejected' && r.reason instanceof DecryptError));
     assert.equal(counter.unwraps, 1);
 
