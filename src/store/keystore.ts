@@ -155,6 +155,8 @@ export interface Keystore {
   generation(): Promise<number>;
   /** Which key names and meta keys changed after generation `since`. */
   changesSince(since: number): Promise<ChangeSet>;
+  /** Pushes the store's generation when another process commits (PostgreSQL LISTEN/NOTIFY); absent where the store cannot. */
+  onCommit?(listener: (generation: number) => void): () => void;
   /** Wait for queued work, then close. Every later call throws. */
   close(): Promise<void>;
 }
