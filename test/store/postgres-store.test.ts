@@ -5,6 +5,8 @@ import { ConfigError, StoreBusyError } from '../../src/protocol/errors.js';
 import { PG_LATEST_SCHEMA_VERSION } from '../../src/store/postgres/migrations.js';
 import { openPostgresKeystore, type PostgresKeystore } from '../../src/store/postgres/pg-store.js';
 import { postgresForTests, type PgServer } from '../helpers/postgres.js';
+import { openPostgresClientRegistry } from '../../src/store/postgres/client-registry.js';
+import { clientRegistrySuite } from './client-registry-suite.js';
 import { keyRecord, keystoreSuite, versionRecord } from './keystore-suite.js';
 
 const server = await postgresForTests();
@@ -135,5 +137,17 @@ if (server !== null) {
         await fresh.drop();
       }
     });
+  });
+}
+
+if (server !== null) {
+  const pgServer: PgServer = server;
+  clientRegistrySuite('postgres', async () => {
+    const db = await pgServer.freshDatabase();
+    return {
+      registry: await openPostgresClientRegistry({ url: db.url }),
+      reopen: () => openPostgresClientRegistry({ url: db.url }),
+      cleanup: () => db.drop(),
+    };
   });
 }
