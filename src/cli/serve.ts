@@ -45,6 +45,12 @@ Options:
                              or kek.binding of a lost one is left in DIR
                              (README "Backup"); refused when DIR already
                              holds a keystore. Not needed on an empty DIR
+  --store SPEC               keep the keystore in PostgreSQL instead of
+                             SQLite in DIR: postgres://user:pw@host/db,
+                             env:NAME (the URL in $NAME) or file:PATH (the
+                             URL on the file's first line); the password is
+                             never logged (README "Running several daemons").
+                             root.key and kek.binding stay in DIR
   -s, --socket PATH          Unix socket to listen on (default:
                              $CRYPTOD_SOCKET, else
                              $XDG_RUNTIME_DIR/cryptod/cryptod.sock, else
@@ -82,6 +88,7 @@ const OPTIONS: OptionSpec = {
   config: { type: 'string', short: 'c' },
   'data-dir': { type: 'string' },
   init: { type: 'boolean' },
+  store: { type: 'string' },
   'socket-mode': { type: 'string' },
   'audit-log': { type: 'string' },
   'log-level': { type: 'string' },
@@ -114,6 +121,7 @@ function configure(argv: readonly string[]): DaemonConfig {
   set('socketMode', modeOpt(p, 'socket-mode', 'serve'));
   set('logLevel', choiceOpt(p, 'log-level', LEVELS, 'serve'));
   set('auditLog', stringOpt(p, 'audit-log'));
+  set('store', stringOpt(p, 'store'));
   if (p.values.init === true) overrides.init = true;
   try {
     return daemonConfig(file, overrides);

@@ -10,6 +10,7 @@
  *   listen, tls: { cert, key, clientCa, crl }   src/daemon/tls-listener.ts
  *   audit: { log }                              src/observe/audit.ts
  *   kek: { passphraseFile | passphraseEnv }     src/kek/local.ts
+ *   store: postgres://… | env:NAME | file:PATH  src/store/postgres/connection-string.ts
  *   keys: { NAME: { type, rotationPeriod, … } } src/keys/definition.ts
  *
  * Unknown fields are errors: a typo (`rotationPeriods`) must not silently
@@ -36,6 +37,8 @@ export interface ConfigFile {
   readonly kek: { passphraseFile?: string; passphraseEnv?: string };
   /** Key definitions, as written (the key manager parses them again when it applies them). */
   readonly keys: Readonly<Record<string, KeyDefinition>>;
+  /** The PostgreSQL keystore (a secret: its password); absent = SQLite in dataDir. A relative file: path is taken from the file's directory. */
+  readonly store?: string;
 }
 
 /** One problem, at a path in the document; `at: 'key'` points at the field's name rather than its value. */
@@ -45,7 +48,7 @@ export interface ConfigIssue {
   message: string;
 }
 
-export const TOP_LEVEL_FIELDS = ['dataDir', 'socket', 'socketMode', 'logLevel', 'limits', 'access', 'listen', 'tls', 'audit', 'kek', 'keys'] as const;
+export const TOP_LEVEL_FIELDS = ['dataDir', 'socket', 'socketMode', 'logLevel', 'limits', 'access', 'listen', 'tls', 'audit', 'kek', 'keys', 'store'] as const;
 const LEVELS: readonly Level[] = ['debug', 'info', 'warn', 'error'];
 
 /**
@@ -56,7 +59,7 @@ const LEVELS: readonly Level[] = ['debug', 'info', 'warn', 'error'];
  * would apply to some and not others.
  */
 export const RELOADABLE_FIELDS: readonly string[] = ['keys'];
-export const RESTART_FIELDS: readonly string[] = ['dataDir', 'socket', 'socketMode', 'logLevel', 'limits', 'access', 'listen', 'tls', 'audit', 'kek'];
+export const RESTART_FIELDS: readonly string[] = ['dataDir', 'socket', 'socketMode', 'logLevel', 'limits', 'access', 'listen', 'tls', 'audit', 'kek', 'store'];
 
 /**
  * Check `raw` (the document as plain data). `sourceOf(path)` returns the text
@@ -97,6 +100,15 @@ export function validateConfig(raw: unknown, file: string, sourceOf: (path: read
   if (doc.logLevel !== undefined) {
     if ((LEVELS as readonly unknown[]).includes(doc.logLevel)) out.logLevel = doc.logLevel as Level;
     else bad(['logLevel'], `expected one of ${LEVELS.join(', ')}, got ${kind(doc.logLevel)}`);
+  }
+
+  if (doc.store !== undefined) {
+    // Never quote the value in a message: it may hold a password.
+    const v = doc.store;
+    if (typeof v === 'string' && /^(postgres|postgresql):\/\//i.test(v)) out.store = v;
+    else if (typeof v === 'string' && /^env:[A-Za-z_][A-Za-z0-9_]*$/.test(v)) out.store = v;
+    else if (typeof v === 'string' && /^file:./.test(v)) out.store = `file:${isAbsolute(v.slice(5)) ? v.slice(5) : resolve(base, v.slice(5))}`;
+    else bad(['store'], `expected postgres://user:password@host:port/database, env:NAME or file:PATH (the PostgreSQL keystore; leave store out for SQLite in dataDir), got ${typeof v === 'string' ? 'another string' : kind(v)}`);
   }
 
   if (doc.limits !== undefined) {

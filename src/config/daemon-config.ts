@@ -46,6 +46,8 @@ export interface DaemonConfig {
   readonly init: boolean;
   /** The configuration file, when there is one: its keys are applied at start, and reload re-reads it. */
   readonly file: LoadedConfig | null;
+  /** The PostgreSQL keystore: postgres://…, env:NAME or file:PATH (a secret); absent = SQLite in dataDir. */
+  readonly store?: string;
 }
 
 /** Settings given on the command line (or by an embedding program); each wins over the file's. */
@@ -60,6 +62,7 @@ export interface ConfigOverrides {
   tcp?: TcpListenOptions;
   auditLog?: string;
   init?: boolean;
+  store?: string;
 }
 
 /** Default socket mode: only the daemon's user. */
@@ -78,6 +81,7 @@ export function daemonConfig(file: LoadedConfig | null, overrides: ConfigOverrid
   const access = overrides.access ?? f?.access;
   const tcp = overrides.tcp ?? f?.tcp;
   const auditLog = overrides.auditLog ?? f?.audit?.log;
+  const store = overrides.store ?? f?.store;
   return {
     dataDir,
     // Explicit, else $CRYPTOD_SOCKET, else the user's runtime directory, else /tmp/cryptod-$UID.
@@ -91,5 +95,6 @@ export function daemonConfig(file: LoadedConfig | null, overrides: ConfigOverrid
     kek: f?.kek ?? {},
     init: overrides.init ?? false,
     file,
+    ...(store === undefined ? {} : { store }),
   };
 }

@@ -30,6 +30,7 @@ import { LocalKekProvider } from '../kek/local.js';
 import type { KekProvider } from '../kek/provider.js';
 import type { Keystore } from '../store/keystore.js';
 import { openSqliteKeystore } from '../store/sqlite/sqlite-store.js';
+import { openPostgresKeystore, type PostgresKeystoreOptions } from '../store/postgres/pg-store.js';
 import { silentLogger, type Logger } from '../observe/logger.js';
 import type { Audit } from '../observe/audit.js';
 import type { ManagedKeys } from '../ops/operation.js';
@@ -63,6 +64,8 @@ export interface OpenManagedKeysOptions {
   refreshIntervalMs?: number;
   /** Encryption budgets of random-nonce AEAD versions (budget.ts); the defaults suit production, small ones suit tests. */
   budget?: Partial<BudgetOptions>;
+  /** Keep the keystore in PostgreSQL (`serve --store`) instead of SQLite in dataDir; root.key and kek.binding stay in dataDir. */
+  postgres?: PostgresKeystoreOptions;
 }
 
 /** Default of OpenManagedKeysOptions.refreshIntervalMs. */
@@ -90,24 +93,27 @@ function auditRotation(audit: Audit): (e: AutoRotation) => void {
  *   await keys.close();
  */
 export async function openManagedKeys(options: OpenManagedKeysOptions): Promise<OpenedManagedKeys> {
-  const store = await openSqliteKeystore({ dataDir: options.dataDir });
+  const opened = options.postgres === undefined ? await openSqliteKeystore({ dataDir: options.dataDir }) : await openPostgresKeystore(options.postgres);
+  const store: Keystore = opened;
+  // Named in messages; for PostgreSQL the URL without its password.
+  const storeFile = 'file' in opened ? opened.file : opened.where;
   let kek: KekProvider | undefined;
   let manager: KeyManager;
   try {
     const local = await LocalKekProvider.open({
-      dir: options.dataDir, store, storeFile: store.file, init: options.init === true,
+      dir: options.dataDir, store, storeFile, init: options.init === true,
       ...(options.passphrase === undefined ? {} : { passphrase: options.passphrase }),
     });
     kek = local;
     if (local.binding !== 'existing') {
       (options.logger ?? silentLogger).info(local.binding === 'created' ? 'new keystore created and bound to its KEK' : 'keystore bound to its KEK (store id added)', {
-        file: store.file, storeId: local.storeId, kekId: local.id,
+        file: storeFile, storeId: local.storeId, kekId: local.id,
       });
     }
     const audit = options.audit;
     manager = await KeyManager.open({
-      store, kek, logger: options.logger ?? silentLogger, storeFile: store.file,
-      ...(audit?.enabled === true ? { onDamaged: (e) => audit.emit({ event: 'key.damaged', key: e.key, version: e.version, file: store.file, reason: e.reason }) } : {}),
+      store, kek, logger: options.logger ?? silentLogger, storeFile,
+      ...(audit?.enabled === true ? { onDamaged: (e) => audit.emit({ event: 'key.damaged', key: e.key, version: e.version, file: storeFile, reason: e.reason }) } : {}),
       ...(options.audit?.enabled === true ? { onRotated: auditRotation(options.audit) } : {}),
       ...(options.clock === undefined ? {} : { clock: options.clock }),
       ...(options.budget === undefined ? {} : { budget: options.budget }),
@@ -121,12 +127,14 @@ export async function openManagedKeys(options: OpenManagedKeysOptions): Promise<
   const adminUids = new Set(options.adminUids ?? (ownUid === null ? [] : [ownUid]));
   const k = kek;
   const poll = pollKeystore(manager, options.refreshIntervalMs ?? DEFAULT_REFRESH_INTERVAL_MS, options.logger ?? silentLogger);
+  const pushed = followCommits(store, manager, options.logger ?? silentLogger);
   let closing: Promise<void> | null = null;
   return {
     manager, store, kek: k, adminUids, localIsAdmin: options.localIsAdmin ?? true,
     close() {
       closing ??= (async () => {
         poll?.stop();
+        pushed?.();
         await manager.close();
         await k.close();
         await store.close();
@@ -161,4 +169,34 @@ function pollKeystore(manager: KeyManager, intervalMs: number, log: Logger): { s
       clearInterval(timer);
     },
   };
+}
+
+/**
+ * Where the store pushes other processes' commits (PostgreSQL NOTIFY), refresh
+ * at once instead of waiting for the next poll; the poll stays as the
+ * fallback for a lost notification. One refresh at a time; a push that comes
+ * during one runs one more after it. Returns the unsubscribe, or null.
+ */
+function followCommits(store: Keystore, manager: KeyManager, log: Logger): (() => void) | null {
+  if (store.onCommit === undefined) return null;
+  let running = false;
+  let again = false;
+  const run = (): void => {
+    if (running) {
+      again = true;
+      return;
+    }
+    running = true;
+    again = false;
+    manager.refresh().then(
+      (names) => {
+        if (names.length > 0) log.debug('keys changed by another process picked up (notified)', { keys: names });
+      },
+      (err: unknown) => log.warn('keystore refresh after a notification failed; the keys held stay in use', { error: err instanceof Error ? err.message : String(err) }),
+    ).finally(() => {
+      running = false;
+      if (again) run();
+    });
+  };
+  return store.onCommit(run);
 }
