@@ -55,6 +55,21 @@ async function open(): Promise<PgServer | null> {
   return null;
 }
 
+/**
+ * A server of this process's own, whatever CRYPTOD_TEST_PG_URL says: for
+ * tests that stop and restart it (outages). Null (after the SKIPPED line)
+ * only off CI without the binaries.
+ */
+export async function privatePostgres(): Promise<PgServer | null> {
+  if ((findPgBin as () => string | null)() !== null) {
+    const s = await (startServer as () => Promise<{ url: string; dir: string }>)();
+    return server(s.url, s.dir);
+  }
+  if (process.env.CI === 'true') throw new Error('CI=true but no PostgreSQL binaries (initdb, pg_ctl): the outage tests need a server of their own');
+  process.stderr.write('\n' + '!'.repeat(78) + '\n!!! SKIPPED: PostgreSQL outage tests — no initdb/pg_ctl on this machine.\n' + '!'.repeat(78) + '\n\n');
+  return null;
+}
+
 function server(url: string, dir: string | null): PgServer {
   return {
     url,

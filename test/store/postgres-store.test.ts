@@ -151,3 +151,57 @@ if (server !== null) {
     };
   });
 }
+
+if (server !== null) {
+  const pgServer: PgServer = server;
+  describe('postgres change notifications (onCommit)', () => {
+    it('pushes other processes\' commits, not its own; after a dropped listener it reconnects and calls once', async () => {
+      const db = await pgServer.freshDatabase();
+      const a = await openPostgresKeystore({ url: db.url });
+      const b = await openPostgresKeystore({ url: db.url });
+      try {
+        const heard: number[] = [];
+        const stop = a.onCommit((g) => heard.push(g));
+        // The first connect reports the generation once, so commits made before LISTEN are not missed.
+        await waitFor(() => heard.length === 1, 'the first connect');
+        assert.deepEqual(heard, [0]);
+        await b.transaction((tx) => tx.putKey(keyRecord('from-b')));
+        await waitFor(() => heard.length === 2, 'B\'s commit');
+        assert.deepEqual(heard, [0, 1]);
+        await a.transaction((tx) => tx.putKey(keyRecord('from-a')));
+        await b.transaction((tx) => tx.putKey(keyRecord('from-b-2')));
+        await waitFor(() => heard.length === 3, 'B\'s second commit');
+        assert.deepEqual(heard, [0, 1, 3], 'A\'s own commit (generation 2) is not reported back to it');
+
+        // Cut the listener's connection; a commit while it is gone is not lost: the reconnect reports the generation.
+        const admin = new pg.Client({ connectionString: db.url });
+        await admin.connect();
+        const cut = await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'cryptod-listen' AND datname = current_database()");
+        assert.equal(cut.rowCount, 1);
+        await b.transaction((tx) => tx.putKey(keyRecord('while-cut')));
+        await waitFor(() => heard.includes(4), 'the reconnect to report generation 4');
+        await admin.end();
+        const before = heard.length;
+        await b.transaction((tx) => tx.putKey(keyRecord('after')));
+        await waitFor(() => heard.length > before && heard[heard.length - 1] === 5, 'notifications after the reconnect');
+        stop();
+        await b.transaction((tx) => tx.putKey(keyRecord('unheard')));
+        await b.transaction((tx) => tx.putKey(keyRecord('unheard-2')));
+        assert.equal(await a.generation(), 7);
+        assert.ok(!heard.includes(7), 'nothing after unsubscribing');
+      } finally {
+        await a.close();
+        await b.close();
+        await db.drop();
+      }
+    });
+  });
+}
+
+async function waitFor(pred: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!pred()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}

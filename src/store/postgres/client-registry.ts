@@ -12,7 +12,7 @@ import { DECOY_DIGEST, digestsMatch, issueToken, parseToken } from '../../auth/t
 import { CryptodError, InternalError, InvalidArgumentError, NotFoundError } from '../../protocol/errors.js';
 import { redactUrl } from './connection-string.js';
 import { migrate } from './migrations.js';
-import { isUnavailable, storeError } from './pg-errors.js';
+import { guardClient, isUnavailable, storeError } from './pg-errors.js';
 import { PG_DEFAULTS, pgClientConfig } from './pg-store.js';
 
 export interface PostgresClientRegistryOptions {
@@ -140,7 +140,7 @@ export class PostgresClientRegistry implements ClientRegistry {
     if (this.#closed) throw new InternalError('the client registry is closed');
     let client: pg.PoolClient;
     try {
-      client = await this.#pool.connect();
+      client = guardClient(await this.#pool.connect());
     } catch (err) {
       throw storeError(`the client registry failed to ${what}`, this.#where, err);
     }

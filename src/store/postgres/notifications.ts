@@ -70,7 +70,8 @@ export class ChangeNotifications {
   #connect(): void {
     if (this.#closed || this.#listeners.size === 0) return;
     const epoch = ++this.#epoch;
-    const client = new pg.Client(this.#config);
+    // Named apart from the pool's connections, for pg_stat_activity (and the tests that cut it).
+    const client = new pg.Client({ ...this.#config, application_name: 'cryptod-listen' });
     const lost = (): void => {
       if (epoch !== this.#epoch) return;
       this.#client = null;

@@ -10,6 +10,7 @@
  * The driver's message stays in `cause` (never sent over the wire, and
  * never the connection string: pg does not put the password in messages).
  */
+import type pg from 'pg';
 import { CryptodError, StoreBusyError, StoreError, StoreUnavailableError } from '../../protocol/errors.js';
 
 /** SQLSTATE classes and codes that mean "the server is not there for us right now". */
@@ -42,4 +43,21 @@ export function storeError(op: string, where: string, err: unknown, extra?: { co
     return new StoreBusyError(`the keystore ${where} is locked by another process (${op}); try again`, { cause: err, detail: { op } });
   }
   return new StoreError(`keystore ${op} failed`, { cause: err });
+}
+
+const guarded = new WeakSet<pg.PoolClient>();
+
+/**
+ * A checked-out pool client whose server goes away between two queries emits
+ * 'error' with nobody listening (the pool listens only while it is idle),
+ * which would crash the daemon. The next query on it fails and is translated
+ * like any other; this only keeps the event from being unhandled. Once per
+ * client: the pool hands the same clients out again and again.
+ */
+export function guardClient(client: pg.PoolClient): pg.PoolClient {
+  if (!guarded.has(client)) {
+    guarded.add(client);
+    client.on('error', () => undefined);
+  }
+  return client;
 }

@@ -36,7 +36,7 @@ import { SerialQueue } from '../serial-queue.js';
 import { redactUrl } from './connection-string.js';
 import { migrate } from './migrations.js';
 import { ChangeNotifications } from './notifications.js';
-import { isUnavailable, storeError } from './pg-errors.js';
+import { guardClient, isUnavailable, storeError } from './pg-errors.js';
 import * as sql from './queries.js';
 import { PgReaderView, PgTxView } from './views.js';
 
@@ -227,7 +227,7 @@ export class PostgresKeystore implements Keystore {
 
   async #connect(op: string): Promise<pg.PoolClient> {
     try {
-      return await this.#pool.connect();
+      return guardClient(await this.#pool.connect());
     } catch (err) {
       throw storeError(op, this.where, err);
     }
