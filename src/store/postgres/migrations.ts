@@ -92,6 +92,18 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
       CREATE UNIQUE INDEX clients_active_name ON clients (name) WHERE revoked_at IS NULL;
     `,
   },
+  {
+    version: 3,
+    description: 'fleet leases (src/store/lease.ts)',
+    sql: `
+      CREATE TABLE leases (
+        name       TEXT COLLATE "C" PRIMARY KEY,
+        holder     TEXT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        generation BIGINT NOT NULL CHECK (generation >= 1)
+      );
+    `,
+  },
 ];
 
 export const PG_LATEST_SCHEMA_VERSION = PG_MIGRATIONS[PG_MIGRATIONS.length - 1]?.version ?? 0;

@@ -98,6 +98,20 @@ export const MIGRATIONS: readonly Migration[] = [
       `);
     },
   },
+  {
+    version: 3,
+    description: 'fleet leases (src/store/lease.ts)',
+    up(db) {
+      db.exec(`
+        CREATE TABLE leases (
+          name       TEXT PRIMARY KEY,
+          holder     TEXT NOT NULL,
+          expires_at INTEGER NOT NULL,
+          generation INTEGER NOT NULL CHECK (generation >= 1)
+        ) WITHOUT ROWID;
+      `);
+    },
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;
