@@ -30,7 +30,12 @@ import { LocalKekProvider } from '../kek/local.js';
 import type { KekProvider } from '../kek/provider.js';
 import type { Keystore } from '../store/keystore.js';
 import { openSqliteKeystore } from '../store/sqlite/sqlite-store.js';
-import { openPostgresKeystore, type PostgresKeystoreOptions } from '../store/postgres/pg-store.js';
+import { openPostgresKeystore, PostgresKeystore, type PostgresKeystoreOptions } from '../store/postgres/pg-store.js';
+import { PostgresLeaseStore } from '../store/postgres/lease-store.js';
+import { SqliteLeaseStore } from '../store/sqlite/lease-store.js';
+import { Lease } from '../store/lease.js';
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
 import { silentLogger, type Logger } from '../observe/logger.js';
 import type { Audit } from '../observe/audit.js';
 import type { ManagedKeys } from '../ops/operation.js';
@@ -66,7 +71,16 @@ export interface OpenManagedKeysOptions {
   budget?: Partial<BudgetOptions>;
   /** Keep the keystore in PostgreSQL (`serve --store`) instead of SQLite in dataDir; root.key and kek.binding stay in dataDir. */
   postgres?: PostgresKeystoreOptions;
+  /**
+   * The fleet lease's period (ms, default 15 000): only the daemon holding it
+   * does scheduled rotation; when it dies another takes over within about
+   * this long (README "Running several daemons").
+   */
+  leasePeriodMs?: number;
 }
+
+/** Default of OpenManagedKeysOptions.leasePeriodMs. */
+export const DEFAULT_LEASE_PERIOD_MS = 15_000;
 
 /** Default of OpenManagedKeysOptions.refreshIntervalMs. */
 export const DEFAULT_REFRESH_INTERVAL_MS = 1_000;
@@ -99,6 +113,8 @@ export async function openManagedKeys(options: OpenManagedKeysOptions): Promise<
   const storeFile = 'file' in opened ? opened.file : opened.where;
   let kek: KekProvider | undefined;
   let manager: KeyManager;
+  let lease: Lease | undefined;
+  let closeLeaseStore: () => void = () => undefined;
   try {
     const local = await LocalKekProvider.open({
       dir: options.dataDir, store, storeFile, init: options.init === true,
@@ -111,7 +127,20 @@ export async function openManagedKeys(options: OpenManagedKeysOptions): Promise<
       });
     }
     const audit = options.audit;
+    const log = options.logger ?? silentLogger;
+    const leaseStore = opened instanceof PostgresKeystore ? new PostgresLeaseStore(opened) : new SqliteLeaseStore({ dataDir: options.dataDir });
+    lease = new Lease({
+      store: leaseStore, name: 'fleet', periodMs: options.leasePeriodMs ?? DEFAULT_LEASE_PERIOD_MS,
+      holder: `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`,
+      onChange: (e) => (e.held
+        ? log.info('fleet lease taken: this daemon does the scheduled rotations', { generation: e.generation })
+        : log.warn('fleet lease lost: scheduled rotations stop here', { error: e.error.message })),
+    });
+    closeLeaseStore = leaseStore instanceof SqliteLeaseStore ? () => leaseStore.close() : () => undefined;
+    await lease.start();
+    const fleet = lease;
     manager = await KeyManager.open({
+      fleetWork: () => fleet.current()?.signal ?? null,
       store, kek, logger: options.logger ?? silentLogger, storeFile,
       ...(audit?.enabled === true ? { onDamaged: (e) => audit.emit({ event: 'key.damaged', key: e.key, version: e.version, file: storeFile, reason: e.reason }) } : {}),
       ...(options.audit?.enabled === true ? { onRotated: auditRotation(options.audit) } : {}),
@@ -119,10 +148,13 @@ export async function openManagedKeys(options: OpenManagedKeysOptions): Promise<
       ...(options.budget === undefined ? {} : { budget: options.budget }),
     });
   } catch (err) {
+    await lease?.stop();
+    closeLeaseStore();
     await kek?.close();
     await store.close();
     throw err;
   }
+  const held = lease;
   const ownUid = typeof process.getuid === 'function' ? process.getuid() : null;
   const adminUids = new Set(options.adminUids ?? (ownUid === null ? [] : [ownUid]));
   const k = kek;
@@ -136,6 +168,8 @@ export async function openManagedKeys(options: OpenManagedKeysOptions): Promise<
         poll?.stop();
         pushed?.();
         await manager.close();
+        await held.stop(); // released: the next daemon need not wait out the period
+        closeLeaseStore();
         await k.close();
         await store.close();
       })();

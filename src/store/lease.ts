@@ -99,9 +99,17 @@ export class Lease {
     this.#o = { now: Date.now, ...options };
   }
 
-  /** Contend for the lease now and keep contending/renewing until stop(). */
-  start(): void {
-    this.#schedule(0);
+  /**
+   * Contend for the lease now and keep contending/renewing until stop().
+   * Resolves after the first attempt, so a daemon alone on its store holds
+   * the lease before its first scheduled work (never rejects: a failed
+   * attempt is retried).
+   */
+  start(): Promise<void> {
+    if (this.#stopped || this.#running !== null || this.#timer !== null) return Promise.resolve();
+    const first = this.#attempt().finally(() => { this.#running = null; });
+    this.#running = first;
+    return first;
   }
 
   /** The current tenure, or null when another process holds the lease (or it has been lost). Checks the expiry on the spot. */
