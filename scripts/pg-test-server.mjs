@@ -36,9 +36,10 @@ function freePort() {
 
 function asPostgres(bin, args, options = {}) {
   const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
-  const [cmd, argv] = isRoot ? ['runuser', ['-u', 'postgres', '--', bin, ...args]] : [bin, args];
+  const runuser = ['/usr/sbin/runuser', '/sbin/runuser', '/usr/bin/runuser'].find((p) => fs.existsSync(p)) ?? 'runuser';
+  const [cmd, argv] = isRoot ? [runuser, ['-u', 'postgres', '--', bin, ...args]] : [bin, args];
   const r = spawnSync(cmd, argv, { encoding: 'utf8', ...options });
-  if (r.status !== 0) throw new Error(`${path.basename(bin)} ${args[0] ?? ''} failed (${r.status}): ${r.stderr || r.stdout}`);
+  if (r.status !== 0) throw new Error(`${path.basename(bin)} failed (${r.error?.message ?? `exit ${r.status}`}): ${r.stderr || r.stdout}`);
   return r.stdout;
 }
 
