@@ -20,11 +20,6 @@ export interface StoreUrl {
   readonly redacted: string;
 }
 
-/** Whether `spec` names a PostgreSQL keystore (rather than the default SQLite one). */
-export function isPostgresSpec(spec: string): boolean {
-  return /^(postgres|postgresql):\/\//i.test(spec) || spec.startsWith('env:') || spec.startsWith('file:');
-}
-
 /**
  * Resolve `postgres://…`, `env:NAME` or `file:PATH` to a URL.
  *
