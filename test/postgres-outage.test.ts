@@ -115,3 +115,49 @@ if (server !== null) {
     }
   });
 }
+
+if (server !== null) {
+  it('a daemon whose heartbeat lapses stops serving managed keys, and serves again once it has caught up', async () => {
+    const db = await server.freshDatabase();
+    const keys = await openManagedKeys({
+      dataDir: join(dir, 'data-hb'), refreshIntervalMs: 200, heartbeatPeriodMs: 600,
+      postgres: { url: db.url, poolSize: 3, connectTimeoutMs: 500, queryTimeoutMs: 1_000 },
+    });
+    const td = await startTestDaemon({ keys });
+    const c = await td.connect('admin');
+    try {
+      await c.keys.create('m', { type: 'hmac-sha256' });
+      await c.mac('m', te.encode('x'));
+      server.stop();
+      // Within the heartbeat period cached keys still serve; past it (the row has lapsed, so a destroy elsewhere no longer waits for us) they must not.
+      let refusal: CryptodError | null = null;
+      const deadline = Date.now() + 20_000;
+      while (refusal === null && Date.now() < deadline) {
+        try {
+          await c.mac('m', te.encode('x'));
+          await sleep(50);
+        } catch (err) {
+          refusal = err as CryptodError;
+        }
+      }
+      assert.equal(refusal?.code, 'CRYPTOD_ERR_STORE_UNAVAILABLE');
+      assert.equal(refusal?.detail?.reason, 'heartbeat');
+      server.start();
+      let served = false;
+      while (!served && Date.now() < deadline + 30_000) {
+        try {
+          await c.mac('m', te.encode('x'));
+          served = true;
+        } catch {
+          await sleep(100);
+        }
+      }
+      assert.ok(served, 'serves again after the store is back and it has caught up');
+    } finally {
+      c.connection.destroy();
+      await td.stop();
+      await keys.close();
+      await db.drop();
+    }
+  });
+}

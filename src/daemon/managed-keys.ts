@@ -31,8 +31,10 @@ import type { KekProvider } from '../kek/provider.js';
 import type { Keystore } from '../store/keystore.js';
 import { openSqliteKeystore } from '../store/sqlite/sqlite-store.js';
 import { openPostgresKeystore, PostgresKeystore, type PostgresKeystoreOptions } from '../store/postgres/pg-store.js';
-import { PostgresLeaseStore } from '../store/postgres/lease-store.js';
-import { SqliteLeaseStore } from '../store/sqlite/lease-store.js';
+import { PostgresLeaseStore, PostgresMemberStore } from '../store/postgres/fleet-store.js';
+import { SqliteLeaseStore, SqliteMemberStore } from '../store/sqlite/fleet-store.js';
+import { Membership } from '../store/members.js';
+import { StoreUnavailableError } from '../protocol/errors.js';
 import { Lease } from '../store/lease.js';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
@@ -77,10 +79,21 @@ export interface OpenManagedKeysOptions {
    * this long (README "Running several daemons").
    */
   leasePeriodMs?: number;
+  /**
+   * How long a daemon's heartbeat keeps it a live fleet member (ms, default
+   * 15 000, renewed at a third): a daemon that cannot renew it stops serving
+   * managed keys until it has caught up (src/store/members.ts).
+   */
+  heartbeatPeriodMs?: number;
+  /** How long a destroy or trim waits for every live daemon to acknowledge it (ms, default 20 000). */
+  ackTimeoutMs?: number;
 }
 
 /** Default of OpenManagedKeysOptions.leasePeriodMs. */
 export const DEFAULT_LEASE_PERIOD_MS = 15_000;
+/** Defaults of OpenManagedKeysOptions.heartbeatPeriodMs and ackTimeoutMs: a destroy waits out a silent member's heartbeat, and a little more. */
+export const DEFAULT_HEARTBEAT_PERIOD_MS = 15_000;
+export const DEFAULT_ACK_TIMEOUT_MS = 20_000;
 
 /** Default of OpenManagedKeysOptions.refreshIntervalMs. */
 export const DEFAULT_REFRESH_INTERVAL_MS = 1_000;
@@ -155,18 +168,40 @@ export async function openManagedKeys(options: OpenManagedKeysOptions): Promise<
     throw err;
   }
   const held = lease;
+  const heartbeatPeriodMs = options.heartbeatPeriodMs ?? DEFAULT_HEARTBEAT_PERIOD_MS;
+  const ackTimeoutMs = options.ackTimeoutMs ?? DEFAULT_ACK_TIMEOUT_MS;
+  const memberStore = opened instanceof PostgresKeystore ? new PostgresMemberStore(opened) : new SqliteMemberStore({ dataDir: options.dataDir });
+  const m = manager;
+  const membership = new Membership({
+    store: memberStore, id: `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`, host: hostname(), pid: process.pid,
+    periodMs: heartbeatPeriodMs, seen: () => m.seenGeneration(), catchUp: () => m.refresh(),
+  });
+  await membership.start();
   const ownUid = typeof process.getuid === 'function' ? process.getuid() : null;
   const adminUids = new Set(options.adminUids ?? (ownUid === null ? [] : [ownUid]));
   const k = kek;
-  const poll = pollKeystore(manager, options.refreshIntervalMs ?? DEFAULT_REFRESH_INTERVAL_MS, options.logger ?? silentLogger);
-  const pushed = followCommits(store, manager, options.logger ?? silentLogger);
+  const poll = pollKeystore(manager, options.refreshIntervalMs ?? DEFAULT_REFRESH_INTERVAL_MS, options.logger ?? silentLogger, () => membership.poke());
+  const pushed = followCommits(store, manager, options.logger ?? silentLogger, () => membership.poke());
   let closing: Promise<void> | null = null;
   return {
     manager, store, kek: k, adminUids, localIsAdmin: options.localIsAdmin ?? true,
+    fence() {
+      if (!membership.healthy()) {
+        throw new StoreUnavailableError(
+          `this daemon could not renew its fleet heartbeat within ${heartbeatPeriodMs} ms, so it may have missed a destroy: managed keys are not served until it has caught up with the keystore`,
+          { detail: { reason: 'heartbeat' } },
+        );
+      }
+    },
+    async acknowledge() {
+      await membership.awaitAcknowledged(await store.generation(), ackTimeoutMs);
+    },
     close() {
       closing ??= (async () => {
         poll?.stop();
         pushed?.();
+        await membership.stop();
+        if (memberStore instanceof SqliteMemberStore) memberStore.close();
         await manager.close();
         await held.stop(); // released: the next daemon need not wait out the period
         closeLeaseStore();
@@ -179,7 +214,7 @@ export async function openManagedKeys(options: OpenManagedKeysOptions): Promise<
 }
 
 /** Refresh the manager from the keystore every `intervalMs` (null when 0). One refresh at a time; unref'd. */
-function pollKeystore(manager: KeyManager, intervalMs: number, log: Logger): { stop(): void } | null {
+function pollKeystore(manager: KeyManager, intervalMs: number, log: Logger, after: () => void): { stop(): void } | null {
   if (!Number.isSafeInteger(intervalMs) || intervalMs < 0) throw new RangeError(`refreshIntervalMs must be an integer ≥ 0, got ${intervalMs}`);
   if (intervalMs === 0) return null;
   let running = false;
@@ -189,6 +224,7 @@ function pollKeystore(manager: KeyManager, intervalMs: number, log: Logger): { s
     manager.refresh().then(
       (names) => {
         running = false;
+        after();
         if (names.length > 0) log.debug('keys changed by another process picked up', { keys: names });
       },
       (err: unknown) => {
@@ -211,7 +247,7 @@ function pollKeystore(manager: KeyManager, intervalMs: number, log: Logger): { s
  * fallback for a lost notification. One refresh at a time; a push that comes
  * during one runs one more after it. Returns the unsubscribe, or null.
  */
-function followCommits(store: Keystore, manager: KeyManager, log: Logger): (() => void) | null {
+function followCommits(store: Keystore, manager: KeyManager, log: Logger, after: () => void): (() => void) | null {
   if (store.onCommit === undefined) return null;
   let running = false;
   let again = false;
@@ -224,6 +260,7 @@ function followCommits(store: Keystore, manager: KeyManager, log: Logger): (() =
     again = false;
     manager.refresh().then(
       (names) => {
+        after();
         if (names.length > 0) log.debug('keys changed by another process picked up (notified)', { keys: names });
       },
       (err: unknown) => log.warn('keystore refresh after a notification failed; the keys held stay in use', { error: err instanceof Error ? err.message : String(err) }),

@@ -263,6 +263,11 @@ export class KeyManager {
   }
 
   /** Re-read exactly what other processes changed since the last refresh (design note 3). */
+  /** The keystore generation this manager has caught up with (refresh() moves it). */
+  seenGeneration(): number {
+    return this.#refresher.generation;
+  }
+
   refresh(): Promise<string[]> {
     return this.#run(() => this.#refresher.refresh());
   }

@@ -67,6 +67,11 @@ export class Refresher {
   #nextRefresh: Promise<void> | null = null;
   #lastRefreshStart = -Infinity;
 
+  /** The keystore generation this process has caught up with (fleet membership reports it: src/store/members.ts). */
+  get generation(): number {
+    return this.#generation;
+  }
+
   constructor(context: RefresherContext) {
     this.#c = context;
   }

@@ -20,6 +20,10 @@ export interface ManagedKeys {
   readonly adminUids: ReadonlySet<number>;
   /** Whether `local/…` clients (no peer credentials: only the socket mode guards access) are administrators. */
   readonly localIsAdmin: boolean;
+  /** Throws while this daemon may not serve managed keys (its fleet heartbeat lapsed; src/store/members.ts). */
+  fence?(): void;
+  /** Wait until every other live daemon has acknowledged this daemon's writes so far (destroy, trim). */
+  acknowledge?(): Promise<void>;
 }
 
 export interface DaemonView {

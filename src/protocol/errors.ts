@@ -95,6 +95,7 @@ export const StoreError = named('StoreError', define('CRYPTOD_ERR_STORE', 'the k
 export const StoreBusyError = named('StoreBusyError', define('CRYPTOD_ERR_STORE_BUSY', 'the keystore is locked by another process; try again'));
 export const StoreUnavailableError = named('StoreUnavailableError', define('CRYPTOD_ERR_STORE_UNAVAILABLE', 'the keystore cannot be reached; try again'));
 export const LeaseLostError = named('LeaseLostError', define('CRYPTOD_ERR_LEASE_LOST', 'another process took the fleet lease'));
+export const NotAcknowledgedError = named('NotAcknowledgedError', define('CRYPTOD_ERR_NOT_ACKNOWLEDGED', 'the change is committed, but not every live daemon has acknowledged it yet'));
 export const InternalError = named('InternalError', define('CRYPTOD_ERR_INTERNAL', 'internal error'));
 
 /** Every registered code, in registration order. */

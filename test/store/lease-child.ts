@@ -5,9 +5,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Lease, type LeaseStore } from '../../src/store/lease.js';
-import { PostgresLeaseStore } from '../../src/store/postgres/lease-store.js';
+import { PostgresLeaseStore } from '../../src/store/postgres/fleet-store.js';
 import { openPostgresKeystore } from '../../src/store/postgres/pg-store.js';
-import { SqliteLeaseStore } from '../../src/store/sqlite/lease-store.js';
+import { SqliteLeaseStore } from '../../src/store/sqlite/fleet-store.js';
 
 const [backend, where, period] = process.argv.slice(2);
 const store: LeaseStore = backend === 'postgres'

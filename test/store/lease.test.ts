@@ -10,9 +10,9 @@ import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { LeaseLostError } from '../../src/protocol/errors.js';
 import { Lease, type LeaseStore } from '../../src/store/lease.js';
-import { PostgresLeaseStore } from '../../src/store/postgres/lease-store.js';
+import { PostgresLeaseStore } from '../../src/store/postgres/fleet-store.js';
 import { openPostgresKeystore } from '../../src/store/postgres/pg-store.js';
-import { SqliteLeaseStore } from '../../src/store/sqlite/lease-store.js';
+import { SqliteLeaseStore } from '../../src/store/sqlite/fleet-store.js';
 import { postgresForTests } from '../helpers/postgres.js';
 import { makeTempDir } from './tmpdir.js';
 

@@ -78,7 +78,7 @@ describe('sqlite keystore', () => {
       assert.equal(db.pragma('application_id', { simple: true }), APPLICATION_ID);
       assert.equal(db.pragma('journal_mode', { simple: true }), 'wal');
       const tables = (db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name").all() as Array<{ name: string }>).map((r) => r.name);
-      assert.deepEqual(tables, ['changes', 'clients', 'key_versions', 'keys', 'leases', 'meta', 'store_state']);
+      assert.deepEqual(tables, ['changes', 'clients', 'key_versions', 'keys', 'leases', 'members', 'meta', 'store_state']);
       db.close();
       // Reopening an up-to-date database changes nothing.
       const again = await openSqliteKeystore({ dataDir: tmp.path });

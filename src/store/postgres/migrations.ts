@@ -104,6 +104,19 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
       );
     `,
   },
+  {
+    version: 4,
+    description: 'fleet members and their heartbeats (src/store/members.ts)',
+    sql: `
+      CREATE TABLE members (
+        id              TEXT COLLATE "C" PRIMARY KEY,
+        host            TEXT NOT NULL,
+        pid             BIGINT NOT NULL,
+        seen_generation BIGINT NOT NULL,
+        expires_at      BIGINT NOT NULL
+      );
+    `,
+  },
 ];
 
 export const PG_LATEST_SCHEMA_VERSION = PG_MIGRATIONS[PG_MIGRATIONS.length - 1]?.version ?? 0;

@@ -1,5 +1,8 @@
 /**
- * The fleet lease (src/store/lease.ts) on SQLite: the `leases` table
+ * The fleet's rows on SQLite: the lease (src/store/lease.ts) and the members
+ * (src/store/members.ts).
+ *
+ * The lease (src/store/lease.ts) on SQLite: the `leases` table
  * (migration 3) in the data directory's file, on a connection of its own so
  * that taking or renewing the lease never waits behind a keystore
  * transaction's queue, and never bumps the keystore's generation.
@@ -11,6 +14,7 @@
 import type Database from 'better-sqlite3';
 import { CryptodError, StoreError } from '../../protocol/errors.js';
 import { ACQUIRE_SQL, type LeaseRow, type LeaseStore } from '../lease.js';
+import type { MemberRow, MemberStore } from '../members.js';
 import { openDatabaseFile } from './database-file.js';
 
 interface Row { name: string; holder: string; expires_at: number; generation: number }
@@ -67,4 +71,49 @@ export class SqliteLeaseStore implements LeaseStore {
 
 function toRow(r: Row): LeaseRow {
   return { name: r.name, holder: r.holder, expiresAt: r.expires_at, generation: r.generation };
+}
+
+interface MemberDbRow { id: string; host: string; pid: number; seen_generation: number; expires_at: number }
+
+/** Fleet members (src/store/members.ts) on SQLite: the `members` table (migration 4), on a connection of its own, as the lease. */
+export class SqliteMemberStore implements MemberStore {
+  readonly #db: Database.Database;
+  readonly #upsert: Database.Statement<[string, string, number, number, number]>;
+  readonly #live: Database.Statement<[number], MemberDbRow>;
+  readonly #leave: Database.Statement<[string]>;
+
+  constructor(options: { dataDir: string; fileName?: string }) {
+    const { db } = openDatabaseFile({ dataDir: options.dataDir, purpose: 'member store in', busyTimeoutMs: 5_000, ...(options.fileName === undefined ? {} : { fileName: options.fileName }) });
+    db.pragma(`busy_timeout = ${LEASE_BUSY_MS}`);
+    this.#db = db;
+    this.#upsert = db.prepare(`INSERT INTO members (id, host, pid, seen_generation, expires_at) VALUES (?, ?, ?, ?, ?)
+      ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid, seen_generation = excluded.seen_generation, expires_at = excluded.expires_at`);
+    this.#live = db.prepare('SELECT id, host, pid, seen_generation, expires_at FROM members WHERE expires_at > ? ORDER BY id');
+    this.#leave = db.prepare('DELETE FROM members WHERE id = ?');
+  }
+
+  async heartbeat(r: MemberRow): Promise<void> {
+    sqliteCall('heartbeat', () => this.#upsert.run(r.id, r.host, r.pid, r.seenGeneration, r.expiresAt));
+  }
+
+  async live(now: number): Promise<MemberRow[]> {
+    return sqliteCall('list members', () => this.#live.all(now)).map((m) => ({ id: m.id, host: m.host, pid: m.pid, seenGeneration: m.seen_generation, expiresAt: m.expires_at }));
+  }
+
+  async leave(id: string): Promise<void> {
+    sqliteCall('leave', () => this.#leave.run(id));
+  }
+
+  close(): void {
+    this.#db.close();
+  }
+}
+
+function sqliteCall<T>(what: string, f: () => T): T {
+  try {
+    return f();
+  } catch (err) {
+    if (err instanceof CryptodError) throw err;
+    throw new StoreError(`failed to ${what}`, { cause: err });
+  }
 }
