@@ -48,6 +48,15 @@ export async function startServer() {
   const bin = findPgBin();
   if (bin === null) throw new Error('PostgreSQL binaries (initdb, pg_ctl) not found');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cryptod-pg-'));
+  try {
+    return await startIn(bin, dir);
+  } catch (err) {
+    stopServer(dir); // nothing left behind by a server that did not start
+    throw err;
+  }
+}
+
+async function startIn(bin, dir) {
   const data = path.join(dir, 'data');
   const password = randomBytes(12).toString('hex');
   const pwfile = path.join(dir, 'pw');
