@@ -19,6 +19,8 @@ import type { ClientRecord } from '../auth/client-registry.js';
 import { NO_AUDIT, createAudit, streamAudit, type Audit } from '../observe/audit.js';
 import { DEFAULT_DATA_DIR } from '../config/paths.js';
 import { openSqliteClientRegistry } from '../store/sqlite/client-registry.js';
+import { openPostgresClientRegistry } from '../store/postgres/client-registry.js';
+import { resolveStoreUrl } from '../store/postgres/connection-string.js';
 import { UsageError, integerOpt, parseCommand, stringOpt, wantsHelp, type OptionSpec } from './args.js';
 import { EXIT_OK } from './output.js';
 
@@ -42,6 +44,8 @@ Commands:
 
 Options:
   --data-dir DIR       data directory of the daemon (default: ./.cryptod)
+  --store SPEC         the daemons' PostgreSQL keystore instead (as
+                       \`serve --store\`: postgres://…, env:NAME, file:PATH)
   --audit-log FILE|-   append client.added / client.revoked (by cli:USER)
                        to FILE, or stderr with '-' (stdout keeps only
                        the token). The daemon's audit log may be shared.
@@ -52,6 +56,7 @@ Options:
 
 const OPTIONS: OptionSpec = {
   'data-dir': { type: 'string' },
+  store: { type: 'string' },
   uid: { type: 'string' },
   json: { type: 'boolean' },
   'audit-log': { type: 'string' },
@@ -83,7 +88,10 @@ export async function client(argv: readonly string[]): Promise<number> {
   // '-' is stderr here: stdout carries only the token (`TOKEN=$(cryptod client add NAME)`).
   const audit: Audit = auditLog === undefined ? NO_AUDIT : auditLog === '-' ? streamAudit(process.stderr) : createAudit({ target: auditLog });
   const by = `cli:${cliUser()}`;
-  const registry = openSqliteClientRegistry({ dataDir: stringOpt(p, 'data-dir') ?? DEFAULT_DATA_DIR });
+  const store = stringOpt(p, 'store');
+  const registry = store === undefined
+    ? openSqliteClientRegistry({ dataDir: stringOpt(p, 'data-dir') ?? DEFAULT_DATA_DIR })
+    : await openPostgresClientRegistry({ url: resolveStoreUrl(store).url });
   try {
     switch (sub) {
       case 'add': {

@@ -54,6 +54,12 @@ Options:
   --root-provider NAME       the KEK provider that wraps managed-key material
                              at rest: local (default) or a provider of the
                              --config file's providers: (overrides root:)
+  --store SPEC               keep the keystore in PostgreSQL instead of
+                             SQLite in DIR: postgres://user:pw@host/db,
+                             env:NAME (the URL in $NAME) or file:PATH (the
+                             URL on the file's first line); the password is
+                             never logged (README "Running several daemons").
+                             root.key and kek.binding stay in DIR
   -s, --socket PATH          Unix socket to listen on (default:
                              $CRYPTOD_SOCKET, else
                              $XDG_RUNTIME_DIR/cryptod/cryptod.sock, else
@@ -106,6 +112,7 @@ const OPTIONS: OptionSpec = {
   'data-dir': { type: 'string' },
   init: { type: 'boolean' },
   'root-provider': { type: 'string' },
+  store: { type: 'string' },
   'socket-mode': { type: 'string' },
   'audit-log': { type: 'string' },
   'log-level': { type: 'string' },
@@ -144,6 +151,7 @@ function configure(argv: readonly string[]): { config: DaemonConfig; workers: nu
   set('logLevel', choiceOpt(p, 'log-level', LEVELS, 'serve'));
   set('auditLog', stringOpt(p, 'audit-log'));
   set('root', stringOpt(p, 'root-provider'));
+  set('store', stringOpt(p, 'store'));
   if (p.values.init === true) overrides.init = true;
   const http = stringOpt(p, 'http');
   const mount = stringOpt(p, 'http-mount');

@@ -12,6 +12,7 @@
  *   kek: { passphraseFile | passphraseEnv }     src/kek/local.ts
  *   providers: { NAME: { type: pkcs11, … } }   src/kek/pkcs11/ (`local` is implicit)
  *   root: NAME                                  src/kek/ring.ts (default local)
+ *   store: postgres://… | env:NAME | file:PATH  src/store/postgres/connection-string.ts
  *   keys: { NAME: { type, rotationPeriod, … } } src/keys/definition.ts
  *
  * Unknown fields are errors: a typo (`rotationPeriods`) must not silently
@@ -45,6 +46,8 @@ export interface ConfigFile {
   readonly providers: Readonly<Record<string, ProviderConfig>>;
   /** The provider that wraps managed-key material at rest; absent: `local`. */
   readonly root?: string;
+  /** The PostgreSQL keystore (a secret: its password); absent = SQLite in dataDir. A relative file: path is taken from the file's directory. */
+  readonly store?: string;
 }
 
 /** A `type: pkcs11` provider: any PKCS#11 module, the token by label, the PIN from `env:NAME` or `file:PATH`. */
@@ -77,7 +80,7 @@ export interface ConfigIssue {
   message: string;
 }
 
-export const TOP_LEVEL_FIELDS = ['dataDir', 'socket', 'socketMode', 'logLevel', 'limits', 'access', 'listen', 'tls', 'audit', 'kek', 'keys', 'providers', 'root', 'http', 'adminClients'] as const;
+export const TOP_LEVEL_FIELDS = ['dataDir', 'socket', 'socketMode', 'logLevel', 'limits', 'access', 'listen', 'tls', 'audit', 'kek', 'keys', 'providers', 'root', 'http', 'adminClients', 'store'] as const;
 const LEVELS: readonly Level[] = ['debug', 'info', 'warn', 'error'];
 
 /**
@@ -88,7 +91,7 @@ const LEVELS: readonly Level[] = ['debug', 'info', 'warn', 'error'];
  * would apply to some and not others.
  */
 export const RELOADABLE_FIELDS: readonly string[] = ['keys'];
-export const RESTART_FIELDS: readonly string[] = ['dataDir', 'socket', 'socketMode', 'logLevel', 'limits', 'access', 'listen', 'tls', 'audit', 'kek', 'providers', 'root', 'http', 'adminClients'];
+export const RESTART_FIELDS: readonly string[] = ['dataDir', 'socket', 'socketMode', 'logLevel', 'limits', 'access', 'listen', 'tls', 'audit', 'kek', 'providers', 'root', 'http', 'adminClients', 'store'];
 
 /**
  * Check `raw` (the document as plain data). `sourceOf(path)` returns the text
@@ -129,6 +132,15 @@ export function validateConfig(raw: unknown, file: string, sourceOf: (path: read
   if (doc.logLevel !== undefined) {
     if ((LEVELS as readonly unknown[]).includes(doc.logLevel)) out.logLevel = doc.logLevel as Level;
     else bad(['logLevel'], `expected one of ${LEVELS.join(', ')}, got ${kind(doc.logLevel)}`);
+  }
+
+  if (doc.store !== undefined) {
+    // Never quote the value in a message: it may hold a password.
+    const v = doc.store;
+    if (typeof v === 'string' && /^(postgres|postgresql):\/\//i.test(v)) out.store = v;
+    else if (typeof v === 'string' && /^env:[A-Za-z_][A-Za-z0-9_]*$/.test(v)) out.store = v;
+    else if (typeof v === 'string' && /^file:./.test(v)) out.store = `file:${isAbsolute(v.slice(5)) ? v.slice(5) : resolve(base, v.slice(5))}`;
+    else bad(['store'], `expected postgres://user:password@host:port/database, env:NAME or file:PATH (the PostgreSQL keystore; leave store out for SQLite in dataDir), got ${typeof v === 'string' ? 'another string' : kind(v)}`);
   }
 
   if (doc.limits !== undefined) {

@@ -56,6 +56,8 @@ export interface DaemonConfig {
   readonly init: boolean;
   /** The configuration file, when there is one: its keys are applied at start, and reload re-reads it. */
   readonly file: LoadedConfig | null;
+  /** The PostgreSQL keystore: postgres://…, env:NAME or file:PATH (a secret); absent = SQLite in dataDir. */
+  readonly store?: string;
 }
 
 /** Settings given on the command line (or by an embedding program); each wins over the file's. */
@@ -72,6 +74,7 @@ export interface ConfigOverrides {
   init?: boolean;
   /** `--root-provider NAME`: `local` or a provider of the file. */
   root?: string;
+  store?: string;
   http?: HttpListenerConfig;
   adminClients?: readonly string[];
 }
@@ -109,6 +112,7 @@ export function daemonConfig(file: LoadedConfig | null, overrides: ConfigOverrid
   }
   const http = overrides.http ?? f?.http;
   const adminClients = overrides.adminClients ?? f?.adminClients;
+  const store = overrides.store ?? f?.store;
   return {
     dataDir,
     // Explicit, else $CRYPTOD_SOCKET, else the user's runtime directory, else /tmp/cryptod-$UID.
@@ -126,5 +130,6 @@ export function daemonConfig(file: LoadedConfig | null, overrides: ConfigOverrid
     root,
     init: overrides.init ?? false,
     file,
+    ...(store === undefined ? {} : { store }),
   };
 }

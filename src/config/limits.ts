@@ -172,6 +172,24 @@ export const LIMITS = {
     doc: 'HTTP requests in flight over all HTTP connections; more are refused with 429',
     error: null,
   },
+  // The PostgreSQL keystore (--store). Not in HELLO: the store is the daemon's business.
+  // Two at least: a read may run while a transaction holds a connection.
+  storePoolSize: {
+    default: 10, min: 2, max: 1_000, flag: 'store-pool-size', unit: 'N', hello: false,
+    doc: 'connections to the PostgreSQL keystore (per daemon process)',
+    error: null,
+  },
+  // Bounds every wait on an unreachable server: an operation that needs the store fails after it instead of hanging.
+  storeConnectTimeoutMs: {
+    default: 5_000, min: 100, max: 600_000, flag: 'store-connect-timeout-ms', unit: 'MS', hello: false,
+    doc: 'how long getting a PostgreSQL keystore connection may take',
+    error: 'CRYPTOD_ERR_STORE_UNAVAILABLE',
+  },
+  storeQueryTimeoutMs: {
+    default: 10_000, min: 100, max: 600_000, flag: 'store-query-timeout-ms', unit: 'MS', hello: false,
+    doc: 'how long one PostgreSQL keystore statement may take',
+    error: 'CRYPTOD_ERR_STORE_UNAVAILABLE',
+  },
 } as const satisfies Readonly<Record<string, LimitDeclaration>>;
 
 export type LimitName = keyof typeof LIMITS;

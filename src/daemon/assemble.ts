@@ -29,6 +29,8 @@ import { NO_AUDIT, createAudit, type Audit } from '../observe/audit.js';
 import { watchClientChanges } from '../auth/revocation.js';
 import { ensurePrivateDir } from '../files/private-files.js';
 import { openSqliteClientRegistry } from '../store/sqlite/client-registry.js';
+import { openPostgresClientRegistry } from '../store/postgres/client-registry.js';
+import { resolveStoreUrl } from '../store/postgres/connection-string.js';
 import { readKekPassphrase } from '../kek/passphrase.js';
 import type { Clock } from '../keys/clock.js';
 import type { Operation } from '../ops/operation.js';
@@ -115,12 +117,20 @@ export function createDaemon(config: DaemonConfig, options: CreateDaemonOptions 
       audit = opened;
       parts.defer('audit log', () => opened.close());
     }
+    // The PostgreSQL keystore (--store): its URL is a secret, only `redacted` is ever shown.
+    const pgUrl = config.store === undefined ? undefined : resolveStoreUrl(config.store);
+    const postgres = pgUrl === undefined ? undefined : {
+      url: pgUrl.url, poolSize: config.limits.storePoolSize,
+      connectTimeoutMs: config.limits.storeConnectTimeoutMs, queryTimeoutMs: config.limits.storeQueryTimeoutMs,
+    };
+    if (pgUrl !== undefined) log.info('keystore', { backend: 'postgres', store: pgUrl.redacted });
     const passphrase = readKekPassphrase(config.kek);
     let keys;
     try {
       keys = await openManagedKeys({
         dataDir, init: config.init, logger: log, audit, providers: config.providers, root: config.root,
         ...(config.adminClients === undefined ? {} : { adminClients: config.adminClients }),
+        ...(postgres === undefined ? {} : { postgres }),
         ...(passphrase === undefined ? {} : { passphrase }),
         ...(options.clock === undefined ? {} : { clock: options.clock }),
         ...(options.refreshIntervalMs === undefined ? {} : { refreshIntervalMs: options.refreshIntervalMs }),
@@ -131,7 +141,9 @@ export function createDaemon(config: DaemonConfig, options: CreateDaemonOptions 
     const managed = keys;
     parts.defer('keystore, KEK and key manager', () => managed.close());
     // Token clients (`cryptod client add`) live in the keystore's file.
-    const clients = openSqliteClientRegistry({ dataDir });
+    const clients = postgres === undefined
+      ? openSqliteClientRegistry({ dataDir })
+      : await openPostgresClientRegistry({ url: postgres.url, connectTimeoutMs: postgres.connectTimeoutMs, queryTimeoutMs: postgres.queryTimeoutMs });
     parts.defer('client registry', () => clients.close());
     // `cryptod client add|revoke` write the registry from another process; the
     // audit log records what the daemon observes there (src/auth/revocation.ts).

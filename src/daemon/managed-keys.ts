@@ -37,6 +37,14 @@ import { openTokenProviders } from '../kek/pkcs11/open-providers.js';
 import type { ProviderConfig } from '../config/config.js';
 import type { Keystore } from '../store/keystore.js';
 import { openSqliteKeystore } from '../store/sqlite/sqlite-store.js';
+import { openPostgresKeystore, PostgresKeystore, type PostgresKeystoreOptions } from '../store/postgres/pg-store.js';
+import { PostgresLeaseStore, PostgresMemberStore } from '../store/postgres/fleet-store.js';
+import { SqliteLeaseStore, SqliteMemberStore } from '../store/sqlite/fleet-store.js';
+import { Membership } from '../store/members.js';
+import { StoreUnavailableError } from '../protocol/errors.js';
+import { Lease } from '../store/lease.js';
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
 import { silentLogger, type Logger } from '../observe/logger.js';
 import type { Audit } from '../observe/audit.js';
 import type { ManagedKeys } from '../ops/operation.js';
@@ -78,7 +86,29 @@ export interface OpenManagedKeysOptions {
   refreshIntervalMs?: number;
   /** Encryption budgets of random-nonce AEAD versions (budget.ts); the defaults suit production, small ones suit tests. */
   budget?: Partial<BudgetOptions>;
+  /** Keep the keystore in PostgreSQL (`serve --store`) instead of SQLite in dataDir; root.key and kek.binding stay in dataDir. */
+  postgres?: PostgresKeystoreOptions;
+  /**
+   * The fleet lease's period (ms, default 15 000): only the daemon holding it
+   * does scheduled rotation; when it dies another takes over within about
+   * this long (README "Running several daemons").
+   */
+  leasePeriodMs?: number;
+  /**
+   * How long a daemon's heartbeat keeps it a live fleet member (ms, default
+   * 15 000, renewed at a third): a daemon that cannot renew it stops serving
+   * managed keys until it has caught up (src/store/members.ts).
+   */
+  heartbeatPeriodMs?: number;
+  /** How long a destroy or trim waits for every live daemon to acknowledge it (ms, default 20 000). */
+  ackTimeoutMs?: number;
 }
+
+/** Default of OpenManagedKeysOptions.leasePeriodMs. */
+export const DEFAULT_LEASE_PERIOD_MS = 15_000;
+/** Defaults of OpenManagedKeysOptions.heartbeatPeriodMs and ackTimeoutMs: a destroy waits out a silent member's heartbeat, and a little more. */
+export const DEFAULT_HEARTBEAT_PERIOD_MS = 15_000;
+export const DEFAULT_ACK_TIMEOUT_MS = 20_000;
 
 /** Default of OpenManagedKeysOptions.refreshIntervalMs. */
 export const DEFAULT_REFRESH_INTERVAL_MS = 1_000;
@@ -105,13 +135,18 @@ function auditRotation(audit: Audit): (e: AutoRotation) => void {
  *   await keys.close();
  */
 export async function openManagedKeys(options: OpenManagedKeysOptions): Promise<OpenedManagedKeys> {
-  const store = await openSqliteKeystore({ dataDir: options.dataDir });
+  const opened = options.postgres === undefined ? await openSqliteKeystore({ dataDir: options.dataDir }) : await openPostgresKeystore(options.postgres);
+  const store: Keystore = opened;
+  // Named in messages; for PostgreSQL the URL without its password.
+  const storeFile = 'file' in opened ? opened.file : opened.where;
   let kek: KekRing | undefined;
   const members: RingMember[] = [];
   let manager: KeyManager;
+  let lease: Lease | undefined;
+  let closeLeaseStore: () => void = () => undefined;
   try {
     const local = await LocalKekProvider.open({
-      dir: options.dataDir, store, storeFile: store.file, init: options.init === true,
+      dir: options.dataDir, store, storeFile, init: options.init === true,
       ...(options.passphrase === undefined ? {} : { passphrase: options.passphrase }),
     });
     members.push({ name: 'local', format: BLOB_FORMAT_V1, provider: local });
@@ -121,35 +156,77 @@ export async function openManagedKeys(options: OpenManagedKeysOptions): Promise<
     kek = new KekRing(options.root ?? 'local', members);
     if (local.binding !== 'existing') {
       (options.logger ?? silentLogger).info(local.binding === 'created' ? 'new keystore created and bound to its KEK' : 'keystore bound to its KEK (store id added)', {
-        file: store.file, storeId: local.storeId, kekId: local.id,
+        file: storeFile, storeId: local.storeId, kekId: local.id,
       });
     }
     const audit = options.audit;
+    const log = options.logger ?? silentLogger;
+    const leaseStore = opened instanceof PostgresKeystore ? new PostgresLeaseStore(opened) : new SqliteLeaseStore({ dataDir: options.dataDir });
+    lease = new Lease({
+      store: leaseStore, name: 'fleet', periodMs: options.leasePeriodMs ?? DEFAULT_LEASE_PERIOD_MS,
+      holder: `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`,
+      onChange: (e) => (e.held
+        ? log.info('fleet lease taken: this daemon does the scheduled rotations', { generation: e.generation })
+        : log.warn('fleet lease lost: scheduled rotations stop here', { error: e.error.message })),
+    });
+    closeLeaseStore = leaseStore instanceof SqliteLeaseStore ? () => leaseStore.close() : () => undefined;
+    await lease.start();
+    const fleet = lease;
     manager = await KeyManager.open({
-      store, kek, logger: options.logger ?? silentLogger, storeFile: store.file,
-      ...(audit?.enabled === true ? { onDamaged: (e) => audit.emit({ event: 'key.damaged', key: e.key, version: e.version, file: store.file, reason: e.reason }) } : {}),
+      fleetWork: () => fleet.current()?.signal ?? null,
+      store, kek, logger: options.logger ?? silentLogger, storeFile,
+      ...(audit?.enabled === true ? { onDamaged: (e) => audit.emit({ event: 'key.damaged', key: e.key, version: e.version, file: storeFile, reason: e.reason }) } : {}),
       ...(options.audit?.enabled === true ? { onRotated: auditRotation(options.audit) } : {}),
       ...(options.clock === undefined ? {} : { clock: options.clock }),
       ...(options.budget === undefined ? {} : { budget: options.budget }),
     });
   } catch (err) {
+    await lease?.stop();
+    closeLeaseStore();
     await Promise.allSettled(members.map((m) => m.provider.close()));
     await store.close();
     throw err;
   }
+  const held = lease;
+  const heartbeatPeriodMs = options.heartbeatPeriodMs ?? DEFAULT_HEARTBEAT_PERIOD_MS;
+  const ackTimeoutMs = options.ackTimeoutMs ?? DEFAULT_ACK_TIMEOUT_MS;
+  const memberStore = opened instanceof PostgresKeystore ? new PostgresMemberStore(opened) : new SqliteMemberStore({ dataDir: options.dataDir });
+  const m = manager;
+  const membership = new Membership({
+    store: memberStore, id: `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`, host: hostname(), pid: process.pid,
+    periodMs: heartbeatPeriodMs, seen: () => m.seenGeneration(), catchUp: () => m.refresh(),
+  });
+  await membership.start();
   const ownUid = typeof process.getuid === 'function' ? process.getuid() : null;
   const adminUids = new Set(options.adminUids ?? (ownUid === null ? [] : [ownUid]));
   const k = kek;
-  const poll = pollKeystore(manager, options.refreshIntervalMs ?? DEFAULT_REFRESH_INTERVAL_MS, options.logger ?? silentLogger);
+  const poll = pollKeystore(manager, options.refreshIntervalMs ?? DEFAULT_REFRESH_INTERVAL_MS, options.logger ?? silentLogger, () => membership.poke());
+  const pushed = followCommits(store, manager, options.logger ?? silentLogger, () => membership.poke());
   let closing: Promise<void> | null = null;
   return {
     manager, store, kek: k, adminUids, localIsAdmin: options.localIsAdmin ?? true,
     rewrapAll: (limit) => rewrapBatch(store, k, limit === undefined ? {} : { limit }),
     adminClients: new Set((options.adminClients ?? []).map((n) => `token:${n}`)),
+    fence() {
+      if (!membership.healthy()) {
+        throw new StoreUnavailableError(
+          `this daemon could not renew its fleet heartbeat within ${heartbeatPeriodMs} ms, so it may have missed a destroy: managed keys are not served until it has caught up with the keystore`,
+          { detail: { reason: 'heartbeat' } },
+        );
+      }
+    },
+    async acknowledge() {
+      await membership.awaitAcknowledged(await store.generation(), ackTimeoutMs);
+    },
     close() {
       closing ??= (async () => {
         poll?.stop();
+        pushed?.();
+        await membership.stop();
+        if (memberStore instanceof SqliteMemberStore) memberStore.close();
         await manager.close();
+        await held.stop(); // released: the next daemon need not wait out the period
+        closeLeaseStore();
         await k.close();
         await store.close();
       })();
@@ -159,7 +236,7 @@ export async function openManagedKeys(options: OpenManagedKeysOptions): Promise<
 }
 
 /** Refresh the manager from the keystore every `intervalMs` (null when 0). One refresh at a time; unref'd. */
-function pollKeystore(manager: KeyManager, intervalMs: number, log: Logger): { stop(): void } | null {
+function pollKeystore(manager: KeyManager, intervalMs: number, log: Logger, after: () => void): { stop(): void } | null {
   if (!Number.isSafeInteger(intervalMs) || intervalMs < 0) throw new RangeError(`refreshIntervalMs must be an integer ≥ 0, got ${intervalMs}`);
   if (intervalMs === 0) return null;
   let running = false;
@@ -169,6 +246,7 @@ function pollKeystore(manager: KeyManager, intervalMs: number, log: Logger): { s
     manager.refresh().then(
       (names) => {
         running = false;
+        after();
         if (names.length > 0) log.debug('keys changed by another process picked up', { keys: names });
       },
       (err: unknown) => {
@@ -183,4 +261,35 @@ function pollKeystore(manager: KeyManager, intervalMs: number, log: Logger): { s
       clearInterval(timer);
     },
   };
+}
+
+/**
+ * Where the store pushes other processes' commits (PostgreSQL NOTIFY), refresh
+ * at once instead of waiting for the next poll; the poll stays as the
+ * fallback for a lost notification. One refresh at a time; a push that comes
+ * during one runs one more after it. Returns the unsubscribe, or null.
+ */
+function followCommits(store: Keystore, manager: KeyManager, log: Logger, after: () => void): (() => void) | null {
+  if (store.onCommit === undefined) return null;
+  let running = false;
+  let again = false;
+  const run = (): void => {
+    if (running) {
+      again = true;
+      return;
+    }
+    running = true;
+    again = false;
+    manager.refresh().then(
+      (names) => {
+        after();
+        if (names.length > 0) log.debug('keys changed by another process picked up (notified)', { keys: names });
+      },
+      (err: unknown) => log.warn('keystore refresh after a notification failed; the keys held stay in use', { error: err instanceof Error ? err.message : String(err) }),
+    ).finally(() => {
+      running = false;
+      if (again) run();
+    });
+  };
+  return store.onCommit(run);
 }

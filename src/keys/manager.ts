@@ -79,6 +79,13 @@ export interface KeyManagerOptions {
   onDamaged?: (event: DamagedVersion) => void;
   /** Where the keystore is (its file), named in damage reports. */
   storeFile?: string;
+  /**
+   * Whether this process may do the fleet-wide work now — it holds the fleet
+   * lease (src/store/lease.ts): that tenure's signal, aborted when the lease
+   * is lost, or null while another process holds it. Absent: always (a
+   * daemon alone on its store).
+   */
+  fleetWork?: () => AbortSignal | null;
 }
 
 export class KeyManager {
@@ -109,7 +116,7 @@ export class KeyManager {
     const publish = (next: ReadonlyMap<string, KeyEntry>): void => this.#publish(next);
     this.#cell = new SnapshotCell(new KeySnapshot(0, new Map()), { now: () => clock.now() });
     this.#timers = new KeyTimers({
-      clock, log, retry, onRotated: o.onRotated, keys, publish,
+      clock, log, retry, onRotated: o.onRotated, keys, publish, fleetWork: o.fleetWork,
       run: (task) => this.#run(task),
       addVersion: (name, plan) => this.#management.addVersion(name, plan),
     });
@@ -268,6 +275,11 @@ export class KeyManager {
   }
 
   /** Re-read exactly what other processes changed since the last refresh (design note 3). */
+  /** The keystore generation this manager has caught up with (refresh() moves it). */
+  seenGeneration(): number {
+    return this.#refresher.generation;
+  }
+
   refresh(): Promise<string[]> {
     return this.#run(() => this.#refresher.refresh());
   }

@@ -67,13 +67,13 @@ export class Refresher {
   #nextRefresh: Promise<void> | null = null;
   #lastRefreshStart = -Infinity;
 
-  constructor(context: RefresherContext) {
-    this.#c = context;
-  }
-
-  /** The keystore generation this process has caught up with. */
+  /** The keystore generation this process has caught up with (fleet membership reports it: src/store/members.ts). */
   get generation(): number {
     return this.#generation;
+  }
+
+  constructor(context: RefresherContext) {
+    this.#c = context;
   }
 
   /** Re-read every key the keystore holds, and drop those it no longer holds. */

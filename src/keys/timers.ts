@@ -16,6 +16,7 @@
  * the listener (the daemon audits them); a failing listener fails nothing.
  */
 import type { Logger } from '../observe/logger.js';
+import { LeaseLostError } from '../protocol/errors.js';
 import type { InvocationBudget } from './budget.js';
 import type { Clock } from './clock.js';
 import { nextEpochChange } from './epoch.js';
@@ -50,13 +51,25 @@ export interface TimerContext {
   run<T>(task: () => Promise<T>): Promise<T>;
   /** Add the version `plan` makes (inside the queue); null when another process rotated first. */
   addVersion(name: string, plan: Planner): Promise<number | null>;
+  /** The fleet lease's tenure signal, or null when another process holds the lease; undefined: no lease (KeyManagerOptions.fleetWork). */
+  fleetWork: (() => AbortSignal | null) | undefined;
 }
+
+/**
+ * A process without the fleet lease looks again this long after a due
+ * rotation, in case the holder has died and it has taken the lease meanwhile;
+ * normally the holder's new version arrives first (refresh) and moves the
+ * due date on.
+ */
+const FOLLOWER_RECHECK_MS = 5_000;
 
 export class KeyTimers {
   readonly #c: TimerContext;
   readonly #scheduler: WakeScheduler;
   /** Keys whose scheduled rotation failed: attempts in a row and when to try again. */
   readonly #failing = new Map<string, { attempts: number; at: number }>();
+  /** Keys whose scheduled rotation was due while another process held the fleet lease: when to look again. */
+  readonly #deferred = new Map<string, number>();
 
   constructor(context: TimerContext) {
     this.#c = context;
@@ -75,7 +88,7 @@ export class KeyTimers {
     if (e.derived !== null) at = nextEpochChange(e.derived, e.policy, now);
     else {
       const s = planScheduled(e.versions, e.policy, now);
-      if (s !== null) at = Math.max(s.due, this.#failing.get(name)?.at ?? -Infinity);
+      if (s !== null) at = Math.max(s.due, this.#failing.get(name)?.at ?? -Infinity, this.#deferred.get(name) ?? -Infinity);
       for (const v of e.versions) {
         if (v.material === null) continue;
         const until = inboundUntil(v, e.policy);
@@ -121,14 +134,29 @@ export class KeyTimers {
     if (!entry.disabled && entry.derived === null) {
       const s = planScheduled(entry.versions, entry.policy, now);
       const failing = this.#failing.get(name);
-      if (s !== null && s.due <= now && (failing === undefined || failing.at <= now)) {
+      const deferred = this.#deferred.get(name);
+      const due = s !== null && s.due <= now && (failing === undefined || failing.at <= now) && (deferred === undefined || deferred <= now);
+      // Scheduled rotation is fleet-wide work: only the lease holder does it.
+      const fleet = due && c.fleetWork !== undefined ? c.fleetWork() : undefined;
+      if (due && fleet === null) {
+        this.#deferred.set(name, now + FOLLOWER_RECHECK_MS);
+      } else if (due) {
+        this.#deferred.delete(name);
         try {
+          // A lease lost since (a pause, a clock jump) stops the work here, as a LeaseLostError.
+          fleet?.throwIfAborted();
           // The newest version, not the current one: with prefetch the new version follows the newest.
           const previous = entry.versions.at(-1)?.version ?? null;
           const v = await c.addVersion(name, scheduledPlanner);
           this.#failing.delete(name);
           if (v !== null) this.#told({ key: name, version: v, previousVersion: previous, reason: 'schedule' });
         } catch (err) {
+          if (err instanceof LeaseLostError) {
+            // Not a failure to back off from: the new holder rotates; we look again as a follower.
+            this.#deferred.set(name, c.clock.now() + FOLLOWER_RECHECK_MS);
+            c.log.info('scheduled rotation left to the new holder of the fleet lease', { key: name });
+            return this.plan(name);
+          }
           const attempts = (failing?.attempts ?? 0) + 1;
           const at = c.clock.now() + backoffDelay(attempts, c.retry);
           this.#failing.set(name, { attempts, at });

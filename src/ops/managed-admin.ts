@@ -241,6 +241,8 @@ export const managedAdminOperations: Operation[] = [
       const below = args.below;
       const destroyed = await keys.manager.trim(name, below);
       for (const v of destroyed) audit(ctx, { event: 'key.destroyed', key: name, version: v, by: ctx.clientId });
+      // Returns once no live daemon can still use what was destroyed (src/store/members.ts).
+      if (destroyed.length > 0) await keys.acknowledge?.();
       return { destroyed };
     },
   },
@@ -252,6 +254,7 @@ export const managedAdminOperations: Operation[] = [
       const name = KeyDestroy.args.parse(raw).name;
       const destroyed = await keys.manager.destroy(name);
       audit(ctx, { event: 'key.destroyed', key: name, version: null, by: ctx.clientId });
+      await keys.acknowledge?.();
       return { destroyed };
     },
   },

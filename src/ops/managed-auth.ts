@@ -32,6 +32,7 @@ import { asArgs, str } from './args.js';
 export function managedKeys(ctx: RequestContext): ManagedKeys {
   const keys = ctx.daemon.keys;
   if (keys === undefined) throw new UnsupportedError('managed keys need a data directory: this daemon was started without one');
+  keys.fence?.();
   return keys;
 }
 

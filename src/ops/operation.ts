@@ -33,6 +33,10 @@ export interface ManagedKeys {
   readonly rewrapAll?: (limit?: number) => Promise<RewrapBatchResult>;
   /** Token clients (`token:<name>`) that administer every key (`--admin-client`): what a Vault policy on `transit/keys/*` grants. */
   readonly adminClients?: ReadonlySet<string>;
+  /** Throws while this daemon may not serve managed keys (its fleet heartbeat lapsed; src/store/members.ts). */
+  fence?(): void;
+  /** Wait until every other live daemon has acknowledged this daemon's writes so far (destroy, trim). */
+  acknowledge?(): Promise<void>;
 }
 
 export interface DaemonView {

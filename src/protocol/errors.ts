@@ -109,6 +109,9 @@ export const ConfigError = named('ConfigError', define('CRYPTOD_ERR_CONFIG', 'in
 // ── keystore ─────────────────────────────────────────────────────────────
 export const StoreError = named('StoreError', define('CRYPTOD_ERR_STORE', 'the keystore failed'));
 export const StoreBusyError = named('StoreBusyError', define('CRYPTOD_ERR_STORE_BUSY', 'the keystore is locked by another process; try again'));
+export const StoreUnavailableError = named('StoreUnavailableError', define('CRYPTOD_ERR_STORE_UNAVAILABLE', 'the keystore cannot be reached; try again'));
+export const LeaseLostError = named('LeaseLostError', define('CRYPTOD_ERR_LEASE_LOST', 'another process took the fleet lease'));
+export const NotAcknowledgedError = named('NotAcknowledgedError', define('CRYPTOD_ERR_NOT_ACKNOWLEDGED', 'the change is committed, but not every live daemon has acknowledged it yet'));
 export const InternalError = named('InternalError', define('CRYPTOD_ERR_INTERNAL', 'internal error'));
 // ── data keys ─────────────────────────────────────────────────────────────
 export const KekTimeoutError = named('KekTimeoutError', define('CRYPTOD_ERR_KEK_TIMEOUT', 'the KEK provider did not unwrap the data key in time'));

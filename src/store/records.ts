@@ -65,6 +65,8 @@ export function assertMetaValue(value: unknown): asserts value is string {
   const bytes = Buffer.byteLength(value, 'utf8');
   if (bytes > MAX_META_VALUE_BYTES) throw new InvalidArgumentError(`expected a meta value of at most ${MAX_META_VALUE_BYTES} bytes, got ${bytes}`);
   if (LONE_SURROGATE.test(value)) throw new InvalidArgumentError('expected a meta value to be well-formed Unicode');
+  // PostgreSQL text cannot hold NUL; refusing it on every backend keeps them interchangeable.
+  if (value.includes('\u0000')) throw new InvalidArgumentError('expected a meta value without NUL characters');
 }
 
 /** Checks a key record and returns its policy encoded as JSON. */

@@ -7,6 +7,8 @@ import Database from 'better-sqlite3';
 import { ConfigError, StoreBusyError } from '../../src/protocol/errors.js';
 import { APPLICATION_ID, LATEST_SCHEMA_VERSION } from '../../src/store/sqlite/migrations.js';
 import { openSqliteKeystore } from '../../src/store/sqlite/sqlite-store.js';
+import { openSqliteClientRegistry } from '../../src/store/sqlite/client-registry.js';
+import { clientRegistrySuite } from './client-registry-suite.js';
 import { keyRecord, keystoreSuite, versionRecord } from './keystore-suite.js';
 import { makeTempDir } from './tmpdir.js';
 
@@ -14,6 +16,16 @@ keystoreSuite('sqlite', async () => {
   const tmp = makeTempDir();
   const store = await openSqliteKeystore({ dataDir: path.join(tmp.path, 'data') });
   return { store, cleanup: tmp.cleanup };
+});
+
+clientRegistrySuite('sqlite', async () => {
+  const tmp = makeTempDir();
+  const dataDir = path.join(tmp.path, 'data');
+  return {
+    registry: openSqliteClientRegistry({ dataDir }),
+    reopen: async () => openSqliteClientRegistry({ dataDir }),
+    cleanup: tmp.cleanup,
+  };
 });
 
 function mode(p: string): number {
@@ -66,7 +78,7 @@ describe('sqlite keystore', () => {
       assert.equal(db.pragma('application_id', { simple: true }), APPLICATION_ID);
       assert.equal(db.pragma('journal_mode', { simple: true }), 'wal');
       const tables = (db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name").all() as Array<{ name: string }>).map((r) => r.name);
-      assert.deepEqual(tables, ['changes', 'clients', 'key_versions', 'keys', 'meta', 'store_state']);
+      assert.deepEqual(tables, ['changes', 'clients', 'key_versions', 'keys', 'leases', 'members', 'meta', 'store_state']);
       db.close();
       // Reopening an up-to-date database changes nothing.
       const again = await openSqliteKeystore({ dataDir: tmp.path });

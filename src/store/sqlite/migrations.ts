@@ -98,6 +98,35 @@ export const MIGRATIONS: readonly Migration[] = [
       `);
     },
   },
+  {
+    version: 3,
+    description: 'fleet leases (src/store/lease.ts)',
+    up(db) {
+      db.exec(`
+        CREATE TABLE leases (
+          name       TEXT PRIMARY KEY,
+          holder     TEXT NOT NULL,
+          expires_at INTEGER NOT NULL,
+          generation INTEGER NOT NULL CHECK (generation >= 1)
+        ) WITHOUT ROWID;
+      `);
+    },
+  },
+  {
+    version: 4,
+    description: 'fleet members and their heartbeats (src/store/members.ts)',
+    up(db) {
+      db.exec(`
+        CREATE TABLE members (
+          id              TEXT PRIMARY KEY,
+          host            TEXT NOT NULL,
+          pid             INTEGER NOT NULL,
+          seen_generation INTEGER NOT NULL,
+          expires_at      INTEGER NOT NULL
+        ) WITHOUT ROWID;
+      `);
+    },
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;
