@@ -94,6 +94,13 @@ export interface DaemonStatus {
   clients: Array<{ clientId: string; connections: number; nodes: number; busy: number; byType: Record<string, number> }>;
   /** Managed key versions whose stored material did not load (they answer CRYPTOD_ERR_KEY_DAMAGED); empty when all are healthy. */
   damaged: Array<{ key: string; version: number; reason: string }>;
+  /**
+   * This process's CPU time since start (process.cpuUsage(), microseconds) and
+   * resident memory: a benchmark divides the CPU difference between two
+   * STATUS calls by the operations between them, a figure machine noise
+   * barely moves where wall-clock rates swing.
+   */
+  process: { cpuUserUs: number; cpuSystemUs: number; rssBytes: number };
 }
 
 export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
@@ -138,6 +145,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       refused: refusals.counts(),
       clients,
       damaged: options.keys?.manager.damaged().map((d) => ({ ...d })) ?? [],
+      process: processUsage(),
     };
   };
 
@@ -345,4 +353,9 @@ const IDLE_TICKS = 5;
 async function waitUntil(pred: () => boolean, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!pred() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+}
+
+function processUsage(): DaemonStatus['process'] {
+  const cpu = process.cpuUsage();
+  return { cpuUserUs: cpu.user, cpuSystemUs: cpu.system, rssBytes: process.memoryUsage.rss() };
 }
