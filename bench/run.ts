@@ -45,6 +45,8 @@ async function startDaemonProcess(): Promise<{ child: ChildProcess; socket: stri
   writeFileSync(
     config,
     ['keys:', '  bench-aes: { type: aes256-gcm, rotationPeriod: 30d }', '  bench-mac: { type: hmac-sha256, rotationPeriod: 30d }', '  bench-ed: { type: ed25519, rotationPeriod: 30d }', ''].join('\n'),
+    // The daemon refuses a configuration file others may read (src/files/trusted-files.ts).
+    { mode: 0o600 },
   );
   const child = spawn(process.execPath, [main, 'serve', '--data-dir', dir, '--socket', socket, '--config', config, '--log-level', 'warn'], {
     stdio: ['ignore', 'inherit', 'inherit'],
