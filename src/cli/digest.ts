@@ -88,8 +88,8 @@ async function streamDigest(client: Client, algorithm: string, input: Readable, 
   try {
     // Coalesce the stream's chunks (64 KiB from a pipe) into full-size
     // updates; a chunk that is full-size already (a file) goes as it is.
-    // Reusing one buffer is safe: update() resolves once the bytes are
-    // copied into request frames.
+    // Reusing one buffer is safe: update() resolves once the socket took
+    // the bytes.
     const acc = Buffer.alloc(chunkSize);
     let fill = 0;
     const iterator = input[Symbol.asyncIterator]() as AsyncIterator<Buffer>;

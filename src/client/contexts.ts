@@ -8,9 +8,10 @@
  * they are written one after the other without waiting for replies — the
  * daemon hashes one while the next is on its way (docs/protocol.md §6.8).
  * What is sent and not yet answered is bounded by a window (UPDATE_WINDOW
- * bytes, and below the daemon's in-flight limits from HELLO); `update()`
- * resolves once its bytes are in request frames and the window has room, so
- * the caller may reuse its buffer then. `digest()` waits for every update's
+ * bytes, and below the daemon's in-flight limits from HELLO); the input's
+ * bytes go to the socket as they are, not copied into frames, and `update()`
+ * resolves once the socket took them and the window has room, so the caller
+ * may reuse its buffer then. `digest()` waits for every update's
  * reply before it asks for the digest. If any request fails the context is
  * broken — a digest over part of the data would be wrong — and every later
  * call rejects with that error (an update that already resolved may thus
@@ -32,7 +33,7 @@
  * ```
  */
 import { InvalidArgumentError, NotFoundError } from '../protocol/errors.js';
-import { ContextFinal, ContextUpdate, INLINE_UPDATE, Release } from '../protocol/messages/index.js';
+import { ContextFinal, ContextUpdate, INLINE_UPDATE, Release, type ArgsIn } from '../protocol/messages/index.js';
 import type { DaemonConnection } from './connection.js';
 import { bytesOf, toArrayBuffer } from './subtle.js';
 
@@ -94,14 +95,17 @@ export class DigestContext implements AsyncDisposable {
       const maxBytes = Math.min(UPDATE_WINDOW, limits.maxInflightBytesPerConnection ?? UPDATE_WINDOW);
       const maxCount = Math.max(1, (limits.maxInflightPerConnection ?? 64) >> 1);
       // Even an empty update goes to the daemon: it checks the handle.
+      const written: Promise<void>[] = [];
       let off = 0;
       do {
         const end = Math.min(off + piece, view.length);
         while (this.#unacked > 0 && (this.#unacked >= maxCount || this.#unackedBytes + (end - off) > maxBytes)) await this.#settled();
         if (this.#error !== null) throw this.#error;
-        this.#send(handle, view.subarray(off, end));
+        written.push(this.#send(handle, view.subarray(off, end)));
         off = end;
       } while (off < view.length);
+      // The caller may reuse its buffer once the socket took the bytes.
+      await Promise.all(written);
     });
   }
 
@@ -170,11 +174,11 @@ export class DigestContext implements AsyncDisposable {
   }
 
   /**
-   * Send one update without waiting for its reply. The frame is encoded —
-   * `data` copied into it — before send() returns; the reply only counts
-   * down the window, or breaks the context.
+   * Send one update without waiting for its reply; `data` goes to the socket
+   * as it is (no copy into a frame), the returned promise says when the
+   * socket took it. The reply only counts down the window, or breaks the context.
    */
-  #send(handle: string, data: Uint8Array): void {
+  #send(handle: string, data: Uint8Array): Promise<void> {
     const n = data.length;
     this.#unacked++;
     this.#unackedBytes += n;
@@ -185,10 +189,13 @@ export class DigestContext implements AsyncDisposable {
       this.#wake = null;
       wake?.();
     };
-    this.#conn.send(ContextUpdate, { handle, data }).then(done, (err: unknown) => {
+    // ContextUpdate's arguments, `{ handle, data }`, with `data` written after the head.
+    const { reply, written } = this.#conn.requestWithTail(ContextUpdate.op, { handle } satisfies Omit<ArgsIn<typeof ContextUpdate>, 'data'>, 'data', data);
+    reply.then(done, (err: unknown) => {
       this.#error ??= err instanceof Error ? err : new InvalidArgumentError(String(err));
       done();
     });
+    return written;
   }
 
   /** Resolves when the next unanswered update settles. */

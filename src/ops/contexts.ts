@@ -177,6 +177,8 @@ export const contextOperations: Operation[] = [
      */
     op: Op.CONTEXT_UPDATE,
     access: { kind: 'none' },
+    // The hash consumes `data` at once: a stream of updates reuses one joining buffer.
+    keepsNoInput: true,
     handle: update,
   },
   {
