@@ -22,8 +22,10 @@ import { connect, type Client } from '../src/client/client.js';
 import { interleave, ROUNDS, type Side } from './interleave.js';
 import { measureLoop, measurePipelined, selfCpu, WARMUP_MS, type CpuProbe, type Result } from './measure.js';
 import { aeadStreamSides, digestFileSides, hashStreamSides } from './streams.js';
+import { cborSection } from './cbor-codecs.js';
+import { flatCostSection } from './flat-cost.js';
 import { pkcs11Unavailable, startPkcs11, type Pkcs11Bench, type Pkcs11Workload } from './pkcs11.js';
-import { fmtOps, fmtUs, render, type AlternativesRun, type NotMeasured, type Row, type RowKind } from './report.js';
+import { fmtOps, fmtUs, render, targetsSection, type AlternativesRun, type NotMeasured, type Row, type RowKind } from './report.js';
 import { sshAgentUnavailable, startSshAgent, type SshAgent } from './ssh-agent.js';
 import { isSkip, type Skip } from './tools.js';
 import { startEcho } from './echo.js';
@@ -67,6 +69,7 @@ async function startDaemonProcess(): Promise<{ child: ChildProcess; socket: stri
 
 async function main(): Promise<void> {
   const rows: Row[] = [];
+  const sections: string[] = [];
   const notMeasured: NotMeasured[] = [];
   const ran: AlternativesRun = { sshAgent: false, pkcs11InProcess: false, pkcs11ViaP11Kit: false, pkcs11Ecdsa: false };
   const add = (workload: string, mode: string, r: Result, kind: RowKind = mode.startsWith('in-process') ? 'in-process' : 'cryptod'): void => {
@@ -251,6 +254,12 @@ async function main(): Promise<void> {
     await compare(hashStreamSides(client, STREAM_MIB, daemonCpu));
     await compare(await digestFileSides(dir, socket, STREAM_MIB, daemonCpu, join(repo, 'dist/src/cli/main.js')));
     await compare(aeadStreamSides(client, STREAM_MIB, daemonCpu));
+
+    // ── the codec on the hot path's shapes, and cost as work grows ──────
+    console.log('CBOR codecs…');
+    sections.push(cborSection());
+    console.log('flat cost…');
+    sections.push(await flatCostSection(join(repo, 'dist/src/cli/main.js')));
   } finally {
     if (agent !== undefined) await agent.close().catch((err: unknown) => console.error('ssh-agent cleanup:', err));
     if (p11 !== undefined) await p11.close().catch((err: unknown) => console.error('PKCS#11 cleanup:', err));
@@ -259,7 +268,7 @@ async function main(): Promise<void> {
     await new Promise((r) => child.once('exit', r));
     rmSync(dir, { recursive: true, force: true });
   }
-  writeFileSync(OUT, render({ rows, notMeasured, alternatives: ran, seconds: SECONDS, rounds: ROUNDS }));
+  writeFileSync(OUT, render({ rows, notMeasured, alternatives: ran, seconds: SECONDS, rounds: ROUNDS, sections: [targetsSection(rows), ...sections] }));
   console.log(`\nwrote ${OUT}`);
 }
 
