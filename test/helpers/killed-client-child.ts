@@ -43,10 +43,10 @@ const inflight: Array<Promise<unknown>> = [];
 const start = (p: Promise<unknown>): void => {
   inflight.push(p.catch(() => undefined));
 };
-const big = Buffer.alloc(48 * 1024 * 1024, 0x61); // sent as 4 MiB updates, each hashed in 256 KiB slices
-const MiB4 = 4 * 1024 * 1024;
+const big = Buffer.alloc(48 * 1024 * 1024, 0x61); // sent as 2 MiB updates (under the 4 MiB frame), each hashed in 256 KiB slices
+const PIECE = 2 * 1024 * 1024;
 const updates = async (handle: string): Promise<void> => {
-  for (let off = 0; off < big.length; off += MiB4) await client.request(Op.CONTEXT_UPDATE, { handle, data: big.subarray(off, off + MiB4) });
+  for (let off = 0; off < big.length; off += PIECE) await client.request(Op.CONTEXT_UPDATE, { handle, data: big.subarray(off, off + PIECE) });
 };
 
 if (mode === 'hash' || mode === 'mixed') start(updates(hash));
