@@ -3,7 +3,7 @@
  * the alternative rows measure, what was not measured and why, and cryptod
  * against each alternative as ratios of the measured figures.
  */
-import { cpus, totalmem } from 'node:os';
+import { cpus, loadavg, totalmem } from 'node:os';
 import type { Interleaved, Spread } from './interleave.js';
 import type { Result } from './measure.js';
 
@@ -42,6 +42,8 @@ export interface ReportInput {
   alternatives: AlternativesRun;
   seconds: number;
   rounds: number;
+  /** The 1-minute load average when the run started (the page also shows it at the end). */
+  loadAtStart?: number;
   /** Extra sections (the flat-cost tables, the codec micro-benchmark), appended as given. */
   sections?: string[];
 }
@@ -67,7 +69,7 @@ function fmtSpread(x: Spread, f: (n: number) => string): string {
 const ratioOf = (n: number): string => `${n.toFixed(2)}×`;
 const usOf = (ns: number): string => (ns / 1000).toFixed(2);
 
-export function render({ rows, notMeasured, alternatives, seconds, rounds, sections = [] }: ReportInput): string {
+export function render({ rows, notMeasured, alternatives, seconds, rounds, loadAtStart, sections = [] }: ReportInput): string {
   const cpu = cpus()[0]?.model ?? 'unknown CPU';
   const lines = [
     '# Benchmarks',
@@ -76,6 +78,7 @@ export function render({ rows, notMeasured, alternatives, seconds, rounds, secti
     '',
     `- Date: ${new Date().toISOString().slice(0, 10)}`,
     `- Machine: ${cpus().length} × ${cpu}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node.js ${process.version}, ${process.platform}`,
+    `- Load average (1 min) of the machine: ${loadAtStart === undefined ? '' : `${loadAtStart.toFixed(1)} when the run started, `}${(loadavg()[0] ?? 0).toFixed(1)} when it ended. Above the number of cores, every process waits for a core, and a request that crosses two processes waits twice: ratios against in-process then understate cryptod, and CPU/op is the figure to read.`,
     `- The daemon runs in its own process on a Unix socket, this process is the client. "1 in flight": one request at a time (latency per round trip). "pipelined (N)": N requests kept in flight on one connection. "batched (N/frame)": one request carrying N items.`,
     `- **Interleaved rounds.** Every row compared with in-process node:crypto is measured in ${rounds} rounds that alternate the modes of its workload (in-process, cryptod…, in-process, cryptod…; ${seconds} s each after a warm-up), so that the noise of this shared machine hits both sides. ops/s and p50 are the median round, with the slowest–fastest round in brackets; **vs in-process** is the median of the per-round ratios, with their spread.`,
     '- **CPU/op** is the CPU time (user + system) of the process that did the work, divided by the operations of the measured window: this process for in-process rows, the daemon (from `process.cpuUsage()`, read through STATUS before and after) for cryptod rows. It is stable where wall-clock rates swing; for cryptod it excludes the client\'s own CPU.',

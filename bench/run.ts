@@ -15,7 +15,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHmac, createCipheriv, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connect, type Client } from '../src/client/client.js';
@@ -68,6 +68,7 @@ async function startDaemonProcess(): Promise<{ child: ChildProcess; socket: stri
 }
 
 async function main(): Promise<void> {
+  const loadAtStart = loadavg()[0];
   const rows: Row[] = [];
   const sections: string[] = [];
   const notMeasured: NotMeasured[] = [];
@@ -268,7 +269,7 @@ async function main(): Promise<void> {
     await new Promise((r) => child.once('exit', r));
     rmSync(dir, { recursive: true, force: true });
   }
-  writeFileSync(OUT, render({ rows, notMeasured, alternatives: ran, seconds: SECONDS, rounds: ROUNDS, sections: [targetsSection(rows), ...sections] }));
+  writeFileSync(OUT, render({ rows, notMeasured, alternatives: ran, seconds: SECONDS, rounds: ROUNDS, loadAtStart, sections: [targetsSection(rows), ...sections] }));
   console.log(`\nwrote ${OUT}`);
 }
 
