@@ -3,7 +3,8 @@
  * the alternative rows measure, what was not measured and why, and cryptod
  * against each alternative as ratios of the measured figures.
  */
-import { cpus, totalmem } from 'node:os';
+import { cpus, loadavg, totalmem } from 'node:os';
+import type { Interleaved, Spread } from './interleave.js';
 import type { Result } from './measure.js';
 
 /** in-process: node:crypto in this process; cryptod: through the daemon; alternative: ssh-agent or PKCS#11. */
@@ -15,6 +16,8 @@ export interface Row {
   mode: string;
   kind: RowKind;
   r: Result;
+  /** Set when the row was measured in interleaved rounds (bench/interleave.ts): medians, spreads, ratios. */
+  ix?: Interleaved;
 }
 
 export interface NotMeasured {
@@ -38,6 +41,11 @@ export interface ReportInput {
   notMeasured: NotMeasured[];
   alternatives: AlternativesRun;
   seconds: number;
+  rounds: number;
+  /** The 1-minute load average when the run started (the page also shows it at the end). */
+  loadAtStart?: number;
+  /** Extra sections (the flat-cost tables, the codec micro-benchmark), appended as given. */
+  sections?: string[];
 }
 
 export function fmtOps(n: number): string {
@@ -53,7 +61,15 @@ function fmtRatio(x: number): string {
   return `${x >= 10 ? x.toFixed(1) : x.toFixed(2)}×`;
 }
 
-export function render({ rows, notMeasured, alternatives, seconds }: ReportInput): string {
+function fmtSpread(x: Spread, f: (n: number) => string): string {
+  if (!Number.isFinite(x.median)) return '—';
+  return `${f(x.median)} (${f(x.min)}–${f(x.max)})`;
+}
+
+const ratioOf = (n: number): string => `${n.toFixed(2)}×`;
+const usOf = (ns: number): string => (ns / 1000).toFixed(2);
+
+export function render({ rows, notMeasured, alternatives, seconds, rounds, loadAtStart, sections = [] }: ReportInput): string {
   const cpu = cpus()[0]?.model ?? 'unknown CPU';
   const lines = [
     '# Benchmarks',
@@ -62,33 +78,29 @@ export function render({ rows, notMeasured, alternatives, seconds }: ReportInput
     '',
     `- Date: ${new Date().toISOString().slice(0, 10)}`,
     `- Machine: ${cpus().length} × ${cpu}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node.js ${process.version}, ${process.platform}`,
-    `- Each measurement runs ${seconds} s after a warm-up; the daemon runs in its own process on a Unix socket, this process is the client.`,
-    '- "1 in flight": one request at a time (latency per round trip). "pipelined (N)": N requests kept in flight on one connection.',
+    `- Load average (1 min) of the machine: ${loadAtStart === undefined ? '' : `${loadAtStart.toFixed(1)} when the run started, `}${(loadavg()[0] ?? 0).toFixed(1)} when it ended. Above the number of cores, every process waits for a core, and a request that crosses two processes waits twice: ratios against in-process then understate cryptod, and CPU/op is the figure to read.`,
+    `- The daemon runs in its own process on a Unix socket, this process is the client. "1 in flight": one request at a time (latency per round trip). "pipelined (N)": N requests kept in flight on one connection. "batched (N/frame)": one request carrying N items.`,
+    `- **Interleaved rounds.** Every row compared with in-process node:crypto is measured in ${rounds} rounds that alternate the modes of its workload (in-process, cryptod…, in-process, cryptod…; ${seconds} s each after a warm-up), so that the noise of this shared machine hits both sides. ops/s and p50 are the median round, with the slowest–fastest round in brackets; **vs in-process** is the median of the per-round ratios, with their spread.`,
+    '- **CPU/op** is the CPU time (user + system) of the process that did the work, divided by the operations of the measured window: this process for in-process rows, the daemon (from `process.cpuUsage()`, read through STATUS before and after) for cryptod rows. It is stable where wall-clock rates swing; for cryptod it excludes the client\'s own CPU.',
+    '- Rows without a spread (the alternatives, the reload rows) are measured once.',
     '',
-    '| workload | mode | ops/s | MB/s | p50 latency | p99 latency | vs in-process |',
-    '|---|---|---:|---:|---:|---:|---:|',
+    '| workload | mode | ops/s | MB/s | p50 latency | p99 latency | CPU/op (µs) | vs in-process |',
+    '|---|---|---:|---:|---:|---:|---:|---:|',
   ];
-  const base = new Map<string, number>();
-  for (const row of rows) if (row.mode.startsWith('in-process')) base.set(row.workload, row.r.opsPerSec);
-  // Managed-key rows compare with the same primitive in-process.
-  const same: Record<string, string> = {
-    'managed AES-256-GCM 1 KiB': 'AES-256-GCM encrypt 1 KiB',
-    'managed HMAC-SHA256 64 B': 'HMAC-SHA256 64 B',
-    'managed Ed25519 sign 64 B': 'Ed25519 sign 64 B',
-  };
-  for (const [m, w] of Object.entries(same)) {
-    const b = base.get(w);
-    if (b !== undefined) base.set(m, b);
+  for (const { workload, mode, r, ix } of rows) {
+    const ops = ix === undefined ? fmtOps(r.opsPerSec) : fmtSpread(ix.opsPerSec, fmtOps);
+    const p50 = ix === undefined ? fmtUs(r.p50) : fmtSpread(ix.p50, (n) => fmtUs(n).replace(' µs', '')) + (Number.isFinite(ix.p50.median) ? ' µs' : '');
+    const cpuOp = ix?.cpuPerOpNs !== undefined ? fmtSpread(ix.cpuPerOpNs, usOf) : r.cpuPerOpNs !== undefined ? usOf(r.cpuPerOpNs) : '';
+    // The socket-floor rows compare with the echo process, not with in-process: their difference is in the paragraph below.
+    const floorRow = workload === 'Unix-socket round trip';
+    const ratio = floorRow ? '' : ix?.ratio !== undefined ? fmtSpread(ix.ratio, ratioOf) : ix !== undefined && ix.kind === 'in-process' ? '1.00×' : '';
+    lines.push(`| ${workload} | ${mode} | ${ops} | ${r.mbPerSec ? r.mbPerSec.toFixed(0) : ''} | ${p50} | ${fmtUs(r.p99)} | ${cpuOp} | ${ratio} |`);
   }
-  for (const { workload, mode, r } of rows) {
-    const b = base.get(workload);
-    const ratio = b === undefined ? '' : `${(r.opsPerSec / b).toFixed(2)}×`;
-    lines.push(`| ${workload} | ${mode} | ${fmtOps(r.opsPerSec)} | ${r.mbPerSec ? r.mbPerSec.toFixed(0) : ''} | ${fmtUs(r.p50)} | ${fmtUs(r.p99)} | ${ratio} |`);
-  }
-  if (rows.some((r) => r.kind === 'baseline')) {
+  const floor = rows.find((r) => r.kind === 'cryptod' && r.ix?.p50Above !== undefined && r.workload === 'Unix-socket round trip');
+  if (floor !== undefined) {
     lines.push(
       '',
-      'The **Unix-socket round trip** rows are the floor under every "1 in flight" figure: a Node.js process that echoes 64 B on a Unix socket, with no protocol at all, against cryptod answering PING. The difference between them is what cryptod\'s framing, decoding and dispatch add to a request; the rest is the machine\'s cost of waking two processes, which no daemon on this machine can go below.',
+      `The **Unix-socket round trip** rows are the floor under every "1 in flight" figure: a Node.js process that echoes 64 B on a Unix socket, with no protocol at all, against cryptod answering PING, alternated round by round. cryptod's PING p50 sits **${fmtSpread(floor.ix!.p50Above!, (n) => (n / 1000).toFixed(1))} µs** above the echo's in the same rounds: what cryptod's framing, decoding and dispatch add to a request; the rest is the machine's cost of waking two processes, which no daemon on this machine can go below.`,
     );
   }
   lines.push('', ...describeAlternatives(alternatives));
@@ -97,6 +109,7 @@ export function render({ rows, notMeasured, alternatives, seconds }: ReportInput
     for (const n of notMeasured) lines.push(`- ${n.what}${n.workload ? ` — ${n.workload}` : ''}: not measured: ${n.why}`);
   }
   lines.push(...compareWithAlternatives(rows));
+  for (const section of sections) lines.push('', section);
   lines.push('', 'Targets of the first version (reported, never asserted in tests): pipelined HMAC ≥ 150,000 ops/s on one connection; Ed25519 sign through the daemon ≥ 0.8× in-process; one-in-flight p50 ≤ 100 µs.', '');
   return lines.join('\n');
 }
@@ -172,4 +185,34 @@ function compareWithAlternatives(rows: Row[]): string[] {
     '|---|---|---:|---:|---:|---:|',
     ...out,
   ];
+}
+
+/**
+ * The targets of the hot-path issue, each with its figure from this run and
+ * whether it was met (reported, never asserted in tests).
+ */
+export function targetsSection(rows: Row[]): string {
+  const find = (workload: string, mode: string): Row | undefined => rows.find((r) => r.workload.startsWith(workload) && r.mode.startsWith(mode) && r.ix !== undefined);
+  const out = ['## Hot-path targets', '', 'From the interleaved rows above (medians; the spread is in the table).', '', '| target | this run | met |', '|---|---:|:---:|'];
+  const ratio = (label: string, row: Row | undefined, goal: number): void => {
+    const r = row?.ix?.ratio;
+    out.push(r === undefined ? `| ${label} | not measured | — |` : `| ${label} | ${r.median.toFixed(2)}× | ${r.median >= goal ? 'yes' : 'no'} |`);
+  };
+  ratio('SHA-256 over a stream through a hash context ≥ 0.8× in-process', find('SHA-256 ', 'cryptod hash context'), 0.8);
+  ratio('`cryptod digest FILE` ≥ 0.8× `sha256sum FILE`', find('digest of a', 'cryptod digest'), 0.8);
+  ratio('AES-256-GCM encrypt stream ≥ 0.7× createCipheriv over the same segments', find('AES-256-GCM ', 'cryptod encrypt stream'), 0.7);
+  ratio('HMAC-SHA256 64 B pipelined ≥ 0.7× in-process', find('HMAC-SHA256 64 B', 'cryptod, pipelined'), 0.7);
+  ratio('HMAC-SHA256 64 B batched (64 per frame) ≥ 0.9× in-process', find('HMAC-SHA256 64 B', 'cryptod, batched'), 0.9);
+  ratio('AES-256-GCM 1 KiB pipelined ≥ 0.9× in-process', find('AES-256-GCM encrypt 1 KiB', 'cryptod, pipelined'), 0.9);
+  const ping = find('Unix-socket round trip', 'cryptod PING')?.ix?.p50Above;
+  out.push(ping === undefined ? '| PING p50 within 3 µs of the echo floor | not measured | — |' : `| PING p50 within 3 µs of the echo floor | +${(ping.median / 1000).toFixed(1)} µs | ${ping.median <= 3000 ? 'yes' : 'no'} |`);
+  const inCpu = find('HMAC-SHA256 64 B', 'in-process')?.ix?.cpuPerOpNs;
+  const dCpu = find('HMAC-SHA256 64 B', 'cryptod, pipelined')?.ix?.cpuPerOpNs;
+  out.push(
+    inCpu === undefined || dCpu === undefined
+      ? '| daemon CPU per HMAC ≤ in-process + 2 µs | not measured | — |'
+      : `| daemon CPU per HMAC (pipelined) ≤ in-process + 2 µs | ${(dCpu.median / 1000).toFixed(2)} µs vs ${(inCpu.median / 1000).toFixed(2)} µs | ${dCpu.median <= inCpu.median + 2000 ? 'yes' : 'no'} |`,
+  );
+  out.push('| 1,000,000 live nodes: p50 within 10 % of 1 node | see "Cost as work grows" | — |');
+  return out.join('\n');
 }

@@ -8,24 +8,29 @@
  * compiled dist/ on a temporary socket; this process is the client.
  * An alternative whose tools are missing is skipped with one console line
  * naming the package (bench/install-alternatives.sh installs them all).
- * Options: BENCH_SECONDS (per measurement, default 2), BENCH_STREAM_MIB
+ * Options: BENCH_SECONDS (per measurement and round, default 1),
+ * BENCH_ROUNDS (interleaved rounds, default and minimum 5), BENCH_STREAM_MIB
  * (default 256), BENCH_OUT (default docs/benchmarks.md).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash, createHmac, createCipheriv, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
+import { createHmac, createCipheriv, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connect, type Client } from '../src/client/client.js';
-import { measureLoop, measurePipelined, WARMUP_MS, type Result } from './measure.js';
+import { interleave, ROUNDS, type Side } from './interleave.js';
+import { measureLoop, measurePipelined, selfCpu, WARMUP_MS, type CpuProbe, type Result } from './measure.js';
+import { aeadStreamSides, digestFileSides, hashStreamSides } from './streams.js';
+import { cborSection } from './cbor-codecs.js';
+import { flatCostSection } from './flat-cost.js';
 import { pkcs11Unavailable, startPkcs11, type Pkcs11Bench, type Pkcs11Workload } from './pkcs11.js';
-import { fmtOps, fmtUs, render, type AlternativesRun, type NotMeasured, type Row, type RowKind } from './report.js';
+import { fmtOps, fmtUs, render, targetsSection, type AlternativesRun, type NotMeasured, type Row, type RowKind } from './report.js';
 import { sshAgentUnavailable, startSshAgent, type SshAgent } from './ssh-agent.js';
 import { isSkip, type Skip } from './tools.js';
 import { startEcho } from './echo.js';
 
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 1);
 const STREAM_MIB = Number(process.env.BENCH_STREAM_MIB ?? 256);
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = resolve(here, '../..');
@@ -42,6 +47,8 @@ async function startDaemonProcess(): Promise<{ child: ChildProcess; socket: stri
   writeFileSync(
     config,
     ['keys:', '  bench-aes: { type: aes256-gcm, rotationPeriod: 30d }', '  bench-mac: { type: hmac-sha256, rotationPeriod: 30d }', '  bench-ed: { type: ed25519, rotationPeriod: 30d }', ''].join('\n'),
+    // The daemon refuses a configuration file others may read (src/files/trusted-files.ts).
+    { mode: 0o600 },
   );
   const child = spawn(process.execPath, [main, 'serve', '--data-dir', dir, '--socket', socket, '--config', config, '--log-level', 'warn'], {
     stdio: ['ignore', 'inherit', 'inherit'],
@@ -61,7 +68,9 @@ async function startDaemonProcess(): Promise<{ child: ChildProcess; socket: stri
 }
 
 async function main(): Promise<void> {
+  const loadAtStart = loadavg()[0];
   const rows: Row[] = [];
+  const sections: string[] = [];
   const notMeasured: NotMeasured[] = [];
   const ran: AlternativesRun = { sshAgent: false, pkcs11InProcess: false, pkcs11ViaP11Kit: false, pkcs11Ecdsa: false };
   const add = (workload: string, mode: string, r: Result, kind: RowKind = mode.startsWith('in-process') ? 'in-process' : 'cryptod'): void => {
@@ -126,47 +135,76 @@ async function main(): Promise<void> {
       else console.log(`  ${p.viaP11Kit.command}`);
     }
 
+    // Every figure compared with in-process runs in interleaved rounds
+    // (bench/interleave.ts); CPU/op comes from this process (in-process rows)
+    // or from the daemon's process.cpuUsage() through STATUS (cryptod rows).
+    const daemonCpu: CpuProbe = async () => {
+      const st = (await client!.status()) as { process: { cpuUserUs: number; cpuSystemUs: number } };
+      return st.process.cpuUserUs + st.process.cpuSystemUs;
+    };
+    const compare = async (sides: Side[]): Promise<void> => {
+      console.log(`${sides[0]!.workload}: ${ROUNDS} interleaved rounds`);
+      for (const ix of await interleave(sides, (line) => console.log(line))) {
+        rows.push({ workload: ix.workload, mode: ix.mode, kind: ix.kind, r: ix.r, ix });
+        const ratio = ix.ratio === undefined ? '' : `  ${ix.ratio.median.toFixed(2)}× (${ix.ratio.min.toFixed(2)}–${ix.ratio.max.toFixed(2)})`;
+        console.log(`${ix.workload.padEnd(28)} ${ix.mode.padEnd(58)} ${fmtOps(ix.opsPerSec.median).padStart(12)} ops/s  p50 ${fmtUs(ix.p50.median)}${ratio}`);
+      }
+    };
+    const inProc = (workload: string, fn: () => unknown, bytes?: number): Side => ({ workload, mode: 'in-process node:crypto', kind: 'in-process', run: () => measureLoop(SECONDS, fn, bytes, selfCpu) });
+    const oneInFlight = (workload: string, fn: () => Promise<unknown>, bytes?: number, mode = 'cryptod, 1 in flight'): Side => ({ workload, mode, kind: 'cryptod', run: () => measureLoop(SECONDS, fn, bytes, daemonCpu) });
+    const piped = (workload: string, window: number, fn: () => Promise<unknown>, bytes?: number, mode = `cryptod, pipelined (${window})`, perCall = 1): Side => ({
+      workload, mode, kind: 'cryptod', run: () => measurePipelined(SECONDS, window, fn, bytes, daemonCpu, perCall),
+    });
+
     // ── the floor: a socket round trip with no protocol, and cryptod's PING ──
     const echo = await startEcho();
     try {
-      add('Unix-socket round trip', 'Node.js echo process (no protocol), 1 in flight', await measureLoop(SECONDS, () => echo.roundTrip()), 'baseline');
+      await compare([
+        { workload: 'Unix-socket round trip', mode: 'Node.js echo process (no protocol), 1 in flight', kind: 'baseline', run: () => measureLoop(SECONDS, () => echo.roundTrip()) },
+        oneInFlight('Unix-socket round trip', () => client!.ping(), undefined, 'cryptod PING, 1 in flight'),
+      ]);
     } finally {
       await echo.close();
     }
-    add('Unix-socket round trip', 'cryptod PING, 1 in flight', await measureLoop(SECONDS, () => client!.ping()));
 
     // ── HMAC-SHA256, 64 B ───────────────────────────────────────────────
     const hmacKeyBytes = randomBytes(32);
     const msg64 = randomBytes(64);
-    add('HMAC-SHA256 64 B', 'in-process node:crypto', await measureLoop(SECONDS, () => createHmac('sha256', hmacKeyBytes).update(msg64).digest()));
     const hmacKey = await subtle.importKey('raw', hmacKeyBytes, { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
-    add('HMAC-SHA256 64 B', 'cryptod, 1 in flight', await measureLoop(SECONDS, () => subtle.sign('HMAC', hmacKey, msg64)));
-    add('HMAC-SHA256 64 B', 'cryptod, pipelined (256)', await measurePipelined(SECONDS, 256, () => subtle.sign('HMAC', hmacKey, msg64)));
+    await compare([
+      inProc('HMAC-SHA256 64 B', () => createHmac('sha256', hmacKeyBytes).update(msg64).digest()),
+      oneInFlight('HMAC-SHA256 64 B', () => subtle.sign('HMAC', hmacKey, msg64)),
+      piped('HMAC-SHA256 64 B', 256, () => subtle.sign('HMAC', hmacKey, msg64)),
+      piped('managed HMAC-SHA256 64 B', 256, () => client!.mac('bench-mac', msg64), undefined, 'cryptod mac, pipelined (256)'),
+    ]);
     await pkcs11Rows(p11, 'HMAC-SHA256 64 B', 'hmac-sha256');
 
     // ── AES-256-GCM, 1 KiB ──────────────────────────────────────────────
     const aesKeyBytes = randomBytes(32);
     const msg1k = randomBytes(1024);
-    add(
-      'AES-256-GCM encrypt 1 KiB',
-      'in-process node:crypto',
-      await measureLoop(SECONDS, () => {
-        const c = createCipheriv('aes-256-gcm', aesKeyBytes, randomBytes(12));
-        const out = Buffer.concat([c.update(msg1k), c.final(), c.getAuthTag()]);
-        return out;
-      }, 1024),
-    );
     const aesKey = await subtle.importKey('raw', aesKeyBytes, 'AES-GCM', false, ['encrypt', 'decrypt']);
-    add('AES-256-GCM encrypt 1 KiB', 'cryptod, 1 in flight', await measureLoop(SECONDS, () => subtle.encrypt({ name: 'AES-GCM', iv: randomBytes(12) }, aesKey, msg1k), 1024));
-    add('AES-256-GCM encrypt 1 KiB', 'cryptod, pipelined (256)', await measurePipelined(SECONDS, 256, () => subtle.encrypt({ name: 'AES-GCM', iv: randomBytes(12) }, aesKey, msg1k), 1024));
+    const sealed = await client.encrypt('bench-aes', msg1k);
+    await compare([
+      inProc('AES-256-GCM encrypt 1 KiB', () => {
+        const c = createCipheriv('aes-256-gcm', aesKeyBytes, randomBytes(12));
+        return Buffer.concat([c.update(msg1k), c.final(), c.getAuthTag()]);
+      }, 1024),
+      oneInFlight('AES-256-GCM encrypt 1 KiB', () => subtle.encrypt({ name: 'AES-GCM', iv: randomBytes(12) }, aesKey, msg1k), 1024),
+      piped('AES-256-GCM encrypt 1 KiB', 256, () => subtle.encrypt({ name: 'AES-GCM', iv: randomBytes(12) }, aesKey, msg1k), 1024),
+      piped('managed AES-256-GCM 1 KiB', 256, () => client!.encrypt('bench-aes', msg1k), 1024, 'cryptod encrypt, pipelined (256)'),
+      piped('managed AES-256-GCM 1 KiB', 256, () => client!.decrypt('bench-aes', sealed), 1024, 'cryptod decrypt, pipelined (256)'),
+    ]);
 
     // ── Ed25519 sign ────────────────────────────────────────────────────
     const { privateKey } = generateKeyPairSync('ed25519');
-    add('Ed25519 sign 64 B', 'in-process node:crypto', await measureLoop(SECONDS, () => sign(null, msg64, privateKey)));
     const pkcs8 = privateKey.export({ format: 'der', type: 'pkcs8' });
     const edKey = await subtle.importKey('pkcs8', pkcs8, 'Ed25519', false, ['sign']);
-    add('Ed25519 sign 64 B', 'cryptod, 1 in flight', await measureLoop(SECONDS, () => subtle.sign('Ed25519', edKey, msg64)));
-    add('Ed25519 sign 64 B', `cryptod, pipelined (${ED25519_WINDOW})`, await measurePipelined(SECONDS, ED25519_WINDOW, () => subtle.sign('Ed25519', edKey, msg64)));
+    await compare([
+      inProc('Ed25519 sign 64 B', () => sign(null, msg64, privateKey)),
+      oneInFlight('Ed25519 sign 64 B', () => subtle.sign('Ed25519', edKey, msg64)),
+      piped('Ed25519 sign 64 B', ED25519_WINDOW, () => subtle.sign('Ed25519', edKey, msg64)),
+      piped('managed Ed25519 sign 64 B', 64, () => client!.sign('bench-ed', msg64), undefined, 'cryptod sign, pipelined (64)'),
+    ]);
     if (agent !== undefined) {
       const a = agent;
       await tryAlternative('ssh-agent', 'Ed25519 sign 64 B', async () => {
@@ -182,20 +220,15 @@ async function main(): Promise<void> {
     {
       const ecdsa = 'ECDSA P-256 sign 64 B';
       const { privateKey: ecPriv } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-      add(ecdsa, 'in-process node:crypto', await measureLoop(SECONDS, () => sign('sha256', msg64, { key: ecPriv, dsaEncoding: 'ieee-p1363' })));
       const ecKey = await subtle.importKey('pkcs8', ecPriv.export({ format: 'der', type: 'pkcs8' }), { name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign']);
       const alg = { name: 'ECDSA', hash: 'SHA-256' };
-      add(ecdsa, 'cryptod, 1 in flight', await measureLoop(SECONDS, () => subtle.sign(alg, ecKey, msg64)));
-      add(ecdsa, 'cryptod, pipelined (64)', await measurePipelined(SECONDS, 64, () => subtle.sign(alg, ecKey, msg64)));
+      await compare([
+        inProc(ecdsa, () => sign('sha256', msg64, { key: ecPriv, dsaEncoding: 'ieee-p1363' })),
+        oneInFlight(ecdsa, () => subtle.sign(alg, ecKey, msg64)),
+        piped(ecdsa, 64, () => subtle.sign(alg, ecKey, msg64)),
+      ]);
       await pkcs11Rows(p11, ecdsa, 'ecdsa-p256');
     }
-
-    // ── managed keys (by name; versioned, self-describing output) ──────
-    add('managed AES-256-GCM 1 KiB', 'cryptod encrypt, pipelined (256)', await measurePipelined(SECONDS, 256, () => client!.encrypt('bench-aes', msg1k), 1024));
-    const sealed = await client.encrypt('bench-aes', msg1k);
-    add('managed AES-256-GCM 1 KiB', 'cryptod decrypt, pipelined (256)', await measurePipelined(SECONDS, 256, () => client!.decrypt('bench-aes', sealed), 1024));
-    add('managed HMAC-SHA256 64 B', 'cryptod mac, pipelined (256)', await measurePipelined(SECONDS, 256, () => client!.mac('bench-mac', msg64)));
-    add('managed Ed25519 sign 64 B', 'cryptod sign, pipelined (64)', await measurePipelined(SECONDS, 64, () => client!.sign('bench-ed', msg64)));
 
     // ── reload under load: the same pipelined mac load, with and without a
     // configuration reload every 50 ms (readers must not wait on it).
@@ -218,23 +251,16 @@ async function main(): Promise<void> {
       add('managed mac during reloads', `reload every 50 ms (${reloads} reloads), pipelined (64)`, r);
     }
 
-    // ── SHA-256 over a stream ───────────────────────────────────────────
-    const chunk = randomBytes(1024 * 1024);
-    const total = STREAM_MIB;
-    {
-      const t0 = process.hrtime.bigint();
-      const h = createHash('sha256');
-      for (let i = 0; i < total; i++) h.update(chunk);
-      h.digest();
-      add(`SHA-256 ${total} MiB stream`, 'in-process node:crypto', streamResult(t0, total));
-    }
-    {
-      const t0 = process.hrtime.bigint();
-      const h = client.createHash('SHA-256');
-      for (let i = 0; i < total; i++) await h.update(chunk);
-      await h.digest();
-      add(`SHA-256 ${total} MiB stream`, 'cryptod hash context, 1 MiB chunks', streamResult(t0, total));
-    }
+    // ── large inputs: SHA-256 and AES-256-GCM streams, `cryptod digest` ──
+    await compare(hashStreamSides(client, STREAM_MIB, daemonCpu));
+    await compare(await digestFileSides(dir, socket, STREAM_MIB, daemonCpu, join(repo, 'dist/src/cli/main.js')));
+    await compare(aeadStreamSides(client, STREAM_MIB, daemonCpu));
+
+    // ── the codec on the hot path's shapes, and cost as work grows ──────
+    console.log('CBOR codecs…');
+    sections.push(cborSection());
+    console.log('flat cost…');
+    sections.push(await flatCostSection(join(repo, 'dist/src/cli/main.js')));
   } finally {
     if (agent !== undefined) await agent.close().catch((err: unknown) => console.error('ssh-agent cleanup:', err));
     if (p11 !== undefined) await p11.close().catch((err: unknown) => console.error('PKCS#11 cleanup:', err));
@@ -243,7 +269,7 @@ async function main(): Promise<void> {
     await new Promise((r) => child.once('exit', r));
     rmSync(dir, { recursive: true, force: true });
   }
-  writeFileSync(OUT, render({ rows, notMeasured, alternatives: ran, seconds: SECONDS }));
+  writeFileSync(OUT, render({ rows, notMeasured, alternatives: ran, seconds: SECONDS, rounds: ROUNDS, loadAtStart, sections: [targetsSection(rows), ...sections] }));
   console.log(`\nwrote ${OUT}`);
 }
 
@@ -258,10 +284,6 @@ async function startAlternative<T>(name: string, unavailable: () => Skip | undef
   }
 }
 
-function streamResult(t0: bigint, mib: number): Result {
-  const s = Number(process.hrtime.bigint() - t0) / 1e9;
-  return { ops: mib, seconds: s, opsPerSec: mib / s, p50: NaN, p99: NaN, mbPerSec: (mib * 1024 * 1024) / s / 1e6 };
-}
 
 main().catch((err) => {
   console.error(err);

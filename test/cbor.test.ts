@@ -110,9 +110,17 @@ describe('round trip', () => {
 
   test('a map key named __proto__ is an ordinary key', () => {
     const v = decode(hex('a1 69 5f5f70726f746f5f5f 01')) as Record<string, CborValue>;
-    assert.equal(Object.getPrototypeOf(v), null);
+    // Maps are plain objects (fast properties); the key is an own property, the prototype untouched.
+    assert.equal(Object.getPrototypeOf(v), Object.prototype);
+    assert.ok(Object.hasOwn(v, '__proto__'));
     assert.deepEqual(Object.keys(v), ['__proto__']);
     assert.equal(v['__proto__'], 1);
+    // A map whose __proto__ is a map sets no prototype either.
+    const nested = decode(hex('a1 69 5f5f70726f746f5f5f a1 61 78 01')) as Record<string, CborValue>;
+    assert.equal(Object.getPrototypeOf(nested), Object.prototype);
+    assert.equal((nested as { x?: unknown }).x, undefined);
+    // A key named like an Object.prototype member is a duplicate only of itself.
+    assert.deepEqual(Object.keys(decode(hex('a2 68 746f537472696e67 01 63 6b6579 02')) as object), ['toString', 'key']);
   });
 });
 

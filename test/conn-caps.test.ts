@@ -280,6 +280,7 @@ test('cryptod status shows the refusals', () => {
     refused: { 'access-policy': 2, 'hello-timeout': 1 },
     clients: [],
     damaged: [],
+    process: { cpuUserUs: 0, cpuSystemUs: 0, rssBytes: 0 },
   });
   assert.match(text, /^refused: 2 access-policy, 1 hello-timeout$/m);
 });

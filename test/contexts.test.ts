@@ -174,6 +174,9 @@ describe('createHash / createHmac through the daemon', () => {
     await key.release();
     await assert.rejects(c.request(Op.CONTEXT_UPDATE, { handle, data: Buffer.from('z') }), { code: 'CRYPTOD_ERR_NOT_FOUND' });
     await assert.rejects(c.request(Op.CONTEXT_FINAL, { handle }), { code: 'CRYPTOD_ERR_NOT_FOUND' });
+    // Updates stream (their replies are not awaited): the failure is reported by the next call.
+    await live.update(Buffer.from('z'));
+    await assert.rejects(live.digest(), { code: 'CRYPTOD_ERR_NOT_FOUND' });
     await assert.rejects(live.update(Buffer.from('z')), { code: 'CRYPTOD_ERR_NOT_FOUND' });
     await assert.rejects(raw.digest(), { code: 'CRYPTOD_ERR_NOT_FOUND' });
     await eventually(() => t.daemon.dm.liveNodes(c.info.clientId as never) === 0, 2000, 'the key and its contexts to be freed');
@@ -205,6 +208,29 @@ describe('createHash / createHmac through the daemon', () => {
       assert.equal(Buffer.from(await h.digest()).toString('hex'), createHash('sha256').update(data).digest('hex'));
     } finally {
       await small.stop();
+    }
+  });
+
+  test('updates stream without waiting for replies, within the window and the daemon\'s in-flight limits', async () => {
+    for (const limits of [{}, { maxInflightPerConnection: 2, maxInflightBytesPerConnection: 1024 }, { maxFrame: 16 * 1024 }]) {
+      const d = await startTestDaemon({ limits });
+      try {
+        await using c = await d.connect();
+        const h = c.createHash('SHA-256');
+        const want = createHash('sha256');
+        // One buffer, refilled after each update resolves: its bytes are in a frame by then.
+        const buf = Buffer.alloc(700 * 1024 + 3);
+        for (let i = 0; i < 24; i++) {
+          buf.fill(i);
+          buf.writeUInt32BE(i * 7919, i * 1000);
+          want.update(buf);
+          await h.update(buf);
+        }
+        assert.equal(Buffer.from(await h.digest()).toString('hex'), want.digest('hex'), JSON.stringify(limits));
+        assert.equal(d.daemon.dm.liveNodes(c.info.clientId as never), 0);
+      } finally {
+        await d.stop();
+      }
     }
   });
 

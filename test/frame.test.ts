@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { afterEach, describe, test } from 'node:test';
 import fc from 'fast-check';
 import { decode, encode, type CborValue } from '../src/protocol/cbor.js';
-import { FrameKind, FrameReader, HEADER_SIZE, MIN_LENGTH, encodeFrame, type FrameSink } from '../src/protocol/frame.js';
+import { FrameKind, FrameReader, HEADER_SIZE, MIN_LENGTH, encodeFrame, encodeFrameHead, type FrameSink } from '../src/protocol/frame.js';
 import { rawHeader } from './helpers/raw-client.js';
 
 type Event =
@@ -135,7 +135,7 @@ describe('splitting', () => {
   test('a frame completed across chunks is a stable buffer; in-chunk frames are views of their chunk', () => {
     const seen: Buffer[] = [];
     const reader = new FrameReader(MAX, {
-      frame: (_k, _i, _o, buf, start, end) => seen.push(buf.subarray(start, end)),
+      frame: (_k, _i, _o, buf, start, end) => void seen.push(buf.subarray(start, end)),
       oversize: () => assert.fail('no oversize frame here'),
       malformed: () => assert.fail('no malformed frame here'),
     });
@@ -375,4 +375,53 @@ describe('chunks of joined frames', () => {
     reader.resume();
     assert.deepEqual(rec, [encode({ material: secret }).toString('hex')]);
   });
+});
+
+test('encodeFrameHead followed by its tail is byte for byte the frame encodeFrame makes', () => {
+  fc.assert(
+    fc.property(
+      fc.dictionary(fc.string({ maxLength: 8 }).filter((k) => k !== 'data'), fc.oneof(fc.string(), fc.integer(), fc.uint8Array({ maxLength: 40 }).map((u) => Buffer.from(u)))),
+      fc.integer({ min: 0, max: 70_000 }),
+      fc.integer({ min: 1, max: 0xffffffff }),
+      (fields, n, id) => {
+        const tail = Buffer.alloc(n, n & 0xff);
+        const head = encodeFrameHead(FrameKind.REQUEST, id, 0x42, fields, 'data', n);
+        assert.deepEqual(Buffer.concat([head, tail]), encodeFrame(FrameKind.REQUEST, id, 0x42, { ...fields, data: tail }));
+      },
+    ),
+    { numRuns: 200 },
+  );
+});
+
+test('split frames: a joined buffer the sink is done with is reused; one it keeps is not; only frames the sink calls sensitive are wiped in the chunk', () => {
+  const payloads: Buffer[] = [];
+  const bases: ArrayBufferLike[] = [];
+  const SENSITIVE = 9;
+  const reader = new FrameReader(1 << 20, {
+    frame: (_k, _i, op, buf, start, end) => {
+      payloads.push(Buffer.from(buf.subarray(start, end)));
+      bases.push(buf.buffer);
+      return op !== 7; // op 7 keeps its buffer
+    },
+    sensitive: (op) => op === SENSITIVE,
+    oversize: () => assert.fail('no oversize frame here'),
+    malformed: () => assert.fail('no malformed frame here'),
+  });
+  const frames = [1, 1, 7, 1, 1, SENSITIVE].map((op, i) => encodeFrame(FrameKind.REQUEST, i + 1, op, Buffer.alloc(3000 - i * 100, i + 1)));
+  const chunks: Buffer[] = [];
+  for (const f of frames) {
+    const copy = Buffer.from(f);
+    reader.push(copy.subarray(0, 1000));
+    reader.push(copy.subarray(1000));
+    chunks.push(copy);
+  }
+  assert.equal(payloads.length, 6);
+  payloads.forEach((p, i) => assert.deepEqual(decode(p), Buffer.alloc(3000 - i * 100, i + 1)));
+  assert.equal(bases[1], bases[0], 'the second frame is joined in the first one\'s buffer');
+  assert.equal(bases[2], bases[1], 'op 7 still gets the spare buffer');
+  assert.notEqual(bases[3], bases[2], 'but keeps it: the next frame gets a new one');
+  assert.equal(bases[4], bases[3]);
+  // Non-sensitive frames are left in their chunks; the sensitive one is zeroed there.
+  assert.deepEqual(chunks[0], frames[0]);
+  assert.ok(chunks[5]!.every((b) => b === 0));
 });

@@ -199,6 +199,24 @@ describe('AEAD stream round trips', () => {
     }
   });
 
+  test('pieces sent ahead of their replies round-trip in order, also under tight daemon limits and with segments sliced by the daemon', async () => {
+    const raw = randomBytes(32);
+    const data = randomBytes(3 * 1024 * 1024 + 1234);
+    for (const [limits, segmentSize] of [[{ maxInflightPerConnection: 2, maxInflightBytesPerConnection: 1024 }, undefined], [{ maxFrame: 16 * 1024 }, 4096], [{}, 1024 * 1024]] as const) {
+      const d = await startTestDaemon({ limits });
+      try {
+        await using cl = await d.connect();
+        const key = await cl.subtle.importKey('raw', raw, { name: 'AES-GCM' }, false, ['encrypt', 'decrypt']);
+        const params = segmentSize === undefined ? { name: 'AES-GCM' } : { name: 'AES-GCM', segmentSize };
+        const sealed = await through(cl.createEncryptStream(key, params), data, [1024 * 1024, 77, 300_000]);
+        assert.deepEqual(referenceOpen(raw, sealed), data, JSON.stringify(limits));
+        assert.deepEqual(await through(cl.createDecryptStream(key, { name: 'AES-GCM' }), sealed, [999_999, 5]), data);
+      } finally {
+        await d.stop();
+      }
+    }
+  });
+
   test('a slow reader slows the writer: memory stays bounded (back-pressure)', async () => {
     const key = await importKey(randomBytes(32), 'AES-GCM');
     // Large writes (1 MiB, 16 segments each) and a slow sink: the stream must

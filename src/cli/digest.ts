@@ -3,10 +3,11 @@
  * daemon and print the lowercase hex digest.
  *
  * Input of any size streams through one multi-part hash context
- * (HASH_CREATE, CONTEXT_UPDATE…, CONTEXT_FINAL): the command holds at most
- * one chunk plus the read stream's buffer, and each chunk stays well under
- * the daemon's maximum frame. Updates are sent one at a time because a
- * context is an exclusive node: a second concurrent update would be BUSY.
+ * (HASH_CREATE, CONTEXT_UPDATE…, CONTEXT_FINAL). The context writes its
+ * updates without waiting for their replies (src/client/contexts.ts), so the
+ * daemon hashes one piece while the file's next chunk is read and sent; the
+ * command holds one chunk, the read stream's buffer and the context's window
+ * of unanswered updates.
  */
 import { open } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
@@ -86,8 +87,9 @@ async function streamDigest(client: Client, algorithm: string, input: Readable, 
   let finished = false;
   try {
     // Coalesce the stream's chunks (64 KiB from a pipe) into full-size
-    // updates. Reusing one buffer is safe: each update is awaited, and its
-    // bytes were copied into the request frame before it resolved.
+    // updates; a chunk that is full-size already (a file) goes as it is.
+    // Reusing one buffer is safe: update() resolves once the socket took
+    // the bytes.
     const acc = Buffer.alloc(chunkSize);
     let fill = 0;
     const iterator = input[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
@@ -100,6 +102,10 @@ async function streamDigest(client: Client, algorithm: string, input: Readable, 
       }
       if (next.done === true) break;
       const chunk = next.value;
+      if (fill === 0 && chunk.length === chunkSize) {
+        await hash.update(chunk);
+        continue;
+      }
       let off = 0;
       while (off < chunk.length) {
         const n = Math.min(chunkSize - fill, chunk.length - off);

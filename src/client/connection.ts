@@ -8,7 +8,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { CborFloat, decode, type CborValue } from '../protocol/cbor.js';
 import { Hello, type Message, type ResultOf } from '../protocol/messages/index.js';
 import { BadFrameError, ConnectionClosedError, CryptodError, errorFromWire } from '../protocol/errors.js';
-import { DEFAULT_MAX_FRAME, FrameKind, FrameReader, encodeFrame, type FrameSink } from '../protocol/frame.js';
+import { DEFAULT_MAX_FRAME, FrameKind, FrameReader, encodeFrame, encodeFrameHead, type FrameSink } from '../protocol/frame.js';
 import { PROTOCOL_VERSION, opName } from '../protocol/ops.js';
 import type { AnySchema, Schema } from '../protocol/schema.js';
 
@@ -113,9 +113,7 @@ export class DaemonConnection implements FrameSink {
   /** A raw request: `client.request` for tools and tests; the client's own requests go through {@link send}. */
   request(op: number, payload?: CborValue, options?: RequestOptions): Promise<CborValue> {
     if (this.#closed !== null) return Promise.reject(this.#closed);
-    let id = this.#nextId;
-    while (this.#pending.has(id)) id = (id % 0xffffffff) + 1;
-    this.#nextId = (id % 0xffffffff) + 1;
+    const id = this.#takeId();
     const sensitive = options?.sensitiveRequest === true;
     const frame = encodeFrame(FrameKind.REQUEST, id, op, payload, sensitive);
     const max = this.#hello?.limits.maxFrame ?? DEFAULT_MAX_FRAME;
@@ -131,6 +129,41 @@ export class DaemonConnection implements FrameSink {
       if (sensitive) this.#socket.write(frame, () => frame.fill(0));
       else this.#socket.write(frame);
     });
+  }
+
+  /**
+   * A request whose payload is `fields` plus `tailKey` → `tail`, written
+   * without copying `tail` into a frame (encodeFrameHead): `written`
+   * resolves once the socket handed `tail` to the kernel — the caller must
+   * not modify it before — and `reply` with the daemon's answer. Not for
+   * key material (the bytes are the caller's, this side cannot zero them).
+   */
+  requestWithTail(op: number, fields: { readonly [k: string]: CborValue }, tailKey: string, tail: Uint8Array): { reply: Promise<CborValue>; written: Promise<void> } {
+    if (this.#closed !== null) return { reply: Promise.reject(this.#closed), written: Promise.resolve() };
+    const id = this.#takeId();
+    const head = encodeFrameHead(FrameKind.REQUEST, id, op, fields, tailKey, tail.length);
+    const max = this.#hello?.limits.maxFrame ?? DEFAULT_MAX_FRAME;
+    if (head.length - 4 + tail.length > max) {
+      const err = errorFromWire('CRYPTOD_ERR_FRAME_TOO_LARGE', `${opName(op)} request of ${head.length - 4 + tail.length} bytes exceeds the daemon's maximum frame size of ${max} bytes; split the input`, { maxFrame: max });
+      return { reply: Promise.reject(err), written: Promise.resolve() };
+    }
+    let written!: () => void;
+    const writtenPromise = new Promise<void>((resolve) => (written = resolve));
+    const reply = new Promise<CborValue>((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject, sensitive: false });
+      this.#cork();
+      this.#socket.write(head);
+      // Called once flushed, or with an error when the socket is destroyed: the bytes are free either way.
+      this.#socket.write(tail, () => written());
+    });
+    return { reply, written: writtenPromise };
+  }
+
+  #takeId(): number {
+    let id = this.#nextId;
+    while (this.#pending.has(id)) id = (id % 0xffffffff) + 1;
+    this.#nextId = (id % 0xffffffff) + 1;
+    return id;
   }
 
   /** Wait for every pending request, then end the connection. */

@@ -3,13 +3,19 @@
  * `client.createHmac(key)`, backed by an exclusive context node in the
  * daemon (HASH_CREATE / HMAC_CREATE, CONTEXT_UPDATE, CONTEXT_FINAL).
  *
- * The daemon refuses a second request on a context while one is running
- * (CRYPTOD_ERR_BUSY), so this object queues its requests: `update()` may be
- * called again before the previous one settled, and `digest()` runs after
- * every update queued before it. An input larger than the daemon's maximum
- * frame is sent as several updates. If any request fails the context is
+ * Updates stream: an input is sent as updates of at most INLINE_UPDATE
+ * (256 KiB), which the daemon finishes before it reads the next frame, so
+ * they are written one after the other without waiting for replies — the
+ * daemon hashes one while the next is on its way (docs/protocol.md §6.8).
+ * What is sent and not yet answered is bounded by a window (UPDATE_WINDOW
+ * bytes, and below the daemon's in-flight limits from HELLO); the input's
+ * bytes go to the socket as they are, not copied into frames, and `update()`
+ * resolves once the socket took them and the window has room, so the caller
+ * may reuse its buffer then. `digest()` waits for every update's
+ * reply before it asks for the digest. If any request fails the context is
  * broken — a digest over part of the data would be wrong — and every later
- * call rejects with that error.
+ * call rejects with that error (an update that already resolved may thus
+ * report its failure through the next call).
  *
  * The daemon handle is created lazily, by the first `update()` or
  * `digest()`: the daemon chooses the handle, so the first update has to wait
@@ -27,7 +33,7 @@
  * ```
  */
 import { InvalidArgumentError, NotFoundError } from '../protocol/errors.js';
-import { ContextFinal, ContextUpdate, Release } from '../protocol/messages/index.js';
+import { ContextFinal, ContextUpdate, INLINE_UPDATE, Release, type ArgsIn } from '../protocol/messages/index.js';
 import type { DaemonConnection } from './connection.js';
 import { bytesOf, toArrayBuffer } from './subtle.js';
 
@@ -43,6 +49,12 @@ export function maxDataPerRequest(conn: DaemonConnection): number {
   return conn.hello.limits.maxFrame - REQUEST_OVERHEAD;
 }
 
+/**
+ * Update bytes sent and not yet answered, at most: 32 updates of 256 KiB keep
+ * the daemon busy across the socket's round trip without holding much memory.
+ */
+export const UPDATE_WINDOW = 8 * 1024 * 1024;
+
 export class DigestContext implements AsyncDisposable {
   readonly #conn: DaemonConnection;
   readonly #create: () => Promise<{ handle: string }>;
@@ -52,6 +64,11 @@ export class DigestContext implements AsyncDisposable {
   #tail: Promise<unknown> = Promise.resolve();
   #error: Error | null = null;
   #state: 'open' | 'finalizing' | 'done' | 'released' = 'open';
+  /** Updates sent and not yet answered: their count and bytes (the window). */
+  #unacked = 0;
+  #unackedBytes = 0;
+  /** Wakes the sender waiting for room in the window, or digest() waiting for none unanswered. */
+  #wake: (() => void) | null = null;
 
   /**
    * @internal use `client.createHash` / `client.createHmac`; `create` sends
@@ -73,14 +90,22 @@ export class DigestContext implements AsyncDisposable {
     const closed = this.#refuse();
     if (closed !== null) return Promise.reject(closed);
     return this.#enqueue(async (handle) => {
-      const max = maxDataPerRequest(this.#conn);
+      const piece = Math.min(INLINE_UPDATE, maxDataPerRequest(this.#conn));
+      const limits = this.#conn.hello.limits;
+      const maxBytes = Math.min(UPDATE_WINDOW, limits.maxInflightBytesPerConnection ?? UPDATE_WINDOW);
+      const maxCount = Math.max(1, (limits.maxInflightPerConnection ?? 64) >> 1);
       // Even an empty update goes to the daemon: it checks the handle.
+      const written: Promise<void>[] = [];
       let off = 0;
       do {
-        const end = Math.min(off + max, view.length);
-        await this.#conn.send(ContextUpdate, { handle, data: view.subarray(off, end) });
+        const end = Math.min(off + piece, view.length);
+        while (this.#unacked > 0 && (this.#unacked >= maxCount || this.#unackedBytes + (end - off) > maxBytes)) await this.#settled();
+        if (this.#error !== null) throw this.#error;
+        written.push(this.#send(handle, view.subarray(off, end)));
         off = end;
       } while (off < view.length);
+      // The caller may reuse its buffer once the socket took the bytes.
+      await Promise.all(written);
     });
   }
 
@@ -90,6 +115,8 @@ export class DigestContext implements AsyncDisposable {
     if (closed !== null) return Promise.reject(closed);
     this.#state = 'finalizing';
     return this.#enqueue(async (handle) => {
+      while (this.#unacked > 0) await this.#settled();
+      if (this.#error !== null) throw this.#error;
       const d = await this.#conn.call(ContextFinal, { handle });
       this.#state = 'done';
       return toArrayBuffer(d);
@@ -144,6 +171,36 @@ export class DigestContext implements AsyncDisposable {
     });
     this.#tail = result.catch(() => undefined);
     return result;
+  }
+
+  /**
+   * Send one update without waiting for its reply; `data` goes to the socket
+   * as it is (no copy into a frame), the returned promise says when the
+   * socket took it. The reply only counts down the window, or breaks the context.
+   */
+  #send(handle: string, data: Uint8Array): Promise<void> {
+    const n = data.length;
+    this.#unacked++;
+    this.#unackedBytes += n;
+    const done = (): void => {
+      this.#unacked--;
+      this.#unackedBytes -= n;
+      const wake = this.#wake;
+      this.#wake = null;
+      wake?.();
+    };
+    // ContextUpdate's arguments, `{ handle, data }`, with `data` written after the head.
+    const { reply, written } = this.#conn.requestWithTail(ContextUpdate.op, { handle } satisfies Omit<ArgsIn<typeof ContextUpdate>, 'data'>, 'data', data);
+    reply.then(done, (err: unknown) => {
+      this.#error ??= err instanceof Error ? err : new InvalidArgumentError(String(err));
+      done();
+    });
+    return written;
+  }
+
+  /** Resolves when the next unanswered update settles. */
+  #settled(): Promise<void> {
+    return new Promise((resolve) => (this.#wake = resolve));
   }
 
   #ensureHandle(): Promise<string> {

@@ -5,13 +5,18 @@
  * CIPHER_FINAL), producing and reading the format of docs/formats.md
  * "AEAD stream format".
  *
- * Memory is bounded on both sides: this side holds at most one piece (one
- * segment, or one frame's worth if the daemon's frames are smaller), the
- * daemon at most one segment. One request is in flight at a time — the
- * daemon would refuse a second with CRYPTOD_ERR_BUSY — and the next input is
- * taken only after its reply was pushed and the reader wants more, so a slow
- * consumer slows the producer (back-pressure). Small writes are coalesced
- * into whole pieces; input that is already piece-aligned is sent in place.
+ * Memory is bounded on both sides: this side holds one piece being filled
+ * (one segment, or one frame's worth if the daemon's frames are smaller) and
+ * the replies of at most STREAM_WINDOW pieces sent ahead, the daemon at most
+ * one segment. Pieces of at most INLINE_UPDATE (256 KiB; the default segment
+ * is 64 KiB) are sent without waiting for the previous reply: the daemon
+ * finishes each before it reads the next frame, so they never find the
+ * stream BUSY and the daemon seals one while the next is on its way
+ * (docs/protocol.md §6.8). Larger pieces go one at a time. Replies are
+ * pushed in order, and the next input is taken only after the reader wants
+ * more, so a slow consumer slows the producer (back-pressure). Small writes
+ * are coalesced into whole pieces; input that is already piece-aligned is
+ * sent in place.
  *
  * A decrypting stream emits a segment's plaintext only after the daemon
  * verified that segment; if the stream was tampered with, it fails with
@@ -31,7 +36,7 @@ import { maxDataPerRequest } from './contexts.js';
 import { handleOf, wireAlgorithm, type BufferSource, type CryptoKey } from './subtle.js';
 
 import { MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE, STREAM_HEADER_LENGTH, STREAM_SEGMENT_SIZE_OFFSET, STREAM_TAG_LENGTH } from '../protocol/stream-header.js';
-import { CipherCreate, CipherFinal, CipherUpdate, Release, type ArgsIn } from '../protocol/messages/index.js';
+import { CipherCreate, CipherFinal, CipherUpdate, INLINE_UPDATE, Release, type ArgsIn } from '../protocol/messages/index.js';
 
 export { STREAM_HEADER_LENGTH, STREAM_SEGMENT_SIZE_OFFSET, STREAM_TAG_LENGTH };
 
@@ -46,6 +51,9 @@ export interface AeadStreamParams {
 }
 
 export type AeadStreamMode = 'encrypt' | 'decrypt';
+
+/** Pieces sent whose replies are not yet pushed, at most (16 × 64 KiB segments = 1 MiB ahead). */
+export const STREAM_WINDOW = 16;
 
 export class AeadStream extends Transform {
   readonly mode: AeadStreamMode;
@@ -62,6 +70,8 @@ export class AeadStream extends Transform {
   #buf: Buffer | null = null;
   #fill = 0;
   #wake: (() => void) | null = null;
+  /** Replies of the pieces sent ahead, oldest first; pushed in this order. */
+  readonly #ahead: Promise<Buffer>[] = [];
 
   /** @internal use `client.createEncryptStream` / `client.createDecryptStream` */
   constructor(conn: DaemonConnection, key: CryptoKey, algorithm: AeadStreamParams | string, mode: AeadStreamMode) {
@@ -169,18 +179,33 @@ export class AeadStream extends Transform {
   }
 
   async #send(handle: string, data: Uint8Array): Promise<void> {
+    // A piece the daemon works on in slices would find the stream BUSY behind the pieces ahead.
+    if (data.length > INLINE_UPDATE) await this.#drain(0);
     // request() encodes `data` into its frame synchronously, so the buffer is free again at once.
     const reply = this.#conn.call(CipherUpdate, { handle, data });
+    // Its failure is reported when its turn to be pushed comes; never unhandled meanwhile.
+    reply.catch(() => undefined);
+    this.#ahead.push(reply);
     if (!this.#headerSent) {
       // Later pieces are one ciphertext segment each, aligned with the daemon's.
       this.#headerSent = true;
       if (this.#segment > 0) this.#piece = Math.min(this.#segment, maxDataPerRequest(this.#conn));
     }
-    await this.#push(await reply);
+    await this.#drain(data.length > INLINE_UPDATE ? 0 : STREAM_WINDOW - 1);
+  }
+
+  /** Push the oldest replies until at most `keep` pieces are ahead. */
+  async #drain(keep: number): Promise<void> {
+    while (this.#ahead.length > keep) {
+      const out = await this.#ahead[0]!;
+      this.#ahead.shift();
+      await this.#push(out);
+    }
   }
 
   async #end(): Promise<void> {
     const handle = await this.#open();
+    await this.#drain(0);
     const data = this.#fill > 0 ? this.#buf!.subarray(0, this.#fill) : undefined;
     this.#fill = 0;
     const reply = this.#conn.call(CipherFinal, { handle, data });

@@ -13,6 +13,7 @@
 import type { Socket } from 'node:net';
 import { BadFrameError, FrameTooLargeError } from '../protocol/errors.js';
 import { FrameReader, type FrameSink } from '../protocol/frame.js';
+import { Op } from '../protocol/ops.js';
 import type { ClientId, DataNodeId, NodeOwner } from '../state/data-manager.js';
 import { RequestChain, type ChainHost } from './request-chain.js';
 import type { Identity } from './handshake.js';
@@ -137,9 +138,16 @@ export class Connection implements FrameSink, NodeOwner {
   }
 
   // ── FrameSink: every frame goes to the request chain ───────────────────
-  frame(kind: number, id: number, op: number, buf: Buffer, start: number, end: number): void {
+  frame(kind: number, id: number, op: number, buf: Buffer, start: number, end: number): boolean {
     this.#spend(end - start);
-    this.#chain.run(kind, id, op, buf, start, end);
+    return this.#chain.run(kind, id, op, buf, start, end);
+  }
+
+  /** Only HELLO and operations that declare key material (or unknown ones) have their copied bytes zeroed. */
+  sensitive(op: number): boolean {
+    if (op === Op.HELLO) return true;
+    const operation = this.#host.operations.get(op);
+    return operation === undefined || operation.sensitiveRequest === true;
   }
 
   oversize(_kind: number, id: number, op: number, length: number): void {

@@ -92,23 +92,27 @@ export class RequestChain {
     return this.#session.peer;
   }
 
-  /** One frame, through every phase in order. */
-  run(kind: number, id: number, op: number, buf: Buffer, start: number, end: number): void {
+  /**
+   * One frame, through every phase in order. Returns true when nothing refers
+   * to `buf` any more (an operation that keepsNoInput, done synchronously),
+   * so the reader may reuse it.
+   */
+  run(kind: number, id: number, op: number, buf: Buffer, start: number, end: number): boolean {
     const operation = this.#decodeFrame(kind, id, op, buf, start, end);
-    if (operation === STOP) return;
+    if (operation === STOP) return false;
     const args = this.#decodePayload(operation, id, op, buf, start, end);
-    if (args === STOP) return;
+    if (args === STOP) return false;
     if (operation === null) {
       this.#session.hello(id, args);
-      return;
+      return false;
     }
     const ctx = this.#session.request(id, op);
     if (ctx === null || !this.#limits(id, op)) {
       zero(operation, buf, start, end);
-      return;
+      return false;
     }
-    if (operation.access.kind !== 'none' && this.#authorize(ctx, operation, id, op, args, buf, start, end)) return;
-    this.#execute(ctx, operation, id, op, args, buf, start, end);
+    if (operation.access.kind !== 'none' && this.#authorize(ctx, operation, id, op, args, buf, start, end)) return false;
+    return this.#execute(ctx, operation, id, op, args, buf, start, end) && operation.keepsNoInput === true;
   }
 
   /** A frame the reader refused (too large, too short): the decode phase's error branch. */
@@ -200,20 +204,20 @@ export class RequestChain {
   }
 
   // ── 5. execute ─────────────────────────────────────────────────────────
-  /** The handler; an asynchronous one counts as in flight until it settles. */
-  #execute(ctx: RequestContext, operation: Operation, id: number, op: number, args: CborValue, buf: Buffer, start: number, end: number): void {
+  /** The handler; an asynchronous one counts as in flight until it settles. Returns whether it was done synchronously. */
+  #execute(ctx: RequestContext, operation: Operation, id: number, op: number, args: CborValue, buf: Buffer, start: number, end: number): boolean {
     let result: HandlerResult | Promise<HandlerResult>;
     try {
       result = operation.handle(ctx, args);
     } catch (err) {
       zero(operation, buf, start, end);
       this.#replyError(id, op, toCryptodError(err));
-      return;
+      return true;
     }
     if (!(result instanceof Promise)) {
       zero(operation, buf, start, end);
       this.#succeeded(operation, id, op, args, result);
-      return;
+      return true;
     }
     const size = end - start;
     this.#conn.hold(size);
@@ -229,6 +233,7 @@ export class RequestChain {
         },
       )
       .finally(() => zero(operation, buf, start, end));
+    return false;
   }
 
   #succeeded(operation: Operation, id: number, op: number, args: CborValue, result: HandlerResult): void {

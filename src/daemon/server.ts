@@ -116,6 +116,13 @@ export interface DaemonStatus {
   damaged: Array<{ key: string; version: number; reason: string }>;
   /** The data-key cache (src/cache/data-key-cache.ts); absent without managed keys. */
   cache?: DataKeyCacheStats;
+  /**
+   * This process's CPU time since start (process.cpuUsage(), microseconds) and
+   * resident memory: a benchmark divides the CPU difference between two
+   * STATUS calls by the operations between them, a figure machine noise
+   * barely moves where wall-clock rates swing.
+   */
+  process: { cpuUserUs: number; cpuSystemUs: number; rssBytes: number };
 }
 
 export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
@@ -163,6 +170,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       clients,
       damaged: options.keys?.manager.damaged().map((d) => ({ ...d })) ?? [],
       ...(dataKeys === undefined ? {} : { cache: dataKeys.cache.stats() }),
+      process: processUsage(),
     };
   };
 
@@ -429,4 +437,9 @@ function openDataKeys(keys: ManagedKeys, limits: Limits, options: DaemonOptions)
       cache.close();
     },
   };
+}
+
+function processUsage(): DaemonStatus['process'] {
+  const cpu = process.cpuUsage();
+  return { cpuUserUs: cpu.user, cpuSystemUs: cpu.system, rssBytes: process.memoryUsage.rss() };
 }

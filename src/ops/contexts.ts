@@ -22,11 +22,15 @@ import { InternalError, InvalidKeyError, NotFoundError } from '../protocol/error
 import { Op } from '../protocol/ops.js';
 import type { DataNodeAccessor, DataNodeId, NodeType, NodeValue } from '../state/data-manager.js';
 import { NODE_HASH, normalizeHash, type HashName } from './algorithms.js';
-import { ContextFinal, ContextUpdate, HashCreate, HmacCreate } from '../protocol/messages/contexts.js';
+import { ContextFinal, ContextUpdate, HashCreate, HmacCreate, INLINE_UPDATE } from '../protocol/messages/contexts.js';
 import { acquireKey } from './key.js';
 
-/** Inputs longer than this are processed slice by slice, yielding between slices. */
-export const SLICE = 256 * 1024;
+/**
+ * Inputs longer than this are processed slice by slice, yielding between
+ * slices; shorter ones synchronously, which is what lets a client pipeline
+ * updates on one context (INLINE_UPDATE, docs/protocol.md §6.8).
+ */
+export const SLICE = INLINE_UPDATE;
 
 /**
  * What a hash or HMAC context is charged against the daemon's context memory
@@ -173,6 +177,8 @@ export const contextOperations: Operation[] = [
      */
     op: Op.CONTEXT_UPDATE,
     access: { kind: 'none' },
+    // The hash consumes `data` at once: a stream of updates reuses one joining buffer.
+    keepsNoInput: true,
     handle: update,
   },
   {

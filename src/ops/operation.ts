@@ -123,6 +123,12 @@ export interface Operation {
   readonly access: Access;
   /** The arguments carry key material: the daemon zeroes the request frame after the handler ran. */
   readonly sensitiveRequest?: boolean;
+  /**
+   * The handler keeps no reference to its arguments' byte strings (views of
+   * the request frame) once it returned synchronously: the daemon may then
+   * reuse the frame's memory for the next request (src/protocol/frame.ts).
+   */
+  readonly keepsNoInput?: boolean;
   /** The event the chain records when the request succeeds (called only with the audit log on). */
   readonly audit?: (request: AuditedRequest) => AuditEvent;
   handle(ctx: RequestContext, args: CborValue): HandlerResult | Promise<HandlerResult>;

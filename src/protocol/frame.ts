@@ -31,8 +31,18 @@ export const DEFAULT_MAX_FRAME = 4 * 1024 * 1024;
 export const MAX_MAX_FRAME = 64 * 1024 * 1024;
 
 export interface FrameSink {
-  /** A complete frame; the payload is `buf[start, end)` (may be empty). */
-  frame(kind: number, id: number, op: number, buf: Buffer, start: number, end: number): void;
+  /**
+   * A complete frame; the payload is `buf[start, end)` (may be empty).
+   * Returning true says nothing refers to `buf` any more: a buffer the reader
+   * joined the frame in is then reused for the next split frame.
+   */
+  frame(kind: number, id: number, op: number, buf: Buffer, start: number, end: number): boolean | void;
+  /**
+   * Whether a frame of `op` may carry key material. Absent, or true: the
+   * bytes the reader copies out of a chunk are zeroed in it. A frame whose op
+   * has not arrived yet is always treated as sensitive.
+   */
+  sensitive?(op: number): boolean;
   /** A frame whose length exceeds the maximum; its body is being skipped. */
   oversize(kind: number, id: number, op: number, length: number): void;
   /** A length field too small to hold a header; `length` bytes are skipped. */
@@ -50,15 +60,30 @@ export interface FrameSink {
  * ever sees the joined copy: the pieces would otherwise keep key material in
  * the socket's buffers until the garbage collector reuses them. The reader
  * cannot tell a sensitive frame before its op arrives (possibly in a later
- * chunk), so it zeroes all it copies; that costs one memset of bytes it has
- * just read anyway. Ranges handed out as views are never touched.
+ * chunk), so it zeroes all it copies — unless the sink says the frame's op
+ * carries none (FrameSink.sensitive). Ranges handed out as views are never
+ * touched.
+ *
+ * Joining a frame needs a buffer of its size; when the sink says it is done
+ * with a joined frame (frame() returned true), that buffer is kept (up to
+ * SPARE_MAX bytes) for the next one, so a stream of split frames — 256 KiB
+ * updates arriving in 64 KiB reads — allocates nothing in steady state.
  */
+/** Largest joining buffer a reader keeps for reuse (a connection's idle cost stays small). */
+const SPARE_MAX = 512 * 1024 + HEADER_SIZE + 64;
+
 export class FrameReader {
   readonly #max: number;
   readonly #sink: FrameSink;
   #skip = 0;
   #target: Buffer | null = null;
   #tfill = 0;
+  /** Whether bytes copied into #target are zeroed in their chunk. */
+  #wipe = true;
+  /** The whole buffer #target is a view of, when it came from #spare. */
+  #targetBase: Buffer | null = null;
+  /** A joining buffer the sink was done with, for the next split frame. */
+  #spare: Buffer | null = null;
   readonly #head = Buffer.alloc(HEADER_SIZE);
   #hfill = 0;
   #paused = false;
@@ -115,13 +140,15 @@ export class FrameReader {
         const t = this.#target;
         const n = Math.min(t.length - this.#tfill, end - off);
         chunk.copy(t, this.#tfill, off, off + n);
-        chunk.fill(0, off, off + n);
+        if (this.#wipe) chunk.fill(0, off, off + n);
         this.#tfill += n;
         off += n;
         if (this.#tfill === t.length) {
+          const base = this.#targetBase ?? t;
           this.#target = null;
+          this.#targetBase = null;
           this.#tfill = 0;
-          this.#emit(t, 0);
+          if (this.#emit(t, 0) === true && base.length <= SPARE_MAX) this.#spare = base;
         }
         continue;
       }
@@ -156,10 +183,9 @@ export class FrameReader {
         off += 4 + len;
         continue;
       }
-      const t = Buffer.allocUnsafeSlow(4 + len);
+      const t = this.#join(4 + len, avail >= HEADER_SIZE ? chunk.readUInt16BE(off + 9) : -1);
       chunk.copy(t, 0, off, end);
-      chunk.fill(0, off, end);
-      this.#target = t;
+      if (this.#wipe) chunk.fill(0, off, end);
       this.#tfill = avail;
       off = end;
     }
@@ -195,17 +221,33 @@ export class FrameReader {
       this.#sink.oversize(h[4]!, h.readUInt32BE(5), h.readUInt16BE(9), len);
       return off;
     }
-    const t = Buffer.allocUnsafeSlow(4 + len);
+    const t = this.#join(4 + len, this.#hfill >= HEADER_SIZE ? h.readUInt16BE(9) : -1);
     h.copy(t, 0, 0, this.#hfill);
     this.#tfill = this.#hfill;
     this.#hfill = 0;
-    this.#target = t;
     return off;
   }
 
-  #emit(buf: Buffer, off: number): void {
+  /**
+   * The buffer a split frame of `size` bytes is joined in: the spare one when
+   * it is large enough, else a new one outside the shared pool. `op` is -1
+   * while the header is incomplete.
+   */
+  #join(size: number, op: number): Buffer {
+    this.#wipe = op < 0 || this.#sink.sensitive?.(op) !== false;
+    const spare = this.#spare;
+    if (spare !== null && spare.length >= size) {
+      this.#spare = null;
+      this.#targetBase = spare;
+      return (this.#target = spare.subarray(0, size));
+    }
+    this.#targetBase = null;
+    return (this.#target = Buffer.allocUnsafeSlow(size));
+  }
+
+  #emit(buf: Buffer, off: number): boolean | void {
     const len = buf.readUInt32BE(off);
-    this.#sink.frame(buf[off + 4]!, buf.readUInt32BE(off + 5), buf.readUInt16BE(off + 9), buf, off + HEADER_SIZE, off + 4 + len);
+    return this.#sink.frame(buf[off + 4]!, buf.readUInt32BE(off + 5), buf.readUInt16BE(off + 9), buf, off + HEADER_SIZE, off + 4 + len);
   }
 }
 
@@ -259,5 +301,36 @@ export function encodeFrame(kind: FrameKind, id: number, op: number, payload?: C
   const out = sensitive ? Buffer.allocUnsafeSlow(n) : Buffer.allocUnsafe(n);
   w.buf.copy(out, 0, 0, n);
   if (sensitive) w.buf.fill(0, 0, n);
+  return out;
+}
+
+/**
+ * The head of a request frame whose payload is the map `fields` plus, last,
+ * `tailKey` → a byte string of `tailLength` bytes that is not in the head: the
+ * caller writes those bytes right after it (socket.write(head);
+ * socket.write(tail)), so a large input goes out without being copied into
+ * a frame. The frame is the same as encodeFrame's for `{ ...fields, [tailKey]: tail }`.
+ */
+export function encodeFrameHead(kind: FrameKind, id: number, op: number, fields: { readonly [k: string]: CborValue }, tailKey: string, tailLength: number): Buffer {
+  const w = scratch;
+  w.pos = HEADER_SIZE;
+  let entries = 1;
+  for (const k in fields) if (fields[k] !== undefined) entries++;
+  w.head(5, entries);
+  for (const k in fields) {
+    const v = fields[k];
+    if (v === undefined) continue;
+    w.value(k, 1);
+    w.value(v, 1);
+  }
+  w.value(tailKey, 1);
+  w.head(2, tailLength);
+  const n = w.pos;
+  w.buf.writeUInt32BE(n - 4 + tailLength, 0);
+  w.buf[4] = kind;
+  w.buf.writeUInt32BE(id >>> 0, 5);
+  w.buf.writeUInt16BE(op, 9);
+  const out = Buffer.allocUnsafe(n);
+  w.buf.copy(out, 0, 0, n);
   return out;
 }

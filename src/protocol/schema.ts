@@ -227,7 +227,7 @@ export function map<F extends Fields>(fields: F, opts: { open?: boolean } = {}):
     const path = pathOf(p, k);
     for (let i = 0; i < names.length; i++) checks[i]!(v[names[i]!], path, names[i]!);
     if (strict) {
-      // Object.keys, not for…in: decoded maps have no prototype (dictionary mode), where for…in costs twice as much.
+      // Object.keys, not for…in: own keys only, and cheaper.
       const present = Object.keys(v);
       for (let i = 0; i < present.length; i++) {
         const f = present[i]!;

@@ -12,6 +12,15 @@ const created = map({ handle: handle() }, { open: true });
 
 export const HashCreate = message(Op.HASH_CREATE, map({ algorithm: hashAlgorithm }), created);
 export const HmacCreate = message(Op.HMAC_CREATE, map({ key: handle() }), created);
+/**
+ * A CONTEXT_UPDATE or CIPHER_UPDATE whose `data` is at most this long is done
+ * before the daemon reads the connection's next frame (docs/protocol.md §6.8):
+ * a client may pipeline such updates on one context — they run in order and
+ * never find it BUSY. A longer one is worked on in slices of this size with
+ * other connections served in between, and the context stays busy until its reply.
+ */
+export const INLINE_UPDATE = 256 * 1024;
+
 export const ContextUpdate = message(Op.CONTEXT_UPDATE, map({ handle: handle(), data: bytes() }), cbor());
 export const ContextFinal = message(Op.CONTEXT_FINAL, map({ handle: handle() }), bytes());
 
