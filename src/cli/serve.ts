@@ -18,7 +18,7 @@ import { constants } from 'node:os';
 import { configOption } from './config-option.js';
 import { daemonConfig, type ConfigOverrides, type DaemonConfig } from '../config/daemon-config.js';
 import { createDaemon } from '../daemon/assemble.js';
-import { createLogger, type Level } from '../observe/logger.js';
+import { LOG_FORMATS, createLogger, type Level, type LogFormat } from '../observe/logger.js';
 import { CryptodError } from '../protocol/errors.js';
 import { UsageError, choiceOpt, modeOpt, parseCommand, stringOpt, wantsHelp, type OptionSpec, type Parsed } from './args.js';
 import { SOCKET_OPTION } from './connect.js';
@@ -55,6 +55,8 @@ ${limitHelp()}  --audit-log FILE|-         append one JSON line per security eve
                              (created mode 600), or to stdout with '-'
                              (default: off)
   --log-level LEVEL          debug, info, warn or error (default: info)
+  --log-format FORMAT        json (one JSON line per event, the default) or
+                             pretty (readable lines, coloured on a terminal)
   --allow-uid N              also admit processes of uid N on the socket
                              (repeatable; the daemon's user and root always
                              may connect)
@@ -85,6 +87,7 @@ const OPTIONS: OptionSpec = {
   'socket-mode': { type: 'string' },
   'audit-log': { type: 'string' },
   'log-level': { type: 'string' },
+  'log-format': { type: 'string' },
   'allow-uid': { type: 'string', multiple: true },
   'allow-gid': { type: 'string', multiple: true },
   listen: { type: 'string' },
@@ -102,8 +105,9 @@ const LEVELS: readonly Level[] = ['debug', 'info', 'warn', 'error'];
  * every problem of the file as FILE:LINE:COL: field: message, or naming the
  * limit out of range.
  */
-function configure(argv: readonly string[]): DaemonConfig {
+function configure(argv: readonly string[]): { config: DaemonConfig; logFormat: LogFormat } {
   const p = parseCommand('serve', argv, OPTIONS);
+  const logFormat = choiceOpt(p, 'log-format', LOG_FORMATS, 'serve') ?? 'json';
   const file = configOption(p);
   const overrides: ConfigOverrides = { ...accessOptions(p), limits: limitFlags(p, 'serve') };
   const set = <K extends keyof ConfigOverrides>(key: K, value: ConfigOverrides[K] | undefined): void => {
@@ -116,7 +120,7 @@ function configure(argv: readonly string[]): DaemonConfig {
   set('auditLog', stringOpt(p, 'audit-log'));
   if (p.values.init === true) overrides.init = true;
   try {
-    return daemonConfig(file, overrides);
+    return { config: daemonConfig(file, overrides), logFormat };
   } catch (err) {
     // A limit out of range: say what to fix, no code.
     if (err instanceof CryptodError) throw new LocalFailure(err.message, { cause: err });
@@ -164,8 +168,8 @@ export async function serve(argv: readonly string[]): Promise<number> {
     process.stdout.write(SERVE_HELP);
     return EXIT_OK;
   }
-  const config = configure(argv);
-  const log = createLogger({ level: config.logLevel });
+  const { config, logFormat } = configure(argv);
+  const log = createLogger({ level: config.logLevel, format: logFormat });
   const processLimits = prepareProcess(log);
   const daemon = createDaemon(config, { logger: log });
 
