@@ -12,6 +12,7 @@ import { digest } from './digest.js';
 import { key } from './key.js';
 import { keystore } from './keystore.js';
 import { EXIT_OK, EXIT_USAGE, report } from './output.js';
+import { random } from './random.js';
 import { reload } from './reload.js';
 import { serve } from './serve.js';
 import { status } from './status.js';
@@ -36,6 +37,7 @@ Commands:
              verify the keystore of a data directory offline: SQLite
              integrity and every wrapped key version (exit 0 clean, 1 damage)
   reload     make the daemon re-read its --config file (like SIGHUP)
+  random     print random bytes made by the daemon (--bytes N)
   help       show this help, or \`cryptod help <command>\` for one command
 
 Options:
@@ -52,7 +54,7 @@ Environment:
 type Command = (argv: readonly string[]) => Promise<number>;
 
 const COMMANDS: Record<string, Command> = {
-  serve, digest, status, client, key, keystore, reload,
+  serve, digest, status, client, key, keystore, reload, random,
   ...Object.fromEntries(DATA_COMMANDS.map((n) => [n, dataCommand(n)])),
 };
 

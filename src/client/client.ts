@@ -23,6 +23,7 @@ import {
   type AadOptions, type BatchResult, type CipherItem, type VerifyItem,
 } from './managed.js';
 import type { BufferSource } from './subtle.js';
+import { getRandomValues, type IntegerTypedArray } from './random.js';
 
 export interface ConnectOptions {
   /** Socket path; default `CRYPTOD_SOCKET`, then `$XDG_RUNTIME_DIR/cryptod/cryptod.sock`, then `/tmp/cryptod-$UID/cryptod.sock` (README, "Where the socket is"). */
@@ -156,6 +157,21 @@ export class Client implements AsyncDisposable {
   /** Daemon status: clients, connections, live nodes (`cryptod status`). */
   async status(): Promise<Record<string, unknown>> {
     return this.connection.call(Status, undefined);
+  }
+
+  /**
+   * WebCrypto's `getRandomValues`, with the bytes made by the daemon: fills
+   * `array` (an integer-type TypedArray of at most 65,536 bytes) in place and
+   * resolves to it. Throws the DOMExceptions Node's own does: TypeMismatchError
+   * for any other kind of array, QuotaExceededError above 65,536 bytes.
+   *
+   * @example
+   * ```ts
+   * const nonce = await client.getRandomValues(new Uint8Array(24));
+   * ```
+   */
+  getRandomValues<T extends IntegerTypedArray>(array: T): Promise<T> {
+    return getRandomValues(this.connection, array);
   }
 
   async ping(payload?: CborValue): Promise<CborValue> {

@@ -11,7 +11,8 @@ import { streamCipherOperations } from './stream-cipher.js';
 import { sessionOperations } from './session.js';
 import { managedDataOperations } from './managed-data.js';
 import { managedAdminOperations } from './managed-admin.js';
+import { randomOperations } from './random.js';
 
 export function allOperations(): Operation[] {
-  return [...sessionOperations, ...digestOperations, ...keyOperations, ...signOperations, ...deriveOperations, ...wrapOperations, ...cipherOperations, ...contextOperations, ...streamCipherOperations, ...managedDataOperations, ...managedAdminOperations];
+  return [...sessionOperations, ...digestOperations, ...keyOperations, ...signOperations, ...deriveOperations, ...wrapOperations, ...cipherOperations, ...contextOperations, ...streamCipherOperations, ...managedDataOperations, ...managedAdminOperations, ...randomOperations];
 }

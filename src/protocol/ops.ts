@@ -12,6 +12,7 @@ export const Op = {
   STATUS: 0x0003,
   // one-shot, keyless
   DIGEST: 0x0010,
+  RANDOM: 0x0011,
   // client-owned keys (WebCrypto-shaped)
   GENERATE_KEY: 0x0020,
   IMPORT_KEY: 0x0021,

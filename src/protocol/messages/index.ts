@@ -5,3 +5,4 @@ export * from './session.js';
 export * from './subtle.js';
 export * from './contexts.js';
 export * from './managed.js';
+export * from './random.js';
