@@ -9,6 +9,7 @@ import { UsageError, wantsHelp } from './args.js';
 import { client } from './client.js';
 import { DATA_COMMANDS, dataCommand } from './data.js';
 import { digest } from './digest.js';
+import { health } from './health.js';
 import { key } from './key.js';
 import { keystore } from './keystore.js';
 import { EXIT_OK, EXIT_USAGE, report } from './output.js';
@@ -38,6 +39,8 @@ Commands:
              integrity and every wrapped key version (exit 0 clean, 1 damage)
   reload     make the daemon re-read its --config file (like SIGHUP)
   random     print random bytes made by the daemon (--bytes N)
+  health     check that a daemon is ready (exit 0 ready, 1 not ready or
+             not reachable)
   help       show this help, or \`cryptod help <command>\` for one command
 
 Options:
@@ -54,7 +57,7 @@ Environment:
 type Command = (argv: readonly string[]) => Promise<number>;
 
 const COMMANDS: Record<string, Command> = {
-  serve, digest, status, client, key, keystore, reload, random,
+  serve, digest, status, client, key, keystore, reload, random, health,
   ...Object.fromEntries(DATA_COMMANDS.map((n) => [n, dataCommand(n)])),
 };
 

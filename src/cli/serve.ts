@@ -55,6 +55,11 @@ ${limitHelp()}  --audit-log FILE|-         append one JSON line per security eve
                              (created mode 600), or to stdout with '-'
                              (default: off)
   --log-level LEVEL          debug, info, warn or error (default: info)
+  --metrics URL              serve GET /metrics (Prometheus), /healthz and
+                             /readyz on tcp://HOST:PORT (loopback; another
+                             address needs the --tls-* files of --listen and
+                             then takes client certificates only) or
+                             unix:PATH (default: off, and then free)
   --log-format FORMAT        json (one JSON line per event, the default) or
                              pretty (readable lines, coloured on a terminal)
   --allow-uid N              also admit processes of uid N on the socket
@@ -88,6 +93,7 @@ const OPTIONS: OptionSpec = {
   'audit-log': { type: 'string' },
   'log-level': { type: 'string' },
   'log-format': { type: 'string' },
+  metrics: { type: 'string' },
   'allow-uid': { type: 'string', multiple: true },
   'allow-gid': { type: 'string', multiple: true },
   listen: { type: 'string' },
@@ -118,6 +124,7 @@ function configure(argv: readonly string[]): { config: DaemonConfig; logFormat: 
   set('socketMode', modeOpt(p, 'socket-mode', 'serve'));
   set('logLevel', choiceOpt(p, 'log-level', LEVELS, 'serve'));
   set('auditLog', stringOpt(p, 'audit-log'));
+  set('metrics', stringOpt(p, 'metrics'));
   if (p.values.init === true) overrides.init = true;
   try {
     return { config: daemonConfig(file, overrides), logFormat };

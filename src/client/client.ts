@@ -10,7 +10,7 @@
  */
 import type { CborValue } from '../protocol/cbor.js';
 import {
-  HashCreate, HmacCreate, ManagedDecrypt, ManagedEncrypt, ManagedMac, ManagedRewrap, ManagedSign, ManagedVerify, ManagedVerifyMac, Ping, Reload, Status,
+  Health, HashCreate, HmacCreate, ManagedDecrypt, ManagedEncrypt, ManagedMac, ManagedRewrap, ManagedSign, ManagedVerify, ManagedVerifyMac, Ping, Reload, Status,
 } from '../protocol/messages/index.js';
 import { InvalidArgumentError } from '../protocol/errors.js';
 import { assertOwnSocketDirectory, resolveSocket } from './socket-path.js';
@@ -172,6 +172,11 @@ export class Client implements AsyncDisposable {
    */
   getRandomValues<T extends IntegerTypedArray>(array: T): Promise<T> {
     return getRandomValues(this.connection, array);
+  }
+
+  /** Readiness (`cryptod health`): whether the keystore, the KEK and the configured keys are usable, check by check. */
+  async health(): Promise<{ ready: boolean; checks: Array<{ name: string; ok: boolean; detail: string }> }> {
+    return this.connection.call(Health, undefined);
   }
 
   async ping(payload?: CborValue): Promise<CborValue> {

@@ -9,6 +9,7 @@
  *   access: { uids, gids }                      src/daemon/access.ts
  *   listen, tls: { cert, key, clientCa, crl }   src/daemon/tls-listener.ts
  *   audit: { log }                              src/observe/audit.ts
+ *   metrics: { listen, keyLabels }              src/daemon/metrics-listener.ts
  *   kek: { passphraseFile | passphraseEnv }     src/kek/local.ts
  *   keys: { NAME: { type, rotationPeriod, … } } src/keys/definition.ts
  *
@@ -33,6 +34,7 @@ export interface ConfigFile {
   readonly access?: AccessPolicy;
   readonly tcp?: TcpListenOptions;
   readonly audit?: { log: string };
+  readonly metrics?: { listen: string; keyLabels: boolean };
   readonly kek: { passphraseFile?: string; passphraseEnv?: string };
   /** Key definitions, as written (the key manager parses them again when it applies them). */
   readonly keys: Readonly<Record<string, KeyDefinition>>;
@@ -45,7 +47,7 @@ export interface ConfigIssue {
   message: string;
 }
 
-export const TOP_LEVEL_FIELDS = ['dataDir', 'socket', 'socketMode', 'logLevel', 'limits', 'access', 'listen', 'tls', 'audit', 'kek', 'keys'] as const;
+export const TOP_LEVEL_FIELDS = ['dataDir', 'socket', 'socketMode', 'logLevel', 'limits', 'access', 'listen', 'tls', 'audit', 'kek', 'keys', 'metrics'] as const;
 const LEVELS: readonly Level[] = ['debug', 'info', 'warn', 'error'];
 
 /**
@@ -56,7 +58,7 @@ const LEVELS: readonly Level[] = ['debug', 'info', 'warn', 'error'];
  * would apply to some and not others.
  */
 export const RELOADABLE_FIELDS: readonly string[] = ['keys'];
-export const RESTART_FIELDS: readonly string[] = ['dataDir', 'socket', 'socketMode', 'logLevel', 'limits', 'access', 'listen', 'tls', 'audit', 'kek'];
+export const RESTART_FIELDS: readonly string[] = ['dataDir', 'socket', 'socketMode', 'logLevel', 'limits', 'access', 'listen', 'tls', 'audit', 'kek', 'metrics'];
 
 /**
  * Check `raw` (the document as plain data). `sourceOf(path)` returns the text
@@ -157,6 +159,16 @@ export function validateConfig(raw: unknown, file: string, sourceOf: (path: read
       // '-' (stdout) is not a path.
       const log = a.log === '-' ? '-' : a.log === undefined ? bad(['audit'], 'expected audit.log: a file path or - for stdout') : file_(['audit', 'log'], a.log);
       if (log !== undefined) out.audit = { log };
+    }
+  }
+
+  if (doc.metrics !== undefined) {
+    const m = map(['metrics'], doc.metrics, ['listen', 'keyLabels']);
+    if (m !== undefined) {
+      // The address itself is checked where it is bound (src/daemon/metrics-listener.ts), like `listen`.
+      const listen = m.listen === undefined ? bad(['metrics'], 'expected metrics.listen: tcp://HOST:PORT or unix:PATH') : str(['metrics', 'listen'], m.listen);
+      if (m.keyLabels !== undefined && typeof m.keyLabels !== 'boolean') bad(['metrics', 'keyLabels'], `expected true or false, got ${kind(m.keyLabels)}`);
+      if (listen !== undefined) out.metrics = { listen: listen.startsWith('unix:') && !isAbsolute(listen.slice(5)) ? `unix:${resolve(base, listen.slice(5))}` : listen, keyLabels: m.keyLabels === true };
     }
   }
 

@@ -41,6 +41,8 @@ export interface DaemonConfig {
   readonly tcp?: TcpListenOptions;
   /** The audit log's file, or `-` for stdout; off when absent. */
   readonly auditLog?: string;
+  /** The metrics and health listener (src/daemon/metrics-listener.ts); off when absent. */
+  readonly metrics?: { listen: string; keyLabels: boolean };
   readonly kek: KekSource;
   /** Start a new, empty keystore although a lost one's root.key or kek.binding is left in the data directory (`serve --init`, src/kek/local.ts). */
   readonly init: boolean;
@@ -59,6 +61,8 @@ export interface ConfigOverrides {
   access?: AccessPolicy;
   tcp?: TcpListenOptions;
   auditLog?: string;
+  /** `--metrics URL`; keyLabels comes from the file. */
+  metrics?: string;
   init?: boolean;
 }
 
@@ -78,6 +82,7 @@ export function daemonConfig(file: LoadedConfig | null, overrides: ConfigOverrid
   const access = overrides.access ?? f?.access;
   const tcp = overrides.tcp ?? f?.tcp;
   const auditLog = overrides.auditLog ?? f?.audit?.log;
+  const metrics = overrides.metrics === undefined ? f?.metrics : { listen: overrides.metrics, keyLabels: f?.metrics?.keyLabels ?? false };
   return {
     dataDir,
     // Explicit, else $CRYPTOD_SOCKET, else the user's runtime directory, else /tmp/cryptod-$UID.
@@ -88,6 +93,7 @@ export function daemonConfig(file: LoadedConfig | null, overrides: ConfigOverrid
     ...(access === undefined ? {} : { access }),
     ...(tcp === undefined ? {} : { tcp }),
     ...(auditLog === undefined ? {} : { auditLog }),
+    ...(metrics === undefined ? {} : { metrics }),
     kek: f?.kek ?? {},
     init: overrides.init ?? false,
     file,

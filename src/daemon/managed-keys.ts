@@ -32,6 +32,7 @@ import type { Keystore } from '../store/keystore.js';
 import { openSqliteKeystore } from '../store/sqlite/sqlite-store.js';
 import { silentLogger, type Logger } from '../observe/logger.js';
 import type { Audit } from '../observe/audit.js';
+import type { MetricHooks } from '../observe/metric-hooks.js';
 import type { ManagedKeys } from '../ops/operation.js';
 
 export type { ManagedKeys };
@@ -61,6 +62,8 @@ export interface OpenManagedKeysOptions {
    * does not hold).
    */
   refreshIntervalMs?: number;
+  /** Metrics: rotations the manager does on its own are counted there (absent: off). */
+  metrics?: MetricHooks;
   /** Encryption budgets of random-nonce AEAD versions (budget.ts); the defaults suit production, small ones suit tests. */
   budget?: Partial<BudgetOptions>;
 }
@@ -70,6 +73,8 @@ export const DEFAULT_REFRESH_INTERVAL_MS = 1_000;
 
 export interface OpenedManagedKeys extends ManagedKeys {
   readonly store: Keystore;
+  /** The keystore's file (SQLite), which readiness checks is still there. */
+  readonly storeFile?: string;
   readonly kek: KekProvider;
   /** Close the manager (zeroing every key once readers are done), the KEK, then the store. Idempotent. */
   close(): Promise<void>;
@@ -77,6 +82,18 @@ export interface OpenedManagedKeys extends ManagedKeys {
 
 function auditRotation(audit: Audit): (e: AutoRotation) => void {
   return (e) => audit.emit({ event: 'key.rotated', key: e.key, version: e.version, previousVersion: e.previousVersion, reason: e.reason });
+}
+
+/** Who hears of the rotations the manager does on its own: the audit log, the metrics, both or neither. */
+function onRotated(audit: Audit | undefined, metrics: MetricHooks | undefined): { onRotated?: (e: AutoRotation) => void } {
+  const toAudit = audit?.enabled === true ? auditRotation(audit) : null;
+  if (metrics === undefined || !metrics.enabled) return toAudit === null ? {} : { onRotated: toAudit };
+  return {
+    onRotated: (e) => {
+      toAudit?.(e);
+      metrics.rotated(e.reason, e.key);
+    },
+  };
 }
 
 /**
@@ -108,7 +125,7 @@ export async function openManagedKeys(options: OpenManagedKeysOptions): Promise<
     manager = await KeyManager.open({
       store, kek, logger: options.logger ?? silentLogger, storeFile: store.file,
       ...(audit?.enabled === true ? { onDamaged: (e) => audit.emit({ event: 'key.damaged', key: e.key, version: e.version, file: store.file, reason: e.reason }) } : {}),
-      ...(options.audit?.enabled === true ? { onRotated: auditRotation(options.audit) } : {}),
+      ...onRotated(options.audit, options.metrics),
       ...(options.clock === undefined ? {} : { clock: options.clock }),
       ...(options.budget === undefined ? {} : { budget: options.budget }),
     });
@@ -123,7 +140,7 @@ export async function openManagedKeys(options: OpenManagedKeysOptions): Promise<
   const poll = pollKeystore(manager, options.refreshIntervalMs ?? DEFAULT_REFRESH_INTERVAL_MS, options.logger ?? silentLogger);
   let closing: Promise<void> | null = null;
   return {
-    manager, store, kek: k, adminUids, localIsAdmin: options.localIsAdmin ?? true,
+    manager, store, storeFile: store.file, kek: k, adminUids, localIsAdmin: options.localIsAdmin ?? true,
     close() {
       closing ??= (async () => {
         poll?.stop();

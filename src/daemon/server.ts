@@ -15,6 +15,7 @@ import { Connection, type ConnectionHost } from './connection.js';
 import { resolveLimits, type Limits } from '../config/limits.js';
 import { createLogger, type Logger } from '../observe/logger.js';
 import { NO_AUDIT, type Audit } from '../observe/audit.js';
+import type { MetricHooks } from '../observe/metric-hooks.js';
 import type { DaemonView, Operation } from '../ops/operation.js';
 import { allOperations } from '../ops/index.js';
 import { managedAccess } from '../ops/managed-auth.js';
@@ -64,6 +65,10 @@ export interface DaemonOptions {
   keys?: ManagedKeys;
   /** Re-read the configuration file for RELOAD; resolves to a summary of what changed. Without it RELOAD is unsupported. */
   reload?: () => Promise<CborValue>;
+  /** Metrics hooks (src/observe/metric-hooks.ts); off when absent. */
+  metrics?: MetricHooks;
+  /** Readiness checks for HEALTH (src/daemon/health.ts). */
+  health?: () => Promise<CborValue>;
 }
 
 export interface Daemon {
@@ -81,6 +86,8 @@ export interface Daemon {
    */
   reloadTls(): TlsReloadSummary | null;
   status(): DaemonStatus;
+  /** Open connections by listener (`unix`, `tls`), for metrics. */
+  connectionsByListener(): { unix: number; tls: number };
   /** Graceful stop; resolves when every connection is closed and the socket removed. */
   close(): Promise<void>;
 }
@@ -144,6 +151,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const view: DaemonView = { startedAt, version: DAEMON_VERSION, status: () => asCbor(status()), audit,
     ...(options.keys === undefined ? {} : { keys: options.keys }),
     ...(options.reload === undefined ? {} : { reload: options.reload }),
+    ...(options.metrics === undefined ? {} : { metrics: options.metrics }),
+    ...(options.health === undefined ? {} : { health: options.health }),
   };
   const host: ConnectionHost = {
     dm,
@@ -153,6 +162,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     view,
     log,
     audit,
+    ...(options.metrics === undefined ? {} : { metrics: options.metrics }),
     get shuttingDown() {
       return shuttingDown;
     },
@@ -336,7 +346,13 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     return { revokedSerials: revoked.size, closed };
   };
 
-  return { socketPath, dm, limits, audit, tcpAddress: tls?.address ?? null, status, close, reloadTls };
+  const connectionsByListener = (): { unix: number; tls: number } => {
+    let tlsCount = 0;
+    for (const c of connections) if (c.certSerial !== null) tlsCount++;
+    return { unix: connections.size - tlsCount, tls: tlsCount };
+  };
+
+  return { socketPath, dm, limits, audit, tcpAddress: tls?.address ?? null, status, connectionsByListener, close, reloadTls };
 }
 
 /** Ticks of the idle clock after which an unused context expires (see DataManager.expireIdle). */

@@ -141,6 +141,8 @@ export interface AuditOptions {
   target: string;
   /** Told once when writing to the destination fails (events after it are dropped and counted). */
   log?: Logger;
+  /** Told of every event that could not be written (metrics: cryptod_audit_write_errors_total). */
+  onWriteError?: () => void;
 }
 
 /**
@@ -160,7 +162,7 @@ export interface AuditOptions {
  * @throws ConfigError when the file cannot be opened or its mode is too wide.
  */
 export function createAudit(options: AuditOptions): Audit {
-  if (options.target === '-') return streamAudit(process.stdout, options.log);
+  if (options.target === '-') return streamAudit(process.stdout, options.log, options.onWriteError);
   const path = options.target;
   checkAncestors(path);
   let fd: number;
@@ -196,6 +198,7 @@ export function createAudit(options: AuditOptions): Audit {
         // Keep serving: an audit failure is reported loudly, once, rather than
         // turned into an outage. Operators who need fail-closed watch this line.
         if (dropped++ === 0) options.log?.error('audit log write failed; events are being dropped', { path, error: (err as Error).message });
+        options.onWriteError?.();
       }
     },
     close() {
@@ -208,7 +211,7 @@ export function createAudit(options: AuditOptions): Audit {
 }
 
 /** Audit to a stream (stdout, or a test's collector). */
-export function streamAudit(stream: Writable, log?: Logger): Audit {
+export function streamAudit(stream: Writable, log?: Logger, onWriteError?: () => void): Audit {
   let seq = 0;
   let open = true;
   let failed = false;
@@ -221,7 +224,9 @@ export function streamAudit(stream: Writable, log?: Logger): Audit {
   return {
     enabled: true,
     emit(event) {
-      if (open && !failed) stream.write(auditLine(event, ++seq));
+      if (!open) return;
+      if (failed) onWriteError?.();
+      else stream.write(auditLine(event, ++seq));
     },
     close() {
       open = false;

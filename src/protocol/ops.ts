@@ -10,6 +10,7 @@ export const Op = {
   HELLO: 0x0001,
   PING: 0x0002,
   STATUS: 0x0003,
+  HEALTH: 0x0004,
   // one-shot, keyless
   DIGEST: 0x0010,
   RANDOM: 0x0011,
