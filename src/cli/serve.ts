@@ -25,6 +25,7 @@ import { SOCKET_OPTION } from './connect.js';
 import { LIMIT_OPTIONS, limitFlags, limitHelp } from './limit-flags.js';
 import { EXIT_FAILURE, EXIT_OK, LocalFailure } from './output.js';
 import { prepareProcess } from './process-setup.js';
+import { createNotifier, takeListenFd } from '../daemon/systemd.js';
 
 export const SERVE_HELP = `Usage: cryptod serve [options]
 
@@ -178,7 +179,17 @@ export async function serve(argv: readonly string[]): Promise<number> {
   const { config, logFormat } = configure(argv);
   const log = createLogger({ level: config.logLevel, format: logFormat });
   const processLimits = prepareProcess(log);
-  const daemon = createDaemon(config, { logger: log });
+  // systemd (contrib/systemd/): the socket it may hand over, and where it wants to hear of readiness.
+  let listenFd: number | null;
+  try {
+    listenFd = takeListenFd();
+  } catch (err) {
+    if (err instanceof CryptodError) throw new LocalFailure(err.message, { cause: err });
+    throw err;
+  }
+  const notifier = createNotifier(process.env, (state, err) => log.warn('sd_notify failed', { state: state.split('\n')[0], error: err instanceof Error ? err.message : String(err) }));
+  delete process.env.NOTIFY_SOCKET;
+  const daemon = createDaemon(config, { logger: log, ...(listenFd === null ? {} : { listenFd }) });
 
   // Signals are handled from the start: one that arrives while the daemon
   // starts closes it once started (close() waits for start), rather than
@@ -194,6 +205,8 @@ export async function serve(argv: readonly string[]): Promise<number> {
     }
     stopping = true;
     log.info('shutting down', { signal });
+    notifier?.stopping();
+    notifier?.close();
     daemon.close().then(
       () => stopped(EXIT_OK),
       (err: unknown) => {
@@ -220,7 +233,10 @@ export async function serve(argv: readonly string[]): Promise<number> {
     throw err;
   }
   processLimits.started(config.limits);
+  // The keys of the configuration are loaded and the socket is served (daemon.start()).
+  notifier?.ready();
   const code = await done;
+  notifier?.close();
   process.off('SIGHUP', onHangup);
   return code;
 }

@@ -63,6 +63,8 @@ export interface CreateDaemonOptions {
   revocationCheckMs?: number;
   /** Operations served (default: all of them). */
   operations?: readonly Operation[];
+  /** A listening socket inherited from systemd (src/daemon/systemd.ts), served instead of binding the configured path. */
+  listenFd?: number;
 }
 
 /** What a reload did: the configuration file re-read, or, without one, only the TLS files. */
@@ -108,7 +110,7 @@ export function createDaemon(config: DaemonConfig, options: CreateDaemonOptions 
     const dataDir = ensurePrivateDir(config.dataDir);
     // A default socket's directory is checked before anything opens: someone
     // else's would let them impersonate the daemon.
-    preparePrivateSocketDirectory(config.socket);
+    if (options.listenFd === undefined) preparePrivateSocketDirectory(config.socket);
     const metrics = config.metrics === undefined ? null : await createMetrics(config.metrics.keyLabels, () => listener, () => managedRef);
     let managedRef: Awaited<ReturnType<typeof openManagedKeys>> | null = null;
     let audit: Audit = NO_AUDIT;
@@ -171,6 +173,7 @@ export function createDaemon(config: DaemonConfig, options: CreateDaemonOptions 
       ...(options.operations === undefined ? {} : { operations: options.operations }),
       ...(options.revocationCheckMs === undefined ? {} : { revocationCheckMs: options.revocationCheckMs }),
       ...(metrics === null ? {} : { metrics }),
+      ...(options.listenFd === undefined ? {} : { listenFd: options.listenFd }),
       health: async () => asCbor(await ready()),
       ...reloadOperation(),
     });

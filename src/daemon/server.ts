@@ -69,6 +69,12 @@ export interface DaemonOptions {
   metrics?: MetricHooks;
   /** Readiness checks for HEALTH (src/daemon/health.ts). */
   health?: () => Promise<CborValue>;
+  /**
+   * A listening Unix socket inherited from systemd (socket activation,
+   * src/daemon/systemd.ts): served instead of binding `socketPath`, whose
+   * file systemd owns — the daemon neither creates nor removes it.
+   */
+  listenFd?: number;
 }
 
 export interface Daemon {
@@ -116,8 +122,11 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   }
   const revocations = options.clients === undefined ? null : watchRevocations(options.clients, log, options.revocationCheckMs);
 
-  prepareSocketDirectory(socketPath);
-  await removeStaleSocket(socketPath);
+  const inherited = options.listenFd;
+  if (inherited === undefined) {
+    prepareSocketDirectory(socketPath);
+    await removeStaleSocket(socketPath);
+  }
 
   const connections = new Set<Connection>();
   /** Every open connection's place in the connection caps (src/daemon/admission.ts). */
@@ -281,7 +290,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         refused: (socket, event) => onRefused(socket, event, 'tls'),
       });
     }
-    await listenOnSocket(server, socketPath, options.socketMode ?? 0o600);
+    if (inherited === undefined) await listenOnSocket(server, socketPath, options.socketMode ?? 0o600);
+    else await listenOnFd(server, inherited);
   } catch (err) {
     revocations?.stop();
     await tls?.close();
@@ -298,7 +308,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         }, Math.max(1, Math.ceil(limits.contextIdleMs / (IDLE_TICKS - 1))))
       : null;
   sweep?.unref();
-  log.info('listening', { socket: socketPath, pid: process.pid, version: DAEMON_VERSION, ...(tls === null ? {} : { tcp: `${tls.address.host}:${tls.address.port}`, tls: 'mutual' }) });
+  log.info('listening', { socket: socketPath, ...(inherited === undefined ? {} : { inheritedFd: inherited }), pid: process.pid, version: DAEMON_VERSION, ...(tls === null ? {} : { tcp: `${tls.address.host}:${tls.address.port}`, tls: 'mutual' }) });
 
   let closing: Promise<void> | null = null;
   const close = (): Promise<void> => {
@@ -322,10 +332,12 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       refusals.stop();
       await tls?.close();
       await serverClosed;
-      try {
-        unlinkSync(socketPath);
-      } catch {
-        // already gone (server.close removes it on most platforms)
+      if (inherited === undefined) {
+        try {
+          unlinkSync(socketPath);
+        } catch {
+          // already gone (server.close removes it on most platforms)
+        }
       }
       log.info('stopped', { nodes: dm.liveNodes() });
     })();
@@ -353,6 +365,14 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   };
 
   return { socketPath, dm, limits, audit, tcpAddress: tls?.address ?? null, status, connectionsByListener, close, reloadTls };
+}
+
+/** Serve a listening socket inherited as descriptor `fd`. */
+function listenOnFd(server: ReturnType<typeof createServer>, fd: number): Promise<void> {
+  return new Promise((res, rej) => {
+    server.once('error', (err) => rej(new ConfigError(`cannot listen on the inherited socket (fd ${fd}): ${err.message}`, { cause: err })));
+    server.listen({ fd }, () => res());
+  });
 }
 
 /** Ticks of the idle clock after which an unused context expires (see DataManager.expireIdle). */
