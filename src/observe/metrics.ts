@@ -50,6 +50,32 @@ export interface MetricsOptions {
  */
 const BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10];
 
+/**
+ * cryptod_request_duration_seconds as a registry metric of its own, built
+ * from the plain counts at each scrape (see DaemonMetrics).
+ */
+function latencyHistogram(families: ReadonlyMap<string, LatencySeries>): { name: string; help: string; type: 'histogram'; aggregator: 'sum'; get(): Promise<unknown> } {
+  const name = 'cryptod_request_duration_seconds';
+  const help = 'Time from a request frame read to its reply written, by operation family.';
+  return {
+    name, help, type: 'histogram', aggregator: 'sum',
+    get() {
+      const values: Array<{ metricName: string; labels: Record<string, string | number>; value: number }> = [];
+      for (const [family, l] of families) {
+        let cumulative = 0;
+        for (const [i, le] of BUCKETS.entries()) {
+          cumulative += l.buckets[i]!;
+          values.push({ metricName: `${name}_bucket`, labels: { le, family }, value: cumulative });
+        }
+        values.push({ metricName: `${name}_bucket`, labels: { le: '+Inf', family }, value: l.count });
+        values.push({ metricName: `${name}_sum`, labels: { family }, value: l.sum });
+        values.push({ metricName: `${name}_count`, labels: { family }, value: l.count });
+      }
+      return Promise.resolve({ name, help, type: 'histogram', values, aggregator: 'sum' });
+    },
+  };
+}
+
 /** An operation's family, the histogram's label (docs/protocol.md §6.10 groups the codes so). */
 export function operationFamily(op: number): string {
   if (op < 0x0010) return 'session';
@@ -61,19 +87,37 @@ export function operationFamily(op: number): string {
   return 'other';
 }
 
+/** Latency of one operation family: counts per bucket (not cumulative), their sum and count. */
+interface LatencySeries {
+  readonly buckets: Float64Array;
+  sum: number;
+  count: number;
+}
+
+/** What a request updates: plain numbers, no label hashing; turned into samples at scrape time. */
+interface OpSeries {
+  readonly name: string;
+  readonly latency: LatencySeries;
+  /** Requests by outcome code. */
+  readonly byCode: Map<string, number>;
+}
+
 export class DaemonMetrics implements MetricHooks {
   readonly enabled = true;
   readonly registry = new Registry();
   readonly #keyLabels: boolean;
-  readonly #requests: Counter<'op' | 'code'>;
-  readonly #duration: Histogram<'family'>;
-  readonly #inflight: Gauge;
   readonly #denials: Counter<string>;
   readonly #rotations: Counter<string>;
   readonly #auditErrors: Counter;
-  /** Label children by `op|code` and by op: a request looks its series up in a Map, not by hashing labels. */
-  readonly #requestSeries = new Map<string, ReturnType<Counter<'op' | 'code'>['labels']>>();
-  readonly #durationSeries = new Map<number, ReturnType<Histogram<'family'>['labels']>>();
+  /*
+   * The request path's counters are plain numbers: prom-client validates and
+   * hashes the labels on every inc() and observe(), which on a request of a
+   * few microseconds is a cost worth not paying (bench/metrics.ts). The
+   * families read them at scrape time.
+   */
+  readonly #ops = new Map<number, OpSeries>();
+  readonly #families = new Map<string, LatencySeries>();
+  #inflight = 0;
   #cache: DataKeyCacheHooks | null = null;
 
   constructor(sources: MetricSources, options: MetricsOptions) {
@@ -81,9 +125,22 @@ export class DaemonMetrics implements MetricHooks {
     this.#keyLabels = options.keyLabels === true;
     registerProcessMetrics(this.registry);
     new Gauge({ name: 'cryptod_info', help: 'Always 1; the version label names the daemon version.', labelNames: ['version'], registers }).set({ version: options.version }, 1);
-    this.#requests = new Counter({ name: 'cryptod_requests_total', help: 'Requests answered, by operation and outcome code (OK or a CRYPTOD_ERR_ code).', labelNames: ['op', 'code'], registers });
-    this.#duration = new Histogram({ name: 'cryptod_request_duration_seconds', help: 'Time from a request frame read to its reply written, by operation family.', labelNames: ['family'], buckets: BUCKETS, registers });
-    this.#inflight = new Gauge({ name: 'cryptod_requests_in_flight', help: 'Requests read and not answered yet.', registers });
+    const ops = this.#ops;
+    new Counter({
+      name: 'cryptod_requests_total', help: 'Requests answered, by operation and outcome code (OK or a CRYPTOD_ERR_ code).', labelNames: ['op', 'code'], registers,
+      collect() {
+        this.reset();
+        for (const s of ops.values()) for (const [code, n] of s.byCode) this.inc({ op: s.name, code }, n);
+      },
+    });
+    this.registry.registerMetric(latencyHistogram(this.#families) as unknown as Parameters<Registry['registerMetric']>[0]);
+    const inflight = (): number => this.#inflight;
+    new Gauge({
+      name: 'cryptod_requests_in_flight', help: 'Requests read and not answered yet.', registers,
+      collect() {
+        this.set(inflight());
+      },
+    });
     const keyLabel = this.#keyLabels ? ['key'] : [];
     this.#denials = new Counter({ name: 'cryptod_authorization_denials_total', help: 'Requests a key policy refused (FORBIDDEN, NOT_EXTRACTABLE), by operation and code.', labelNames: ['op', 'code', ...keyLabel], registers });
     this.#rotations = new Counter({ name: 'cryptod_key_rotations_total', help: 'New managed key versions, by reason: manual (KEY_ROTATE), schedule, usage-limit.', labelNames: ['reason', ...keyLabel], registers });
@@ -129,23 +186,32 @@ export class DaemonMetrics implements MetricHooks {
   }
 
   requestStarted(): void {
-    this.#inflight.inc();
+    this.#inflight++;
   }
 
   requestEnded(op: number, code: string, seconds: number | null): void {
-    const key = `${op}|${code}`;
-    let series = this.#requestSeries.get(key);
-    if (series === undefined) this.#requestSeries.set(key, (series = this.#requests.labels(opName(op), code)));
-    series.inc();
+    let s = this.#ops.get(op);
+    if (s === undefined) this.#ops.set(op, (s = this.#series(op)));
+    s.byCode.set(code, (s.byCode.get(code) ?? 0) + 1);
     if (seconds === null) return;
-    this.#inflight.dec();
-    let hist = this.#durationSeries.get(op);
-    if (hist === undefined) this.#durationSeries.set(op, (hist = this.#duration.labels(operationFamily(op))));
-    hist.observe(seconds);
+    this.#inflight--;
+    const l = s.latency;
+    let b = 0;
+    while (b < BUCKETS.length && seconds > BUCKETS[b]!) b++;
+    if (b < BUCKETS.length) l.buckets[b]!++;
+    l.sum += seconds;
+    l.count++;
+  }
+
+  #series(op: number): OpSeries {
+    const family = operationFamily(op);
+    let latency = this.#families.get(family);
+    if (latency === undefined) this.#families.set(family, (latency = { buckets: new Float64Array(BUCKETS.length), sum: 0, count: 0 }));
+    return { name: opName(op), latency, byCode: new Map() };
   }
 
   requestDropped(): void {
-    this.#inflight.dec();
+    this.#inflight--;
   }
 
   denied(op: number, code: string, key: string | null): void {
