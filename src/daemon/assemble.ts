@@ -112,6 +112,7 @@ export function createDaemon(config: DaemonConfig, options: CreateDaemonOptions 
     // else's would let them impersonate the daemon.
     if (options.listenFd === undefined) preparePrivateSocketDirectory(config.socket);
     const metrics = config.metrics === undefined ? null : await createMetrics(config.metrics.keyLabels, () => listener, () => managedRef);
+    if (metrics !== null) parts.defer('metrics', () => metrics.close());
     let managedRef: Awaited<ReturnType<typeof openManagedKeys>> | null = null;
     let audit: Audit = NO_AUDIT;
     if (config.auditLog !== undefined) {
@@ -272,7 +273,7 @@ async function createMetrics(
   keyLabels: boolean,
   listener: () => Daemon | null,
   managed: () => { manager: { keystoreStats(): { generation: number; refreshes: number; refreshFailures: number } } } | null,
-): Promise<MetricHooks & { scrape(): Promise<{ body: string; contentType: string }> }> {
+): Promise<MetricHooks & { scrape(): Promise<{ body: string; contentType: string }>; close(): void }> {
   const { DaemonMetrics } = await import('../observe/metrics.js');
   const { DAEMON_VERSION } = await import('./version.js');
   return new DaemonMetrics(

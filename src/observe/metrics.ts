@@ -119,11 +119,12 @@ export class DaemonMetrics implements MetricHooks {
   readonly #families = new Map<string, LatencySeries>();
   #inflight = 0;
   #cache: DataKeyCacheHooks | null = null;
+  readonly #stopProcessMetrics: () => void;
 
   constructor(sources: MetricSources, options: MetricsOptions) {
     const registers = [this.registry];
     this.#keyLabels = options.keyLabels === true;
-    registerProcessMetrics(this.registry);
+    this.#stopProcessMetrics = registerProcessMetrics(this.registry);
     new Gauge({ name: 'cryptod_info', help: 'Always 1; the version label names the daemon version.', labelNames: ['version'], registers }).set({ version: options.version }, 1);
     const ops = this.#ops;
     new Counter({
@@ -270,6 +271,11 @@ export class DaemonMetrics implements MetricHooks {
         this.set(source.generation());
       },
     });
+  }
+
+  /** Stop the event-loop sampler (the daemon closes). */
+  close(): void {
+    this.#stopProcessMetrics();
   }
 
   /** The text exposition format, and its content type. */

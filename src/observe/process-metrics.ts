@@ -8,7 +8,8 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, Gauge, type Registry } from 'prom-client';
 
-export function registerProcessMetrics(registry: Registry): void {
+/** Register the families; returns what stops the event-loop sampler. */
+export function registerProcessMetrics(registry: Registry): () => void {
   const registers = [registry];
   new Gauge({
     name: 'process_resident_memory_bytes', help: 'Resident memory size in bytes.', registers,
@@ -41,4 +42,5 @@ export function registerProcessMetrics(registry: Registry): void {
       delay.reset();
     },
   });
+  return () => delay.disable();
 }
