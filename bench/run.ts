@@ -13,8 +13,8 @@
  * (default 256), BENCH_OUT (default docs/benchmarks.md).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createHmac, createCipheriv, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash, createHmac, createCipheriv, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -269,7 +269,7 @@ async function main(): Promise<void> {
     await new Promise((r) => child.once('exit', r));
     rmSync(dir, { recursive: true, force: true });
   }
-  writeFileSync(OUT, render({ rows, notMeasured, alternatives: ran, seconds: SECONDS, rounds: ROUNDS, loadAtStart, sections: [targetsSection(rows), ...sections] }));
+  writeFileSync(OUT, render({ rows, notMeasured, alternatives: ran, seconds: SECONDS, rounds: ROUNDS, loadAtStart, sections: [targetsSection(rows), ...sections] }) + keptSection(OUT));
   console.log(`\nwrote ${OUT}`);
 }
 
@@ -289,3 +289,16 @@ main().catch((err) => {
   console.error(err);
   process.exit(1);
 });
+
+/** The metrics on/off section bench/metrics.ts writes into the same file, kept as it is. */
+function keptSection(file: string): string {
+  let doc = '';
+  try {
+    doc = readFileSync(file, 'utf8');
+  } catch {
+    return '';
+  }
+  const at = doc.indexOf('<!-- metrics-overhead');
+  const end = doc.indexOf('<!-- /metrics-overhead -->');
+  return at === -1 || end === -1 ? '' : `\n${doc.slice(at, end + '<!-- /metrics-overhead -->'.length)}\n`;
+}

@@ -36,6 +36,9 @@
 #  include <sys/prctl.h>
 #  include <sys/socket.h>
 #  include <sys/types.h>
+#  include <sys/un.h>
+#  include <stddef.h>
+#  include <unistd.h>
 #  define PEERCRED_SUPPORTED 1
 #else
 #  define PEERCRED_SUPPORTED 0
@@ -78,6 +81,10 @@ static const char *errno_name(int err) {
     case EFAULT: return "EFAULT";
     case EAFNOSUPPORT: return "EAFNOSUPPORT";
     case ENOMEM: return "ENOMEM";
+    case ENOENT: return "ENOENT";
+    case ECONNREFUSED: return "ECONNREFUSED";
+    case EAGAIN: return "EAGAIN";
+    case EACCES: return "EACCES";
     default: return NULL;
   }
 }
@@ -266,7 +273,63 @@ static napi_value raise_file_limit(napi_env env, napi_callback_info info) {
 #endif
 }
 
+/*
+ * sdNotify(path, message): send `message` as one datagram to the Unix
+ * datagram socket at `path` — systemd's sd_notify protocol (READY=1,
+ * STOPPING=1, WATCHDOG=1) to $NOTIFY_SOCKET. Node's dgram module has no Unix
+ * domain sockets, hence this. A path starting with '@' names a socket in the
+ * abstract namespace (the '@' becomes the leading NUL byte). Throws like
+ * getPeerCred on failure; returns undefined.
+ */
+static napi_value sd_notify(napi_env env, napi_callback_info info) {
+#if !PEERCRED_SUPPORTED
+  (void)info;
+  napi_throw_error(env, "ERR_SD_NOTIFY_UNSUPPORTED", "sdNotify is built on Linux only");
+  return NULL;
+#else
+  size_t argc = 2;
+  napi_value argv[2];
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct sockaddr_un addr;
+  memset(&addr, 0, sizeof addr);
+  addr.sun_family = AF_UNIX;
+  char path[sizeof addr.sun_path + 1];
+  size_t path_len = 0;
+  if (argc < 2 || napi_get_value_string_utf8(env, argv[0], path, sizeof path, &path_len) != napi_ok) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "sdNotify(path, message) expects two strings");
+    return NULL;
+  }
+  if (path_len == 0 || path_len >= sizeof addr.sun_path) {
+    napi_throw_range_error(env, "ERR_INVALID_ARG_VALUE", "sdNotify: the socket path is empty or longer than sun_path");
+    return NULL;
+  }
+  memcpy(addr.sun_path, path, path_len);
+  if (addr.sun_path[0] == '@') addr.sun_path[0] = '\0';
+  /* Abstract addresses are exactly as long as given; a path gets its NUL. */
+  socklen_t addr_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + path_len + (path[0] == '@' ? 0 : 1));
+  char msg[4096];
+  size_t msg_len = 0;
+  if (napi_get_value_string_utf8(env, argv[1], msg, sizeof msg, &msg_len) != napi_ok || msg_len == 0 || msg_len >= sizeof msg - 1) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "sdNotify: the message must be a string of 1 to 4094 bytes");
+    return NULL;
+  }
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, errno, "socket(AF_UNIX, SOCK_DGRAM)", NULL);
+  ssize_t sent = sendto(fd, msg, msg_len, MSG_NOSIGNAL, (struct sockaddr *)&addr, addr_len);
+  int err = errno;
+  close(fd);
+  if (sent < 0) return throw_errno(env, err, "sendto", path);
+  napi_value undefined;
+  NAPI_CALL(env, napi_get_undefined(env, &undefined));
+  return undefined;
+#endif
+}
+
 NAPI_MODULE_INIT() {
+  napi_value notify;
+  NAPI_CALL(env, napi_create_function(env, "sdNotify", NAPI_AUTO_LENGTH,
+                                      sd_notify, NULL, &notify));
+  NAPI_CALL(env, napi_set_named_property(env, exports, "sdNotify", notify));
   napi_value raise;
   NAPI_CALL(env, napi_create_function(env, "raiseFileLimit", NAPI_AUTO_LENGTH,
                                       raise_file_limit, NULL, &raise));

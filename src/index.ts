@@ -17,6 +17,7 @@ export {
   type BufferSource,
 } from './client/subtle.js';
 export { DigestContext } from './client/contexts.js';
+export type { IntegerTypedArray } from './client/random.js';
 export { AeadStream, type AeadStreamParams, type AeadStreamMode } from './client/streams.js';
 export {
   ManagedKeysClient,

@@ -10,10 +10,12 @@ import { client } from './client.js';
 import { DATA_COMMANDS, dataCommand } from './data.js';
 import { datakey } from './datakey.js';
 import { digest } from './digest.js';
+import { health } from './health.js';
 import { key } from './key.js';
 import { kek } from './kek.js';
 import { keystore } from './keystore.js';
 import { EXIT_OK, EXIT_USAGE, report } from './output.js';
+import { random } from './random.js';
 import { reload } from './reload.js';
 import { serve } from './serve.js';
 import { status } from './status.js';
@@ -42,6 +44,9 @@ Commands:
   reload     make the daemon re-read its --config file (like SIGHUP)
   kek rewrap-all
              rewrap every stored key version under the root KEK
+  random     print random bytes made by the daemon (--bytes N)
+  health     check that a daemon is ready (exit 0 ready, 1 not ready or
+             not reachable)
   help       show this help, or \`cryptod help <command>\` for one command
 
 Options:
@@ -58,7 +63,7 @@ Environment:
 type Command = (argv: readonly string[]) => Promise<number>;
 
 const COMMANDS: Record<string, Command> = {
-  serve, digest, status, client, key, keystore, reload, datakey, kek,
+  serve, digest, status, client, key, keystore, reload, datakey, kek, random, health,
   ...Object.fromEntries(DATA_COMMANDS.map((n) => [n, dataCommand(n)])),
 };
 

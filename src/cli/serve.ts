@@ -19,7 +19,7 @@ import { constants } from 'node:os';
 import { configOption } from './config-option.js';
 import { daemonConfig, type ConfigOverrides, type DaemonConfig } from '../config/daemon-config.js';
 import { createDaemon } from '../daemon/assemble.js';
-import { createLogger, type Level, type Logger } from '../observe/logger.js';
+import { LOG_FORMATS, createLogger, type Level, type LogFormat, type Logger } from '../observe/logger.js';
 import { CryptodError } from '../protocol/errors.js';
 import { UsageError, choiceOpt, modeOpt, parseCommand, stringOpt, wantsHelp, type OptionSpec, type Parsed } from './args.js';
 import { SOCKET_OPTION } from './connect.js';
@@ -31,6 +31,7 @@ import { workerLink } from './worker-link.js';
 import { parseWorkers, prepareShared, runPrimary } from './workers.js';
 import { VaultFrontDoor } from '../http/vault-front-door.js';
 import type { FrontDoor } from '../ops/front-door.js';
+import { createNotifier, takeListenFd } from '../daemon/systemd.js';
 
 export const SERVE_HELP = `Usage: cryptod serve [options]
 
@@ -74,6 +75,13 @@ ${limitHelp()}  --audit-log FILE|-         append one JSON line per security eve
                              socket(s) (default: 1; auto: one per core).
                              Each connection lives in one worker; limits
                              apply per worker; signals go to this process
+  --metrics URL              serve GET /metrics (Prometheus), /healthz and
+                             /readyz on tcp://HOST:PORT (loopback; another
+                             address needs the --tls-* files of --listen and
+                             then takes client certificates only) or
+                             unix:PATH (default: off, and then free)
+  --log-format FORMAT        json (one JSON line per event, the default) or
+                             pretty (readable lines, coloured on a terminal)
   --allow-uid N              also admit processes of uid N on the socket
                              (repeatable; the daemon's user and root always
                              may connect)
@@ -116,6 +124,8 @@ const OPTIONS: OptionSpec = {
   'socket-mode': { type: 'string' },
   'audit-log': { type: 'string' },
   'log-level': { type: 'string' },
+  'log-format': { type: 'string' },
+  metrics: { type: 'string' },
   'allow-uid': { type: 'string', multiple: true },
   'allow-gid': { type: 'string', multiple: true },
   listen: { type: 'string' },
@@ -137,9 +147,10 @@ const LEVELS: readonly Level[] = ['debug', 'info', 'warn', 'error'];
  * every problem of the file as FILE:LINE:COL: field: message, or naming the
  * limit out of range.
  */
-function configure(argv: readonly string[]): { config: DaemonConfig; workers: number } {
+function configure(argv: readonly string[]): { config: DaemonConfig; workers: number; logFormat: LogFormat } {
   const p = parseCommand('serve', argv, OPTIONS);
   const workers = parseWorkers(stringOpt(p, 'workers'));
+  const logFormat = choiceOpt(p, 'log-format', LOG_FORMATS, 'serve') ?? 'json';
   const file = configOption(p);
   const overrides: ConfigOverrides = { ...accessOptions(p), limits: limitFlags(p, 'serve') };
   const set = <K extends keyof ConfigOverrides>(key: K, value: ConfigOverrides[K] | undefined): void => {
@@ -152,6 +163,7 @@ function configure(argv: readonly string[]): { config: DaemonConfig; workers: nu
   set('auditLog', stringOpt(p, 'audit-log'));
   set('root', stringOpt(p, 'root-provider'));
   set('store', stringOpt(p, 'store'));
+  set('metrics', stringOpt(p, 'metrics'));
   if (p.values.init === true) overrides.init = true;
   const http = stringOpt(p, 'http');
   const mount = stringOpt(p, 'http-mount');
@@ -163,7 +175,7 @@ function configure(argv: readonly string[]): { config: DaemonConfig; workers: nu
   const admins = (p.values as Record<string, unknown>)['admin-client'];
   if (Array.isArray(admins)) overrides.adminClients = admins as string[];
   try {
-    return { config: daemonConfig(file, overrides), workers };
+    return { config: daemonConfig(file, overrides), workers, logFormat };
   } catch (err) {
     // A limit out of range: say what to fix, no code.
     if (err instanceof CryptodError) throw new LocalFailure(err.message, { cause: err });
@@ -222,14 +234,18 @@ export async function serve(argv: readonly string[]): Promise<number> {
     process.stdout.write(SERVE_HELP);
     return EXIT_OK;
   }
-  const { config: configured, workers } = configure(argv);
-  const base = createLogger({ level: configured.logLevel });
+  const { config: configured, workers, logFormat } = configure(argv);
+  const base = createLogger({ level: configured.logLevel, format: logFormat });
   // A worker's every line names it: the workers share one stderr.
   const log = cluster.isWorker ? tagged(base, { worker: process.pid }) : base;
   const processLimits = prepareProcess(log);
   if (workers > 1 && configured.http !== undefined) {
     // Each worker would open its own HTTP listener on the one address: not built yet.
     throw new LocalFailure('--http cannot be combined with --workers yet: run the HTTP front door in a daemon with one worker (it may share the keystore)');
+  }
+  if (workers > 1 && process.env.LISTEN_FDS !== undefined) {
+    // The primary would have to hand systemd's socket to its workers: not built yet.
+    throw new LocalFailure('socket activation (LISTEN_FDS) cannot be combined with --workers yet: let cryptod bind its socket, or run one worker');
   }
   if (workers > 1 && cluster.isPrimary) return primary(configured, workers, log);
   // A worker: the primary prepared the data directory, the socket and the keystore (an --init included).
@@ -239,7 +255,19 @@ export async function serve(argv: readonly string[]): Promise<number> {
   // private anyway, so a private umask loses nothing.
   if (fleet !== null) process.umask(0o077);
   const config = fleet === null ? configured : { ...configured, init: false };
-  const daemon = createDaemon(config, { logger: log, ...(fleet === null ? {} : { fleet: fleet.link }), ...frontDoors(config) });
+  // systemd (contrib/systemd/): the socket it may hand over, and where it wants to hear of readiness.
+  let listenFd: number | null;
+  try {
+    listenFd = takeListenFd();
+  } catch (err) {
+    if (err instanceof CryptodError) throw new LocalFailure(err.message, { cause: err });
+    throw err;
+  }
+  const notifier = createNotifier(process.env, (state, err) => log.warn('sd_notify failed', { state: state.split('\n')[0], error: err instanceof Error ? err.message : String(err) }));
+  delete process.env.NOTIFY_SOCKET;
+  const daemon = createDaemon(config, {
+    logger: log, ...(fleet === null ? {} : { fleet: fleet.link }), ...frontDoors(config), ...(listenFd === null ? {} : { listenFd }),
+  });
 
   // Signals are handled from the start: one that arrives while the daemon
   // starts closes it once started (close() waits for start), rather than
@@ -255,6 +283,8 @@ export async function serve(argv: readonly string[]): Promise<number> {
     }
     stopping = true;
     log.info('shutting down', { signal });
+    notifier?.stopping();
+    notifier?.close();
     daemon.close().then(
       () => stopped(EXIT_OK),
       (err: unknown) => {
@@ -294,7 +324,10 @@ export async function serve(argv: readonly string[]): Promise<number> {
     },
     reload: (trigger) => void daemon.reload(trigger).catch(() => undefined),
   });
+  // The keys of the configuration are loaded and the socket is served (daemon.start()).
+  notifier?.ready();
   const code = await done;
+  notifier?.close();
   process.off('SIGHUP', onHangup);
   return code;
 }

@@ -10,7 +10,7 @@
  */
 import type { CborValue } from '../protocol/cbor.js';
 import {
-  HashCreate, HmacCreate, ManagedDecrypt, ManagedEncrypt, ManagedMac, ManagedRewrap, ManagedSign, ManagedVerify, ManagedVerifyMac, Ping, Reload, Status,
+  Health, HashCreate, HmacCreate, ManagedDecrypt, ManagedEncrypt, ManagedMac, ManagedRewrap, ManagedSign, ManagedVerify, ManagedVerifyMac, Ping, Reload, Status,
 } from '../protocol/messages/index.js';
 import { InvalidArgumentError } from '../protocol/errors.js';
 import { KekRewrapAll } from '../protocol/messages/kek.js';
@@ -34,6 +34,7 @@ import {
 } from './managed.js';
 import { DataKeysClient } from './datakeys.js';
 import type { BufferSource } from './subtle.js';
+import { getRandomValues, type IntegerTypedArray } from './random.js';
 
 export interface ConnectOptions {
   /** Socket path; default `CRYPTOD_SOCKET`, then `$XDG_RUNTIME_DIR/cryptod/cryptod.sock`, then `/tmp/cryptod-$UID/cryptod.sock` (README, "Where the socket is"). */
@@ -180,6 +181,26 @@ export class Client implements AsyncDisposable {
   /** Daemon status: clients, connections, live nodes (`cryptod status`). */
   async status(): Promise<Record<string, unknown>> {
     return this.connection.call(Status, undefined);
+  }
+
+  /**
+   * WebCrypto's `getRandomValues`, with the bytes made by the daemon: fills
+   * `array` (an integer-type TypedArray of at most 65,536 bytes) in place and
+   * resolves to it. Throws the DOMExceptions Node's own does: TypeMismatchError
+   * for any other kind of array, QuotaExceededError above 65,536 bytes.
+   *
+   * @example
+   * ```ts
+   * const nonce = await client.getRandomValues(new Uint8Array(24));
+   * ```
+   */
+  getRandomValues<T extends IntegerTypedArray>(array: T): Promise<T> {
+    return getRandomValues(this.connection, array);
+  }
+
+  /** Readiness (`cryptod health`): whether the keystore, the KEK and the configured keys are usable, check by check. */
+  async health(): Promise<{ ready: boolean; checks: Array<{ name: string; ok: boolean; detail: string }> }> {
+    return this.connection.call(Health, undefined);
   }
 
   async ping(payload?: CborValue): Promise<CborValue> {

@@ -9,6 +9,7 @@
  *   access: { uids, gids }                      src/daemon/access.ts
  *   listen, tls: { cert, key, clientCa, crl }   src/daemon/tls-listener.ts
  *   audit: { log }                              src/observe/audit.ts
+ *   metrics: { listen, keyLabels }              src/daemon/metrics-listener.ts
  *   kek: { passphraseFile | passphraseEnv }     src/kek/local.ts
  *   providers: { NAME: { type: pkcs11, … } }   src/kek/pkcs11/ (`local` is implicit)
  *   root: NAME                                  src/kek/ring.ts (default local)
@@ -39,6 +40,7 @@ export interface ConfigFile {
   readonly audit?: { log: string };
   readonly http?: { url: string; mount?: string };
   readonly adminClients?: readonly string[];
+  readonly metrics?: { listen: string; keyLabels: boolean };
   readonly kek: { passphraseFile?: string; passphraseEnv?: string };
   /** Key definitions, as written (the key manager parses them again when it applies them). */
   readonly keys: Readonly<Record<string, KeyDefinition>>;
@@ -80,7 +82,7 @@ export interface ConfigIssue {
   message: string;
 }
 
-export const TOP_LEVEL_FIELDS = ['dataDir', 'socket', 'socketMode', 'logLevel', 'limits', 'access', 'listen', 'tls', 'audit', 'kek', 'keys', 'providers', 'root', 'http', 'adminClients', 'store'] as const;
+export const TOP_LEVEL_FIELDS = ['dataDir', 'socket', 'socketMode', 'logLevel', 'limits', 'access', 'listen', 'tls', 'audit', 'kek', 'keys', 'providers', 'root', 'http', 'adminClients', 'store', 'metrics'] as const;
 const LEVELS: readonly Level[] = ['debug', 'info', 'warn', 'error'];
 
 /**
@@ -91,7 +93,7 @@ const LEVELS: readonly Level[] = ['debug', 'info', 'warn', 'error'];
  * would apply to some and not others.
  */
 export const RELOADABLE_FIELDS: readonly string[] = ['keys'];
-export const RESTART_FIELDS: readonly string[] = ['dataDir', 'socket', 'socketMode', 'logLevel', 'limits', 'access', 'listen', 'tls', 'audit', 'kek', 'providers', 'root', 'http', 'adminClients', 'store'];
+export const RESTART_FIELDS: readonly string[] = ['dataDir', 'socket', 'socketMode', 'logLevel', 'limits', 'access', 'listen', 'tls', 'audit', 'kek', 'providers', 'root', 'http', 'adminClients', 'store', 'metrics'];
 
 /**
  * Check `raw` (the document as plain data). `sourceOf(path)` returns the text
@@ -222,6 +224,16 @@ export function validateConfig(raw: unknown, file: string, sourceOf: (path: read
         else bad(['adminClients', i], `expected a client name (as in \`cryptod client add NAME\`), got ${kind(n)}`);
       });
       out.adminClients = names;
+    }
+  }
+
+  if (doc.metrics !== undefined) {
+    const m = map(['metrics'], doc.metrics, ['listen', 'keyLabels']);
+    if (m !== undefined) {
+      // The address itself is checked where it is bound (src/daemon/metrics-listener.ts), like `listen`.
+      const listen = m.listen === undefined ? bad(['metrics'], 'expected metrics.listen: tcp://HOST:PORT or unix:PATH') : str(['metrics', 'listen'], m.listen);
+      if (m.keyLabels !== undefined && typeof m.keyLabels !== 'boolean') bad(['metrics', 'keyLabels'], `expected true or false, got ${kind(m.keyLabels)}`);
+      if (listen !== undefined) out.metrics = { listen: listen.startsWith('unix:') && !isAbsolute(listen.slice(5)) ? `unix:${resolve(base, listen.slice(5))}` : listen, keyLabels: m.keyLabels === true };
     }
   }
 

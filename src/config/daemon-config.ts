@@ -47,6 +47,8 @@ export interface DaemonConfig {
   readonly http?: HttpListenerConfig;
   /** Token client names that administer every key (create, config, rotate, delete). */
   readonly adminClients?: readonly string[];
+  /** The metrics and health listener (src/daemon/metrics-listener.ts); off when absent. */
+  readonly metrics?: { listen: string; keyLabels: boolean };
   readonly kek: KekSource;
   /** KEK providers besides the implicit `local` (`providers:` of the file). */
   readonly providers: Readonly<Record<string, ProviderConfig>>;
@@ -71,6 +73,8 @@ export interface ConfigOverrides {
   access?: AccessPolicy;
   tcp?: TcpListenOptions;
   auditLog?: string;
+  /** `--metrics URL`; keyLabels comes from the file. */
+  metrics?: string;
   init?: boolean;
   /** `--root-provider NAME`: `local` or a provider of the file. */
   root?: string;
@@ -113,6 +117,7 @@ export function daemonConfig(file: LoadedConfig | null, overrides: ConfigOverrid
   const http = overrides.http ?? f?.http;
   const adminClients = overrides.adminClients ?? f?.adminClients;
   const store = overrides.store ?? f?.store;
+  const metrics = overrides.metrics === undefined ? f?.metrics : { listen: overrides.metrics, keyLabels: f?.metrics?.keyLabels ?? false };
   return {
     dataDir,
     // Explicit, else $CRYPTOD_SOCKET, else the user's runtime directory, else /tmp/cryptod-$UID.
@@ -125,6 +130,7 @@ export function daemonConfig(file: LoadedConfig | null, overrides: ConfigOverrid
     ...(auditLog === undefined ? {} : { auditLog }),
     ...(http === undefined ? {} : { http }),
     ...(adminClients === undefined ? {} : { adminClients }),
+    ...(metrics === undefined ? {} : { metrics }),
     kek: f?.kek ?? {},
     providers,
     root,

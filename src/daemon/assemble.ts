@@ -2,10 +2,15 @@
  * Assembling a daemon from its configuration: the one place that knows what
  * a running cryptod is made of and in which order the parts open and close.
  *
- *   start():  data directory, socket directory ─▶ audit log ─▶ keystore ─▶ KEK ─▶ key manager
- *             ─▶ client registry (+ its audit watch) ─▶ the file's keys
- *             ─▶ reloader ─▶ listeners (Unix socket, TLS)
+ *   start():  data directory, socket directory ─▶ (metrics hooks) ─▶ audit log ─▶ keystore ─▶ KEK
+ *             ─▶ key manager ─▶ client registry (+ its audit watch) ─▶ the file's keys
+ *             ─▶ reloader ─▶ listeners (Unix socket, TLS) ─▶ metrics listener
  *   close():  the exact reverse, from the same list (closers.ts)
+ *
+ * Metrics exist only with `config.metrics`: then prom-client is imported
+ * (dynamically: a daemon without metrics never loads it), the hooks are
+ * handed to every part that counts, and the metrics listener opens last,
+ * so /readyz never answers for a daemon whose socket is not there yet.
  *
  * The audit log opens before the key manager because the manager records
  * the rotations it does on its own there; it closes after everything that
@@ -26,6 +31,7 @@ import { applyKeys, createReloader, type ReloadSummary, type Reloader } from '..
 import type { TlsReloadSummary } from '../config/listeners.js';
 import { createLogger, type Logger } from '../observe/logger.js';
 import { NO_AUDIT, createAudit, type Audit } from '../observe/audit.js';
+import type { MetricHooks } from '../observe/metric-hooks.js';
 import { watchClientChanges } from '../auth/revocation.js';
 import { ensurePrivateDir } from '../files/private-files.js';
 import { openSqliteClientRegistry } from '../store/sqlite/client-registry.js';
@@ -38,7 +44,9 @@ import type { FrontDoor } from '../ops/front-door.js';
 import { CloseStack } from './closers.js';
 import type { PeerIdentity } from './handshake.js';
 import type { FleetLink } from './fleet.js';
+import { readinessCheck, type HealthReport } from './health.js';
 import { openManagedKeys } from './managed-keys.js';
+import { startMetricsListener } from './metrics-listener.js';
 import { peerCred, peerCredAvailable } from './peer-cred.js';
 import { startDaemon, type Daemon, type DaemonOptions, type DaemonStatus } from './server.js';
 
@@ -67,6 +75,8 @@ export interface CreateDaemonOptions {
   fleet?: FleetLink;
   /** Further listeners onto the same operations (`cryptod serve --http`: src/http/vault-front-door.ts). */
   frontDoors?: readonly FrontDoor[];
+  /** A listening socket inherited from systemd (src/daemon/systemd.ts), served instead of binding the configured path. */
+  listenFd?: number;
 }
 
 /** What a reload did: the configuration file re-read, or, without one, only the TLS files. */
@@ -88,6 +98,10 @@ export interface AssembledDaemon {
   status(): DaemonStatus;
   /** Address of the mutual-TLS listener, once started with `tcp`. */
   readonly tcpAddress: { host: string; port: number } | null;
+  /** The metrics listener's address (`tcp://HOST:PORT` with the port bound, or `unix:PATH`), once started with `metrics`. */
+  readonly metricsUrl: string | null;
+  /** Run the readiness checks (src/daemon/health.ts). @throws InternalError unless running. */
+  readiness(): Promise<HealthReport>;
   /** Stop gracefully (config.limits.shutdownGraceMs) and close every part, in reverse order. Idempotent. */
   close(): Promise<void>;
 }
@@ -105,15 +119,24 @@ export function createDaemon(config: DaemonConfig, options: CreateDaemonOptions 
   let closing: Promise<void> | null = null;
   let listener: Daemon | null = null;
   let reloader: Reloader | null = null;
+  let readiness: (() => Promise<HealthReport>) | null = null;
+  let metricsUrl: string | null = null;
 
   const open = async (): Promise<void> => {
     const dataDir = ensurePrivateDir(config.dataDir);
     // A default socket's directory is checked before anything opens: someone
     // else's would let them impersonate the daemon.
-    preparePrivateSocketDirectory(config.socket);
+    if (options.listenFd === undefined) preparePrivateSocketDirectory(config.socket);
+    const metrics = config.metrics === undefined ? null : await createMetrics(config.metrics.keyLabels, () => listener, () => managedRef);
+    if (metrics !== null) parts.defer('metrics', () => metrics.close());
+    let managedRef: Awaited<ReturnType<typeof openManagedKeys>> | null = null;
     let audit: Audit = NO_AUDIT;
     if (config.auditLog !== undefined) {
-      const opened = createAudit({ target: config.auditLog, log, ...(options.fleet === undefined ? {} : { worker: true }) });
+      const opened = createAudit({
+        target: config.auditLog, log,
+        ...(options.fleet === undefined ? {} : { worker: true }),
+        ...(metrics === null ? {} : { onWriteError: () => metrics.auditWriteFailed() }),
+      });
       audit = opened;
       parts.defer('audit log', () => opened.close());
     }
@@ -131,6 +154,7 @@ export function createDaemon(config: DaemonConfig, options: CreateDaemonOptions 
         dataDir, init: config.init, logger: log, audit, providers: config.providers, root: config.root,
         ...(config.adminClients === undefined ? {} : { adminClients: config.adminClients }),
         ...(postgres === undefined ? {} : { postgres }),
+        ...(metrics === null ? {} : { metrics }),
         ...(passphrase === undefined ? {} : { passphrase }),
         ...(options.clock === undefined ? {} : { clock: options.clock }),
         ...(options.refreshIntervalMs === undefined ? {} : { refreshIntervalMs: options.refreshIntervalMs }),
@@ -139,7 +163,14 @@ export function createDaemon(config: DaemonConfig, options: CreateDaemonOptions 
       passphrase?.fill(0);
     }
     const managed = keys;
+    managedRef = managed;
     parts.defer('keystore, KEK and key manager', () => managed.close());
+    const ready = readinessCheck({
+      store: managed.store, kek: managed.kek, manager: managed.manager,
+      ...(managed.storeFile === undefined ? {} : { storeFile: managed.storeFile }),
+      configuredKeys: () => Object.keys(reloader?.current.keys ?? config.file?.config.keys ?? {}),
+    });
+    readiness = ready;
     // Token clients (`cryptod client add`) live in the keystore's file.
     const clients = postgres === undefined
       ? openSqliteClientRegistry({ dataDir })
@@ -175,10 +206,21 @@ export function createDaemon(config: DaemonConfig, options: CreateDaemonOptions 
       ...(options.revocationCheckMs === undefined ? {} : { revocationCheckMs: options.revocationCheckMs }),
       ...(options.fleet === undefined ? {} : { fleet: options.fleet }),
       ...(options.frontDoors === undefined ? {} : { frontDoors: options.frontDoors }),
+      ...(metrics === null ? {} : { metrics }),
+      ...(options.listenFd === undefined ? {} : { listenFd: options.listenFd }),
+      health: async () => asCbor(await ready()),
       ...reloadOperation(),
     });
     listener = daemon;
     parts.defer('listeners', () => daemon.close());
+    if (metrics !== null && config.metrics !== undefined) {
+      const http = await startMetricsListener({
+        listen: config.metrics.listen, log, readiness: ready, scrape: () => metrics.scrape(),
+        ...(config.tcp === undefined ? {} : { tls: config.tcp }),
+      });
+      metricsUrl = http.url;
+      parts.defer('metrics listener', () => http.close());
+    }
   };
 
   /** RELOAD re-reads the file, or the TLS files alone; with neither it stays unsupported. */
@@ -244,6 +286,13 @@ export function createDaemon(config: DaemonConfig, options: CreateDaemonOptions 
     get tcpAddress() {
       return listener?.tcpAddress ?? null;
     },
+    get metricsUrl() {
+      return metricsUrl;
+    },
+    readiness() {
+      if (state !== 'running' || readiness === null) return Promise.reject(new InternalError(`the daemon is not running (${state})`));
+      return readiness();
+    },
     close() {
       closing ??= (async () => {
         await starting?.catch(() => undefined);
@@ -253,6 +302,33 @@ export function createDaemon(config: DaemonConfig, options: CreateDaemonOptions 
       return closing;
     },
   };
+}
+
+/**
+ * The metrics registry and its hooks, with prom-client imported only now.
+ * The sources read the listener and the key manager at each scrape, through
+ * getters: both open after the hooks exist.
+ */
+async function createMetrics(
+  keyLabels: boolean,
+  listener: () => Daemon | null,
+  managed: () => { manager: { keystoreStats(): { generation: number; refreshes: number; refreshFailures: number } } } | null,
+): Promise<MetricHooks & { scrape(): Promise<{ body: string; contentType: string }>; close(): void }> {
+  const { DaemonMetrics } = await import('../observe/metrics.js');
+  const { DAEMON_VERSION } = await import('./version.js');
+  return new DaemonMetrics(
+    {
+      connections: () => listener()?.connectionsByListener() ?? {},
+      nodes: () => {
+        const out: Record<string, number> = {};
+        for (const s of listener()?.dm.stats() ?? []) for (const [kind, n] of Object.entries(s.byType)) out[kind] = (out[kind] ?? 0) + (n ?? 0);
+        return out;
+      },
+      contextMemory: () => listener()?.dm.memoryUsed() ?? 0,
+      keystore: () => managed()?.manager.keystoreStats() ?? { generation: 0, refreshes: 0, refreshFailures: 0 },
+    },
+    { keyLabels, version: DAEMON_VERSION },
+  );
 }
 
 /**

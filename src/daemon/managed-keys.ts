@@ -47,6 +47,7 @@ import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { silentLogger, type Logger } from '../observe/logger.js';
 import type { Audit } from '../observe/audit.js';
+import type { MetricHooks } from '../observe/metric-hooks.js';
 import type { ManagedKeys } from '../ops/operation.js';
 
 export type { ManagedKeys };
@@ -84,6 +85,8 @@ export interface OpenManagedKeysOptions {
    * does not hold).
    */
   refreshIntervalMs?: number;
+  /** Metrics: rotations the manager does on its own are counted there (absent: off). */
+  metrics?: MetricHooks;
   /** Encryption budgets of random-nonce AEAD versions (budget.ts); the defaults suit production, small ones suit tests. */
   budget?: Partial<BudgetOptions>;
   /** Keep the keystore in PostgreSQL (`serve --store`) instead of SQLite in dataDir; root.key and kek.binding stay in dataDir. */
@@ -116,12 +119,26 @@ export const DEFAULT_REFRESH_INTERVAL_MS = 1_000;
 export interface OpenedManagedKeys extends ManagedKeys {
   readonly store: Keystore;
   readonly kek: KekRing;
+  /** The keystore's file (SQLite), which readiness checks is still there; absent for PostgreSQL. */
+  readonly storeFile?: string;
   /** Close the manager (zeroing every key once readers are done), the KEK, then the store. Idempotent. */
   close(): Promise<void>;
 }
 
 function auditRotation(audit: Audit): (e: AutoRotation) => void {
   return (e) => audit.emit({ event: 'key.rotated', key: e.key, version: e.version, previousVersion: e.previousVersion, reason: e.reason });
+}
+
+/** Who hears of the rotations the manager does on its own: the audit log, the metrics, both or neither. */
+function onRotated(audit: Audit | undefined, metrics: MetricHooks | undefined): { onRotated?: (e: AutoRotation) => void } {
+  const toAudit = audit?.enabled === true ? auditRotation(audit) : null;
+  if (metrics === undefined || !metrics.enabled) return toAudit === null ? {} : { onRotated: toAudit };
+  return {
+    onRotated: (e) => {
+      toAudit?.(e);
+      metrics.rotated(e.reason, e.key);
+    },
+  };
 }
 
 /**
@@ -176,7 +193,7 @@ export async function openManagedKeys(options: OpenManagedKeysOptions): Promise<
       fleetWork: () => fleet.current()?.signal ?? null,
       store, kek, logger: options.logger ?? silentLogger, storeFile,
       ...(audit?.enabled === true ? { onDamaged: (e) => audit.emit({ event: 'key.damaged', key: e.key, version: e.version, file: storeFile, reason: e.reason }) } : {}),
-      ...(options.audit?.enabled === true ? { onRotated: auditRotation(options.audit) } : {}),
+      ...onRotated(options.audit, options.metrics),
       ...(options.clock === undefined ? {} : { clock: options.clock }),
       ...(options.budget === undefined ? {} : { budget: options.budget }),
     });
@@ -205,6 +222,7 @@ export async function openManagedKeys(options: OpenManagedKeysOptions): Promise<
   let closing: Promise<void> | null = null;
   return {
     manager, store, kek: k, adminUids, localIsAdmin: options.localIsAdmin ?? true,
+    ...('file' in opened ? { storeFile: opened.file } : {}),
     rewrapAll: (limit) => rewrapBatch(store, k, limit === undefined ? {} : { limit }),
     adminClients: new Set((options.adminClients ?? []).map((n) => `token:${n}`)),
     fence() {

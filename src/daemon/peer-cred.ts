@@ -134,6 +134,19 @@ export function setNonDumpable(): boolean {
   return typeof fn === 'function' ? fn() : false;
 }
 
+/**
+ * Send one datagram to a Unix datagram socket (systemd's sd_notify, see
+ * src/daemon/systemd.ts): Node has no Unix datagram sockets. A path starting
+ * with '@' is in the abstract namespace. @throws when the addon is missing
+ * or the send fails.
+ */
+export function sdNotify(path: string, message: string): void {
+  const result = load();
+  const fn = 'addon' in result ? (result.addon as { sdNotify?: (p: string, m: string) => void }).sdNotify : undefined;
+  if (typeof fn !== 'function') throw new UnsupportedError(`sd_notify needs the native addon's sdNotify; ${BUILD_HINT}`, 'error' in result ? { cause: result.error } : undefined);
+  fn(path, message);
+}
+
 /** RLIMIT_NOFILE as getrlimit reports it; -1 stands for RLIM_INFINITY. */
 export interface FileLimit {
   soft: number;

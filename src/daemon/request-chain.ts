@@ -35,6 +35,7 @@ import {
 import { FrameKind, encodeFrame } from '../protocol/frame.js';
 import { Op, opName } from '../protocol/ops.js';
 import { NO_AUDIT, auditKindOf, type Audit } from '../observe/audit.js';
+import { NO_METRICS, type MetricHooks } from '../observe/metric-hooks.js';
 import {
   SensitiveReply,
   type Authorizer,
@@ -54,6 +55,8 @@ export interface ChainHost extends SessionHost {
   readonly shuttingDown: boolean;
   /** The audit log (absent: off). */
   readonly audit?: Audit;
+  /** Metrics (absent: off). */
+  readonly metrics?: MetricHooks;
 }
 
 /** A phase answered the request with an error: the chain stops. */
@@ -63,6 +66,9 @@ export class RequestChain {
   readonly #conn: Connection;
   readonly #host: ChainHost;
   readonly #audit: Audit;
+  readonly #metrics: MetricHooks;
+  /** With metrics on: when each request in flight arrived (performance.now()), by request id. */
+  #started: Map<number, number> | null = null;
   readonly #session: SessionPhase;
   #requests = 0;
   /** Limit codes already audited on this connection: one limit.exceeded each. */
@@ -72,6 +78,7 @@ export class RequestChain {
     this.#conn = conn;
     this.#host = host;
     this.#audit = host.audit ?? NO_AUDIT;
+    this.#metrics = host.metrics ?? NO_METRICS;
     // Once per connection: the session phase answers through the chain's reply phase and error branch.
     const replies = {
       reply: (id: number, op: number, result: HandlerResult) => this.#reply(id, op, result),
@@ -98,6 +105,7 @@ export class RequestChain {
    * so the reader may reuse it.
    */
   run(kind: number, id: number, op: number, buf: Buffer, start: number, end: number): boolean {
+    if (this.#metrics.enabled) this.#begin(id);
     const operation = this.#decodeFrame(kind, id, op, buf, start, end);
     if (operation === STOP) return false;
     const args = this.#decodePayload(operation, id, op, buf, start, end);
@@ -244,6 +252,7 @@ export class RequestChain {
   /** Encode and write the result; whether it was sent (not when the connection closed, or it did not encode). */
   #reply(id: number, op: number, result: HandlerResult): boolean {
     if (this.#conn.isClosed) return false;
+    if (this.#metrics.enabled) this.#end(id, op, 'OK');
     let frame: Buffer;
     const sensitive = result instanceof SensitiveReply;
     try {
@@ -259,6 +268,7 @@ export class RequestChain {
   /** Every phase's error branch: an ERROR frame with the same request id and op. */
   #replyError(id: number, op: number, err: CryptodError): void {
     if (this.#conn.isClosed) return;
+    if (this.#metrics.enabled) this.#endWithError(id, op, err);
     if (err.code === 'CRYPTOD_ERR_INTERNAL') {
       this.#host.log.error('request failed', { connection: this.#conn.number, op: opName(op), cause: describeCause(err.cause) });
     }
@@ -292,8 +302,35 @@ export class RequestChain {
     this.#audit.emit({ event: 'limit.exceeded', ...who, limit: kind });
   }
 
+  // ── metrics (only with metrics on) ─────────────────────────────────────
+  #begin(id: number): void {
+    this.#started ??= new Map();
+    // A client that reuses the id of a request still in flight: the first is no longer timed.
+    if (this.#started.has(id)) this.#metrics.requestDropped();
+    this.#started.set(id, performance.now());
+    this.#metrics.requestStarted();
+  }
+
+  #end(id: number, op: number, code: string): void {
+    const t0 = this.#started?.get(id);
+    if (t0 !== undefined) this.#started!.delete(id);
+    this.#metrics.requestEnded(op, code, t0 === undefined ? null : (performance.now() - t0) / 1000);
+  }
+
+  #endWithError(id: number, op: number, err: CryptodError): void {
+    this.#end(id, op, err.code);
+    if (auditKindOf(err.code) === 'denied') {
+      const key = err.detail?.key;
+      this.#metrics.denied(op, err.code, typeof key === 'string' ? key : null);
+    }
+  }
+
   /** The connection closed: the session's last event. */
   closed(): void {
+    if (this.#started !== null) {
+      for (let n = this.#started.size; n > 0; n--) this.#metrics.requestDropped();
+      this.#started.clear();
+    }
     this.#session.closed(this.#requests);
   }
 }

@@ -15,6 +15,7 @@ import { Connection, type ConnectionHost } from './connection.js';
 import { resolveLimits, type Limits } from '../config/limits.js';
 import { createLogger, type Logger } from '../observe/logger.js';
 import { NO_AUDIT, type Audit } from '../observe/audit.js';
+import type { MetricHooks } from '../observe/metric-hooks.js';
 import type { DaemonView, Operation } from '../ops/operation.js';
 import { allOperations } from '../ops/index.js';
 import { managedAccess } from '../ops/managed-auth.js';
@@ -84,6 +85,16 @@ export interface DaemonOptions {
   fleet?: FleetLink;
   /** Further listeners onto the same operations (the Vault-compatible HTTP API, src/http/); started after the socket, closed first. */
   frontDoors?: readonly FrontDoor[];
+  /** Metrics hooks (src/observe/metric-hooks.ts); off when absent. */
+  metrics?: MetricHooks;
+  /** Readiness checks for HEALTH (src/daemon/health.ts). */
+  health?: () => Promise<CborValue>;
+  /**
+   * A listening Unix socket inherited from systemd (socket activation,
+   * src/daemon/systemd.ts): served instead of binding `socketPath`, whose
+   * file systemd owns — the daemon neither creates nor removes it.
+   */
+  listenFd?: number;
 }
 
 export interface Daemon {
@@ -101,6 +112,8 @@ export interface Daemon {
    */
   reloadTls(): TlsReloadSummary | null;
   status(): DaemonStatus;
+  /** Open connections by listener (`unix`, `tls`), for metrics. */
+  connectionsByListener(): { unix: number; tls: number };
   /** Graceful stop; resolves when every connection is closed and the socket removed. */
   close(): Promise<void>;
 }
@@ -138,8 +151,11 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   }
   const revocations = options.clients === undefined ? null : watchRevocations(options.clients, log, options.revocationCheckMs);
 
-  prepareSocketDirectory(socketPath);
-  if (options.fleet === undefined) await removeStaleSocket(socketPath);
+  const inherited = options.listenFd;
+  if (inherited === undefined) {
+    prepareSocketDirectory(socketPath);
+    if (options.fleet === undefined) await removeStaleSocket(socketPath);
+  }
 
   const connections = new Set<Connection>();
   /** Every open connection's place in the connection caps (src/daemon/admission.ts). */
@@ -183,6 +199,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     ...(options.keys === undefined ? {} : { keys: options.keys }),
     ...(dataKeys === undefined ? {} : { dataKeys }),
     ...(options.reload === undefined ? {} : { reload: options.reload }),
+    ...(options.metrics === undefined ? {} : { metrics: options.metrics }),
+    ...(options.health === undefined ? {} : { health: options.health }),
   };
   const host: ConnectionHost = {
     dm,
@@ -192,6 +210,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     view,
     log,
     audit,
+    ...(options.metrics === undefined ? {} : { metrics: options.metrics }),
     get shuttingDown() {
       return shuttingDown;
     },
@@ -310,7 +329,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         refused: (socket, event) => onRefused(socket, event, 'tls'),
       });
     }
-    await listenOnSocket(server, socketPath, options.socketMode ?? 0o600);
+    if (inherited === undefined) await listenOnSocket(server, socketPath, options.socketMode ?? 0o600);
+    else await listenOnFd(server, inherited);
   } catch (err) {
     revocations?.stop();
     dataKeys?.close();
@@ -351,7 +371,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         }, Math.max(1, Math.ceil(limits.contextIdleMs / (IDLE_TICKS - 1))))
       : null;
   sweep?.unref();
-  log.info('listening', { socket: socketPath, pid: process.pid, version: DAEMON_VERSION, ...(tls === null ? {} : { tcp: `${tls.address.host}:${tls.address.port}`, tls: 'mutual' }) });
+  log.info('listening', { socket: socketPath, ...(inherited === undefined ? {} : { inheritedFd: inherited }), pid: process.pid, version: DAEMON_VERSION, ...(tls === null ? {} : { tcp: `${tls.address.host}:${tls.address.port}`, tls: 'mutual' }) });
 
   let closing: Promise<void> | null = null;
   const close = (): Promise<void> => {
@@ -377,10 +397,12 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       dataKeys?.close();
       await tls?.close();
       await serverClosed;
-      try {
-        if (fleet === undefined) unlinkSync(socketPath);
-      } catch {
-        // already gone (server.close removes it on most platforms)
+      if (inherited === undefined && fleet === undefined) {
+        try {
+          unlinkSync(socketPath);
+        } catch {
+          // already gone (server.close removes it on most platforms)
+        }
       }
       log.info('stopped', { nodes: dm.liveNodes() });
     })();
@@ -401,7 +423,21 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     return { revokedSerials: revoked.size, closed };
   };
 
-  return { socketPath, dm, limits, audit, tcpAddress: tls?.address ?? null, status, close, reloadTls };
+  const connectionsByListener = (): { unix: number; tls: number } => {
+    let tlsCount = 0;
+    for (const c of connections) if (c.certSerial !== null) tlsCount++;
+    return { unix: connections.size - tlsCount, tls: tlsCount };
+  };
+
+  return { socketPath, dm, limits, audit, tcpAddress: tls?.address ?? null, status, connectionsByListener, close, reloadTls };
+}
+
+/** Serve a listening socket inherited as descriptor `fd`. */
+function listenOnFd(server: ReturnType<typeof createServer>, fd: number): Promise<void> {
+  return new Promise((res, rej) => {
+    server.once('error', (err) => rej(new ConfigError(`cannot listen on the inherited socket (fd ${fd}): ${err.message}`, { cause: err })));
+    server.listen({ fd }, () => res());
+  });
 }
 
 /** Ticks of the idle clock after which an unused context expires (see DataManager.expireIdle). */

@@ -274,6 +274,11 @@ export class KeyManager {
     return this.#run(() => (names === undefined ? this.#refresher.reloadAll() : this.#refresher.reload([...names])));
   }
 
+  /** The keystore generation this manager has caught up with, and its refreshes so far (for metrics). */
+  keystoreStats(): { generation: number; refreshes: number; refreshFailures: number } {
+    return this.#refresher.stats();
+  }
+
   /** Re-read exactly what other processes changed since the last refresh (design note 3). */
   /** The keystore generation this manager has caught up with (refresh() moves it). */
   seenGeneration(): number {

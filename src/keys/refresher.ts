@@ -63,6 +63,9 @@ export class Refresher {
   readonly #c: RefresherContext;
   /** The keystore generation this process has caught up with. */
   #generation = 0;
+  /** Refreshes run and failed since start (metrics: cryptod_keystore_refreshes_total). */
+  #refreshes = 0;
+  #refreshFailures = 0;
   /** The on-demand refresh not started yet, which every miss until it starts joins. */
   #nextRefresh: Promise<void> | null = null;
   #lastRefreshStart = -Infinity;
@@ -121,6 +124,21 @@ export class Refresher {
 
   /** Re-read exactly what other processes changed since the last refresh. Resolves to the names re-read. */
   async refresh(): Promise<string[]> {
+    this.#refreshes++;
+    try {
+      return await this.#refreshOnce();
+    } catch (err) {
+      this.#refreshFailures++;
+      throw err;
+    }
+  }
+
+  /** The generation caught up with, and the refreshes run and failed so far. */
+  stats(): { generation: number; refreshes: number; refreshFailures: number } {
+    return { generation: this.#generation, refreshes: this.#refreshes, refreshFailures: this.#refreshFailures };
+  }
+
+  async #refreshOnce(): Promise<string[]> {
     const cs = await this.#c.store.changesSince(this.#generation);
     if (cs.truncated) {
       await this.reloadAll();

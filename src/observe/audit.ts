@@ -152,6 +152,8 @@ export interface AuditOptions {
    * descriptor, which Linux appends atomically to a regular file.
    */
   worker?: boolean;
+  /** Told of every event that could not be written (metrics: cryptod_audit_write_errors_total). */
+  onWriteError?: () => void;
 }
 
 /**
@@ -174,7 +176,7 @@ export function createAudit(options: AuditOptions): Audit {
   if (options.target === '-') {
     // Several processes on one pipe or socket may split a line; a file does not (see AuditOptions.worker).
     if (options.worker === true) throw new ConfigError('the audit log cannot be stdout (--audit-log -) with several workers: give a file, which every worker appends whole lines to', { detail: { field: 'audit-log' } });
-    return streamAudit(process.stdout, options.log);
+    return streamAudit(process.stdout, options.log, options.onWriteError);
   }
   const worker = options.worker === true ? process.pid : undefined;
   const path = options.target;
@@ -212,6 +214,7 @@ export function createAudit(options: AuditOptions): Audit {
         // Keep serving: an audit failure is reported loudly, once, rather than
         // turned into an outage. Operators who need fail-closed watch this line.
         if (dropped++ === 0) options.log?.error('audit log write failed; events are being dropped', { path, error: (err as Error).message });
+        options.onWriteError?.();
       }
     },
     close() {
@@ -224,7 +227,7 @@ export function createAudit(options: AuditOptions): Audit {
 }
 
 /** Audit to a stream (stdout, or a test's collector). */
-export function streamAudit(stream: Writable, log?: Logger): Audit {
+export function streamAudit(stream: Writable, log?: Logger, onWriteError?: () => void): Audit {
   let seq = 0;
   let open = true;
   let failed = false;
@@ -237,7 +240,9 @@ export function streamAudit(stream: Writable, log?: Logger): Audit {
   return {
     enabled: true,
     emit(event) {
-      if (open && !failed) stream.write(auditLine(event, ++seq));
+      if (!open) return;
+      if (failed) onWriteError?.();
+      else stream.write(auditLine(event, ++seq));
     },
     close() {
       open = false;

@@ -13,7 +13,8 @@ import { managedDataOperations } from './managed-data.js';
 import { managedAdminOperations } from './managed-admin.js';
 import { dataKeyOperations } from './datakeys.js';
 import { kekOperations } from './kek-admin.js';
+import { randomOperations } from './random.js';
 
 export function allOperations(): Operation[] {
-  return [...sessionOperations, ...digestOperations, ...keyOperations, ...signOperations, ...deriveOperations, ...wrapOperations, ...cipherOperations, ...contextOperations, ...streamCipherOperations, ...managedDataOperations, ...managedAdminOperations, ...dataKeyOperations, ...kekOperations];
+  return [...sessionOperations, ...digestOperations, ...keyOperations, ...signOperations, ...deriveOperations, ...wrapOperations, ...cipherOperations, ...contextOperations, ...streamCipherOperations, ...managedDataOperations, ...managedAdminOperations, ...dataKeyOperations, ...kekOperations, ...randomOperations];
 }

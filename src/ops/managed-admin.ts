@@ -190,6 +190,7 @@ export const managedAdminOperations: Operation[] = [
       const previous = keys.manager.describe(name).currentVersion;
       const version = await keys.manager.rotate(name);
       audit(ctx, { event: 'key.rotated', key: name, version, previousVersion: previous, reason: 'manual', by: ctx.clientId });
+      ctx.daemon.metrics?.rotated('manual', name);
       return { version };
     },
   },

@@ -10,6 +10,7 @@ import type { OpCode } from '../protocol/ops.js';
 import type { ClientId, DataNodeId, IDataManager, NodeOwner } from '../state/data-manager.js';
 import type { Limits } from '../config/limits.js';
 import type { Audit, AuditEvent } from '../observe/audit.js';
+import type { MetricHooks } from '../observe/metric-hooks.js';
 import type { KeyManager } from '../keys/manager.js';
 import type { KeyOp } from '../keys/model.js';
 import type { DataKeyCache } from '../cache/data-key-cache.js';
@@ -52,6 +53,10 @@ export interface DaemonView {
   readonly reload?: () => Promise<CborValue>;
   /** Data keys; present with managed keys. */
   readonly dataKeys?: DataKeys;
+  /** Readiness checks (HEALTH, src/daemon/health.ts); absent without managed keys. */
+  readonly health?: () => Promise<CborValue>;
+  /** Metrics, for handlers that count what only they know (a manual rotation); absent when off. */
+  readonly metrics?: MetricHooks;
 }
 
 export interface RequestContext {

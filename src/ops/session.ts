@@ -1,8 +1,8 @@
-/** Session operations: PING, STATUS, RELEASE. HELLO is handled by the connection itself. */
+/** Session operations: PING, STATUS, HEALTH, RELEASE. HELLO is handled by the connection itself. */
 import type { Operation } from './operation.js';
 import { NotFoundError } from '../protocol/errors.js';
 import { Op } from '../protocol/ops.js';
-import { Ping, Release, Status } from '../protocol/messages/session.js';
+import { Health, Ping, Release, Status } from '../protocol/messages/session.js';
 
 export const sessionOperations: Operation[] = [
   {
@@ -16,6 +16,15 @@ export const sessionOperations: Operation[] = [
     handle: (ctx, raw) => {
       Status.args.parse(raw);
       return ctx.daemon.status();
+    },
+  },
+  {
+    // Readiness, for `cryptod health`; a daemon without managed keys has nothing to check.
+    op: Op.HEALTH,
+    access: { kind: 'none' },
+    handle: async (ctx, raw) => {
+      Health.args.parse(raw);
+      return ctx.daemon.health === undefined ? { ready: true, checks: [] } : ctx.daemon.health();
     },
   },
   {

@@ -10,8 +10,10 @@ export const Op = {
   HELLO: 0x0001,
   PING: 0x0002,
   STATUS: 0x0003,
+  HEALTH: 0x0004,
   // one-shot, keyless
   DIGEST: 0x0010,
+  RANDOM: 0x0011,
   // client-owned keys (WebCrypto-shaped)
   GENERATE_KEY: 0x0020,
   IMPORT_KEY: 0x0021,

@@ -7,3 +7,4 @@ export * from './contexts.js';
 export * from './managed.js';
 export * from './datakeys.js';
 export * from './kek.js';
+export * from './random.js';

@@ -1,6 +1,6 @@
-/** Session messages: HELLO (docs/protocol.md §4), PING, STATUS, RELEASE (§6.2). */
+/** Session messages: HELLO (docs/protocol.md §4), PING, STATUS, HEALTH, RELEASE (§6.2). */
 import { Op } from '../ops.js';
-import { cbor, handle, map, none, optional, text, uint } from '../schema.js';
+import { array, bool, cbor, handle, map, none, optional, text, uint } from '../schema.js';
 import { message } from './message.js';
 
 /** A client name: 1–64 characters of A-Z a-z 0-9 . _ - starting with a letter or digit. */
@@ -52,3 +52,10 @@ export const HelloVersion = map({ version: uint(0, 0xffff) }, { open: true });
 export const Ping = message(Op.PING, cbor(), cbor());
 export const Status = message(Op.STATUS, none(), map({}, { open: true }));
 export const Release = message(Op.RELEASE, map({ handle: handle() }), cbor());
+
+/** Readiness (src/daemon/health.ts): ready when every check passed; check names are open (store, kek, keys today). */
+export const Health = message(
+  Op.HEALTH,
+  none(),
+  map({ ready: bool(), checks: array(map({ name: text(), ok: bool(), detail: text() }, { open: true })) }, { open: true }),
+);
