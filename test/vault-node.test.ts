@@ -184,6 +184,12 @@ for (const transport of ['tcp', 'unix'] as const) {
         d.setAAD(Buffer.from([1]));
         d.setAuthTag(ct.subarray(ct.length - 16));
         assert.equal(Buffer.concat([d.update(ct.subarray(13, ct.length - 16)), d.final()]).toString(), 'row 1');
+        // …and so is the key datakey/plaintext returned beside its ciphertext.
+        const ct2 = Buffer.from(await native.dataKeys.encrypt(Buffer.from(String(plain.ciphertext).slice('vault:v1:'.length), 'base64'), Buffer.from('row 2')));
+        const d2 = createDecipheriv('aes-256-gcm', Buffer.from(String(plain.plaintext), 'base64'), ct2.subarray(1, 13));
+        d2.setAAD(Buffer.from([1]));
+        d2.setAuthTag(ct2.subarray(ct2.length - 16));
+        assert.equal(Buffer.concat([d2.update(ct2.subarray(13, ct2.length - 16)), d2.final()]).toString(), 'row 2');
 
         await admin.write('transit/keys/tenants/rotate', {});
         const moved = (await admin.write('transit/rewrap/tenants', { ciphertext: plain.ciphertext }))!.data;
