@@ -140,6 +140,8 @@ for (const transport of ['tcp', 'unix'] as const) {
         ['datakey on a key that is no KEK', '/v1/transit/datakey/plaintext/k', auth, '{}', 400, /aes256-gcm96 key.*type=aes256-kwp/],
         ['datakey bits 512', '/v1/transit/datakey/wrapped/k', auth, JSON.stringify({ bits: 512 }), 400, /128 or 256/],
         ['datakey of an unknown type', '/v1/transit/datakey/derived/k', auth, '{}', 404, /plaintext or wrapped/],
+        ['datakey nonce', '/v1/transit/datakey/wrapped/k', auth, JSON.stringify({ nonce: b64('123456789012') }), 400, /nonce is not supported/],
+        ['datakey context not base64', '/v1/transit/datakey/wrapped/k', auth, JSON.stringify({ context: 'tenant 7' }), 400, /'context' must be standard base64/],
         ['unknown endpoint', '/v1/transit/frobnicate/k', auth, '{}', 404, /cryptod serves keys/],
         ['nonce', '/v1/transit/encrypt/k', auth, JSON.stringify({ plaintext: b64('x'), nonce: b64('123456789012') }), 400, /nonce is not supported/],
       ];
