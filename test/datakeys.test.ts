@@ -74,11 +74,22 @@ test('generate, encrypt, decrypt, batches; the wrapped key names its KEK and ver
     d.setAAD(Buffer.from([1]));
     d.setAuthTag(ct16.subarray(ct16.length - 16));
     assert.equal(td.decode(Buffer.concat([d.update(ct16.subarray(13, ct16.length - 16)), d.final()])), 'x');
+    // unwrap: the plaintext of an existing wrapped key, under the same separate right
+    assert.deepEqual(Buffer.from(await ops.dataKeys.unwrap(withPlain.wrappedKey)), Buffer.from(withPlain.plaintext!));
+    const unwrapped = await ops.dataKeys.unwrap(g.wrappedKey);
+    assert.equal(unwrapped.length, 32);
+    assert.equal(td.decode(Buffer.from(await ops.dataKeys.decrypt(g.wrappedKey, ct, { aad: te.encode('row 1') }))), 'hello');
+    const d32 = createDecipheriv('aes-256-gcm', unwrapped, ct.subarray(1, 13));
+    d32.setAAD(Buffer.concat([Buffer.from([1]), te.encode('row 1')]));
+    d32.setAuthTag(ct.subarray(ct.length - 16));
+    assert.equal(td.decode(Buffer.concat([d32.update(ct.subarray(13, ct.length - 16)), d32.final()])), 'hello');
+    await assert.rejects(app.dataKeys.unwrap(g.wrappedKey), ForbiddenError);
 
     // a client without a right on the KEK does not learn it exists
     const stranger = await env.token('stranger');
     await assert.rejects(stranger.dataKeys.encrypt(g.wrappedKey, te.encode('x')), NotFoundError);
     await assert.rejects(stranger.dataKeys.generate({ kek: 'tenants' }), NotFoundError);
+    await assert.rejects(stranger.dataKeys.unwrap(g.wrappedKey), NotFoundError);
 
     // bad input: typed errors, the connection survives
     await assert.rejects(app.dataKeys.encrypt(te.encode('not a wrapped key'), te.encode('x')), DataError);
@@ -119,6 +130,7 @@ test('KEK rotation: old versions still unwrap; open() rewraps only stale keys; t
     const rewrapped = await admin.dataKeys.rewrap(v1.wrappedKey);
     assert.equal(parseWrappedKey(rewrapped).header.kekVersion, 2);
 
+    assert.equal((await admin.dataKeys.unwrap(opened.wrappedKey)).length, 32);
     const before = await cacheOf(env);
     assert.ok(before.size >= 2);
     await admin.keys.trim('orders', 2); // destroys version 1
@@ -132,7 +144,9 @@ test('KEK rotation: old versions still unwrap; open() rewraps only stale keys; t
     await assert.rejects(admin.dataKeys.decrypt(opened.wrappedKey, ct), KeyDisabledError);
 
     const kinds = events.map((e) => e.event);
-    for (const k of ['datakey.generated', 'datakey.opened', 'datakey.rewrapped']) assert.ok(kinds.includes(k), `missing ${k}`);
+    for (const k of ['datakey.generated', 'datakey.opened', 'datakey.rewrapped', 'datakey.unwrapped']) assert.ok(kinds.includes(k), `missing ${k}`);
+    const unwrapped = events.find((e) => e.event === 'datakey.unwrapped')!;
+    assert.deepEqual([unwrapped.kek, unwrapped.kekVersion], ['orders', 2]);
     const gen = events.find((e) => e.event === 'datakey.generated')!;
     assert.deepEqual([gen.kek, gen.kekVersion, gen.plaintext], ['orders', 1, false]);
   } finally {

@@ -29,14 +29,14 @@ const hvacMissing = !existsSync(PYTHON) || !existsSync('/usr/lib/python3/dist-pa
 if (hvacMissing && process.env.CI !== undefined) throw new Error('python3-hvac is required in CI (.ci/run installs it)');
 if (hvacMissing) console.warn('\n*** SKIPPING the hvac test: /usr/bin/python3 with python3-hvac is not installed (apt-get install python3-hvac) ***\n');
 
-test('hvac: keys, encrypt/decrypt/rewrap with batches and context, sign/verify, hmac, hash, random, trim, config, export, delete', { skip: hvacMissing }, async () => {
+test('hvac: keys, encrypt/decrypt/rewrap with batches and context, sign/verify, hmac, hash, random, trim, config, export, datakey, delete', { skip: hvacMissing }, async () => {
   const vd = await startVaultDaemon({ transport: 'tcp', adminClients: ['vault-admin'] });
   try {
     const ADMIN_TOKEN = await vd.addClient('vault-admin');
     const OTHER_TOKEN = await vd.addClient('other');
     const { code, out } = await run({ VAULT_ADDR: vd.url!, ADMIN_TOKEN, OTHER_TOKEN });
     assert.equal(code, 0, out);
-    assert.match(out, /^DONE 18$/m, out);
+    assert.match(out, /^DONE 21$/m, out);
     // The daemon kept serving throughout, and still does.
     const health = await fetch(`${vd.url!}/v1/sys/health`);
     assert.equal(health.status, 200);

@@ -10,6 +10,8 @@ import { Agent, request, type RequestOptions } from 'node:http';
 import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { createRequire } from 'node:module';
+import { createDecipheriv } from 'node:crypto';
+import { connect as connectNative } from '../src/client/client.js';
 import { startVaultDaemon, type VaultDaemon } from './helpers/vault-daemon.js';
 
 const require = createRequire(import.meta.url);
@@ -135,7 +137,11 @@ for (const transport of ['tcp', 'unix'] as const) {
         ["another client's key", '/v1/transit/encrypt/k', { Authorization: `Bearer ${otherToken}` }, JSON.stringify({ plaintext: b64('x') }), 404, /no managed key/],
         ['huge body', '/v1/transit/encrypt/k', auth, Buffer.alloc(9 * 1024 * 1024, 0x20), 413, /too large/],
         ['unsupported type', '/v1/transit/keys/k2', auth, JSON.stringify({ type: 'aes128-gcm96' }), 400, /supported: aes256-gcm96/],
-        ['datakey (not yet)', '/v1/transit/datakey/plaintext/k', auth, '{}', 501, /DATAKEY/],
+        ['datakey on a key that is no KEK', '/v1/transit/datakey/plaintext/k', auth, '{}', 400, /aes256-gcm96 key.*type=aes256-kwp/],
+        ['datakey bits 512', '/v1/transit/datakey/wrapped/k', auth, JSON.stringify({ bits: 512 }), 400, /128 or 256/],
+        ['datakey of an unknown type', '/v1/transit/datakey/derived/k', auth, '{}', 404, /plaintext or wrapped/],
+        ['datakey nonce', '/v1/transit/datakey/wrapped/k', auth, JSON.stringify({ nonce: b64('123456789012') }), 400, /nonce is not supported/],
+        ['datakey context not base64', '/v1/transit/datakey/wrapped/k', auth, JSON.stringify({ context: 'tenant 7' }), 400, /'context' must be standard base64/],
         ['unknown endpoint', '/v1/transit/frobnicate/k', auth, '{}', 404, /cryptod serves keys/],
         ['nonce', '/v1/transit/encrypt/k', auth, JSON.stringify({ plaintext: b64('x'), nonce: b64('123456789012') }), 400, /nonce is not supported/],
       ];
@@ -156,6 +162,68 @@ for (const transport of ['tcp', 'unix'] as const) {
       assert.equal(results[0]!.plaintext, b64('still here'));
       assert.equal(results[1]!.reference, 'bad');
       assert.match(String(results[1]!.error), /ciphertext/);
+    });
+
+    test('datakey plaintext|wrapped; decrypt gives the data key, rewrap moves it to the new KEK version; datakey-plaintext is a separate right', async () => {
+      await admin.write('transit/keys/tenants', { type: 'aes256-kwp' });
+      const wrapped = (await admin.write('transit/datakey/wrapped/tenants', { bits: 128, context: b64('tenant-7') }))!.data;
+      assert.match(String(wrapped.ciphertext), /^vault:v1:ZGs/);
+      assert.equal(wrapped.key_version, 1);
+      assert.equal(wrapped.plaintext, undefined);
+      const plain = (await admin.write('transit/datakey/plaintext/tenants', {}))!.data;
+      assert.equal(Buffer.from(String(plain.plaintext), 'base64').length, 32);
+      assert.equal((await admin.write('transit/decrypt/tenants', { ciphertext: plain.ciphertext }))!.data.plaintext, plain.plaintext);
+      const key128 = Buffer.from(String((await admin.write('transit/decrypt/tenants', { ciphertext: wrapped.ciphertext, context: b64('tenant-7') }))!.data.plaintext), 'base64');
+      assert.equal(key128.length, 16);
+      await assert.rejects(admin.write('transit/decrypt/tenants', { ciphertext: wrapped.ciphertext, context: b64('tenant-8') }), /context/);
+
+      // The ciphertext is cryptod's wrapped key: the native data-key operations take it, and the key HTTP gave back is that key.
+      const native = await connectNative({ socket: vd.daemon.config.socket.path, token: adminToken });
+      try {
+        const wrappedKey = Buffer.from(String(wrapped.ciphertext).slice('vault:v1:'.length), 'base64');
+        const ct = Buffer.from(await native.dataKeys.encrypt(wrappedKey, Buffer.from('row 1')));
+        const d = createDecipheriv('aes-128-gcm', key128, ct.subarray(1, 13));
+        d.setAAD(Buffer.from([1]));
+        d.setAuthTag(ct.subarray(ct.length - 16));
+        assert.equal(Buffer.concat([d.update(ct.subarray(13, ct.length - 16)), d.final()]).toString(), 'row 1');
+        // …and so is the key datakey/plaintext returned beside its ciphertext.
+        const ct2 = Buffer.from(await native.dataKeys.encrypt(Buffer.from(String(plain.ciphertext).slice('vault:v1:'.length), 'base64'), Buffer.from('row 2')));
+        const d2 = createDecipheriv('aes-256-gcm', Buffer.from(String(plain.plaintext), 'base64'), ct2.subarray(1, 13));
+        d2.setAAD(Buffer.from([1]));
+        d2.setAuthTag(ct2.subarray(ct2.length - 16));
+        assert.equal(Buffer.concat([d2.update(ct2.subarray(13, ct2.length - 16)), d2.final()]).toString(), 'row 2');
+
+        await admin.write('transit/keys/tenants/rotate', {});
+        const moved = (await admin.write('transit/rewrap/tenants', { ciphertext: plain.ciphertext }))!.data;
+        assert.match(String(moved.ciphertext), /^vault:v2:/);
+        assert.equal(moved.key_version, 2);
+        assert.equal((await admin.write('transit/decrypt/tenants', { ciphertext: moved.ciphertext }))!.data.plaintext, plain.plaintext);
+        const next = (await admin.write('transit/datakey/wrapped/tenants', {}))!.data;
+        assert.equal(next.key_version, 2);
+
+        // A client with `datakey` only: wrapped keys and rewrap, never a plaintext key (403); a stranger sees no key (404).
+        await native.keys.setPolicy('tenants', { clients: { 'token:ops': ['datakey', 'datakey-plaintext', 'admin'], 'token:stranger': ['datakey'] } });
+        const stranger = client(vd, otherToken);
+        assert.match(String((await stranger.write('transit/datakey/wrapped/tenants', {}))!.data.ciphertext), /^vault:v2:/);
+        assert.match(String((await stranger.write('transit/rewrap/tenants', { ciphertext: wrapped.ciphertext }))!.data.ciphertext), /^vault:v2:/);
+        const headers = { 'X-Vault-Token': otherToken };
+        for (const [path, body] of [['/v1/transit/datakey/plaintext/tenants', {}], ['/v1/transit/decrypt/tenants', { ciphertext: plain.ciphertext }]] as const) {
+          const r = await raw(vd, 'POST', path, headers, JSON.stringify(body));
+          assert.equal(r.status, 403, `${path}: ${JSON.stringify(r.body)}`);
+          assert.match(r.body!.errors![0]!, /FORBIDDEN.*datakey-plaintext/);
+        }
+        await native.keys.setPolicy('tenants', { clients: { 'token:ops': ['datakey', 'datakey-plaintext', 'admin'] } });
+        const hidden = await raw(vd, 'POST', '/v1/transit/datakey/wrapped/tenants', headers, '{}');
+        assert.equal(hidden.status, 404, JSON.stringify(hidden.body));
+      } finally {
+        await native.close();
+      }
+      // A data key in a batch, and one presented to another key: 400s that say why.
+      await admin.write('transit/keys/other-kek', { type: 'aes256-kwp' });
+      await assert.rejects(admin.write('transit/decrypt/other-kek', { ciphertext: plain.ciphertext }), /wrapped by key 'tenants'/);
+      const batch = await raw(vd, 'POST', '/v1/transit/decrypt/tenants', { 'X-Vault-Token': adminToken }, JSON.stringify({ batch_input: [{ ciphertext: plain.ciphertext }] }));
+      assert.equal(batch.status, 400);
+      assert.match(String((batch.body!.data!.batch_results as Array<{ error: string }>)[0]!.error), /request of its own/);
     });
 
     test('LIST on a keep-alive connection, pipelined behind a POST with a body, split at every byte', async () => {

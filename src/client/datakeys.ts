@@ -13,7 +13,7 @@
  *   const { wrappedKey: current, rewrapped } = await client.dataKeys.open(wrappedKey); // after a KEK rotation
  */
 import { errorFromWire, InvalidArgumentError, type CryptodError } from '../protocol/errors.js';
-import { DataKeyDecrypt, DataKeyEncrypt, DataKeyGenerate, DataKeyKey, DataKeyOpen, DataKeyRewrap } from '../protocol/messages/datakeys.js';
+import { DataKeyDecrypt, DataKeyEncrypt, DataKeyGenerate, DataKeyKey, DataKeyOpen, DataKeyRewrap, DataKeyUnwrap } from '../protocol/messages/datakeys.js';
 import { AeadStream, type AeadStreamParams } from './streams.js';
 import type { DaemonConnection } from './connection.js';
 import { bytesOf, CryptoKey, type BufferSource } from './subtle.js';
@@ -142,6 +142,16 @@ export class DataKeysClient {
   async open(wrappedKey: BufferSource): Promise<{ wrappedKey: Uint8Array; rewrapped: boolean }> {
     const r = await this.#conn.call(DataKeyOpen, { wrappedKey: bytesOf(wrappedKey, 'wrappedKey') });
     return { wrappedKey: r.wrappedKey, rewrapped: r.rewrapped };
+  }
+
+  /**
+   * The plaintext of a wrapped data key: needs `datakey-plaintext` on its
+   * KEK as well as `datakey`. Zero the bytes when done with them.
+   *
+   *   const key = await client.dataKeys.unwrap(wrappedKey);
+   */
+  async unwrap(wrappedKey: BufferSource): Promise<Uint8Array> {
+    return (await this.#conn.call(DataKeyUnwrap, { wrappedKey: bytesOf(wrappedKey, 'wrappedKey') })).plaintext;
   }
 }
 

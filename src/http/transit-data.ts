@@ -1,7 +1,8 @@
 /**
  * transit/encrypt, decrypt, rewrap, sign, verify and hmac: one managed data
  * operation per request, a batch (`items`) for `batch_input`, the values
- * in Vault's `vault:v<N>:` forms (docs/vault-compat.md "Values").
+ * in Vault's `vault:v<N>:` forms (docs/vault-compat.md "Values"). A
+ * data-key ciphertext given to decrypt or rewrap goes to transit-datakeys.ts.
  */
 import type { CborValue } from '../protocol/cbor.js';
 import { Op, type OpCode } from '../protocol/ops.js';
@@ -9,6 +10,7 @@ import { encodeHeader, parseHeader } from '../protocol/managed-format.js';
 import type { ManagedKeyType } from '../protocol/messages/managed.js';
 import type { Body, Caller } from './transit.js';
 import { describe } from './transit-keys.js';
+import { openDataKey, wrappedKeyOf } from './transit-datakeys.js';
 import { badRequest, envelope, type VaultReply } from './vault-reply.js';
 import {
   HASHES, derToP1363, fromBase64, hashOfType, kindOf, optBool, optInt, optString, p1363ToDer, parseVaultValue, reqString, vaultTypeOf, vaultValue,
@@ -31,6 +33,10 @@ export async function dataOperation(call: Caller, kind: DataKind, name: string, 
   const type = needType ? (d?.type ?? call.types.get(name)!) : null;
   if (keyVersion !== undefined && keyVersion !== 0 && kind !== 'decrypt' && kind !== 'verify' && keyVersion !== d!.currentVersion) {
     throw badRequest(`key_version ${keyVersion} is not supported: cryptod ${kind === 'rewrap' ? 'rewraps to' : 'uses'} the latest version (${d!.currentVersion ?? 'none'}); omit key_version or give the latest`);
+  }
+  if ((kind === 'decrypt' || kind === 'rewrap') && !Array.isArray(batch)) {
+    const wrappedKey = wrappedKeyOf(body.ciphertext);
+    if (wrappedKey !== null) return openDataKey(call, kind, name, wrappedKey, body);
   }
   const op = opOf(kind, body);
   const mode = type !== null ? signMode(kind, name, type, body) : null;
@@ -169,6 +175,7 @@ function prepare(kind: DataKind, name: string, b: Body, mode: SignMode | null, t
 }
 
 function ciphertextOf(name: string, value: string, field: string): Buffer {
+  if (wrappedKeyOf(value) !== null) throw badRequest(`${field} is a data key (from transit/datakey): decrypt or rewrap it in a request of its own, without batch_input`);
   const { version, payload } = parseVaultValue(value, field);
   const ct = fromBase64(payload, field);
   // The prefix repeats the version inside cryptod's header; they must agree, and the header must name this key.

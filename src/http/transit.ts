@@ -11,6 +11,8 @@
  *   encrypt decrypt rewrap ─▶ MANAGED_ENCRYPT / _DECRYPT / _REWRAP (batch: items)
  *   sign verify hmac ─▶ MANAGED_SIGN / _VERIFY / _MAC / _VERIFY_MAC
  *   hash ─▶ DIGEST   random (no key)   export ─▶ KEY_EXPORT / KEY_PUBLIC
+ *   datakey/plaintext|wrapped ─▶ DATAKEY_GENERATE (and decrypt, rewrap of its
+ *     ciphertexts ─▶ DATAKEY_UNWRAP / _REWRAP: transit-datakeys.ts)
  *
  * The keys and export endpoints are in transit-keys.ts, the data operations
  * in transit-data.ts.
@@ -30,6 +32,7 @@ import { VaultHttpError, badRequest, envelope, messageOf, statusOf, type VaultRe
 import { HASHES, fromBase64, optInt, optString, reqString } from './vault-values.js';
 import { configKey, createKey, deleteKey, exportKey, listKeys, readKey, rotateKey, trimKey } from './transit-keys.js';
 import { dataOperation } from './transit-data.js';
+import { generateDataKey } from './transit-datakeys.js';
 
 /** Runs one operation as the authenticated client (src/ops/front-door.ts `run`). */
 export interface Caller {
@@ -70,7 +73,7 @@ export interface TransitRequest {
 export type Body = Record<string, unknown>;
 
 /** Endpoints served, for the 404 that names them. */
-const ENDPOINTS = 'keys, keys/:name, keys/:name/config, keys/:name/rotate, keys/:name/trim, encrypt/:name, decrypt/:name, rewrap/:name, sign/:name, verify/:name, hmac/:name, hash, random, export/:type/:name';
+const ENDPOINTS = 'keys, keys/:name, keys/:name/config, keys/:name/rotate, keys/:name/trim, encrypt/:name, decrypt/:name, rewrap/:name, sign/:name, verify/:name, hmac/:name, hash, random, export/:type/:name, datakey/plaintext|wrapped/:name';
 
 export async function transit(call: Caller, req: TransitRequest): Promise<VaultReply> {
   const [head, name, sub, extra] = req.path;
@@ -119,12 +122,9 @@ export async function transit(call: Caller, req: TransitRequest): Promise<VaultR
       if (name === undefined || sub === undefined) break;
       return exportKey(call, name, sub, extra);
     case 'datakey':
-      // Data keys are the envelope issue's operations (DATAKEY_GENERATE …, branch datakeys), not in this
-      // daemon yet. The mapping when they land: datakey/plaintext|wrapped/:name → DATAKEY_GENERATE
-      // { kek: name, length: bits / 8, plaintext: type === 'plaintext', aad: context }, the reply's
-      // wrappedKey as vault:v<kekVersion>:base64; their KEK is an aes256-kwp key, and decrypting that
-      // value must go to DATAKEY_OPEN-style unwrapping, not MANAGED_DECRYPT (docs/vault-compat.md).
-      throw new VaultHttpError(501, `transit/datakey/${name ?? ':type'}/… is not implemented yet in cryptod: it needs the data-key operations (DATAKEY), which this daemon does not have; generate a key with transit/random and encrypt it with transit/encrypt meanwhile`);
+      if (name === undefined || sub === undefined || extra !== undefined) break;
+      if (m !== 'POST' && m !== 'PUT') throw methodNotAllowed(m, `transit/datakey/${name}/${sub}`, ['POST']);
+      return generateDataKey(call, name, sub, req.body);
     case 'backup':
     case 'restore':
       throw badRequest(`transit/${head} is not supported: cryptod's keystore is backed up as a whole (README "Backup"); per-key backup waits for the key-transfer format`);

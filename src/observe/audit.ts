@@ -106,7 +106,8 @@ export type AuditEvent =
   | ({ readonly event: 'client.revoked'; readonly name: string } & Actor)
   | ({ readonly event: 'datakey.generated'; readonly kek: string; readonly kekVersion: number; readonly plaintext: boolean } & ConnectionRef)
   | ({ readonly event: 'datakey.rewrapped'; readonly kek: string; readonly kekVersion: number; readonly previousVersion: number } & ConnectionRef)
-  | ({ readonly event: 'datakey.opened'; readonly kek: string; readonly kekVersion: number; readonly rewrapped: boolean } & ConnectionRef);
+  | ({ readonly event: 'datakey.opened'; readonly kek: string; readonly kekVersion: number; readonly rewrapped: boolean } & ConnectionRef)
+  | ({ readonly event: 'datakey.unwrapped'; readonly kek: string; readonly kekVersion: number } & ConnectionRef);
 
 export type AuditEventName = AuditEvent['event'];
 

@@ -1,6 +1,6 @@
 /**
  * Data keys under a managed KEK (docs/protocol.md §6.12, design note 5):
- * DATAKEY_GENERATE, _ENCRYPT, _DECRYPT, _REWRAP, _OPEN.
+ * DATAKEY_GENERATE, _ENCRYPT, _DECRYPT, _REWRAP, _OPEN, _KEY, _UNWRAP.
  *
  *   chain: authorize (access `data-key`: the KEK named by `kek` or by the
  *          wrapped key's header; policy right `datakey`)
@@ -10,8 +10,9 @@
  *
  * A new data key is returned in plaintext only with `plaintext: true` and the
  * separate `datakey-plaintext` right (as Vault separates datakey/plaintext
- * from datakey/wrapped); otherwise no data-key byte ever leaves the daemon.
- * Generate, rewrap and open are audited (the data operations are not, as for
+ * from datakey/wrapped), and an existing one (DATAKEY_UNWRAP) only with that
+ * right too; otherwise no data-key byte ever leaves the daemon.
+ * Generate, rewrap, open and unwrap are audited (the data operations are not, as for
  * managed keys); refusals are audited by the chain (`request.denied`).
  *
  * The unwrap may take long (a token, a remote KMS): the handler awaits it,
@@ -25,7 +26,7 @@ import {
   DATA_FORMAT, DATA_NONCE, DATA_TAG, DEFAULT_DATAKEY_LENGTH, encodeWrappedKeyHeader, isDataKeyLength, parseDataCiphertext, parseWrappedKey,
 } from '../protocol/datakey-format.js';
 import { DecryptError, InternalError, InvalidArgumentError, InvalidKeyError, UnsupportedError, toCryptodError } from '../protocol/errors.js';
-import { DataKeyDecrypt, DataKeyEncrypt, DataKeyGenerate, DataKeyKey, DataKeyOpen, DataKeyRewrap } from '../protocol/messages/datakeys.js';
+import { DataKeyDecrypt, DataKeyEncrypt, DataKeyGenerate, DataKeyKey, DataKeyOpen, DataKeyRewrap, DataKeyUnwrap } from '../protocol/messages/datakeys.js';
 import { addKey, KeyNode } from './key.js';
 import { Op } from '../protocol/ops.js';
 import { asCbor } from '../protocol/schema.js';
@@ -260,6 +261,38 @@ const asKey: Operation = {
   },
 };
 
+/**
+ * DATAKEY_UNWRAP: the plaintext of an existing wrapped key, which is what
+ * Vault's transit/decrypt gives for a datakey ciphertext. The same two
+ * rights as generating with `plaintext: true`: `datakey` (the access
+ * check) and `datakey-plaintext` (here, on the KEK the header names).
+ */
+const unwrap: Operation = {
+  op: Op.DATAKEY_UNWRAP,
+  access: { kind: 'data-key', permission: 'datakey' },
+  async handle(ctx, raw) {
+    const { wrappedKey } = DataKeyUnwrap.args.parse(raw);
+    const d = dataKeys(ctx);
+    const kekName = parseWrappedKey(wrappedKey).header.kek;
+    const keys = managedKeys(ctx);
+    checkKey(ctx, keys, keys.manager.entry(kekName), kekName, 'datakey-plaintext');
+    const { lease, kekVersion } = await keyFor(d, wrappedKey, 0n);
+    try {
+      // A copy: the cache keeps (and later zeroes) its own; this one is zeroed once the reply is written.
+      const copy = Buffer.alloc(lease.key.length);
+      lease.key.copy(copy);
+      setImmediate(() => copy.fill(0));
+      return sensitiveReply({ plaintext: copy, kekVersion });
+    } finally {
+      lease[Symbol.dispose]();
+    }
+  },
+  audit: (r: AuditedRequest) => {
+    const header = parseWrappedKey(DataKeyUnwrap.args.parse(r.args).wrappedKey).header;
+    return { event: 'datakey.unwrapped', kek: header.kek, kekVersion: header.kekVersion, connection: r.connection, clientId: r.clientId, client: r.client };
+  },
+};
+
 export const dataKeyOperations: Operation[] = [
   asKey,
   generate,
@@ -267,4 +300,5 @@ export const dataKeyOperations: Operation[] = [
   dataOp(Op.DATAKEY_DECRYPT, (raw) => DataKeyDecrypt.args.parse(raw), (key, i) => ({ plaintext: openWithDataKey(key, i.ciphertext!, i.aad) }), false),
   rewrap,
   open,
+  unwrap,
 ];

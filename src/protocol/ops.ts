@@ -63,6 +63,7 @@ export const Op = {
   DATAKEY_REWRAP: 0x0143,
   DATAKEY_OPEN: 0x0144,
   DATAKEY_KEY: 0x0145,
+  DATAKEY_UNWRAP: 0x0146,
   // KEK administration
   KEK_REWRAP_ALL: 0x0150,
 } as const;

@@ -138,6 +138,34 @@ e = expect(exceptions.InvalidRequest, t.create_key, prefix + "-bad", key_type="r
 assert "aes256-gcm96" in str(e) and "rsa-3072" in str(e), str(e)
 step("unsupported type names the supported ones")
 
+kek = prefix + "-kek"
+# hvac 0.11's create_key knows only Vault's types: the generic write creates cryptod's aes256-kwp KEK.
+admin.write("transit/keys/" + kek, type="aes256-kwp")
+wrapped = t.generate_data_key(kek, key_type="wrapped", context=ctx, bits=128)["data"]
+assert wrapped["ciphertext"].startswith("vault:v1:") and wrapped["key_version"] == 1 and "plaintext" not in wrapped, wrapped
+plain = t.generate_data_key(kek, key_type="plaintext", context=ctx)["data"]
+key = base64.b64decode(plain["plaintext"])
+assert len(key) == 32, plain
+assert base64.b64decode(t.decrypt_data(kek, plain["ciphertext"], context=ctx)["data"]["plaintext"]) == key
+assert len(base64.b64decode(t.decrypt_data(kek, wrapped["ciphertext"])["data"]["plaintext"])) == 16
+expect(exceptions.InvalidRequest, t.decrypt_data, kek, plain["ciphertext"], context=b64(b"tenant-8"))
+step("datakey plaintext|wrapped; decrypt gives the data key back")
+
+t.rotate_key(kek)
+moved = t.rewrap_data(kek, plain["ciphertext"])["data"]
+assert moved["ciphertext"].startswith("vault:v2:") and moved["key_version"] == 2, moved
+assert base64.b64decode(t.decrypt_data(kek, moved["ciphertext"])["data"]["plaintext"]) == key
+assert t.generate_data_key(kek, key_type="wrapped")["data"]["key_version"] == 2
+step("datakey rewrap after a KEK rotation")
+
+e = expect(exceptions.InvalidRequest, t.generate_data_key, kek, key_type="wrapped", bits=512)
+assert "128 or 256" in str(e), str(e)
+e = expect(exceptions.InvalidRequest, t.generate_data_key, aes, key_type="plaintext")
+assert "aes256-kwp" in str(e), str(e)
+expect(exceptions.InvalidPath, other.secrets.transit.generate_data_key, kek, key_type="wrapped")
+expect(exceptions.InvalidPath, other.secrets.transit.decrypt_data, kek, plain["ciphertext"])
+step("datakey bad input: bits 512, not a KEK, another client's KEK")
+
 expect(exceptions.InvalidPath, other.secrets.transit.encrypt_data, aes, b64(b"x"))
 expect(exceptions.Forbidden, other.secrets.transit.create_key, prefix + "-theirs")
 assert aes not in (other.secrets.transit.list_keys()["data"]["keys"])

@@ -49,3 +49,9 @@ export const DataKeyOpen = message(Op.DATAKEY_OPEN, map({ wrappedKey }), map({ w
  * under a data key. Released with the handle or the connection.
  */
 export const DataKeyKey = message(Op.DATAKEY_KEY, map({ wrappedKey }), cryptoKeyDescription);
+/**
+ * The plaintext of a wrapped data key, for a holder of the separate
+ * `datakey-plaintext` right (Vault's transit/decrypt of a datakey ciphertext).
+ * The reply is sensitive: the daemon zeroes its frame once written.
+ */
+export const DataKeyUnwrap = message(Op.DATAKEY_UNWRAP, map({ wrappedKey }), map({ plaintext: bytes(), kekVersion: u32 }, { open: true }));
