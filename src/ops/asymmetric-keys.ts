@@ -42,7 +42,12 @@ const ES_ALG: Record<CurveName, string> = { 'P-256': 'ES256', 'P-384': 'ES384', 
 /** Raw public key sizes of the Edwards and Montgomery curves (RFC 8032 §5.1.5, §5.2.5; RFC 7748 §5). */
 const OKP_BYTES = { Ed25519: 32, X25519: 32, Ed448: 57, X448: 56 } as const;
 export const RSA_MODULUS_LENGTHS: readonly number[] = [2048, 3072, 4096];
-const RSA_EXPONENT = new Uint8Array([1, 0, 1]);
+
+/** RsaHashedKeyAlgorithm.publicExponent: the exponent big-endian, without leading zeros. */
+function exponentBytes(e: bigint): Uint8Array {
+  const hex = e.toString(16);
+  return new Uint8Array(Buffer.from(hex.length % 2 === 0 ? hex : `0${hex}`, 'hex'));
+}
 const PS_ALG: Record<HashName, string> = { 'SHA-1': 'PS1', 'SHA-256': 'PS256', 'SHA-384': 'PS384', 'SHA-512': 'PS512' };
 const RS_ALG: Record<HashName, string> = { 'SHA-1': 'RS1', 'SHA-256': 'RS256', 'SHA-384': 'RS384', 'SHA-512': 'RS512' };
 const OAEP_ALG: Record<HashName, string> = { 'SHA-1': 'RSA-OAEP', 'SHA-256': 'RSA-OAEP-256', 'SHA-384': 'RSA-OAEP-384', 'SHA-512': 'RSA-OAEP-512' };
@@ -96,7 +101,8 @@ function specOf(name: AsymmetricAlgorithm, params: Args, field: string): Spec {
 function algorithmOf(spec: Spec, object: KeyObject): KeyAlgorithm {
   if (spec.curve !== undefined) return { name: spec.name, namedCurve: spec.curve };
   if (spec.hash !== undefined) {
-    return { name: spec.name, modulusLength: object.asymmetricKeyDetails!.modulusLength!, publicExponent: RSA_EXPONENT, hash: { name: spec.hash } };
+    const details = object.asymmetricKeyDetails!;
+    return { name: spec.name, modulusLength: details.modulusLength!, publicExponent: exponentBytes(details.publicExponent ?? 0x10001n), hash: { name: spec.hash } };
   }
   return { name: spec.name };
 }
@@ -311,7 +317,10 @@ function checkObject(spec: Spec, object: KeyObject): void {
     if (!RSA_MODULUS_LENGTHS.includes(m)) {
       throw new UnsupportedError(`RSA modulus length ${m} is not supported; supported: ${RSA_MODULUS_LENGTHS.join(', ')}`, { detail: { actual: m } });
     }
-    if (details.publicExponent !== 0x10001n) throw new UnsupportedError('RSA public exponent must be 65537; no other exponent is supported');
+    // Generated keys use 65537 only; an imported key may have any odd exponent ≥ 3 (WebCrypto imports them,
+    // and verifying under e = 3 is sound with a correct PKCS #1 check: Wycheproof has such keys).
+    const e = details.publicExponent ?? 0n;
+    if (e < 3n || e % 2n === 0n) throw new UnsupportedError(`RSA public exponent ${e} is not supported; it must be odd and at least 3`);
   }
 }
 
