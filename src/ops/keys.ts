@@ -15,7 +15,7 @@
  * - PBKDF2: as HKDF (raw, never extractable, never generated); iterations
  *   1..MAX_PBKDF2_ITERATIONS (src/ops/derive.ts).
  * - ECDSA, ECDH: curves P-256, P-384, P-521 (no secp256k1).
- * - Ed448: pure, no context (as Node 20).
+ * - Ed448: pure, empty context only (as Node 20).
  * - RSA-PSS, RSA-OAEP, RSASSA-PKCS1-v1_5: modulus 2048, 3072 or 4096 bits;
  *   public exponent 65537 at generate, any odd one ≥ 3 at import; spki/pkcs8 with the rsaEncryption OID only
  *   (an id-RSASSA-PSS key is CRYPTOD_ERR_DATA, as in WebCrypto); no

@@ -70,6 +70,14 @@ function pssOptions(key: KeyNode, salt: number) {
   return { key: key.object, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: salt };
 }
 
+/** Ed448's `context` (RFC 8032 §5.2): Node 20 signs with the empty context only, and so does cryptod. */
+function checkEdContext(alg: NormalizedAlgorithm): void {
+  const ctx = alg.params.context;
+  if (alg.name === 'Ed448' && ctx instanceof Uint8Array && ctx.length > 0) {
+    throw new UnsupportedError('Ed448 with a non-empty context is not supported (as in Node 20); omit it or pass an empty one', { detail: { field: 'algorithm.context' } });
+  }
+}
+
 function unsupported(op: string, name: string): never {
   throw new UnsupportedError(`${op} supports ${SIGNATURE_ALGORITHMS}; got ${name}`, { detail: { field: 'algorithm' } });
 }
@@ -115,6 +123,7 @@ export const signOperations: Operation[] = [
           return hmac(k, data);
         case 'Ed25519':
         case 'Ed448':
+          checkEdContext(alg);
           k.require(alg.name, 'sign');
           return nodeSign(null, data, k.object);
         case 'ECDSA': {
@@ -147,6 +156,7 @@ export const signOperations: Operation[] = [
         }
         case 'Ed25519':
         case 'Ed448':
+          checkEdContext(alg);
           k.require(alg.name, 'verify');
           return signature.length === EDDSA_SIGNATURE_BYTES[alg.name] && safeVerify(() => nodeVerify(null, data, k.object, signature));
         case 'ECDSA': {

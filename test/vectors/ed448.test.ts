@@ -71,4 +71,8 @@ test('Ed448: a daemon key pair signs; node:crypto verifies; raw import takes 57 
   assert.ok(verify(null, data, pub, sig));
   const r = await outcome(c.subtle.importKey('raw', raw.subarray(1), 'Ed448', false, ['verify']), 'short raw key');
   assert.ok(!r.ok && r.error.code === 'CRYPTOD_ERR_DATA' && /57-byte/.test(r.error.message));
+  // An empty context is the default; a non-empty one is refused, as Node 20 refuses it.
+  assert.equal(await c.subtle.verify({ name: 'Ed448', context: new Uint8Array(0) }, pair.publicKey, sig, data), true);
+  const ctx = await outcome(c.subtle.sign({ name: 'Ed448', context: Buffer.from('app') }, pair.privateKey, data), 'context');
+  assert.ok(!ctx.ok && ctx.error.code === 'CRYPTOD_ERR_UNSUPPORTED');
 });
