@@ -65,6 +65,8 @@ describe('HKDF', () => {
     await rejects(c.subtle.deriveKey(ok, key, { name: 'AES-GCM', length: 128 }, false, ['encrypt']), InvalidKeyError, /deriveKey/);
     await rejects(c.request(Op.DERIVE_BITS, { algorithm: ok, baseKey: key.handle, length: 'all' }), InvalidArgumentError, /'length'/);
     assert.equal((await c.subtle.deriveBits(ok, key, 255 * 32 * 8)).byteLength, 8160);
+    // WebCrypto (and Node): length 0 is no bits, not an error.
+    assert.equal((await c.subtle.deriveBits(ok, key, 0)).byteLength, 0);
   });
 });
 

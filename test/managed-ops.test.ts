@@ -74,9 +74,9 @@ test('the ciphertext header names format, key, version and algorithm (docs/forma
   await assert.rejects(c.decrypt('enc-aes256-gcm', ct), (e: unknown) => e instanceof InvalidArgumentError && /made by key 'fmt'/.test((e as Error).message));
 });
 
-test('sign/verify for ed25519, ecdsa-p256, ecdsa-p384 and rsa-pss-3072; mac/verifyMac for hmac-sha256/512', async () => {
+test('sign/verify for ed25519, ecdsa-p256, ecdsa-p384, ecdsa-p521, rsa-pss-3072 and rsa-pkcs1-3072; mac/verifyMac for hmac-sha256/512', async () => {
   const msg = te.encode('the message');
-  for (const type of ['ed25519', 'ecdsa-p256', 'ecdsa-p384', 'rsa-pss-3072'] as const) {
+  for (const type of ['ed25519', 'ecdsa-p256', 'ecdsa-p384', 'ecdsa-p521', 'rsa-pss-3072', 'rsa-pkcs1-3072'] as const) {
     const name = `sig-${type}`;
     await c.keys.create(name, { type });
     const sig = await c.sign(name, msg);
@@ -106,15 +106,19 @@ test('publicKey gives the public key of each version: a managed signature minus 
     'ecdsa-p256': (key) => ({ key, dsaEncoding: 'ieee-p1363' }),
     'ecdsa-p384': (key) => ({ key, dsaEncoding: 'ieee-p1363' }),
     'rsa-pss-3072': (key) => ({ key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 }),
+    'ecdsa-p521': (key) => ({ key, dsaEncoding: 'ieee-p1363' }),
+    'rsa-pkcs1-3072': (key) => ({ key, padding: constants.RSA_PKCS1_PADDING }),
   };
   const webParams: Record<string, { import: Parameters<typeof webcrypto.subtle.importKey>[2]; verify: Parameters<typeof webcrypto.subtle.verify>[0] }> = {
     ed25519: { import: { name: 'Ed25519' }, verify: { name: 'Ed25519' } },
     'ecdsa-p256': { import: { name: 'ECDSA', namedCurve: 'P-256' }, verify: { name: 'ECDSA', hash: 'SHA-256' } },
     'ecdsa-p384': { import: { name: 'ECDSA', namedCurve: 'P-384' }, verify: { name: 'ECDSA', hash: 'SHA-384' } },
     'rsa-pss-3072': { import: { name: 'RSA-PSS', hash: 'SHA-256' }, verify: { name: 'RSA-PSS', saltLength: 32 } },
+    'ecdsa-p521': { import: { name: 'ECDSA', namedCurve: 'P-521' }, verify: { name: 'ECDSA', hash: 'SHA-512' } },
+    'rsa-pkcs1-3072': { import: { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' }, verify: { name: 'RSASSA-PKCS1-v1_5' } },
   };
-  const hashOf: Record<string, string | null> = { ed25519: null, 'ecdsa-p256': 'sha256', 'ecdsa-p384': 'sha384', 'rsa-pss-3072': 'sha256' };
-  for (const type of ['ed25519', 'ecdsa-p256', 'ecdsa-p384', 'rsa-pss-3072'] as const) {
+  const hashOf: Record<string, string | null> = { ed25519: null, 'ecdsa-p256': 'sha256', 'ecdsa-p384': 'sha384', 'rsa-pss-3072': 'sha256', 'ecdsa-p521': 'sha512', 'rsa-pkcs1-3072': 'sha256' };
+  for (const type of ['ed25519', 'ecdsa-p256', 'ecdsa-p384', 'ecdsa-p521', 'rsa-pss-3072', 'rsa-pkcs1-3072'] as const) {
     const name = `pub-${type}`;
     await c.keys.create(name, { type });
     const sig1 = splitManagedSignature(await c.sign(name, msg));
@@ -267,6 +271,16 @@ test('persist turns a client-owned key into a managed key', async () => {
   assert.equal((await c.keys.describe('nx')).type, 'hmac-sha256');
   const rsa = await c.subtle.generateKey({ name: 'RSA-PSS', modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' }, true, ['sign', 'verify']);
   await assert.rejects(c.keys.persist(rsa.privateKey, 'rsa2048'), (e: unknown) => e instanceof CryptodError && e.code === 'CRYPTOD_ERR_UNSUPPORTED');
+  // The new WebCrypto algorithms persist as their managed types, and the managed key signs as the original would.
+  const p521 = await c.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-521' }, true, ['sign', 'verify']);
+  assert.equal((await c.keys.persist(p521.privateKey, 'persisted-p521')).type, 'ecdsa-p521');
+  const s521 = splitManagedSignature(await c.sign('persisted-p521', te.encode('m')));
+  assert.equal(await c.subtle.verify({ name: 'ECDSA', hash: 'SHA-512' }, p521.publicKey, s521.signature, te.encode('m')), true);
+  const rs = await c.subtle.generateKey({ name: 'RSASSA-PKCS1-v1_5', modulusLength: 3072, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' }, true, ['sign', 'verify']);
+  assert.equal((await c.keys.persist(rs.privateKey, 'persisted-rs256')).type, 'rsa-pkcs1-3072');
+  const managed = splitManagedSignature(await c.sign('persisted-rs256', te.encode('m')));
+  // PKCS #1 v1.5 is deterministic: the managed signature is the one WebCrypto makes.
+  assert.deepEqual(Buffer.from(managed.signature), Buffer.from(await c.subtle.sign('RSASSA-PKCS1-v1_5', rs.privateKey, te.encode('m'))));
 });
 
 test('bad input gets typed errors and the connection stays up', async () => {

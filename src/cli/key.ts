@@ -38,7 +38,7 @@ Subcommands:
                              create a key (types: aes256-gcm,
                              chacha20-poly1305, hmac-sha256, hmac-sha512,
                              ed25519, ecdsa-p256, ecdsa-p384, rsa-pss-3072,
-                             aes256-kwp)
+                             aes256-kwp, ecdsa-p521, rsa-pkcs1-3072)
   import NAME --type T --material-file FILE [policy options]
                              bring your own key: raw secret bytes, or PKCS#8
                              DER for asymmetric types

@@ -32,8 +32,8 @@ export type BufferSource = ArrayBuffer | ArrayBufferView;
 /** An algorithm name or dictionary, as in WebCrypto (`'SHA-256'`, `{ name: 'AES-GCM', iv }`). */
 export type AlgorithmIdentifier = string | ({ name: string } & Record<string, unknown>);
 
-type PairAlgorithmName = 'Ed25519' | 'X25519' | 'ECDSA' | 'ECDH' | 'RSA-PSS';
-type SecretAlgorithmName = 'AES-GCM' | 'ChaCha20-Poly1305' | 'AES-KW' | 'AES-KWP' | 'HMAC';
+type PairAlgorithmName = 'Ed25519' | 'X25519' | 'ECDSA' | 'ECDH' | 'RSA-PSS' | 'Ed448' | 'X448' | 'RSA-OAEP' | 'RSASSA-PKCS1-v1_5';
+type SecretAlgorithmName = 'AES-GCM' | 'ChaCha20-Poly1305' | 'AES-KW' | 'AES-KWP' | 'HMAC' | 'AES-CBC' | 'AES-CTR';
 /** Algorithms whose generateKey gives a CryptoKeyPair. */
 export type PairAlgorithm = PairAlgorithmName | ({ name: PairAlgorithmName } & Record<string, unknown>);
 /** Algorithms whose generateKey gives one secret CryptoKey. */

@@ -82,7 +82,7 @@ export class KeyMaterial {
   }
 }
 
-const CURVES: Partial<Record<ManagedKeyType, string>> = { 'ecdsa-p256': 'prime256v1', 'ecdsa-p384': 'secp384r1' };
+const CURVES: Partial<Record<ManagedKeyType, string>> = { 'ecdsa-p256': 'prime256v1', 'ecdsa-p384': 'secp384r1', 'ecdsa-p521': 'secp521r1' };
 
 /**
  * New material for a version of type `t`, as the bytes that get wrapped, in
@@ -99,6 +99,7 @@ export async function generateMaterial(t: ManagedKeyType): Promise<Buffer> {
       break;
     case 'ecdsa-p256':
     case 'ecdsa-p384':
+    case 'ecdsa-p521':
       privateKey = await new Promise<KeyObject>((ok, fail) =>
         generateKeyPair('ec', { namedCurve: CURVES[t]! }, (e, _pub, priv) => (e ? fail(e) : ok(priv))),
       );
@@ -110,6 +111,12 @@ export async function generateMaterial(t: ManagedKeyType): Promise<Buffer> {
         generateKeyPair('rsa-pss', { modulusLength: 3072, hashAlgorithm: 'sha256', mgf1HashAlgorithm: 'sha256' }, (e, _pub, priv) =>
           e ? fail(e) : ok(priv),
         ),
+      );
+      break;
+    case 'rsa-pkcs1-3072':
+      // A plain rsaEncryption key: PKCS #1 v1.5 signing has no parameters to record.
+      privateKey = await new Promise<KeyObject>((ok, fail) =>
+        generateKeyPair('rsa', { modulusLength: 3072, publicExponent: 0x10001 }, (e, _pub, priv) => (e ? fail(e) : ok(priv))),
       );
       break;
     default:
@@ -158,8 +165,9 @@ function parsePrivateKey(t: ManagedKeyType, der: Uint8Array, what: string): KeyO
   const d = key.asymmetricKeyDetails ?? {};
   const ok =
     (t === 'ed25519' && kt === 'ed25519') ||
-    ((t === 'ecdsa-p256' || t === 'ecdsa-p384') && kt === 'ec' && d.namedCurve === CURVES[t]) ||
-    (t === 'rsa-pss-3072' && (kt === 'rsa-pss' || kt === 'rsa') && d.modulusLength === 3072);
+    ((t === 'ecdsa-p256' || t === 'ecdsa-p384' || t === 'ecdsa-p521') && kt === 'ec' && d.namedCurve === CURVES[t]) ||
+    (t === 'rsa-pss-3072' && (kt === 'rsa-pss' || kt === 'rsa') && d.modulusLength === 3072) ||
+    (t === 'rsa-pkcs1-3072' && kt === 'rsa' && d.modulusLength === 3072);
   if (!ok) {
     const got = kt === 'ec' ? `ec ${String(d.namedCurve)}` : kt?.startsWith('rsa') === true ? `${kt} ${String(d.modulusLength)}-bit` : String(kt);
     throw new DataError(`expected ${what} to be a ${t} private key, got ${got}`);

@@ -80,6 +80,9 @@ const TYPES: ReadonlyMap<ManagedKeyType, KeyTypeInfo> = new Map([
   // As a KEK it also wraps data keys (src/ops/datakeys.ts): `datakey` to generate, use and
   // rewrap them wrapped, `datakey-plaintext` besides to receive a new one in plaintext.
   ['aes256-kwp', info('aes256-kwp', 'secret', 32, [...CIPHER, 'datakey', 'datakey-plaintext'])],
+  ['ecdsa-p521', info('ecdsa-p521', 'asymmetric', 0, SIGN)],
+  // RSASSA-PKCS1-v1_5 with SHA-256: JWT's RS256, for verifiers that know nothing newer.
+  ['rsa-pkcs1-3072', info('rsa-pkcs1-3072', 'asymmetric', 0, SIGN)],
 ]);
 
 export function isKeyType(t: unknown): t is ManagedKeyType {

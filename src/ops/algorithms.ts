@@ -23,6 +23,13 @@ export const ALGORITHMS = [
   'RSA-PSS',
   'X25519',
   'ECDH',
+  'AES-CBC',
+  'AES-CTR',
+  'RSA-OAEP',
+  'RSASSA-PKCS1-v1_5',
+  'PBKDF2',
+  'Ed448',
+  'X448',
 ] as const;
 export type AlgorithmName = (typeof ALGORITHMS)[number];
 

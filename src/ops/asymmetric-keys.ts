@@ -1,6 +1,6 @@
 /**
- * Asymmetric keys: Ed25519, ECDSA and RSA-PSS (signatures), X25519 and ECDH
- * (key agreement). Their value is a node:crypto KeyObject (OpenSSL memory,
+ * Asymmetric keys: Ed25519, Ed448, ECDSA, RSA-PSS and RSASSA-PKCS1-v1_5
+ * (signatures), RSA-OAEP (encryption), X25519, X448 and ECDH (key agreement). Their value is a node:crypto KeyObject (OpenSSL memory,
  * see src/ops/key.ts). Generate pairs; import and export raw (public points),
  * spki (RFC 5280 §4.1.2.7), pkcs8 (RFC 5208) and jwk (RFC 7517/7518/8037).
  *
@@ -28,22 +28,42 @@ import { b64url, checkJwk, jwkBytes, jwkText, jwkTail, quote, type Jwk, type Jwk
 import { KeyNode, type KeyAlgorithm, type KeyType, type KeyUsage } from './key.js';
 import { checkUsageNames, checkUsages, splitPairUsages, type AsymmetricAlgorithm } from './key-usages.js';
 
-export type CurveName = 'P-256' | 'P-384';
+export type CurveName = 'P-256' | 'P-384' | 'P-521';
 export interface KeyPairNodes {
   publicKey: KeyNode;
   privateKey: KeyNode;
 }
 
-const OPENSSL_CURVE: Record<CurveName, string> = { 'P-256': 'prime256v1', 'P-384': 'secp384r1' };
-const COORD_BYTES: Record<CurveName, number> = { 'P-256': 32, 'P-384': 48 };
+const OPENSSL_CURVE: Record<CurveName, string> = { 'P-256': 'prime256v1', 'P-384': 'secp384r1', 'P-521': 'secp521r1' };
+/** Bytes of one coordinate (and of r and s in a P1363 signature): ⌈field bits / 8⌉. */
+export const COORD_BYTES: Record<CurveName, number> = { 'P-256': 32, 'P-384': 48, 'P-521': 66 };
+/** RFC 7518 §3.4 / RFC 8812: the JWS alg of ECDSA on each curve (the hash is the request's). */
+const ES_ALG: Record<CurveName, string> = { 'P-256': 'ES256', 'P-384': 'ES384', 'P-521': 'ES512' };
+/** Raw public key sizes of the Edwards and Montgomery curves (RFC 8032 §5.1.5, §5.2.5; RFC 7748 §5). */
+const OKP_BYTES = { Ed25519: 32, X25519: 32, Ed448: 57, X448: 56 } as const;
 export const RSA_MODULUS_LENGTHS: readonly number[] = [2048, 3072, 4096];
-const RSA_EXPONENT = new Uint8Array([1, 0, 1]);
+
+/** RsaHashedKeyAlgorithm.publicExponent: the exponent big-endian, without leading zeros. */
+function exponentBytes(e: bigint): Uint8Array {
+  const hex = e.toString(16);
+  return new Uint8Array(Buffer.from(hex.length % 2 === 0 ? hex : `0${hex}`, 'hex'));
+}
 const PS_ALG: Record<HashName, string> = { 'SHA-1': 'PS1', 'SHA-256': 'PS256', 'SHA-384': 'PS384', 'SHA-512': 'PS512' };
+const RS_ALG: Record<HashName, string> = { 'SHA-1': 'RS1', 'SHA-256': 'RS256', 'SHA-384': 'RS384', 'SHA-512': 'RS512' };
+const OAEP_ALG: Record<HashName, string> = { 'SHA-1': 'RSA-OAEP', 'SHA-256': 'RSA-OAEP-256', 'SHA-384': 'RSA-OAEP-384', 'SHA-512': 'RSA-OAEP-512' };
+
+/** The JWK `alg` of an RSA key: it names the algorithm and the hash together. */
+function rsaJwkAlg(name: AsymmetricAlgorithm, hash: HashName): string {
+  return (name === 'RSA-OAEP' ? OAEP_ALG : name === 'RSASSA-PKCS1-v1_5' ? RS_ALG : PS_ALG)[hash];
+}
+
+type OkpName = keyof typeof OKP_BYTES;
+const isRsa = (name: AsymmetricAlgorithm): boolean => name === 'RSA-PSS' || name === 'RSA-OAEP' || name === 'RSASSA-PKCS1-v1_5';
 
 /** What the requested algorithm says the key must be. */
 interface Spec {
   name: AsymmetricAlgorithm;
-  nodeType: 'ed25519' | 'x25519' | 'ec' | 'rsa';
+  nodeType: 'ed25519' | 'x25519' | 'ed448' | 'x448' | 'ec' | 'rsa';
   kty: 'OKP' | 'EC' | 'RSA';
   crv?: string;
   curve?: CurveName;
@@ -52,9 +72,9 @@ interface Spec {
 
 function namedCurve(params: Args, field: string): CurveName {
   const v = params.namedCurve;
-  if (typeof v !== 'string') throw new InvalidArgumentError(`expected '${field}.namedCurve' to be text ('P-256' or 'P-384'), got ${kindOf(v)}`, { detail: { field: `${field}.namedCurve` } });
-  if (v !== 'P-256' && v !== 'P-384') {
-    throw new UnsupportedError(`curve '${v.slice(0, 24)}' is not supported; supported: P-256, P-384`, { detail: { field: `${field}.namedCurve` } });
+  if (typeof v !== 'string') throw new InvalidArgumentError(`expected '${field}.namedCurve' to be text ('P-256', 'P-384' or 'P-521'), got ${kindOf(v)}`, { detail: { field: `${field}.namedCurve` } });
+  if (v !== 'P-256' && v !== 'P-384' && v !== 'P-521') {
+    throw new UnsupportedError(`curve '${v.slice(0, 24)}' is not supported; supported: P-256, P-384, P-521`, { detail: { field: `${field}.namedCurve` } });
   }
   return v;
 }
@@ -63,13 +83,17 @@ function specOf(name: AsymmetricAlgorithm, params: Args, field: string): Spec {
   switch (name) {
     case 'Ed25519':
     case 'X25519':
-      return { name, nodeType: name === 'Ed25519' ? 'ed25519' : 'x25519', kty: 'OKP', crv: name };
+    case 'Ed448':
+    case 'X448':
+      return { name, nodeType: name.toLowerCase() as Spec['nodeType'], kty: 'OKP', crv: name };
     case 'ECDSA':
     case 'ECDH': {
       const curve = namedCurve(params, field);
       return { name, nodeType: 'ec', kty: 'EC', crv: curve, curve };
     }
     case 'RSA-PSS':
+    case 'RSA-OAEP':
+    case 'RSASSA-PKCS1-v1_5':
       return { name, nodeType: 'rsa', kty: 'RSA', hash: normalizeHash(params.hash, `${field}.hash`) };
   }
 }
@@ -77,7 +101,8 @@ function specOf(name: AsymmetricAlgorithm, params: Args, field: string): Spec {
 function algorithmOf(spec: Spec, object: KeyObject): KeyAlgorithm {
   if (spec.curve !== undefined) return { name: spec.name, namedCurve: spec.curve };
   if (spec.hash !== undefined) {
-    return { name: spec.name, modulusLength: object.asymmetricKeyDetails!.modulusLength!, publicExponent: RSA_EXPONENT, hash: { name: spec.hash } };
+    const details = object.asymmetricKeyDetails!;
+    return { name: spec.name, modulusLength: details.modulusLength!, publicExponent: exponentBytes(details.publicExponent ?? 0x10001n), hash: { name: spec.hash } };
   }
   return { name: spec.name };
 }
@@ -86,10 +111,14 @@ function jwkAlgs(spec: Spec): readonly string[] | undefined {
   switch (spec.name) {
     case 'Ed25519':
       return ['Ed25519', 'EdDSA']; // RFC 9864 fully-specified name, and RFC 8037's
+    case 'Ed448':
+      return ['Ed448', 'EdDSA'];
     case 'ECDSA':
-      return [spec.curve === 'P-256' ? 'ES256' : 'ES384'];
+      return [ES_ALG[spec.curve!]];
     case 'RSA-PSS':
-      return [PS_ALG[spec.hash!]];
+    case 'RSA-OAEP':
+    case 'RSASSA-PKCS1-v1_5':
+      return [rsaJwkAlg(spec.name, spec.hash!)];
     default:
       return undefined; // WebCrypto does not check alg for X25519/ECDH
   }
@@ -134,8 +163,10 @@ export function generateKeyPair(name: AsymmetricAlgorithm, params: Args, extract
   splitPairUsages(name, usages); // refuse bad usages before doing the work
   switch (spec.nodeType) {
     case 'ed25519':
-    case 'x25519': {
-      const kp = spec.nodeType === 'ed25519' ? generateKeyPairSync('ed25519') : generateKeyPairSync('x25519');
+    case 'x25519':
+    case 'ed448':
+    case 'x448': {
+      const kp = generateKeyPairSync(spec.nodeType as 'ed25519');
       return pairOf(spec, kp.publicKey, kp.privateKey, extractable, usages);
     }
     case 'ec': {
@@ -196,9 +227,10 @@ function publicFromJwk(spec: Spec, jwk: JsonWebKey, what: string): KeyObject {
 }
 
 function importRaw(spec: Spec, data: Buffer): KeyObject {
-  if (spec.nodeType === 'rsa') throw new UnsupportedError("RSA-PSS keys are imported as 'spki', 'pkcs8' or 'jwk', not 'raw'", { detail: { field: 'format' } });
+  if (spec.nodeType === 'rsa') throw new UnsupportedError(`${spec.name} keys are imported as 'spki', 'pkcs8' or 'jwk', not 'raw'`, { detail: { field: 'format' } });
   if (spec.nodeType === 'ec') return publicFromJwk(spec, ecPointToJwk(spec, data), 'raw point');
-  if (data.length !== 32) throw new DataError(`expected a 32-byte raw ${spec.name} public key, got ${data.length} bytes`, { detail: { expected: 32, actual: data.length } });
+  const n = OKP_BYTES[spec.name as OkpName];
+  if (data.length !== n) throw new DataError(`expected a ${n}-byte raw ${spec.name} public key, got ${data.length} bytes`, { detail: { expected: n, actual: data.length } });
   return publicFromJwk(spec, { kty: 'OKP', crv: spec.crv!, x: b64url(data) }, 'raw public key');
 }
 
@@ -215,7 +247,8 @@ function jwkForNode(spec: Spec, jwk: Jwk, isPrivate: boolean): JsonWebKey {
 
 function importJwk(spec: Spec, jwk: Jwk, extractable: boolean, usages: readonly KeyUsage[]): { object: KeyObject; type: KeyType } {
   const alg = jwkAlgs(spec);
-  checkJwk(jwk, { kty: spec.kty, use: spec.name === 'X25519' || spec.name === 'ECDH' ? 'enc' : 'sig', usages, extractable, ...(alg ? { alg } : {}) });
+  const use = spec.name === 'X25519' || spec.name === 'X448' || spec.name === 'ECDH' || spec.name === 'RSA-OAEP' ? 'enc' : 'sig';
+  checkJwk(jwk, { kty: spec.kty, use, usages, extractable, ...(alg ? { alg } : {}) });
   if (spec.crv !== undefined) {
     const crv = jwkText(jwk, 'crv');
     if (crv !== spec.crv) throw new DataError(`expected JWK 'crv' to be '${spec.crv}', got ${quote(crv)}`, { detail: { member: 'crv', expected: spec.crv } });
@@ -284,7 +317,10 @@ function checkObject(spec: Spec, object: KeyObject): void {
     if (!RSA_MODULUS_LENGTHS.includes(m)) {
       throw new UnsupportedError(`RSA modulus length ${m} is not supported; supported: ${RSA_MODULUS_LENGTHS.join(', ')}`, { detail: { actual: m } });
     }
-    if (details.publicExponent !== 0x10001n) throw new UnsupportedError('RSA public exponent must be 65537; no other exponent is supported');
+    // Generated keys use 65537 only; an imported key may have any odd exponent ≥ 3 (WebCrypto imports them,
+    // and verifying under e = 3 is sound with a correct PKCS #1 check: Wycheproof has such keys).
+    const e = details.publicExponent ?? 0n;
+    if (e < 3n || e % 2n === 0n) throw new UnsupportedError(`RSA public exponent ${e} is not supported; it must be odd and at least 3`);
   }
 }
 
@@ -365,7 +401,7 @@ export function exportAsymmetricKey(format: 'raw' | 'pkcs8' | 'spki' | 'jwk', ke
       return key.object.export({ type: 'pkcs8', format: 'der' });
     case 'raw': {
       needType(key, 'public', format);
-      if (name === 'RSA-PSS') throw new UnsupportedError("RSA-PSS keys export as 'spki', 'pkcs8' or 'jwk', not 'raw'", { detail: { field: 'format' } });
+      if (isRsa(name as AsymmetricAlgorithm)) throw new UnsupportedError(`${name} keys export as 'spki', 'pkcs8' or 'jwk', not 'raw'`, { detail: { field: 'format' } });
       const jwk = key.object.export({ format: 'jwk' });
       const x = Buffer.from(jwk.x!, 'base64url');
       if (jwk.kty === 'OKP') return x;
@@ -375,8 +411,8 @@ export function exportAsymmetricKey(format: 'raw' | 'pkcs8' | 'spki' | 'jwk', ke
       // JS strings cannot be wiped: a private JWK's text lives until collected (README).
       const out: JwkOut = { ...(key.object.export({ format: 'jwk' }) as JwkOut) };
       // WebCrypto's ECDSA export sets no `alg`: the hash is chosen per signature, not by the key.
-      if (name === 'Ed25519') out.alg = 'Ed25519';
-      else if (name === 'RSA-PSS') out.alg = PS_ALG[key.algorithm.hash!.name as HashName];
+      if (name === 'Ed25519' || name === 'Ed448') out.alg = name;
+      else if (isRsa(name as AsymmetricAlgorithm)) out.alg = rsaJwkAlg(name as AsymmetricAlgorithm, key.algorithm.hash!.name as HashName);
       return { ...out, ...jwkTail(key.usages, key.extractable) };
     }
   }

@@ -6,14 +6,16 @@
  *                      {32, 64, 96, 104, 112, 120, 128} bits (default 128).
  *   ChaCha20-Poly1305  RFC 8439 §2.8: 12-byte `iv`, `additionalData`, 16-byte tag.
  *
- * Both return ciphertext ‖ tag, as WebCrypto does, and decryption takes the
+ * AES-CBC and AES-CTR are in aes-modes.ts, RSA-OAEP in rsa-oaep.ts; this
+ * file checks the parameters of all five and dispatches.
+ *
+ * The AEADs return ciphertext ‖ tag, as WebCrypto does, and decryption takes the
  * same. These are hot paths: one synchronous node:crypto call sequence, the
  * request's byte strings used in place (they are views of the frame), and one
  * copy to join ciphertext and tag.
  */
 import { createCipheriv, createDecipheriv, type CipherGCMTypes } from 'node:crypto';
 import type { Operation, RequestContext } from './operation.js';
-import type { DataNodeId } from '../state/ids.js';
 import type { CborValue } from '../protocol/cbor.js';
 import { DecryptError, InvalidArgumentError, InvalidKeyError, UnsupportedError } from '../protocol/errors.js';
 import { Op } from '../protocol/ops.js';
@@ -21,7 +23,9 @@ import { normalizeAlgorithm, type NormalizedAlgorithm } from './algorithms.js';
 import { Decrypt, Encrypt } from '../protocol/messages/subtle.js';
 import { kindOf, type Args } from './args.js';
 import { equivalentGcmIv, OPENSSL_MAX_GCM_IV } from './gcm-iv.js';
-import { acquireKey, type KeyNode, type KeyUsage } from './key.js';
+import { acquireKey, type KeyNode } from './key.js';
+import { aesCbc, aesCtr } from './aes-modes.js';
+import { rsaOaep } from './rsa-oaep.js';
 
 /** WebCrypto's permitted AES-GCM tag lengths in bits (AesGcmParams.tagLength). */
 export const GCM_TAG_LENGTHS: readonly number[] = [32, 64, 96, 104, 112, 120, 128];
@@ -60,25 +64,17 @@ export function aeadCipherOf(key: KeyNode): CipherGCMTypes | 'chacha20-poly1305'
   return `aes-${n * 8}-gcm` as CipherGCMTypes;
 }
 
-interface Request {
-  handle: DataNodeId;
-  name: 'AES-GCM' | 'ChaCha20-Poly1305';
-  data: Buffer;
-  iv: Uint8Array;
-  aad: Uint8Array | undefined;
-  tagBytes: number;
+/** The encryption algorithms: ENCRYPT/DECRYPT, and WRAP_KEY/UNWRAP_KEY besides AES-KW(P). */
+export type CipherAlgorithm = 'AES-GCM' | 'ChaCha20-Poly1305' | 'AES-CBC' | 'AES-CTR' | 'RSA-OAEP';
+export const CIPHER_ALGORITHMS: readonly CipherAlgorithm[] = ['AES-GCM', 'ChaCha20-Poly1305', 'AES-CBC', 'AES-CTR', 'RSA-OAEP'];
+
+/** One encryption or decryption whose parameters were checked; `run` takes the key (usage already required). */
+export interface CipherCall {
+  name: CipherAlgorithm;
+  run: (key: KeyNode, data: Buffer) => Buffer;
 }
 
-/** Validate every argument before the key is touched, so argument errors come first. */
-function parse(raw: CborValue, usage: KeyUsage): Request {
-  // ENCRYPT and DECRYPT take the same arguments.
-  const args = (usage === 'encrypt' ? Encrypt : Decrypt).args.parse(raw);
-  const alg: NormalizedAlgorithm = normalizeAlgorithm(args.algorithm);
-  if (alg.name !== 'AES-GCM' && alg.name !== 'ChaCha20-Poly1305') {
-    throw new UnsupportedError(`${usage} supports AES-GCM and ChaCha20-Poly1305, got ${alg.name}`, { detail: { field: 'algorithm.name' } });
-  }
-  const handle = args.key;
-  const data = args.data;
+function aeadParams(alg: NormalizedAlgorithm & { name: 'AES-GCM' | 'ChaCha20-Poly1305' }): { iv: Uint8Array; aad: Uint8Array | undefined; tagBytes: number } {
   const iv = paramBytes(alg.params, 'iv');
   const aad = paramBytes(alg.params, 'additionalData');
   let tagBytes = 16;
@@ -107,16 +103,47 @@ function parse(raw: CborValue, usage: KeyUsage): Request {
       detail: { field: 'algorithm.tagLength', expected: '128', webcrypto: 'OperationError' },
     });
   }
-  return { handle, name: alg.name, data, iv, aad, tagBytes };
+  return { iv, aad, tagBytes };
 }
 
-function withKey(ctx: RequestContext, raw: CborValue, usage: KeyUsage, run: (call: AeadCall, data: Buffer) => Buffer): Buffer {
-  const req = parse(raw, usage);
-  using key = acquireKey(ctx, req.handle);
-  key.value.require(req.name, usage);
-  const cipher = aeadCipherOf(key.value);
-  const iv = req.iv.length > OPENSSL_MAX_GCM_IV ? equivalentGcmIv(key.value.secret, req.iv) : req.iv;
-  return run({ cipher, key: key.value.secret, iv, aad: req.aad, tagBytes: req.tagBytes }, req.data);
+/**
+ * Check an encryption algorithm's parameters before any key is touched (so
+ * argument errors come first) and return the call. `op` names the operation
+ * in errors ('encrypt', 'wrapKey'…).
+ */
+export function cipherCall(alg: NormalizedAlgorithm, usage: 'encrypt' | 'decrypt', op: string = usage): CipherCall {
+  switch (alg.name) {
+    case 'AES-GCM':
+    case 'ChaCha20-Poly1305': {
+      const p = aeadParams(alg as NormalizedAlgorithm & { name: 'AES-GCM' | 'ChaCha20-Poly1305' });
+      return {
+        name: alg.name,
+        run: (key, data) => {
+          const cipher = aeadCipherOf(key);
+          const iv = p.iv.length > OPENSSL_MAX_GCM_IV ? equivalentGcmIv(key.secret, p.iv) : p.iv;
+          const call: AeadCall = { cipher, key: key.secret, iv, aad: p.aad, tagBytes: p.tagBytes };
+          return usage === 'encrypt' ? seal(call, data) : open(call, data);
+        },
+      };
+    }
+    case 'AES-CBC':
+      return { name: alg.name, run: aesCbc(alg.params, usage) };
+    case 'AES-CTR':
+      return { name: alg.name, run: aesCtr(alg.params) };
+    case 'RSA-OAEP':
+      return { name: alg.name, run: rsaOaep(alg.params, usage) };
+    default:
+      throw new UnsupportedError(`${op} supports ${CIPHER_ALGORITHMS.join(', ')}; got ${alg.name}`, { detail: { field: 'algorithm.name' } });
+  }
+}
+
+function withKey(ctx: RequestContext, raw: CborValue, usage: 'encrypt' | 'decrypt'): Buffer {
+  // ENCRYPT and DECRYPT take the same arguments.
+  const args = (usage === 'encrypt' ? Encrypt : Decrypt).args.parse(raw);
+  const call = cipherCall(normalizeAlgorithm(args.algorithm), usage);
+  using key = acquireKey(ctx, args.key);
+  key.value.require(call.name, usage);
+  return call.run(key.value, args.data);
 }
 
 function seal(call: AeadCall, data: Buffer): Buffer {
@@ -153,11 +180,11 @@ export const cipherOperations: Operation[] = [
   {
     op: Op.ENCRYPT,
     access: { kind: 'none' },
-    handle: (ctx, raw) => withKey(ctx, raw, 'encrypt', seal),
+    handle: (ctx, raw) => withKey(ctx, raw, 'encrypt'),
   },
   {
     op: Op.DECRYPT,
     access: { kind: 'none' },
-    handle: (ctx, raw) => withKey(ctx, raw, 'decrypt', open),
+    handle: (ctx, raw) => withKey(ctx, raw, 'decrypt'),
   },
 ];

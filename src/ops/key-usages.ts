@@ -14,8 +14,8 @@ import { KEY_USAGES, type KeyType, type KeyUsage } from './key.js';
 
 /** The algorithms that have keys (the hashes do not). */
 export type KeyAlgorithmName = Exclude<AlgorithmName, 'SHA-1' | 'SHA-256' | 'SHA-384' | 'SHA-512'>;
-export type SecretAlgorithm = 'AES-GCM' | 'ChaCha20-Poly1305' | 'AES-KW' | 'AES-KWP' | 'HMAC' | 'HKDF';
-export type AsymmetricAlgorithm = 'Ed25519' | 'ECDSA' | 'RSA-PSS' | 'X25519' | 'ECDH';
+export type SecretAlgorithm = 'AES-GCM' | 'ChaCha20-Poly1305' | 'AES-KW' | 'AES-KWP' | 'HMAC' | 'HKDF' | 'AES-CBC' | 'AES-CTR' | 'PBKDF2';
+export type AsymmetricAlgorithm = 'Ed25519' | 'ECDSA' | 'RSA-PSS' | 'X25519' | 'ECDH' | 'RSA-OAEP' | 'RSASSA-PKCS1-v1_5' | 'Ed448' | 'X448';
 
 const CIPHER: readonly KeyUsage[] = ['encrypt', 'decrypt', 'wrapKey', 'unwrapKey'];
 const WRAP: readonly KeyUsage[] = ['wrapKey', 'unwrapKey'];
@@ -39,9 +39,17 @@ const ALLOWED: Record<KeyAlgorithmName, Allowed> = {
   // `public` parameter of the private key's deriveBits/deriveKey.
   X25519: { private: DERIVE, public: NONE },
   ECDH: { private: DERIVE, public: NONE },
+  'AES-CBC': { secret: CIPHER },
+  'AES-CTR': { secret: CIPHER },
+  PBKDF2: { secret: DERIVE },
+  // RSA-OAEP: the public key encrypts (and wraps), the private key decrypts (and unwraps).
+  'RSA-OAEP': { private: ['decrypt', 'unwrapKey'], public: ['encrypt', 'wrapKey'] },
+  'RSASSA-PKCS1-v1_5': { private: ['sign'], public: ['verify'] },
+  Ed448: { private: ['sign'], public: ['verify'] },
+  X448: { private: DERIVE, public: NONE },
 };
 
-const SECRET = new Set<string>(['AES-GCM', 'ChaCha20-Poly1305', 'AES-KW', 'AES-KWP', 'HMAC', 'HKDF']);
+const SECRET = new Set<string>(['AES-GCM', 'ChaCha20-Poly1305', 'AES-KW', 'AES-KWP', 'HMAC', 'HKDF', 'AES-CBC', 'AES-CTR', 'PBKDF2']);
 
 export function isSecretAlgorithm(name: KeyAlgorithmName): name is SecretAlgorithm {
   return SECRET.has(name);

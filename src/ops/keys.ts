@@ -4,26 +4,29 @@
  * DERIVE_KEY, WRAP_KEY and UNWRAP_KEY reuse (`importKeyData`, `exportKeyData`).
  *
  * Deliberate limits (CRYPTOD_ERR_UNSUPPORTED unless noted; README "Limits"):
- * - AES-GCM, AES-KW, AES-KWP: 128-, 192- or 256-bit keys (other sizes do not
+ * - AES-GCM, AES-CBC, AES-CTR, AES-KW, AES-KWP: 128-, 192- or 256-bit keys (other sizes do not
  *   exist: CRYPTOD_ERR_DATA at import, CRYPTOD_ERR_INVALID_ARGUMENT at generate).
  * - ChaCha20-Poly1305: 256-bit keys only (RFC 8439).
  * - HMAC: SHA-1, SHA-256, SHA-384, SHA-512; keys of at least 1 byte, whole
  *   bytes only; generateKey/deriveKey make at most 8192-bit keys.
  * - HKDF: import in format raw only, never extractable, never generated (as
- *   WebCrypto); deriveBits lengths are positive multiples of 8 up to
+ *   WebCrypto); deriveBits lengths are multiples of 8 up to
  *   255 × hash length (RFC 5869 §2.3); `info` at most 1024 bytes (OpenSSL).
- * - ECDSA, ECDH: curves P-256 and P-384 only (no P-521, no secp256k1).
- * - Ed25519, X25519 only (no Ed448, X448).
- * - RSA-PSS: modulus 2048, 3072 or 4096 bits, public exponent 65537 only,
- *   at generate and at import; spki/pkcs8 with the rsaEncryption OID only
+ * - PBKDF2: as HKDF (raw, never extractable, never generated); iterations
+ *   1..MAX_PBKDF2_ITERATIONS (src/ops/derive.ts).
+ * - ECDSA, ECDH: curves P-256, P-384, P-521 (no secp256k1).
+ * - Ed448: pure, empty context only (as Node 20).
+ * - RSA-PSS, RSA-OAEP, RSASSA-PKCS1-v1_5: modulus 2048, 3072 or 4096 bits;
+ *   public exponent 65537 at generate, any odd one ≥ 3 at import; spki/pkcs8 with the rsaEncryption OID only
  *   (an id-RSASSA-PSS key is CRYPTOD_ERR_DATA, as in WebCrypto); no
  *   multi-prime JWK (`oth`).
- * - Formats: secret keys raw and jwk; public keys raw (Ed25519, X25519,
- *   ECDSA, ECDH), spki and jwk; private keys pkcs8 and jwk.
- * - wrapKey/unwrapKey: AES-KW and AES-KWP only (AES-KW needs a multiple of
- *   8 bytes, at least 16; use AES-KWP for JWKs and odd lengths).
+ * - Formats: secret keys raw and jwk; public keys raw (Ed25519, Ed448,
+ *   X25519, X448, ECDSA, ECDH), spki and jwk; private keys pkcs8 and jwk.
+ * - wrapKey/unwrapKey: AES-KW, AES-KWP and the encryption algorithms (AES-KW
+ *   needs a multiple of 8 bytes, at least 16; use AES-KWP for JWKs and odd
+ *   lengths).
  * - deriveKey makes secret keys only (AES-*, ChaCha20-Poly1305, HMAC, HKDF).
- * - X25519: the all-zero shared secret (low-order peer point) is refused
+ * - X25519, X448: the all-zero shared secret (low-order peer point) is refused
  *   with CRYPTOD_ERR_OPERATION.
  */
 import type { AuditedRequest, Operation, RequestContext } from './operation.js';

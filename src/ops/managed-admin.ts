@@ -93,12 +93,14 @@ function managedTypeOf(k: KeyNode): ManagedKeyType {
     : a.name === 'Ed25519' ? 'ed25519'
     : a.name === 'ECDSA' && a.namedCurve === 'P-256' ? 'ecdsa-p256'
     : a.name === 'ECDSA' && a.namedCurve === 'P-384' ? 'ecdsa-p384'
+    : a.name === 'ECDSA' && a.namedCurve === 'P-521' ? 'ecdsa-p521'
+    : a.name === 'RSASSA-PKCS1-v1_5' && a.modulusLength === 3072 && hash === 'SHA-256' ? 'rsa-pkcs1-3072'
     : a.name === 'RSA-PSS' && a.modulusLength === 3072 && hash === 'SHA-256' ? 'rsa-pss-3072'
     : null;
   if (t === null) {
     throw new UnsupportedError(
       `a ${k.type} ${a.name} key cannot become a managed key; persist an AES-GCM-256, AES-KWP-256, ChaCha20-Poly1305 or HMAC SHA-256/SHA-512 secret key, ` +
-        'or an Ed25519, ECDSA P-256/P-384 or RSA-PSS-3072 (SHA-256) private key',
+        'or an Ed25519, ECDSA P-256/P-384/P-521, RSA-PSS-3072 or RSASSA-PKCS1-v1_5-3072 (SHA-256) private key',
       { detail: { algorithm: a.name } },
     );
   }
@@ -293,7 +295,7 @@ export const managedAdminOperations: Operation[] = [
       const e = lease.snapshot.keys.get(name);
       if (e === undefined) throw new NotFoundError(`no managed key named '${name}'`, { detail: { key: name } });
       if (keyTypeInfo(e.type).kind === 'secret') {
-        throw new InvalidKeyError(`key '${name}' (${e.type}) has no public key; expected a signing key (ed25519, ecdsa-p256, ecdsa-p384, rsa-pss-3072)`, {
+        throw new InvalidKeyError(`key '${name}' (${e.type}) has no public key; expected a signing key (ed25519, ecdsa-p256, ecdsa-p384, ecdsa-p521, rsa-pss-3072, rsa-pkcs1-3072)`, {
           detail: { key: name, type: e.type },
         });
       }

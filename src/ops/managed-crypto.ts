@@ -21,6 +21,8 @@
  *   ed25519             RFC 8032 §5.1 (pure Ed25519)
  *   ecdsa-p256/p384     FIPS 186-5 with SHA-256/SHA-384, r ‖ s (IEEE P1363), as WebCrypto
  *   rsa-pss-3072        RFC 8017 §8.1, SHA-256, MGF1-SHA-256, 32-byte salt
+ *   ecdsa-p521          FIPS 186-5, SHA-512, IEEE P1363 r‖s (132 bytes)
+ *   rsa-pkcs1-3072      RFC 8017 §8.2, SHA-256 (JWT RS256)
  */
 import {
   constants, createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, sign, timingSafeEqual, verify, type CipherGCMTypes, type KeyObject,
@@ -150,6 +152,10 @@ function signParams(type: ManagedKeyType, key: KeyObject): { alg: string | null;
       return { alg: 'sha384', key: { key, dsaEncoding: 'ieee-p1363' } };
     case 'rsa-pss-3072':
       return { alg: 'sha256', key: { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 } };
+    case 'ecdsa-p521':
+      return { alg: 'sha512', key: { key, dsaEncoding: 'ieee-p1363' } };
+    case 'rsa-pkcs1-3072':
+      return { alg: 'sha256', key: { key, padding: constants.RSA_PKCS1_PADDING } };
     default:
       throw new InternalError(`sign with a ${type} key`);
   }

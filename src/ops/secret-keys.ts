@@ -1,9 +1,10 @@
 /**
- * Secret keys: AES-GCM, ChaCha20-Poly1305, AES-KW, AES-KWP, HMAC, HKDF.
+ * Secret keys: AES-GCM, AES-CBC, AES-CTR, ChaCha20-Poly1305, AES-KW, AES-KWP,
+ * HMAC, HKDF, PBKDF2.
  * Their value is bytes the daemon owns (`Buffer.alloc`), zeroed when the key
  * node is freed (src/ops/key.ts). Generate, import (raw, jwk) and export.
  *
- * JWK `alg` values (RFC 7518 §3.2, §4.4, §5.3; ChaCha20-Poly1305 "C20P" as in
+ * JWK `alg` values (RFC 7518 §3.2, §4.4, §5.3; A128CBC/A128CTR… as WebCrypto §26/§27 name them; ChaCha20-Poly1305 "C20P" as in
  * draft-amringer-jose-chacha; AES-KWP is cryptod's extension and uses
  * "A128KWP", "A192KWP", "A256KWP", by analogy with "A128KW").
  */
@@ -25,8 +26,13 @@ export const MAX_HMAC_GENERATE_BITS = 8192;
 
 const HMAC_JWK_ALG: Record<HashName, string> = { 'SHA-1': 'HS1', 'SHA-256': 'HS256', 'SHA-384': 'HS384', 'SHA-512': 'HS512' };
 
-function isAes(name: SecretAlgorithm): name is 'AES-GCM' | 'AES-KW' | 'AES-KWP' {
-  return name === 'AES-GCM' || name === 'AES-KW' || name === 'AES-KWP';
+function isAes(name: SecretAlgorithm): name is 'AES-GCM' | 'AES-KW' | 'AES-KWP' | 'AES-CBC' | 'AES-CTR' {
+  return name === 'AES-GCM' || name === 'AES-KW' || name === 'AES-KWP' || name === 'AES-CBC' || name === 'AES-CTR';
+}
+
+/** HKDF and PBKDF2 keys are key material for a derivation, not keys of a cipher or MAC. */
+function isKdf(name: SecretAlgorithm): name is 'HKDF' | 'PBKDF2' {
+  return name === 'HKDF' || name === 'PBKDF2';
 }
 
 function hmacHash(params: Args, field: string): HashName {
@@ -95,9 +101,9 @@ export function makeSecretKey(
   try {
     checkUsageNames(name, 'secret', usages);
     const algorithm = secretAlgorithm(name, params, secret.length, field);
-    if (name === 'HKDF' && extractable) {
-      // WebCrypto §31.8.2 importKey: an HKDF key is never extractable (SyntaxError).
-      throw new InvalidArgumentError("an HKDF key cannot be extractable; pass 'extractable': false", { detail: { field: 'extractable', webcrypto: 'SyntaxError' } });
+    if (isKdf(name) && extractable) {
+      // WebCrypto importKey of HKDF and PBKDF2: such a key is never extractable (SyntaxError).
+      throw new InvalidArgumentError(`an ${name} key cannot be extractable; pass 'extractable': false`, { detail: { field: 'extractable', webcrypto: 'SyntaxError' } });
     }
     // WebCrypto importKey: "usages is empty" is checked after the key data (a 15-byte AES key is a DataError first).
     checkUsages(name, 'secret', usages);
@@ -134,13 +140,14 @@ function secretAlgorithm(name: SecretAlgorithm, params: Args, n: number, field: 
       return { name, hash: { name: hash }, length: n * 8 };
     }
     case 'HKDF':
+    case 'PBKDF2':
       return { name };
   }
   throw new UnsupportedError(`not a secret key algorithm: ${String(name)}`);
 }
 
 export function generateSecretKey(name: SecretAlgorithm, params: Args, extractable: boolean, usages: readonly KeyUsage[]): KeyNode {
-  if (name === 'HKDF') throw new UnsupportedError('HKDF keys are imported (format raw), not generated, as in WebCrypto');
+  if (isKdf(name)) throw new UnsupportedError(`${name} keys are imported (format raw), not generated, as in WebCrypto`);
   checkUsages(name, 'secret', usages); // before drawing random bytes for nothing
   const n = secretKeyBytes(name, params)!;
   return makeSecretKey(name, params, randomFillSync(Buffer.alloc(n)), extractable, usages);
@@ -156,6 +163,10 @@ export function secretJwkAlg(algorithm: KeyAlgorithm): string {
       return `A${bits}KW`;
     case 'AES-KWP':
       return `A${bits}KWP`;
+    case 'AES-CBC':
+      return `A${bits}CBC`;
+    case 'AES-CTR':
+      return `A${bits}CTR`;
     case 'ChaCha20-Poly1305':
       return 'C20P';
     case 'HMAC':
@@ -174,7 +185,7 @@ export function importSecretKey(
   usages: readonly KeyUsage[],
 ): KeyNode {
   if (format === 'raw') return makeSecretKey(name, params, keyData as Buffer, extractable, usages);
-  if (name === 'HKDF') throw new UnsupportedError("HKDF keys are imported in format 'raw' only, as in WebCrypto");
+  if (isKdf(name)) throw new UnsupportedError(`${name} keys are imported in format 'raw' only, as in WebCrypto`);
   const jwk = keyData as Jwk;
   checkJwk(jwk, { kty: 'oct', use: name === 'HMAC' ? 'sig' : 'enc', usages, extractable });
   const secret = jwkBytes(jwk, 'k');

@@ -1,10 +1,11 @@
 /**
- * SIGN and VERIFY (SubtleCrypto.sign/verify): HMAC (RFC 2104), Ed25519
- * (RFC 8032), ECDSA with IEEE P1363 r||s signatures (FIPS 186-5), RSA-PSS
- * (RFC 8017 §8.1, MGF1 with the signing hash).
+ * SIGN and VERIFY (SubtleCrypto.sign/verify): HMAC (RFC 2104), Ed25519 and
+ * Ed448 (RFC 8032, pure, no context), ECDSA with IEEE P1363 r||s signatures
+ * (FIPS 186-5) on P-256, P-384, P-521, RSA-PSS (RFC 8017 §8.1, MGF1 with the
+ * signing hash) and RSASSA-PKCS1-v1_5 (RFC 8017 §8.2, JWT's RS256).
  *
  * HMAC, Ed25519 and ECDSA are µs-scale and run synchronously on the hot path;
- * RSA-PSS signing (a private-key exponentiation, ~1 ms at 2048 bits) runs on
+ * RSA signing (a private-key exponentiation, ~1 ms at 2048 bits) runs on
  * libuv's thread pool so the event loop keeps serving other clients. RSA
  * verification uses the public exponent 65537 and stays synchronous (µs).
  *
@@ -22,8 +23,11 @@ import type { DataNodeId } from '../state/ids.js';
 import { acquireKey, type KeyNode } from './key.js';
 import { isSmallOrderEd25519 } from './ed25519-small-order.js';
 import { HASH_BYTES } from './secret-keys.js';
+import { COORD_BYTES, type CurveName } from './asymmetric-keys.js';
 
-const SIGNATURE_ALGORITHMS = 'HMAC, Ed25519, ECDSA, RSA-PSS';
+const SIGNATURE_ALGORITHMS = 'HMAC, Ed25519, Ed448, ECDSA, RSA-PSS, RSASSA-PKCS1-v1_5';
+/** RFC 8032 §5.1.6, §5.2.6: Ed25519 signatures are 64 bytes, Ed448 ones 114. */
+const EDDSA_SIGNATURE_BYTES = { Ed25519: 64, Ed448: 114 } as const;
 
 function hmac(key: KeyNode, data: Uint8Array): Buffer {
   return createHmac(NODE_HASH[key.algorithm.hash!.name as HashName], key.secret).update(data).digest();
@@ -67,25 +71,37 @@ function pssOptions(key: KeyNode, salt: number) {
   return { key: key.object, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: salt };
 }
 
+/** Ed448's `context` (RFC 8032 §5.2): Node 20 signs with the empty context only, and so does cryptod. */
+function checkEdContext(alg: NormalizedAlgorithm): void {
+  const ctx = alg.params.context;
+  if (alg.name === 'Ed448' && ctx instanceof Uint8Array && ctx.length > 0) {
+    throw new UnsupportedError('Ed448 with a non-empty context is not supported (as in Node 20); omit it or pass an empty one', { detail: { field: 'algorithm.context' } });
+  }
+}
+
 function unsupported(op: string, name: string): never {
   throw new UnsupportedError(`${op} supports ${SIGNATURE_ALGORITHMS}; got ${name}`, { detail: { field: 'algorithm' } });
 }
 
-/** RSA-PSS sign on the thread pool; the accessor keeps the key alive (and un-zeroed) until it finished. */
-async function rsaPssSign(ctx: RequestContext, handle: DataNodeId, alg: NormalizedAlgorithm, data: Buffer): Promise<CborValue> {
+/** RSA-PSS and RSASSA-PKCS1-v1_5 sign on the thread pool; the accessor keeps the key alive (and un-zeroed) until it finished. */
+async function rsaSign(ctx: RequestContext, handle: DataNodeId, alg: NormalizedAlgorithm & { name: 'RSA-PSS' | 'RSASSA-PKCS1-v1_5' }, data: Buffer): Promise<CborValue> {
   using key = acquireKey(ctx, handle);
   const k = key.value;
-  k.require('RSA-PSS', 'sign');
-  const salt = saltLength(alg);
-  if (salt > maxSalt(k)) {
-    throw new OperationError(`'saltLength' ${salt} is too long for a ${k.algorithm.modulusLength}-bit key with ${k.algorithm.hash!.name}; at most ${maxSalt(k)}`, {
-      detail: { field: 'algorithm.saltLength', max: maxSalt(k) },
-    });
+  k.require(alg.name, 'sign');
+  let options: Parameters<typeof nodeSign>[2] = { key: k.object, padding: constants.RSA_PKCS1_PADDING };
+  if (alg.name === 'RSA-PSS') {
+    const salt = saltLength(alg);
+    if (salt > maxSalt(k)) {
+      throw new OperationError(`'saltLength' ${salt} is too long for a ${k.algorithm.modulusLength}-bit key with ${k.algorithm.hash!.name}; at most ${maxSalt(k)}`, {
+        detail: { field: 'algorithm.saltLength', max: maxSalt(k) },
+      });
+    }
+    options = pssOptions(k, salt);
   }
   const hash = NODE_HASH[k.algorithm.hash!.name as HashName];
   // node copies `data` into the job before returning, so the request frame may be reused meanwhile.
   return await new Promise<Buffer>((resolve, reject) => {
-    nodeSign(hash, data, pssOptions(k, salt), (err, sig) => (err ? reject(new OperationError('RSA-PSS signing failed', { cause: err })) : resolve(sig)));
+    nodeSign(hash, data, options, (err, sig) => (err ? reject(new OperationError(`${alg.name} signing failed`, { cause: err })) : resolve(sig)));
   });
 }
 
@@ -98,7 +114,7 @@ export const signOperations: Operation[] = [
       const args = Sign.args.parse(raw);
       const alg = normalizeAlgorithm(args.algorithm);
       const data = args.data;
-      if (alg.name === 'RSA-PSS') return rsaPssSign(ctx, args.key, alg, data);
+      if (alg.name === 'RSA-PSS' || alg.name === 'RSASSA-PKCS1-v1_5') return rsaSign(ctx, args.key, alg as NormalizedAlgorithm & { name: typeof alg.name }, data);
       using key = acquireKey(ctx, args.key);
       const k = key.value;
       switch (alg.name) {
@@ -107,7 +123,9 @@ export const signOperations: Operation[] = [
           checkHmacHash(alg, k);
           return hmac(k, data);
         case 'Ed25519':
-          k.require('Ed25519', 'sign');
+        case 'Ed448':
+          checkEdContext(alg);
+          k.require(alg.name, 'sign');
           return nodeSign(null, data, k.object);
         case 'ECDSA': {
           k.require('ECDSA', 'sign');
@@ -142,10 +160,14 @@ export const signOperations: Operation[] = [
           // A small-order public key "verifies" forged signatures: never true (ed25519-small-order.ts).
           if (isSmallOrderEd25519(k.object)) return false;
           return signature.length === 64 && safeVerify(() => nodeVerify(null, data, k.object, signature));
+        case 'Ed448':
+          checkEdContext(alg);
+          k.require(alg.name, 'verify');
+          return signature.length === EDDSA_SIGNATURE_BYTES[alg.name] && safeVerify(() => nodeVerify(null, data, k.object, signature));
         case 'ECDSA': {
           k.require('ECDSA', 'verify');
           const hash = ecdsaHash(alg);
-          const n = k.algorithm.namedCurve === 'P-256' ? 32 : 48;
+          const n = COORD_BYTES[k.algorithm.namedCurve as CurveName];
           // IEEE P1363: exactly r||s, each the curve order's size; any other length is not a signature.
           return signature.length === 2 * n && safeVerify(() => nodeVerify(hash, data, { key: k.object, dsaEncoding: 'ieee-p1363' }, signature));
         }
@@ -156,6 +178,12 @@ export const signOperations: Operation[] = [
           if (salt > maxSalt(k) || signature.length !== Math.ceil(k.algorithm.modulusLength! / 8)) return false;
           const hash = NODE_HASH[k.algorithm.hash!.name as HashName];
           return safeVerify(() => nodeVerify(hash, data, pssOptions(k, salt), signature));
+        }
+        case 'RSASSA-PKCS1-v1_5': {
+          k.require('RSASSA-PKCS1-v1_5', 'verify');
+          if (signature.length !== Math.ceil(k.algorithm.modulusLength! / 8)) return false;
+          const hash = NODE_HASH[k.algorithm.hash!.name as HashName];
+          return safeVerify(() => nodeVerify(hash, data, { key: k.object, padding: constants.RSA_PKCS1_PADDING }, signature));
         }
         default:
           return unsupported('verify', alg.name);

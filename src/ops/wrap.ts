@@ -1,7 +1,9 @@
 /**
  * WRAP_KEY and UNWRAP_KEY (SubtleCrypto.wrapKey/unwrapKey) with AES-KW
  * (RFC 3394) and AES-KWP (RFC 5649, key wrap with padding; cryptod's
- * extension to WebCrypto). The key is exported in `format` (a JWK as its
+ * extension to WebCrypto), or with any encryption algorithm of ENCRYPT
+ * (AES-GCM, AES-CBC, AES-CTR, ChaCha20-Poly1305, RSA-OAEP) and its
+ * parameters, as WebCrypto allows. The key is exported in `format` (a JWK as its
  * UTF-8 JSON text, WebCrypto §14.3.11) and the bytes are wrapped; unwrapping
  * reverses it and imports the result as a new key.
  *
@@ -23,6 +25,7 @@ import { asJwk } from './jwk.js';
 import { acquireKey, addKey, type KeyNode } from './key.js';
 import { exportKeyData, extractableArg, importKeyData, keyExported, keyFormat } from './keys.js';
 import { parseUsages } from './key-usages.js';
+import { CIPHER_ALGORITHMS, cipherCall, type CipherAlgorithm, type CipherCall } from './cipher.js';
 
 type WrapAlgorithm = 'AES-KW' | 'AES-KWP';
 
@@ -31,12 +34,21 @@ const DEFAULT_IV: Record<WrapAlgorithm, Buffer> = {
   'AES-KWP': Buffer.from('a65959a6', 'hex'), // RFC 5649 §3 (the length half is added by OpenSSL)
 };
 
-function wrapAlgorithm(v: Parameters<typeof normalizeAlgorithm>[0], field: string): WrapAlgorithm {
-  const { name } = normalizeAlgorithm(v, field);
-  if (name !== 'AES-KW' && name !== 'AES-KWP') {
-    throw new UnsupportedError(`key wrapping supports AES-KW (RFC 3394) and AES-KWP (RFC 5649); got ${name}`, { detail: { field } });
+/**
+ * The wrapping: AES-KW(P) itself, or any encryption algorithm with its
+ * parameters checked now (WebCrypto §14.3.11: wrapKey falls back to the
+ * algorithm's encrypt, unwrapKey to its decrypt).
+ */
+type Wrapping = { kind: 'kw'; name: WrapAlgorithm } | { kind: 'cipher'; name: CipherAlgorithm; call: CipherCall };
+
+function wrapAlgorithm(v: Parameters<typeof normalizeAlgorithm>[0], field: string, usage: 'encrypt' | 'decrypt'): Wrapping {
+  const alg = normalizeAlgorithm(v, field);
+  if (alg.name === 'AES-KW' || alg.name === 'AES-KWP') return { kind: 'kw', name: alg.name };
+  if (!(CIPHER_ALGORITHMS as readonly string[]).includes(alg.name)) {
+    throw new UnsupportedError(`key wrapping supports AES-KW, AES-KWP, ${CIPHER_ALGORITHMS.join(', ')}; got ${alg.name}`, { detail: { field } });
   }
-  return name;
+  const call = cipherCall(alg, usage, usage === 'encrypt' ? 'wrapKey' : 'unwrapKey');
+  return { kind: 'cipher', name: call.name, call };
 }
 
 function cipherName(alg: WrapAlgorithm, kek: KeyNode): string {
@@ -100,9 +112,9 @@ export const wrapOperations: Operation[] = [
     handle: (ctx, raw) => {
       const args = WrapKey.args.parse(raw);
       const format = args.format;
-      const alg = wrapAlgorithm(args.wrapAlgorithm, 'wrapAlgorithm');
+      const alg = wrapAlgorithm(args.wrapAlgorithm, 'wrapAlgorithm', 'encrypt');
       using kek = acquireKey(ctx, args.wrappingKey);
-      kek.value.require(alg, 'wrapKey');
+      kek.value.require(alg.name, 'wrapKey');
       using key = acquireKey(ctx, args.key);
       if (!key.value.extractable) {
         throw new NotExtractableError(`the ${key.value.algorithm.name} ${key.value.type} key was created non-extractable; it cannot be wrapped`);
@@ -111,7 +123,7 @@ export const wrapOperations: Operation[] = [
       // JS strings cannot be wiped: a JWK's JSON text lives until collected (README).
       const plain = Buffer.isBuffer(exported) ? exported : Buffer.from(JSON.stringify(exported), 'utf8');
       try {
-        return wrap(alg, kek.value, plain);
+        return alg.kind === 'kw' ? wrap(alg.name, kek.value, plain) : alg.call.run(kek.value, plain);
       } finally {
         plain.fill(0);
       }
@@ -127,7 +139,7 @@ export const wrapOperations: Operation[] = [
     handle: (ctx, raw) => {
       const args = UnwrapKey.args.parse(raw);
       const format = args.format;
-      const alg = wrapAlgorithm(args.unwrapAlgorithm, 'unwrapAlgorithm');
+      const alg = wrapAlgorithm(args.unwrapAlgorithm, 'unwrapAlgorithm', 'decrypt');
       const target = normalizeAlgorithm(args.unwrappedKeyAlgorithm, 'unwrappedKeyAlgorithm');
       const extractable = args.extractable;
       const usages = parseUsages(args.usages);
@@ -135,8 +147,8 @@ export const wrapOperations: Operation[] = [
       let plain: Buffer;
       {
         using kek = acquireKey(ctx, args.unwrappingKey);
-        kek.value.require(alg, 'unwrapKey');
-        plain = unwrap(alg, kek.value, wrapped);
+        kek.value.require(alg.name, 'unwrapKey');
+        plain = alg.kind === 'kw' ? unwrap(alg.name, kek.value, wrapped) : alg.call.run(kek.value, wrapped);
       }
       if (format !== 'jwk') return addKey(ctx, importKeyData(format, plain, target, extractable, usages, 'unwrappedKeyAlgorithm'));
       try {

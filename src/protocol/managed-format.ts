@@ -58,6 +58,8 @@ export const ALG_IDS: Readonly<Record<ManagedKeyType, number>> = {
   'ecdsa-p384': 7,
   'rsa-pss-3072': 8,
   'aes256-kwp': 9,
+  'ecdsa-p521': 10,
+  'rsa-pkcs1-3072': 11,
 };
 const BY_ID = new Map<number, ManagedKeyType>(Object.entries(ALG_IDS).map(([t, id]) => [id, t as ManagedKeyType]));
 

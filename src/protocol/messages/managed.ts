@@ -21,6 +21,8 @@ export const KEY_TYPES = [
   'ecdsa-p384',
   'rsa-pss-3072',
   'aes256-kwp',
+  'ecdsa-p521',
+  'rsa-pkcs1-3072',
 ] as const;
 export type ManagedKeyType = (typeof KEY_TYPES)[number];
 

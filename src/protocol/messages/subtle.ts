@@ -21,16 +21,24 @@ export const ImportKey = message(
 /** Bytes, or a JWK map for format "jwk". */
 export const ExportKey = message(Op.EXPORT_KEY, map({ format: keyFormat, key: handle() }), oneOf(bytes(), jwk));
 
-const aeadParams = { iv: optional(bytes()), additionalData: optional(bytes()), tagLength: optional(uint()) };
-export const Encrypt = message(Op.ENCRYPT, map({ algorithm: algorithm(aeadParams), key: handle(), data: bytes() }), bytes());
-export const Decrypt = message(Op.DECRYPT, map({ algorithm: algorithm(aeadParams), key: handle(), data: bytes() }), bytes());
+/** AES-GCM/ChaCha20-Poly1305: iv, additionalData, tagLength; AES-CBC: iv; AES-CTR: counter, length; RSA-OAEP: label. */
+const cipherParams = {
+  iv: optional(bytes()),
+  additionalData: optional(bytes()),
+  tagLength: optional(uint()),
+  counter: optional(bytes()),
+  length: optional(uint()),
+  label: optional(bytes()),
+};
+export const Encrypt = message(Op.ENCRYPT, map({ algorithm: algorithm(cipherParams), key: handle(), data: bytes() }), bytes());
+export const Decrypt = message(Op.DECRYPT, map({ algorithm: algorithm(cipherParams), key: handle(), data: bytes() }), bytes());
 
 /** HMAC's `hash`, when given, must be the key's; ECDSA's is required; RSA-PSS takes `saltLength`. */
-const signParams = { hash: optional(hashAlgorithm), saltLength: optional(uint()) };
+const signParams = { hash: optional(hashAlgorithm), saltLength: optional(uint()), context: optional(bytes()) };
 export const Sign = message(Op.SIGN, map({ algorithm: algorithm(signParams), key: handle(), data: bytes() }), bytes());
 export const Verify = message(Op.VERIFY, map({ algorithm: algorithm(signParams), key: handle(), signature: bytes(), data: bytes() }), cbor());
 
-const deriveParams = { hash: optional(hashAlgorithm), salt: optional(bytes()), info: optional(bytes()), public: optional(handle()) };
+const deriveParams = { hash: optional(hashAlgorithm), salt: optional(bytes()), info: optional(bytes()), public: optional(handle()), iterations: optional(uint()) };
 export const DeriveBits = message(Op.DERIVE_BITS, map({ algorithm: algorithm(deriveParams), baseKey: handle(), length: optional(nullable(uint())) }), bytes());
 export const DeriveKey = message(
   Op.DERIVE_KEY,
@@ -38,14 +46,14 @@ export const DeriveKey = message(
   cryptoKeyDescription,
 );
 
-export const WrapKey = message(Op.WRAP_KEY, map({ format: keyFormat, key: handle(), wrappingKey: handle(), wrapAlgorithm: algorithm({}) }), bytes());
+export const WrapKey = message(Op.WRAP_KEY, map({ format: keyFormat, key: handle(), wrappingKey: handle(), wrapAlgorithm: algorithm(cipherParams) }), bytes());
 export const UnwrapKey = message(
   Op.UNWRAP_KEY,
   map({
     format: keyFormat,
     wrappedKey: bytes(),
     unwrappingKey: handle(),
-    unwrapAlgorithm: algorithm({}),
+    unwrapAlgorithm: algorithm(cipherParams),
     unwrappedKeyAlgorithm: algorithm(keyImportParams),
     extractable: bool(),
     usages,

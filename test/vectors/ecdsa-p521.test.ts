@@ -1,0 +1,85 @@
+/**
+ * Wycheproof ECDSA P-521 / SHA-512 with IEEE P1363 signatures
+ * (ecdsa_secp521r1_sha512_p1363_test.json) through the daemon. Each group's
+ * public key is imported as raw (uncompressed point), spki or jwk in turn;
+ * VERIFY with `{ name: 'ECDSA', hash: 'SHA-512' }` must be true for valid
+ * cases and false (or a typed error) for invalid ones. P-521 signatures are
+ * 2 × 66 bytes.
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import type { Client } from '../../src/client/client.js';
+import { startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { inBatches, loadVectors, outcome, Tally, unhex, type WycheproofTest } from './wycheproof.js';
+
+interface EcdsaTest extends WycheproofTest {
+  msg: string;
+  sig: string;
+}
+interface EcdsaGroup {
+  publicKey: { uncompressed: string };
+  publicKeyDer: string;
+  publicKeyJwk?: Record<string, string>;
+}
+
+let t: TestDaemon;
+let c: Client;
+before(async () => {
+  t = await startTestDaemon();
+  c = await t.connect('wycheproof-ecdsa-p521');
+});
+after(async () => {
+  await c.close();
+  await t.stop();
+});
+
+test('Wycheproof ecdsa_secp521r1_sha512_p1363: 318 cases through client.subtle', async () => {
+  const file = loadVectors<EcdsaTest, EcdsaGroup>('ecdsa_secp521r1_sha512_p1363');
+  const tally = new Tally('ecdsa_secp521r1_sha512_p1363', file.numberOfTests);
+  const formats = { raw: 0, spki: 0, jwk: 0 };
+  const alg = { name: 'ECDSA', namedCurve: 'P-521' };
+  let gi = 0;
+  for (const group of file.testGroups) {
+    let format = (['raw', 'spki', 'jwk'] as const)[gi++ % 3]!;
+    if (format === 'jwk' && group.publicKeyJwk === undefined) format = 'spki';
+    const data = format === 'raw' ? unhex(group.publicKey.uncompressed) : format === 'spki' ? unhex(group.publicKeyDer) : group.publicKeyJwk!;
+    const imported = await outcome(c.subtle.importKey(format, data as never, alg, false, ['verify']), `group ${gi} ${format} import`);
+    if (!imported.ok) assert.fail(`group ${gi}: ${format} import of the public key refused: ${imported.error.message}`);
+    formats[format]++;
+    const key = imported.value;
+    await inBatches(group.tests, 64, async (tc) => {
+      const what = `tcId ${tc.tcId} (${tc.comment})`;
+      const r = await outcome(c.subtle.verify({ name: 'ECDSA', hash: 'SHA-512' }, key, unhex(tc.sig), unhex(tc.msg)), what);
+      const accepted = r.ok && r.value;
+      if (tc.result === 'valid') assert.equal(accepted, true, `${what}: a valid signature was refused`);
+      if (tc.result === 'invalid') assert.equal(accepted, false, `${what}: an invalid signature was accepted`);
+      tally.ran1(tc);
+    });
+    await key.release();
+  }
+  tally.assertComplete({ ran: 318 });
+  assert.deepEqual(tally.ran, { valid: 231, invalid: 87, acceptable: 0 });
+  assert.ok(formats.raw > 0 && formats.spki > 0 && formats.jwk > 0, `every import format was used: ${JSON.stringify(formats)}`);
+});
+
+test('P-521: generate, sign and verify with node:crypto; ECDH agreement matches node', async () => {
+  const { createPublicKey, createPrivateKey, diffieHellman, verify } = await import('node:crypto');
+  const pair = await c.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-521' }, true, ['sign', 'verify']);
+  const data = Buffer.from('p521');
+  const sig = Buffer.from(await c.subtle.sign({ name: 'ECDSA', hash: 'SHA-512' }, pair.privateKey, data));
+  assert.equal(sig.length, 132);
+  const spki = Buffer.from(await c.subtle.exportKey('spki', pair.publicKey) as ArrayBuffer);
+  assert.ok(verify('sha512', data, { key: createPublicKey({ key: spki, format: 'der', type: 'spki' }), dsaEncoding: 'ieee-p1363' }, sig));
+  const jwk = await c.subtle.exportKey('jwk', pair.privateKey);
+  assert.equal((jwk as { alg?: string }).alg, 'ES512');
+  const a = await c.subtle.generateKey({ name: 'ECDH', namedCurve: 'P-521' }, true, ['deriveBits']);
+  const b = await c.subtle.generateKey({ name: 'ECDH', namedCurve: 'P-521' }, true, ['deriveBits']);
+  const ours = Buffer.from(await c.subtle.deriveBits({ name: 'ECDH', public: b.publicKey }, a.privateKey, null));
+  const theirs = diffieHellman({
+    privateKey: createPrivateKey({ key: Buffer.from(await c.subtle.exportKey('pkcs8', b.privateKey) as ArrayBuffer), format: 'der', type: 'pkcs8' }),
+    publicKey: createPublicKey({ key: Buffer.from(await c.subtle.exportKey('spki', a.publicKey) as ArrayBuffer), format: 'der', type: 'spki' }),
+  });
+  assert.equal(ours.length, 66);
+  assert.ok(ours.equals(theirs));
+  assert.equal((await c.subtle.deriveBits({ name: 'ECDH', public: b.publicKey }, a.privateKey, 0)).byteLength, 0);
+});
