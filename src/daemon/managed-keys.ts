@@ -34,6 +34,8 @@ import { LocalKekProvider } from '../kek/local.js';
 import { BLOB_FORMAT_V1 } from '../kek/gcm-blob.js';
 import { KekRing, type RingMember } from '../kek/ring.js';
 import { openTokenProviders } from '../kek/pkcs11/open-providers.js';
+import { Pkcs11KekProvider } from '../kek/pkcs11/provider.js';
+import { Pkcs11TokenKeys } from '../kek/pkcs11/token-keys.js';
 import type { ProviderConfig } from '../config/config.js';
 import type { Keystore } from '../store/keystore.js';
 import { openSqliteKeystore } from '../store/sqlite/sqlite-store.js';
@@ -125,8 +127,10 @@ export async function openManagedKeys(options: OpenManagedKeysOptions): Promise<
       });
     }
     const audit = options.audit;
+    // Keys declared with provider: keep their versions in these providers' tokens.
+    const tokens = new Pkcs11TokenKeys(local.storeId, new Map(members.flatMap((m) => (m.provider instanceof Pkcs11KekProvider ? [[m.name, m.provider] as const] : []))));
     manager = await KeyManager.open({
-      store, kek, logger: options.logger ?? silentLogger, storeFile: store.file,
+      store, kek, tokens, logger: options.logger ?? silentLogger, storeFile: store.file,
       ...(audit?.enabled === true ? { onDamaged: (e) => audit.emit({ event: 'key.damaged', key: e.key, version: e.version, file: store.file, reason: e.reason }) } : {}),
       ...(options.audit?.enabled === true ? { onRotated: auditRotation(options.audit) } : {}),
       ...(options.clock === undefined ? {} : { clock: options.clock }),
