@@ -88,6 +88,8 @@ export const DEFAULT_REFRESH_INTERVAL_MS = 1_000;
 export interface OpenedManagedKeys extends ManagedKeys {
   readonly store: Keystore;
   readonly kek: KekRing;
+  /** Where keys declared with `provider:` keep their versions, and the token calls made (tests and bench count C_Decrypt). */
+  readonly tokens: Pkcs11TokenKeys;
   /** Close the manager (zeroing every key once readers are done), the KEK, then the store. Idempotent. */
   close(): Promise<void>;
 }
@@ -111,6 +113,7 @@ export async function openManagedKeys(options: OpenManagedKeysOptions): Promise<
   let kek: KekRing | undefined;
   const members: RingMember[] = [];
   let manager: KeyManager;
+  let tokens: Pkcs11TokenKeys;
   try {
     const local = await LocalKekProvider.open({
       dir: options.dataDir, store, storeFile: store.file, init: options.init === true,
@@ -128,7 +131,7 @@ export async function openManagedKeys(options: OpenManagedKeysOptions): Promise<
     }
     const audit = options.audit;
     // Keys declared with provider: keep their versions in these providers' tokens.
-    const tokens = new Pkcs11TokenKeys(local.storeId, new Map(members.flatMap((m) => (m.provider instanceof Pkcs11KekProvider ? [[m.name, m.provider] as const] : []))));
+    tokens = new Pkcs11TokenKeys(local.storeId, new Map(members.flatMap((m) => (m.provider instanceof Pkcs11KekProvider ? [[m.name, m.provider] as const] : []))));
     manager = await KeyManager.open({
       store, kek, tokens, logger: options.logger ?? silentLogger, storeFile: store.file,
       ...(audit?.enabled === true ? { onDamaged: (e) => audit.emit({ event: 'key.damaged', key: e.key, version: e.version, file: store.file, reason: e.reason }) } : {}),
@@ -147,7 +150,7 @@ export async function openManagedKeys(options: OpenManagedKeysOptions): Promise<
   const poll = pollKeystore(manager, options.refreshIntervalMs ?? DEFAULT_REFRESH_INTERVAL_MS, options.logger ?? silentLogger);
   let closing: Promise<void> | null = null;
   return {
-    manager, store, kek: k, adminUids, localIsAdmin: options.localIsAdmin ?? true,
+    manager, store, kek: k, tokens, adminUids, localIsAdmin: options.localIsAdmin ?? true,
     rewrapAll: (limit) => rewrapBatch(store, k, limit === undefined ? {} : { limit }),
     adminClients: new Set((options.adminClients ?? []).map((n) => `token:${n}`)),
     close() {

@@ -83,7 +83,7 @@ export async function buildEntry(
     const d = decodeRecord(record);
     const base = {
       name: record.name, type: d.type, policy: d.policy, origin: d.origin, disabled: record.disabled,
-      createdAt: record.createdAt, updatedAt: record.updatedAt, derived: d.derived,
+      createdAt: record.createdAt, updatedAt: record.updatedAt, derived: d.derived, provider: d.provider,
     };
     let keyDamaged: string | null = null;
     if (d.derived !== null) {

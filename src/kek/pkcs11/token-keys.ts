@@ -7,7 +7,7 @@
 import { KekUnavailableError } from '../../protocol/errors.js';
 import type { KekProvider } from '../provider.js';
 import { newTokenKeyId, tokenKeyLabel, type TokenKeyRef, type TokenKeys } from '../token-keys.js';
-import type { Pkcs11KekProvider } from './provider.js';
+import type { Pkcs11KekProvider, TokenCallCounts } from './provider.js';
 
 export class Pkcs11TokenKeys implements TokenKeys {
   readonly #storeId: string;
@@ -21,6 +21,12 @@ export class Pkcs11TokenKeys implements TokenKeys {
 
   get providers(): readonly string[] {
     return [...this.#providers.keys()];
+  }
+
+  /** C_Encrypt/C_Decrypt calls made through `provider` so far (its own KEK and every key version in its token), or undefined. */
+  calls(provider: string): Readonly<TokenCallCounts> | undefined {
+    const c = this.#providers.get(provider)?.counts;
+    return c === undefined ? undefined : { ...c };
   }
 
   async generate(provider: string, name: string, version: number): Promise<TokenKeyRef> {
