@@ -138,6 +138,8 @@ export function parseDefinition(name: string, def: unknown): { parsed?: ParsedDe
       issue('provider', `a ${type} key cannot be held in a token; only ${TOKEN_KEY_TYPES.join(', ')} keys can (as KEKs for data keys)`);
     } else if (d.derived !== undefined && d.derived !== null) {
       issue('provider', 'a derived epoch key cannot be held in a token: its versions are computed from a master secret held by cryptod');
+    } else if (spec.exportable === true) {
+      issue('exportable', 'a key held in a token is never exportable: the token generates it non-extractable');
     } else {
       provider = d.provider;
     }

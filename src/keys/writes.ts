@@ -48,6 +48,9 @@ export function changeIssues(name: string, old: DecodedRecord, next: NewSettings
   const issues: PolicyIssue[] = checkTransition(old.policy, next.policy, old.neverExportable).map((i) => ({ ...i, key: name }));
   const add = (field: string, message: string): void => void issues.push({ key: name, field, message });
   if (old.type !== next.type) add('type', `the type of an existing key cannot change (it is ${old.type}, got ${next.type}); create a new key`);
+  if (old.provider !== null && next.policy.exportable) {
+    add('exportable', `key '${name}' is held in the token of '${old.provider}' and never leaves it; it cannot be made exportable`);
+  }
   if (next.provider !== undefined && next.provider !== old.provider) {
     add('provider', `where an existing key's versions are held cannot change (${old.provider === null ? 'cryptod' : `the token of '${old.provider}'`}, got ${next.provider === null ? 'cryptod' : `'${next.provider}'`}): token keys never leave the token; create a new key`);
   }

@@ -98,6 +98,10 @@ describe('managed keys held in a PKCS#11 token', { skip: missing }, () => {
 
     // MANAGED_ENCRYPT cannot run in the token: refused, typed, the connection intact.
     await assert.rejects(c.encrypt('tenants', te.encode('caller data')), (err: unknown) => err instanceof UnsupportedError && /held in the token of provider 'hsm'/.test(err.message));
+    // Never exportable; where a key is held cannot change through the configuration.
+    await assert.rejects(c.keys.setPolicy('tenants', { exportable: true }), (err: unknown) => err instanceof InvalidArgumentError && /never leaves it; it cannot be made exportable/.test(err.message));
+    const cfg = parseConfigText(issueYaml(token), join(dataDir, 'cryptod.yaml')).config;
+    await assert.rejects(keys.manager.applyConfig({ ...cfg.keys, tenants: { type: 'aes256-kwp', rotationPeriod: '90d' } }), /tenants.*provider.*cannot change/s);
     // Imported material cannot be token-held.
     await assert.rejects(c.keys.import('imported', { type: 'aes256-kwp', provider: 'hsm', material: new Uint8Array(32) } as never), InvalidArgumentError);
 
