@@ -18,6 +18,7 @@ import { pkcs11Module } from '../../src/kek/pkcs11/token.js';
 import { tokenRefOf } from '../../src/keys/material.js';
 import { parseWrappedKey } from '../../src/protocol/datakey-format.js';
 import { InvalidArgumentError, KekUnavailableError, KeyVersionError, UnsupportedError } from '../../src/protocol/errors.js';
+import { runCli } from '../helpers/cli-daemon.js';
 import { startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { createSoftToken, softhsmMissing, SOFTHSM_MODULE, type SoftToken } from '../helpers/softhsm.js';
 
@@ -204,5 +205,23 @@ describe('managed keys held in a PKCS#11 token', { skip: missing }, () => {
     assert.equal(await c2.keys.rotate('tenants'), 2);
     const g = await c2.dataKeys.generate({ kek: 'tenants' });
     assert.equal(parseWrappedKey(g.wrappedKey).header.kekVersion, 2);
+  });
+
+  test('cryptod key create --provider, describe, datakey generate and encrypt/decrypt --wrapped-key through the CLI', async () => {
+    const env = { CRYPTOD_SOCKET: d.socketPath };
+    const created = await runCli(['key', 'create', 'cli-held', '--type', 'aes256-kwp', '--provider', 'hsm'], env);
+    assert.equal(created.code, 0, created.stderr.toString());
+    const described = await runCli(['key', 'describe', 'cli-held'], env);
+    assert.match(described.stdout.toString(), /held in: +the token of provider hsm/);
+    const wrappedFile = join(dataDir, 'cli-held.key');
+    const gen = await runCli(['datakey', 'generate', '--kek', 'cli-held', '--out', wrappedFile], env);
+    assert.equal(gen.code, 0, gen.stderr.toString());
+    const enc = await runCli(['encrypt', '--wrapped-key', wrappedFile], env, te.encode('through the cli'));
+    assert.equal(enc.code, 0, enc.stderr.toString());
+    const dec = await runCli(['decrypt', '--wrapped-key', wrappedFile], env, enc.stdout);
+    assert.equal(dec.stdout.toString(), 'through the cli');
+    const bad = await runCli(['key', 'create', 'cli-hmac', '--type', 'hmac-sha256', '--provider', 'hsm'], env);
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr.toString(), /cannot be held in a token; only aes256-kwp/);
   });
 });
