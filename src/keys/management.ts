@@ -142,6 +142,7 @@ export class KeyManagement {
     const now = this.#c.clock.now();
     const prepared = new Map<string, PreparedVersion>();
     const fresh: FreshMap = new Map();
+    let created: readonly string[] = [];
     try {
       for (const [name, def] of parsed) {
         if (this.#c.has(name)) continue;
@@ -149,25 +150,25 @@ export class KeyManagement {
         prepared.set(name, p.prepared);
         fresh.set(name, new Map([[1, { material: p.material, granted: p.prepared.granted }]]));
       }
-      let changes: ConfigChanges;
-      try {
-        changes = await this.#c.store.transaction(async (tx) => {
-          const r = await applyDefinitions(tx, parsed, prepared, now);
-          if (r.issues.length > 0) throw new KeyConfigError(r.issues);
-          if (r.missing.length > 0) throw new InternalError(`keys ${r.missing.join(', ')} vanished from the keystore during the reload; retry`);
-          return r.changes;
-        });
-      } catch (err) {
-        // Nothing refers to the token objects made for keys that were not written.
-        for (const [name, versions] of fresh) for (const [v, f] of versions) if (f.material.kind === 'token') await this.#discard(name, v, f.material);
-        throw err;
-      }
+      const changes = await this.#c.store.transaction(async (tx) => {
+        const r = await applyDefinitions(tx, parsed, prepared, now);
+        if (r.issues.length > 0) throw new KeyConfigError(r.issues);
+        if (r.missing.length > 0) throw new InternalError(`keys ${r.missing.join(', ')} vanished from the keystore during the reload; retry`);
+        return r.changes;
+      });
+      created = changes.created;
       const touched = [...changes.created, ...changes.updated, ...changes.enabled, ...changes.disabled];
       if (touched.length > 0) await this.#c.reload(touched, fresh);
       this.#c.log.info('key configuration applied', { ...changes });
       return changes;
     } finally {
-      for (const versions of fresh.values()) for (const f of versions.values()) if (f.material.holders === 0) f.material.destroy();
+      for (const [name, versions] of fresh) {
+        for (const [v, f] of versions) {
+          // A token object made for a key that was not written (a failure, or another process created the key first): nothing refers to it.
+          if (f.material.kind === 'token' && !created.includes(name)) await this.#discard(name, v, f.material);
+          else if (f.material.holders === 0) f.material.destroy();
+        }
+      }
     }
   }
 
