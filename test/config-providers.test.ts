@@ -40,8 +40,21 @@ test("the issue's providers and root load; defaults applied", () => {
   assert.equal(d.providers.hsm?.token, 'cryptod');
 });
 
-test('a key held in a provider (provider: on a key) is not built yet: refused with its line, not ignored', () => {
-  assert.match(problems(ISSUE_YAML), /cryptod\.yaml:5:\d+: keys\.tenants\.provider: unknown field 'provider'/);
+test("the issue's key held in a provider loads with provider: hsm", () => {
+  const loaded = parseConfigText(ISSUE_YAML, FILE);
+  assert.equal(loaded.config.keys.tenants?.provider, 'hsm');
+  assert.equal(loaded.config.keys.orders?.provider, undefined);
+});
+
+test('provider: on a key must name a configured provider, on an aes256-kwp stored key; refused with its line', () => {
+  const unknown = problems(ISSUE_YAML.replace('provider: hsm,', 'provider: hsn,'));
+  assert.match(unknown, /cryptod\.yaml:5:\d+: keys\.tenants\.provider: expected a provider configured under providers: \(hsm\), got "hsn"/);
+  const wrongType = problems(ISSUE_YAML.replace('type: aes256-kwp, provider', 'type: aes256-gcm, provider'));
+  assert.match(wrongType, /keys\.tenants\.provider: a aes256-gcm key cannot be held in a token; only aes256-kwp/);
+  const local = problems(ISSUE_YAML.replace('provider: hsm,', 'provider: local,'));
+  assert.match(local, /keys\.tenants\.provider: provider: local is the default/);
+  const none = problems('keys:\n  tenants: { type: aes256-kwp, provider: hsm }\n');
+  assert.match(none, /keys\.tenants\.provider: expected a provider configured under providers: \(none is\), got "hsm"/);
 });
 
 test('slot, sessions and retryMs are taken; out of range is refused with the field', () => {

@@ -34,11 +34,13 @@ Manage the daemon's managed keys: named, versioned keys that never leave it
 (unless created --exportable). Needs the admin right (README "Managed keys").
 
 Subcommands:
-  create NAME --type T [policy options] [--exportable]
+  create NAME --type T [policy options] [--exportable] [--provider P]
                              create a key (types: aes256-gcm,
                              chacha20-poly1305, hmac-sha256, hmac-sha512,
                              ed25519, ecdsa-p256, ecdsa-p384, rsa-pss-3072,
-                             aes256-kwp, ecdsa-p521, rsa-pkcs1-3072)
+                             aes256-kwp, ecdsa-p521, rsa-pkcs1-3072);
+                             --provider P: an aes256-kwp KEK
+                             generated and kept in the token of provider P
   import NAME --type T --material-file FILE [policy options]
                              bring your own key: raw secret bytes, or PKCS#8
                              DER for asymmetric types
@@ -82,9 +84,10 @@ interface Sub {
 const SUBCOMMANDS: Record<string, Sub> = {
   create: {
     named: true,
-    options: { ...POLICY_OPTIONS, type: { type: 'string', short: 't' } },
+    options: { ...POLICY_OPTIONS, type: { type: 'string', short: 't' }, provider: { type: 'string' } },
     async run(client, name, p) {
-      const d = await client.keys.create(name!, { type: requireType(p, 'create'), ...policyFlags(p) });
+      const provider = stringOpt(p, 'provider');
+      const d = await client.keys.create(name!, { type: requireType(p, 'create'), ...policyFlags(p), ...(provider === undefined ? {} : { provider }) });
       process.stdout.write(`created key '${d.name}' (${d.type}), version ${d.currentVersion ?? '-'}\n`);
       return EXIT_OK;
     },
@@ -283,6 +286,7 @@ function formatDescription(d: KeyDescription): string {
     `current:  ${d.currentVersion ?? '- (no version valid now)'}`,
   ];
   if (d.derived !== null) lines.push(`derived:  epochs of ${d.derived.period} from ${d.derived.epochStart}`);
+  if (d.provider !== undefined) lines.push(`held in:  the token of provider ${d.provider} (never leaves it)`);
   const policy = Object.entries(d.policy)
     .filter(([, v]) => v !== null && v !== undefined)
     .map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : String(v)}`);

@@ -315,7 +315,11 @@ export function validateConfig(raw: unknown, file: string, sourceOf: (path: read
       // collide with it (names such as __proto__ are refused by parseDefinition anyway).
       const keys: Record<string, KeyDefinition> = Object.create(null) as Record<string, KeyDefinition>;
       for (const [name, def] of Object.entries(doc.keys as Record<string, unknown>)) {
-        const { issues: keyIssues } = parseDefinition(name, def);
+        const { parsed, issues: keyIssues } = parseDefinition(name, def);
+        const provider = parsed?.provider ?? null;
+        if (provider !== null && !Object.hasOwn(out.providers, provider)) {
+          keyIssues.push({ key: name, field: 'provider', message: `expected a provider configured under providers: (${Object.keys(out.providers).join(', ') || 'none is'}), got ${JSON.stringify(provider)}` });
+        }
         for (const i of keyIssues) issues.push(keyIssue(name, def, i.field, i.message));
         if (keyIssues.length === 0) keys[name] = def as KeyDefinition;
       }

@@ -34,6 +34,8 @@ import { LocalKekProvider } from '../kek/local.js';
 import { BLOB_FORMAT_V1 } from '../kek/gcm-blob.js';
 import { KekRing, type RingMember } from '../kek/ring.js';
 import { openTokenProviders } from '../kek/pkcs11/open-providers.js';
+import { Pkcs11KekProvider } from '../kek/pkcs11/provider.js';
+import { Pkcs11TokenKeys } from '../kek/pkcs11/token-keys.js';
 import type { ProviderConfig } from '../config/config.js';
 import type { Keystore } from '../store/keystore.js';
 import { openSqliteKeystore } from '../store/sqlite/sqlite-store.js';
@@ -121,6 +123,8 @@ export interface OpenedManagedKeys extends ManagedKeys {
   readonly kek: KekRing;
   /** The keystore's file (SQLite), which readiness checks is still there; absent for PostgreSQL. */
   readonly storeFile?: string;
+  /** Where keys declared with `provider:` keep their versions, and the token calls made (tests and bench count C_Decrypt). */
+  readonly tokens: Pkcs11TokenKeys;
   /** Close the manager (zeroing every key once readers are done), the KEK, then the store. Idempotent. */
   close(): Promise<void>;
 }
@@ -161,6 +165,7 @@ export async function openManagedKeys(options: OpenManagedKeysOptions): Promise<
   let manager: KeyManager;
   let lease: Lease | undefined;
   let closeLeaseStore: () => void = () => undefined;
+  let tokens: Pkcs11TokenKeys;
   try {
     const local = await LocalKekProvider.open({
       dir: options.dataDir, store, storeFile, init: options.init === true,
@@ -189,9 +194,11 @@ export async function openManagedKeys(options: OpenManagedKeysOptions): Promise<
     closeLeaseStore = leaseStore instanceof SqliteLeaseStore ? () => leaseStore.close() : () => undefined;
     await lease.start();
     const fleet = lease;
+    // Keys declared with provider: keep their versions in these providers' tokens.
+    tokens = new Pkcs11TokenKeys(local.storeId, new Map(members.flatMap((m) => (m.provider instanceof Pkcs11KekProvider ? [[m.name, m.provider] as const] : []))));
     manager = await KeyManager.open({
       fleetWork: () => fleet.current()?.signal ?? null,
-      store, kek, logger: options.logger ?? silentLogger, storeFile,
+      store, kek, tokens, logger: options.logger ?? silentLogger, storeFile,
       ...(audit?.enabled === true ? { onDamaged: (e) => audit.emit({ event: 'key.damaged', key: e.key, version: e.version, file: storeFile, reason: e.reason }) } : {}),
       ...onRotated(options.audit, options.metrics),
       ...(options.clock === undefined ? {} : { clock: options.clock }),
@@ -221,7 +228,7 @@ export async function openManagedKeys(options: OpenManagedKeysOptions): Promise<
   const pushed = followCommits(store, manager, options.logger ?? silentLogger, () => membership.poke());
   let closing: Promise<void> | null = null;
   return {
-    manager, store, kek: k, adminUids, localIsAdmin: options.localIsAdmin ?? true,
+    manager, store, kek: k, tokens, adminUids, localIsAdmin: options.localIsAdmin ?? true,
     ...('file' in opened ? { storeFile: opened.file } : {}),
     rewrapAll: (limit) => rewrapBatch(store, k, limit === undefined ? {} : { limit }),
     adminClients: new Set((options.adminClients ?? []).map((n) => `token:${n}`)),

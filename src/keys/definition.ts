@@ -34,6 +34,8 @@ export interface KeyDefinition extends PolicyInput {
   type: string;
   /** A derived epoch key (epoch.ts): epoch 0 starts at `epochStart` (ISO-8601 text or epoch ms); epochs last rotationPeriod. */
   derived?: { epochStart: string | number } | null;
+  /** Every version generated and kept in the token of this `providers:` entry (aes256-kwp only; src/kek/token-keys.ts). */
+  provider?: string | null;
 }
 
 export interface ParsedDefinition {
@@ -42,9 +44,24 @@ export interface ParsedDefinition {
   policy: KeyPolicy;
   /** Epoch start of a derived key, or null for a stored key. */
   derived: { epochStart: number } | null;
+  /** The provider whose token holds every version, or null: material held by cryptod. */
+  provider: string | null;
 }
 
-const DEFINITION_FIELDS: readonly string[] = ['type', 'derived', ...POLICY_FIELDS];
+const DEFINITION_FIELDS: readonly string[] = ['type', 'derived', 'provider', ...POLICY_FIELDS];
+
+/** A `providers:` name (src/config/config.ts checks the same rule). */
+export const PROVIDER_NAME = /^[a-z][a-z0-9_-]{0,31}$/;
+
+/**
+ * Key types whose versions may live in a token. Only aes256-kwp: as a KEK
+ * its versions wrap and unwrap data keys, which the token does with AES-GCM
+ * (C_Encrypt/C_Decrypt). The AEAD types encrypt caller data under cryptod's
+ * own formats (per-message keys derived by HKDF, a counted 2^32 budget),
+ * HMAC and the signature types compute with the raw key; none of that runs
+ * inside a token without mechanisms SoftHSM2 and most HSMs lack.
+ */
+export const TOKEN_KEY_TYPES: readonly ManagedKeyType[] = ['aes256-kwp'];
 
 /**
  * Names a managed key may not have. Key names are property names in the
@@ -111,8 +128,24 @@ export function parseDefinition(name: string, def: unknown): { parsed?: ParsedDe
     if (spec.rotationPeriod === undefined) issue('rotationPeriod', 'a derived epoch key needs rotationPeriod: it is the length of an epoch');
     if (spec.gracePeriod === undefined) issue('gracePeriod', 'a derived epoch key needs gracePeriod: past epochs are held in memory only that long');
   }
+  let provider: string | null = null;
+  if (d.provider !== undefined && d.provider !== null) {
+    if (typeof d.provider !== 'string' || !PROVIDER_NAME.test(d.provider)) {
+      issue('provider', `expected provider to name an entry of providers: (lower-case letters, digits, - and _), got ${typeof d.provider === 'string' ? JSON.stringify(d.provider.slice(0, 40)) : typeof d.provider}`);
+    } else if (d.provider === 'local') {
+      issue('provider', "provider: local is the default (material held by cryptod, wrapped by root); leave provider out, or name a pkcs11 provider");
+    } else if (!TOKEN_KEY_TYPES.includes(type)) {
+      issue('provider', `a ${type} key cannot be held in a token; only ${TOKEN_KEY_TYPES.join(', ')} keys can (as KEKs for data keys)`);
+    } else if (d.derived !== undefined && d.derived !== null) {
+      issue('provider', 'a derived epoch key cannot be held in a token: its versions are computed from a master secret held by cryptod');
+    } else if (spec.exportable === true) {
+      issue('exportable', 'a key held in a token is never exportable: the token generates it non-extractable');
+    } else {
+      provider = d.provider;
+    }
+  }
   if (issues.length > 0) return { issues };
-  return { parsed: { type, spec, policy: effectivePolicy(type, spec), derived }, issues };
+  return { parsed: { type, spec, policy: effectivePolicy(type, spec), derived, provider }, issues };
 }
 
 /** A mapping from YAML or CBOR; not a Uint8Array, Date or Map that a YAML tag produced. */
@@ -129,10 +162,14 @@ function parseInstant(v: unknown): number | undefined {
 }
 
 /** What the keystore record's `policy` holds. */
-export function storedPolicy(spec: PolicySpec, origin: KeyOrigin, derived: { epochStart: number } | null, neverExportable = false): Record<string, unknown> {
+export function storedPolicy(
+  spec: PolicySpec, origin: KeyOrigin, derived: { epochStart: number } | null, neverExportable = false, provider: string | null = null,
+): Record<string, unknown> {
   const out: Record<string, unknown> = { v: 1, spec: structuredClone(spec), origin };
   if (derived !== null) out.derived = { epochStart: derived.epochStart };
   if (neverExportable) out.neverExportable = true;
+  // Beside the spec, like neverExportable: fixed when the key is created.
+  if (provider !== null) out.provider = provider;
   return out;
 }
 
@@ -144,6 +181,8 @@ export interface DecodedRecord {
   derived: EpochSchedule | null;
   /** The material was non-extractable when it entered the daemon (see the header). */
   neverExportable: boolean;
+  /** The provider whose token holds every version (src/kek/token-keys.ts), or null. */
+  provider: string | null;
 }
 
 /**
@@ -157,10 +196,13 @@ export function decodeRecord(record: ManagedKeyRecord): DecodedRecord {
     });
   };
   if (!isKeyType(record.type)) return bad(`unknown type "${record.type}"`);
-  const p = record.policy as { v?: unknown; spec?: unknown; origin?: unknown; derived?: { epochStart?: unknown }; neverExportable?: unknown };
+  const p = record.policy as { v?: unknown; spec?: unknown; origin?: unknown; derived?: { epochStart?: unknown }; neverExportable?: unknown; provider?: unknown };
   if (p.v !== 1) return bad(`policy format ${String(p.v)}`);
   if (p.origin !== 'config' && p.origin !== 'api') return bad('unknown origin');
   if (p.neverExportable !== undefined && p.neverExportable !== true) return bad('neverExportable is not true');
+  if (p.provider !== undefined && (typeof p.provider !== 'string' || !PROVIDER_NAME.test(p.provider) || !TOKEN_KEY_TYPES.includes(record.type) || p.derived !== undefined)) {
+    return bad('provider is not a provider name of a token-held key');
+  }
   // The spec went through parsePolicyInput when it was written; parse it
   // again so that a hand-edited or damaged record cannot bypass the checks.
   const { spec, issues } = parsePolicyInput(record.type, (p.spec ?? {}) as PolicyInput);
@@ -174,7 +216,7 @@ export function decodeRecord(record: ManagedKeyRecord): DecodedRecord {
     if (typeof start !== 'number' || !Number.isSafeInteger(start) || policy.rotationPeriod === null) return bad('derived without epochStart or rotationPeriod');
     derived = { epochStart: start, period: policy.rotationPeriod };
   }
-  return { type: record.type, spec, policy, origin: p.origin, derived, neverExportable };
+  return { type: record.type, spec, policy, origin: p.origin, derived, neverExportable, provider: typeof p.provider === 'string' ? p.provider : null };
 }
 
 /** Order-independent equality of two specs (a reload applies only real changes). */

@@ -51,5 +51,6 @@ export function describeEntry(e: KeyEntry, now: number): KeyDescription {
       return d;
     }),
     ...(e.damaged === null ? {} : { damaged: e.damaged }),
+    ...(e.provider == null ? {} : { provider: e.provider }),
   };
 }

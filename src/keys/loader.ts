@@ -14,12 +14,13 @@
  * precise refusals.
  */
 import type { KekProvider } from '../kek/provider.js';
+import type { TokenKeys } from '../kek/token-keys.js';
 import { DataError, DecryptError } from '../protocol/errors.js';
 import type { KeyVersionRecord, ManagedKeyRecord } from '../store/keystore.js';
 import { InvocationBudget, type BudgetOptions } from './budget.js';
 import { decodeRecord } from './definition.js';
 import { deriveEpochKey, EPOCH_MASTER_BYTES, epochsHeld, epochVersion } from './epoch.js';
-import { KeyMaterial, unwrapMaterial, unwrapSecret } from './material.js';
+import { KeyMaterial, unwrapMaterial, unwrapSecret, unwrapTokenMaterial } from './material.js';
 import { keyTypeInfo } from './model.js';
 import { stillUsable } from './selection.js';
 import type { KeyEntry, VersionEntry } from './snapshot.js';
@@ -36,6 +37,8 @@ export interface FreshVersion {
 
 export interface BuildContext {
   kek: KekProvider;
+  /** Token-held keys (`provider:`): their stored blobs are references, resolved here. */
+  tokens: TokenKeys | undefined;
   now: number;
   budget: BudgetOptions;
   onBudgetLow(b: InvocationBudget): void;
@@ -80,7 +83,7 @@ export async function buildEntry(
     const d = decodeRecord(record);
     const base = {
       name: record.name, type: d.type, policy: d.policy, origin: d.origin, disabled: record.disabled,
-      createdAt: record.createdAt, updatedAt: record.updatedAt, derived: d.derived,
+      createdAt: record.createdAt, updatedAt: record.updatedAt, derived: d.derived, provider: d.provider,
     };
     let keyDamaged: string | null = null;
     if (d.derived !== null) {
@@ -117,7 +120,10 @@ export async function buildEntry(
         material = fresh.get(r.version)?.material ?? (old?.material && !old.material.destroyed ? old.material : null);
         if (material === null) {
           const wrapped = r.wrapped;
-          const got = await loadOrDamage(ctx, () => unwrapMaterial(ctx.kek, d.type, record.name, r.version, wrapped));
+          const provider = d.provider;
+          const got = await loadOrDamage(ctx, () => provider === null
+            ? unwrapMaterial(ctx.kek, d.type, record.name, r.version, wrapped)
+            : unwrapTokenMaterial(ctx.kek, ctx.tokens, provider, record.name, r.version, wrapped));
           if ('value' in got) {
             material = got.value;
             created.push(material);

@@ -14,6 +14,7 @@
  * held by the new entries and destroyed here only if nothing took it.
  */
 import type { KekProvider } from '../kek/provider.js';
+import type { TokenKeys } from '../kek/token-keys.js';
 import type { Logger } from '../observe/logger.js';
 import {
   ForbiddenError, InternalError, InvalidArgumentError, NotExtractableError, NotFoundError, UnsupportedError,
@@ -23,7 +24,7 @@ import type { BudgetOptions } from './budget.js';
 import type { Clock } from './clock.js';
 import { decodeRecord, parseDefinition, type KeyDefinition, type KeyOrigin, type ParsedDefinition } from './definition.js';
 import { EPOCH_MASTER_BYTES } from './epoch.js';
-import { newMasterMaterial, newVersionMaterial, type KeyMaterial } from './material.js';
+import { newMasterMaterial, newTokenVersion, newVersionMaterial, tokenRefOf, type KeyMaterial } from './material.js';
 import { keyTypeInfo, type ManagedKeyType } from './model.js';
 import { effectivePolicy, KeyConfigError, parsePolicyInput, policyArgumentError, POLICY_FIELDS, type PolicyInput, type PolicyIssue } from './policy.js';
 import type { FreshMap } from './refresher.js';
@@ -41,6 +42,7 @@ const ROTATION_RACES = 3;
 export interface ManagementContext {
   store: Keystore;
   kek: KekProvider;
+  tokens: TokenKeys | undefined;
   clock: Clock;
   log: Logger;
   budget: BudgetOptions;
@@ -79,7 +81,7 @@ export class KeyManagement {
         await writeNewKey(tx, name, parsed, options.origin ?? 'api', prepared, now, neverExportable);
       });
     } catch (err) {
-      material.destroy();
+      await this.#discard(name, 1, material);
       throw err;
     }
     await this.#c.reload([name], new Map([[name, new Map([[1, { material, granted: prepared.granted }]])]]));
@@ -140,6 +142,7 @@ export class KeyManagement {
     const now = this.#c.clock.now();
     const prepared = new Map<string, PreparedVersion>();
     const fresh: FreshMap = new Map();
+    let created: readonly string[] = [];
     try {
       for (const [name, def] of parsed) {
         if (this.#c.has(name)) continue;
@@ -153,12 +156,19 @@ export class KeyManagement {
         if (r.missing.length > 0) throw new InternalError(`keys ${r.missing.join(', ')} vanished from the keystore during the reload; retry`);
         return r.changes;
       });
+      created = changes.created;
       const touched = [...changes.created, ...changes.updated, ...changes.enabled, ...changes.disabled];
       if (touched.length > 0) await this.#c.reload(touched, fresh);
       this.#c.log.info('key configuration applied', { ...changes });
       return changes;
     } finally {
-      for (const versions of fresh.values()) for (const f of versions.values()) if (f.material.holders === 0) f.material.destroy();
+      for (const [name, versions] of fresh) {
+        for (const [v, f] of versions) {
+          // A token object made for a key that was not written (a failure, or another process created the key first): nothing refers to it.
+          if (f.material.kind === 'token' && !created.includes(name)) await this.#discard(name, v, f.material);
+          else if (f.material.holders === 0) f.material.destroy();
+        }
+      }
     }
   }
 
@@ -185,17 +195,18 @@ export class KeyManagement {
           detail: { key: name, field: 'below', current: keep },
         });
       }
-      const out: number[] = [];
+      const out: Array<{ version: number; wrapped: Uint8Array | null }> = [];
       for (const v of versions) {
         if (v.version >= below || v.state === 'destroyed') continue;
         await tx.destroyVersionMaterial(name, v.version);
-        out.push(v.version);
+        out.push({ version: v.version, wrapped: decoded.provider === null ? null : v.wrapped });
       }
       return out;
     });
     if (destroyed.length > 0) await this.#c.reload([name]);
+    await this.#destroyTokenObjects(name, destroyed);
     this.#c.log.info('key trimmed', { key: name, below, destroyed: destroyed.length });
-    return destroyed;
+    return destroyed.map((d) => d.version);
   }
 
   /** KeyManager.destroy. */
@@ -207,28 +218,69 @@ export class KeyManagement {
       if (decodeRecord(record).policy.deletionProtection) {
         throw new ForbiddenError(`key '${name}' has deletion protection: set deletionProtection to false first`, { detail: { key: name, op: 'destroy' } });
       }
-      const out: number[] = [];
+      const held = decodeRecord(record).provider !== null;
+      const out: Array<{ version: number; wrapped: Uint8Array | null }> = [];
       for (const v of await tx.getVersions(name)) {
         if (v.state === 'destroyed') continue;
         await tx.destroyVersionMaterial(name, v.version);
-        out.push(v.version);
+        out.push({ version: v.version, wrapped: held ? v.wrapped : null });
       }
       await tx.putKey({ ...record, disabled: true, updatedAt: now });
       return out;
     });
     await this.#c.reload([name]);
+    await this.#destroyTokenObjects(name, destroyed);
     this.#c.log.info('key destroyed', { key: name, versions: destroyed.length });
-    return destroyed;
+    return destroyed.map((d) => d.version);
   }
 
   /** Generate (or import) and wrap version 1 of a new key, before its transaction. */
   async #prepareFirst(name: string, def: ParsedDefinition, now: number, imported?: Uint8Array): Promise<{ prepared: PreparedVersion; material: KeyMaterial }> {
+    if (def.provider !== null && imported !== undefined) {
+      throw new InvalidArgumentError(`key '${name}' is held in a token (provider: ${def.provider}): its material is generated there and cannot be imported`, { detail: { key: name, field: 'provider' } });
+    }
     const { blob, material } = def.derived !== null
       ? await newMasterMaterial(this.#c.kek, name, EPOCH_MASTER_BYTES, imported)
-      : await newVersionMaterial(this.#c.kek, def.type, name, 1, imported);
+      : def.provider !== null
+        ? await newTokenVersion(this.#c.kek, this.#c.tokens, def.provider, name, 1)
+        : await newVersionMaterial(this.#c.kek, def.type, name, 1, imported);
     const window = def.derived !== null ? { notBefore: def.derived.epochStart, notAfter: null } : firstWindow(def.policy, now);
     const granted = def.derived === null ? this.#initialGrant(def.type) : 0;
     return { prepared: { blob, kekId: this.#c.kek.id, granted, window }, material };
+  }
+
+  /**
+   * Drop material that no keystore row refers to: zeroed, and a token
+   * object destroyed in the token (best effort: a token away now leaves an
+   * orphan object, logged with its label so it can be removed by hand).
+   */
+  async #discard(name: string, version: number, material: KeyMaterial): Promise<void> {
+    const held = material.kind === 'token' && !material.destroyed ? material.token : null;
+    material.destroy();
+    if (held === null || this.#c.tokens === undefined) return;
+    await this.#c.tokens.destroy(held.ref, name, version).catch((err: unknown) => {
+      this.#c.log.warn('token object of an unwritten version left in the token', { key: name, version, provider: held.ref.provider, error: (err as Error).message });
+    });
+  }
+
+  /**
+   * After trim/destroy committed: C_DestroyObject for each token-held
+   * version (`wrapped` is the reference blob as it was stored). The keystore
+   * no longer refers to them, so they are unusable either way; a token that
+   * is away leaves the objects behind, logged with their provider and
+   * version (docs: README "KEK providers").
+   */
+  async #destroyTokenObjects(name: string, destroyed: ReadonlyArray<{ version: number; wrapped: Uint8Array | null }>): Promise<void> {
+    for (const d of destroyed) {
+      if (d.wrapped === null || this.#c.tokens === undefined) continue;
+      try {
+        const ref = await tokenRefOf(this.#c.kek, name, d.version, d.wrapped);
+        const found = await this.#c.tokens.destroy(ref, name, d.version);
+        this.#c.log.info('token object destroyed', { key: name, version: d.version, provider: ref.provider, found });
+      } catch (err) {
+        this.#c.log.warn('token object not destroyed: the token did not answer; it stays there, unreferenced', { key: name, version: d.version, error: (err as Error).message });
+      }
+    }
   }
 
   #initialGrant(type: ManagedKeyType): number {
@@ -252,8 +304,10 @@ export class KeyManagement {
         await this.#c.reload([name]);
         return null;
       }
-      const type = decodeRecord(record).type;
-      const { blob, material } = await newVersionMaterial(this.#c.kek, type, name, p.version);
+      const { type, provider } = decodeRecord(record);
+      const { blob, material } = provider === null
+        ? await newVersionMaterial(this.#c.kek, type, name, p.version)
+        : await newTokenVersion(this.#c.kek, this.#c.tokens, provider, name, p.version);
       const granted = this.#initialGrant(type);
       let written: boolean;
       try {
@@ -266,11 +320,11 @@ export class KeyManagement {
           return true;
         });
       } catch (err) {
-        material.destroy();
+        await this.#discard(name, p.version, material);
         throw err;
       }
       if (!written) {
-        material.destroy();
+        await this.#discard(name, p.version, material);
         continue;
       }
       this.#c.log.info('key rotated', { key: name, version: p.version, notBefore: p.window.notBefore, notAfter: p.window.notAfter });

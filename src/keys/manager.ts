@@ -28,6 +28,7 @@
  */
 import { silentLogger, type Logger } from '../observe/logger.js';
 import type { KekProvider } from '../kek/provider.js';
+import type { TokenKeys } from '../kek/token-keys.js';
 import { ConfigError, InternalError, NotFoundError, ShuttingDownError } from '../protocol/errors.js';
 import type { Keystore } from '../store/keystore.js';
 import { SerialQueue } from '../store/serial-queue.js';
@@ -60,6 +61,8 @@ export interface PolicyChange {
 export interface KeyManagerOptions {
   store: Keystore;
   kek: KekProvider;
+  /** Where keys declared with `provider:` keep their versions (absent: no such key can be created or loaded). */
+  tokens?: TokenKeys;
   clock?: Clock;
   logger?: Logger;
   budget?: Partial<BudgetOptions>;
@@ -127,7 +130,7 @@ export class KeyManager {
       closed: () => this.#closed,
     });
     this.#refresher = new Refresher({
-      store, kek, clock, log, budget, reservations, keys, publish,
+      store, kek, tokens: o.tokens, clock, log, budget, reservations, keys, publish,
       storeFile: o.storeFile ?? `the ${store.backend} keystore`,
       onDamaged: o.onDamaged,
       plan: (name) => this.#timers.plan(name),
@@ -142,7 +145,7 @@ export class KeyManager {
       }),
     });
     this.#management = new KeyManagement({
-      store, kek, clock, log, budget,
+      store, kek, tokens: o.tokens, clock, log, budget,
       has: (name) => this.#cell.current.keys.has(name),
       reload: (names, fresh) => this.#refresher.reload(names, fresh),
     });

@@ -16,29 +16,49 @@
  * and dropping the KeyObject lets OpenSSL cleanse it when it is collected.
  */
 import { createPrivateKey, createPublicKey, generateKeyPair, randomFillSync, type KeyObject } from 'node:crypto';
-import { DataError, InternalError } from '../protocol/errors.js';
+import { DataError, InternalError, KekUnavailableError, UnsupportedError } from '../protocol/errors.js';
 import { keyVersionAad, type KekProvider } from '../kek/provider.js';
+import { decodeTokenRef, encodeTokenRef, type TokenKeyRef, type TokenKeys } from '../kek/token-keys.js';
 import { DER, derElement } from '../protocol/der.js';
 import { keyTypeInfo, type ManagedKeyType } from './model.js';
 
 /** The unwrapped material of one version, owned by the key manager. */
+/** A version held in a token: where it is, and its key as a provider whose wrap/unwrap run in the token. */
+export interface TokenHeld {
+  readonly ref: TokenKeyRef;
+  readonly kek: KekProvider;
+}
+
 export class KeyMaterial {
   #secret: Buffer | null;
   #private: KeyObject | null;
   #public: KeyObject | null;
+  #token: TokenHeld | null = null;
   #destroyed = false;
   /**
    * How many snapshots (the current one, and retired ones that readers still
    * hold) reference this material. Managed by snapshot.ts only.
    */
   holders = 0;
-  readonly kind: 'secret' | 'asymmetric';
+  readonly kind: 'secret' | 'asymmetric' | 'token';
 
-  private constructor(secret: Buffer | null, privateKey: KeyObject | null) {
-    this.kind = secret !== null ? 'secret' : 'asymmetric';
+  private constructor(secret: Buffer | null, privateKey: KeyObject | null, token: TokenHeld | null = null) {
+    this.kind = token !== null ? 'token' : secret !== null ? 'secret' : 'asymmetric';
+    this.#token = token;
     this.#secret = secret;
     this.#private = privateKey;
     this.#public = privateKey === null ? null : createPublicKey(privateKey);
+  }
+
+  /** A version whose key never leaves its token: no bytes here, only where it is. */
+  static token(held: TokenHeld): KeyMaterial {
+    return new KeyMaterial(null, null, held);
+  }
+
+  /** The token-held key; valid while the snapshot lease it came from is held. */
+  get token(): TokenHeld {
+    if (this.#token === null) throw new InternalError(this.#destroyed ? 'key material used after it was released' : 'not a token-held key');
+    return this.#token;
   }
 
   /** Takes ownership of `secret` (not copied; zeroed by destroy). */
@@ -53,6 +73,12 @@ export class KeyMaterial {
 
   /** The secret bytes; valid while the snapshot lease it came from is held. */
   get secret(): Buffer {
+    if (this.kind === 'token' && !this.#destroyed) {
+      throw new UnsupportedError(
+        `this key version is held in the token of provider '${this.#token!.ref.provider}' and never leaves it: cryptod cannot compute with its bytes (use it as a KEK for data keys)`,
+        { detail: { provider: this.#token!.ref.provider } },
+      );
+    }
     if (this.#secret === null) throw new InternalError(this.#destroyed ? 'key material used after it was released' : 'not a secret key');
     return this.#secret;
   }
@@ -79,6 +105,7 @@ export class KeyMaterial {
     this.#secret = null;
     this.#private = null;
     this.#public = null;
+    this.#token = null;
   }
 }
 
@@ -275,4 +302,47 @@ export function interoperablePublicKey(pub: KeyObject): KeyObject {
   const bits = derElement(spki, algorithm.end, DER.BIT_STRING);
   if (spki[bits.start] !== 0) throw new InternalError('RSA-PSS public key: unexpected unused bits in subjectPublicKey');
   return createPublicKey({ key: spki.subarray(bits.start + 1, bits.end), format: 'der', type: 'pkcs1' });
+}
+
+/**
+ * A new version `version` of token-held key `name`: generated in the token
+ * of `provider`, its reference wrapped by `kek` for the keystore. If the
+ * wrap fails the new object is destroyed again (nothing would find it).
+ */
+export async function newTokenVersion(
+  kek: KekProvider, tokens: TokenKeys | undefined, provider: string, name: string, version: number,
+): Promise<{ blob: Buffer; material: KeyMaterial }> {
+  const t = need(tokens, provider, name);
+  const ref = await t.generate(provider, name, version);
+  let blob: Buffer;
+  try {
+    blob = await wrapMaterial(kek, name, version, encodeTokenRef(ref));
+  } catch (err) {
+    await t.destroy(ref, name, version).catch(() => false);
+    throw err;
+  }
+  return { blob, material: KeyMaterial.token({ ref, kek: t.key(ref, name, version) }) };
+}
+
+/** The stored reference of a token-held version, unwrapped and resolved to its token key. Nothing is asked of the token until the key is used. */
+export async function unwrapTokenMaterial(kek: KekProvider, tokens: TokenKeys | undefined, provider: string, name: string, version: number, blob: Uint8Array): Promise<KeyMaterial> {
+  const bytes = await unwrapOwned(kek, name, version, blob);
+  const ref = decodeTokenRef(bytes, name, version);
+  if (ref.provider !== provider) throw new DataError(`version ${version} of key '${name}' refers to provider '${ref.provider}', but the key is held by '${provider}'`, { detail: { key: name, version } });
+  return KeyMaterial.token({ ref, kek: need(tokens, provider, name).key(ref, name, version) });
+}
+
+/** The token reference inside a stored blob (for destroying the object after trim/destroy). */
+export async function tokenRefOf(kek: KekProvider, name: string, version: number, blob: Uint8Array): Promise<TokenKeyRef> {
+  return decodeTokenRef(await unwrapOwned(kek, name, version, blob), name, version);
+}
+
+function need(tokens: TokenKeys | undefined, provider: string, name: string): TokenKeys {
+  if (tokens === undefined || !tokens.providers.includes(provider)) {
+    throw new KekUnavailableError(
+      `key '${name}' is held in the token of provider '${provider}', which is not configured: add it under providers: (with the token that holds the key)`,
+      { detail: { provider, key: name, reason: 'not-configured' } },
+    );
+  }
+  return tokens;
 }

@@ -13,6 +13,7 @@
  * A failed build destroys the material it unwrapped and publishes nothing.
  */
 import type { KekProvider } from '../kek/provider.js';
+import type { TokenKeys } from '../kek/token-keys.js';
 import type { Logger } from '../observe/logger.js';
 import type { Keystore, KeyVersionRecord, ManagedKeyRecord } from '../store/keystore.js';
 import type { BudgetOptions, InvocationBudget } from './budget.js';
@@ -42,6 +43,7 @@ export const MIN_REFRESH_GAP_MS = 25;
 export interface RefresherContext {
   store: Keystore;
   kek: KekProvider;
+  tokens: TokenKeys | undefined;
   clock: Clock;
   log: Logger;
   budget: BudgetOptions;
@@ -98,7 +100,7 @@ export class Refresher {
     const now = c.clock.now();
     const current = c.keys();
     const ctx = {
-      kek: c.kek, now, budget: c.budget, onBudgetLow: (b: InvocationBudget) => c.reservations.onLow(b),
+      kek: c.kek, tokens: c.tokens, now, budget: c.budget, onBudgetLow: (b: InvocationBudget) => c.reservations.onLow(b),
       storeFile: c.storeFile, onDamaged: (key: string, version: number, reason: string) => this.#damaged({ key, version, reason }),
     };
     const built: Array<{ name: string; b: BuiltEntry | null }> = [];

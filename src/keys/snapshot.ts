@@ -56,6 +56,8 @@ export interface KeyEntry {
   readonly derived: EpochSchedule | null;
   /** The master secret of a derived key. */
   readonly master: KeyMaterial | null;
+  /** The provider whose token holds every version (`provider:`); absent or null: held by cryptod. */
+  readonly provider?: string | null;
   /** A derived key whose master secret could not be loaded: why (every epoch is unusable). */
   readonly damaged: string | null;
   /** Ordered by version. */

@@ -35,6 +35,8 @@ interface NewSettings {
   type: ParsedDefinition['type'];
   policy: KeyPolicy;
   derived: { epochStart: number } | null;
+  /** Compared when given (a definition); a policy change leaves it out. */
+  provider?: string | null;
 }
 
 /**
@@ -46,6 +48,12 @@ export function changeIssues(name: string, old: DecodedRecord, next: NewSettings
   const issues: PolicyIssue[] = checkTransition(old.policy, next.policy, old.neverExportable).map((i) => ({ ...i, key: name }));
   const add = (field: string, message: string): void => void issues.push({ key: name, field, message });
   if (old.type !== next.type) add('type', `the type of an existing key cannot change (it is ${old.type}, got ${next.type}); create a new key`);
+  if (old.provider !== null && next.policy.exportable) {
+    add('exportable', `key '${name}' is held in the token of '${old.provider}' and never leaves it; it cannot be made exportable`);
+  }
+  if (next.provider !== undefined && next.provider !== old.provider) {
+    add('provider', `where an existing key's versions are held cannot change (${old.provider === null ? 'cryptod' : `the token of '${old.provider}'`}, got ${next.provider === null ? 'cryptod' : `'${next.provider}'`}): token keys never leave the token; create a new key`);
+  }
   const oldStart = old.derived?.epochStart ?? null;
   const newStart = next.derived?.epochStart ?? null;
   if (oldStart !== newStart) {
@@ -82,7 +90,7 @@ export async function writeNewKey(
   tx: KeystoreTx, name: string, def: NewSettings & { spec: PolicySpec }, origin: KeyOrigin, prepared: PreparedVersion, now: number,
   neverExportable = false,
 ): Promise<void> {
-  await tx.putKey({ name, type: def.type, policy: storedPolicy(def.spec, origin, def.derived, neverExportable), createdAt: now, updatedAt: now, disabled: false });
+  await tx.putKey({ name, type: def.type, policy: storedPolicy(def.spec, origin, def.derived, neverExportable, def.provider ?? null), createdAt: now, updatedAt: now, disabled: false });
   await tx.putVersion({
     name, version: 1, state: 'active', createdAt: now, notBefore: prepared.window.notBefore, notAfter: prepared.window.notAfter,
     wrapped: prepared.blob, kekId: prepared.kekId, encryptions: prepared.granted,
@@ -95,7 +103,7 @@ export async function writePolicy(
   versions: readonly KeyVersionRecord[], now: number, disabled = record.disabled,
 ): Promise<void> {
   const derived = old.derived === null ? null : { epochStart: old.derived.epochStart };
-  await tx.putKey({ ...record, policy: storedPolicy(spec, origin, derived, old.neverExportable), updatedAt: now, disabled });
+  await tx.putKey({ ...record, policy: storedPolicy(spec, origin, derived, old.neverExportable, old.provider), updatedAt: now, disabled });
   if (old.derived !== null) return;
   for (const c of planPolicyChange(versions, policy, now)) {
     const v = versions.find((x) => x.version === c.version);

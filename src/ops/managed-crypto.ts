@@ -29,7 +29,7 @@ import {
 } from 'node:crypto';
 import type { UsableVersion } from '../keys/snapshot.js';
 import type { ManagedKeyType } from '../keys/model.js';
-import { DecryptError, InternalError, InvalidArgumentError, OperationError } from '../protocol/errors.js';
+import { DecryptError, InternalError, InvalidArgumentError, OperationError, UnsupportedError } from '../protocol/errors.js';
 import { AEAD_NONCE, AEAD_TAG, encodeHeader, FORMAT_VERSION, FORMAT_VERSION_DERIVED, MESSAGE_SALT, type Header } from '../protocol/managed-format.js';
 import { joinWiping } from '../protocol/frame.js';
 
@@ -56,6 +56,23 @@ function kwpHeaderKey(secret: Buffer, header: Buffer): Buffer {
   return outputKey(secret, Buffer.alloc(0), Buffer.concat([KWP_HEADER_INFO, header]));
 }
 
+/**
+ * MANAGED_ENCRYPT/DECRYPT on a key held in a token (`provider:`) are
+ * refused: the aes256-kwp ciphertext is RFC 5649 under a key derived by
+ * HKDF from the version key and the header, which a token cannot compute
+ * on a non-extractable key (SoftHSM2 offers KWP only for C_WrapKey of key
+ * objects, and no HKDF). Such a key is a KEK for data keys, which the token
+ * wraps with AES-GCM (src/ops/managed-kek.ts).
+ */
+function refuseTokenHeld(u: UsableVersion): void {
+  if (u.material.kind !== 'token') return;
+  throw new UnsupportedError(
+    `key '${u.key.name}' is held in the token of provider '${u.material.token.ref.provider}' and never leaves it; ` +
+      'it wraps data keys (datakey generate --kek) but cannot encrypt caller data with MANAGED_ENCRYPT/DECRYPT: use a key without provider: for that',
+    { detail: { key: u.key.name, provider: u.material.token.ref.provider } },
+  );
+}
+
 /** Derived chacha20-poly1305 versions have no stored counter: they encrypt under per-message keys. */
 function perMessage(u: UsableVersion): boolean {
   return u.key.type === 'chacha20-poly1305' && u.key.derived !== null;
@@ -69,6 +86,7 @@ function perMessage(u: UsableVersion): boolean {
 export function seal(u: UsableVersion, plaintext: Uint8Array, aad: Uint8Array | undefined): Buffer {
   const type = u.key.type;
   if (type === 'aes256-kwp') {
+    refuseTokenHeld(u);
     if (aad !== undefined && aad.length > 0) throw new InvalidArgumentError(`key '${u.key.name}' (aes256-kwp, RFC 5649) takes no additional data`, { detail: { field: 'aad' } });
     if (plaintext.length === 0) throw new InvalidArgumentError('expected key material of at least 1 byte to wrap (RFC 5649)', { detail: { field: 'plaintext' } });
     const header = encodeHeader('ciphertext', type, u.key.name, u.version.version, FORMAT_VERSION_DERIVED);
@@ -103,6 +121,7 @@ export function open(u: UsableVersion, header: Header, body: Buffer, aad: Uint8A
   const type = u.key.type;
   if (type !== header.type) throw new DecryptError(`the ciphertext names algorithm ${header.type}, but key '${u.key.name}' is ${type}`);
   if (type === 'aes256-kwp') {
+    refuseTokenHeld(u);
     if (aad !== undefined && aad.length > 0) throw new InvalidArgumentError(`key '${u.key.name}' (aes256-kwp, RFC 5649) takes no additional data`, { detail: { field: 'aad' } });
     // Format 1 (written before the per-header key) opens under the version key itself.
     const k = header.format === FORMAT_VERSION_DERIVED ? kwpHeaderKey(u.material.secret, header.bytes) : null;

@@ -13,12 +13,19 @@
  *   k = HKDF-SHA-256(IKM = KEK version key, salt = none, info = "cryptod data key wrap v1" ‖ header, 32)
  *   wrapped = AES-256-KWP(k, data key)
  *
+ * A key declared with `provider:` (src/kek/token-keys.ts) holds no bytes
+ * here: each version is an object in the token, and wrap/unwrap are the
+ * token provider's AES-GCM over C_Encrypt/C_Decrypt with the header as AAD
+ * (docs/formats.md "Token-wrapped blob"). The lease is held only to find
+ * the version's token key; the token call runs after it, on the libuv pool.
+ *
  * Which versions unwrap follows the key's inbound rules (selection.ts):
  * older versions unwrap until they are disabled, destroyed, trimmed, below
  * the minimum decryption version, or past a grace period.
  */
 import { createCipheriv, createDecipheriv, hkdfSync } from 'node:crypto';
 import type { DataKeyKek, DataKeyKeks } from '../kek/data-key-kek.js';
+import type { KekProvider } from '../kek/provider.js';
 import type { KeyManager } from '../keys/manager.js';
 import { DecryptError, InvalidKeyError } from '../protocol/errors.js';
 
@@ -37,6 +44,13 @@ class ManagedKekVersion implements DataKeyKek {
   readonly type = 'aes256-kwp' as const;
   constructor(readonly manager: KeyManager, readonly name: string, readonly version: number) {}
 
+  /** The version's token key, or null for a version held by cryptod. */
+  #tokenKek(): KekProvider | null {
+    using lease = this.manager.acquire();
+    const m = lease.inbound(this.name, this.version, 'decrypt').material;
+    return m.kind === 'token' ? m.token.kek : null;
+  }
+
   /** Run `fn` with the version's key under a lease held only for the call. */
   #with<T>(fn: (secret: Buffer) => T): T {
     using lease = this.manager.acquire();
@@ -45,6 +59,8 @@ class ManagedKekVersion implements DataKeyKek {
 
   wrap(plaintext: Uint8Array, aad: Uint8Array): Promise<Buffer> {
     try {
+      const token = this.#tokenKek();
+      if (token !== null) return token.wrap(plaintext, aad);
       return Promise.resolve(this.#with((secret) => {
         const k = headerKey(secret, aad);
         try {
@@ -61,6 +77,8 @@ class ManagedKekVersion implements DataKeyKek {
 
   unwrap(blob: Uint8Array, aad: Uint8Array): Promise<Buffer> {
     try {
+      const token = this.#tokenKek();
+      if (token !== null) return token.unwrap(blob, aad);
       return Promise.resolve(this.#with((secret) => {
         const k = headerKey(secret, aad);
         try {

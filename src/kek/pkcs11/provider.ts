@@ -66,22 +66,68 @@ export function tokenKekId(ckaId: Buffer): string {
   return `pkcs11:${createHash('sha256').update('cryptod/kek/pkcs11/id/v1').update(ckaId).digest().subarray(0, 8).toString('hex')}`;
 }
 
+/** Token calls made through one provider and the key objects it reaches (shared by them): what `status` and the tests count. */
+export interface TokenCallCounts {
+  /** C_Encrypt calls (wraps). */
+  encrypts: number;
+  /** C_Decrypt calls (unwraps). */
+  decrypts: number;
+}
+
 export class Pkcs11KekProvider implements KekProvider {
   readonly id: string;
   /** The CKA_ID of the key object (not secret). */
   readonly keyId: Buffer;
   /** True when open() generated the key in the token. */
   readonly created: boolean;
+  /** Shared with every key object reached through `keyObject()`. */
+  readonly counts: TokenCallCounts;
   readonly #token: Pkcs11Token;
   readonly #label: string;
+  /** A key object reached through another provider's token: close() leaves the token open. */
+  readonly #borrowed: boolean;
   #handle: { generation: number; key: Buffer } | null = null;
 
-  private constructor(token: Pkcs11Token, label: string, keyId: Buffer, created: boolean) {
+  private constructor(token: Pkcs11Token, label: string, keyId: Buffer, created: boolean, counts: TokenCallCounts = { encrypts: 0, decrypts: 0 }, borrowed = false) {
     this.#token = token;
     this.#label = label;
     this.keyId = keyId;
     this.id = tokenKekId(keyId);
     this.created = created;
+    this.counts = counts;
+    this.#borrowed = borrowed;
+  }
+
+  /**
+   * Generate another AES-256 key object in this provider's token, with the
+   * same attributes as the provider's own (non-extractable, sensitive,
+   * CKA_TOKEN), on the same sessions. Used for managed keys declared with
+   * `provider:` (src/kek/pkcs11/token-keys.ts).
+   * @throws KekUnavailableError when the token is away.
+   */
+  async generateKeyObject(label: string, keyId: Buffer): Promise<void> {
+    await this.#token.withSession(async (ctx) => {
+      generateKey(ctx, label, keyId);
+    });
+  }
+
+  /** The key object `label`/`keyId` of this token as a provider of its own (its close() leaves the token open). Nothing is looked up until its first use. */
+  keyObject(label: string, keyId: Buffer): Pkcs11KekProvider {
+    return new Pkcs11KekProvider(this.#token, label, Buffer.from(keyId), false, this.counts, true);
+  }
+
+  /**
+   * C_DestroyObject on the key object `label`/`keyId`. Resolves to false when
+   * the token holds no such object (already destroyed).
+   * @throws KekUnavailableError when the token is away.
+   */
+  async destroyKeyObject(label: string, keyId: Buffer): Promise<boolean> {
+    return this.#token.withSession(async (ctx) => {
+      const key = findKey(ctx, label, keyId);
+      if (key === undefined) return false;
+      ctx.lib.C_DestroyObject(ctx.session, key);
+      return true;
+    });
   }
 
   /**
@@ -129,6 +175,7 @@ export class Pkcs11KekProvider implements KekProvider {
       const input = Buffer.alloc(plaintext.length);
       input.set(plaintext);
       try {
+        this.counts.encrypts++;
         const out = await ctx.lib.C_EncryptAsync(ctx.session, input, blob.subarray(1 + IV_BYTES));
         if (out.length !== plaintext.length + TAG_BYTES) throw new InternalError(`the token returned ${out.length} bytes for a ${plaintext.length}-byte wrap`);
         return blob;
@@ -155,6 +202,7 @@ export class Pkcs11KekProvider implements KekProvider {
       ctx.lib.C_DecryptInit(ctx.session, gcm(ctx.pkcs11, iv, aad), key);
       let got: Buffer;
       try {
+        this.counts.decrypts++;
         got = await ctx.lib.C_DecryptAsync(ctx.session, body, out);
       } catch (err) {
         out.fill(0);
@@ -173,6 +221,7 @@ export class Pkcs11KekProvider implements KekProvider {
 
   async close(): Promise<void> {
     this.#handle = null;
+    if (this.#borrowed) return;
     await this.#token.close();
   }
 

@@ -62,6 +62,8 @@ export const definition = map({
   ...resettable(policyFields),
   /** A derived epoch key: epoch 0 starts at this instant (ISO-8601 text or epoch milliseconds). */
   derived: optional(nullable(map({ epochStart: oneOf(text(), uint()) }))),
+  /** Generate and keep every version in the token of this configured provider (aes256-kwp only). */
+  provider: optional(nullable(text())),
 });
 export type ManagedKeyDefinition = In<typeof definition>;
 
@@ -112,6 +114,8 @@ export const managedKeyDescription = map(
     versions: array(versionDescription),
     /** A derived key whose master secret did not load: why. */
     damaged: optional(text()),
+    /** The provider whose token holds every version (keys created with `provider`). */
+    provider: optional(text()),
   },
   { open: true },
 );
