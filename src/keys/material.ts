@@ -103,6 +103,9 @@ export async function generateMaterial(t: ManagedKeyType): Promise<Buffer> {
         generateKeyPair('ec', { namedCurve: CURVES[t]! }, (e, _pub, priv) => (e ? fail(e) : ok(priv))),
       );
       break;
+    case 'x25519':
+      privateKey = await new Promise<KeyObject>((ok, fail) => generateKeyPair('x25519', {}, (e, _pub, priv) => (e ? fail(e) : ok(priv))));
+      break;
     case 'rsa-pss-3072':
       // RFC 8017 §8.1 restricted to SHA-256 and MGF1-SHA-256, recorded in
       // the PKCS#8 (RFC 4055 RSASSA-PSS-params); the signer picks the salt.
@@ -158,6 +161,7 @@ function parsePrivateKey(t: ManagedKeyType, der: Uint8Array, what: string): KeyO
   const d = key.asymmetricKeyDetails ?? {};
   const ok =
     (t === 'ed25519' && kt === 'ed25519') ||
+    (t === 'x25519' && kt === 'x25519') ||
     ((t === 'ecdsa-p256' || t === 'ecdsa-p384') && kt === 'ec' && d.namedCurve === CURVES[t]) ||
     (t === 'rsa-pss-3072' && (kt === 'rsa-pss' || kt === 'rsa') && d.modulusLength === 3072);
   if (!ok) {

@@ -80,6 +80,10 @@ const TYPES: ReadonlyMap<ManagedKeyType, KeyTypeInfo> = new Map([
   // As a KEK it also wraps data keys (src/ops/datakeys.ts): `datakey` to generate, use and
   // rewrap them wrapped, `datakey-plaintext` besides to receive a new one in plaintext.
   ['aes256-kwp', info('aes256-kwp', 'secret', 32, [...CIPHER, 'datakey', 'datakey-plaintext'])],
+  // The transfer key of key backups (src/keys/backup.ts): another daemon
+  // encrypts a backup to its public key; only RESTORE, an administrator's
+  // operation, uses the private half. No client data operation applies.
+  ['x25519', info('x25519', 'asymmetric', 0, [])],
 ]);
 
 export function isKeyType(t: unknown): t is ManagedKeyType {

@@ -12,7 +12,8 @@ import { sessionOperations } from './session.js';
 import { managedDataOperations } from './managed-data.js';
 import { managedAdminOperations } from './managed-admin.js';
 import { dataKeyOperations } from './datakeys.js';
+import { managedBackupOperations } from './managed-backup.js';
 
 export function allOperations(): Operation[] {
-  return [...sessionOperations, ...digestOperations, ...keyOperations, ...signOperations, ...deriveOperations, ...wrapOperations, ...cipherOperations, ...contextOperations, ...streamCipherOperations, ...managedDataOperations, ...managedAdminOperations, ...dataKeyOperations];
+  return [...sessionOperations, ...digestOperations, ...keyOperations, ...signOperations, ...deriveOperations, ...wrapOperations, ...cipherOperations, ...contextOperations, ...streamCipherOperations, ...managedDataOperations, ...managedAdminOperations, ...dataKeyOperations, ...managedBackupOperations];
 }

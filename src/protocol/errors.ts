@@ -96,6 +96,8 @@ export const StoreBusyError = named('StoreBusyError', define('CRYPTOD_ERR_STORE_
 export const InternalError = named('InternalError', define('CRYPTOD_ERR_INTERNAL', 'internal error'));
 // ── data keys ─────────────────────────────────────────────────────────────
 export const KekTimeoutError = named('KekTimeoutError', define('CRYPTOD_ERR_KEK_TIMEOUT', 'the KEK provider did not unwrap the data key in time'));
+// ── key backups ───────────────────────────────────────────────────────────
+export const BackupInvalidError = named('BackupInvalidError', define('CRYPTOD_ERR_BACKUP_INVALID', 'the key backup is not authentic, not from a trusted signer, or not for this daemon'));
 
 /** Every registered code, in registration order. */
 export function errorCodes(): string[] {

@@ -58,6 +58,9 @@ export const ALG_IDS: Readonly<Record<ManagedKeyType, number>> = {
   'ecdsa-p384': 7,
   'rsa-pss-3072': 8,
   'aes256-kwp': 9,
+  // A transfer key makes no managed outputs; its id only keeps the table total.
+  // 32, not the next number, leaves 10.. to signing and encryption types.
+  x25519: 32,
 };
 const BY_ID = new Map<number, ManagedKeyType>(Object.entries(ALG_IDS).map(([t, id]) => [id, t as ManagedKeyType]));
 

@@ -61,6 +61,9 @@ export const Op = {
   DATAKEY_REWRAP: 0x0143,
   DATAKEY_OPEN: 0x0144,
   DATAKEY_KEY: 0x0145,
+  // moving a managed key between daemons (docs/protocol.md §6.13)
+  KEY_BACKUP: 0x01c0,
+  KEY_RESTORE: 0x01c1,
 } as const;
 export type OpName = keyof typeof Op;
 export type OpCode = (typeof Op)[OpName];

@@ -6,3 +6,4 @@ export * from './subtle.js';
 export * from './contexts.js';
 export * from './managed.js';
 export * from './datakeys.js';
+export * from './backup.js';

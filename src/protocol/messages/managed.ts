@@ -21,6 +21,7 @@ export const KEY_TYPES = [
   'ecdsa-p384',
   'rsa-pss-3072',
   'aes256-kwp',
+  'x25519',
 ] as const;
 export type ManagedKeyType = (typeof KEY_TYPES)[number];
 
@@ -40,6 +41,7 @@ const policyFields = {
   minDecryptionVersion: optional(uint()),
   exportable: optional(bool()),
   deletionProtection: optional(bool()),
+  allowBackup: optional(bool()),
   /** Rule (ClientId, `uid:N`, or `*`) → operations. */
   clients: optional(record(array(text()))),
 };
