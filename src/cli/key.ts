@@ -219,6 +219,9 @@ const SUBCOMMANDS: Record<string, Sub> = {
   },
 };
 
+/** The subcommands, for shell completion. */
+export const KEY_SUBCOMMANDS: readonly string[] = Object.keys(SUBCOMMANDS);
+
 export async function key(argv: readonly string[]): Promise<number> {
   const [subName, ...rest] = argv;
   if (subName === undefined) {

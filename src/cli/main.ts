@@ -7,6 +7,7 @@
 import { DAEMON_VERSION } from '../daemon/version.js';
 import { UsageError, wantsHelp } from './args.js';
 import { client } from './client.js';
+import { completion } from './completion.js';
 import { DATA_COMMANDS, dataCommand } from './data.js';
 import { datakey } from './datakey.js';
 import { digest } from './digest.js';
@@ -39,6 +40,7 @@ Commands:
              verify the keystore of a data directory offline: SQLite
              integrity and every wrapped key version (exit 0 clean, 1 damage)
   reload     make the daemon re-read its --config file (like SIGHUP)
+  completion print a bash or zsh completion script (cryptod completion bash)
   help       show this help, or \`cryptod help <command>\` for one command
 
 Options:
@@ -55,7 +57,7 @@ Environment:
 type Command = (argv: readonly string[]) => Promise<number>;
 
 const COMMANDS: Record<string, Command> = {
-  serve, digest, status, client, key, keystore, reload, datakey,
+  serve, digest, status, client, key, keystore, reload, datakey, completion,
   ...Object.fromEntries(DATA_COMMANDS.map((n) => [n, dataCommand(n)])),
 };
 
