@@ -89,11 +89,14 @@ test('progress is drawn on a terminal, in place, and erased when done', () => {
   const tty = { isTTY: true, columns: 40, write: (s: string) => written.push(s) > 0 };
   const p = progress('backing up', 2, tty);
   p.step('orders');
+  p.clear();
   p.step('a-very-long-key-name-that-does-not-fit-on-the-line');
   p.done();
+  p.done();
   assert.deepEqual(written.slice(0, 1), ['\rbacking up 1/2: orders\x1b[K']);
-  assert.ok(written[1]!.length <= 1 + 39 + 3 && written[1]!.includes('2/2') && written[1]!.includes('…'), JSON.stringify(written[1]));
-  assert.equal(written[2], '\r\x1b[K');
+  assert.equal(written[1], '\r\x1b[K', 'clear() erases the line for other output');
+  assert.ok(written[2]!.length <= 1 + 39 + 3 && written[2]!.includes('2/2') && written[2]!.includes('…'), JSON.stringify(written[2]));
+  assert.deepEqual(written.slice(3), ['\r\x1b[K'], 'done() erases once');
 });
 
 test('progress stays quiet when the stream is not a terminal', () => {

@@ -49,6 +49,7 @@ export const backupSubcommands: Record<'backup' | 'restore', BackupSub> = {
         for (const name of names) {
           bar.step(name);
           const r = await client.keys.backup(name, { recipient, signingKey });
+          bar.clear();
           if (out === undefined) process.stdout.write(r.backup);
           else writeFileSync(names.length > 1 ? join(out, `${name}${BACKUP_SUFFIX}`) : out, r.backup, { mode: 0o600 });
           if (out !== undefined) process.stdout.write(`backed up key '${name}' (${r.versions} version${r.versions === 1 ? '' : 's'}), signed by '${signingKey}' version ${r.signingVersion}\n`);
@@ -72,6 +73,7 @@ export const backupSubcommands: Record<'backup' | 'restore', BackupSub> = {
           bar.step(file);
           const backup = await readFile(file, 'a backup file', MAX_BACKUP_FILE_BYTES);
           const r = await client.keys.restore(backup, { trust, force: p.values.force === true });
+          bar.clear();
           process.stdout.write(`${r.replaced ? 'replaced' : 'restored'} key '${r.key.name}' (${r.key.type}, ${r.key.versions.length} version${r.key.versions.length === 1 ? '' : 's'}), signed by '${r.signingKey}'\n`);
         }
       } finally {

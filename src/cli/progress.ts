@@ -19,11 +19,13 @@ export interface ProgressStream {
 export interface Progress {
   /** Item `label` starts (the count shown is how many have started). */
   step(label: string): void;
-  /** Erase the line; later steps draw nothing. */
+  /** Erase the line so that other output can be written; the next step draws it again. */
+  clear(): void;
+  /** Erase the line (the command is finished). */
   done(): void;
 }
 
-const QUIET: Progress = { step() {}, done() {} };
+const QUIET: Progress = { step() {}, clear() {}, done() {} };
 
 /** A progress line for `total` items, or one that does nothing off a terminal. */
 export function progress(what: string, total: number, stream: ProgressStream = process.stderr): Progress {
@@ -39,10 +41,12 @@ export function progress(what: string, total: number, stream: ProgressStream = p
       stream.write(`\r${line.length > width ? `${line.slice(0, width - 1)}…` : line}\x1b[K`);
       drawn = true;
     },
-    done() {
+    clear() {
       if (drawn) stream.write('\r\x1b[K');
       drawn = false;
-      started = total;
+    },
+    done() {
+      this.clear();
     },
   };
 }
