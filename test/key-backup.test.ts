@@ -184,3 +184,13 @@ test('only administrators restore', async () => {
   const t = await receiver.token('someone');
   await assert.rejects(t.keys.restore(backup, { trust, force: true }), ForbiddenError);
 });
+
+test('a derived epoch key moves with its master secret and schedule', async () => {
+  await a.keys.create('epochs', { type: 'hmac-sha256', derived: { epochStart: '2026-01-01T00:00:00Z' }, rotationPeriod: '1d', gracePeriod: '1h', allowBackup: true });
+  const tag = await a.mac('epochs', Buffer.from('today'));
+  const { backup } = await a.keys.backup('epochs', { recipient, signingKey: 'backup-signer' });
+  const r = await b.keys.restore(backup, { trust });
+  assert.deepEqual(r.key.derived, (await a.keys.describe('epochs')).derived);
+  assert.equal(await b.verifyMac('epochs', Buffer.from('today'), tag), true);
+  assert.deepEqual(Buffer.from(await b.mac('epochs', Buffer.from('today'))), Buffer.from(tag));
+});
