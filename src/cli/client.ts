@@ -62,7 +62,8 @@ const OPTIONS: OptionSpec = {
   'audit-log': { type: 'string' },
 };
 
-const SUBCOMMANDS = ['add', 'revoke', 'list'] as const;
+export const CLIENT_SUBCOMMANDS = ['add', 'revoke', 'list'] as const;
+const SUBCOMMANDS = CLIENT_SUBCOMMANDS;
 const MAX_UID = 0xfffffffe;
 
 export async function client(argv: readonly string[]): Promise<number> {

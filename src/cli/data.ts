@@ -129,6 +129,11 @@ export function dataCommand(name: string): (argv: readonly string[]) => Promise<
 
 export const DATA_COMMANDS = [...Object.keys(TRANSFORMS), ...Object.keys(CHECKS)];
 
+/** The --help text of data command `name` (shell completion reads its flags). */
+export function dataCommandHelp(name: string): string {
+  return Object.hasOwn(TRANSFORMS, name) ? transformHelp(name) : checkHelp(name);
+}
+
 function requireKey(p: Parsed, command: string): string {
   const k = stringOpt(p, 'key');
   if (k === undefined) {

@@ -9,7 +9,7 @@ import { SOCKET_OPTION } from './connect.js';
 import { readInput, withClient, writeOutput } from './data.js';
 import { EXIT_OK, EXIT_USAGE } from './output.js';
 
-const HELP = `Usage: cryptod datakey generate --kek NAME [--length 16|24|32] [--context TEXT] [--out FILE]
+export const DATAKEY_HELP = `Usage: cryptod datakey generate --kek NAME [--length 16|24|32] [--context TEXT] [--out FILE]
        cryptod datakey rewrap --wrapped-key FILE [--out FILE]
 
 generate  a new data key wrapped by the current version of KEK NAME (a
@@ -31,11 +31,11 @@ Options:
 export async function datakey(argv: readonly string[]): Promise<number> {
   const [sub, ...rest] = argv;
   if (sub === undefined) {
-    process.stderr.write(HELP);
+    process.stderr.write(DATAKEY_HELP);
     return EXIT_USAGE;
   }
   if (wantsHelp(argv)) {
-    process.stdout.write(HELP);
+    process.stdout.write(DATAKEY_HELP);
     return EXIT_OK;
   }
   const command = `datakey ${sub}`;

@@ -15,6 +15,7 @@ import { UsageError, integerOpt, parseCommand, stringOpt, wantsHelp, type Option
 import { readRegularFile } from '../files/trusted-files.js';
 import { SOCKET_OPTION, connectCli } from './connect.js';
 import { EXIT_OK, EXIT_USAGE, LocalFailure } from './output.js';
+import { backupSubcommands } from './key-backup.js';
 
 /** Largest --material-file read: a raw secret or a PKCS#8 RSA-4096 key is a few kilobytes. */
 export const MAX_MATERIAL_FILE_BYTES = 64 * 1024;
@@ -38,7 +39,8 @@ Subcommands:
                              create a key (types: aes256-gcm,
                              chacha20-poly1305, hmac-sha256, hmac-sha512,
                              ed25519, ecdsa-p256, ecdsa-p384, rsa-pss-3072,
-                             aes256-kwp, ecdsa-p521, rsa-pkcs1-3072);
+                             aes256-kwp, ecdsa-p521, rsa-pkcs1-3072,
+                             x25519: a transfer key for restore);
                              --provider P: an aes256-kwp KEK
                              generated and kept in the token of provider P
   import NAME --type T --material-file FILE [policy options]
@@ -49,14 +51,26 @@ Subcommands:
   describe NAME [--json]     a key's versions, states, validity and policy
   set-policy NAME [options]  change policy fields (see below)
   public NAME [--version N] [--format pem|der|jwk]
-                             the public key of a signing key's version
+                             the public key of a signing or transfer key's version
                              (default: current, PEM), for outside verifiers
+  backup NAME... --recipient FILE --signing-key KEY [--out FILE|DIR]
+                             every version of a key (policy --allow-backup),
+                             encrypted to another daemon's x25519 transfer key
+                             (FILE: \`key public\` there) and signed by ed25519
+                             key KEY here; several NAMEs: --out DIR
+  restore FILE... --trust FILE [--force]
+                             import backups made for a transfer key of this
+                             daemon, signed by the trusted key (--trust: the
+                             sender's \`key public KEY\`); --force replaces an
+                             existing key of the same name
   trim NAME --below N        destroy versions below N (irreversible)
   destroy NAME               destroy every version of a key (irreversible)
 
 Policy options (create, import, set-policy):
 ${POLICY_HELP}
   --exportable               allow export (irreversible)
+  --allow-backup             allow \`key backup\` to another daemon (set by
+                             an administrator only)
 set-policy only:
   --min-decryption-version N refuse inbound use of versions below N
   --clock-tolerance D        allowed clock skew between daemons
@@ -72,6 +86,7 @@ const POLICY_OPTIONS: OptionSpec = {
   'grace-period': { type: 'string' },
   'prefetch-period': { type: 'string' },
   exportable: { type: 'boolean' },
+  'allow-backup': { type: 'boolean' },
 };
 
 interface Sub {
@@ -79,6 +94,8 @@ interface Sub {
   run(client: Client, name: string | undefined, p: Parsed): Promise<number>;
   /** Whether NAME is required. */
   named: boolean;
+  /** Takes several NAMEs (or files). */
+  many?: boolean;
 }
 
 const SUBCOMMANDS: Record<string, Sub> = {
@@ -194,6 +211,7 @@ const SUBCOMMANDS: Record<string, Sub> = {
       return EXIT_OK;
     },
   },
+  ...backupSubcommands,
   destroy: {
     named: true,
     options: {},
@@ -204,6 +222,9 @@ const SUBCOMMANDS: Record<string, Sub> = {
     },
   },
 };
+
+/** The subcommands, for shell completion. */
+export const KEY_SUBCOMMANDS: readonly string[] = Object.keys(SUBCOMMANDS);
 
 export async function key(argv: readonly string[]): Promise<number> {
   const [subName, ...rest] = argv;
@@ -221,7 +242,7 @@ export async function key(argv: readonly string[]): Promise<number> {
     process.stdout.write(KEY_HELP);
     return EXIT_OK;
   }
-  const p = parseCommand(`key ${subName}`, rest, { ...SOCKET_OPTION, ...sub.options }, sub.named ? 1 : 0);
+  const p = parseCommand(`key ${subName}`, rest, { ...SOCKET_OPTION, ...sub.options }, sub.many === true ? Infinity : sub.named ? 1 : 0);
   const name = p.positionals[0];
   if (sub.named && name === undefined) throw new UsageError(`\`cryptod key ${subName}\` needs the key's NAME`, 'key');
   const client = await connectCli(stringOpt(p, 'socket'));
@@ -240,8 +261,8 @@ function requireType(p: Parsed, sub: string): ManagedKeyType {
 }
 
 /** Policy flags as the key manager's fields; 'none' clears a duration (null: back to the default). */
-function policyFlags(p: Parsed): { rotationPeriod?: string | null; gracePeriod?: string | null; prefetchPeriod?: string | null; exportable?: boolean } {
-  const out: { rotationPeriod?: string | null; gracePeriod?: string | null; prefetchPeriod?: string | null; exportable?: boolean } = {};
+function policyFlags(p: Parsed): { rotationPeriod?: string | null; gracePeriod?: string | null; prefetchPeriod?: string | null; exportable?: boolean; allowBackup?: boolean } {
+  const out: { rotationPeriod?: string | null; gracePeriod?: string | null; prefetchPeriod?: string | null; exportable?: boolean; allowBackup?: boolean } = {};
   const d = (flag: string): string | null | undefined => {
     const v = stringOpt(p, flag);
     return v === 'none' ? null : v;
@@ -253,6 +274,7 @@ function policyFlags(p: Parsed): { rotationPeriod?: string | null; gracePeriod?:
   const f = d('prefetch-period');
   if (f !== undefined) out.prefetchPeriod = f;
   if (p.values.exportable === true) out.exportable = true;
+  if (p.values['allow-backup'] === true) out.allowBackup = true;
   return out;
 }
 

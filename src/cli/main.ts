@@ -7,6 +7,7 @@
 import { DAEMON_VERSION } from '../daemon/version.js';
 import { UsageError, wantsHelp } from './args.js';
 import { client } from './client.js';
+import { completion } from './completion.js';
 import { DATA_COMMANDS, dataCommand } from './data.js';
 import { datakey } from './datakey.js';
 import { digest } from './digest.js';
@@ -47,6 +48,7 @@ Commands:
   random     print random bytes made by the daemon (--bytes N)
   health     check that a daemon is ready (exit 0 ready, 1 not ready or
              not reachable)
+  completion print a bash or zsh completion script (cryptod completion bash)
   help       show this help, or \`cryptod help <command>\` for one command
 
 Options:
@@ -63,7 +65,7 @@ Environment:
 type Command = (argv: readonly string[]) => Promise<number>;
 
 const COMMANDS: Record<string, Command> = {
-  serve, digest, status, client, key, keystore, reload, datakey, kek, random, health,
+  serve, digest, status, client, key, keystore, reload, datakey, kek, random, health, completion,
   ...Object.fromEntries(DATA_COMMANDS.map((n) => [n, dataCommand(n)])),
 };
 

@@ -10,6 +10,7 @@ import { BadFrameError } from '../protocol/errors.js';
 import { parseCommand, stringOpt, wantsHelp, type OptionSpec } from './args.js';
 import { CLI_CLIENT_NAME, SOCKET_OPTION, connectCli } from './connect.js';
 import { EXIT_OK } from './output.js';
+import { section } from './tables.js';
 
 export const STATUS_HELP = `Usage: cryptod status [options]
 
@@ -80,7 +81,26 @@ export function formatStatus(s: DaemonStatus): string {
   const refused = Object.entries(s.refused ?? {}).sort(([a], [b]) => a.localeCompare(b));
   if (refused.length > 0) lines.push(`refused: ${refused.map(([kind, n]) => `${n} ${kind}`).join(', ')}`);
   lines.push('');
-  if (s.clients.length === 0) return `${lines.join('\n')}no clients\n`;
+  return `${lines.join('\n')}${clientTable(s)}${extraSections(s)}`;
+}
+
+/** Top-level fields the header and the client table already show. */
+const SHOWN = new Set(['daemon', 'nodes', 'connections', 'refused', 'clients', 'damaged']);
+/** Titles of the sections known today; any other field a daemon sends prints under its own name. */
+const TITLES: Record<string, string> = { cache: 'DATA-KEY CACHE', lease: 'LEASE', keys: 'KEYS', workers: 'WORKERS', connectionList: 'CONNECTIONS' };
+
+/** The status sections beyond clients (data-key cache, lease, keys, workers…), each a table, when present. */
+function extraSections(s: DaemonStatus): string {
+  const out: string[] = [];
+  for (const [k, v] of Object.entries(s)) {
+    if (SHOWN.has(k) || v === undefined) continue;
+    out.push(section(TITLES[k] ?? k.toUpperCase(), v));
+  }
+  return out.length === 0 ? '' : `\n${out.join('\n')}`;
+}
+
+function clientTable(s: DaemonStatus): string {
+  if (s.clients.length === 0) return 'no clients\n';
 
   const seen = new Set<string>();
   for (const c of s.clients) for (const t of Object.keys(c.byType)) seen.add(t);
@@ -92,7 +112,7 @@ export function formatStatus(s: DaemonStatus): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   // The client name is text, left-aligned; every count is right-aligned.
   const fmt = (cells: string[]): string => cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  ');
-  return `${[...lines, fmt(header), ...rows.map(fmt)].join('\n')}\n`;
+  return `${[fmt(header), ...rows.map(fmt)].join('\n')}\n`;
 }
 
 function workerLines(workers: FleetStatus['workers'] | undefined): string[] {

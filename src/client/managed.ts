@@ -17,7 +17,7 @@ import type { DaemonConnection } from './connection.js';
 import { parseHeader } from '../protocol/managed-format.js';
 import { bytesOf, handleOf, type BufferSource, type CryptoKey } from './subtle.js';
 import {
-  KeyCreate, KeyDescribe, KeyDestroy, KeyExport, KeyImport, KeyList, KeyPersist, KeyPublic, KeyRotate, KeySetPolicy, KeyTrim,
+  KeyBackup, KeyRestore, KeyCreate, KeyDescribe, KeyDestroy, KeyExport, KeyImport, KeyList, KeyPersist, KeyPublic, KeyRotate, KeySetPolicy, KeyTrim,
   ManagedDecrypt, ManagedEncrypt, ManagedMac, ManagedRewrap, ManagedSign, ManagedVerify, ManagedVerifyMac,
   type ArgsIn, type ManagedItemError, type ManagedKeyDefinition, type ManagedKeyDescription, type ManagedKeyPolicy, type ManagedKeyType,
   type Message, type ResultOf,
@@ -224,4 +224,34 @@ export class ManagedKeysClient {
   async export(name: string, options: { version?: number } = {}): Promise<ExportedManagedKey> {
     return this.#conn.call(KeyExport, { name, version: options.version });
   }
+
+  /**
+   * A backup of every version of key `name` (its policy must allow backups),
+   * encrypted to another daemon's x25519 transfer key (`recipient`, SPKI DER
+   * from `publicKey` there) and signed by ed25519 key `signingKey` of this
+   * daemon (docs/formats.md "Key backups"). Administrators only.
+   *
+   * @example
+   * ```ts
+   * const { spki } = await receiver.keys.publicKey('transfer');
+   * const { backup } = await sender.keys.backup('orders', { recipient: spki, signingKey: 'backup-signer' });
+   * await receiver.keys.restore(backup, { trust: (await sender.keys.publicKey('backup-signer')).spki });
+   * ```
+   */
+  backup(name: string, options: { recipient: BufferSource; signingKey: string }): Promise<KeyBackupResult> {
+    return this.#conn.call(KeyBackup, { name, recipient: bytesOf(options.recipient, 'recipient'), signingKey: options.signingKey });
+  }
+
+  /**
+   * Import a key from a backup made for one of this daemon's transfer keys.
+   * `trust` is the sender's ed25519 signing public key (SPKI DER); a backup
+   * signed by anything else, or altered, is CRYPTOD_ERR_BACKUP_INVALID. An
+   * existing key of the same name is refused unless `force`. Administrators only.
+   */
+  restore(backup: BufferSource, options: { trust: BufferSource; force?: boolean }): Promise<KeyRestoreResult> {
+    return this.#conn.call(KeyRestore, { backup: bytesOf(backup, 'backup'), trust: bytesOf(options.trust, 'trust'), force: options.force });
+  }
 }
+
+export type KeyBackupResult = ResultOf<typeof KeyBackup>;
+export type KeyRestoreResult = ResultOf<typeof KeyRestore>;

@@ -28,6 +28,7 @@ import { newMasterMaterial, newTokenVersion, newVersionMaterial, tokenRefOf, typ
 import { keyTypeInfo, type ManagedKeyType } from './model.js';
 import { effectivePolicy, KeyConfigError, parsePolicyInput, policyArgumentError, POLICY_FIELDS, type PolicyInput, type PolicyIssue } from './policy.js';
 import type { FreshMap } from './refresher.js';
+import { readForTransfer, writeTransfer, type TransferKey } from './transfer.js';
 import { firstWindow } from './rotation.js';
 import { selectOutbound } from './selection.js';
 import {
@@ -50,6 +51,8 @@ export interface ManagementContext {
   has(name: string): boolean;
   /** Read keys back from the keystore and swap them in, taking over `fresh` material. */
   reload(names: readonly string[], fresh?: FreshMap): Promise<void>;
+  /** Drop keys from the snapshot (their next reload starts from nothing). */
+  forget(names: readonly string[]): void;
 }
 
 export interface CreateOptions {
@@ -87,15 +90,15 @@ export class KeyManagement {
     await this.#c.reload([name], new Map([[name, new Map([[1, { material, granted: prepared.granted }]])]]));
   }
 
-  /** KeyManager.setPolicy, up to the reload. Resolves to whether the key became exportable. */
-  async setPolicy(name: string, patch: PolicyInput, options: { mayMakeExportable?: boolean }): Promise<boolean> {
+  /** KeyManager.setPolicy, up to the reload. Resolves to whether the key became exportable, and backup-able. */
+  async setPolicy(name: string, patch: PolicyInput, options: { mayMakeExportable?: boolean }): Promise<{ madeExportable: boolean; allowedBackup: boolean }> {
     if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) throw new InvalidArgumentError('expected a policy object');
     const unknown = Object.keys(patch).filter((f) => !(POLICY_FIELDS as readonly string[]).includes(f));
     if (unknown.length > 0) {
       throw policyArgumentError(unknown.map((f) => ({ key: name, field: f, message: `unknown policy field '${f}'; known: ${POLICY_FIELDS.join(', ')}` })));
     }
     const now = this.#c.clock.now();
-    const madeExportable = await this.#c.store.transaction(async (tx) => {
+    const flipped = await this.#c.store.transaction(async (tx) => {
       const record = await tx.getKey(name);
       if (record === undefined) throw new NotFoundError(`no managed key named '${name}'`, { detail: { key: name } });
       const old = decodeRecord(record);
@@ -115,14 +118,23 @@ export class KeyManagement {
           { detail: { key: name, op: 'admin', field: 'exportable' } },
         );
       }
+      // allowBackup false → true lets the key's material reach another
+      // daemon (src/keys/backup.ts): the same administrators-only step as exportable.
+      const allowsBackup = issues.length === 0 && !old.policy.allowBackup && policy.allowBackup;
+      if (allowsBackup && options.mayMakeExportable !== true) {
+        throw new ForbiddenError(
+          `only a daemon administrator may allow backups of key '${name}'; the key's admin right does not include it (README "Who may do what")`,
+          { detail: { key: name, op: 'admin', field: 'allowBackup' } },
+        );
+      }
       const derived = old.derived === null ? null : { epochStart: old.derived.epochStart };
       if (issues.length === 0) issues.push(...changeIssues(name, old, { type: old.type, policy, derived }, versions, now));
       if (issues.length > 0) throw policyArgumentError(issues.map((i) => ({ ...i, key: name })));
       await writePolicy(tx, record, old, spec, policy, old.origin, versions, now);
-      return flips;
+      return { madeExportable: flips, allowedBackup: allowsBackup };
     });
     await this.#c.reload([name]);
-    return madeExportable;
+    return flipped;
   }
 
   /** KeyManager.applyConfig. */
@@ -232,6 +244,21 @@ export class KeyManagement {
     await this.#destroyTokenObjects(name, destroyed);
     this.#c.log.info('key destroyed', { key: name, versions: destroyed.length });
     return destroyed.map((d) => d.version);
+  }
+
+  /** KeyManager.readForBackup: every version of `name` unwrapped (transfer.ts). */
+  readForBackup(name: string): Promise<TransferKey> {
+    return readForTransfer(this.#c.store, this.#c.kek, name);
+  }
+
+  /** KeyManager.restore: write `k` under this daemon's KEK, then load it. Resolves to whether a key was replaced. */
+  async restore(k: TransferKey, force: boolean): Promise<boolean> {
+    const replaced = await writeTransfer(this.#c.store, this.#c.kek, k, force, this.#c.clock.now());
+    // A replaced key's versions share numbers with the ones held now, not bytes.
+    if (replaced) this.#c.forget([k.name]);
+    await this.#c.reload([k.name]);
+    this.#c.log.info('key restored', { key: k.name, versions: k.versions.length, replaced });
+    return replaced;
   }
 
   /** Generate (or import) and wrap version 1 of a new key, before its transaction. */

@@ -45,6 +45,7 @@ import { retryOptions, type RetryOptions } from './scheduler.js';
 import { KeySnapshot, SnapshotCell, type KeyEntry, type SnapshotLease } from './snapshot.js';
 import { KeyTimers, type AutoRotation } from './timers.js';
 import { manualPlanner, type ConfigChanges } from './writes.js';
+import type { TransferKey } from './transfer.js';
 
 export type { ConfigChanges } from './writes.js';
 export type { KeyDescription } from './describe.js';
@@ -56,6 +57,8 @@ export interface PolicyChange {
   description: KeyDescription;
   /** The change made the key exportable (false → true); the caller audits it as its own event. */
   madeExportable: boolean;
+  /** The change allowed backups (allowBackup false → true); audited like `madeExportable`. */
+  allowedBackup: boolean;
 }
 
 export interface KeyManagerOptions {
@@ -148,6 +151,7 @@ export class KeyManager {
       store, kek, tokens: o.tokens, clock, log, budget,
       has: (name) => this.#cell.current.keys.has(name),
       reload: (names, fresh) => this.#refresher.reload(names, fresh),
+      forget: (names) => this.#refresher.forget(names),
     });
   }
 
@@ -237,8 +241,8 @@ export class KeyManager {
    */
   setPolicy(name: string, patch: PolicyInput, options: { mayMakeExportable?: boolean } = {}): Promise<PolicyChange> {
     return this.#run(async () => {
-      const madeExportable = await this.#management.setPolicy(name, patch, options);
-      return { description: this.describe(name), madeExportable };
+      const flipped = await this.#management.setPolicy(name, patch, options);
+      return { description: this.describe(name), ...flipped };
     });
   }
 
@@ -270,6 +274,27 @@ export class KeyManager {
    */
   destroy(name: string): Promise<number[]> {
     return this.#run(() => this.#management.destroy(name));
+  }
+
+  /**
+   * Every version of key `name` with its plaintext, for a backup (backup.ts);
+   * refused unless its policy has `allowBackup`. The caller zeroes the result
+   * (transfer.ts `zeroTransfer`) as soon as it is sealed.
+   */
+  readForBackup(name: string): Promise<TransferKey> {
+    return this.#management.readForBackup(name);
+  }
+
+  /**
+   * Write a key read from a backup into the keystore under this daemon's KEK
+   * and load it. An existing key of that name is refused unless `force`.
+   * Resolves to whether a key was replaced. `k` stays the caller's to zero.
+   */
+  restore(k: TransferKey, options: { force?: boolean } = {}): Promise<{ description: KeyDescription; replaced: boolean }> {
+    return this.#run(async () => {
+      const replaced = await this.#management.restore(k, options.force === true);
+      return { description: this.describe(k.name), replaced };
+    });
   }
 
   /** Re-read keys from the keystore (all of them without `names`). */

@@ -131,6 +131,9 @@ export async function generateMaterial(t: ManagedKeyType): Promise<Buffer> {
         generateKeyPair('ec', { namedCurve: CURVES[t]! }, (e, _pub, priv) => (e ? fail(e) : ok(priv))),
       );
       break;
+    case 'x25519':
+      privateKey = await new Promise<KeyObject>((ok, fail) => generateKeyPair('x25519', {}, (e, _pub, priv) => (e ? fail(e) : ok(priv))));
+      break;
     case 'rsa-pss-3072':
       // RFC 8017 §8.1 restricted to SHA-256 and MGF1-SHA-256, recorded in
       // the PKCS#8 (RFC 4055 RSASSA-PSS-params); the signer picks the salt.
@@ -194,7 +197,8 @@ function parsePrivateKey(t: ManagedKeyType, der: Uint8Array, what: string): KeyO
     (t === 'ed25519' && kt === 'ed25519') ||
     ((t === 'ecdsa-p256' || t === 'ecdsa-p384' || t === 'ecdsa-p521') && kt === 'ec' && d.namedCurve === CURVES[t]) ||
     (t === 'rsa-pss-3072' && (kt === 'rsa-pss' || kt === 'rsa') && d.modulusLength === 3072) ||
-    (t === 'rsa-pkcs1-3072' && kt === 'rsa' && d.modulusLength === 3072);
+    (t === 'rsa-pkcs1-3072' && kt === 'rsa' && d.modulusLength === 3072) ||
+    (t === 'x25519' && kt === 'x25519');
   if (!ok) {
     const got = kt === 'ec' ? `ec ${String(d.namedCurve)}` : kt?.startsWith('rsa') === true ? `${kt} ${String(d.modulusLength)}-bit` : String(kt);
     throw new DataError(`expected ${what} to be a ${t} private key, got ${got}`);

@@ -83,6 +83,10 @@ const TYPES: ReadonlyMap<ManagedKeyType, KeyTypeInfo> = new Map([
   ['ecdsa-p521', info('ecdsa-p521', 'asymmetric', 0, SIGN)],
   // RSASSA-PKCS1-v1_5 with SHA-256: JWT's RS256, for verifiers that know nothing newer.
   ['rsa-pkcs1-3072', info('rsa-pkcs1-3072', 'asymmetric', 0, SIGN)],
+  // The transfer key of key backups (src/keys/backup.ts): another daemon
+  // encrypts a backup to its public key; only RESTORE, an administrator's
+  // operation, uses the private half. No client data operation applies.
+  ['x25519', info('x25519', 'asymmetric', 0, [])],
 ]);
 
 export function isKeyType(t: unknown): t is ManagedKeyType {

@@ -39,13 +39,15 @@ export interface PolicyInput {
   minDecryptionVersion?: number | null;
   exportable?: boolean | null;
   deletionProtection?: boolean | null;
+  /** Whether KEY_BACKUP may copy the key to another daemon (src/keys/backup.ts). */
+  allowBackup?: boolean | null;
   /** `{ clientName | '*': ops }`; a client's own entry replaces the `*` entry for it. */
   clients?: Record<string, readonly string[]> | null;
 }
 
 export const POLICY_FIELDS = [
   'rotationPeriod', 'prefetchPeriod', 'gracePeriod', 'clockTolerance',
-  'minDecryptionVersion', 'exportable', 'deletionProtection', 'clients',
+  'minDecryptionVersion', 'exportable', 'deletionProtection', 'clients', 'allowBackup',
 ] as const;
 type PolicyField = (typeof POLICY_FIELDS)[number];
 const DURATION_FIELDS = ['rotationPeriod', 'prefetchPeriod', 'gracePeriod', 'clockTolerance'] as const;
@@ -60,6 +62,7 @@ export interface PolicySpec {
   exportable?: boolean;
   deletionProtection?: boolean;
   clients?: Record<string, KeyOp[]>;
+  allowBackup?: boolean;
 }
 
 export interface KeyPolicy {
@@ -73,6 +76,7 @@ export interface KeyPolicy {
   readonly minDecryptionVersion: number;
   readonly exportable: boolean;
   readonly deletionProtection: boolean;
+  readonly allowBackup: boolean;
   readonly clients: ReadonlyMap<string, ReadonlySet<KeyOp>>;
   readonly spec: Readonly<PolicySpec>;
 }
@@ -116,7 +120,7 @@ export function parsePolicyInput(type: ManagedKeyType, input: PolicyInput, base?
       fail('minDecryptionVersion', `expected minDecryptionVersion as an integer in 0..4294967295 (0: no minimum), got ${show(v)}`);
     } else spec.minDecryptionVersion = v;
   }
-  for (const f of ['exportable', 'deletionProtection'] as const) {
+  for (const f of ['exportable', 'deletionProtection', 'allowBackup'] as const) {
     if (!has(f)) continue;
     const v = input[f];
     if (v === null) delete spec[f];
@@ -229,6 +233,7 @@ export function effectivePolicy(type: ManagedKeyType, spec: PolicySpec): KeyPoli
     minDecryptionVersion: spec.minDecryptionVersion ?? 0,
     exportable: spec.exportable ?? false,
     deletionProtection: spec.deletionProtection ?? false,
+    allowBackup: spec.allowBackup ?? false,
     clients,
     spec: Object.freeze(structuredClone(spec)),
   });
@@ -258,6 +263,7 @@ export function describePolicy(p: KeyPolicy): Record<string, unknown> {
     minDecryptionVersion: p.minDecryptionVersion,
     exportable: p.exportable,
     deletionProtection: p.deletionProtection,
+    allowBackup: p.allowBackup,
     clients: Object.fromEntries([...p.clients].map(([c, ops]) => [c, [...ops]])),
   };
 }

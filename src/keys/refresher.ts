@@ -124,6 +124,17 @@ export class Refresher {
     for (const { name } of built) c.plan(name);
   }
 
+  /**
+   * Drop `names` from the snapshot without reading the store: a key replaced
+   * as a whole (a forced restore) must not keep the material and budgets its
+   * versions had before, which `reload` would reuse by version number.
+   */
+  forget(names: readonly string[]): void {
+    const next = new Map(this.#c.keys());
+    for (const n of names) next.delete(n);
+    this.#c.publish(next);
+  }
+
   /** Re-read exactly what other processes changed since the last refresh. Resolves to the names re-read. */
   async refresh(): Promise<string[]> {
     this.#refreshes++;

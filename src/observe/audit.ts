@@ -99,6 +99,9 @@ export type AuditEvent =
     } & Actor)
   | ({ readonly event: 'key.exported'; readonly key: string; readonly format: string; readonly op: string } & Partial<ConnectionRef> & Actor)
   | ({ readonly event: 'key.exportable'; readonly key: string } & Actor)
+  | ({ readonly event: 'key.backup-allowed'; readonly key: string } & Actor)
+  | ({ readonly event: 'key.backed-up'; readonly key: string; readonly versions: number; readonly recipient: string; readonly signingKey: string } & Actor)
+  | ({ readonly event: 'key.restored'; readonly key: string; readonly versions: number; readonly transferKey: string; readonly signer: string; readonly replaced: boolean } & Actor)
   | { readonly event: 'key.damaged'; readonly key: string; readonly version: number; readonly file: string; readonly reason: string }
   | ({ readonly event: 'key.destroyed'; readonly key: string; readonly version: number | null } & Actor)
   | ({ readonly event: 'policy.changed'; readonly key: string | null; readonly subject: string | null; readonly change: string } & Actor)

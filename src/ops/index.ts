@@ -14,7 +14,8 @@ import { managedAdminOperations } from './managed-admin.js';
 import { dataKeyOperations } from './datakeys.js';
 import { kekOperations } from './kek-admin.js';
 import { randomOperations } from './random.js';
+import { managedBackupOperations } from './managed-backup.js';
 
 export function allOperations(): Operation[] {
-  return [...sessionOperations, ...digestOperations, ...keyOperations, ...signOperations, ...deriveOperations, ...wrapOperations, ...cipherOperations, ...contextOperations, ...streamCipherOperations, ...managedDataOperations, ...managedAdminOperations, ...dataKeyOperations, ...kekOperations, ...randomOperations];
+  return [...sessionOperations, ...digestOperations, ...keyOperations, ...signOperations, ...deriveOperations, ...wrapOperations, ...cipherOperations, ...contextOperations, ...streamCipherOperations, ...managedDataOperations, ...managedAdminOperations, ...dataKeyOperations, ...kekOperations, ...randomOperations, ...managedBackupOperations];
 }

@@ -228,9 +228,10 @@ export const managedAdminOperations: Operation[] = [
       // Making a key exportable lets its bytes leave the daemon for good: a
       // decision for the daemon's own administrators, never for a client the
       // key's policy made its admin (or it could grant itself export).
-      const { description, madeExportable } = await keys.manager.setPolicy(name, patch, { mayMakeExportable: isAdmin(keys, ctx.clientId) });
+      const { description, madeExportable, allowedBackup } = await keys.manager.setPolicy(name, patch, { mayMakeExportable: isAdmin(keys, ctx.clientId) });
       audit(ctx, { event: 'policy.changed', key: name, subject: null, change: Object.keys(patch).sort().join(','), by: ctx.clientId });
       if (madeExportable) audit(ctx, { event: 'key.exportable', key: name, by: ctx.clientId });
+      if (allowedBackup) audit(ctx, { event: 'key.backup-allowed', key: name, by: ctx.clientId });
       return reply(KeySetPolicy.result, description);
     },
   },
@@ -295,7 +296,7 @@ export const managedAdminOperations: Operation[] = [
       const e = lease.snapshot.keys.get(name);
       if (e === undefined) throw new NotFoundError(`no managed key named '${name}'`, { detail: { key: name } });
       if (keyTypeInfo(e.type).kind === 'secret') {
-        throw new InvalidKeyError(`key '${name}' (${e.type}) has no public key; expected a signing key (ed25519, ecdsa-p256, ecdsa-p384, ecdsa-p521, rsa-pss-3072, rsa-pkcs1-3072)`, {
+        throw new InvalidKeyError(`key '${name}' (${e.type}) has no public key; expected a signing key (ed25519, ecdsa-p256, ecdsa-p384, ecdsa-p521, rsa-pss-3072, rsa-pkcs1-3072) or a transfer key (x25519)`, {
           detail: { key: name, type: e.type },
         });
       }

@@ -117,6 +117,8 @@ export const InternalError = named('InternalError', define('CRYPTOD_ERR_INTERNAL
 export const KekTimeoutError = named('KekTimeoutError', define('CRYPTOD_ERR_KEK_TIMEOUT', 'the KEK provider did not unwrap the data key in time'));
 // ── KEK providers ────────────────────────────────────────────────────────
 export const KekUnavailableError = named('KekUnavailableError', define('CRYPTOD_ERR_KEK_UNAVAILABLE', 'the key-encryption key provider is unavailable'));
+// ── key backups ───────────────────────────────────────────────────────────
+export const BackupInvalidError = named('BackupInvalidError', define('CRYPTOD_ERR_BACKUP_INVALID', 'the key backup is not authentic, not from a trusted signer, or not for this daemon'));
 
 /** Every registered code, in registration order. */
 export function errorCodes(): string[] {

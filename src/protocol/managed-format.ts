@@ -60,6 +60,9 @@ export const ALG_IDS: Readonly<Record<ManagedKeyType, number>> = {
   'aes256-kwp': 9,
   'ecdsa-p521': 10,
   'rsa-pkcs1-3072': 11,
+  // A transfer key makes no managed outputs; its id only keeps the table total.
+  // 32, not the next number, leaves 10.. to signing and encryption types.
+  x25519: 32,
 };
 const BY_ID = new Map<number, ManagedKeyType>(Object.entries(ALG_IDS).map(([t, id]) => [id, t as ManagedKeyType]));
 

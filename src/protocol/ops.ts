@@ -66,6 +66,9 @@ export const Op = {
   DATAKEY_UNWRAP: 0x0146,
   // KEK administration
   KEK_REWRAP_ALL: 0x0150,
+  // moving a managed key between daemons (docs/protocol.md §6.13)
+  KEY_BACKUP: 0x01c0,
+  KEY_RESTORE: 0x01c1,
 } as const;
 export type OpName = keyof typeof Op;
 export type OpCode = (typeof Op)[OpName];

@@ -4,7 +4,7 @@
  * and backoff, policy changes, several processes on one keystore.
  */
 import assert from 'node:assert/strict';
-import { createHash, generateKeyPairSync, randomBytes, sign, verify } from 'node:crypto';
+import { createHash, diffieHellman, generateKeyPairSync, randomBytes, sign, verify } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, test } from 'node:test';
@@ -42,6 +42,12 @@ describe('material', () => {
       const mat = key.versions[0]!.material!;
       if (mat.kind === 'secret') {
         secrets.push(Buffer.from(mat.secret));
+      } else if (type === 'x25519') {
+        // A transfer key agrees (RFC 7748 §6.1): both sides of an exchange get the same secret.
+        const other = generateKeyPairSync('x25519');
+        assert.deepEqual(diffieHellman({ privateKey: mat.privateKey, publicKey: other.publicKey }), diffieHellman({ privateKey: other.privateKey, publicKey: mat.publicKey }));
+        const der = mat.privateKey.export({ format: 'der', type: 'pkcs8' });
+        secrets.push(der.subarray(der.length - 32));
       } else {
         const data = Buffer.from('hello');
         const digest = type === 'ed25519' ? null : 'sha256';

@@ -8,3 +8,4 @@ export * from './managed.js';
 export * from './datakeys.js';
 export * from './kek.js';
 export * from './random.js';
+export * from './backup.js';

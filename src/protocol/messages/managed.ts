@@ -23,6 +23,7 @@ export const KEY_TYPES = [
   'aes256-kwp',
   'ecdsa-p521',
   'rsa-pkcs1-3072',
+  'x25519',
 ] as const;
 export type ManagedKeyType = (typeof KEY_TYPES)[number];
 
@@ -42,6 +43,7 @@ const policyFields = {
   minDecryptionVersion: optional(uint()),
   exportable: optional(bool()),
   deletionProtection: optional(bool()),
+  allowBackup: optional(bool()),
   /** Rule (ClientId, `uid:N`, or `*`) → operations. */
   clients: optional(record(array(text()))),
 };
