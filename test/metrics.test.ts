@@ -107,8 +107,10 @@ test('under load the families are present and move; promtool accepts the scrape;
   for (const name of ['cryptod_requests_total', 'cryptod_request_duration_seconds', 'cryptod_requests_in_flight', 'cryptod_connections', 'cryptod_nodes', 'cryptod_context_memory_bytes', 'cryptod_keystore_generation', 'cryptod_keystore_refreshes_total', 'cryptod_key_rotations_total', 'cryptod_authorization_denials_total', 'cryptod_audit_write_errors_total', 'cryptod_info']) {
     assert.ok(before.has(name), `${name} is exported from the start`);
   }
-  // The data-key cache and the lease are not part of this daemon: their families are absent.
-  assert.ok(![...before.keys()].some((n) => n.startsWith('cryptod_datakey_cache_') || n.startsWith('cryptod_lease_')));
+  // A daemon with managed keys has a data-key cache and takes the fleet lease.
+  for (const name of ['cryptod_datakey_cache_hits_total', 'cryptod_datakey_cache_misses_total', 'cryptod_datakey_cache_unwraps_total', 'cryptod_datakey_cache_coalesced_total', 'cryptod_datakey_cache_evictions_total', 'cryptod_datakey_cache_keys', 'cryptod_datakey_cache_bytes', 'cryptod_lease_held', 'cryptod_lease_generation']) {
+    assert.ok(before.has(name), `${name} is exported from the start`);
+  }
   assert.equal(value(before, 'cryptod_connections', { listener: 'unix' }), 0);
 
   const admin = await client(d, 'metrics-admin');
@@ -120,6 +122,9 @@ test('under load the families are present and move; promtool accepts the scrape;
   const sealed = await admin.subtle.generateKey({ name: 'AES-GCM', length: 256 }, false, ['encrypt', 'decrypt']);
   await assert.rejects(admin.subtle.exportKey('raw', sealed), NotExtractableError);
   await admin.keys.rotate(KEY);
+  await admin.keys.create('metrics-kek', { type: 'aes256-kwp' });
+  const { wrappedKey } = await admin.dataKeys.generate({ kek: 'metrics-kek' });
+  for (let i = 0; i < 3; i++) await admin.dataKeys.encrypt(wrappedKey, Buffer.from(`data ${i}`));
   const h = admin.createHash('SHA-256');
   await h.update(Buffer.from('open context'));
   // Let the keystore poll run a few times.
@@ -133,6 +138,14 @@ test('under load the families are present and move; promtool accepts the scrape;
   assert.ok(histogramCount(text, 'managed-data') >= macs, 'the latency histogram counted every MAC');
   assert.ok(histogramCount(text, 'session') >= 2, 'HELLOs are timed too');
   assert.equal(value(now, 'cryptod_requests_in_flight'), 0, 'nothing in flight between requests');
+  const lookups = (f: Map<string, Family>): number => value(f, 'cryptod_datakey_cache_hits_total') + value(f, 'cryptod_datakey_cache_misses_total');
+  assert.equal(lookups(now) - lookups(before), 3, 'each data-key encrypt is a hit or a miss');
+  // generate() leaves the new key in the cache: at most one unwrap, and the later encrypts hit.
+  assert.ok(value(now, 'cryptod_datakey_cache_unwraps_total') <= 1 && value(now, 'cryptod_datakey_cache_hits_total') >= 2, 'the cached key served the encrypts');
+  assert.equal(value(now, 'cryptod_datakey_cache_keys'), 1);
+  assert.equal(value(now, 'cryptod_datakey_cache_bytes'), 32);
+  assert.equal(value(now, 'cryptod_lease_held'), 1, 'the only daemon holds the fleet lease');
+  assert.ok(value(now, 'cryptod_lease_generation') >= 1);
   assert.equal(value(now, 'cryptod_connections', { listener: 'unix' }), 2);
   assert.equal(value(now, 'cryptod_connections', { listener: 'tls' }), 0);
   assert.equal(value(now, 'cryptod_nodes', { kind: 'key' }), 1);

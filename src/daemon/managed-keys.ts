@@ -194,6 +194,13 @@ export async function openManagedKeys(options: OpenManagedKeysOptions): Promise<
     closeLeaseStore = leaseStore instanceof SqliteLeaseStore ? () => leaseStore.close() : () => undefined;
     await lease.start();
     const fleet = lease;
+    if (options.metrics?.enabled === true) {
+      let seen = 0;
+      options.metrics.lease({
+        held: () => fleet.current() !== null,
+        generation: () => (seen = fleet.current()?.generation ?? seen),
+      });
+    }
     // Keys declared with provider: keep their versions in these providers' tokens.
     tokens = new Pkcs11TokenKeys(local.storeId, new Map(members.flatMap((m) => (m.provider instanceof Pkcs11KekProvider ? [[m.name, m.provider] as const] : []))));
     manager = await KeyManager.open({

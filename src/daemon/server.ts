@@ -466,6 +466,7 @@ function openDataKeys(keys: ManagedKeys, limits: Limits, options: DaemonOptions)
   const stop = keys.manager.onChange(() => {
     for (const p of cache.partitions()) cache.evictKek(p, (v) => keks.usable(p, v));
   });
+  if (options.metrics?.enabled === true) options.metrics.dataKeyCache(() => cache.stats());
   return {
     keks, cache,
     close() {

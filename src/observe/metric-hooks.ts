@@ -7,27 +7,31 @@
  * a label (STYLE.md: optional features cost nothing until switched on). With
  * metrics off the daemon never loads prom-client and creates no registry.
  *
- * The data-key cache and the lease are added by other parts of cryptod; they
- * ask for their hooks ({@link MetricHooks.dataKeyCache}, {@link MetricHooks.lease})
- * when they start, and only then are their metric families registered: a
- * daemon without them exports no empty families that would suggest otherwise.
+ * The data-key cache and the lease hand the metrics a reader when they start
+ * ({@link MetricHooks.dataKeyCache}, {@link MetricHooks.lease}), read at each
+ * scrape, and only then are their metric families registered: a daemon
+ * without them exports no empty families that would suggest otherwise. A
+ * reader, not a call per event: the cache counts for STATUS anyway, and a
+ * scrape every few seconds costs less than a hook on every request.
  */
 
 /** How a managed key came to have a new version. */
 export type RotationReason = 'manual' | 'schedule' | 'usage-limit';
 
-/** The data-key cache's events (design note 5): one call each. */
-export interface DataKeyCacheHooks {
-  hit(): void;
-  miss(): void;
-  /** An unwrap by the KEK provider ended (`ok` or `failed`). */
-  unwrap(outcome: 'ok' | 'failed'): void;
-  /** A request that joined an unwrap already running (single flight). */
-  coalesced(): void;
-  /** A data key dropped (and zeroed): `age`, `uses`, `capacity`, `rewrap`… */
-  evicted(reason: string): void;
-  /** Data keys held now; read at each scrape. */
-  size(read: () => number): void;
+/** The data-key cache's counts since start (design note 5), as STATUS shows them (src/cache/data-key-cache.ts). */
+export interface DataKeyCacheCounts {
+  readonly hits: number;
+  readonly misses: number;
+  /** Unwraps started by the KEK provider. */
+  readonly unwraps: number;
+  /** Requests that joined an unwrap already running (single flight). */
+  readonly coalesced: number;
+  /** Data keys dropped (and zeroed), by reason: `age`, `uses`, `capacity`, `kek`… */
+  readonly evictions: Readonly<Record<string, number>>;
+  /** Data keys held now. */
+  readonly size: number;
+  /** Key bytes held now. */
+  readonly bytes: number;
 }
 
 /** The cross-process lease (design note 3), read at each scrape. */
@@ -51,13 +55,11 @@ export interface MetricHooks {
   rotated(reason: RotationReason, key: string): void;
   /** The audit log failed to write an event. */
   auditWriteFailed(): void;
-  /** The data-key cache's hooks; registers its families on first call. */
-  dataKeyCache(): DataKeyCacheHooks;
+  /** Export the data-key cache's counts, read at each scrape; registers its families. */
+  dataKeyCache(read: () => DataKeyCacheCounts): void;
   /** Export the lease's holder and generation; registers its families. */
   lease(source: LeaseSource): void;
 }
-
-const NO_CACHE: DataKeyCacheHooks = { hit() {}, miss() {}, unwrap() {}, coalesced() {}, evicted() {}, size() {} };
 
 /** Metrics switched off. */
 export const NO_METRICS: MetricHooks = {
@@ -68,6 +70,6 @@ export const NO_METRICS: MetricHooks = {
   denied() {},
   rotated() {},
   auditWriteFailed() {},
-  dataKeyCache: () => NO_CACHE,
+  dataKeyCache() {},
   lease() {},
 };

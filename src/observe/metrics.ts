@@ -23,7 +23,7 @@
  */
 import { Counter, Gauge, Histogram, Registry, type LabelValues } from 'prom-client';
 import { opName } from '../protocol/ops.js';
-import type { DataKeyCacheHooks, LeaseSource, MetricHooks, RotationReason } from './metric-hooks.js';
+import type { DataKeyCacheCounts, LeaseSource, MetricHooks, RotationReason } from './metric-hooks.js';
 import { registerProcessMetrics } from './process-metrics.js';
 
 /** Values the daemon already keeps, read at each scrape. */
@@ -118,7 +118,6 @@ export class DaemonMetrics implements MetricHooks {
   readonly #ops = new Map<number, OpSeries>();
   readonly #families = new Map<string, LatencySeries>();
   #inflight = 0;
-  #cache: DataKeyCacheHooks | null = null;
   readonly #stopProcessMetrics: () => void;
 
   constructor(sources: MetricSources, options: MetricsOptions) {
@@ -229,32 +228,41 @@ export class DaemonMetrics implements MetricHooks {
     this.#auditErrors.inc();
   }
 
-  dataKeyCache(): DataKeyCacheHooks {
-    if (this.#cache !== null) return this.#cache;
+  dataKeyCache(read: () => DataKeyCacheCounts): void {
     const registers = [this.registry];
-    const hits = new Counter({ name: 'cryptod_datakey_cache_hits_total', help: 'Data-key requests served from the cache.', registers });
-    const misses = new Counter({ name: 'cryptod_datakey_cache_misses_total', help: 'Data-key requests that found no cached key.', registers });
-    const unwraps = new Counter({ name: 'cryptod_datakey_cache_unwraps_total', help: 'Unwraps by the KEK provider, by outcome.', labelNames: ['outcome'], registers });
-    const coalesced = new Counter({ name: 'cryptod_datakey_cache_coalesced_total', help: 'Requests that waited on an unwrap already running (single flight).', registers });
-    const evictions = new Counter({ name: 'cryptod_datakey_cache_evictions_total', help: 'Data keys dropped and zeroed, by reason.', labelNames: ['reason'], registers });
-    let read: () => number = () => 0;
+    // Counters that mirror the cache's own counts: set from them at each scrape.
+    const mirror = (name: string, help: string, value: (c: DataKeyCacheCounts) => number): void => {
+      new Counter({
+        name, help, registers,
+        collect() {
+          this.reset();
+          this.inc(value(read()));
+        },
+      });
+    };
+    mirror('cryptod_datakey_cache_hits_total', 'Data-key requests served from the cache.', (c) => c.hits);
+    mirror('cryptod_datakey_cache_misses_total', 'Data-key requests that found no cached key.', (c) => c.misses);
+    mirror('cryptod_datakey_cache_unwraps_total', 'Unwraps started in the KEK provider.', (c) => c.unwraps);
+    mirror('cryptod_datakey_cache_coalesced_total', 'Requests that waited on an unwrap already running (single flight).', (c) => c.coalesced);
+    new Counter({
+      name: 'cryptod_datakey_cache_evictions_total', help: 'Data keys dropped and zeroed, by reason.', labelNames: ['reason'], registers,
+      collect() {
+        this.reset();
+        for (const [reason, n] of Object.entries(read().evictions)) this.inc({ reason }, n);
+      },
+    });
     new Gauge({
       name: 'cryptod_datakey_cache_keys', help: 'Data keys held in the cache now.', registers,
       collect() {
-        this.set(read());
+        this.set(read().size);
       },
     });
-    this.#cache = {
-      hit: () => hits.inc(),
-      miss: () => misses.inc(),
-      unwrap: (outcome) => unwraps.inc({ outcome }),
-      coalesced: () => coalesced.inc(),
-      evicted: (reason) => evictions.inc({ reason }),
-      size: (r) => {
-        read = r;
+    new Gauge({
+      name: 'cryptod_datakey_cache_bytes', help: 'Key bytes the data-key cache holds now.', registers,
+      collect() {
+        this.set(read().bytes);
       },
-    };
-    return this.#cache;
+    });
   }
 
   lease(source: LeaseSource): void {
