@@ -132,9 +132,12 @@ export class Membership {
     const run = (async () => {
       const { store, id, host, pid, periodMs } = this.#o;
       try {
-        // After a lapse, catch up before the row says we are live again: a
-        // destroy that stopped waiting for us must be in effect here first.
-        if (!this.healthy()) await this.#o.catchUp();
+        // Catch up before every beat, so the generation it reports is the
+        // store's: an idle daemon (or one that does not poll) still
+        // acknowledges a destroy within a beat. After a lapse this also puts
+        // a destroy that stopped waiting for us in effect here before the row
+        // says we are live again.
+        await this.#o.catchUp();
         const seen = this.#o.seen();
         const now = this.#o.now();
         await store.heartbeat({ id, host, pid, seenGeneration: seen, expiresAt: now + periodMs });
