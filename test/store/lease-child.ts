@@ -17,5 +17,6 @@ const lease = new Lease({
   store, name: 'fleet', holder: `child:${process.pid}:${randomBytes(4).toString('hex')}`, periodMs: Number(period),
   onChange: (e) => process.stdout.write(e.held ? `held ${e.generation} ${Date.now()}\n` : `lost ${String(e.error.detail?.reason)}\n`),
 });
+process.stdout.write('started\n');
 lease.start();
 setInterval(() => undefined, 1 << 30);

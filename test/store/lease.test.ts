@@ -136,6 +136,8 @@ function leaseSuite(name: string, backend: Backend): void {
         children.push(child);
         cleanups.push(async () => { proc.kill('SIGKILL'); });
       }
+      // Both contend before the holder dies (a process starting under load can take many seconds).
+      await until(() => children.every((c) => c.out.includes('started\n')), 'both contenders to start', 120_000);
       const held = (c: { out: string }): RegExpMatchArray[] => [...c.out.matchAll(/^held (\d+) (\d+)$/gm)];
       const holder = await until(() => children.find((c) => held(c).length > 0), 'one contender to hold the lease');
       const other = children.find((c) => c !== holder)!;
@@ -144,7 +146,8 @@ function leaseSuite(name: string, backend: Backend): void {
       await new Promise((r) => holder.proc.once('exit', r));
       const reader = await place.store();
       const dead = (await reader.read('fleet'))!;
-      const takeover = await until(() => held(other)[0], 'the other contender to take over');
+      // The deadline only bounds the wait; the assertions below measure the takeover.
+      const takeover = await until(() => held(other)[0], 'the other contender to take over', 60_000);
       const gen = Number(takeover[1]);
       const at = Number(takeover[2]);
       assert.ok(gen > firstGen, `generation ${gen} > ${firstGen}`);
