@@ -96,7 +96,7 @@ export async function propagationRows(url: string, log: (line: string) => void =
     }
     const range = (xs: number[]): string => `rounds ${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)}`;
     return [
-      '| store | rotation committed → used by another daemon, p50 | p95 | rounds × rotations |',
+      '| store | rotation committed → held by another daemon (its next operation uses it), p50 | p95 | rounds × rotations |',
       '|---|---:|---:|---:|',
       ...(['sqlite', 'postgres'] as const).map((k) =>
         `| ${k === 'sqlite' ? 'SQLite, one host (1 s change-log poll)' : 'PostgreSQL (LISTEN/NOTIFY)'} | ${median(results[k].p50).toFixed(1)} ms (${range(results[k].p50)}) | ${median(results[k].p95).toFixed(1)} ms | ${ROUNDS} × ${ROTATIONS} |`),
