@@ -10,12 +10,14 @@
  *
  * PostgreSQL: $CRYPTOD_TEST_PG_URL, else a throwaway server
  * (scripts/pg-test-server.mjs). Options: BENCH_ROUNDS (default 5),
- * BENCH_ROTATIONS per round (default 20).
+ * BENCH_ROTATIONS per round (default 20). Run alone it prints the table;
+ * bench/store-backends.ts calls {@link propagationRows} for its page.
  */
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { openManagedKeys, type OpenedManagedKeys } from '../src/daemon/managed-keys.js';
 // @ts-expect-error: a plain .mjs script without type declarations
@@ -75,28 +77,42 @@ const median = (xs: number[]): number => {
 };
 const p95 = (xs: number[]): number => [...xs].sort((x, y) => x - y)[Math.min(xs.length - 1, Math.floor(xs.length * 0.95))]!;
 
-const own = process.env.CRYPTOD_TEST_PG_URL ? null : await (startServer as () => Promise<{ url: string; dir: string }>)();
-const url = process.env.CRYPTOD_TEST_PG_URL ?? own!.url;
-try {
+/** The table's rows (markdown), measured on a PostgreSQL server at `url` and a SQLite file of its own. */
+export async function propagationRows(url: string, log: (line: string) => void = () => {}): Promise<string[]> {
   const pairs = { sqlite: await sqlitePair(), postgres: await postgresPair(url) };
-  for (const p of Object.values(pairs)) {
-    await p.a.manager.create('bench-rot', { type: 'hmac-sha256' });
-    while (p.b.manager.entry('bench-rot') === undefined) await p.b.manager.refresh();
-  }
-  const results: Record<'sqlite' | 'postgres', { p50: number[]; p95: number[] }> = { sqlite: { p50: [], p95: [] }, postgres: { p50: [], p95: [] } };
-  for (let r = 0; r < ROUNDS; r++) {
-    for (const k of ['sqlite', 'postgres'] as const) {
-      const xs = await round(pairs[k], 'bench-rot');
-      results[k].p50.push(median(xs));
-      results[k].p95.push(p95(xs));
+  try {
+    for (const p of Object.values(pairs)) {
+      await p.a.manager.create('bench-rot', { type: 'hmac-sha256' });
+      while (p.b.manager.entry('bench-rot') === undefined) await p.b.manager.refresh();
     }
+    const results: Record<'sqlite' | 'postgres', { p50: number[]; p95: number[] }> = { sqlite: { p50: [], p95: [] }, postgres: { p50: [], p95: [] } };
+    for (let r = 0; r < ROUNDS; r++) {
+      for (const k of ['sqlite', 'postgres'] as const) {
+        const xs = await round(pairs[k], 'bench-rot');
+        results[k].p50.push(median(xs));
+        results[k].p95.push(p95(xs));
+        log(`  round ${r + 1}/${ROUNDS}  ${k.padEnd(8)} p50 ${median(xs).toFixed(1)} ms  p95 ${p95(xs).toFixed(1)} ms`);
+      }
+    }
+    const range = (xs: number[]): string => `rounds ${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)}`;
+    return [
+      '| store | rotation committed → held by another daemon (its next operation uses it), p50 | p95 | rounds × rotations |',
+      '|---|---:|---:|---:|',
+      ...(['sqlite', 'postgres'] as const).map((k) =>
+        `| ${k === 'sqlite' ? 'SQLite, one host (1 s change-log poll)' : 'PostgreSQL (LISTEN/NOTIFY)'} | ${median(results[k].p50).toFixed(1)} ms (${range(results[k].p50)}) | ${median(results[k].p95).toFixed(1)} ms | ${ROUNDS} × ${ROTATIONS} |`),
+    ];
+  } finally {
+    await pairs.sqlite.close();
+    await pairs.postgres.close();
   }
-  process.stdout.write(`| store | rotation committed → used by another daemon, p50 | p95 | rounds × rotations |\n|---|---:|---:|---:|\n`);
-  for (const k of ['sqlite', 'postgres'] as const) {
-    process.stdout.write(`| ${k === 'sqlite' ? 'SQLite, one host (1 s change-log poll)' : 'PostgreSQL (LISTEN/NOTIFY)'} | ${median(results[k].p50).toFixed(1)} ms | ${median(results[k].p95).toFixed(1)} ms | ${ROUNDS} × ${ROTATIONS} |\n`);
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const own = process.env.CRYPTOD_TEST_PG_URL ? null : await (startServer as () => Promise<{ url: string; dir: string }>)();
+  try {
+    const rows = await propagationRows(process.env.CRYPTOD_TEST_PG_URL ?? own!.url);
+    process.stdout.write(`${rows.join('\n')}\n`);
+  } finally {
+    if (own !== null) (stopServer as (d: string) => void)(own.dir);
   }
-  await pairs.sqlite.close();
-  await pairs.postgres.close();
-} finally {
-  if (own !== null) (stopServer as (d: string) => void)(own.dir);
 }
