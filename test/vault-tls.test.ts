@@ -5,11 +5,12 @@
  * is the client cert:<CN>; an X-Vault-Token on top is the token client. A
  * TLS reload with a CRL that revokes a certificate refuses it on new
  * connections and closes its live ones. Real node:https clients, real
- * certificates from the openssl command line (as test/tls.test.ts makes them).
+ * certificates from the openssl command line (as test/tls.test.ts makes them),
+ * and hvac with its own client-certificate options.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { Agent, request } from 'node:https';
 import { tmpdir } from 'node:os';
@@ -220,6 +221,52 @@ test('a TLS reload with a CRL that revokes a certificate closes its live HTTPS c
     assert.equal(who.body!.data!.entity_id, 'cert:billing-svc');
   } finally {
     victimAgent.destroy();
+    await d.stop();
+  }
+});
+
+const PYTHON = '/usr/bin/python3';
+const hvacMissing = !existsSync(PYTHON) || !existsSync('/usr/lib/python3/dist-packages/hvac');
+if (hvacMissing && process.env.CI !== undefined) throw new Error('python3-hvac is required in CI (.ci/run installs it)');
+if (hvacMissing) console.warn('\n*** SKIPPING the hvac-over-mTLS test: /usr/bin/python3 with python3-hvac is not installed (apt-get install python3-hvac) ***\n');
+
+/** hvac's own TLS options (cert=(crt, key), verify=CA): create, encrypt and decrypt over HTTPS with a token on top of the certificate. */
+const HVAC_SCRIPT = `
+import json, os, sys, hvac
+c = hvac.Client(url=os.environ['URL'], token=os.environ['TOKEN'], cert=(os.environ['CRT'], os.environ['KEY']), verify=os.environ['CA'])
+c.secrets.transit.create_key(name='hvac-tls', key_type='aes256-gcm96')
+ct = c.secrets.transit.encrypt_data(name='hvac-tls', plaintext='aGVsbG8=')['data']['ciphertext']
+pt = c.secrets.transit.decrypt_data(name='hvac-tls', ciphertext=ct)['data']['plaintext']
+who = c.lookup_token()['data']['entity_id']
+try:
+    hvac.Client(url=os.environ['URL'], token=os.environ['TOKEN'], verify=os.environ['CA']).sys.read_health_status(method='GET')
+    refused = False
+except Exception:
+    refused = True
+print(json.dumps({'ct': ct, 'pt': pt, 'who': who, 'refused_without_cert': refused}))
+`;
+
+test('hvac over HTTPS with its client-certificate options: a token client creates a key, encrypts and decrypts; without a certificate hvac is refused', { skip: hvacMissing }, async () => {
+  const d = await httpsDaemon();
+  try {
+    const admin = await d.addClient('admin');
+    // Asynchronously: the daemon answers from this process's event loop.
+    const p = spawn(PYTHON, ['-c', HVAC_SCRIPT], {
+      env: { ...process.env, URL: `https://127.0.0.1:${d.port}`, TOKEN: admin, CRT: file('client.crt'), KEY: file('client.key'), CA: file('ca.crt') },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    p.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const status = await new Promise<number | null>((res) => p.once('close', (code) => res(code)));
+    assert.equal(status, 0, stderr);
+    const out = JSON.parse(stdout) as { ct: string; pt: string; who: string; refused_without_cert: boolean };
+    assert.match(out.ct, /^vault:v1:/);
+    assert.equal(out.pt, 'aGVsbG8=');
+    assert.equal(out.who, 'token:admin');
+    assert.equal(out.refused_without_cert, true);
+  } finally {
     await d.stop();
   }
 });
