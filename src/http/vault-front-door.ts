@@ -82,6 +82,8 @@ interface ConnectionInfo {
 
 export class VaultFrontDoor implements FrontDoor {
   readonly #address: HttpAddress;
+  /** The `--http` value as given, for messages. */
+  readonly #url: string;
   readonly #mount: string;
   #server: Server | null = null;
   #host: FrontDoorHost | null = null;
@@ -94,6 +96,7 @@ export class VaultFrontDoor implements FrontDoor {
 
   constructor(options: HttpListenOptions) {
     this.#address = parseHttpUrl(options.url);
+    this.#url = options.url;
     this.#mount = options.mount ?? 'transit';
     if (!/^[A-Za-z0-9_-]+(\/[A-Za-z0-9_-]+)*$/.test(this.#mount)) {
       throw new ConfigError(`--http-mount ${JSON.stringify(this.#mount)}: expected a path such as transit or crypto/transit (letters, digits, _ and -)`, { detail: { field: 'httpMount' } });
@@ -102,7 +105,7 @@ export class VaultFrontDoor implements FrontDoor {
 
   get description(): string {
     const a = this.#address;
-    return 'unix' in a ? `http unix:${a.unix} /v1/${this.#mount}` : `http tcp://${a.host}:${this.#port ?? a.port} /v1/${this.#mount}`;
+    return 'unix' in a ? `http unix:${a.unix} /v1/${this.#mount}` : `${a.loopback ? 'http' : 'https (client certificates)'} tcp://${a.host}:${this.#port ?? a.port} /v1/${this.#mount}`;
   }
 
   /** The TCP port listened on (after start), or null on a Unix socket. */
@@ -116,7 +119,7 @@ export class VaultFrontDoor implements FrontDoor {
     const a = this.#address;
     const secure = !('unix' in a) && !a.loopback;
     if (secure && host.tls === null) {
-      throw new ConfigError(`--http ${this.description}: a non-loopback address needs mutual TLS, from the files --listen uses (--listen tcp://HOST:PORT with --tls-cert, --tls-key and --tls-client-ca); without them the HTTP listener serves loopback (127.0.0.1, ::1, localhost) or a Unix socket only`, {
+      throw new ConfigError(`--http ${this.#url}: a non-loopback address needs mutual TLS, from the files --listen uses (--listen tcp://HOST:PORT with --tls-cert, --tls-key and --tls-client-ca); without them the HTTP listener serves loopback (127.0.0.1, ::1, localhost) or a Unix socket only`, {
         detail: { field: 'http' },
       });
     }
@@ -127,7 +130,7 @@ export class VaultFrontDoor implements FrontDoor {
       try {
         server = createHttpsServer({ ...httpOptions, ...context, requestCert: true, rejectUnauthorized: true, handshakeTimeout: HANDSHAKE_TIMEOUT_MS }, (req, res) => this.#request(req, res));
       } catch (err) {
-        throw new ConfigError(`cannot use the TLS material for --http ${this.description}: ${(err as Error).message}`, { cause: err, detail: { field: 'http' } });
+        throw new ConfigError(`cannot use the TLS material for --http ${this.#url}: ${(err as Error).message}`, { cause: err, detail: { field: 'http' } });
       } finally {
         context.key.fill(0);
       }
