@@ -34,6 +34,7 @@ export class FastifyVaultDoor implements FrontDoor {
         token: typeof tokenHeader === 'string' ? tokenHeader : undefined,
         body: Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0),
         peer: null,
+        certName: null,
         connection: n,
       });
       reply.code(r.status);

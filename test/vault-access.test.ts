@@ -3,7 +3,7 @@
  * records for what it creates and denies, revoked tokens stop working,
  * a uid-restricted token works only from that uid on the Unix socket, the
  * access policy refuses other users' connections at accept, and the
- * configuration surface (YAML `http:`, `adminClients`, loopback only).
+ * configuration surface (YAML `http:`, `adminClients`, loopback unless mutual TLS).
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
@@ -104,7 +104,7 @@ test('Unix socket: a token restricted to a uid works from that uid only; the acc
   }
 });
 
-test('configuration: YAML http and adminClients; TCP only on loopback; --http without the front door is refused by createDaemon', () => {
+test('configuration: YAML http and adminClients; non-loopback TCP parses (TLS decides at start); --http without the front door is refused by createDaemon', () => {
   const dir = mkdtempSync(join(tmpdir(), 'cv-conf-'));
   try {
     const file = join(dir, 'cryptod.yaml');
@@ -114,9 +114,10 @@ test('configuration: YAML http and adminClients; TCP only on loopback; --http wi
     assert.deepEqual(config.adminClients, ['deployer']);
     writeFileSync(file, 'http: { listen: 8200 }\nadminClients: ["bad name"]\n', { mode: 0o600 });
     assert.throws(() => loadConfig(file), /http\.listen|expected a non-empty string[\s\S]*adminClients|adminClients[\s\S]*http/);
-    assert.throws(() => parseHttpUrl('tcp://0.0.0.0:8200'), /loopback only/);
+    // A non-loopback address parses; start() refuses it without the TLS files (test/vault-tls.test.ts).
+    assert.deepEqual(parseHttpUrl('tcp://0.0.0.0:8200'), { host: '0.0.0.0', port: 8200, loopback: false });
     assert.throws(() => parseHttpUrl('http://127.0.0.1:8200'), /expected unix:\/path\/http\.sock or tcp:\/\/127\.0\.0\.1:PORT/);
-    assert.deepEqual(parseHttpUrl('tcp://[::1]:0'), { host: '::1', port: 0 });
+    assert.deepEqual(parseHttpUrl('tcp://[::1]:0'), { host: '::1', port: 0, loopback: true });
     assert.throws(() => new VaultFrontDoor({ url: 'unix:/tmp/x.sock', mount: '../etc' }), /--http-mount/);
     assert.throws(() => createDaemon(config), /frontDoors/);
   } finally {

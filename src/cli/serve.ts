@@ -97,11 +97,14 @@ ${limitHelp()}  --audit-log FILE|-         append one JSON line per security eve
                              are refused; SIGHUP or \`cryptod reload\` re-read
                              the four TLS files and close live connections
                              whose certificate the CRL now lists
-  --http unix:PATH|tcp://127.0.0.1:PORT
+  --http unix:PATH|tcp://HOST:PORT
                              also serve Vault's transit API over HTTP
                              (docs/vault-compat.md): on a Unix socket (mode
-                             600, peer uid checked) or TCP on loopback only;
-                             clients authenticate with a token client's token
+                             600, peer uid checked), plain HTTP on loopback,
+                             or HTTPS with client certificates elsewhere
+                             (needs --listen and its --tls-* files); clients
+                             authenticate with a token client's token or
+                             their certificate (cert:<CN>)
   --http-mount PATH          mount path of the transit engine (default:
                              transit, i.e. /v1/transit/)
   --admin-client NAME        the token client NAME administers every key

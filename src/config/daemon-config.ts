@@ -85,7 +85,7 @@ export interface ConfigOverrides {
 
 /** `--http URL` and `--http-mount PATH` (YAML `http: { listen, mount }`). */
 export interface HttpListenerConfig {
-  /** `unix:/path` or `tcp://127.0.0.1:PORT`. */
+  /** `unix:/path` or `tcp://HOST:PORT` (a non-loopback HOST needs the `tcp` listener's TLS files). */
   readonly url: string;
   /** Transit mount path (default `transit`). */
   readonly mount?: string;

@@ -25,10 +25,11 @@ import type { Limits } from '../config/limits.js';
 import type { Logger } from '../observe/logger.js';
 import { auditKindOf, type Audit } from '../observe/audit.js';
 import type { VerifiedClient } from '../auth/client-registry.js';
-import type { FrontDoorHost, PeerCredentials } from '../ops/front-door.js';
+import type { FrontDoorHost, FrontDoorTls, PeerCredentials } from '../ops/front-door.js';
 import type { Authorizer, DaemonView, HandlerResult, Operation, RequestContext } from '../ops/operation.js';
 import { takeConnectionNumber } from './connection.js';
 import { tokenIdentity, type PeerIdentity } from './handshake.js';
+import { clientId } from '../state/ids.js';
 import type { AccessControl } from './access.js';
 import { listenOnSocket, prepareSocketDirectory, removeStaleSocket } from './socket-file.js';
 
@@ -45,6 +46,8 @@ export interface FrontDoorHostOptions {
   readonly verifyToken: ((token: string) => Promise<VerifiedClient | null>) | null;
   /** How long a verified token is remembered (the revocation check interval). */
   readonly tokenTtlMs: number;
+  /** The native TCP listener's TLS material, or null without `--listen`. */
+  readonly tls: FrontDoorTls | null;
   shuttingDown(): boolean;
 }
 
@@ -109,6 +112,10 @@ export function createFrontDoorHost(o: FrontDoorHostOptions): FrontDoorHost {
     async authenticate(token: string, peer: PeerCredentials | null): Promise<RequestContext> {
       const identity = tokenIdentity(await verify(token), peer);
       return { clientId: identity.clientId, clientName: identity.clientName, dm: o.dm, owner, limits: o.limits, daemon: o.view };
+    },
+    tls: o.tls,
+    authenticateCertificate(certName: string): RequestContext {
+      return { clientId: clientId(`cert:${certName}`), clientName: certName, dm: o.dm, owner, limits: o.limits, daemon: o.view };
     },
     async run(ctx, op, args: CborValue, connection): Promise<HandlerResult> {
       const operation = o.operations.get(op);

@@ -26,7 +26,7 @@ import { createAccessControl, widensAccess, type AccessPolicy, type RefusedConne
 import { ConnectionBudget, type Seat } from './admission.js';
 import { Refusals, type RefusalKind } from './refusals.js';
 import { listenOnSocket, prepareSocketDirectory, removeStaleSocket } from './socket-file.js';
-import { startTlsListener, type TcpListenOptions, type TlsListener } from './tls-listener.js';
+import { certificateIdentity, mutualTlsServerOptions, startTlsListener, type TcpListenOptions, type TlsListener } from './tls-listener.js';
 import type { ClientRegistry } from '../auth/client-registry.js';
 import { watchRevocations } from '../auth/revocation.js';
 import type { ManagedKeys } from './managed-keys.js';
@@ -338,8 +338,16 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     throw err;
   }
   const doors: FrontDoor[] = [];
+  /** The front doors' reload listeners (an HTTPS front door's context and revoked connections). */
+  const doorReloads: Array<(revoked: ReadonlySet<string>) => number> = [];
   if (options.frontDoors !== undefined && options.frontDoors.length > 0) {
+    const tcp = options.tcp;
     const doorHost = createFrontDoorHost({
+      tls: tls === null || tcp === undefined ? null : {
+        load: () => mutualTlsServerOptions(tcp).context,
+        identify: certificateIdentity,
+        onReload: (listener) => void doorReloads.push(listener),
+      },
       dm, limits, log, audit, view, operations, authorizer: managedAccess, access,
       peerIdentity: options.peerIdentity,
       verifyToken: options.clients === undefined ? null : (token) => options.clients!.verify(token),
@@ -419,6 +427,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       conn.destroy();
       closed++;
     }
+    for (const reloadDoor of doorReloads) closed += reloadDoor(revoked);
     log.info('TLS material reloaded', { revokedSerials: revoked.size, closed });
     return { revokedSerials: revoked.size, closed };
   };

@@ -235,6 +235,26 @@ export async function startTlsListener(options: TcpListenOptions, handlers: TlsL
   };
 }
 
+/**
+ * The listener's server options (mutual TLS, our suites, the CRL), freshly
+ * read, for another listener that must admit exactly the same clients (the
+ * HTTPS front door). The caller zeroes `key` once the context is built.
+ * @throws ConfigError as loadTlsMaterial
+ */
+export function mutualTlsServerOptions(options: TcpListenOptions): { context: SecureContextOptions & { key: Buffer }; revoked: Set<string> } {
+  const m = loadTlsMaterial(options);
+  return { context: { ...contextOptions(m), key: m.key }, revoked: m.revoked };
+}
+
+/** A verified peer's certificate name and serial, checked as this listener checks them, or why it is refused. */
+export function certificateIdentity(socket: TLSSocket): { name: string; serial: string } | { refused: string } {
+  if (!socket.authorized) return { refused: `client certificate not verified: ${String(socket.authorizationError)}` };
+  const peer = socket.getPeerCertificate();
+  const cn = peer.subject?.CN as unknown;
+  if (typeof cn !== 'string' || !CERT_NAME.test(cn)) return { refused: 'the client certificate has no single subject CN of 1-64 characters of A-Z a-z 0-9 . _ - @' };
+  return { name: cn, serial: serialKey(String(peer.serialNumber ?? '')) };
+}
+
 function refusal(socket: TLSSocket, reason: string): RefusedConnection {
   return { transport: 'tls', reason, remoteAddress: socket.remoteAddress, remotePort: socket.remotePort };
 }

@@ -30,6 +30,8 @@ export interface ApiRequest {
   /** The request body as read (bounded by the listener), or empty. */
   readonly body: Buffer;
   readonly peer: PeerCredentials | null;
+  /** The verified client certificate's CN on HTTPS, else null. */
+  readonly certName: string | null;
   readonly connection: number;
 }
 
@@ -51,6 +53,8 @@ export function createVaultApi(host: FrontDoorHost, options: VaultApiOptions): V
 
   const session = async (req: ApiRequest): Promise<RequestContext> => {
     if (req.token === undefined || req.token === '') {
+      // On mutual TLS the certificate is an identity of its own, as on --listen; a token, when sent, refines it.
+      if (req.certName !== null) return host.authenticateCertificate(req.certName);
       throw new VaultHttpError(403, 'permission denied: send a cryptod client token (`cryptod client add NAME`) in the X-Vault-Token header or as Authorization: Bearer');
     }
     return host.authenticate(req.token, req.peer, req.connection);

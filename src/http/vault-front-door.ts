@@ -16,11 +16,23 @@
  * one busy connection cannot starve the others; maxHttpInflight bounds the
  * total.
  *
- * TCP listens on loopback only: this listener has no TLS, and a token sent
- * in clear over a network is a token given away. Remote clients use the
- * native protocol over mutual TLS (`--listen`).
+ * TCP on loopback is plain HTTP. Any other TCP address is HTTPS with client
+ * certificates required, from the native TCP listener's files (`--listen`
+ * with `--tls-cert/--tls-key/--tls-client-ca/--tls-crl`), or refused: a
+ * token sent in clear over a network is a token given away.
+ *
+ *   mutual TLS ─▶ the certificate admits the connection (as on --listen)
+ *   request    ─▶ X-Vault-Token given: the token client (it refines the
+ *                 certificate's identity, as a HELLO token does natively)
+ *              ─▶ no token: the certificate's client, cert:<CN>
+ *
+ * A TLS reload swaps the context for new handshakes and closes the live
+ * connections whose certificate the new CRL revokes, as the native
+ * listener does.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { TLSSocket } from 'node:tls';
 import type { Socket } from 'node:net';
 import { isIP } from 'node:net';
 import { ConfigError } from '../protocol/errors.js';
@@ -36,7 +48,10 @@ export interface HttpListenOptions {
   readonly mount?: string;
 }
 
-export type HttpAddress = { readonly unix: string } | { readonly host: string; readonly port: number };
+export type HttpAddress = { readonly unix: string } | { readonly host: string; readonly port: number; readonly loopback: boolean };
+
+/** An unauthenticated peer gets this long to finish the TLS handshake (as on --listen). */
+const HANDSHAKE_TIMEOUT_MS = 10_000;
 
 /** The parsed `--http` value. @throws ConfigError naming the accepted forms. */
 export function parseHttpUrl(url: string): HttpAddress {
@@ -50,12 +65,7 @@ export function parseHttpUrl(url: string): HttpAddress {
   const host = m[1]!.replace(/^\[|\]$/g, '');
   const port = Number(m[2]);
   if (port > 65535) throw new ConfigError(`--http ${url}: port ${port} is out of range`, { detail: { field: 'http' } });
-  if (!isLoopback(host)) {
-    throw new ConfigError(`--http ${url}: the HTTP listener has no TLS, so it listens on loopback only (127.0.0.1, ::1, localhost) or a Unix socket; remote clients use the native protocol with mutual TLS (--listen)`, {
-      detail: { field: 'http' },
-    });
-  }
-  return { host, port };
+  return { host, port, loopback: isLoopback(host) };
 }
 
 function isLoopback(host: string): boolean {
@@ -66,20 +76,27 @@ function isLoopback(host: string): boolean {
 interface ConnectionInfo {
   readonly number: number;
   readonly peer: PeerCredentials | null;
+  /** The verified client certificate (HTTPS only). */
+  readonly cert: { readonly name: string; readonly serial: string } | null;
 }
 
 export class VaultFrontDoor implements FrontDoor {
   readonly #address: HttpAddress;
+  /** The `--http` value as given, for messages. */
+  readonly #url: string;
   readonly #mount: string;
   #server: Server | null = null;
   #host: FrontDoorHost | null = null;
   #api: VaultApi | null = null;
   readonly #connections = new WeakMap<Socket, ConnectionInfo>();
+  /** Live HTTPS connections by certificate serial, to close on a CRL reload. */
+  readonly #tlsSockets = new Set<TLSSocket>();
   #inflight = 0;
   #port: number | null = null;
 
   constructor(options: HttpListenOptions) {
     this.#address = parseHttpUrl(options.url);
+    this.#url = options.url;
     this.#mount = options.mount ?? 'transit';
     if (!/^[A-Za-z0-9_-]+(\/[A-Za-z0-9_-]+)*$/.test(this.#mount)) {
       throw new ConfigError(`--http-mount ${JSON.stringify(this.#mount)}: expected a path such as transit or crypto/transit (letters, digits, _ and -)`, { detail: { field: 'httpMount' } });
@@ -88,7 +105,7 @@ export class VaultFrontDoor implements FrontDoor {
 
   get description(): string {
     const a = this.#address;
-    return 'unix' in a ? `http unix:${a.unix} /v1/${this.#mount}` : `http tcp://${a.host}:${this.#port ?? a.port} /v1/${this.#mount}`;
+    return 'unix' in a ? `http unix:${a.unix} /v1/${this.#mount}` : `${a.loopback ? 'http' : 'https (client certificates)'} tcp://${a.host}:${this.#port ?? a.port} /v1/${this.#mount}`;
   }
 
   /** The TCP port listened on (after start), or null on a Unix socket. */
@@ -99,11 +116,36 @@ export class VaultFrontDoor implements FrontDoor {
   async start(host: FrontDoorHost): Promise<void> {
     this.#host = host;
     this.#api = createVaultApi(host, { mount: this.#mount });
-    const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 60_000 }, (req, res) => this.#request(req, res));
+    const a = this.#address;
+    const secure = !('unix' in a) && !a.loopback;
+    if (secure && host.tls === null) {
+      throw new ConfigError(`--http ${this.#url}: a non-loopback address needs mutual TLS, from the files --listen uses (--listen tcp://HOST:PORT with --tls-cert, --tls-key and --tls-client-ca); without them the HTTP listener serves loopback (127.0.0.1, ::1, localhost) or a Unix socket only`, {
+        detail: { field: 'http' },
+      });
+    }
+    const httpOptions = { keepAliveTimeout: 65_000, requestTimeout: 60_000 };
+    let server: Server;
+    if (secure) {
+      const context = host.tls!.load();
+      try {
+        server = createHttpsServer({ ...httpOptions, ...context, requestCert: true, rejectUnauthorized: true, handshakeTimeout: HANDSHAKE_TIMEOUT_MS }, (req, res) => this.#request(req, res));
+      } catch (err) {
+        throw new ConfigError(`cannot use the TLS material for --http ${this.#url}: ${(err as Error).message}`, { cause: err, detail: { field: 'http' } });
+      } finally {
+        context.key.fill(0);
+      }
+      server.on('secureConnection', (socket: TLSSocket) => this.#accepted(socket));
+      server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => {
+        host.log.warn('HTTPS connection refused: TLS handshake failed', { reason: err.code ?? err.message, remoteAddress: socket.remoteAddress });
+      });
+      host.tls!.onReload((revoked) => this.#reloadTls(revoked));
+    } else {
+      server = createServer(httpOptions, (req, res) => this.#request(req, res));
+      server.on('connection', (socket: Socket) => this.#accepted(socket));
+    }
     // Each connection costs a descriptor: the HTTP listener takes at most as many as the native listeners together (--max-connections); node:http closes the ones beyond.
     server.maxConnections = host.limits.maxConnections;
     server.on('drop', () => host.log.warn('HTTP connection refused: maxConnections reached', { limit: host.limits.maxConnections }));
-    server.on('connection', (socket: Socket) => this.#accepted(socket));
     // Malformed HTTP: the parser's refusal, answered in Vault's shape when the socket can still take it.
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
       if (socket.writable && (err.code === 'HPE_INVALID_METHOD' || err.code === 'HPE_INVALID_URL' || err.code?.startsWith('HPE_') === true)) {
@@ -113,7 +155,6 @@ export class VaultFrontDoor implements FrontDoor {
         socket.destroy();
       }
     });
-    const a = this.#address;
     if ('unix' in a) {
       await host.listenOnUnixSocket(server, a.unix);
     } else {
@@ -150,10 +191,45 @@ export class VaultFrontDoor implements FrontDoor {
       }
       peer = admitted;
     }
-    this.#connections.set(socket, { number: host.nextConnection(), peer });
+    let cert: ConnectionInfo['cert'] = null;
+    if (host.tls !== null && 'encrypted' in socket) {
+      const tlsSocket = socket as TLSSocket;
+      const identity = host.tls.identify(tlsSocket);
+      if ('refused' in identity) {
+        host.log.warn('HTTPS connection refused', { reason: identity.refused, remoteAddress: socket.remoteAddress });
+        socket.destroy();
+        return;
+      }
+      cert = identity;
+      this.#tlsSockets.add(tlsSocket);
+      tlsSocket.once('close', () => this.#tlsSockets.delete(tlsSocket));
+    }
+    this.#connections.set(socket, { number: host.nextConnection(), peer, cert });
     const rewriter = new ListMethodRewriter();
     // Before the HTTP parser's own listener, so it sees the rewritten bytes.
     socket.prependListener('data', (chunk: Buffer) => rewriter.scan(chunk));
+  }
+
+  /** After a TLS reload: swap the context for new handshakes, close the connections whose certificate is now revoked. */
+  #reloadTls(revoked: ReadonlySet<string>): number {
+    const host = this.#host!;
+    const server = this.#server;
+    if (server === null) return 0;
+    const context = host.tls!.load();
+    try {
+      (server as unknown as { setSecureContext(o: object): void }).setSecureContext(context);
+    } finally {
+      context.key.fill(0);
+    }
+    let closed = 0;
+    for (const socket of this.#tlsSockets) {
+      const cert = this.#connections.get(socket)?.cert;
+      if (cert == null || !revoked.has(cert.serial)) continue;
+      host.log.warn('client certificate revoked by the CRL: HTTPS connection closed', { connection: this.#connections.get(socket)!.number, client: cert.name, serial: cert.serial });
+      socket.destroy();
+      closed++;
+    }
+    return closed;
   }
 
   #request(req: IncomingMessage, res: ServerResponse): void {
@@ -207,7 +283,7 @@ export class VaultFrontDoor implements FrontDoor {
       if (refused) return;
       const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
       const [path, query] = splitUrl(req.url ?? '/');
-      this.#api!.handle({ method: req.method ?? 'GET', path, query, token: tokenOf(req), body, peer: info.peer, connection: info.number }).then(
+      this.#api!.handle({ method: req.method ?? 'GET', path, query, token: tokenOf(req), certName: info.cert?.name ?? null, body, peer: info.peer, connection: info.number }).then(
         (reply) => {
           // The body may carry plaintext or key material: gone once handled.
           body.fill(0);

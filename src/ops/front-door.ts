@@ -14,6 +14,7 @@
  * starts the front doors it is given and hands each this host.
  */
 import type { Server, Socket } from 'node:net';
+import type { SecureContextOptions, TLSSocket } from 'node:tls';
 import type { CborValue } from '../protocol/cbor.js';
 import type { OpCode } from '../protocol/ops.js';
 import type { Limits } from '../config/limits.js';
@@ -57,6 +58,37 @@ export interface FrontDoorHost {
    * @throws (rejects with) the CryptodError the native protocol would answer
    */
   run(ctx: RequestContext, op: OpCode, args: CborValue, connection: number): Promise<HandlerResult>;
+  /**
+   * The mutual-TLS material of the native TCP listener (`--listen` with
+   * `--tls-cert/--tls-key/--tls-client-ca/--tls-crl`), or null when none is
+   * configured: a front door on a non-loopback address serves only with it,
+   * so it admits exactly the clients the native listener admits.
+   */
+  readonly tls: FrontDoorTls | null;
+  /**
+   * The session of a verified client certificate, named as the native TLS
+   * listener names it (`cert:<CN>`).
+   */
+  authenticateCertificate(certName: string): RequestContext;
+}
+
+/** The native TLS listener's material and policy, lent to a front door. */
+export interface FrontDoorTls {
+  /**
+   * Server options read afresh from the TLS files: certificate, key, client
+   * CA, CRL, minimum version and cipher suites. The caller zeroes `key` once
+   * its context is built. @throws ConfigError when a file is missing or bad.
+   */
+  load(): SecureContextOptions & { key: Buffer };
+  /** The verified certificate's name and serial, checked as the native listener checks them, or why it is refused. */
+  identify(socket: TLSSocket): { name: string; serial: string } | { refused: string };
+  /**
+   * Called after each successful TLS reload (SIGHUP, `cryptod reload`) with
+   * the serials the new CRL revokes; the front door swaps its context and
+   * closes its live connections whose certificate is revoked, returning how
+   * many it closed.
+   */
+  onReload(listener: (revoked: ReadonlySet<string>) => number): void;
 }
 
 export interface FrontDoor {
