@@ -77,10 +77,10 @@ const CIPHERS = {
 const SIGNATURES = {
   HMAC: 'Algorithm',
   Ed25519: 'Algorithm',
+  Ed448: 'Ed448Params',
   ECDSA: 'EcdsaParams',
   'RSA-PSS': 'RsaPssParams',
   'RSASSA-PKCS1-v1_5': 'Algorithm',
-  Ed448: 'Ed448Params',
 } as const;
 
 /** Registered algorithm name → its parameter dictionary, per operation. */
