@@ -134,3 +134,18 @@ describe('X25519 and ECDH', () => {
     assert.equal(k.algorithm.length, 256);
   });
 });
+
+describe('PBKDF2 work bound', () => {
+  test('iterations × output blocks over the iterations limit is an OperationError before any work; the daemon stays usable', async () => {
+    const base = (await c.subtle.importKey('raw', Buffer.from('pw'), 'PBKDF2', false, ['deriveBits'])) as CryptoKey;
+    const alg = (iterations: number) => ({ name: 'PBKDF2', hash: 'SHA-256', salt: new Uint8Array(8), iterations });
+    // 2^32 − 8 bits (what -8 converts to) would be 16.7 million SHA-256 blocks, each of 1000 iterations.
+    await rejects(c.subtle.deriveBits(alg(1000), base, -8), OperationError, /at most 2560000 bits/);
+    // 10,000,000 iterations: one 32-byte block is allowed (not run here), two are not.
+    await rejects(c.subtle.deriveBits(alg(10_000_000), base, 264), OperationError, /at most 256 bits/);
+    // 1000 iterations × 10,001 blocks: one block over the bound.
+    await rejects(c.subtle.deriveBits(alg(1000), base, 10_001 * 256), OperationError);
+    const ok = await c.subtle.deriveBits(alg(2), base, 512);
+    assert.equal(ok.byteLength, 64);
+  });
+});

@@ -28,6 +28,13 @@ import { HASH_BYTES, makeSecretKey, secretKeyBytes } from './secret-keys.js';
  */
 export const MAX_PBKDF2_ITERATIONS = 10_000_000;
 
+/**
+ * PBKDF2 runs its iterations once per hash-sized block of output, so the
+ * output length multiplies the cost: the iterations times the blocks are
+ * bound by the same figure (a 4 GiB-bit request would otherwise run for days).
+ */
+export const MAX_PBKDF2_WORK = MAX_PBKDF2_ITERATIONS;
+
 /** OpenSSL's HKDF refuses more than 1024 bytes of `info`. */
 export const MAX_HKDF_INFO = 1024;
 
@@ -115,6 +122,13 @@ async function pbkdf2Bits(ctx: RequestContext, baseKey: DataNodeId, alg: Normali
   }
   if (length === null) throw new OperationError('PBKDF2 needs a length: pass the number of bits to derive', { detail: { field: 'length' } });
   if (length % 8 !== 0) throw new OperationError(`PBKDF2 derives whole bytes: 'length' must be a multiple of 8, got ${length}`, { detail: { field: 'length' } });
+  const blocks = Math.ceil(length / 8 / HASH_BYTES[hash]);
+  if (iterations * blocks > MAX_PBKDF2_WORK) {
+    const max = Math.floor(MAX_PBKDF2_WORK / iterations) * HASH_BYTES[hash] * 8;
+    throw new OperationError(`PBKDF2 with ${iterations} iterations derives at most ${max} bits here (iterations × ${hash} blocks ≤ ${MAX_PBKDF2_WORK}), asked for ${length}`, {
+      detail: { field: 'length', max },
+    });
+  }
   using base = acquireKey(ctx, baseKey);
   base.value.require('PBKDF2', usage);
   if (length === 0) return Buffer.alloc(0);

@@ -36,7 +36,7 @@ interface FixtureSpec {
 
 const der = (k: KeyObject, type: 'spki' | 'pkcs8'): Uint8Array => new Uint8Array(k.export({ format: 'der', type }));
 
-function pair(type: 'ec' | 'ed25519' | 'x25519' | 'rsa', opts: object): { pub: Uint8Array; priv: Uint8Array; raw: Uint8Array; privJwk: Record<string, unknown> } {
+function pair(type: 'ec' | 'ed25519' | 'x25519' | 'ed448' | 'x448' | 'rsa', opts: object): { pub: Uint8Array; priv: Uint8Array; raw: Uint8Array; privJwk: Record<string, unknown> } {
   const { publicKey, privateKey } = generateKeyPairSync(type as 'ec', opts as { namedCurve: string });
   const spki = der(publicKey, 'spki');
   const jwk = privateKey.export({ format: 'jwk' }) as Record<string, unknown>;
@@ -56,7 +56,20 @@ export const MATERIAL = (() => {
   const x = pair('x25519', {});
   const x2 = pair('x25519', {});
   const rsa = pair('rsa', { modulusLength: 2048, publicExponent: 0x10001 });
+  const p521 = pair('ec', { namedCurve: 'P-521' });
+  const ecdh521 = pair('ec', { namedCurve: 'P-521' });
+  const ecdh521b = pair('ec', { namedCurve: 'P-521' });
+  const ed448 = pair('ed448', {});
+  const x448 = pair('x448', {});
+  const x448b = pair('x448', {});
   return {
+    p521,
+    ecdh521,
+    ecdh521b,
+    ed448,
+    x448,
+    x448b,
+    password: new TextEncoder().encode('correct horse battery staple'),
     aes128: randomBytes(16),
     aes256: randomBytes(32),
     hmac: randomBytes(32),
@@ -103,6 +116,21 @@ export const FIXTURES: Record<string, FixtureSpec> = {
   x25519Pub: { format: 'spki', data: m.x2.pub, algorithm: 'X25519', extractable: true, usages: [] },
   rsaPss: { format: 'pkcs8', data: m.rsa.priv, algorithm: { name: 'RSA-PSS', hash: 'SHA-256' }, extractable: true, usages: ['sign'] },
   rsaPssPub: { format: 'spki', data: m.rsa.pub, algorithm: { name: 'RSA-PSS', hash: 'SHA-256' }, extractable: true, usages: ['verify'] },
+  aesCbc: { format: 'raw', data: m.aes128, algorithm: 'AES-CBC', extractable: true, usages: CIPHER },
+  aesCtr: { format: 'raw', data: m.aes256, algorithm: 'AES-CTR', extractable: true, usages: CIPHER },
+  pbkdf2: { format: 'raw', data: m.password, algorithm: 'PBKDF2', extractable: false, usages: ['deriveBits', 'deriveKey'] },
+  rsaOaep: { format: 'pkcs8', data: m.rsa.priv, algorithm: { name: 'RSA-OAEP', hash: 'SHA-256' }, extractable: true, usages: ['decrypt', 'unwrapKey'] },
+  rsaOaepPub: { format: 'spki', data: m.rsa.pub, algorithm: { name: 'RSA-OAEP', hash: 'SHA-256' }, extractable: true, usages: ['encrypt', 'wrapKey'] },
+  rsaPkcs1: { format: 'pkcs8', data: m.rsa.priv, algorithm: { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' }, extractable: true, usages: ['sign'] },
+  rsaPkcs1Pub: { format: 'spki', data: m.rsa.pub, algorithm: { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' }, extractable: true, usages: ['verify'] },
+  ecdsa521: { format: 'pkcs8', data: m.p521.priv, algorithm: { name: 'ECDSA', namedCurve: 'P-521' }, extractable: true, usages: ['sign'] },
+  ecdsa521Pub: { format: 'spki', data: m.p521.pub, algorithm: { name: 'ECDSA', namedCurve: 'P-521' }, extractable: true, usages: ['verify'] },
+  ecdh521: { format: 'pkcs8', data: m.ecdh521.priv, algorithm: { name: 'ECDH', namedCurve: 'P-521' }, extractable: true, usages: ['deriveBits', 'deriveKey'] },
+  ecdh521Pub: { format: 'spki', data: m.ecdh521b.pub, algorithm: { name: 'ECDH', namedCurve: 'P-521' }, extractable: true, usages: [] },
+  ed448: { format: 'pkcs8', data: m.ed448.priv, algorithm: 'Ed448', extractable: true, usages: ['sign'] },
+  ed448Pub: { format: 'spki', data: m.ed448.pub, algorithm: 'Ed448', extractable: true, usages: ['verify'] },
+  x448: { format: 'pkcs8', data: m.x448.priv, algorithm: 'X448', extractable: true, usages: ['deriveBits', 'deriveKey'] },
+  x448Pub: { format: 'spki', data: m.x448b.pub, algorithm: 'X448', extractable: true, usages: [] },
 };
 
 /** Import every fixture into one implementation. */

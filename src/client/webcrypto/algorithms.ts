@@ -2,7 +2,7 @@
  * The algorithms `client.subtle` knows, per operation, with the IDL
  * dictionary each one's parameters are converted to (W3C Web Cryptography API
  * §18.4 "Algorithm normalization": the "supportedAlgorithms" table). Adding
- * an algorithm is adding its rows here and in usages.ts; normalization,
+ * an algorithm is adding its rows here and in rules.ts (and params.ts); normalization,
  * conversion order and error names follow from them.
  *
  *   normalize(alg, op)
@@ -58,11 +58,30 @@ const DICTIONARIES = {
   RsaHashedImportParams: { hash: required('HashAlgorithmIdentifier') },
   RsaPssParams: { saltLength: required('unsigned long') },
   HkdfParams: { hash: required('HashAlgorithmIdentifier'), info: required('BufferSource'), salt: required('BufferSource') },
+  AesCbcParams: { iv: required('BufferSource') },
+  AesCtrParams: { counter: required('BufferSource'), length: required('octet') },
+  RsaOaepParams: { label: optional('BufferSource') },
+  Pbkdf2Params: { hash: required('HashAlgorithmIdentifier'), iterations: required('unsigned long'), salt: required('BufferSource') },
+  Ed448Params: { context: optional('BufferSource') },
 } satisfies Record<string, Dictionary>;
 export type DictionaryName = keyof typeof DICTIONARIES;
 
 const HASHES = { 'SHA-1': 'Algorithm', 'SHA-256': 'Algorithm', 'SHA-384': 'Algorithm', 'SHA-512': 'Algorithm' } as const;
-const AEAD = { 'AES-GCM': 'AesGcmParams', 'ChaCha20-Poly1305': 'AesGcmParams' } as const;
+const CIPHERS = {
+  'AES-GCM': 'AesGcmParams',
+  'ChaCha20-Poly1305': 'AesGcmParams',
+  'AES-CBC': 'AesCbcParams',
+  'AES-CTR': 'AesCtrParams',
+  'RSA-OAEP': 'RsaOaepParams',
+} as const;
+const SIGNATURES = {
+  HMAC: 'Algorithm',
+  Ed25519: 'Algorithm',
+  Ed448: 'Ed448Params',
+  ECDSA: 'EcdsaParams',
+  'RSA-PSS': 'RsaPssParams',
+  'RSASSA-PKCS1-v1_5': 'Algorithm',
+} as const;
 
 /** Registered algorithm name → its parameter dictionary, per operation. */
 export const SUPPORTED: Readonly<Record<SubtleOperation, Readonly<Record<string, DictionaryName>>>> = {
@@ -78,6 +97,12 @@ export const SUPPORTED: Readonly<Record<SubtleOperation, Readonly<Record<string,
     Ed25519: 'Algorithm',
     X25519: 'Algorithm',
     'RSA-PSS': 'RsaHashedKeyGenParams',
+    'AES-CBC': 'AesKeyGenParams',
+    'AES-CTR': 'AesKeyGenParams',
+    'RSA-OAEP': 'RsaHashedKeyGenParams',
+    'RSASSA-PKCS1-v1_5': 'RsaHashedKeyGenParams',
+    Ed448: 'Algorithm',
+    X448: 'Algorithm',
   },
   importKey: {
     'AES-GCM': 'Algorithm',
@@ -91,12 +116,19 @@ export const SUPPORTED: Readonly<Record<SubtleOperation, Readonly<Record<string,
     Ed25519: 'Algorithm',
     X25519: 'Algorithm',
     'RSA-PSS': 'RsaHashedImportParams',
+    'AES-CBC': 'Algorithm',
+    'AES-CTR': 'Algorithm',
+    PBKDF2: 'Algorithm',
+    'RSA-OAEP': 'RsaHashedImportParams',
+    'RSASSA-PKCS1-v1_5': 'RsaHashedImportParams',
+    Ed448: 'Algorithm',
+    X448: 'Algorithm',
   },
-  encrypt: AEAD,
-  decrypt: AEAD,
-  sign: { HMAC: 'Algorithm', Ed25519: 'Algorithm', ECDSA: 'EcdsaParams', 'RSA-PSS': 'RsaPssParams' },
-  verify: { HMAC: 'Algorithm', Ed25519: 'Algorithm', ECDSA: 'EcdsaParams', 'RSA-PSS': 'RsaPssParams' },
-  deriveBits: { HKDF: 'HkdfParams', ECDH: 'EcdhKeyDeriveParams', X25519: 'EcdhKeyDeriveParams' },
+  encrypt: CIPHERS,
+  decrypt: CIPHERS,
+  sign: SIGNATURES,
+  verify: SIGNATURES,
+  deriveBits: { HKDF: 'HkdfParams', ECDH: 'EcdhKeyDeriveParams', X25519: 'EcdhKeyDeriveParams', PBKDF2: 'Pbkdf2Params', X448: 'EcdhKeyDeriveParams' },
   'get key length': {
     'AES-GCM': 'AesDerivedKeyParams',
     'AES-KW': 'AesDerivedKeyParams',
@@ -104,13 +136,16 @@ export const SUPPORTED: Readonly<Record<SubtleOperation, Readonly<Record<string,
     'ChaCha20-Poly1305': 'Algorithm',
     HMAC: 'HmacImportParams',
     HKDF: 'Algorithm',
+    'AES-CBC': 'AesDerivedKeyParams',
+    'AES-CTR': 'AesDerivedKeyParams',
+    PBKDF2: 'Algorithm',
   },
   wrapKey: { 'AES-KW': 'Algorithm', 'AES-KWP': 'Algorithm' },
   unwrapKey: { 'AES-KW': 'Algorithm', 'AES-KWP': 'Algorithm' },
 };
 
-/** Encryption algorithms wrapKey/unwrapKey may use (WebCrypto's fallback from wrapKey to encrypt): none yet. */
-export const WRAP_BY_ENCRYPTION: ReadonlySet<string> = new Set<string>([]);
+/** Encryption algorithms wrapKey/unwrapKey may use (WebCrypto's fallback from wrapKey to encrypt): every one the daemon has. */
+export const WRAP_BY_ENCRYPTION: ReadonlySet<string> = new Set<string>(Object.keys(CIPHERS));
 
 /** A normalized algorithm: the registered name and the converted members (BufferSources copied to Uint8Array). */
 export interface Normalized {
@@ -178,16 +213,23 @@ function convertMember(v: unknown, spec: Member, at: string, isKey: IsKey): unkn
  * in WRAP_BY_ENCRYPTION.
  */
 export function normalizeWrap(a: unknown, op: 'wrapKey' | 'unwrapKey', fallback: 'encrypt' | 'decrypt', isKey: IsKey, what: string): Normalized {
+  const notSupported = (err: unknown): boolean => err instanceof DOMException && err.name === 'NotSupportedError';
+  const supported = [...Object.keys(SUPPORTED[op]), ...WRAP_BY_ENCRYPTION].join(', ');
   try {
     return normalize(a, op, isKey, what);
   } catch (err) {
-    if (!(err instanceof DOMException) || err.name !== 'NotSupportedError') throw err;
-    const alg = normalize(a, fallback, isKey, what);
-    if (!WRAP_BY_ENCRYPTION.has(alg.name)) {
-      fail.notSupported(`${op} supports ${Object.keys(SUPPORTED[op]).join(', ')}; ${alg.name} cannot wrap keys here`, { field: `${what}.name` });
-    }
-    return alg;
+    if (!notSupported(err)) throw err;
   }
+  let alg: Normalized;
+  try {
+    alg = normalize(a, fallback, isKey, what);
+  } catch (err) {
+    if (!notSupported(err)) throw err;
+    const given = typeof a === 'object' && a !== null ? (a as { name?: unknown }).name : a;
+    return fail.notSupported(`${op} supports ${supported}; got '${String(given).slice(0, 40)}'`, { field: `${what}.name` });
+  }
+  if (!WRAP_BY_ENCRYPTION.has(alg.name)) fail.notSupported(`${op} supports ${supported}; ${alg.name} cannot wrap keys`, { field: `${what}.name` });
+  return alg;
 }
 
 /** A normalized algorithm as the daemon reads it: bytes stay bytes, keys become handles (`handleOf`), a hash its dictionary. */

@@ -38,7 +38,23 @@ const open: ParamCheck = (alg, _key, data) => {
   iv(alg);
 };
 
-/** ECDH/X25519: the peer key must be a public key of the same algorithm (and curve). */
+const AES_BLOCK = 16;
+
+/** AES-CBC: a 16-byte iv (and, to decrypt, whole blocks: the daemon's check, with the padding). */
+const cbc: ParamCheck = (alg) => {
+  const n = (alg.iv as Uint8Array).length;
+  if (n !== AES_BLOCK) fail.badParameter(`AES-CBC needs an iv of ${AES_BLOCK} bytes, got ${n}`, { field: 'algorithm.iv' });
+};
+
+/** AES-CTR: a 16-byte counter block, of which the low 1–128 bits count. */
+const ctr: ParamCheck = (alg) => {
+  const n = (alg.counter as Uint8Array).length;
+  if (n !== AES_BLOCK) fail.badParameter(`AES-CTR needs a counter of ${AES_BLOCK} bytes, got ${n}`, { field: 'algorithm.counter' });
+  const length = alg.length as number;
+  if (length === 0 || length > 128) fail.badParameter(`AES-CTR's counter length must be 1 to 128 bits, got ${length}`, { field: 'algorithm.length' });
+};
+
+/** ECDH/X25519/X448: the peer key must be a public key of the same algorithm (and curve). */
 const agree: ParamCheck = (alg, key) => {
   const peer = alg.public as KeyLike;
   if (peer.type !== 'public') fail.invalidAccess(`algorithm.public must be a public key, got a ${peer.type} key`, { field: 'algorithm.public' });
@@ -55,7 +71,7 @@ const agree: ParamCheck = (alg, key) => {
 const HASH_BYTES: Readonly<Record<string, number>> = { 'SHA-1': 20, 'SHA-256': 32, 'SHA-384': 48, 'SHA-512': 64 };
 const HASH_BLOCK_BITS: Readonly<Record<string, number>> = { 'SHA-1': 512, 'SHA-256': 512, 'SHA-384': 1024, 'SHA-512': 1024 };
 /** Bits of the shared secret of each agreement, by curve (X25519 has none). */
-const SECRET_BITS: Readonly<Record<string, number>> = { 'P-256': 256, 'P-384': 384, 'P-521': 528, X25519: 256 };
+const SECRET_BITS: Readonly<Record<string, number>> = { 'P-256': 256, 'P-384': 384, 'P-521': 528, X25519: 256, X448: 448 };
 
 /**
  * deriveBits' length checks (deriveKey runs them too, before the derived key's
@@ -70,7 +86,14 @@ export function checkDeriveLength(alg: Normalized, key: KeyLike, length: number 
     if (length! > max) fail.operation(`HKDF with ${(alg.hash as Normalized).name} derives at most ${max} bits, asked for ${length}`, { field: 'length', max });
     return;
   }
-  const bits = SECRET_BITS[key.algorithm.name === 'X25519' ? 'X25519' : String(key.algorithm.namedCurve)];
+  if (alg.name === 'PBKDF2') {
+    if (length === null) fail.operation('PBKDF2 needs a length: pass the number of bits to derive', { field: 'length' });
+    if (length! % 8 !== 0) fail.operation(`PBKDF2 derives whole bytes: length must be a multiple of 8, got ${length}`, { field: 'length' });
+    if (alg.iterations === 0) fail.operation('PBKDF2 needs at least 1 iteration; pass algorithm.iterations ≥ 1', { field: 'algorithm.iterations' });
+    return;
+  }
+  const curveless = key.algorithm.name === 'X25519' || key.algorithm.name === 'X448';
+  const bits = SECRET_BITS[curveless ? key.algorithm.name : String(key.algorithm.namedCurve)];
   if (length !== null && bits !== undefined && length > bits) {
     fail.operation(`the shared secret has ${bits} bits, asked for ${length}`, { field: 'length', max: bits });
   }
@@ -78,12 +101,12 @@ export function checkDeriveLength(alg: Normalized, key: KeyLike, length: number 
 
 /** WebCrypto "get key length" of deriveKey's derived key type: bits, or null (HKDF: any length). */
 export function derivedKeyLength(alg: Normalized): number | null {
-  if (alg.name === 'HKDF') return null;
+  if (alg.name === 'HKDF' || alg.name === 'PBKDF2') return null;
   if (alg.name === 'ChaCha20-Poly1305') return 256;
   if (alg.name === 'HMAC') return (alg.length as number | undefined) ?? HASH_BLOCK_BITS[(alg.hash as Normalized).name] ?? null;
   return alg.length as number;
 }
 
-export const ENCRYPT_CHECKS: Readonly<Record<string, ParamCheck>> = { 'AES-GCM': seal, 'ChaCha20-Poly1305': seal };
-export const DECRYPT_CHECKS: Readonly<Record<string, ParamCheck>> = { 'AES-GCM': open, 'ChaCha20-Poly1305': open };
-export const DERIVE_CHECKS: Readonly<Record<string, ParamCheck>> = { ECDH: agree, X25519: agree };
+export const ENCRYPT_CHECKS: Readonly<Record<string, ParamCheck>> = { 'AES-GCM': seal, 'ChaCha20-Poly1305': seal, 'AES-CBC': cbc, 'AES-CTR': ctr };
+export const DECRYPT_CHECKS: Readonly<Record<string, ParamCheck>> = { 'AES-GCM': open, 'ChaCha20-Poly1305': open, 'AES-CBC': cbc, 'AES-CTR': ctr };
+export const DERIVE_CHECKS: Readonly<Record<string, ParamCheck>> = { ECDH: agree, X25519: agree, X448: agree };

@@ -31,6 +31,7 @@ const WRAP: readonly KeyUsage[] = ['wrapKey', 'unwrapKey'];
 const DERIVE: readonly KeyUsage[] = ['deriveKey', 'deriveBits'];
 const SECRET_FORMATS: readonly KeyFormat[] = ['raw', 'jwk'];
 const PAIR_FORMATS: readonly KeyFormat[] = ['raw', 'spki', 'pkcs8', 'jwk'];
+const RSA_FORMATS: readonly KeyFormat[] = ['spki', 'pkcs8', 'jwk'];
 const CURVES = ['P-256', 'P-384', 'P-521'];
 
 function aesLength(alg: Normalized): void {
@@ -48,6 +49,11 @@ function hmacLength(alg: Normalized): void {
   if (length % 8 !== 0) fail.type(`expected 'algorithm.length' of an HMAC key to be a multiple of 8, got ${length}`, { field: 'algorithm.length' });
 }
 
+/** A password or input keying material (HKDF, PBKDF2) never leaves again. */
+function notExtractable(alg: Normalized, extractable: boolean): void {
+  if (extractable) fail.syntax(`an ${alg.name} key cannot be extractable; pass extractable false`, { field: 'extractable' });
+}
+
 function curve(alg: Normalized): void {
   if (!CURVES.includes(alg.namedCurve as string)) {
     fail.notSupported(`Unrecognized namedCurve '${String(alg.namedCurve).slice(0, 24)}'; expected one of ${CURVES.join(', ')}`, { field: 'algorithm.namedCurve' });
@@ -61,18 +67,20 @@ export const RULES: Readonly<Record<string, Rules>> = {
   'ChaCha20-Poly1305': { usages: { secret: CIPHER }, formats: SECRET_FORMATS },
   // At import a length is checked against the key data, by the daemon (DataError).
   HMAC: { usages: { secret: ['sign', 'verify'] }, formats: SECRET_FORMATS, generate: hmacLength },
-  HKDF: {
-    usages: { secret: DERIVE },
-    formats: ['raw'],
-    import: (_alg, extractable) => {
-      if (extractable) fail.syntax('an HKDF key cannot be extractable; pass extractable false', { field: 'extractable' });
-    },
-  },
+  HKDF: { usages: { secret: DERIVE }, formats: ['raw'], import: notExtractable },
   ECDSA: { usages: { private: ['sign'], public: ['verify'] }, formats: PAIR_FORMATS, generate: curve, import: curve },
   ECDH: { usages: { private: DERIVE, public: [] }, formats: PAIR_FORMATS, generate: curve, import: curve },
   Ed25519: { usages: { private: ['sign'], public: ['verify'] }, formats: PAIR_FORMATS },
   X25519: { usages: { private: DERIVE, public: [] }, formats: PAIR_FORMATS },
-  'RSA-PSS': { usages: { private: ['sign'], public: ['verify'] }, formats: ['spki', 'pkcs8', 'jwk'] },
+  'RSA-PSS': { usages: { private: ['sign'], public: ['verify'] }, formats: RSA_FORMATS },
+  'AES-CBC': { usages: { secret: CIPHER }, formats: SECRET_FORMATS, generate: aesLength },
+  'AES-CTR': { usages: { secret: CIPHER }, formats: SECRET_FORMATS, generate: aesLength },
+  PBKDF2: { usages: { secret: DERIVE }, formats: ['raw'], import: notExtractable },
+  // The public key encrypts (and wraps), the private key decrypts (and unwraps).
+  'RSA-OAEP': { usages: { private: ['decrypt', 'unwrapKey'], public: ['encrypt', 'wrapKey'] }, formats: RSA_FORMATS },
+  'RSASSA-PKCS1-v1_5': { usages: { private: ['sign'], public: ['verify'] }, formats: RSA_FORMATS },
+  Ed448: { usages: { private: ['sign'], public: ['verify'] }, formats: PAIR_FORMATS },
+  X448: { usages: { private: DERIVE, public: [] }, formats: PAIR_FORMATS },
 };
 
 function rulesOf(name: string): Rules {
@@ -114,8 +122,11 @@ export function importedType(alg: Normalized, format: KeyFormat, keyData: unknow
 export function checkImport(alg: Normalized, format: KeyFormat, type: KeyType, extractable: boolean, usages: readonly KeyUsage[]): void {
   const r = rulesOf(alg.name);
   const allowed = r.usages[type] ?? [];
+  // A key pair's import steps branch on the format first (a format with no branch: NotSupportedError), then check the usages.
+  const badFormat = !r.formats.includes(format);
+  if (badFormat && isPair(r)) fail.notSupported(`${alg.name} keys cannot be imported in format '${format}'; formats: ${r.formats.join(', ')}`, { field: 'format' });
   for (const u of usages) if (!allowed.includes(u)) refuse(u, allowed, `a ${alg.name} ${type} key`);
-  if (!r.formats.includes(format)) fail.notSupported(`${alg.name} keys cannot be imported in format '${format}'; formats: ${r.formats.join(', ')}`, { field: 'format' });
+  if (badFormat) fail.notSupported(`${alg.name} keys cannot be imported in format '${format}'; formats: ${r.formats.join(', ')}`, { field: 'format' });
   r.import?.(alg, extractable);
 }
 
