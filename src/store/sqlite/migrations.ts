@@ -131,8 +131,17 @@ export const MIGRATIONS: readonly Migration[] = [
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;
 
-/** Read the header fields and refuse files that are not (or not yet) ours. */
+/**
+ * Read the header fields and refuse files that are not (or not yet) ours.
+ * One read transaction: read one by one, another process's first migration
+ * could commit between the version and the table count, and a keystore
+ * being created would look like a foreign database.
+ */
 export function checkSchema(db: Database.Database, file: string): number {
+  return db.transaction(() => readSchema(db, file))();
+}
+
+function readSchema(db: Database.Database, file: string): number {
   const version = db.pragma('user_version', { simple: true }) as number;
   const appId = db.pragma('application_id', { simple: true }) as number;
   if (appId !== 0 && appId !== APPLICATION_ID) {
