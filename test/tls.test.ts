@@ -12,7 +12,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
@@ -20,6 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
 import { connect, type ConnectOptions } from '../src/client/client.js';
 import type { RefusedConnection } from '../src/daemon/access.js';
+import { createTestPki, type TestPki } from './helpers/test-pki.js';
 import { silentLogger } from '../src/observe/logger.js';
 import { startDaemon, type Daemon, type DaemonOptions } from '../src/daemon/server.js';
 import { ConfigError, ConnectionClosedError, InvalidArgumentError } from '../src/protocol/errors.js';
@@ -29,7 +30,7 @@ import { openSqliteClientRegistry } from '../src/store/sqlite/client-registry.js
 import { runCli, startCliDaemon } from './helpers/cli-daemon.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-let pki = '';
+let pki: TestPki;
 const dirs: string[] = [];
 
 function tempDir(): string {
@@ -38,55 +39,25 @@ function tempDir(): string {
   return d;
 }
 
-function openssl(args: string[]): void {
-  execFileSync('openssl', args, { cwd: pki, stdio: 'pipe' });
-}
-
-/** A P-256 key and a certificate for `cn`, signed by `ca` (or self-signed as a CA when ca is null). */
-function makeCert(name: string, cn: string, ca: string | null, ext: string): void {
-  if (ca === null) {
-    openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.crt`, '-days', '1', '-subj', `/CN=${cn}`]);
-  } else {
-    writeFileSync(join(pki, `${name}.ext`), ext);
-    openssl(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${cn}`]);
-    openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.crt`, '-CAkey', `${ca}.key`, '-set_serial', String(Date.now() % 1e9), '-days', '1', '-out', `${name}.crt`, '-extfile', `${name}.ext`]);
-  }
-  chmodSync(join(pki, `${name}.key`), 0o600);
-}
-
-const pem = (f: string): Buffer => readFileSync(join(pki, f));
-const file = (f: string): string => join(pki, f);
 
 before(() => {
-  try {
-    execFileSync('openssl', ['version'], { stdio: 'pipe' });
-  } catch {
-    throw new Error('the openssl command line is needed to make test certificates (apt-get install openssl)');
-  }
-  pki = tempDir();
+  pki = createTestPki(tempDir());
   const client = 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n';
-  makeCert('ca', 'cryptod test CA', null, '');
-  makeCert('other-ca', 'some other CA', null, '');
-  makeCert('server', 'localhost', 'ca', 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n');
-  makeCert('client', 'billing-svc', 'ca', client);
-  makeCert('foreign', 'billing-svc', 'other-ca', client);
-  makeCert('badname', 'two words', 'ca', client);
-  makeCert('victim', 'victim-svc', 'ca', client);
+  pki.makeCert('ca', 'cryptod test CA', null, '');
+  pki.makeCert('other-ca', 'some other CA', null, '');
+  pki.makeCert('server', 'localhost', 'ca', 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n');
+  pki.makeCert('client', 'billing-svc', 'ca', client);
+  pki.makeCert('foreign', 'billing-svc', 'other-ca', client);
+  pki.makeCert('badname', 'two words', 'ca', client);
+  pki.makeCert('victim', 'victim-svc', 'ca', client);
   // A minimal `openssl ca` database for revocations and CRLs.
-  writeFileSync(join(pki, 'index.txt'), '');
-  writeFileSync(join(pki, 'crlnumber'), '01\n');
-  writeFileSync(join(pki, 'ca.cnf'), '[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\ncrlnumber = crlnumber\ndefault_md = sha256\ndefault_crl_days = 1\n');
-  gencrl('crl-empty.pem');
+  pki.caDatabase();
+  pki.gencrl('crl-empty.pem');
 });
-
-/** Sign a CRL of what index.txt revokes so far into `out`. */
-function gencrl(out: string): void {
-  openssl(['ca', '-config', 'ca.cnf', '-keyfile', 'ca.key', '-cert', 'ca.crt', '-gencrl', '-out', out]);
-}
 
 /** The serial of a certificate as node:tls reports it (uppercase hex). */
 function serialOf(name: string): string {
-  return execFileSync('openssl', ['x509', '-in', file(`${name}.crt`), '-noout', '-serial'], { encoding: 'utf8' }).trim().replace(/^serial=/, '').replace(/^(00)+(?=.)/, '');
+  return execFileSync('openssl', ['x509', '-in', pki.file(`${name}.crt`), '-noout', '-serial'], { encoding: 'utf8' }).trim().replace(/^serial=/, '').replace(/^(00)+(?=.)/, '');
 }
 
 after(() => {
@@ -98,7 +69,7 @@ async function tlsDaemon(extra: Partial<DaemonOptions> = {}): Promise<{ daemon: 
   const daemon = await startDaemon({
     socketPath: join(tempDir(), 'run', 's.sock'),
     logger: silentLogger,
-    tcp: { url: 'tcp://127.0.0.1:0', certFile: file('server.crt'), keyFile: file('server.key'), clientCaFile: file('ca.crt') },
+    tcp: { url: 'tcp://127.0.0.1:0', certFile: pki.file('server.crt'), keyFile: pki.file('server.key'), clientCaFile: pki.file('ca.crt') },
     onRefused: (e) => refused.push(e),
     ...extra,
   });
@@ -107,7 +78,7 @@ async function tlsDaemon(extra: Partial<DaemonOptions> = {}): Promise<{ daemon: 
 }
 
 function clientTls(name: string): NonNullable<ConnectOptions['tls']> {
-  return { cert: pem(`${name}.crt`), key: pem(`${name}.key`), ca: pem('ca.crt') };
+  return { cert: pki.pem(`${name}.crt`), key: pki.pem(`${name}.key`), ca: pki.pem('ca.crt') };
 }
 
 async function waitFor(pred: () => boolean, what: string): Promise<void> {
@@ -173,7 +144,7 @@ test('TLS 1.3 is negotiated; 1.2 is accepted; below 1.2 is refused', async () =>
 test('a client without a certificate is refused', async () => {
   const { daemon, url, refused } = await tlsDaemon();
   try {
-    const tls = { ca: pem('ca.crt') } as unknown as NonNullable<ConnectOptions['tls']>;
+    const tls = { ca: pki.pem('ca.crt') } as unknown as NonNullable<ConnectOptions['tls']>;
     await assert.rejects(connect({ url, tls }), ConnectionClosedError);
     await waitFor(() => refused.length === 1, 'the refusal to be reported');
     assert.equal(refused[0]!.transport, 'tls');
@@ -235,15 +206,15 @@ test('TCP without TLS material, or with a readable key, fails at start and says 
     return true;
   });
   await assert.rejects(
-    startDaemon({ socketPath, logger: silentLogger, tcp: { url: 'tcp://127.0.0.1:0', certFile: file('server.crt'), keyFile: file('server.key') } }),
+    startDaemon({ socketPath, logger: silentLogger, tcp: { url: 'tcp://127.0.0.1:0', certFile: pki.file('server.crt'), keyFile: pki.file('server.key') } }),
     (e: unknown) => e instanceof ConfigError && e.message.includes('--tls-client-ca') && !e.message.includes('--tls-cert FILE'),
   );
   await assert.rejects(startDaemon({ socketPath, logger: silentLogger, tcp: { url: 'http://127.0.0.1:80' } }), (e: unknown) => e instanceof ConfigError && /tcp:\/\/HOST:PORT/.test(e.message));
   const loose = join(tempDir(), 'server.key');
-  writeFileSync(loose, pem('server.key'), { mode: 0o644 });
+  writeFileSync(loose, pki.pem('server.key'), { mode: 0o644 });
   chmodSync(loose, 0o644);
   await assert.rejects(
-    startDaemon({ socketPath, logger: silentLogger, tcp: { url: 'tcp://127.0.0.1:0', certFile: file('server.crt'), keyFile: loose, clientCaFile: file('ca.crt') } }),
+    startDaemon({ socketPath, logger: silentLogger, tcp: { url: 'tcp://127.0.0.1:0', certFile: pki.file('server.crt'), keyFile: loose, clientCaFile: pki.file('ca.crt') } }),
     (e: unknown) => e instanceof ConfigError && /mode 644/.test(e.message),
   );
   // Nothing was left listening on the socket path by the failed starts.
@@ -266,7 +237,7 @@ test('TCP without TLS material, or with a readable key, fails at start and says 
 test('cryptod serve --listen with TLS files serves mutual TLS', async () => {
   const dataDir = join(tempDir(), 'data');
   const args = ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--data-dir', dataDir, '--socket', join(tempDir(), 's.sock'), '--listen', 'tcp://127.0.0.1:0'];
-  args.push('--tls-cert', file('server.crt'), '--tls-key', file('server.key'), '--tls-client-ca', file('ca.crt'));
+  args.push('--tls-cert', pki.file('server.crt'), '--tls-key', pki.file('server.key'), '--tls-client-ca', pki.file('ca.crt'));
   const serve = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   const port = await new Promise<number>((res, rej) => {
@@ -295,9 +266,9 @@ test('connect() checks its url and TLS options', async () => {
 
 test('a CRL refuses revoked certificates; reloading a new CRL closes the live connections it revokes', async () => {
   const crl = join(tempDir(), 'crl.pem');
-  copyFileSync(file('crl-empty.pem'), crl);
+  copyFileSync(pki.file('crl-empty.pem'), crl);
   const { daemon, url, refused } = await tlsDaemon({
-    tcp: { url: 'tcp://127.0.0.1:0', certFile: file('server.crt'), keyFile: file('server.key'), clientCaFile: file('ca.crt'), crlFile: crl },
+    tcp: { url: 'tcp://127.0.0.1:0', certFile: pki.file('server.crt'), keyFile: pki.file('server.key'), clientCaFile: pki.file('ca.crt'), crlFile: crl },
   });
   try {
     const billing = await connect({ url, tls: clientTls('client') });
@@ -305,10 +276,10 @@ test('a CRL refuses revoked certificates; reloading a new CRL closes the live co
     assert.equal(victim.info.clientId, 'cert:victim-svc');
     assert.deepEqual(daemon.reloadTls(), { revokedSerials: 0, closed: 0 });
 
-    openssl(['ca', '-config', 'ca.cnf', '-keyfile', 'ca.key', '-cert', 'ca.crt', '-revoke', 'victim.crt']);
-    gencrl('crl-victim.pem');
-    assert.deepEqual(crlSerials(pemBlocks(pem('crl-victim.pem').toString(), 'X509 CRL')[0]!), [serialOf('victim')]);
-    copyFileSync(file('crl-victim.pem'), crl);
+    pki.revoke('victim');
+    pki.gencrl('crl-victim.pem');
+    assert.deepEqual(crlSerials(pemBlocks(pki.pem('crl-victim.pem').toString(), 'X509 CRL')[0]!), [serialOf('victim')]);
+    copyFileSync(pki.file('crl-victim.pem'), crl);
     assert.deepEqual(daemon.reloadTls(), { revokedSerials: 1, closed: 1 });
     await assert.rejects(victim.subtle.digest('SHA-256', Buffer.from('x')), ConnectionClosedError);
     // The other client is untouched, and new handshakes check the new CRL.
@@ -333,7 +304,7 @@ test('a CRL refuses revoked certificates; reloading a new CRL closes the live co
     startDaemon({
       socketPath: join(tempDir(), 'run', 's.sock'),
       logger: silentLogger,
-      tcp: { url: 'tcp://127.0.0.1:0', certFile: file('server.crt'), keyFile: file('server.key'), clientCaFile: file('ca.crt'), crlFile: crl },
+      tcp: { url: 'tcp://127.0.0.1:0', certFile: pki.file('server.crt'), keyFile: pki.file('server.key'), clientCaFile: pki.file('ca.crt'), crlFile: crl },
     }),
     ConfigError,
   );
@@ -341,17 +312,17 @@ test('a CRL refuses revoked certificates; reloading a new CRL closes the live co
 
 test('cryptod serve --tls-crl, and `cryptod reload` without --config re-reads the TLS files', async () => {
   const crl = join(tempDir(), 'crl.pem');
-  copyFileSync(file('crl-empty.pem'), crl);
+  copyFileSync(pki.file('crl-empty.pem'), crl);
   const d = await startCliDaemon([
-    '--listen', 'tcp://127.0.0.1:0', '--tls-cert', file('server.crt'), '--tls-key', file('server.key'), '--tls-client-ca', file('ca.crt'), '--tls-crl', crl,
+    '--listen', 'tcp://127.0.0.1:0', '--tls-cert', pki.file('server.crt'), '--tls-key', pki.file('server.key'), '--tls-client-ca', pki.file('ca.crt'), '--tls-crl', crl,
   ]);
   try {
     const port = Number(/"tcp":"127\.0\.0\.1:([0-9]+)"/.exec(d.stderr().toString())?.[1]);
     const victim = await connect({ url: `tls://127.0.0.1:${port}`, tls: clientTls('victim') });
     await assert.rejects(connect({ url: `tls://127.0.0.1:${port}`, tls: clientTls('foreign') }));
     // victim.crt is revoked in the CA's database by the previous test; a fresh CRL says so.
-    gencrl('crl-cli.pem');
-    copyFileSync(file('crl-cli.pem'), crl);
+    pki.gencrl('crl-cli.pem');
+    copyFileSync(pki.file('crl-cli.pem'), crl);
     const r = await runCli(['reload', '--socket', d.socketPath]);
     assert.equal(r.code, 0, r.stderr.toString());
     assert.match(r.stdout.toString(), /reloaded the TLS listener\n  tls: +files re-read; 1 serial\(s\) revoked, 1 connection\(s\) closed/);
@@ -364,7 +335,7 @@ test('cryptod serve --tls-crl, and `cryptod reload` without --config re-reads th
 test('cryptod serve --workers 2 shares the mutual-TLS port: connections land on both workers', { timeout: 120_000 }, async () => {
   const dataDir = join(tempDir(), 'data');
   const args = ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--data-dir', dataDir, '--socket', join(tempDir(), 's.sock'), '--listen', 'tcp://127.0.0.1:0', '--workers', '2'];
-  args.push('--tls-cert', file('server.crt'), '--tls-key', file('server.key'), '--tls-client-ca', file('ca.crt'));
+  args.push('--tls-cert', pki.file('server.crt'), '--tls-key', pki.file('server.key'), '--tls-client-ca', pki.file('ca.crt'));
   const serve = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   const port = await new Promise<number>((res, rej) => {

@@ -9,14 +9,15 @@
  * and hvac with its own client-certificate options.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { Agent, request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { createDaemon, type AssembledDaemon } from '../src/daemon/assemble.js';
+import { createTestPki, type TestPki } from './helpers/test-pki.js';
 import { daemonConfig } from '../src/config/daemon-config.js';
 import { createLogger } from '../src/observe/logger.js';
 import { openSqliteClientRegistry } from '../src/store/sqlite/client-registry.js';
@@ -24,7 +25,7 @@ import { VaultFrontDoor } from '../src/http/vault-front-door.js';
 import { ConfigError } from '../src/protocol/errors.js';
 import { connect } from '../src/client/client.js';
 
-let pki = '';
+let pki: TestPki;
 const dirs: string[] = [];
 
 function tempDir(prefix: string): string {
@@ -33,43 +34,18 @@ function tempDir(prefix: string): string {
   return d;
 }
 
-function openssl(args: string[]): void {
-  execFileSync('openssl', args, { cwd: pki, stdio: 'pipe' });
-}
-
-/** A P-256 key and a certificate for `cn`, signed by `ca` (or self-signed as a CA when ca is null). */
-function makeCert(name: string, cn: string, ca: string | null, ext: string): void {
-  if (ca === null) {
-    openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.crt`, '-days', '1', '-subj', `/CN=${cn}`]);
-  } else {
-    writeFileSync(join(pki, `${name}.ext`), ext);
-    openssl(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${cn}`]);
-    openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.crt`, '-CAkey', `${ca}.key`, '-set_serial', String(Date.now() % 1e9), '-days', '1', '-out', `${name}.crt`, '-extfile', `${name}.ext`]);
-  }
-  chmodSync(join(pki, `${name}.key`), 0o600);
-}
-
-const pem = (f: string): Buffer => readFileSync(join(pki, f));
-const file = (f: string): string => join(pki, f);
 
 before(() => {
-  try {
-    execFileSync('openssl', ['version'], { stdio: 'pipe' });
-  } catch {
-    throw new Error('the openssl command line is needed to make test certificates (apt-get install openssl)');
-  }
-  pki = tempDir('cv-tls-pki-');
+  pki = createTestPki(tempDir('cv-tls-pki-'));
   const client = 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n';
-  makeCert('ca', 'cryptod test CA', null, '');
-  makeCert('other-ca', 'some other CA', null, '');
-  makeCert('server', 'localhost', 'ca', 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n');
-  makeCert('client', 'billing-svc', 'ca', client);
-  makeCert('victim', 'victim-svc', 'ca', client);
-  makeCert('foreign', 'billing-svc', 'other-ca', client);
-  writeFileSync(join(pki, 'index.txt'), '');
-  writeFileSync(join(pki, 'crlnumber'), '01\n');
-  writeFileSync(join(pki, 'ca.cnf'), '[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\ncrlnumber = crlnumber\ndefault_md = sha256\ndefault_crl_days = 1\n');
-  openssl(['ca', '-config', 'ca.cnf', '-keyfile', 'ca.key', '-cert', 'ca.crt', '-gencrl', '-out', 'crl-empty.pem']);
+  pki.makeCert('ca', 'cryptod test CA', null, '');
+  pki.makeCert('other-ca', 'some other CA', null, '');
+  pki.makeCert('server', 'localhost', 'ca', 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n');
+  pki.makeCert('client', 'billing-svc', 'ca', client);
+  pki.makeCert('victim', 'victim-svc', 'ca', client);
+  pki.makeCert('foreign', 'billing-svc', 'other-ca', client);
+  pki.caDatabase();
+  pki.gencrl('crl-empty.pem');
 });
 
 after(() => {
@@ -88,13 +64,13 @@ interface HttpsDaemon {
 async function httpsDaemon(): Promise<HttpsDaemon> {
   const dir = tempDir('cv-tls-');
   const crl = join(dir, 'crl.pem');
-  copyFileSync(file('crl-empty.pem'), crl);
+  copyFileSync(pki.file('crl-empty.pem'), crl);
   const dataDir = join(dir, 'data');
   const config = daemonConfig(null, {
     dataDir,
     socket: join(dir, 'run', 'cryptod.sock'),
     logLevel: 'error',
-    tcp: { url: 'tcp://127.0.0.1:0', certFile: file('server.crt'), keyFile: file('server.key'), clientCaFile: file('ca.crt'), crlFile: crl },
+    tcp: { url: 'tcp://127.0.0.1:0', certFile: pki.file('server.crt'), keyFile: pki.file('server.key'), clientCaFile: pki.file('ca.crt'), crlFile: crl },
     http: { url: 'tcp://0.0.0.0:0' },
     adminClients: ['admin'],
   });
@@ -127,8 +103,8 @@ function call(port: number, cert: string | null, method: string, path: string, t
   return new Promise((resolve, reject) => {
     const r = request(
       {
-        host: '127.0.0.1', port, path, method, headers, ca: pem('ca.crt'),
-        ...(cert === null ? {} : { cert: pem(`${cert}.crt`), key: pem(`${cert}.key`) }),
+        host: '127.0.0.1', port, path, method, headers, ca: pki.pem('ca.crt'),
+        ...(cert === null ? {} : { cert: pki.pem(`${cert}.crt`), key: pki.pem(`${cert}.key`) }),
         ...(agent === undefined ? { agent: false } : { agent }),
       },
       (res) => {
@@ -201,16 +177,16 @@ test('HTTPS with client certificates: none or another CA refused; a certificate 
 
 test('a TLS reload with a CRL that revokes a certificate closes its live HTTPS connection and refuses new ones; others keep working', async () => {
   const d = await httpsDaemon();
-  const victimAgent = new Agent({ keepAlive: true, maxSockets: 1, ca: pem('ca.crt'), cert: pem('victim.crt'), key: pem('victim.key') });
+  const victimAgent = new Agent({ keepAlive: true, maxSockets: 1, ca: pki.pem('ca.crt'), cert: pki.pem('victim.crt'), key: pki.pem('victim.key') });
   try {
     assert.equal((await call(d.port, 'victim', 'GET', '/v1/sys/health', null, undefined, victimAgent)).status, 200);
     const live = Object.values(victimAgent.freeSockets).flat()[0]!;
     assert.ok(live !== undefined, 'the keep-alive connection is pooled');
     const closedLive = new Promise<void>((res) => live.once('close', () => res()));
 
-    openssl(['ca', '-config', 'ca.cnf', '-keyfile', 'ca.key', '-cert', 'ca.crt', '-revoke', 'victim.crt']);
-    openssl(['ca', '-config', 'ca.cnf', '-keyfile', 'ca.key', '-cert', 'ca.crt', '-gencrl', '-out', 'crl-victim.pem']);
-    copyFileSync(file('crl-victim.pem'), d.crl);
+    pki.revoke('victim');
+    pki.gencrl('crl-victim.pem');
+    copyFileSync(pki.file('crl-victim.pem'), d.crl);
     const outcome = await d.daemon.reload('RELOAD');
     assert.deepEqual(outcome, { tls: { revokedSerials: 1, closed: 1 } });
     await closedLive;
@@ -252,7 +228,7 @@ test('hvac over HTTPS with its client-certificate options: a token client create
     const admin = await d.addClient('admin');
     // Asynchronously: the daemon answers from this process's event loop.
     const p = spawn(PYTHON, ['-c', HVAC_SCRIPT], {
-      env: { ...process.env, URL: `https://127.0.0.1:${d.port}`, TOKEN: admin, CRT: file('client.crt'), KEY: file('client.key'), CA: file('ca.crt') },
+      env: { ...process.env, URL: `https://127.0.0.1:${d.port}`, TOKEN: admin, CRT: pki.file('client.crt'), KEY: pki.file('client.key'), CA: pki.file('ca.crt') },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
