@@ -17,7 +17,7 @@ test('each vector file is loaded by a suite in test/vectors', () => {
   const suites = readdirSync(here).filter((f) => f.endsWith('.test.ts') && f !== 'coverage.test.ts');
   const loaded = new Set<string>();
   for (const s of suites) {
-    for (const m of readFileSync(`${here}/${s}`, 'utf8').matchAll(/loadVectors<[^>]*>\('([a-z0-9_]+)'\)|loadVectors\('([a-z0-9_]+)'\)/g)) loaded.add(m[1] ?? m[2]!);
+    for (const m of readFileSync(`${here}/${s}`, 'utf8').matchAll(/loadVectors<[^>]*>\('([a-z0-9_]+)'\)|loadVectors\('([a-z0-9_]+)'\)|runEcdsaP1363\(c, \{ name: '([a-z0-9_]+)'/g)) loaded.add(m[1] ?? m[2] ?? m[3]!);
   }
   assert.deepEqual(files.filter((f) => !loaded.has(f)), [], 'vector files without a suite');
 });

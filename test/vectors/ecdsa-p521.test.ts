@@ -10,17 +10,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { Client } from '../../src/client/client.js';
 import { startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
-import { inBatches, loadVectors, outcome, Tally, unhex, type WycheproofTest } from './wycheproof.js';
-
-interface EcdsaTest extends WycheproofTest {
-  msg: string;
-  sig: string;
-}
-interface EcdsaGroup {
-  publicKey: { uncompressed: string };
-  publicKeyDer: string;
-  publicKeyJwk?: Record<string, string>;
-}
+import { runEcdsaP1363 } from './ecdsa-p1363.js';
 
 let t: TestDaemon;
 let c: Client;
@@ -34,32 +24,7 @@ after(async () => {
 });
 
 test('Wycheproof ecdsa_secp521r1_sha512_p1363: 318 cases through client.subtle', async () => {
-  const file = loadVectors<EcdsaTest, EcdsaGroup>('ecdsa_secp521r1_sha512_p1363');
-  const tally = new Tally('ecdsa_secp521r1_sha512_p1363', file.numberOfTests);
-  const formats = { raw: 0, spki: 0, jwk: 0 };
-  const alg = { name: 'ECDSA', namedCurve: 'P-521' };
-  let gi = 0;
-  for (const group of file.testGroups) {
-    let format = (['raw', 'spki', 'jwk'] as const)[gi++ % 3]!;
-    if (format === 'jwk' && group.publicKeyJwk === undefined) format = 'spki';
-    const data = format === 'raw' ? unhex(group.publicKey.uncompressed) : format === 'spki' ? unhex(group.publicKeyDer) : group.publicKeyJwk!;
-    const imported = await outcome(c.subtle.importKey(format, data as never, alg, false, ['verify']), `group ${gi} ${format} import`);
-    if (!imported.ok) assert.fail(`group ${gi}: ${format} import of the public key refused: ${imported.error.message}`);
-    formats[format]++;
-    const key = imported.value;
-    await inBatches(group.tests, 64, async (tc) => {
-      const what = `tcId ${tc.tcId} (${tc.comment})`;
-      const r = await outcome(c.subtle.verify({ name: 'ECDSA', hash: 'SHA-512' }, key, unhex(tc.sig), unhex(tc.msg)), what);
-      const accepted = r.ok && r.value;
-      if (tc.result === 'valid') assert.equal(accepted, true, `${what}: a valid signature was refused`);
-      if (tc.result === 'invalid') assert.equal(accepted, false, `${what}: an invalid signature was accepted`);
-      tally.ran1(tc);
-    });
-    await key.release();
-  }
-  tally.assertComplete({ ran: 318 });
-  assert.deepEqual(tally.ran, { valid: 231, invalid: 87, acceptable: 0 });
-  assert.ok(formats.raw > 0 && formats.spki > 0 && formats.jwk > 0, `every import format was used: ${JSON.stringify(formats)}`);
+  await runEcdsaP1363(c, { name: 'ecdsa_secp521r1_sha512_p1363', namedCurve: 'P-521', hash: 'SHA-512', expected: { valid: 231, invalid: 87, acceptable: 0 } });
 });
 
 test('P-521: generate, sign and verify with node:crypto; ECDH agreement matches node', async () => {
