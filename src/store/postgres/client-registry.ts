@@ -11,9 +11,8 @@ import { assertClientName, assertUid, type ClientRecord, type ClientRegistry, ty
 import { DECOY_DIGEST, digestsMatch, issueToken, parseToken } from '../../auth/tokens.js';
 import { CryptodError, InternalError, InvalidArgumentError, NotFoundError } from '../../protocol/errors.js';
 import { redactUrl } from './connection-string.js';
-import { migrate } from './migrations.js';
 import { guardClient, isUnavailable, storeError } from './pg-errors.js';
-import { PG_DEFAULTS, pgClientConfig } from './pg-store.js';
+import { PG_DEFAULTS, openMigratedPool } from './pg-store.js';
 
 export interface PostgresClientRegistryOptions {
   url: string;
@@ -35,18 +34,14 @@ interface Row {
 /** Open (creating or migrating the schema if needed) the registry at `options.url`. */
 export async function openPostgresClientRegistry(options: PostgresClientRegistryOptions): Promise<PostgresClientRegistry> {
   const where = redactUrl(options.url);
-  const config = pgClientConfig(options.url, options.connectTimeoutMs ?? PG_DEFAULTS.connectTimeoutMs, options.queryTimeoutMs ?? PG_DEFAULTS.queryTimeoutMs);
-  const pool = new pg.Pool({ ...config, max: options.poolSize ?? 4, idleTimeoutMillis: 30_000 });
-  pool.on('error', () => undefined);
+  let pool: pg.Pool;
   try {
-    const client = await pool.connect();
-    try {
-      await migrate(client, where);
-    } finally {
-      client.release();
-    }
+    pool = await openMigratedPool(options.url, where, {
+      poolSize: options.poolSize ?? 4,
+      connectTimeoutMs: options.connectTimeoutMs ?? PG_DEFAULTS.connectTimeoutMs,
+      queryTimeoutMs: options.queryTimeoutMs ?? PG_DEFAULTS.queryTimeoutMs,
+    });
   } catch (err) {
-    await pool.end().catch(() => undefined);
     throw storeError('open the client registry', where, err);
   }
   return new PostgresClientRegistry(pool, where);

@@ -85,6 +85,30 @@ export function pgClientConfig(url: string, connectTimeoutMs: number, queryTimeo
   };
 }
 
+/**
+ * A connection pool on `url` whose schema is up to date (migrations.ts: applied
+ * under an advisory lock, so exactly once across processes). On failure the
+ * pool is ended and the error rethrown as it came, for the caller to name.
+ */
+export async function openMigratedPool(url: string, where: string, o: { poolSize: number; connectTimeoutMs: number; queryTimeoutMs: number }): Promise<pg.Pool> {
+  const pool = new pg.Pool({ ...pgClientConfig(url, o.connectTimeoutMs, o.queryTimeoutMs), max: o.poolSize, idleTimeoutMillis: 30_000 });
+  // An idle connection that dies (server restart) is an 'error' event on the
+  // pool; unhandled, it would crash the daemon. The pool drops that client.
+  pool.on('error', () => undefined);
+  try {
+    const client = await pool.connect();
+    try {
+      await migrate(client, where);
+    } finally {
+      client.release();
+    }
+  } catch (err) {
+    await pool.end().catch(() => undefined);
+    throw err;
+  }
+  return pool;
+}
+
 /** Open the keystore at `options.url`, creating or migrating its schema (exactly once across processes). */
 export async function openPostgresKeystore(options: PostgresKeystoreOptions): Promise<PostgresKeystore> {
   return PostgresKeystore.open(options);
@@ -123,27 +147,17 @@ export class PostgresKeystore implements Keystore {
     checkInt('queryTimeoutMs', o.queryTimeoutMs, 1);
     checkInt('lockTimeoutMs', o.lockTimeoutMs, 0);
     checkInt('changeLogLimit', o.changeLogLimit, 1);
-    const config = pgClientConfig(options.url, o.connectTimeoutMs, o.queryTimeoutMs);
-    const pool = new pg.Pool({ ...config, max: o.poolSize, idleTimeoutMillis: 30_000 });
-    // An idle connection that dies (server restart) is an 'error' event on the
-    // pool; unhandled, it would crash the daemon. The pool drops that client.
-    pool.on('error', () => undefined);
+    let pool: pg.Pool;
     try {
-      const client = await pool.connect();
-      try {
-        await migrate(client, where);
-      } finally {
-        client.release();
-      }
+      pool = await openMigratedPool(options.url, where, o);
     } catch (err) {
-      await pool.end().catch(() => undefined);
       if (err instanceof CryptodError) throw err;
       if (isUnavailable(err)) throw storeError('open', where, err);
       // Refused credentials, a missing database, no permission: the server's
       // message says which (it never contains the password).
       throw new ConfigError(`cannot open the keystore ${where}: ${(err as Error).message}`, { cause: err });
     }
-    return new PostgresKeystore(where, config, pool, o.lockTimeoutMs, o.changeLogLimit);
+    return new PostgresKeystore(where, pgClientConfig(options.url, o.connectTimeoutMs, o.queryTimeoutMs), pool, o.lockTimeoutMs, o.changeLogLimit);
   }
 
   transaction<T>(fn: (tx: KeystoreTx) => Promise<T> | T): Promise<T> {
