@@ -98,6 +98,30 @@ describe('frame size', () => {
   });
 });
 
+describe('reply size', () => {
+  test('a reply larger than maxFrame is refused with FRAME_TOO_LARGE (detail.reply), never sent; the connection survives', async () => {
+    const t = await startTestDaemon({ limits: { maxFrame: 2048 } });
+    try {
+      const raw = await RawClient.ready(t.socketPath);
+      // A 64-byte request whose reply would be ~5 KiB: a client sized its reader by HELLO's maxFrame.
+      const big = await raw.call(Op.RANDOM, { length: 5000 });
+      assert.equal(big.kind, FrameKind.ERROR);
+      assert.equal(errorCode(big), 'CRYPTOD_ERR_FRAME_TOO_LARGE');
+      const detail = (big.payload as { detail: Record<string, unknown> }).detail;
+      assert.equal(detail.maxFrame, 2048);
+      assert.equal(detail.reply, true);
+      assert.ok((detail.length as number) > 5000);
+      const small = await raw.call(Op.RANDOM, { length: 1000 });
+      assert.equal(small.kind, FrameKind.RESPONSE);
+      assert.equal((small.payload as Uint8Array).length, 1000);
+      assert.equal((await raw.call(Op.PING, 'still here')).payload, 'still here');
+      raw.destroy();
+    } finally {
+      await t.stop();
+    }
+  });
+});
+
 describe('requests in flight per connection: back-pressure, never an error', () => {
   test('pipelining 50x the count limit: all succeed, never more than the limit at once', async () => {
     const tr = tracker();

@@ -27,6 +27,7 @@
 import { decode, type CborValue } from '../protocol/cbor.js';
 import {
   BadFrameError,
+  FrameTooLargeError,
   ShuttingDownError,
   UnknownOperationError,
   toCryptodError,
@@ -259,6 +260,15 @@ export class RequestChain {
       frame = encodeFrame(FrameKind.RESPONSE, id, op, sensitive ? result.value : result, sensitive);
     } catch (err) {
       this.#replyError(id, op, toCryptodError(err));
+      return false;
+    }
+    // A client reads frames up to the maxFrame its HELLO reply stated (docs/protocol.md §2): a
+    // larger result (a big batch, a RANDOM beyond the frame) is refused rather than sent.
+    const maxFrame = this.#host.limits.maxFrame;
+    if (frame.length - 4 > maxFrame) {
+      if (sensitive) frame.fill(0);
+      const length = frame.length - 4;
+      this.#replyError(id, op, new FrameTooLargeError(`the reply of ${length} bytes would exceed the maximum frame size of ${maxFrame} bytes; ask for less in one request (fewer batch items, a smaller length) or use a context or stream`, { detail: { maxFrame, length, reply: true } }));
       return false;
     }
     this.#conn.write(frame, sensitive);
