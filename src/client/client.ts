@@ -53,6 +53,12 @@ export interface ConnectOptions {
   tls?: TlsClientOptions;
 }
 
+/**
+ * A decrypt's plaintext may be a secret, or key material (an aes256-kwp key
+ * unwraps keys): copied out of the read buffer, which is then zeroed.
+ */
+const SECRET_RESULT = { sensitiveReply: true } as const;
+
 export class Client implements AsyncDisposable {
   /** WebCrypto's SubtleCrypto, with keys held by the daemon. */
   readonly subtle: SubtleClient;
@@ -92,7 +98,7 @@ export class Client implements AsyncDisposable {
 
   /** Decrypt with the version the ciphertext names; DecryptError if it or the AAD was altered, KeyVersionError if that version may no longer be used. */
   decrypt(name: string, ciphertext: BufferSource, options: AadOptions = {}): Promise<Uint8Array> {
-    return this.#managed.one(ManagedDecrypt, name, ciphertextItem(ciphertext, options.aad), pickPlaintext);
+    return this.#managed.one(ManagedDecrypt, name, ciphertextItem(ciphertext, options.aad), pickPlaintext, SECRET_RESULT);
   }
 
   /** Re-encrypt under the current version; the plaintext never leaves the daemon. */
@@ -135,7 +141,7 @@ export class Client implements AsyncDisposable {
   }
 
   decryptBatch(name: string, items: readonly CipherItem[]): Promise<Array<BatchResult<Uint8Array>>> {
-    return this.#managed.batch(ManagedDecrypt, name, items.map((i) => ciphertextItem(i.data, i.aad)), pickPlaintext);
+    return this.#managed.batch(ManagedDecrypt, name, items.map((i) => ciphertextItem(i.data, i.aad)), pickPlaintext, SECRET_RESULT);
   }
 
   rewrapBatch(name: string, items: readonly CipherItem[]): Promise<Array<BatchResult<Uint8Array>>> {

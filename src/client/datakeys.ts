@@ -62,7 +62,7 @@ export class DataKeysClient {
       length: options.length,
       aad: options.aad === undefined ? undefined : bytesOf(options.aad, 'aad'),
       plaintext: options.plaintext,
-    });
+    }, { sensitiveReply: options.plaintext === true });
     return r.plaintext === undefined ? { wrappedKey: r.wrappedKey, kekVersion: r.kekVersion } : { wrappedKey: r.wrappedKey, kekVersion: r.kekVersion, plaintext: r.plaintext };
   }
 
@@ -151,7 +151,7 @@ export class DataKeysClient {
    *   const key = await client.dataKeys.unwrap(wrappedKey);
    */
   async unwrap(wrappedKey: BufferSource): Promise<Uint8Array> {
-    return (await this.#conn.call(DataKeyUnwrap, { wrappedKey: bytesOf(wrappedKey, 'wrappedKey') })).plaintext;
+    return (await this.#conn.call(DataKeyUnwrap, { wrappedKey: bytesOf(wrappedKey, 'wrappedKey') }, { sensitiveReply: true })).plaintext;
   }
 }
 

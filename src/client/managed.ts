@@ -13,7 +13,7 @@
 import type { CborValue } from '../protocol/cbor.js';
 import { errorFromWire, InvalidArgumentError, type CryptodError } from '../protocol/errors.js';
 import type { AnySchema, Schema } from '../protocol/schema.js';
-import type { DaemonConnection } from './connection.js';
+import type { DaemonConnection, RequestOptions } from './connection.js';
 import { parseHeader } from '../protocol/managed-format.js';
 import { bytesOf, handleOf, type BufferSource, type CryptoKey } from './subtle.js';
 import {
@@ -92,13 +92,14 @@ export class ManagedData {
     this.#conn = conn;
   }
 
-  async one<Item extends CborMap, R extends object, T>(op: DataOp<Item, R>, name: string, item: NoInfer<Item>, pick: (r: NoInfer<R>) => T): Promise<T> {
-    return pick(await this.#conn.call(op.single, { key: name, ...item }));
+  /** `options.sensitiveReply`: the results may be key material (a decrypt: an unwrapped key, a secret). */
+  async one<Item extends CborMap, R extends object, T>(op: DataOp<Item, R>, name: string, item: NoInfer<Item>, pick: (r: NoInfer<R>) => T, options?: RequestOptions): Promise<T> {
+    return pick(await this.#conn.call(op.single, { key: name, ...item }, options));
   }
 
-  async batch<Item extends CborMap, R extends object, T>(op: DataOp<Item, R>, name: string, items: NoInfer<Item>[], pick: (r: NoInfer<R>) => T): Promise<Array<BatchResult<T>>> {
+  async batch<Item extends CborMap, R extends object, T>(op: DataOp<Item, R>, name: string, items: NoInfer<Item>[], pick: (r: NoInfer<R>) => T, options?: RequestOptions): Promise<Array<BatchResult<T>>> {
     if (!Array.isArray(items)) throw new InvalidArgumentError('expected the batch items to be an array');
-    const out = (await this.#conn.call(op.batch, { key: name, items })).items;
+    const out = (await this.#conn.call(op.batch, { key: name, items }, options)).items;
     if (out.length !== items.length) throw new InvalidArgumentError('the daemon replied without one result per batch item');
     return out.map((x) => (failed(x) ? errorFromWire(x.error.code, x.error.message, x.error.detail) : pick(x)));
   }
@@ -174,7 +175,8 @@ export class ManagedKeysClient {
    */
   import(name: string, definition: ManagedKeyDefinition & { material: BufferSource }): Promise<ManagedKeyDescription> {
     const { material, ...def } = definition;
-    return this.#conn.call(KeyImport, { name, definition: def, material: bytesOf(material, 'material') });
+    // The frame holds a copy of the material: zeroed once written.
+    return this.#conn.call(KeyImport, { name, definition: def, material: bytesOf(material, 'material') }, { sensitiveRequest: true });
   }
 
   /** Turn a client-owned key (from `client.subtle`) into managed key `name`; the handle stays valid. */
@@ -222,7 +224,8 @@ export class ManagedKeysClient {
 
   /** The material of an exportable key's version (default: the current one). Zero `material` when done. */
   async export(name: string, options: { version?: number } = {}): Promise<ExportedManagedKey> {
-    return this.#conn.call(KeyExport, { name, version: options.version });
+    // The material is copied out of the read buffer, which is zeroed.
+    return this.#conn.call(KeyExport, { name, version: options.version }, { sensitiveReply: true });
   }
 
   /**
