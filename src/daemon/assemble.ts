@@ -121,6 +121,14 @@ export function createDaemon(config: DaemonConfig, options: CreateDaemonOptions 
   let reloader: Reloader | null = null;
   let readiness: (() => Promise<HealthReport>) | null = null;
   let metricsUrl: string | null = null;
+  /** The metrics listener's TLS reload (mutual TLS on a non-loopback address); 0 closed otherwise. */
+  let reloadMetricsTls = (): number => 0;
+  /** Every listener's TLS files, re-read: --listen (and the HTTPS front door through it), then --metrics. */
+  const reloadAllTls = (): TlsReloadSummary | null => {
+    const summary = listener?.reloadTls() ?? null;
+    if (summary === null) return null;
+    return { ...summary, closed: summary.closed + reloadMetricsTls() };
+  };
 
   const open = async (): Promise<void> => {
     const dataDir = ensurePrivateDir(config.dataDir);
@@ -188,7 +196,7 @@ export function createDaemon(config: DaemonConfig, options: CreateDaemonOptions 
     if (file !== null) {
       const changes = await applyKeys(managed.manager, file);
       log.info('configuration applied', { file: file.config.path, ...changes, reloadable: ['keys'] });
-      reloader = createReloader({ file: file.config.path, initial: file.config, manager: managed.manager, log, reloadTls: () => listener?.reloadTls() ?? null });
+      reloader = createReloader({ file: file.config.path, initial: file.config, manager: managed.manager, log, reloadTls: reloadAllTls });
     }
     const peerIdentity = options.peerIdentity === undefined ? defaultPeerIdentity(log) : options.peerIdentity;
     const daemon = await startDaemon({
@@ -219,6 +227,7 @@ export function createDaemon(config: DaemonConfig, options: CreateDaemonOptions 
         ...(config.tcp === undefined ? {} : { tls: config.tcp }),
       });
       metricsUrl = http.url;
+      reloadMetricsTls = () => http.reloadTls();
       parts.defer('metrics listener', () => http.close());
     }
   };
@@ -246,13 +255,13 @@ export function createDaemon(config: DaemonConfig, options: CreateDaemonOptions 
       return null;
     }
     if (reloader !== null) return reloader.reload(trigger);
-    return { tls: reloadTlsOnly(listener, trigger) };
+    return { tls: reloadTlsOnly(trigger) };
   };
 
   /** Without --config: only the TLS files. Logged; rethrown for RELOAD to answer, swallowed for a signal. */
-  const reloadTlsOnly = (daemon: Daemon, trigger: string): TlsReloadSummary | null => {
+  const reloadTlsOnly = (trigger: string): TlsReloadSummary | null => {
     try {
-      return daemon.reloadTls();
+      return reloadAllTls();
     } catch (err) {
       log.error('TLS reload refused; the running certificate, CA and CRL stay', { trigger, error: err instanceof Error ? err.message : String(err) });
       if (trigger === 'RELOAD') throw err;

@@ -24,7 +24,8 @@ import { ConfigError } from '../protocol/errors.js';
 import type { TcpListenOptions } from '../config/listeners.js';
 import type { Logger } from '../observe/logger.js';
 import type { HealthReport } from './health.js';
-import { loadTlsMaterial } from './tls-listener.js';
+import type { TLSSocket } from 'node:tls';
+import { certificateIdentity, mutualTlsServerOptions } from './tls-listener.js';
 
 export type MetricsAddress = { readonly kind: 'tcp'; readonly host: string; readonly port: number } | { readonly kind: 'unix'; readonly path: string };
 
@@ -62,6 +63,13 @@ export interface MetricsListenerOptions {
 export interface MetricsListener {
   /** `tcp://HOST:PORT` with the port bound (port 0 picks one), or `unix:PATH`. */
   readonly url: string;
+  /**
+   * With mutual TLS: re-read the --listen TLS files (SIGHUP, RELOAD) for the
+   * next handshakes, and close the live connections of certificates the CRL
+   * now revokes; returns how many were closed. Without TLS: nothing, 0.
+   * @throws ConfigError when the new material is unusable (the old stays)
+   */
+  reloadTls(): number;
   close(): Promise<void>;
 }
 
@@ -76,6 +84,7 @@ export async function startMetricsListener(options: MetricsListenerOptions): Pro
   };
   let server: Server;
   let scheme = 'http';
+  let reloadTls = (): number => 0;
   if (address.kind === 'tcp' && !isLoopback(address.host)) {
     const tls = options.tls;
     if (tls?.certFile === undefined || tls.keyFile === undefined || tls.clientCaFile === undefined) {
@@ -84,9 +93,44 @@ export async function startMetricsListener(options: MetricsListenerOptions): Pro
         { detail: { field: 'metrics' } },
       );
     }
-    const m = loadTlsMaterial(tls);
-    server = createHttpsServer({ cert: m.cert, key: m.key, ca: m.ca, ...(m.crl === undefined ? {} : { crl: m.crl }), requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.2' }, handler);
-    m.key.fill(0);
+    // The same admission as --listen: its suites, CA and CRL; a revoked certificate is refused here too.
+    const { context, revoked } = mutualTlsServerOptions(tls);
+    try {
+      server = createHttpsServer({ ...context, requestCert: true, rejectUnauthorized: true }, handler);
+    } finally {
+      context.key.fill(0);
+    }
+    // Live connections by certificate serial, so a CRL reload can close the revoked ones.
+    const live = new Map<TLSSocket, string>();
+    server.on('secureConnection', (socket: TLSSocket) => {
+      const id = certificateIdentity(socket);
+      if ('refused' in id || revoked.has(id.serial)) {
+        socket.destroy();
+        return;
+      }
+      live.set(socket, id.serial);
+      socket.once('close', () => live.delete(socket));
+    });
+    reloadTls = () => {
+      const next = mutualTlsServerOptions(tls);
+      try {
+        (server as unknown as { setSecureContext(o: object): void }).setSecureContext(next.context);
+      } catch (err) {
+        throw new ConfigError(`cannot use the reloaded TLS material for --metrics ${options.listen}: ${(err as Error).message}`, { cause: err });
+      } finally {
+        next.context.key.fill(0);
+      }
+      revoked.clear();
+      for (const s of next.revoked) revoked.add(s);
+      let closed = 0;
+      for (const [socket, serial] of live) {
+        if (!revoked.has(serial)) continue;
+        options.log.warn('client certificate revoked by the CRL: metrics connection closed', { serial });
+        socket.destroy();
+        closed++;
+      }
+      return closed;
+    };
     scheme = 'https';
   } else {
     server = createHttpServer(handler);
@@ -117,6 +161,7 @@ export async function startMetricsListener(options: MetricsListenerOptions): Pro
   options.log.info('metrics listening', { url, scheme, paths: ['/metrics', '/healthz', '/readyz'] });
   return {
     url,
+    reloadTls: () => reloadTls(),
     close: () =>
       new Promise<void>((res) => {
         server.close(() => res());
