@@ -17,6 +17,8 @@ import { rejectsTyped, startTestDaemon, type TestDaemon } from './helpers/daemon
 
 /** Small enough that the property's batches span several frames. */
 const MAX_ITEMS = 7;
+/** The smallest frame a daemon takes: batches of larger items are split by bytes too. */
+const MAX_FRAME = 4096;
 
 let t: TestDaemon;
 let c: Client;
@@ -26,7 +28,7 @@ let ed: CryptoKeyPair;
 let aes: CryptoKey;
 
 before(async () => {
-  t = await startTestDaemon({ limits: { maxBatchItems: MAX_ITEMS } });
+  t = await startTestDaemon({ limits: { maxBatchItems: MAX_ITEMS, maxFrame: MAX_FRAME } });
   c = await t.connect('batch');
   hmacBytes = randomBytes(32);
   hmac = await c.subtle.importKey('raw', hmacBytes, { name: 'HMAC', hash: 'SHA-256' }, false, ['sign', 'verify']);
@@ -163,6 +165,15 @@ describe('bad batches are typed errors and the connection keeps working', () => 
     const msgs = Array.from({ length: 3 * MAX_ITEMS + 2 }, (_, i) => Buffer.from(`m${i}`));
     const tags = await c.subtle.signBatch('HMAC', hmac, msgs);
     assert.deepEqual(tags.map(hex), msgs.map((m) => createHmac('sha256', hmacBytes).update(m).digest('hex')));
+  });
+
+  test("the client also splits by the daemon's frame size; an item too large for any frame fails the call", async () => {
+    const msgs = Array.from({ length: 9 }, (_, i) => randomBytes(1500 + i));
+    const tags = await c.subtle.signBatch('HMAC', hmac, msgs);
+    assert.deepEqual(tags.map(hex), msgs.map((m) => createHmac('sha256', hmacBytes).update(m).digest('hex')));
+    const digests = await c.subtle.digestBatch('SHA-256', [Buffer.from('a'), randomBytes(MAX_FRAME), Buffer.from('b')]).catch((err: unknown) => err);
+    assert.ok(digests instanceof CryptodError && digests.code === 'CRYPTOD_ERR_FRAME_TOO_LARGE', String(digests));
+    assert.equal(await c.ping('alive'), 'alive');
   });
 
   test('wrong item types name the item', async () => {

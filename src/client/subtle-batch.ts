@@ -1,8 +1,8 @@
 /**
  * Batch forms of `client.subtle`'s digest, sign, verify, encrypt and decrypt
- * (docs/protocol.md §6.15): many items, one algorithm, one key; one request
- * frame per `maxBatchItems` items (from HELLO), the frames pipelined on the
- * connection, and one result per item, in order.
+ * (docs/protocol.md §6.15): many items, one algorithm, one key; as many
+ * request frames as the daemon's `maxBatchItems` and `maxFrame` (from HELLO)
+ * ask for, pipelined on the connection, and one result per item, in order.
  *
  * Not WebCrypto: results are Uint8Arrays (views of the reply, no copy) and
  * errors are CryptodErrors, as for the managed-key batches
@@ -69,26 +69,56 @@ export class SubtleBatches {
   }
 
   /**
-   * Send `items` in frames of at most the daemon's `maxBatchItems`, all at
-   * once (pipelined), and join the replies in order. No items: no request.
+   * Send `items` in frames of at most the daemon's `maxBatchItems` items and
+   * its `maxFrame` bytes, all at once (pipelined), and join the replies in
+   * order. No items: no request. An item too large for a frame on its own
+   * goes alone and fails the call with FRAME_TOO_LARGE, as its single form
+   * would; so does any other whole-request failure of any frame.
    */
-  async #run<I, T>(message: BatchMessage<I, T>, fixed: Fixed, items: I[]): Promise<Array<BatchResult<T>>> {
+  async #run<I extends Fixed, T>(message: BatchMessage<I, T>, fixed: Fixed, items: I[]): Promise<Array<BatchResult<T>>> {
     if (items.length === 0) return [];
-    const max = this.#conn.hello.limits.maxBatchItems ?? DEFAULT_MAX_BATCH_ITEMS;
+    const limits = this.#conn.hello.limits;
+    const maxItems = limits.maxBatchItems ?? DEFAULT_MAX_BATCH_ITEMS;
+    const room = limits.maxFrame - FRAME_SLACK - approxSize(fixed);
     const frames: Array<Promise<{ items: Array<ItemOut<T>> }>> = [];
-    for (let start = 0; start < items.length; start += max) {
-      const part = start === 0 && items.length <= max ? items : items.slice(start, start + max);
+    const counts: number[] = [];
+    let start = 0;
+    while (start < items.length) {
+      let end = start;
+      let bytes = 0;
+      while (end < items.length && end - start < maxItems) {
+        bytes += approxSize(items[end]!);
+        if (bytes > room && end > start) break;
+        end++;
+      }
+      const part = start === 0 && end === items.length ? items : items.slice(start, end);
       frames.push(this.#conn.call(message, { ...fixed, items: part } as Fixed & { items: I[] }));
+      counts.push(end - start);
+      start = end;
     }
+    // Promise.all: every frame's failure is handled, the first one is reported.
+    const replies = await Promise.all(frames);
     const out: Array<BatchResult<T>> = [];
-    for (let f = 0; f < frames.length; f++) {
-      const reply = (await frames[f]!).items;
-      const expected = Math.min(max, items.length - f * max);
-      if (reply.length !== expected) throw new InvalidArgumentError('the daemon replied without one result per batch item');
+    for (let f = 0; f < replies.length; f++) {
+      const reply = replies[f]!.items;
+      if (reply.length !== counts[f]) throw new InvalidArgumentError('the daemon replied without one result per batch item');
       for (const x of reply) out.push(failed(x) ? errorFromWire(x.error.code, x.error.message, x.error.detail) : x);
     }
     return out;
   }
+}
+
+/** Room left in a frame for the header, the map and array heads of the request: generous, CBOR heads are small. */
+const FRAME_SLACK = 1024;
+
+/** An upper bound of a flat map's CBOR size: its byte strings' lengths, and 16 bytes per field for keys and heads. */
+function approxSize(v: Fixed): number {
+  let n = 16;
+  for (const k in v) {
+    const x = v[k];
+    n += 16 + (x instanceof Uint8Array ? x.length : typeof x === 'string' ? x.length * 3 : x !== null && typeof x === 'object' ? approxSize(x as Fixed) : 0);
+  }
+  return n;
 }
 
 function each<A, B>(list: readonly A[], f: (a: A, i: number) => B): B[] {
