@@ -84,6 +84,24 @@ describe('batched and unbatched forms give identical results', () => {
     );
   });
 
+  test('verify: ECDSA P-256 and RSA-PSS (randomized signatures: the verdicts are compared)', async () => {
+    const ec = (await c.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign', 'verify'])) as CryptoKeyPair;
+    const rsa = (await c.subtle.generateKey({ name: 'RSA-PSS', modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' }, false, ['sign', 'verify'])) as CryptoKeyPair;
+    const msgs = Array.from({ length: 6 }, (_, i) => randomBytes(10 + i));
+    const how = ['keep', 'flip', 'keep', 'truncate', 'empty', 'keep'];
+    const ecAlg = { name: 'ECDSA', hash: 'SHA-256' };
+    const rsaAlg = { name: 'RSA-PSS', saltLength: 32 };
+    const ecSigs = (await c.subtle.signBatch(ecAlg, ec.privateKey, msgs)) as Uint8Array[];
+    const rsaSigs = await Promise.all(msgs.map((m) => c.subtle.sign(rsaAlg, rsa.privateKey, m)));
+    for (const [alg, key, sigs] of [[ecAlg, ec.publicKey, ecSigs], [rsaAlg, rsa.publicKey, rsaSigs.map((x) => new Uint8Array(x))]] as const) {
+      const items = msgs.map((data, i) => ({ data, signature: spoiled(sigs[i]!, how[i]!) }));
+      const batch = await c.subtle.verifyBatch(alg, key, items);
+      const single = await Promise.all(items.map((it) => c.subtle.verify(alg, key, it.signature, it.data)));
+      assert.deepEqual(batch, single);
+      assert.deepEqual(batch, how.map((h) => h === 'keep'));
+    }
+  });
+
   test('digest: SHA-256 and SHA-512', async () => {
     await fc.assert(
       fc.asyncProperty(fc.constantFrom('SHA-256', 'SHA-512'), messages, async (alg, msgs) => {

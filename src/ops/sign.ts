@@ -135,7 +135,8 @@ function signerFor(alg: NormalizedAlgorithm, k: KeyNode): Signer {
     case 'ECDSA': {
       k.require('ECDSA', 'sign');
       const hash = ecdsaHash(alg);
-      return (data) => nodeSign(hash, data, { key: k.object, dsaEncoding: 'ieee-p1363' });
+      const key = { key: k.object, dsaEncoding: 'ieee-p1363' } as const;
+      return (data) => nodeSign(hash, data, key);
     }
     default:
       return unsupported('sign', alg.name);
@@ -158,17 +159,18 @@ function verifierFor(alg: NormalizedAlgorithm, k: KeyNode): Verifier {
       k.require('Ed25519', 'verify');
       // A small-order public key "verifies" forged signatures: never true (ed25519-small-order.ts).
       if (isSmallOrderEd25519(k.object)) return () => false;
-      return (signature, data) => signature.length === 64 && safeVerify(() => nodeVerify(null, data, k.object, signature));
+      return (signature, data) => signature.length === 64 && safeVerify(null, data, k.object, signature);
     case 'Ed448':
       checkEdContext(alg);
       k.require(alg.name, 'verify');
-      return (signature, data) => signature.length === EDDSA_SIGNATURE_BYTES.Ed448 && safeVerify(() => nodeVerify(null, data, k.object, signature));
+      return (signature, data) => signature.length === EDDSA_SIGNATURE_BYTES.Ed448 && safeVerify(null, data, k.object, signature);
     case 'ECDSA': {
       k.require('ECDSA', 'verify');
       const hash = ecdsaHash(alg);
       const n = COORD_BYTES[k.algorithm.namedCurve as CurveName];
+      const key = { key: k.object, dsaEncoding: 'ieee-p1363' } as const;
       // IEEE P1363: exactly r||s, each the curve order's size; any other length is not a signature.
-      return (signature, data) => signature.length === 2 * n && safeVerify(() => nodeVerify(hash, data, { key: k.object, dsaEncoding: 'ieee-p1363' }, signature));
+      return (signature, data) => signature.length === 2 * n && safeVerify(hash, data, key, signature);
     }
     case 'RSA-PSS': {
       k.require('RSA-PSS', 'verify');
@@ -177,13 +179,15 @@ function verifierFor(alg: NormalizedAlgorithm, k: KeyNode): Verifier {
       const size = Math.ceil(k.algorithm.modulusLength! / 8);
       // RFC 8017 §9.1.2: a salt that cannot fit is "inconsistent", i.e. not a valid signature.
       if (salt > maxSalt(k)) return () => false;
-      return (signature, data) => signature.length === size && safeVerify(() => nodeVerify(hash, data, pssOptions(k, salt), signature));
+      const key = pssOptions(k, salt);
+      return (signature, data) => signature.length === size && safeVerify(hash, data, key, signature);
     }
     case 'RSASSA-PKCS1-v1_5': {
       k.require('RSASSA-PKCS1-v1_5', 'verify');
       const hash = NODE_HASH[k.algorithm.hash!.name as HashName];
       const size = Math.ceil(k.algorithm.modulusLength! / 8);
-      return (signature, data) => signature.length === size && safeVerify(() => nodeVerify(hash, data, { key: k.object, padding: constants.RSA_PKCS1_PADDING }, signature));
+      const key = { key: k.object, padding: constants.RSA_PKCS1_PADDING };
+      return (signature, data) => signature.length === size && safeVerify(hash, data, key, signature);
     }
     default:
       return unsupported('verify', alg.name);
@@ -264,9 +268,9 @@ export const signOperations: Operation[] = [
 ];
 
 /** OpenSSL reports some malformed signatures as errors rather than "no": both mean `false`. */
-function safeVerify(run: () => boolean): boolean {
+function safeVerify(hash: string | null, data: Buffer, key: Parameters<typeof nodeVerify>[2], signature: Buffer): boolean {
   try {
-    return run();
+    return nodeVerify(hash, data, key, signature);
   } catch {
     return false;
   }
