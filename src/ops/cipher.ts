@@ -78,9 +78,10 @@ export interface CipherCall {
 }
 
 function aeadParams(alg: NormalizedAlgorithm & { name: 'AES-GCM' | 'ChaCha20-Poly1305' }): { iv: Uint8Array; aad: Uint8Array | undefined; tagBytes: number } {
-  const iv = checkAeadIv(alg.name, paramBytes(alg.params, 'iv'), 'algorithm.iv');
+  // The order of the checks is the single form's (the tests pin which error a request with two faults gets).
+  const given = paramBytes(alg.params, 'iv');
   const aad = paramBytes(alg.params, 'additionalData');
-  return { iv, aad, tagBytes: aeadTagBytes(alg) };
+  return { iv: checkAeadIv(alg.name, given, 'algorithm.iv'), aad, tagBytes: aeadTagBytes(alg) };
 }
 
 /** An AEAD's iv (`field` names it in errors: `algorithm.iv`, or a batch item's `items[3].iv`). */
