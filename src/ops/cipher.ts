@@ -78,7 +78,7 @@ export interface CipherCall {
 }
 
 function aeadParams(alg: NormalizedAlgorithm & { name: 'AES-GCM' | 'ChaCha20-Poly1305' }): { iv: Uint8Array; aad: Uint8Array | undefined; tagBytes: number } {
-  // The order of the checks is the single form's (the tests pin which error a request with two faults gets).
+  // WebCrypto's order: both parameters' types, then the iv's length; a request with two faults gets the first.
   const given = paramBytes(alg.params, 'iv');
   const aad = paramBytes(alg.params, 'additionalData');
   return { iv: checkAeadIv(alg.name, given, 'algorithm.iv'), aad, tagBytes: aeadTagBytes(alg) };
