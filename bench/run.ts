@@ -29,6 +29,7 @@ import { fmtOps, fmtUs, render, targetsSection, type AlternativesRun, type NotMe
 import { sshAgentUnavailable, startSshAgent, type SshAgent } from './ssh-agent.js';
 import { isSkip, type Skip } from './tools.js';
 import { startEcho } from './echo.js';
+import { hmacBatchedSide } from './batch.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 1);
 const STREAM_MIB = Number(process.env.BENCH_STREAM_MIB ?? 256);
@@ -176,6 +177,7 @@ async function main(): Promise<void> {
       oneInFlight('HMAC-SHA256 64 B', () => subtle.sign('HMAC', hmacKey, msg64)),
       piped('HMAC-SHA256 64 B', 256, () => subtle.sign('HMAC', hmacKey, msg64)),
       piped('managed HMAC-SHA256 64 B', 256, () => client!.mac('bench-mac', msg64), undefined, 'cryptod mac, pipelined (256)'),
+      hmacBatchedSide(subtle, hmacKey, msg64, SECONDS, daemonCpu),
     ]);
     await pkcs11Rows(p11, 'HMAC-SHA256 64 B', 'hmac-sha256');
 

@@ -16,6 +16,7 @@ export {
   type JsonWebKey,
   type BufferSource,
 } from './client/subtle.js';
+export type { CipherBatchItem, VerifyBatchItem } from './client/subtle-batch.js';
 export { DigestContext } from './client/contexts.js';
 export type { IntegerTypedArray } from './client/random.js';
 export { AeadStream, type AeadStreamParams, type AeadStreamMode } from './client/streams.js';

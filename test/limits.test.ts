@@ -326,6 +326,7 @@ test('HELLO reports every named limit, as configured', async () => {
     contextIdleMs: 1234,
     maxContextMemory: 1 << 20,
     maxContextMemoryPerClient: 1 << 18,
+    maxBatchItems: 17,
   };
   const t = await startTestDaemon({ limits });
   try {

@@ -23,6 +23,8 @@ import {
   Decrypt, DeriveBits, DeriveKey, Digest, Encrypt, ExportKey, GenerateKey, ImportKey, Release, Sign, UnwrapKey, Verify, WrapKey, type ResultOf,
 } from '../protocol/messages/index.js';
 import type { DaemonConnection } from './connection.js';
+import type { BatchResult } from './managed.js';
+import { SubtleBatches, type CipherBatchItem, type VerifyBatchItem } from './subtle-batch.js';
 
 export type KeyType = 'secret' | 'private' | 'public';
 export type KeyUsage = 'encrypt' | 'decrypt' | 'sign' | 'verify' | 'deriveKey' | 'deriveBits' | 'wrapKey' | 'unwrapKey';
@@ -120,11 +122,68 @@ export interface KeyDescription {
  */
 export class SubtleClient {
   readonly #conn: DaemonConnection;
+  readonly #batches: SubtleBatches;
 
   /** @internal */
   constructor(conn: DaemonConnection) {
     this.#conn = conn;
+    this.#batches = new SubtleBatches(conn);
   }
+
+  // ── batch forms (not WebCrypto; src/client/subtle-batch.ts) ────────────
+
+  /**
+   * Many digests in one request: one result per input, in order. Inputs
+   * beyond the daemon's `maxBatchItems` go in further frames, sent at once.
+   *
+   * @example
+   * ```ts
+   * const digests = await client.subtle.digestBatch('SHA-256', [a, b, c]);
+   * ```
+   */
+  digestBatch(algorithm: AlgorithmIdentifier, data: readonly BufferSource[]): Promise<Array<BatchResult<Uint8Array>>> {
+    return this.#batches.digest(algorithm, data);
+  }
+
+  /**
+   * Sign (or MAC) many messages with one key: HMAC, Ed25519, Ed448, ECDSA.
+   * A failed item is a CryptodError in its place; a bad key or algorithm
+   * rejects the whole call.
+   *
+   * @example
+   * ```ts
+   * const tags = await client.subtle.signBatch('HMAC', key, messages);
+   * ```
+   */
+  signBatch(algorithm: AlgorithmIdentifier, key: CryptoKey, data: readonly BufferSource[]): Promise<Array<BatchResult<Uint8Array>>> {
+    return this.#batches.sign(algorithm, key, data);
+  }
+
+  /** Check many signatures with one key: `true`/`false` per item, as `verify` answers. */
+  verifyBatch(algorithm: AlgorithmIdentifier, key: CryptoKey, items: readonly VerifyBatchItem[]): Promise<Array<BatchResult<boolean>>> {
+    return this.#batches.verify(algorithm, key, items);
+  }
+
+  /**
+   * AES-GCM or ChaCha20-Poly1305 over many items with one key; each item
+   * has its own `iv` (never reuse one), `additionalData` is the item's or
+   * else the algorithm's.
+   *
+   * @example
+   * ```ts
+   * const out = await client.subtle.encryptBatch('AES-GCM', key, records.map((data) => ({ data, iv: randomBytes(12) })));
+   * ```
+   */
+  encryptBatch(algorithm: AlgorithmIdentifier, key: CryptoKey, items: readonly CipherBatchItem[]): Promise<Array<BatchResult<Uint8Array>>> {
+    return this.#batches.encrypt(algorithm, key, items);
+  }
+
+  /** The reverse of {@link encryptBatch}: an item whose tag does not verify is a DecryptError in its place. */
+  decryptBatch(algorithm: AlgorithmIdentifier, key: CryptoKey, items: readonly CipherBatchItem[]): Promise<Array<BatchResult<Uint8Array>>> {
+    return this.#batches.decrypt(algorithm, key, items);
+  }
+
+  // ── WebCrypto ──────────────────────────────────────────────────────────
 
   async digest(algorithm: AlgorithmIdentifier, data: BufferSource): Promise<ArrayBuffer> {
     return subtleCall('digest', arguments, 2, async () => {

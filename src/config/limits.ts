@@ -190,6 +190,14 @@ export const LIMITS = {
     doc: 'how long one PostgreSQL keystore statement may take',
     error: 'CRYPTOD_ERR_STORE_UNAVAILABLE',
   },
+  // The batch forms of SIGN, VERIFY, DIGEST, ENCRYPT and DECRYPT (src/ops/batch.ts).
+  // In HELLO: the client splits a larger batch into several frames. The frame
+  // size bounds the bytes; this bounds how long one frame holds the event loop.
+  maxBatchItems: {
+    default: 4096, min: 1, max: 65_536, flag: 'max-batch-items', unit: 'N', hello: true,
+    doc: 'items one batch request of SIGN, VERIFY, DIGEST, ENCRYPT or DECRYPT may carry',
+    error: 'CRYPTOD_ERR_INVALID_ARGUMENT',
+  },
 } as const satisfies Readonly<Record<string, LimitDeclaration>>;
 
 export type LimitName = keyof typeof LIMITS;

@@ -12,7 +12,8 @@
  * The AEADs return ciphertext ‖ tag, as WebCrypto does, and decryption takes the
  * same. These are hot paths: one synchronous node:crypto call sequence, the
  * request's byte strings used in place (they are views of the frame), and one
- * copy to join ciphertext and tag.
+ * copy to join ciphertext and tag. The batch form (many items, one key) is
+ * {@link cipherBatch}.
  */
 import { createCipheriv, createDecipheriv, type CipherGCMTypes } from 'node:crypto';
 import type { Operation, RequestContext } from './operation.js';
@@ -21,6 +22,8 @@ import { DecryptError, InvalidArgumentError, InvalidKeyError, UnsupportedError }
 import { Op } from '../protocol/ops.js';
 import { normalizeAlgorithm, type NormalizedAlgorithm } from './algorithms.js';
 import { Decrypt, Encrypt } from '../protocol/messages/subtle.js';
+import { DecryptBatch, EncryptBatch } from '../protocol/messages/batch.js';
+import { checkBatchSize, isBatch, itemError } from './batch.js';
 import { kindOf, type Args } from './args.js';
 import { equivalentGcmIv, OPENSSL_MAX_GCM_IV } from './gcm-iv.js';
 import { acquireKey, type KeyNode } from './key.js';
@@ -75,15 +78,32 @@ export interface CipherCall {
 }
 
 function aeadParams(alg: NormalizedAlgorithm & { name: 'AES-GCM' | 'ChaCha20-Poly1305' }): { iv: Uint8Array; aad: Uint8Array | undefined; tagBytes: number } {
-  const iv = paramBytes(alg.params, 'iv');
+  // WebCrypto's order: both parameters' types, then the iv's length; a request with two faults gets the first.
+  const given = paramBytes(alg.params, 'iv');
   const aad = paramBytes(alg.params, 'additionalData');
-  let tagBytes = 16;
-  if (alg.name === 'AES-GCM') {
+  return { iv: checkAeadIv(alg.name, given, 'algorithm.iv'), aad, tagBytes: aeadTagBytes(alg) };
+}
+
+/** An AEAD's iv (`field` names it in errors: `algorithm.iv`, or a batch item's `items[3].iv`). */
+function checkAeadIv(name: 'AES-GCM' | 'ChaCha20-Poly1305', iv: Uint8Array | undefined, field: string): Uint8Array {
+  if (name === 'AES-GCM') {
     if (iv === undefined || iv.length === 0) {
-      throw new InvalidArgumentError(`expected 'algorithm.iv' to be a non-empty byte string for AES-GCM, got ${kindOf(iv)}`, {
-        detail: { field: 'algorithm.iv', expected: 'at least 1 byte', webcrypto: 'OperationError' },
+      throw new InvalidArgumentError(`expected '${field}' to be a non-empty byte string for AES-GCM, got ${kindOf(iv)}`, {
+        detail: { field, expected: 'at least 1 byte', webcrypto: 'OperationError' },
       });
     }
+  } else if (iv === undefined || iv.length !== 12) {
+    // RFC 8439 §2.8: the AEAD nonce is 96 bits.
+    throw new InvalidArgumentError(`expected '${field}' to be 12 bytes for ChaCha20-Poly1305, got ${kindOf(iv)}`, {
+      detail: { field, expected: '12 bytes', webcrypto: 'OperationError' },
+    });
+  }
+  return iv;
+}
+
+/** The tag length in bytes an AEAD algorithm dictionary asks for. */
+function aeadTagBytes(alg: NormalizedAlgorithm & { name: 'AES-GCM' | 'ChaCha20-Poly1305' }): number {
+  if (alg.name === 'AES-GCM') {
     const tagLength = alg.params.tagLength ?? 128;
     if (typeof tagLength !== 'number' || !GCM_TAG_LENGTHS.includes(tagLength)) {
       throw new InvalidArgumentError(
@@ -91,19 +111,15 @@ function aeadParams(alg: NormalizedAlgorithm & { name: 'AES-GCM' | 'ChaCha20-Pol
         { detail: { field: 'algorithm.tagLength', expected: GCM_TAG_LENGTHS.join(', '), webcrypto: 'OperationError' } },
       );
     }
-    tagBytes = tagLength / 8;
-  } else if (iv === undefined || iv.length !== 12) {
-    // RFC 8439 §2.8: the AEAD nonce is 96 bits.
-    throw new InvalidArgumentError(`expected 'algorithm.iv' to be 12 bytes for ChaCha20-Poly1305, got ${kindOf(iv)}`, {
-      detail: { field: 'algorithm.iv', expected: '12 bytes', webcrypto: 'OperationError' },
-    });
-  } else if (alg.params.tagLength !== undefined && alg.params.tagLength !== 128) {
+    return tagLength / 8;
+  }
+  if (alg.params.tagLength !== undefined && alg.params.tagLength !== 128) {
     // WICG "Modern Algorithms in WebCrypto": AeadParams.tagLength, if given, must be 128.
     throw new InvalidArgumentError(`expected 'algorithm.tagLength' to be 128 for ChaCha20-Poly1305 (or absent)`, {
       detail: { field: 'algorithm.tagLength', expected: '128', webcrypto: 'OperationError' },
     });
   }
-  return { iv, aad, tagBytes };
+  return 16;
 }
 
 /**
@@ -176,15 +192,61 @@ function open(call: AeadCall, data: Buffer): Buffer {
   return pt;
 }
 
+/**
+ * ENCRYPT's and DECRYPT's batch form (src/ops/batch.ts): AES-GCM and
+ * ChaCha20-Poly1305, the algorithm and key checked once, then one AEAD call
+ * per item with the item's iv (and additionalData, else the algorithm's).
+ * One call description is reused for every item: nothing is allocated per
+ * item beyond node:crypto's own cipher and the result.
+ */
+function cipherBatch(ctx: RequestContext, raw: CborValue, usage: 'encrypt' | 'decrypt'): CborValue {
+  checkBatchSize(ctx, raw);
+  const args = (usage === 'encrypt' ? EncryptBatch : DecryptBatch).args.parse(raw);
+  const alg = normalizeAlgorithm(args.algorithm);
+  if (alg.name !== 'AES-GCM' && alg.name !== 'ChaCha20-Poly1305') {
+    throw new UnsupportedError(`the batch form of ${usage} supports AES-GCM and ChaCha20-Poly1305; got ${alg.name} (send single ${usage.toUpperCase()} requests)`, {
+      detail: { field: 'algorithm.name' },
+    });
+  }
+  const aead = alg as NormalizedAlgorithm & { name: 'AES-GCM' | 'ChaCha20-Poly1305' };
+  if (alg.params.iv !== undefined) {
+    throw new InvalidArgumentError(`'algorithm.iv' is not allowed in a batch: each item carries its own 'iv' (one iv for many ${usage}ions under one key breaks ${alg.name})`, {
+      detail: { field: 'algorithm.iv', expected: 'no such field' },
+    });
+  }
+  const sharedAad = paramBytes(alg.params, 'additionalData');
+  const tagBytes = aeadTagBytes(aead);
+  using key = acquireKey(ctx, args.key);
+  const k = key.value;
+  k.require(alg.name, usage);
+  const call: AeadCall = { cipher: aeadCipherOf(k), key: k.secret, iv: EMPTY, aad: sharedAad, tagBytes };
+  const items = args.items;
+  const out = new Array<CborValue>(items.length);
+  for (let i = 0; i < items.length; i++) {
+    const item = items[i]!;
+    try {
+      const iv = checkAeadIv(aead.name, item.iv, `items[${i}].iv`);
+      call.iv = iv.length > OPENSSL_MAX_GCM_IV ? equivalentGcmIv(k.secret, iv) : iv;
+      call.aad = item.additionalData ?? sharedAad;
+      out[i] = usage === 'encrypt' ? seal(call, item.data) : open(call, item.data);
+    } catch (err) {
+      out[i] = itemError(err);
+    }
+  }
+  return { items: out };
+}
+
+const EMPTY = new Uint8Array(0);
+
 export const cipherOperations: Operation[] = [
   {
     op: Op.ENCRYPT,
     access: { kind: 'none' },
-    handle: (ctx, raw) => withKey(ctx, raw, 'encrypt'),
+    handle: (ctx, raw) => (isBatch(raw) ? cipherBatch(ctx, raw, 'encrypt') : withKey(ctx, raw, 'encrypt')),
   },
   {
     op: Op.DECRYPT,
     access: { kind: 'none' },
-    handle: (ctx, raw) => withKey(ctx, raw, 'decrypt'),
+    handle: (ctx, raw) => (isBatch(raw) ? cipherBatch(ctx, raw, 'decrypt') : withKey(ctx, raw, 'decrypt')),
   },
 ];

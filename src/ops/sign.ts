@@ -11,6 +11,10 @@
  *
  * As in WebCrypto, VERIFY answers `false` for a wrong or malformed signature
  * (any length, any bytes); only malformed arguments are errors.
+ *
+ * Both have a batch form (src/ops/batch.ts): the algorithm and the key are
+ * checked once ({@link signerFor}, {@link verifierFor}), then each item is
+ * one node:crypto call.
  */
 import { constants, createHmac, sign as nodeSign, timingSafeEqual, verify as nodeVerify } from 'node:crypto';
 import type { Operation, RequestContext } from './operation.js';
@@ -19,6 +23,8 @@ import { InvalidArgumentError, OperationError, UnsupportedError } from '../proto
 import { Op } from '../protocol/ops.js';
 import { NODE_HASH, normalizeAlgorithm, normalizeHash, type HashName, type NormalizedAlgorithm } from './algorithms.js';
 import { Sign, Verify } from '../protocol/messages/subtle.js';
+import { SignBatch, VerifyBatch } from '../protocol/messages/batch.js';
+import { checkBatchSize, isBatch, itemError } from './batch.js';
 import type { DataNodeId } from '../state/ids.js';
 import { acquireKey, type KeyNode } from './key.js';
 import { isSmallOrderEd25519 } from './ed25519-small-order.js';
@@ -105,97 +111,166 @@ async function rsaSign(ctx: RequestContext, handle: DataNodeId, alg: NormalizedA
   });
 }
 
+/** What signs one message, once the algorithm and the key were checked. */
+type Signer = (data: Buffer) => Buffer;
+/** What checks one signature, once the algorithm and the key were checked; never throws for a bad signature. */
+type Verifier = (signature: Buffer, data: Buffer) => boolean;
+
+/**
+ * Check the algorithm's parameters and the key for signing (HMAC, Ed25519,
+ * Ed448, ECDSA: the synchronous ones) and return the signing call. SIGN runs
+ * it once, its batch form once per item (the checks are not repeated).
+ */
+function signerFor(alg: NormalizedAlgorithm, k: KeyNode): Signer {
+  switch (alg.name) {
+    case 'HMAC':
+      k.require('HMAC', 'sign');
+      checkHmacHash(alg, k);
+      return (data) => hmac(k, data);
+    case 'Ed25519':
+    case 'Ed448':
+      checkEdContext(alg);
+      k.require(alg.name, 'sign');
+      return (data) => nodeSign(null, data, k.object);
+    case 'ECDSA': {
+      k.require('ECDSA', 'sign');
+      const hash = ecdsaHash(alg);
+      const key = { key: k.object, dsaEncoding: 'ieee-p1363' } as const;
+      return (data) => nodeSign(hash, data, key);
+    }
+    default:
+      return unsupported('sign', alg.name);
+  }
+}
+
+/** As {@link signerFor}, for VERIFY: every algorithm (RSA verification is synchronous). */
+function verifierFor(alg: NormalizedAlgorithm, k: KeyNode): Verifier {
+  switch (alg.name) {
+    case 'HMAC': {
+      k.require('HMAC', 'verify');
+      checkHmacHash(alg, k);
+      return (signature, data) => {
+        const tag = hmac(k, data);
+        // Constant time in the tag's content; the length is public (it is the hash's).
+        return signature.length === tag.length && timingSafeEqual(signature, tag);
+      };
+    }
+    case 'Ed25519':
+      k.require('Ed25519', 'verify');
+      // A small-order public key "verifies" forged signatures: never true (ed25519-small-order.ts).
+      if (isSmallOrderEd25519(k.object)) return () => false;
+      return (signature, data) => signature.length === 64 && safeVerify(null, data, k.object, signature);
+    case 'Ed448':
+      checkEdContext(alg);
+      k.require(alg.name, 'verify');
+      return (signature, data) => signature.length === EDDSA_SIGNATURE_BYTES.Ed448 && safeVerify(null, data, k.object, signature);
+    case 'ECDSA': {
+      k.require('ECDSA', 'verify');
+      const hash = ecdsaHash(alg);
+      const n = COORD_BYTES[k.algorithm.namedCurve as CurveName];
+      const key = { key: k.object, dsaEncoding: 'ieee-p1363' } as const;
+      // IEEE P1363: exactly r||s, each the curve order's size; any other length is not a signature.
+      return (signature, data) => signature.length === 2 * n && safeVerify(hash, data, key, signature);
+    }
+    case 'RSA-PSS': {
+      k.require('RSA-PSS', 'verify');
+      const salt = saltLength(alg);
+      const hash = NODE_HASH[k.algorithm.hash!.name as HashName];
+      const size = Math.ceil(k.algorithm.modulusLength! / 8);
+      // RFC 8017 §9.1.2: a salt that cannot fit is "inconsistent", i.e. not a valid signature.
+      if (salt > maxSalt(k)) return () => false;
+      const key = pssOptions(k, salt);
+      return (signature, data) => signature.length === size && safeVerify(hash, data, key, signature);
+    }
+    case 'RSASSA-PKCS1-v1_5': {
+      k.require('RSASSA-PKCS1-v1_5', 'verify');
+      const hash = NODE_HASH[k.algorithm.hash!.name as HashName];
+      const size = Math.ceil(k.algorithm.modulusLength! / 8);
+      const key = { key: k.object, padding: constants.RSA_PKCS1_PADDING };
+      return (signature, data) => signature.length === size && safeVerify(hash, data, key, signature);
+    }
+    default:
+      return unsupported('verify', alg.name);
+  }
+}
+
+/** SIGN's batch form (src/ops/batch.ts): RSA is refused, its signatures run on the thread pool one request at a time. */
+function signBatch(ctx: RequestContext, raw: CborValue): CborValue {
+  checkBatchSize(ctx, raw);
+  const args = SignBatch.args.parse(raw);
+  const alg = normalizeAlgorithm(args.algorithm);
+  if (alg.name === 'RSA-PSS' || alg.name === 'RSASSA-PKCS1-v1_5') {
+    throw new UnsupportedError(`the batch form of sign supports HMAC, Ed25519, Ed448 and ECDSA; ${alg.name} signs on a worker thread: pipeline single SIGN requests`, {
+      detail: { field: 'algorithm' },
+    });
+  }
+  using key = acquireKey(ctx, args.key);
+  const sign = signerFor(alg, key.value);
+  const items = args.items;
+  const out = new Array<CborValue>(items.length);
+  for (let i = 0; i < items.length; i++) {
+    try {
+      out[i] = sign(items[i]!.data);
+    } catch (err) {
+      out[i] = itemError(err);
+    }
+  }
+  return { items: out };
+}
+
+/** VERIFY's batch form: a wrong signature is `false` in its place, as for the single form. */
+function verifyBatch(ctx: RequestContext, raw: CborValue): CborValue {
+  checkBatchSize(ctx, raw);
+  const args = VerifyBatch.args.parse(raw);
+  const alg = normalizeAlgorithm(args.algorithm);
+  using key = acquireKey(ctx, args.key);
+  const verify = verifierFor(alg, key.value);
+  const items = args.items;
+  const out = new Array<CborValue>(items.length);
+  for (let i = 0; i < items.length; i++) {
+    const item = items[i]!;
+    try {
+      out[i] = verify(item.signature, item.data);
+    } catch (err) {
+      out[i] = itemError(err);
+    }
+  }
+  return { items: out };
+}
+
 export const signOperations: Operation[] = [
   {
-    /** `{ algorithm, key, data }` → signature bytes. ECDSA takes `algorithm.hash`; RSA-PSS `algorithm.saltLength`. */
+    /** `{ algorithm, key, data }` → signature bytes. ECDSA takes `algorithm.hash`; RSA-PSS `algorithm.saltLength`. Or a batch: `{ algorithm, key, items }`. */
     op: Op.SIGN,
     access: { kind: 'none' },
     handle: (ctx, raw) => {
+      if (isBatch(raw)) return signBatch(ctx, raw);
       const args = Sign.args.parse(raw);
       const alg = normalizeAlgorithm(args.algorithm);
       const data = args.data;
       if (alg.name === 'RSA-PSS' || alg.name === 'RSASSA-PKCS1-v1_5') return rsaSign(ctx, args.key, alg as NormalizedAlgorithm & { name: typeof alg.name }, data);
       using key = acquireKey(ctx, args.key);
-      const k = key.value;
-      switch (alg.name) {
-        case 'HMAC':
-          k.require('HMAC', 'sign');
-          checkHmacHash(alg, k);
-          return hmac(k, data);
-        case 'Ed25519':
-        case 'Ed448':
-          checkEdContext(alg);
-          k.require(alg.name, 'sign');
-          return nodeSign(null, data, k.object);
-        case 'ECDSA': {
-          k.require('ECDSA', 'sign');
-          return nodeSign(ecdsaHash(alg), data, { key: k.object, dsaEncoding: 'ieee-p1363' });
-        }
-        default:
-          return unsupported('sign', alg.name);
-      }
+      return signerFor(alg, key.value)(data);
     },
   },
   {
-    /** `{ algorithm, key, signature, data }` → boolean. */
+    /** `{ algorithm, key, signature, data }` → boolean. Or a batch: `{ algorithm, key, items: [{ signature, data }] }`. */
     op: Op.VERIFY,
     access: { kind: 'none' },
     handle: (ctx, raw) => {
+      if (isBatch(raw)) return verifyBatch(ctx, raw);
       const args = Verify.args.parse(raw);
       const alg = normalizeAlgorithm(args.algorithm);
-      const data = args.data;
-      const signature = args.signature;
       using key = acquireKey(ctx, args.key);
-      const k = key.value;
-      switch (alg.name) {
-        case 'HMAC': {
-          k.require('HMAC', 'verify');
-          checkHmacHash(alg, k);
-          const tag = hmac(k, data);
-          // Constant time in the tag's content; the length is public (it is the hash's).
-          return signature.length === tag.length && timingSafeEqual(signature, tag);
-        }
-        case 'Ed25519':
-          k.require('Ed25519', 'verify');
-          // A small-order public key "verifies" forged signatures: never true (ed25519-small-order.ts).
-          if (isSmallOrderEd25519(k.object)) return false;
-          return signature.length === 64 && safeVerify(() => nodeVerify(null, data, k.object, signature));
-        case 'Ed448':
-          checkEdContext(alg);
-          k.require(alg.name, 'verify');
-          return signature.length === EDDSA_SIGNATURE_BYTES[alg.name] && safeVerify(() => nodeVerify(null, data, k.object, signature));
-        case 'ECDSA': {
-          k.require('ECDSA', 'verify');
-          const hash = ecdsaHash(alg);
-          const n = COORD_BYTES[k.algorithm.namedCurve as CurveName];
-          // IEEE P1363: exactly r||s, each the curve order's size; any other length is not a signature.
-          return signature.length === 2 * n && safeVerify(() => nodeVerify(hash, data, { key: k.object, dsaEncoding: 'ieee-p1363' }, signature));
-        }
-        case 'RSA-PSS': {
-          k.require('RSA-PSS', 'verify');
-          const salt = saltLength(alg);
-          // RFC 8017 §9.1.2: a salt that cannot fit is "inconsistent", i.e. not a valid signature.
-          if (salt > maxSalt(k) || signature.length !== Math.ceil(k.algorithm.modulusLength! / 8)) return false;
-          const hash = NODE_HASH[k.algorithm.hash!.name as HashName];
-          return safeVerify(() => nodeVerify(hash, data, pssOptions(k, salt), signature));
-        }
-        case 'RSASSA-PKCS1-v1_5': {
-          k.require('RSASSA-PKCS1-v1_5', 'verify');
-          if (signature.length !== Math.ceil(k.algorithm.modulusLength! / 8)) return false;
-          const hash = NODE_HASH[k.algorithm.hash!.name as HashName];
-          return safeVerify(() => nodeVerify(hash, data, { key: k.object, padding: constants.RSA_PKCS1_PADDING }, signature));
-        }
-        default:
-          return unsupported('verify', alg.name);
-      }
+      return verifierFor(alg, key.value)(args.signature, args.data);
     },
   },
 ];
 
 /** OpenSSL reports some malformed signatures as errors rather than "no": both mean `false`. */
-function safeVerify(run: () => boolean): boolean {
+function safeVerify(hash: string | null, data: Buffer, key: Parameters<typeof nodeVerify>[2], signature: Buffer): boolean {
   try {
-    return run();
+    return nodeVerify(hash, data, key, signature);
   } catch {
     return false;
   }

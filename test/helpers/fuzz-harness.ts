@@ -146,6 +146,12 @@ export function seeds(): SeedFrame[] {
     { op: Op.CIPHER_UPDATE, payload: { handle: '$enc', data: Buffer.alloc(1500, 1) } },
     { op: Op.CIPHER_UPDATE, payload: { handle: '$dec', data: Buffer.concat([Buffer.from('CDAS'), Buffer.from([1, 3, 0, 0, 4, 0]), Buffer.alloc(39)]) } },
     { op: Op.CIPHER_FINAL, payload: { handle: '$enc', data: Buffer.from('end') } },
+    // Batch forms (docs/protocol.md §6.15).
+    { op: Op.DIGEST, payload: { algorithm: 'SHA-256', items: [{ data: Buffer.from('a') }, { data: Buffer.alloc(0) }] } },
+    { op: Op.SIGN, payload: { algorithm: 'HMAC', key: '$hmac', items: [{ data: Buffer.from('m') }, { data: Buffer.from('n') }] } },
+    { op: Op.VERIFY, payload: { algorithm: 'Ed25519', key: '$edpub', items: [{ signature: Buffer.alloc(64, 1), data: Buffer.from('m') }, { signature: Buffer.alloc(3), data: Buffer.alloc(0) }] } },
+    { op: Op.ENCRYPT, payload: { algorithm: { name: 'AES-GCM', additionalData: Buffer.from('ad') }, key: '$aes', items: [{ data: Buffer.from('hello'), iv: m.iv }, { data: Buffer.alloc(0), iv: Buffer.alloc(0) }] } },
+    { op: Op.DECRYPT, payload: { algorithm: 'AES-GCM', key: '$aes', items: [{ data: m.ciphertext, iv: m.iv }, { data: Buffer.alloc(4), iv: m.iv, additionalData: Buffer.from('x') }] } },
   ];
 }
 
@@ -165,7 +171,7 @@ const FIELDS = [
   'algorithm', 'name', 'hash', 'length', 'key', 'data', 'format', 'keyData', 'usages', 'extractable', 'handle', 'iv', 'additionalData',
   'tagLength', 'baseKey', 'public', 'salt', 'info', 'mode', 'segmentSize', 'namedCurve', 'wrappingKey', 'unwrappingKey', 'wrapAlgorithm',
   'unwrapAlgorithm', 'unwrappedKeyAlgorithm', 'derivedKeyType', 'signature', 'wrappedKey', 'kty', 'k', 'crv', 'd', 'x', 'y', 'alg', 'ext',
-  'key_ops', 'use', 'version', 'client', 'token', 'counter',
+  'key_ops', 'use', 'version', 'client', 'token', 'counter', 'items',
 ];
 // RSA-PSS is left out on purpose: a random GENERATE_KEY of it would spend seconds on the thread pool.
 const WORDS = [

@@ -83,3 +83,44 @@ test('Wycheproof aes_gcm: 316 cases through client.subtle', async () => {
   assert.deepEqual(tally.ran, { valid: 229, invalid: 87, acceptable: 0 });
   assert.equal(longIvs, 3, 'the three 2056-bit IV cases ran');
 });
+
+test('Wycheproof aes_gcm: the same 316 cases through the batch forms, one request per key and tag length', async () => {
+  const file = loadVectors<AeadTest, { keySize: number; ivSize: number; tagSize: number }>('aes_gcm');
+  const groups = new Map<string, { key: string; tagLength: number; cases: AeadTest[] }>();
+  for (const g of file.testGroups) {
+    for (const tc of g.tests) {
+      const id = `${tc.key}/${g.tagSize}`;
+      const group = groups.get(id) ?? { key: tc.key, tagLength: g.tagSize, cases: [] };
+      group.cases.push(tc);
+      groups.set(id, group);
+    }
+  }
+  const ran = { valid: 0, invalid: 0 };
+  for (const { key: keyHex, tagLength, cases } of groups.values()) {
+    const key = await c.subtle.importKey('raw', unhex(keyHex), { name: 'AES-GCM' }, false, ['encrypt', 'decrypt']);
+    const algorithm = { name: 'AES-GCM', tagLength };
+    const opened = await c.subtle.decryptBatch(algorithm, key, cases.map((tc) => ({ data: unhex(tc.ct + tc.tag), iv: unhex(tc.iv), additionalData: unhex(tc.aad) })));
+    const sealed = await c.subtle.encryptBatch(algorithm, key, cases.map((tc) => ({ data: unhex(tc.msg), iv: unhex(tc.iv), additionalData: unhex(tc.aad) })));
+    cases.forEach((tc, i) => {
+      const what = `tcId ${tc.tcId} (${tc.flags.join(',')})`;
+      const d = opened[i]!;
+      const e = sealed[i]!;
+      if (tc.result === 'valid') {
+        assert.ok(d instanceof Uint8Array && e instanceof Uint8Array, `${what}: ${String(d)} / ${String(e)}`);
+        assert.equal(hexOf(d), tc.msg, `${what}: plaintext`);
+        assert.equal(hexOf(e), tc.ct + tc.tag, `${what}: ciphertext ‖ tag`);
+        ran.valid++;
+      } else if (tc.flags.includes('ModifiedTag')) {
+        assert.ok(!(d instanceof Uint8Array) && d.code === 'CRYPTOD_ERR_DECRYPT_FAILED', `${what}: ${String(d)}`);
+        ran.invalid++;
+      } else {
+        assert.deepEqual(tc.flags, ['ZeroLengthIv'], `${what}: an invalid class this test does not know`);
+        assert.ok(!(d instanceof Uint8Array) && d.code === 'CRYPTOD_ERR_INVALID_ARGUMENT', `${what}: decrypt ${String(d)}`);
+        assert.ok(!(e instanceof Uint8Array) && e.code === 'CRYPTOD_ERR_INVALID_ARGUMENT', `${what}: encrypt ${String(e)}`);
+        ran.invalid++;
+      }
+    });
+    await key.release();
+  }
+  assert.deepEqual(ran, { valid: 229, invalid: 87 });
+});

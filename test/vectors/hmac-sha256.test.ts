@@ -59,3 +59,27 @@ test('Wycheproof hmac_sha256: 174 cases through client.subtle', async () => {
 test('the vector loader fails loudly (never skips) when a file is missing', () => {
   assert.throws(() => loadVectors('no_such_file'), /Wycheproof vector file not found: .*no_such_file_test\.json/);
 });
+
+test('Wycheproof hmac_sha256: the full-size tags through the batch forms, one SIGN and one VERIFY batch per key', async () => {
+  const file = loadVectors<MacTest, { keySize: number; tagSize: number }>('hmac_sha256');
+  const byKey = new Map<string, MacTest[]>();
+  for (const group of file.testGroups) {
+    if (group.tagSize !== 256) continue;
+    for (const tc of group.tests) byKey.set(tc.key, [...(byKey.get(tc.key) ?? []), tc]);
+  }
+  const ran = { valid: 0, invalid: 0 };
+  for (const [keyHex, cases] of byKey) {
+    const key = await c.subtle.importKey('raw', unhex(keyHex), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign', 'verify']);
+    const tags = await c.subtle.signBatch('HMAC', key, cases.map((tc) => unhex(tc.msg)));
+    const verdicts = await c.subtle.verifyBatch('HMAC', key, cases.map((tc) => ({ signature: unhex(tc.tag), data: unhex(tc.msg) })));
+    cases.forEach((tc, i) => {
+      const what = `tcId ${tc.tcId} (${tc.comment})`;
+      assert.equal(hexOf(tags[i] as Uint8Array) === tc.tag, tc.result === 'valid', `${what}: sign`);
+      assert.equal(verdicts[i], tc.result === 'valid', `${what}: verify`);
+      ran[tc.result === 'valid' ? 'valid' : 'invalid']++;
+    });
+    await key.release();
+  }
+  assert.deepEqual(ran, { valid: 33, invalid: 54 }, 'every full-size case ran, 34 keys');
+  assert.equal(byKey.size, 34);
+});

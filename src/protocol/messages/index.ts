@@ -9,3 +9,4 @@ export * from './datakeys.js';
 export * from './kek.js';
 export * from './random.js';
 export * from './backup.js';
+export * from './batch.js';

@@ -130,7 +130,7 @@ export type ManagedKeyVersion = Out<typeof versionDescription>;
 export const MAX_BATCH = 4096;
 
 /** An item that failed inside a batch. */
-const itemError = map({ error: map({ code: text(), message: text(), detail: optional(record(cbor())) }, { open: true }) }, { open: true });
+export const itemError = map({ error: map({ code: text(), message: text(), detail: optional(record(cbor())) }, { open: true }) }, { open: true });
 export type ManagedItemError = Out<typeof itemError>;
 
 /**

@@ -33,6 +33,7 @@ export const Hello = message(
           contextIdleMs: optional(uint()),
           maxContextMemory: optional(uint()),
           maxContextMemoryPerClient: optional(uint()),
+          maxBatchItems: optional(uint()),
         },
         { open: true },
       ),

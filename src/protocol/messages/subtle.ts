@@ -22,7 +22,7 @@ export const ImportKey = message(
 export const ExportKey = message(Op.EXPORT_KEY, map({ format: keyFormat, key: handle() }), oneOf(bytes(), jwk));
 
 /** AES-GCM/ChaCha20-Poly1305: iv, additionalData, tagLength; AES-CBC: iv; AES-CTR: counter, length; RSA-OAEP: label. */
-const cipherParams = {
+export const cipherParams = {
   iv: optional(bytes()),
   additionalData: optional(bytes()),
   tagLength: optional(uint()),
@@ -34,7 +34,7 @@ export const Encrypt = message(Op.ENCRYPT, map({ algorithm: algorithm(cipherPara
 export const Decrypt = message(Op.DECRYPT, map({ algorithm: algorithm(cipherParams), key: handle(), data: bytes() }), bytes());
 
 /** HMAC's `hash`, when given, must be the key's; ECDSA's is required; RSA-PSS takes `saltLength`. */
-const signParams = { hash: optional(hashAlgorithm), saltLength: optional(uint()), context: optional(bytes()) };
+export const signParams = { hash: optional(hashAlgorithm), saltLength: optional(uint()), context: optional(bytes()) };
 export const Sign = message(Op.SIGN, map({ algorithm: algorithm(signParams), key: handle(), data: bytes() }), bytes());
 export const Verify = message(Op.VERIFY, map({ algorithm: algorithm(signParams), key: handle(), signature: bytes(), data: bytes() }), cbor());
 
