@@ -6,10 +6,10 @@
  */
 import { Op } from '../ops.js';
 import { MAX_CONTEXT } from '../datakey-format.js';
-import { array, bool, bytes, cbor, either, map, optional, record, text, uint, type Fields } from '../schema.js';
+import { array, bool, bytes, either, map, optional, text, uint, type Fields } from '../schema.js';
 import { message } from './message.js';
 import { cryptoKeyDescription } from './common.js';
-import { MAX_BATCH } from './managed.js';
+import { MAX_BATCH, itemError } from './managed.js';
 
 const u32 = uint(1, 0xffff_ffff);
 const wrappedKey = bytes({ min: 1, max: 64 * 1024 });
@@ -19,9 +19,6 @@ export const DataKeyGenerate = message(
   map({ kek: text(), length: optional(uint(16, 32)), aad: optional(bytes({ max: MAX_CONTEXT })), plaintext: optional(bool()) }),
   map({ wrappedKey: bytes(), kekVersion: u32, plaintext: optional(bytes()) }, { open: true }),
 );
-
-/** An item that failed inside a batch (as for the managed operations). */
-const itemError = map({ error: map({ code: text(), message: text(), detail: optional(record(cbor())) }, { open: true }) }, { open: true });
 
 /** A data operation: one item beside `wrappedKey`, or `{ wrappedKey, items: [item…] }` (one data key, many items). */
 function dataOp<F extends Fields, R extends Fields>(op: (typeof Op)[keyof typeof Op], item: F, result: R) {
