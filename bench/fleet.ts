@@ -207,8 +207,17 @@ async function underRotation(): Promise<void> {
     await w.keys.create('bench-mac', { type: 'hmac-sha256', gracePeriod: '1h' });
     const c = await adminClient(reader.socket);
     let rotations = 0;
-    const quiet = async (): Promise<number> => (await measurePipelined(SECONDS, 64, () => c.mac('bench-mac', MSG))).opsPerSec;
+    // The reader's own CPU time per operation: what a rotation costs the reader, apart from the writer's CPU on the same cores.
+    const readerCpu = { quiet: [] as number[], rotating: [] as number[] };
+    const readerCpuUs = (): number => cpuSeconds([reader.proc.pid!]) * 1e6;
+    let side: 'quiet' | 'rotating' = 'quiet';
+    const quiet = async (): Promise<number> => {
+      const r = await measurePipelined(SECONDS, 64, () => c.mac('bench-mac', MSG), undefined, readerCpuUs);
+      readerCpu[side].push(r.cpuPerOpNs! / 1000);
+      return r.opsPerSec;
+    };
     const rotating = async (): Promise<number> => {
+      side = 'rotating';
       let stop = false;
       const loop = (async () => {
         while (!stop) {
@@ -221,12 +230,14 @@ async function underRotation(): Promise<void> {
       try {
         return await quiet();
       } finally {
+        side = 'quiet';
         stop = true;
         await loop;
       }
     };
     const r = await ab(quiet, rotating);
     row('managed HMAC-SHA256 64 B, pipelined (64), reader daemon', `quiet ${ops(r.a)} ops/s (${spread(r.as)})`, `writer rotating the key every 100 ms through another daemon: ${ops(r.b)} ops/s (${spread(r.bs)}; ${rotations} rotations)`, `${(r.b / r.a).toFixed(3)}×`);
+    row('reader daemon CPU time per operation (its process alone, utime + stime)', `quiet ${median(readerCpu.quiet).toFixed(1)} µs`, `writer rotating every 100 ms: ${median(readerCpu.rotating).toFixed(1)} µs`, `${(median(readerCpu.rotating) / median(readerCpu.quiet)).toFixed(2)}×`);
     await w.close();
     await c.close();
   } finally {

@@ -175,3 +175,14 @@ test('command-line flags override the file: --socket and --log-level win over so
     assert.equal(await d.stop(), 0);
   }
 });
+
+test('workers: a number from 1 to 256 or auto, as --workers', () => {
+  assert.equal(parseConfigText('workers: 3\n', 'c.yaml').config.workers, 3);
+  assert.equal(parseConfigText('workers: "2"\n', 'c.yaml').config.workers, 2);
+  assert.ok((parseConfigText('workers: auto\n', 'c.yaml').config.workers ?? 0) >= 1);
+  assert.equal(parseConfigText('', 'c.yaml').config.workers, undefined);
+  for (const bad of ['0', '257', '1.5', 'many', '[2]']) {
+    const [problem] = problemsOf(`workers: ${bad}\n`);
+    assert.match(problem ?? '', /^1:10: workers: expected a number from 1 to 256 or 'auto'/, bad);
+  }
+});

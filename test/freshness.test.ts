@@ -7,11 +7,14 @@
  * of them.
  */
 import assert from 'node:assert/strict';
+import { dirname, join } from 'node:path';
+import Database from 'better-sqlite3';
 import { after, test } from 'node:test';
 import type { Client } from '../src/client/client.js';
 import { openManagedKeys, type OpenedManagedKeys } from '../src/daemon/managed-keys.js';
 import { parseHeader } from '../src/protocol/managed-format.js';
 import { CryptodError, KeyVersionError } from '../src/protocol/errors.js';
+import { SqliteMemberStore } from '../src/store/sqlite/fleet-store.js';
 import { startTestDaemon, type TestDaemon } from './helpers/daemon.js';
 import { makeTempDir } from './store/tmpdir.js';
 
@@ -155,4 +158,65 @@ test('catch-ups and reloads injected at random moments under load fail no operat
   assert.ok(ops > 100, `only ${ops} operations ran under the injections`);
   // And B ends up exactly where A is.
   assert.equal((await b.c.keys.describe('load')).currentVersion, (await a.c.keys.describe('load')).currentVersion);
+});
+
+test('a catch-up holds back only the requests on the keys it reloads', async () => {
+  const data = makeTempDir('cd-fresh-only-');
+  cleanups.push(() => data.cleanup());
+  const a = await side(data.path);
+  const b = await side(data.path);
+  await a.c.keys.create('changed', { type: 'hmac-sha256', gracePeriod: '1h' });
+  await a.c.keys.create('untouched', { type: 'hmac-sha256' });
+  await a.c.keys.create('busy', { type: 'hmac-sha256' });
+  const other = await b.td.connect('other');
+  assert.equal(parseHeader(await b.c.mac('changed', te.encode('m')), 'mac').header.version, 1);
+  await other.mac('untouched', te.encode('m'));
+
+  // A commits a rotation of `changed`. Then B's key manager queue is held up:
+  // a management step of B's own waits for the file's write lock, which
+  // another connection holds, so B's catch-up of `changed` queues behind it.
+  assert.equal(await a.c.keys.rotate('changed'), 2);
+  const lock = new Database(join(data.path, 'keystore.sqlite'));
+  lock.exec('BEGIN IMMEDIATE');
+  let released = false;
+  const held = b.keys.manager.rotate('busy').then((v) => {
+    assert.ok(released, 'the held-up rotation waited for the lock');
+    return v;
+  });
+  try {
+    const before = b.keys.manager.catchUps;
+    let changedAnswered = false;
+    const onChanged = b.c.mac('changed', te.encode('m')).then((tag) => {
+      changedAnswered = true;
+      return tag;
+    });
+    // The untouched key is served at once, while the catch-up of `changed` cannot run yet.
+    await other.mac('untouched', te.encode('m'));
+    assert.equal(b.keys.manager.catchUps, before + 1, 'B saw the commit and queued one catch-up');
+    assert.equal(changedAnswered, false, 'the request on the changed key waits for its reload');
+    released = true;
+    lock.exec('ROLLBACK');
+    assert.equal(parseHeader(await onChanged, 'mac').header.version, 2, 'and then runs on the new version');
+  } finally {
+    if (lock.inTransaction) lock.exec('ROLLBACK');
+    lock.close();
+  }
+  assert.equal(await held, 2);
+});
+
+test('a commit that changes no key (another daemon\'s heartbeat) costs no catch-up', async () => {
+  const { a, b } = await pair();
+  await a.c.keys.create('steady', { type: 'hmac-sha256' });
+  await b.c.mac('steady', te.encode('m'));
+  const members = new SqliteMemberStore({ dataDir: b.keys.storeFile === undefined ? '' : dirname(b.keys.storeFile) });
+  try {
+    const before = b.keys.manager.catchUps;
+    for (let i = 0; i < 5; i++) {
+      await members.heartbeat({ id: `other-${i}`, host: 'h', pid: 1, seenGeneration: 0, expiresAt: 1 });
+      await b.c.mac('steady', te.encode('m'));
+    }
+    assert.equal(b.keys.manager.catchUps, before, 'no catch-up for commits outside the change log');
+  } finally {
+    members.close();
+  }
 });

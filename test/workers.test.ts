@@ -8,7 +8,8 @@
  * drains every worker and removes the socket.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { connect, type Client } from '../src/client/client.js';
@@ -38,7 +39,8 @@ interface Status {
   connections: number;
   nodes: number;
   clients: Array<{ clientId: string; connections: number; nodes: number }>;
-  workers: Array<{ pid: number; connections: number; nodes: number }>;
+  /** `answered: false` rows (a worker that did not answer in time) have no counts; the tests that read counts have every worker answering. */
+  workers: Array<{ pid: number; answered: boolean; connections: number; nodes: number }>;
 }
 
 const statusOf = async (c: Client): Promise<Status> => (await c.status()) as unknown as Status;
@@ -174,4 +176,84 @@ test('a worker that keeps dying young is replaced with doubling backoff', { time
   const table = await runCli(['status', '--socket', d.socketPath]);
   assert.equal(table.code, 0, table.stderr.toString());
   assert.match(table.stdout.toString(), /^2 worker\(s\), totals above: pid \d+ \d+ conn \d+ nodes, pid \d+ \d+ conn \d+ nodes$/m);
+});
+
+interface WorkerReloadRow {
+  pid: number;
+  outcome: 'reloaded' | 'failed' | 'no answer';
+  error?: { code: string; message: string };
+}
+
+test('workers: from the file; STATUS and RELOAD name a worker that did not answer, and a worker whose reload failed', { timeout: 180_000 }, async () => {
+  let config = '';
+  const d = await startCliDaemon((dir) => {
+    config = join(dir, 'cryptod.yaml');
+    writeFileSync(config, 'workers: 2\nkeys:\n  first: { type: hmac-sha256 }\n');
+    return ['--config', config];
+  }, 90_000);
+  cleanups.push(() => d.stop());
+  await eventually(() => lines(d).some((l) => l.msg === 'workers started'), 90_000, 'both workers (workers: 2 in the file) to start');
+  const [a, b] = lines(d).find((l) => l.msg === 'workers started')!.workers! as [number, number];
+  assert.ok(b !== undefined, 'the file asked for two workers');
+
+  // A connection on worker a (the primary hands them out round robin).
+  const clients: Client[] = [];
+  cleanups.push(async () => {
+    for (const c of clients) c.connection.destroy();
+  });
+  let onA: Client | null = null;
+  for (let i = 0; i < 6 && onA === null; i++) {
+    const c = await connect({ socket: d.socketPath, clientName: `r${i}` });
+    clients.push(c);
+    if ((await statusOf(c)).daemon.pid === a) onA = c;
+  }
+  assert.ok(onA !== null, 'a connection landed on the first worker');
+  const reloadRows = async (): Promise<WorkerReloadRow[]> => ((await onA!.reload()) as unknown as { workers: WorkerReloadRow[] }).workers;
+
+  // Both answer: every worker's outcome is in the reply.
+  assert.deepEqual(await reloadRows(), [a, b].sort((x, y) => x - y).map((pid) => ({ pid, outcome: 'reloaded' })));
+  const { runCli } = await import('./helpers/cli-daemon.js');
+  const cli = await runCli(['reload', '--socket', d.socketPath]);
+  assert.equal(cli.code, 0, cli.stderr.toString());
+  assert.match(cli.stdout.toString(), new RegExp(`^  workers: {3}pid ${Math.min(a, b)} reloaded, pid ${Math.max(a, b)} reloaded$`, 'm'));
+
+  process.kill(b, 'SIGSTOP');
+  try {
+    // A stopped worker is named in STATUS, with its pid, not left out.
+    const s = await statusOf(onA);
+    assert.deepEqual(s.workers.find((w) => w.pid === b), { pid: b, answered: false });
+    assert.equal((s.workers.find((w) => w.pid === a) as { answered?: boolean } | undefined)?.answered, true);
+    // And in RELOAD's reply.
+    const rows = await reloadRows();
+    assert.deepEqual(rows.find((r) => r.pid === b), { pid: b, outcome: 'no answer' });
+    assert.equal(rows.find((r) => r.pid === a)?.outcome, 'reloaded');
+
+    // A reload that fails in another worker: worker a reloads the file; before b
+    // (still stopped) reads it, the file turns invalid; b's failure and its reason come back.
+    const reloadedOnA = (): number => lines(d).filter((l) => l.msg === 'configuration reloaded' && l.worker === a).length;
+    const before = reloadedOnA();
+    const pending = reloadRows();
+    await eventually(() => reloadedOnA() > before, 20_000, 'worker a to reload');
+    writeFileSync(config, 'workers: 2\nkeys:\n  first: { type: no-such-type }\n');
+    process.kill(b, 'SIGCONT');
+    const failed = (await pending).find((r) => r.pid === b);
+    assert.equal(failed?.outcome, 'failed', JSON.stringify(failed));
+    assert.equal(failed?.error?.code, 'CRYPTOD_ERR_CONFIG');
+    assert.match(failed?.error?.message ?? '', /no-such-type/);
+  } finally {
+    process.kill(b, 'SIGCONT');
+  }
+  // Once b answers again, STATUS counts it.
+  assert.ok((await statusOf(onA)).workers.every((w) => (w as { answered?: boolean }).answered === true));
+});
+
+test('workers: in the file is checked as --workers is', { timeout: 60_000 }, async () => {
+  const { runCli } = await import('./helpers/cli-daemon.js');
+  const dir = mkdtempSync(join(tmpdir(), 'cd-workers-yaml-'));
+  cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'cryptod.yaml');
+  writeFileSync(file, 'workers: 0\n');
+  const r = await runCli(['serve', '--config', file, '--data-dir', join(dir, 'data'), '--socket', join(dir, 's.sock')]);
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr.toString(), /workers: expected a number from 1 to 256 or 'auto'/);
 });

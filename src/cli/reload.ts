@@ -20,6 +20,9 @@ A daemon with a TLS listener also re-reads its certificate, key, client CA
 and CRL (also without --config), and closes live connections whose
 certificate the CRL now revokes.
 
+Under serve --workers N every worker reloads; the output names each one's
+outcome, and the exit status is 1 when any worker failed or did not answer.
+
 Options:
   --json               print the daemon's summary as JSON
   -s, --socket PATH    daemon socket (default: $CRYPTOD_SOCKET, else
@@ -53,14 +56,19 @@ export async function reload(argv: readonly string[]): Promise<number> {
   }
   if (p.values.json === true) {
     process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
-    return EXIT_OK;
+    const rows = (summary as { workers?: Array<{ outcome: string }> } | null)?.workers;
+    return Array.isArray(rows) && rows.some((w) => w.outcome !== 'reloaded') ? EXIT_FAILURE : EXIT_OK;
   }
   const s = (summary ?? {}) as Record<string, unknown>;
+  // Under --workers: every worker's outcome (docs/protocol.md RELOAD).
+  const workers = Array.isArray(s.workers) ? (s.workers as Array<{ pid: number; outcome: string; error?: { code: string; message: string } }>) : [];
+  const workersLine = workers.length === 0 ? '' : `  workers:   ${workers.map((w) => `pid ${w.pid} ${w.outcome}${w.error === undefined ? '' : ` (${w.error.code}: ${w.error.message.split('\n')[0] ?? ''})`}`).join(', ')}\n`;
+  const allReloaded = workers.every((w) => w.outcome === 'reloaded');
   const tls = s.tls as { revokedSerials: number; closed: number } | undefined;
   const tlsLine = tls === undefined ? '' : `  tls:       files re-read; ${tls.revokedSerials} serial(s) revoked, ${tls.closed} connection(s) closed\n`;
   if (s.file === undefined && tls !== undefined) {
-    process.stdout.write(`reloaded the TLS listener\n${tlsLine}`);
-    return EXIT_OK;
+    process.stdout.write(`reloaded the TLS listener\n${tlsLine}${workersLine}`);
+    return allReloaded ? EXIT_OK : EXIT_FAILURE;
   }
   const names = (k: string): string => (Array.isArray(s[k]) && (s[k] as unknown[]).length > 0 ? (s[k] as unknown[]).join(', ') : '-');
   process.stdout.write(
@@ -68,7 +76,8 @@ export async function reload(argv: readonly string[]): Promise<number> {
       `  created:   ${names('created')}\n  updated:   ${names('updated')}\n  enabled:   ${names('enabled')}\n` +
       `  disabled:  ${names('disabled')}\n  unchanged: ${names('unchanged')}\n` +
       (names('restartNeeded') === '-' ? '' : `  changed, effective at restart: ${names('restartNeeded')}\n`) +
-      tlsLine,
+      tlsLine + workersLine,
   );
-  return EXIT_OK;
+  if (!allReloaded) writeErr('not every worker reloaded: see the workers line above, and their log');
+  return allReloaded ? EXIT_OK : EXIT_FAILURE;
 }

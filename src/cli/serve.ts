@@ -26,7 +26,7 @@ import { SOCKET_OPTION } from './connect.js';
 import { LIMIT_OPTIONS, limitFlags, limitHelp } from './limit-flags.js';
 import { EXIT_FAILURE, EXIT_OK, LocalFailure } from './output.js';
 import { prepareProcess } from './process-setup.js';
-import { reportOf } from '../daemon/fleet.js';
+import { reportOf, type WorkerReload } from '../daemon/fleet.js';
 import { workerLink } from './worker-link.js';
 import { parseWorkers, prepareShared, runPrimary } from './workers.js';
 import { VaultFrontDoor } from '../http/vault-front-door.js';
@@ -152,9 +152,11 @@ const LEVELS: readonly Level[] = ['debug', 'info', 'warn', 'error'];
  */
 function configure(argv: readonly string[]): { config: DaemonConfig; workers: number; logFormat: LogFormat } {
   const p = parseCommand('serve', argv, OPTIONS);
-  const workers = parseWorkers(stringOpt(p, 'workers'));
+  const workersFlag = parseWorkers(stringOpt(p, 'workers'));
   const logFormat = choiceOpt(p, 'log-format', LOG_FORMATS, 'serve') ?? 'json';
   const file = configOption(p);
+  // The flag wins over the file's `workers:`, as every flag does.
+  const workers = workersFlag ?? file?.config.workers ?? 1;
   const overrides: ConfigOverrides = { ...accessOptions(p), limits: limitFlags(p, 'serve') };
   const set = <K extends keyof ConfigOverrides>(key: K, value: ConfigOverrides[K] | undefined): void => {
     if (value !== undefined) overrides[key] = value;
@@ -325,7 +327,16 @@ export async function serve(argv: readonly string[]): Promise<number> {
         return null; // stopped meanwhile
       }
     },
-    reload: (trigger) => void daemon.reload(trigger).catch(() => undefined),
+    // The outcome goes back to the worker whose RELOAD passed it on (its reply lists every worker's).
+    reload: (trigger) => daemon.reload(trigger).then(
+      (outcome): WorkerReload => (outcome === null
+        ? { pid: process.pid, outcome: 'failed', error: { code: 'CRYPTOD_ERR_UNSUPPORTED', message: 'this worker is starting or stopping, so it did not reload' } }
+        : { pid: process.pid, outcome: 'reloaded' }),
+      (err: unknown): WorkerReload => ({
+        pid: process.pid, outcome: 'failed',
+        error: { code: err instanceof CryptodError ? err.code : 'CRYPTOD_ERR_INTERNAL', message: err instanceof Error ? err.message : String(err) },
+      }),
+    ),
   });
   // The keys of the configuration are loaded and the socket is served (daemon.start()).
   notifier?.ready();

@@ -117,7 +117,9 @@ function clientTable(s: DaemonStatus): string {
 
 function workerLines(workers: FleetStatus['workers'] | undefined): string[] {
   if (!Array.isArray(workers)) return [];
-  return [`${workers.length} worker(s), totals above: ${workers.map((w) => `pid ${w.pid} ${w.connections} conn ${w.nodes} nodes`).join(', ')}`];
+  // A worker that did not answer in time is named, not left out: the totals above lack its share.
+  const row = (w: FleetStatus['workers'][number]): string => (w.answered === false ? `pid ${w.pid} did not answer in time (not in the totals)` : `pid ${w.pid} ${w.connections} conn ${w.nodes} nodes`);
+  return [`${workers.length} worker(s), totals above: ${workers.map(row).join(', ')}`];
 }
 
 function formatDuration(ms: number): string {

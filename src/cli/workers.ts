@@ -27,11 +27,10 @@
  * write transaction, so workers due at the same instant make one version.
  */
 import cluster, { type Worker } from 'node:cluster';
-import { availableParallelism } from 'node:os';
 import type { DaemonConfig } from '../config/daemon-config.js';
 import { preparePrivateSocketDirectory } from '../config/paths.js';
 import { applyKeys } from '../config/reload.js';
-import type { WorkerReport } from '../daemon/fleet.js';
+import type { WorkerReload, WorkerReport } from '../daemon/fleet.js';
 import { openManagedKeys } from '../daemon/managed-keys.js';
 import { prepareSocketDirectory, removeStaleSocket } from '../daemon/socket-file.js';
 import { ensurePrivateDir } from '../files/private-files.js';
@@ -39,37 +38,38 @@ import { readKekPassphrase } from '../kek/passphrase.js';
 import type { Logger } from '../observe/logger.js';
 import { UsageError } from './args.js';
 import { EXIT_FAILURE, EXIT_OK } from './output.js';
+import { WORKERS_EXPECTED, workerCount } from '../config/workers.js';
 
 /** Worker → primary. */
 export type ToPrimary =
   | { cryptod: 'ready' }
   | { cryptod: 'fleet-status'; id: number }
   | { cryptod: 'report'; probe: number; report: WorkerReport }
-  | { cryptod: 'reload-others'; trigger: string };
+  | { cryptod: 'reload-others'; trigger: string; id: number }
+  | { cryptod: 'reloaded'; probe: number; result: WorkerReload };
 
-/** Primary → worker. */
+/** Primary → worker. `missing`: pids of the workers that did not answer in time. */
 export type FromPrimary =
   | { cryptod: 'report?'; probe: number }
-  | { cryptod: 'fleet-status'; id: number; reports: WorkerReport[] }
-  | { cryptod: 'reload'; trigger: string };
+  | { cryptod: 'fleet-status'; id: number; reports: WorkerReport[]; missing: number[] }
+  | { cryptod: 'reload'; trigger: string; probe?: number }
+  | { cryptod: 'reloaded-others'; id: number; results: WorkerReload[] };
 
-/** Most workers `--workers` accepts: far beyond any core count a daemon host has, and a typo like 1000 is refused. */
-export const MAX_WORKERS = 256;
 /** A worker that lived this long is healthy: the next death is replaced at once. */
 const STABLE_MS = 10_000;
 const FIRST_BACKOFF_MS = 100;
 const MAX_BACKOFF_MS = 30_000;
-/** How long the primary gathers reports for STATUS (the worker waits 2 s in all). */
-const REPORT_TIMEOUT_MS = 1_500;
+/** How long the primary gathers reports for STATUS; a worker silent that long is named as not answering. */
+export const REPORT_TIMEOUT_MS = 1_500;
+/** How long the primary waits for the other workers' reload outcomes (a reload may create keys: longer than a report). */
+export const RELOAD_TIMEOUT_MS = 5_000;
 
-/** `--workers N|auto`: 1 … MAX_WORKERS, or the number of cores. */
-export function parseWorkers(value: string | undefined): number {
-  if (value === undefined) return 1;
-  if (value === 'auto') return Math.min(MAX_WORKERS, availableParallelism());
-  if (!/^[0-9]+$/.test(value) || Number(value) < 1 || Number(value) > MAX_WORKERS) {
-    throw new UsageError(`option '--workers' expects a number from 1 to ${MAX_WORKERS} or 'auto', got '${value}'`, 'serve');
-  }
-  return Number(value);
+/** `--workers N|auto`: 1 … MAX_WORKERS, or the number of cores (src/config/workers.ts); undefined: not given. */
+export function parseWorkers(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = workerCount(value);
+  if (n === null) throw new UsageError(`option '--workers' expects ${WORKERS_EXPECTED}, got '${value}'`, 'serve');
+  return n;
 }
 
 /**
@@ -103,9 +103,10 @@ interface Slot {
   ready: boolean;
 }
 
+/** A question to several workers: the answers so far, and who has not answered (worker id → pid). */
 interface Probe {
-  expect: Set<number>;
-  reports: WorkerReport[];
+  expect: Map<number, number>;
+  answers: unknown[];
   timer: NodeJS.Timeout;
   finish(): void;
 }
@@ -159,36 +160,52 @@ export function runPrimary(options: PrimaryOptions): Promise<number> {
       case 'fleet-status':
         gather(slot.worker, m.id);
         return;
-      case 'report': {
-        const p = probes.get(m.probe);
-        if (p === undefined) return;
-        p.reports.push(m.report);
-        p.expect.delete(slot.worker.id);
-        if (p.expect.size === 0) p.finish();
+      case 'report':
+        answer(slot, m.probe, m.report);
+        return;
+      case 'reload-others': {
+        const asker = slot.worker;
+        ask(ready().filter((s) => s !== slot), RELOAD_TIMEOUT_MS, (probe) => ({ cryptod: 'reload', trigger: m.trigger, probe }), (answers, missing) => {
+          const results = [...(answers as WorkerReload[]), ...missing.map((pid): WorkerReload => ({ pid, outcome: 'no answer' }))];
+          send(asker, { cryptod: 'reloaded-others', id: m.id, results });
+        });
         return;
       }
-      case 'reload-others':
-        for (const s of ready()) if (s !== slot) send(s.worker, { cryptod: 'reload', trigger: m.trigger });
+      case 'reloaded':
+        answer(slot, m.probe, m.result);
     }
   };
 
-  /** Ask every ready worker for its report; answer `asker` with what came back in time. */
-  const gather = (asker: Worker, id: number): void => {
+  const answer = (slot: Slot, probe: number, value: unknown): void => {
+    const p = probes.get(probe);
+    if (p === undefined || !p.expect.delete(slot.worker.id)) return;
+    p.answers.push(value);
+    if (p.expect.size === 0) p.finish();
+  };
+
+  /** Send `targets` a question; `done` gets the answers that came back within `timeoutMs`, and the pids of the rest. */
+  const ask = (targets: Slot[], timeoutMs: number, question: (probe: number) => FromPrimary, done: (answers: unknown[], missing: number[]) => void): void => {
     const probe = nextProbe++;
-    const targets = ready();
     const p: Probe = {
-      expect: new Set(targets.map((s) => s.worker.id)),
-      reports: [],
-      timer: setTimeout(() => p.finish(), REPORT_TIMEOUT_MS),
+      expect: new Map(targets.map((s) => [s.worker.id, s.worker.process.pid ?? 0])),
+      answers: [],
+      timer: setTimeout(() => p.finish(), timeoutMs),
       finish() {
         clearTimeout(p.timer);
         probes.delete(probe);
-        send(asker, { cryptod: 'fleet-status', id, reports: p.reports });
+        done(p.answers, [...p.expect.values()]);
       },
     };
     probes.set(probe, p);
-    for (const s of targets) send(s.worker, { cryptod: 'report?', probe });
+    for (const s of targets) send(s.worker, question(probe));
     if (p.expect.size === 0) p.finish();
+  };
+
+  /** Ask every ready worker for its report; answer `asker` with what came back in time, naming the workers that were silent. */
+  const gather = (asker: Worker, id: number): void => {
+    ask(ready(), REPORT_TIMEOUT_MS, (probe) => ({ cryptod: 'report?', probe }), (answers, missing) => {
+      send(asker, { cryptod: 'fleet-status', id, reports: answers as WorkerReport[], missing });
+    });
   };
 
   const onExit = (slot: Slot, code: number | null, signal: string | null): void => {

@@ -15,6 +15,7 @@
  *   root: NAME                                  src/kek/ring.ts (default local)
  *   store: postgres://… | env:NAME | file:PATH  src/store/postgres/connection-string.ts
  *   keys: { NAME: { type, rotationPeriod, … } } src/keys/definition.ts
+ *   workers: N | auto                           src/config/workers.ts (serve --workers)
  *
  * Unknown fields are errors: a typo (`rotationPeriods`) must not silently
  * leave a key without the rotation its operator asked for.
@@ -25,6 +26,7 @@ import { LIMIT_NAMES, limitIssues, type LimitName, type Limits } from './limits.
 import type { AccessPolicy, TcpListenOptions } from './listeners.js';
 import { parseDefinition, type KeyDefinition } from '../keys/definition.js';
 import { assertPinSource } from '../kek/pkcs11/pin.js';
+import { WORKERS_EXPECTED, workerCount } from './workers.js';
 
 /** A validated configuration file; paths are absolute (relative ones are taken from the file's directory). */
 export interface ConfigFile {
@@ -50,6 +52,8 @@ export interface ConfigFile {
   readonly root?: string;
   /** The PostgreSQL keystore (a secret: its password); absent = SQLite in dataDir. A relative file: path is taken from the file's directory. */
   readonly store?: string;
+  /** Worker processes behind the socket (`--workers`; `auto` resolved to the cores here); absent: 1. */
+  readonly workers?: number;
 }
 
 /** A `type: pkcs11` provider: any PKCS#11 module, the token by label, the PIN from `env:NAME` or `file:PATH`. */
@@ -82,7 +86,7 @@ export interface ConfigIssue {
   message: string;
 }
 
-export const TOP_LEVEL_FIELDS = ['dataDir', 'socket', 'socketMode', 'logLevel', 'limits', 'access', 'listen', 'tls', 'audit', 'kek', 'keys', 'providers', 'root', 'http', 'adminClients', 'store', 'metrics'] as const;
+export const TOP_LEVEL_FIELDS = ['dataDir', 'socket', 'socketMode', 'logLevel', 'limits', 'access', 'listen', 'tls', 'audit', 'kek', 'keys', 'providers', 'root', 'http', 'adminClients', 'store', 'metrics', 'workers'] as const;
 const LEVELS: readonly Level[] = ['debug', 'info', 'warn', 'error'];
 
 /**
@@ -93,7 +97,7 @@ const LEVELS: readonly Level[] = ['debug', 'info', 'warn', 'error'];
  * would apply to some and not others.
  */
 export const RELOADABLE_FIELDS: readonly string[] = ['keys'];
-export const RESTART_FIELDS: readonly string[] = ['dataDir', 'socket', 'socketMode', 'logLevel', 'limits', 'access', 'listen', 'tls', 'audit', 'kek', 'providers', 'root', 'http', 'adminClients', 'store', 'metrics'];
+export const RESTART_FIELDS: readonly string[] = ['dataDir', 'socket', 'socketMode', 'logLevel', 'limits', 'access', 'listen', 'tls', 'audit', 'kek', 'providers', 'root', 'http', 'adminClients', 'store', 'metrics', 'workers'];
 
 /**
  * Check `raw` (the document as plain data). `sourceOf(path)` returns the text
@@ -143,6 +147,13 @@ export function validateConfig(raw: unknown, file: string, sourceOf: (path: read
     else if (typeof v === 'string' && /^env:[A-Za-z_][A-Za-z0-9_]*$/.test(v)) out.store = v;
     else if (typeof v === 'string' && /^file:./.test(v)) out.store = `file:${isAbsolute(v.slice(5)) ? v.slice(5) : resolve(base, v.slice(5))}`;
     else bad(['store'], `expected postgres://user:password@host:port/database, env:NAME or file:PATH (the PostgreSQL keystore; leave store out for SQLite in dataDir), got ${typeof v === 'string' ? 'another string' : kind(v)}`);
+  }
+
+  if (doc.workers !== undefined) {
+    // The same rule as --workers (src/config/workers.ts).
+    const n = workerCount(doc.workers);
+    if (n === null) bad(['workers'], `expected ${WORKERS_EXPECTED} (worker processes behind the socket, as --workers), got ${typeof doc.workers === 'string' ? `'${doc.workers}'` : kind(doc.workers)}`);
+    else out.workers = n;
   }
 
   if (doc.limits !== undefined) {

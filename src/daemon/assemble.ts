@@ -43,7 +43,7 @@ import type { Operation } from '../ops/operation.js';
 import type { FrontDoor } from '../ops/front-door.js';
 import { CloseStack } from './closers.js';
 import type { PeerIdentity } from './handshake.js';
-import type { FleetLink } from './fleet.js';
+import type { FleetLink, WorkerReload } from './fleet.js';
 import { readinessCheck, type HealthReport } from './health.js';
 import { openManagedKeys } from './managed-keys.js';
 import { startMetricsListener } from './metrics-listener.js';
@@ -237,10 +237,13 @@ export function createDaemon(config: DaemonConfig, options: CreateDaemonOptions 
     if (config.file === null && config.tcp === undefined) return {};
     return {
       reload: async () => {
-        // The other workers reload too; this reply is this worker's outcome, theirs are in their logs.
+        // Once this worker reloaded, the others do too; the reply is this worker's
+        // outcome plus `workers`: each one's, those that did not answer in time named.
         const outcome = await reload('RELOAD');
-        options.fleet?.reloadOthers('RELOAD');
-        return asCbor(outcome);
+        if (options.fleet === undefined) return asCbor(outcome);
+        const others = await options.fleet.reloadOthers('RELOAD');
+        const workers: WorkerReload[] = [{ pid: process.pid, outcome: 'reloaded' } as const, ...others].sort((a, b) => a.pid - b.pid);
+        return asCbor({ ...outcome, workers });
       },
     };
   };

@@ -9,7 +9,9 @@
  *     data nodes, key manager; one shared keystore ─────────────────┘
  *
  * What a worker needs from the others is small, and this interface is all
- * of it: everyone's counts for STATUS, and RELOAD passed on. Per-connection
+ * of it: everyone's counts for STATUS, and RELOAD passed on with everyone's
+ * outcome. A worker that does not answer in time is named by its pid, not
+ * left out: an operator must see that a status or a reload is incomplete. Per-connection
  * state never leaves the worker that holds the connection; persistent state
  * is the keystore's, kept coherent by the freshness check (keys/freshness.ts).
  */
@@ -24,17 +26,36 @@ export interface WorkerReport {
   clients: DaemonStatus['clients'];
 }
 
+/** One worker's outcome of a reload passed on to it (RELOAD's reply lists every worker's). */
+export type WorkerReload =
+  | { pid: number; outcome: 'reloaded' }
+  | { pid: number; outcome: 'failed'; error: { code: string; message: string } }
+  | { pid: number; outcome: 'no answer' };
+
+/** Every live worker's report, and the pids of those that did not answer in time. */
+export interface FleetReports {
+  reports: WorkerReport[];
+  missing: number[];
+}
+
 /** The daemon's line to the other workers (src/cli/worker-link.ts over node:cluster IPC). */
 export interface FleetLink {
   /** Every live worker's report, this worker's own included (`own` answers for it). */
-  reports(own: WorkerReport): Promise<WorkerReport[]>;
-  /** Pass a reload on to every other worker (RELOAD reaches one; SIGHUP reaches the primary). */
-  reloadOthers(trigger: string): void;
+  reports(own: WorkerReport): Promise<FleetReports>;
+  /**
+   * Pass a reload on to every other worker (RELOAD reaches one; SIGHUP
+   * reaches the primary); resolves with each other worker's outcome, those
+   * that did not answer in time included.
+   */
+  reloadOthers(trigger: string): Promise<WorkerReload[]>;
 }
 
-/** STATUS of a worker: `workers` lists each; the totals and the per-client rows cover them all. */
+/** A worker's row in STATUS: its counts, or only its pid when it did not answer in time. */
+export type WorkerRow = { pid: number; answered: true; connections: number; nodes: number } | { pid: number; answered: false };
+
+/** STATUS of a worker: `workers` lists each; the totals and the per-client rows cover those that answered. */
 export interface FleetStatus extends DaemonStatus {
-  workers: Array<{ pid: number; connections: number; nodes: number }>;
+  workers: WorkerRow[];
 }
 
 /** What a worker reports, from its own status. */
@@ -47,7 +68,7 @@ export function reportOf(s: DaemonStatus): WorkerReport {
  * clients by id are over every worker (a client may have connections on
  * several); `daemon` stays this worker's own (its pid answers this request).
  */
-export function fleetStatus(own: DaemonStatus, reports: readonly WorkerReport[]): FleetStatus {
+export function fleetStatus(own: DaemonStatus, reports: readonly WorkerReport[], missing: readonly number[] = []): FleetStatus {
   const sorted = [...reports].sort((a, b) => a.pid - b.pid);
   const refused: Record<string, number> = {};
   const clients = new Map<string, DaemonStatus['clients'][number]>();
@@ -71,6 +92,9 @@ export function fleetStatus(own: DaemonStatus, reports: readonly WorkerReport[])
     connections: sorted.reduce((n, r) => n + r.connections, 0),
     refused,
     clients: [...clients.values()],
-    workers: sorted.map((r) => ({ pid: r.pid, connections: r.connections, nodes: r.nodes })),
+    workers: [
+      ...sorted.map((r): WorkerRow => ({ pid: r.pid, answered: true, connections: r.connections, nodes: r.nodes })),
+      ...missing.filter((pid) => !sorted.some((r) => r.pid === pid)).map((pid): WorkerRow => ({ pid, answered: false })),
+    ].sort((a, b) => a.pid - b.pid),
   };
 }

@@ -232,7 +232,9 @@ export async function openManagedKeys(options: OpenManagedKeysOptions): Promise<
   const adminUids = new Set(options.adminUids ?? (ownUid === null ? [] : [ownUid]));
   const k = kek;
   const poll = pollKeystore(manager, options.refreshIntervalMs ?? DEFAULT_REFRESH_INTERVAL_MS, options.logger ?? silentLogger, () => membership.poke());
-  const pushed = followCommits(store, manager, options.logger ?? silentLogger, () => membership.poke());
+  // Pushed commits (PostgreSQL NOTIFY) are caught up with by the manager's freshness check, which
+  // subscribes once (keys/freshness.ts); the heartbeat then reports the new generation at once.
+  const pushed = manager.onCaughtUp(() => membership.poke());
   let closing: Promise<void> | null = null;
   return {
     manager, store, kek: k, tokens, adminUids, localIsAdmin: options.localIsAdmin ?? true,
@@ -253,7 +255,7 @@ export async function openManagedKeys(options: OpenManagedKeysOptions): Promise<
     close() {
       closing ??= (async () => {
         poll?.stop();
-        pushed?.();
+        pushed();
         await membership.stop();
         if (memberStore instanceof SqliteMemberStore) memberStore.close();
         await manager.close();
@@ -293,35 +295,4 @@ function pollKeystore(manager: KeyManager, intervalMs: number, log: Logger, afte
       clearInterval(timer);
     },
   };
-}
-
-/**
- * Where the store pushes other processes' commits (PostgreSQL NOTIFY), refresh
- * at once instead of waiting for the next poll; the poll stays as the
- * fallback for a lost notification. One refresh at a time; a push that comes
- * during one runs one more after it. Returns the unsubscribe, or null.
- */
-function followCommits(store: Keystore, manager: KeyManager, log: Logger, after: () => void): (() => void) | null {
-  if (store.onCommit === undefined) return null;
-  let running = false;
-  let again = false;
-  const run = (): void => {
-    if (running) {
-      again = true;
-      return;
-    }
-    running = true;
-    again = false;
-    manager.refresh().then(
-      (names) => {
-        after();
-        if (names.length > 0) log.debug('keys changed by another process picked up (notified)', { keys: names });
-      },
-      (err: unknown) => log.warn('keystore refresh after a notification failed; the keys held stay in use', { error: err instanceof Error ? err.message : String(err) }),
-    ).finally(() => {
-      running = false;
-      if (again) run();
-    });
-  };
-  return store.onCommit(run);
 }

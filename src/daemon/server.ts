@@ -193,7 +193,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const fleet = options.fleet;
   const fleetView = fleet === undefined ? null : async (): Promise<CborValue> => {
     const own = status();
-    return asCbor(fleetStatus(own, await fleet.reports(reportOf(own))));
+    const { reports, missing } = await fleet.reports(reportOf(own));
+    return asCbor(fleetStatus(own, reports, missing));
   };
   const view: DaemonView = { startedAt, version: DAEMON_VERSION, status: fleetView ?? (() => asCbor(status())), audit,
     ...(options.keys === undefined ? {} : { keys: options.keys }),

@@ -105,6 +105,8 @@ export class KeyManager {
   #seq = 0;
   /** Told after every swap (onChange). */
   readonly #listeners = new Set<() => void>();
+  /** Told after every catch-up with other processes' commits (onCaughtUp). */
+  readonly #caughtUp = new Set<() => void>();
   #pending = 0;
   #closed = false;
 
@@ -142,10 +144,10 @@ export class KeyManager {
     this.#freshness = new Freshness({
       store, log,
       seen: () => this.#refresher.generation,
-      refresh: (started) => this.#run(() => {
-        started();
-        return this.#refresher.refresh();
-      }),
+      catchUp: (target) => this.#run(() => this.#refresher.apply(target())),
+      caughtUp: () => {
+        for (const l of this.#caughtUp) l();
+      },
     });
     this.#management = new KeyManagement({
       store, kek, tokens: o.tokens, clock, log, budget,
@@ -331,15 +333,27 @@ export class KeyManager {
   }
 
   /**
-   * For an operation about to start (the request chain's authorize phase):
-   * null when the snapshot already has every change another process
-   * committed before now — one synchronous store check, the common case —
-   * else a promise that resolves, never rejecting, once the changed keys are
-   * re-read (freshness.ts). Operations already running keep their snapshot.
+   * For an operation about to start on key `key` (the request chain's
+   * authorize phase; undefined for one that names no key): null when the
+   * snapshot already has every change another process committed to it
+   * before now — one synchronous store check, the common case — else a
+   * promise that resolves, never rejecting, once the changed keys are
+   * re-read (freshness.ts). A request on a key nobody changed never waits
+   * for another key's reload. Operations already running keep their snapshot.
    */
-  freshen(): Promise<void> | null {
+  freshen(key?: string): Promise<void> | null {
     if (this.#closed) return null;
-    return this.#freshness.check();
+    return this.#freshness.check(key);
+  }
+
+  /**
+   * Call `fn` after every catch-up a store push (PostgreSQL NOTIFY) started:
+   * the daemon's fleet heartbeat reports the new generation then, so a
+   * destroy elsewhere is acknowledged at once. Returns the unsubscribe.
+   */
+  onCaughtUp(fn: () => void): () => void {
+    this.#caughtUp.add(fn);
+    return () => this.#caughtUp.delete(fn);
   }
 
   /** Catch-ups freshen() and store pushes have started (tests, benchmarks). */

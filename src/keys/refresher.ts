@@ -146,6 +146,29 @@ export class Refresher {
     }
   }
 
+  /**
+   * A catch-up whose changes the caller already read from the change log
+   * (freshness.ts, SQLite): reload exactly `names` and move from `since` to
+   * `generation`. Nothing to do when a refresh in between got that far; and
+   * when this process is behind `since` (an earlier catch-up failed), the
+   * change log is read from where it really is instead. `names` null: read
+   * the change log now (a push that named nothing, or a log that no longer
+   * reaches back: then everything is re-read).
+   */
+  async apply(target: { names: readonly string[] | null; since: number; generation: number }): Promise<string[]> {
+    if (target.names === null || this.#generation < target.since) return this.refresh();
+    if (this.#generation >= target.generation) return [];
+    this.#refreshes++;
+    try {
+      if (target.names.length > 0) await this.reload(target.names);
+    } catch (err) {
+      this.#refreshFailures++;
+      throw err;
+    }
+    this.#generation = Math.max(this.#generation, target.generation);
+    return [...target.names];
+  }
+
   /** The generation caught up with, and the refreshes run and failed so far. */
   stats(): { generation: number; refreshes: number; refreshFailures: number } {
     return { generation: this.#generation, refreshes: this.#refreshes, refreshFailures: this.#refreshFailures };

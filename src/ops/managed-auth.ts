@@ -160,11 +160,24 @@ export const managedAccess: Authorizer = {
   authorize(ctx: RequestContext, access: Access, raw: CborValue): void | Promise<void> {
     // Freshness (keys/freshness.ts): a change another daemon committed before
     // this request was read is caught up with first. Synchronous unless there was one.
-    const wait = access.kind === 'none' ? null : (ctx.daemon.keys?.manager.freshen() ?? null);
+    // Only a catch-up that reloads the key named waits; one naming no key waits for the newest.
+    const wait = access.kind === 'none' ? null : (ctx.daemon.keys?.manager.freshen(keyNamed(access, raw)) ?? null);
     if (wait !== null) return wait.then(() => authorizeNow.authorize(ctx, access, raw));
     return authorizeNow.authorize(ctx, access, raw);
   },
 };
+
+/** The key a request acts on, for the freshness check; undefined when it names none, or its arguments are malformed (the checks below refuse those). */
+function keyNamed(access: Access, raw: CborValue): string | undefined {
+  try {
+    if (access.kind === 'key') return str(asArgs(raw), access.arg);
+    if (access.kind === 'data-key') return kekName(asArgs(raw));
+    if (access.kind === 'admin' && access.arg !== null) return str(asArgs(raw), access.arg);
+  } catch {
+    // Refused by the checks, after the catch-up every request naming no key waits for.
+  }
+  return undefined;
+}
 
 /** The checks themselves, on the snapshot current now. */
 const authorizeNow: Authorizer = {

@@ -164,6 +164,15 @@ export interface Keystore {
    * store cannot tell without a round trip (then `onCommit` and polling).
    */
   maybeChanged?(): boolean;
+  /**
+   * `changesSince`, synchronously, where the store can answer without a
+   * round trip (SQLite: the change log in the local file). When
+   * `maybeChanged` says yes, the freshness check reads which keys changed at
+   * once, so that only requests for those keys wait for their reload, and a
+   * commit that changed no key (another process's heartbeat or lease
+   * renewal in the same file) costs no catch-up at all.
+   */
+  changesSinceNow?(since: number): ChangeSet;
   /** Pushes the store's generation when another process commits (PostgreSQL LISTEN/NOTIFY); absent where the store cannot. */
   onCommit?(listener: (generation: number) => void): () => void;
   /** Wait for queued work, then close. Every later call throws. */

@@ -84,14 +84,18 @@ export class Membership {
     return this.#o.now() < this.#until;
   }
 
-  /** Report a new seen generation now, rather than at the next scheduled beat (prompt acknowledgements). */
+  /**
+   * Report a new seen generation now, rather than at the next scheduled beat
+   * (prompt acknowledgements). The caller has just caught up, so this beat
+   * does not catch up again: one change costs one read of the change log.
+   */
   poke(): void {
     if (this.#stopped || this.#o.seen() === this.#reported) return;
     if (this.#beating !== null) {
       this.#again = true;
       return;
     }
-    void this.#beat();
+    void this.#beat(false);
   }
 
   /**
@@ -128,7 +132,7 @@ export class Membership {
     await this.#o.store.leave(this.#o.id).catch(() => undefined);
   }
 
-  #beat(): Promise<void> {
+  #beat(catchUp = true): Promise<void> {
     const run = (async () => {
       const { store, id, host, pid, periodMs } = this.#o;
       try {
@@ -137,7 +141,7 @@ export class Membership {
         // acknowledges a destroy within a beat. After a lapse this also puts
         // a destroy that stopped waiting for us in effect here before the row
         // says we are live again.
-        await this.#o.catchUp();
+        if (catchUp) await this.#o.catchUp();
         const seen = this.#o.seen();
         const now = this.#o.now();
         await store.heartbeat({ id, host, pid, seenGeneration: seen, expiresAt: now + periodMs });

@@ -150,6 +150,28 @@ export class SqliteKeystore implements Keystore {
   }
 
   /**
+   * Keystore.changesSinceNow: `changesSince` on an idle reader connection,
+   * inside one read transaction, without leaving the current task (the
+   * driver is synchronous). Never on the writer: a transaction of ours may
+   * be open there, and its uncommitted changes are not another process's.
+   */
+  changesSinceNow(since: number): ChangeSet {
+    if (this.#closing) throw closedError();
+    assertCount('a generation', since, 0);
+    const reader = this.#idleReaders.pop() ?? driverCall('read', () => this.#openReader());
+    let healthy = true;
+    try {
+      return driverCall('changesSince', () => reader.db.transaction(() => reader.statements.changesSince(since))());
+    } catch (err) {
+      healthy = reader.db.open && !reader.db.inTransaction;
+      throw err;
+    } finally {
+      if (healthy && !this.#closing && this.#idleReaders.length < MAX_IDLE_READERS) this.#idleReaders.push(reader);
+      else reader.db.close();
+    }
+  }
+
+  /**
    * Keystore.maybeChanged: one `PRAGMA data_version` on the writer connection
    * (about a microsecond; no file I/O beyond the shared-memory WAL index).
    * Asked on the writer, not a reader, so that this process's own commits
