@@ -37,7 +37,7 @@ import type { Socket } from 'node:net';
 import { isIP } from 'node:net';
 import { ConfigError } from '../protocol/errors.js';
 import type { FrontDoor, FrontDoorHost, PeerCredentials } from '../ops/front-door.js';
-import { ListMethodRewriter } from './list-method.js';
+import { ListingConnection, refusedList, takeOver } from './list-takeover.js';
 import { createVaultApi, type VaultApi } from './vault-api.js';
 import { errorBody, type VaultReply } from './vault-reply.js';
 
@@ -88,7 +88,9 @@ export class VaultFrontDoor implements FrontDoor {
   #server: Server | null = null;
   #host: FrontDoorHost | null = null;
   #api: VaultApi | null = null;
-  readonly #connections = new WeakMap<Socket, ConnectionInfo>();
+  readonly #connections = new WeakMap<Socket | ListingConnection, ConnectionInfo>();
+  /** Sockets whose connection moved to a ListingConnection at their first LIST. */
+  readonly #takenOver = new WeakSet<Socket>();
   /** Live HTTPS connections by certificate serial, to close on a CRL reload. */
   readonly #tlsSockets = new Set<TLSSocket>();
   #inflight = 0;
@@ -148,6 +150,16 @@ export class VaultFrontDoor implements FrontDoor {
     server.on('drop', () => host.log.warn('HTTP connection refused: maxConnections reached', { limit: host.limits.maxConnections }));
     // Malformed HTTP: the parser's refusal, answered in Vault's shape when the socket can still take it.
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+      // The parser that refused a LIST keeps refusing what it is fed: the connection lives on in a ListingConnection.
+      if (this.#takenOver.has(socket)) return;
+      if (!(socket instanceof ListingConnection) && this.#connections.has(socket)) {
+        const first = refusedList(err);
+        if (first !== null) {
+          this.#takenOver.add(socket);
+          takeOver(server, socket, first, secure, (c) => this.#connections.set(c, this.#connections.get(socket)!));
+          return;
+        }
+      }
       if (socket.writable && (err.code === 'HPE_INVALID_METHOD' || err.code === 'HPE_INVALID_URL' || err.code?.startsWith('HPE_') === true)) {
         const body = JSON.stringify(errorBody([`malformed HTTP request (${err.code ?? 'parse error'}); cryptod speaks HTTP/1.1 with GET, POST, PUT, DELETE and LIST`]));
         socket.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
@@ -172,6 +184,8 @@ export class VaultFrontDoor implements FrontDoor {
   }
 
   #accepted(socket: Socket): void {
+    // A ListingConnection re-entering through 'connection' was registered by takeOver.
+    if (this.#connections.has(socket)) return;
     const host = this.#host!;
     let peer: PeerCredentials | null = null;
     if ('unix' in this.#address) {
@@ -205,9 +219,7 @@ export class VaultFrontDoor implements FrontDoor {
       tlsSocket.once('close', () => this.#tlsSockets.delete(tlsSocket));
     }
     this.#connections.set(socket, { number: host.nextConnection(), peer, cert });
-    const rewriter = new ListMethodRewriter();
-    // Before the HTTP parser's own listener, so it sees the rewritten bytes.
-    socket.prependListener('data', (chunk: Buffer) => rewriter.scan(chunk));
+    // No 'data' listener here: the socket stays on llhttp's direct path until it sends LIST (list-takeover.ts).
   }
 
   /** After a TLS reload: swap the context for new handshakes, close the connections whose certificate is now revoked. */
