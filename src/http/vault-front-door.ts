@@ -355,16 +355,18 @@ function tokenOf(req: IncomingMessage): string | undefined {
 
 function send(res: ServerResponse, reply: VaultReply): void {
   if (res.headersSent || res.destroyed) return;
-  const headers: Record<string, string | number> = { 'Cache-Control': 'no-store', ...reply.headers };
+  // Headers as a flat list: node:http writes them as given, with no object to build and copy per reply.
   if (reply.body === null) {
-    res.writeHead(reply.status, headers);
+    res.writeHead(reply.status, reply.headers === undefined ? NO_BODY_HEADERS : [...NO_BODY_HEADERS, ...Object.entries(reply.headers).flat()]);
     res.end();
     return;
   }
   const text = JSON.stringify(reply.body);
   // Exactly application/json: older hvac parses error bodies of no other type.
-  headers['Content-Type'] = 'application/json';
-  headers['Content-Length'] = Buffer.byteLength(text);
+  const headers = ['Cache-Control', 'no-store', 'Content-Type', 'application/json', 'Content-Length', String(Buffer.byteLength(text))];
+  if (reply.headers !== undefined) for (const [name, value] of Object.entries(reply.headers)) headers.push(name, value);
   res.writeHead(reply.status, headers);
   res.end(text);
 }
+
+const NO_BODY_HEADERS: string[] = ['Cache-Control', 'no-store'];
