@@ -38,7 +38,7 @@ import { isIP } from 'node:net';
 import { ConfigError } from '../protocol/errors.js';
 import type { FrontDoor, FrontDoorHost, PeerCredentials } from '../ops/front-door.js';
 import { ListingConnection, refusedList, takeOver } from './list-takeover.js';
-import { createVaultApi, type VaultApi } from './vault-api.js';
+import { createVaultApi, type SessionSlot, type VaultApi } from './vault-api.js';
 import { errorBody, type VaultReply } from './vault-reply.js';
 
 export interface HttpListenOptions {
@@ -78,6 +78,8 @@ interface ConnectionInfo {
   readonly peer: PeerCredentials | null;
   /** The verified client certificate (HTTPS only). */
   readonly cert: { readonly name: string; readonly serial: string } | null;
+  /** The last token verified on this connection (vault-api.ts SessionSlot). */
+  readonly session: SessionSlot;
 }
 
 export class VaultFrontDoor implements FrontDoor {
@@ -218,7 +220,9 @@ export class VaultFrontDoor implements FrontDoor {
       this.#tlsSockets.add(tlsSocket);
       tlsSocket.once('close', () => this.#tlsSockets.delete(tlsSocket));
     }
-    this.#connections.set(socket, { number: host.nextConnection(), peer, cert });
+    const session: SessionSlot = { token: null, context: null, until: 0 };
+    socket.once('close', () => session.token?.fill(0));
+    this.#connections.set(socket, { number: host.nextConnection(), peer, cert, session });
     // No 'data' listener here: the socket stays on llhttp's direct path until it sends LIST (list-takeover.ts).
   }
 
@@ -295,7 +299,7 @@ export class VaultFrontDoor implements FrontDoor {
       if (refused) return;
       const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
       const [path, query] = splitUrl(req.url ?? '/');
-      this.#api!.handle({ method: req.method ?? 'GET', path, query, token: tokenOf(req), certName: info.cert?.name ?? null, body, peer: info.peer, connection: info.number }).then(
+      this.#api!.handle({ method: req.method ?? 'GET', path, query, token: tokenOf(req), certName: info.cert?.name ?? null, body, peer: info.peer, connection: info.number, session: info.session }).then(
         (reply) => {
           // The body may carry plaintext or key material: gone once handled.
           body.fill(0);
