@@ -1,8 +1,9 @@
 /**
  * The Vault API (src/http/vault-api.ts) mounted on fastify instead of
  * node:http, for bench/vault-http.ts to measure the two on the same
- * handler. Not served by cryptod: node:http measured faster and is what
- * `--http` uses. (No LIST rewriting here: the benchmark sends POSTs.)
+ * handler. Not served by cryptod: `--http` uses node:http
+ * (docs/benchmarks-vault.md says why, from the figures). (No LIST
+ * handling here: the benchmark sends POSTs.)
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Socket } from 'node:net';

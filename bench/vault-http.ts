@@ -9,7 +9,14 @@
  *   node:http against fastify on transit encrypt: interleaved rounds
  *   (A, B, A, B …), the median of BENCH_ROUNDS (default 5) each
  *
- * Options: BENCH_SECONDS (per row, default 2), BENCH_ROUNDS, BENCH_OUT.
+ * The HTTP load is raw keep-alive sockets writing pre-built requests
+ * (raw-http-client.ts): the client shares the two cores with the daemon.
+ * Every row carries the daemon's CPU per operation (/proc), the figure that
+ * holds on a loaded machine.
+ *
+ * Options: BENCH_SECONDS (per row, default 2), BENCH_ROUNDS, BENCH_OUT;
+ * BENCH_QUICK=1 runs the single-encrypt rows only and writes nothing;
+ * BENCH_PROFILE=DIR has the daemon write a CPU profile (--cpu-prof) there.
  */
 import { spawn } from 'node:child_process';
 import { Agent, request } from 'node:http';

@@ -1,11 +1,12 @@
 /**
  * The HTTP listener of the Vault-compatible API (`cryptod serve --http`), on
  * node:http (measured against fastify on transit encrypt: bench/vault-http.ts,
- * docs/benchmarks.md).
+ * docs/benchmarks-vault.md).
  *
  *   accept ─▶ Unix socket: the peer's uid through the daemon's access policy
  *              (refused: 403 and closed, as the native socket refuses it)
- *          ─▶ LIST rewritten before the parser sees it (list-method.ts)
+ *          ─▶ llhttp reads the socket directly; a connection's first LIST
+ *              moves it onto the LIST rewriter (list-takeover.ts)
  *   request ─▶ in flight < maxHttpInflight, else 429
  *           ─▶ body ≤ maxHttpBody, else 413 (and the connection closes)
  *           ─▶ vault-api.ts ─▶ JSON reply, Content-Type: application/json
