@@ -77,17 +77,43 @@ test('audit: key.created by the token client, request.denied for a key it may se
 });
 
 /** One request through `agent`; `reused` says whether it went out on a connection the agent already had. */
-function callOn(agent: Agent, vd: VaultDaemon, path: string, token: string): Promise<{ status: number; reused: boolean; body: { data?: Record<string, unknown> } | null }> {
+function callOn(agent: Agent, vd: VaultDaemon, path: string, token: string, method = 'GET', body?: unknown): Promise<{ status: number; reused: boolean; body: { data?: Record<string, unknown> } | null }> {
   return new Promise((resolve, reject) => {
-    const r = request(`${vd.url}${path}`, { agent, headers: { 'X-Vault-Token': token } }, (res) => {
+    const r = request(`${vd.url}${path}`, { agent, method, headers: { 'X-Vault-Token': token } }, (res) => {
       let text = '';
       res.on('data', (c: Buffer) => (text += c.toString()));
       res.on('end', () => resolve({ status: res.statusCode!, reused: r.reusedSocket, body: text === '' ? null : (JSON.parse(text) as never) }));
     });
     r.on('error', reject);
+    if (body !== undefined) r.write(JSON.stringify(body));
     r.end();
   });
 }
+
+test('a connection moved onto the LIST rewriter carries large bodies both ways, and LIST again, kept alive', async () => {
+  const vd = await startVaultDaemon({ transport: 'tcp', adminClients: ['admin'] });
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  try {
+    const admin = await vd.addClient('admin');
+    assert.equal((await callOn(agent, vd, '/v1/transit/keys/big', admin, 'POST', { type: 'aes256-gcm96' })).status, 200);
+    assert.deepEqual((await callOn(agent, vd, '/v1/transit/keys', admin, 'LIST')).body!.data!.keys, ['big']);
+    // About 550 KB each way: more than the streams' buffers, so both sides pause and resume.
+    const batch = { batch_input: Array.from({ length: 400 }, (_, i) => ({ plaintext: Buffer.alloc(1024, i).toString('base64'), reference: String(i) })) };
+    const enc = await callOn(agent, vd, '/v1/transit/encrypt/big', admin, 'POST', batch);
+    assert.equal(enc.status, 200);
+    assert.equal(enc.reused, true);
+    const results = enc.body!.data!.batch_results as Array<{ ciphertext: string; reference: string }>;
+    assert.equal(results.length, 400);
+    const dec = await callOn(agent, vd, '/v1/transit/decrypt/big', admin, 'POST', { batch_input: results.map((r) => ({ ciphertext: r.ciphertext })) });
+    assert.equal(Buffer.from((dec.body!.data!.batch_results as Array<{ plaintext: string }>)[399]!.plaintext, 'base64')[0], 399 & 0xff);
+    const again = await callOn(agent, vd, '/v1/transit/keys', admin, 'LIST');
+    assert.deepEqual(again.body!.data!.keys, ['big']);
+    assert.equal(again.reused, true);
+  } finally {
+    agent.destroy();
+    await vd.stop();
+  }
+});
 
 test('one keep-alive connection: the same token is served from the connection, another token is its own client, a wrong one is refused, a revoked one stops working', async () => {
   const vd = await startVaultDaemon({ transport: 'tcp' });
