@@ -1,13 +1,14 @@
 /**
  * The Vault API (src/http/vault-api.ts) mounted on fastify instead of
  * node:http, for bench/vault-http.ts to measure the two on the same
- * handler. Not served by cryptod: node:http measured faster and is what
- * `--http` uses. (No LIST rewriting here: the benchmark sends POSTs.)
+ * handler. Not served by cryptod: `--http` uses node:http
+ * (docs/benchmarks-vault.md says why, from the figures). (No LIST
+ * handling here: the benchmark sends POSTs.)
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Socket } from 'node:net';
 import type { FrontDoor, FrontDoorHost } from '../src/ops/front-door.js';
-import { createVaultApi } from '../src/http/vault-api.js';
+import { createVaultApi, type SessionSlot } from '../src/http/vault-api.js';
 
 export class FastifyVaultDoor implements FrontDoor {
   #app: FastifyInstance | null = null;
@@ -19,11 +20,16 @@ export class FastifyVaultDoor implements FrontDoor {
     const app = Fastify({ bodyLimit: host.limits.maxHttpBody, keepAliveTimeout: 65_000 });
     app.removeAllContentTypeParsers();
     app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
-    const numbers = new WeakMap<Socket, number>();
+    // Per connection, as the node:http door keeps them: its number and its last verified token.
+    const connections = new WeakMap<Socket, { n: number; session: SessionSlot }>();
     app.all('/*', async (req, reply) => {
       const socket = req.raw.socket;
-      let n = numbers.get(socket);
-      if (n === undefined) numbers.set(socket, (n = host.nextConnection()));
+      let c = connections.get(socket);
+      if (c === undefined) {
+        const session: SessionSlot = { token: null, context: null, until: 0 };
+        socket.once('close', () => session.token?.fill(0));
+        connections.set(socket, (c = { n: host.nextConnection(), session }));
+      }
       const url = req.raw.url ?? '/';
       const q = url.indexOf('?');
       const tokenHeader = req.headers['x-vault-token'];
@@ -35,7 +41,8 @@ export class FastifyVaultDoor implements FrontDoor {
         body: Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0),
         peer: null,
         certName: null,
-        connection: n,
+        connection: c.n,
+        session: c.session,
       });
       reply.code(r.status);
       if (r.body === null) return reply.send();

@@ -50,3 +50,45 @@ test('a malformed head stops the rewriting rather than guessing (the parser refu
   r.scan(bad);
   assert.match(bad.toString('latin1'), /\r\nLIST \//);
 });
+
+/** The refusal node:http's parser gives for `bytes`, sent as TCP reads cut at `cuts` (the 'clientError' error). */
+async function refusal(bytes: string, cuts: number[] = []): Promise<NodeJS.ErrnoException & { rawPacket?: Buffer; bytesParsed?: number }> {
+  const { createServer } = await import('node:http');
+  const { connect } = await import('node:net');
+  const server = createServer((req, res) => res.end());
+  try {
+    return await new Promise((resolve, reject) => {
+      server.on('clientError', (err: NodeJS.ErrnoException, socket: { destroy(): void }) => {
+        socket.destroy();
+        resolve(err);
+      });
+      server.listen(0, '127.0.0.1', () => {
+        const s = connect((server.address() as { port: number }).port, '127.0.0.1', async () => {
+          let at = 0;
+          for (const cut of [...cuts, bytes.length]) {
+            s.write(bytes.slice(at, cut));
+            at = cut;
+            await new Promise((r) => setTimeout(r, 20));
+          }
+        });
+        s.on('error', () => undefined);
+        s.on('close', () => reject(new Error('closed without a parse error')));
+      });
+    });
+  } finally {
+    server.close();
+  }
+}
+
+test('refusedList: the refused LIST and what follows, with "LI" restored when an earlier read had it; other refusals are not LIST', async () => {
+  const { refusedList } = await import('../src/http/list-takeover.js');
+  const list = 'LIST /v1/transit/keys HTTP/1.1\r\nHost: a\r\n\r\n';
+  const served = 'GET /v1/sys/health HTTP/1.1\r\nHost: a\r\n\r\n';
+  assert.equal(refusedList(await refusal(list))?.toString('latin1'), list);
+  assert.equal(refusedList(await refusal(served + list))?.toString('latin1'), list);
+  assert.equal(refusedList(await refusal(list, [1, 2]))?.toString('latin1'), list);
+  assert.equal(refusedList(await refusal(list, [2]))?.toString('latin1'), list);
+  assert.equal(refusedList(await refusal('LISTEN / HTTP/1.1\r\n\r\n')), null);
+  assert.equal(refusedList(await refusal('BREW / HTTP/1.1\r\n\r\n')), null);
+  assert.equal(refusedList(await refusal('GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n')), null);
+});

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
+import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -73,6 +73,77 @@ test('audit: key.created by the token client, request.denied for a key it may se
   } finally {
     await vd.stop();
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** One request through `agent`; `reused` says whether it went out on a connection the agent already had. */
+function callOn(agent: Agent, vd: VaultDaemon, path: string, token: string, method = 'GET', body?: unknown): Promise<{ status: number; reused: boolean; body: { data?: Record<string, unknown> } | null }> {
+  return new Promise((resolve, reject) => {
+    const r = request(`${vd.url}${path}`, { agent, method, headers: { 'X-Vault-Token': token } }, (res) => {
+      let text = '';
+      res.on('data', (c: Buffer) => (text += c.toString()));
+      res.on('end', () => resolve({ status: res.statusCode!, reused: r.reusedSocket, body: text === '' ? null : (JSON.parse(text) as never) }));
+    });
+    r.on('error', reject);
+    if (body !== undefined) r.write(JSON.stringify(body));
+    r.end();
+  });
+}
+
+test('a connection moved onto the LIST rewriter carries large bodies both ways, and LIST again, kept alive', async () => {
+  const vd = await startVaultDaemon({ transport: 'tcp', adminClients: ['admin'] });
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  try {
+    const admin = await vd.addClient('admin');
+    assert.equal((await callOn(agent, vd, '/v1/transit/keys/big', admin, 'POST', { type: 'aes256-gcm96' })).status, 200);
+    assert.deepEqual((await callOn(agent, vd, '/v1/transit/keys', admin, 'LIST')).body!.data!.keys, ['big']);
+    // About 550 KB each way: more than the streams' buffers, so both sides pause and resume.
+    const batch = { batch_input: Array.from({ length: 400 }, (_, i) => ({ plaintext: Buffer.alloc(1024, i).toString('base64'), reference: String(i) })) };
+    const enc = await callOn(agent, vd, '/v1/transit/encrypt/big', admin, 'POST', batch);
+    assert.equal(enc.status, 200);
+    assert.equal(enc.reused, true);
+    const results = enc.body!.data!.batch_results as Array<{ ciphertext: string; reference: string }>;
+    assert.equal(results.length, 400);
+    const dec = await callOn(agent, vd, '/v1/transit/decrypt/big', admin, 'POST', { batch_input: results.map((r) => ({ ciphertext: r.ciphertext })) });
+    assert.equal(Buffer.from((dec.body!.data!.batch_results as Array<{ plaintext: string }>)[399]!.plaintext, 'base64')[0], 399 & 0xff);
+    const again = await callOn(agent, vd, '/v1/transit/keys', admin, 'LIST');
+    assert.deepEqual(again.body!.data!.keys, ['big']);
+    assert.equal(again.reused, true);
+  } finally {
+    agent.destroy();
+    await vd.stop();
+  }
+});
+
+test('one keep-alive connection: the same token is served from the connection, another token is its own client, a wrong one is refused, a revoked one stops working', async () => {
+  const vd = await startVaultDaemon({ transport: 'tcp' });
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  try {
+    const alpha = await vd.addClient('alpha');
+    const beta = await vd.addClient('beta');
+    const who = async (token: string, status = 200): Promise<unknown> => {
+      const r = await callOn(agent, vd, '/v1/auth/token/lookup-self', token);
+      assert.equal(r.status, status, JSON.stringify(r.body));
+      return r.body?.data?.entity_id;
+    };
+    assert.equal(await who(alpha), 'token:alpha');
+    assert.equal(await who(alpha), 'token:alpha');
+    assert.equal(await who(beta), 'token:beta');
+    // The same length as alpha's, one character off: refused, and alpha is verified afresh after it.
+    const wrong = alpha.slice(0, -1) + (alpha.endsWith('A') ? 'B' : 'A');
+    await who(wrong, 403);
+    assert.equal(await who(alpha), 'token:alpha');
+    const last = await callOn(agent, vd, '/v1/auth/token/lookup-self', alpha);
+    assert.equal(last.reused, true, 'all of it on one kept-alive connection');
+    await vd.revokeClient('alpha');
+    await until('the revoked token refused on the same connection', async () => {
+      const r = await callOn(agent, vd, '/v1/auth/token/lookup-self', alpha);
+      return r.status === 403 && r.reused;
+    });
+    assert.equal(await who(beta), 'token:beta');
+  } finally {
+    agent.destroy();
+    await vd.stop();
   }
 });
 

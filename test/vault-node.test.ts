@@ -231,28 +231,30 @@ for (const transport of ['tcp', 'unix'] as const) {
       const body = JSON.stringify({ plaintext: b64('LIST /v1/ inside a body') });
       const post = `POST /v1/transit/encrypt/k HTTP/1.1\r\nHost: x\r\nX-Vault-Token: ${adminToken}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
       const chunked = `POST /v1/transit/hash HTTP/1.1\r\nHost: x\r\nX-Vault-Token: ${adminToken}\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{"inp\r\n${(JSON.stringify({ input: b64('abc') }).length - 5).toString(16)}\r\n${JSON.stringify({ input: b64('abc') }).slice(5)}\r\n0\r\n\r\n`;
-      const all = Buffer.from(list + post + chunked + list);
-      for (const step of [all.length, 1, 7]) {
+      // LIST first, and LIST after requests the connection's own parser served (the connection moves to the rewriter there).
+      for (const [all, requests, step] of [[list + post + chunked + list, 4], [post + post + list + chunked + list, 5]].flatMap(([text, n]) => [Buffer.from(text as string)].flatMap((b) => [b.length, 1, 7].map((step) => [b, n as number, step] as const)))) {
         const replies = await new Promise<string>((resolve, reject) => {
           const s = vd.url !== null ? connect(Number(new URL(vd.url).port), '127.0.0.1') : connect(vd.socketPath!);
           let got = '';
           s.on('data', (c: Buffer) => {
             got += c.toString();
-            if ((got.match(/HTTP\/1\.1 /g) ?? []).length === 4) {
+            if ((got.match(/HTTP\/1\.1 /g) ?? []).length === requests) {
               s.end();
               resolve(got);
             }
           });
           s.on('error', reject);
+          // Closed early (a refused LIST is a 400 and a close): the statuses say which.
+          s.on('close', () => resolve(got));
           s.on('connect', async () => {
-            for (let i = 0; i < all.length; i += step) {
+            for (let i = 0; i < all.length && !s.destroyed; i += step) {
               s.write(all.subarray(i, i + step));
               if (step < all.length) await new Promise((r) => setImmediate(r));
             }
           });
         });
         const statuses = [...replies.matchAll(/HTTP\/1\.1 (\d+)/g)].map((m) => m[1]);
-        assert.deepEqual(statuses, ['200', '200', '200', '200'], `step ${step}: ${replies}`);
+        assert.deepEqual(statuses, Array(requests).fill('200'), `step ${step}: ${replies}`);
         assert.equal((replies.match(/"keys":\["k"/g) ?? []).length >= 2, true, replies);
       }
       for (const q of ['true', 'True', '1']) {

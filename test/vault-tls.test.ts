@@ -180,6 +180,9 @@ test('a TLS reload with a CRL that revokes a certificate closes its live HTTPS c
   const victimAgent = new Agent({ keepAlive: true, maxSockets: 1, ca: pki.pem('ca.crt'), cert: pki.pem('victim.crt'), key: pki.pem('victim.key') });
   try {
     assert.equal((await call(d.port, 'victim', 'GET', '/v1/sys/health', null, undefined, victimAgent)).status, 200);
+    // A LIST moves the connection onto the LIST rewriter (list-takeover.ts): the revocation still reaches it.
+    const listed = await call(d.port, 'victim', 'LIST', '/v1/transit/keys', null, undefined, victimAgent);
+    assert.equal(listed.status, 200, JSON.stringify(listed.body));
     const live = Object.values(victimAgent.freeSockets).flat()[0]!;
     assert.ok(live !== undefined, 'the keep-alive connection is pooled');
     const closedLive = new Promise<void>((res) => live.once('close', () => res()));
@@ -213,13 +216,14 @@ c = hvac.Client(url=os.environ['URL'], token=os.environ['TOKEN'], cert=(os.envir
 c.secrets.transit.create_key(name='hvac-tls', key_type='aes256-gcm96')
 ct = c.secrets.transit.encrypt_data(name='hvac-tls', plaintext='aGVsbG8=')['data']['ciphertext']
 pt = c.secrets.transit.decrypt_data(name='hvac-tls', ciphertext=ct)['data']['plaintext']
+keys = c.secrets.transit.list_keys()['data']['keys']
 who = c.lookup_token()['data']['entity_id']
 try:
     hvac.Client(url=os.environ['URL'], token=os.environ['TOKEN'], verify=os.environ['CA']).sys.read_health_status(method='GET')
     refused = False
 except Exception:
     refused = True
-print(json.dumps({'ct': ct, 'pt': pt, 'who': who, 'refused_without_cert': refused}))
+print(json.dumps({'ct': ct, 'pt': pt, 'keys': keys, 'who': who, 'refused_without_cert': refused}))
 `;
 
 test('hvac over HTTPS with its client-certificate options: a token client creates a key, encrypts and decrypts; without a certificate hvac is refused', { skip: hvacMissing }, async () => {
@@ -237,9 +241,11 @@ test('hvac over HTTPS with its client-certificate options: a token client create
     p.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
     const status = await new Promise<number | null>((res) => p.once('close', (code) => res(code)));
     assert.equal(status, 0, stderr);
-    const out = JSON.parse(stdout) as { ct: string; pt: string; who: string; refused_without_cert: boolean };
+    const out = JSON.parse(stdout) as { ct: string; pt: string; keys: string[]; who: string; refused_without_cert: boolean };
     assert.match(out.ct, /^vault:v1:/);
     assert.equal(out.pt, 'aGVsbG8=');
+    // LIST on hvac's keep-alive HTTPS connection, and a request after it on the same session.
+    assert.deepEqual(out.keys, ['hvac-tls']);
     assert.equal(out.who, 'token:admin');
     assert.equal(out.refused_without_cert, true);
   } finally {

@@ -65,20 +65,21 @@ export function createFrontDoorHost(o: FrontDoorHostOptions): FrontDoorHost {
     disown(): void {},
   };
 
-  const verify = async (token: string): Promise<VerifiedClient | null> => {
+  const verify = async (token: string): Promise<{ client: VerifiedClient | null; until: number }> => {
     if (o.verifyToken === null) throw new AuthFailedError('this daemon has no client registry: it accepts no tokens');
     const digest = createHash('sha256').update(token, 'latin1').digest('base64');
     const now = Date.now();
     const hit = remembered.get(digest);
-    if (hit !== undefined && hit.until > now) return hit.client;
+    if (hit !== undefined && hit.until > now) return hit;
     const client = await o.verifyToken(token);
+    const until = now + o.tokenTtlMs;
     if (client !== null) {
       if (remembered.size >= MAX_REMEMBERED_TOKENS) remembered.clear();
-      remembered.set(digest, { client, until: now + o.tokenTtlMs });
+      remembered.set(digest, { client, until });
     } else {
       remembered.delete(digest);
     }
-    return client;
+    return { client, until };
   };
 
   const auditRefusal = (ctx: RequestContext, op: OpCode, connection: number, code: string, key: unknown): void => {
@@ -109,9 +110,10 @@ export function createFrontDoorHost(o: FrontDoorHostOptions): FrontDoorHost {
       await removeStaleSocket(path);
       await listenOnSocket(server, path, 0o600);
     },
-    async authenticate(token: string, peer: PeerCredentials | null): Promise<RequestContext> {
-      const identity = tokenIdentity(await verify(token), peer);
-      return { clientId: identity.clientId, clientName: identity.clientName, dm: o.dm, owner, limits: o.limits, daemon: o.view };
+    async authenticate(token: string, peer: PeerCredentials | null): Promise<{ context: RequestContext; until: number }> {
+      const { client, until } = await verify(token);
+      const identity = tokenIdentity(client, peer);
+      return { context: { clientId: identity.clientId, clientName: identity.clientName, dm: o.dm, owner, limits: o.limits, daemon: o.view }, until };
     },
     tls: o.tls,
     authenticateCertificate(certName: string): RequestContext {

@@ -10,6 +10,7 @@
  *           ─▶ transit.ts ─▶ operations through the daemon's chain
  *           ─▶ { data … } or { errors: […] }
  */
+import { timingSafeEqual } from 'node:crypto';
 import { CryptodError, toCryptodError } from '../protocol/errors.js';
 import type { CborValue } from '../protocol/cbor.js';
 import type { OpCode } from '../protocol/ops.js';
@@ -33,6 +34,21 @@ export interface ApiRequest {
   /** The verified client certificate's CN on HTTPS, else null. */
   readonly certName: string | null;
   readonly connection: number;
+  /** The connection's last verified token, kept by the listener for the connection's life (absent: verify every request). */
+  readonly session?: SessionSlot;
+}
+
+/**
+ * The last token verified on one connection and its session, until the
+ * host's memory of it ends (FrontDoorHost.authenticate `until`): the next
+ * request with the same token — compared in constant time — is served
+ * without hashing it again. The listener zeroes `token` when the
+ * connection closes.
+ */
+export interface SessionSlot {
+  token: Buffer | null;
+  context: RequestContext | null;
+  until: number;
 }
 
 export interface VaultApiOptions {
@@ -57,7 +73,23 @@ export function createVaultApi(host: FrontDoorHost, options: VaultApiOptions): V
       if (req.certName !== null) return host.authenticateCertificate(req.certName);
       throw new VaultHttpError(403, 'permission denied: send a cryptod client token (`cryptod client add NAME`) in the X-Vault-Token header or as Authorization: Bearer');
     }
-    return host.authenticate(req.token, req.peer, req.connection);
+    const slot = req.session;
+    if (slot === undefined) return (await host.authenticate(req.token, req.peer, req.connection)).context;
+    const given = Buffer.from(req.token, 'latin1');
+    const cached = slot.token;
+    if (cached !== null && slot.context !== null && Date.now() < slot.until && cached.length === given.length && timingSafeEqual(cached, given)) {
+      given.fill(0);
+      return slot.context;
+    }
+    // Forget the old token first: a failed verification leaves nothing to reuse.
+    cached?.fill(0);
+    slot.token = null;
+    slot.context = null;
+    const { context, until } = await host.authenticate(req.token, req.peer, req.connection);
+    slot.token = given;
+    slot.context = context;
+    slot.until = until;
+    return context;
   };
 
   const caller = (ctx: RequestContext, connection: number): Caller => ({

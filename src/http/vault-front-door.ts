@@ -1,11 +1,12 @@
 /**
  * The HTTP listener of the Vault-compatible API (`cryptod serve --http`), on
  * node:http (measured against fastify on transit encrypt: bench/vault-http.ts,
- * docs/benchmarks.md).
+ * docs/benchmarks-vault.md).
  *
  *   accept ─▶ Unix socket: the peer's uid through the daemon's access policy
  *              (refused: 403 and closed, as the native socket refuses it)
- *          ─▶ LIST rewritten before the parser sees it (list-method.ts)
+ *          ─▶ llhttp reads the socket directly; a connection's first LIST
+ *              moves it onto the LIST rewriter (list-takeover.ts)
  *   request ─▶ in flight < maxHttpInflight, else 429
  *           ─▶ body ≤ maxHttpBody, else 413 (and the connection closes)
  *           ─▶ vault-api.ts ─▶ JSON reply, Content-Type: application/json
@@ -37,8 +38,8 @@ import type { Socket } from 'node:net';
 import { isIP } from 'node:net';
 import { ConfigError } from '../protocol/errors.js';
 import type { FrontDoor, FrontDoorHost, PeerCredentials } from '../ops/front-door.js';
-import { ListMethodRewriter } from './list-method.js';
-import { createVaultApi, type VaultApi } from './vault-api.js';
+import { ListingConnection, refusedList, takeOver } from './list-takeover.js';
+import { createVaultApi, type SessionSlot, type VaultApi } from './vault-api.js';
 import { errorBody, type VaultReply } from './vault-reply.js';
 
 export interface HttpListenOptions {
@@ -78,6 +79,8 @@ interface ConnectionInfo {
   readonly peer: PeerCredentials | null;
   /** The verified client certificate (HTTPS only). */
   readonly cert: { readonly name: string; readonly serial: string } | null;
+  /** The last token verified on this connection (vault-api.ts SessionSlot). */
+  readonly session: SessionSlot;
 }
 
 export class VaultFrontDoor implements FrontDoor {
@@ -88,7 +91,9 @@ export class VaultFrontDoor implements FrontDoor {
   #server: Server | null = null;
   #host: FrontDoorHost | null = null;
   #api: VaultApi | null = null;
-  readonly #connections = new WeakMap<Socket, ConnectionInfo>();
+  readonly #connections = new WeakMap<Socket | ListingConnection, ConnectionInfo>();
+  /** Sockets whose connection moved to a ListingConnection at their first LIST. */
+  readonly #takenOver = new WeakSet<Socket>();
   /** Live HTTPS connections by certificate serial, to close on a CRL reload. */
   readonly #tlsSockets = new Set<TLSSocket>();
   #inflight = 0;
@@ -148,6 +153,16 @@ export class VaultFrontDoor implements FrontDoor {
     server.on('drop', () => host.log.warn('HTTP connection refused: maxConnections reached', { limit: host.limits.maxConnections }));
     // Malformed HTTP: the parser's refusal, answered in Vault's shape when the socket can still take it.
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+      // The parser that refused a LIST keeps refusing what it is fed: the connection lives on in a ListingConnection.
+      if (this.#takenOver.has(socket)) return;
+      if (!(socket instanceof ListingConnection) && this.#connections.has(socket)) {
+        const first = refusedList(err);
+        if (first !== null) {
+          this.#takenOver.add(socket);
+          takeOver(server, socket, first, secure, (c) => this.#connections.set(c, this.#connections.get(socket)!));
+          return;
+        }
+      }
       if (socket.writable && (err.code === 'HPE_INVALID_METHOD' || err.code === 'HPE_INVALID_URL' || err.code?.startsWith('HPE_') === true)) {
         const body = JSON.stringify(errorBody([`malformed HTTP request (${err.code ?? 'parse error'}); cryptod speaks HTTP/1.1 with GET, POST, PUT, DELETE and LIST`]));
         socket.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
@@ -172,6 +187,8 @@ export class VaultFrontDoor implements FrontDoor {
   }
 
   #accepted(socket: Socket): void {
+    // A ListingConnection re-entering through 'connection' was registered by takeOver.
+    if (this.#connections.has(socket)) return;
     const host = this.#host!;
     let peer: PeerCredentials | null = null;
     if ('unix' in this.#address) {
@@ -204,10 +221,10 @@ export class VaultFrontDoor implements FrontDoor {
       this.#tlsSockets.add(tlsSocket);
       tlsSocket.once('close', () => this.#tlsSockets.delete(tlsSocket));
     }
-    this.#connections.set(socket, { number: host.nextConnection(), peer, cert });
-    const rewriter = new ListMethodRewriter();
-    // Before the HTTP parser's own listener, so it sees the rewritten bytes.
-    socket.prependListener('data', (chunk: Buffer) => rewriter.scan(chunk));
+    const session: SessionSlot = { token: null, context: null, until: 0 };
+    socket.once('close', () => session.token?.fill(0));
+    this.#connections.set(socket, { number: host.nextConnection(), peer, cert, session });
+    // No 'data' listener here: the socket stays on llhttp's direct path until it sends LIST (list-takeover.ts).
   }
 
   /** After a TLS reload: swap the context for new handshakes, close the connections whose certificate is now revoked. */
@@ -283,7 +300,7 @@ export class VaultFrontDoor implements FrontDoor {
       if (refused) return;
       const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
       const [path, query] = splitUrl(req.url ?? '/');
-      this.#api!.handle({ method: req.method ?? 'GET', path, query, token: tokenOf(req), certName: info.cert?.name ?? null, body, peer: info.peer, connection: info.number }).then(
+      this.#api!.handle({ method: req.method ?? 'GET', path, query, token: tokenOf(req), certName: info.cert?.name ?? null, body, peer: info.peer, connection: info.number, session: info.session }).then(
         (reply) => {
           // The body may carry plaintext or key material: gone once handled.
           body.fill(0);
@@ -343,16 +360,18 @@ function tokenOf(req: IncomingMessage): string | undefined {
 
 function send(res: ServerResponse, reply: VaultReply): void {
   if (res.headersSent || res.destroyed) return;
-  const headers: Record<string, string | number> = { 'Cache-Control': 'no-store', ...reply.headers };
+  // Headers as a flat list: node:http writes them as given, with no object to build and copy per reply.
   if (reply.body === null) {
-    res.writeHead(reply.status, headers);
+    res.writeHead(reply.status, reply.headers === undefined ? NO_BODY_HEADERS : [...NO_BODY_HEADERS, ...Object.entries(reply.headers).flat()]);
     res.end();
     return;
   }
   const text = JSON.stringify(reply.body);
   // Exactly application/json: older hvac parses error bodies of no other type.
-  headers['Content-Type'] = 'application/json';
-  headers['Content-Length'] = Buffer.byteLength(text);
+  const headers = ['Cache-Control', 'no-store', 'Content-Type', 'application/json', 'Content-Length', String(Buffer.byteLength(text))];
+  if (reply.headers !== undefined) for (const [name, value] of Object.entries(reply.headers)) headers.push(name, value);
   res.writeHead(reply.status, headers);
   res.end(text);
 }
+
+const NO_BODY_HEADERS: string[] = ['Cache-Control', 'no-store'];

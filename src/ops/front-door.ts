@@ -48,10 +48,12 @@ export interface FrontDoorHost {
    * names it (`token:<name>`); a token restricted to a uid needs that peer.
    * Verified tokens are remembered no longer than the revocation check
    * interval, so a revoked token stops working as soon as on a native
-   * connection.
+   * connection. `until` (Date.now() milliseconds) is when that memory
+   * ends: a front door may serve the same token on the same connection
+   * from the context until then, and must ask again after.
    * @throws (rejects with) AuthFailedError
    */
-  authenticate(token: string, peer: PeerCredentials | null, connection: number): Promise<RequestContext>;
+  authenticate(token: string, peer: PeerCredentials | null, connection: number): Promise<{ context: RequestContext; until: number }>;
   /**
    * One operation, through the request chain's phases after the session:
    * limits (shutting down), authorize (`access`), execute, audit.

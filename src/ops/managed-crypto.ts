@@ -25,8 +25,9 @@
  *   rsa-pkcs1-3072      RFC 8017 §8.2, SHA-256 (JWT RS256)
  */
 import {
-  constants, createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, sign, timingSafeEqual, verify, type CipherGCMTypes, type KeyObject,
+  constants, createCipheriv, createDecipheriv, createHmac, hkdfSync, sign, timingSafeEqual, verify, type CipherGCMTypes, type KeyObject,
 } from 'node:crypto';
+import { publicRandom } from './public-random.js';
 import type { UsableVersion } from '../keys/snapshot.js';
 import type { ManagedKeyType } from '../keys/model.js';
 import { DecryptError, InternalError, InvalidArgumentError, OperationError, UnsupportedError } from '../protocol/errors.js';
@@ -102,10 +103,11 @@ export function seal(u: UsableVersion, plaintext: Uint8Array, aad: Uint8Array | 
   if (name === null) throw new InternalError(`seal with a ${type} key`);
   const salted = perMessage(u);
   const header = encodeHeader('ciphertext', type, u.key.name, u.version.version, salted ? FORMAT_VERSION_DERIVED : FORMAT_VERSION);
-  const salt = salted ? randomBytes(MESSAGE_SALT) : Buffer.alloc(0);
+  // Salt and nonce are written into the ciphertext: public values, from the pooled CSPRNG block.
+  const salt = salted ? publicRandom(MESSAGE_SALT) : Buffer.alloc(0);
   const k = salted ? outputKey(u.material.secret, salt, MESSAGE_KEY_INFO) : u.material.secret;
   try {
-    const nonce = randomBytes(AEAD_NONCE);
+    const nonce = publicRandom(AEAD_NONCE);
     const c = createCipheriv(name as CipherGCMTypes, k, nonce, { authTagLength: AEAD_TAG });
     c.setAAD(aad === undefined || aad.length === 0 ? header : Buffer.concat([header, aad]));
     const body = c.update(plaintext);

@@ -247,6 +247,11 @@ export function keystoreSuite(name: string, open: () => Promise<OpenedStore>): v
         assert.equal(await store.read((r) => r.getKey('y')), undefined);
       });
       assert.equal(await store.read((r) => r.getKey('x')), undefined);
+      // Still refused in a later transaction, after an await (each transaction marks its context afresh).
+      await assert.rejects(store.transaction(async () => {
+        await new Promise((r) => setImmediate(r));
+        await store.transaction((inner) => inner.putKey(keyRecord('z')));
+      }), /inside a transaction/);
     }));
 
     it('stores meta strings', () => withStore(async (store) => {

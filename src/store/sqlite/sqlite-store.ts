@@ -218,6 +218,10 @@ export class SqliteKeystore implements Keystore {
       throw err;
     } finally {
       marker.active = false;
+      // An enabled AsyncLocalStorage makes Node 20 run a hook on every promise
+      // in the process (a few µs per request on the hot paths); transactions
+      // are one at a time (#writeQueue), so none is left to mark.
+      this.#inTransaction.disable();
       view.end();
     }
     if (view.destroyedMaterial) this.#checkpointAfterDestroy();
