@@ -32,7 +32,7 @@ import {
   toCryptodError,
   type CryptodError,
 } from '../protocol/errors.js';
-import { FrameKind, encodeFrame } from '../protocol/frame.js';
+import { FrameKind } from '../protocol/frame.js';
 import { Op, opName } from '../protocol/ops.js';
 import { NO_AUDIT, auditKindOf, type Audit } from '../observe/audit.js';
 import { NO_METRICS, type MetricHooks } from '../observe/metric-hooks.js';
@@ -253,15 +253,14 @@ export class RequestChain {
   #reply(id: number, op: number, result: HandlerResult): boolean {
     if (this.#conn.isClosed) return false;
     if (this.#metrics.enabled) this.#end(id, op, 'OK');
-    let frame: Buffer;
     const sensitive = result instanceof SensitiveReply;
     try {
-      frame = encodeFrame(FrameKind.RESPONSE, id, op, sensitive ? result.value : result, sensitive);
+      // Encoded straight into the connection's batch of this tick's replies.
+      this.#conn.writeFrame(FrameKind.RESPONSE, id, op, sensitive ? result.value : result, sensitive);
     } catch (err) {
       this.#replyError(id, op, toCryptodError(err));
       return false;
     }
-    this.#conn.write(frame, sensitive);
     return true;
   }
 
@@ -275,7 +274,7 @@ export class RequestChain {
     if (this.#audit.enabled && this.#session.context !== null) this.#auditRefusal(op, err);
     const payload: { [k: string]: CborValue } = { code: err.code, message: err.message };
     if (err.detail !== undefined) payload.detail = { ...err.detail } as CborValue;
-    this.#conn.write(encodeFrame(FrameKind.ERROR, id, op, payload), false);
+    this.#conn.writeFrame(FrameKind.ERROR, id, op, payload, false);
   }
 
   // ── 7. audit (only with the audit log on) ──────────────────────────────
