@@ -14,12 +14,15 @@
  *           │frame 1 │frame 2 │ ... │frame n │                     │
  *           └────────┴────────┴─────┴────────┴─────────────────────┘
  *           0                                pos
- *   flush(): bytes [0, pos) go to the socket; the next frames go into the
- *   other buffer; this one comes back (done) once the socket released it.
+ *   flush(): bytes [0, pos) go to the socket; this buffer comes back
+ *   (done) once the socket released it, and takes the next tick's frames.
  *
- * Two buffers alternate, so a steady stream of ticks allocates nothing. A
- * buffer that grew beyond SPARE_MAX (one large frame) is not kept: an idle
- * connection holds at most two buffers of at most SPARE_MAX bytes.
+ * A write to a Unix socket normally completes at once, so the buffer is back
+ * before the next tick's frames and a steady stream of ticks allocates
+ * nothing; while the socket still holds it (a full kernel buffer) the next
+ * frames go into a new one. One buffer is kept between ticks — an idle
+ * connection's cost: INITIAL bytes, up to SPARE_MAX after a burst (a buffer
+ * grown beyond that, for one large frame, is dropped).
  *
  * Key material: buffers are outside Node's shared pool (allocUnsafeSlow);
  * a batch that held a sensitive frame is zeroed as a whole once the socket is
@@ -33,13 +36,15 @@ import { Writer, type CborValue } from './cbor.js';
 import { HEADER_SIZE, type FrameKind } from './frame.js';
 
 /** First size of a batch buffer: a handful of small frames. */
-const INITIAL = 2 * 1024;
+const INITIAL = 1024;
+/** The batch's buffer between a flush and the next frame: none. */
+const NONE = Buffer.alloc(0);
 /** Largest batch buffer kept for the next tick. */
 const SPARE_MAX = 64 * 1024;
 
 export class FrameBatch {
-  #w: Writer | null = null;
-  /** The other buffer, back from the socket. */
+  readonly #w = new Writer(0);
+  /** A buffer back from the socket, for the next frames. */
   #spare: Buffer | null = null;
   /** Whether a frame queued since the last flush carries key material. */
   #sensitive = false;
@@ -48,7 +53,17 @@ export class FrameBatch {
 
   /** Bytes queued since the last flush. */
   get size(): number {
-    return this.#w?.pos ?? 0;
+    return this.#w.pos;
+  }
+
+  /** The writer, with a buffer to write into: the spare one, or a new one. */
+  #writer(): Writer {
+    const w = this.#w;
+    if (w.buf.length === 0) {
+      w.buf = this.#spare ?? Buffer.allocUnsafeSlow(INITIAL);
+      this.#spare = null;
+    }
+    return w;
   }
 
   /**
@@ -57,7 +72,7 @@ export class FrameBatch {
    * bytes written so far are zeroed.
    */
   add(kind: FrameKind, id: number, op: number, payload: CborValue | undefined, sensitive: boolean): number {
-    const w = (this.#w ??= new Writer(INITIAL));
+    const w = this.#writer();
     const start = w.pos;
     w.ensure(HEADER_SIZE);
     w.pos = start + HEADER_SIZE;
@@ -81,7 +96,7 @@ export class FrameBatch {
 
   /** Queue bytes already encoded (a frame head whose tail the caller writes itself, after a flush). */
   addBytes(bytes: Uint8Array): void {
-    const w = (this.#w ??= new Writer(INITIAL));
+    const w = this.#writer();
     this.#last = w.pos;
     w.ensure(bytes.length);
     w.buf.set(bytes, w.pos);
@@ -91,7 +106,6 @@ export class FrameBatch {
   /** Take back the frame just added (the caller refused it, e.g. too large): its bytes are zeroed. */
   undo(): void {
     const w = this.#w;
-    if (w === null) return;
     w.buf.fill(0, this.#last, w.pos);
     w.pos = this.#last;
   }
@@ -103,18 +117,17 @@ export class FrameBatch {
    */
   flush(write: (bytes: Buffer, done: () => void) => void): void {
     const w = this.#w;
-    if (w === null || w.pos === 0) return;
+    if (w.pos === 0) return;
     const base = w.buf;
     const n = w.pos;
     const sensitive = this.#sensitive;
     this.#sensitive = false;
-    // The next frames go into the other buffer (or a new one while the socket still holds it).
-    w.buf = this.#spare ?? Buffer.allocUnsafeSlow(INITIAL);
-    this.#spare = null;
+    // The socket holds `base` until done; the next frame takes it back then, or a new one.
+    w.buf = NONE;
     w.pos = 0;
     write(base.subarray(0, n), () => {
       if (sensitive) base.fill(0, 0, n);
-      if (base.length <= SPARE_MAX && this.#spare === null && w.buf !== base) this.#spare = base;
+      if (base.length <= SPARE_MAX && this.#spare === null) this.#spare = base;
     });
   }
 }
