@@ -2,7 +2,8 @@
  * The small-operation rows of `npm run bench` alone, for measuring a change to
  * the per-request path without the hour the whole run takes: the socket
  * floor (echo vs PING), HMAC-SHA256 64 B (in-process, 1 in flight, pipelined
- * 256) and AES-256-GCM 1 KiB (in-process, pipelined 256), in interleaved
+ * 256, and the same with the CPU of client and daemon together) and
+ * AES-256-GCM 1 KiB (in-process, pipelined 256), in interleaved
  * rounds (bench/interleave.ts), with the daemon's CPU per operation from
  * STATUS. The daemon runs in its own process from src/ (through tsx), so no
  * build is needed; extra node flags for it (e.g. `--cpu-prof`) go in
@@ -80,6 +81,8 @@ try {
     { workload: 'HMAC-SHA256 64 B', mode: 'in-process', kind: 'in-process', run: () => measureLoop(SECONDS, () => createHmac('sha256', hmacKeyBytes).update(msg64).digest(), undefined, selfCpu) },
     { workload: 'HMAC-SHA256 64 B', mode: 'cryptod, 1 in flight', kind: 'cryptod', run: () => measureLoop(SECONDS, () => subtle.sign('HMAC', hmacKey, msg64), undefined, daemonCpu) },
     { workload: 'HMAC-SHA256 64 B', mode: 'cryptod, pipelined (256)', kind: 'cryptod', run: () => measurePipelined(SECONDS, 256, () => subtle.sign('HMAC', hmacKey, msg64), undefined, daemonCpu) },
+    // The same, with the CPU of both processes: pipelined throughput on two cores is bounded by their sum.
+    { workload: 'HMAC-SHA256 64 B', mode: 'pipelined (256), client+daemon CPU', kind: 'cryptod', run: () => measurePipelined(SECONDS, 256, () => subtle.sign('HMAC', hmacKey, msg64), undefined, async () => (await daemonCpu()) + (selfCpu() as number)) },
   ];
   report(await interleave(hmac, log));
 
