@@ -20,7 +20,7 @@ import type { Client } from '../src/client/client.js';
 import { MAX_DEPTH, type CborValue } from '../src/protocol/cbor.js';
 import { BadFrameError, ConnectionClosedError, FrameTooLargeError, InvalidArgumentError } from '../src/protocol/errors.js';
 import { FrameKind, encodeFrame } from '../src/protocol/frame.js';
-import { FrameBatch } from '../src/protocol/frame-batch.js';
+import { BATCH_FLUSH_BYTES, FrameBatch } from '../src/protocol/frame-batch.js';
 import { Op } from '../src/protocol/ops.js';
 import { startTestDaemon, type TestDaemon } from './helpers/daemon.js';
 import { RawClient } from './helpers/raw-client.js';
@@ -189,6 +189,20 @@ describe('over a real daemon', () => {
       // The daemon answers a burst in few writes (each tick's replies in one).
       const replies = replyWrites(writes);
       assert.ok(replies.length < 200 && replies.some((w) => framesIn(w.bytes)!.length > 1), 'the daemon did not batch its replies');
+    });
+  });
+
+  test('a tick of requests beyond BATCH_FLUSH_BYTES goes out in several writes of whole frames, in order', async () => {
+    await spyWrites(async (writes) => {
+      const blobs = Array.from({ length: 100 }, (_, i) => Buffer.alloc(1024, i));
+      const replies = await Promise.all(blobs.map((b) => c.ping(b)));
+      replies.forEach((r, i) => assert.ok(Buffer.from(r as Uint8Array).equals(blobs[i]!)));
+      const mine = requestWrites(writes);
+      assert.ok(mine.length >= Math.floor((100 * 1024) / BATCH_FLUSH_BYTES), `only ${mine.length} writes`);
+      for (const w of mine) assert.ok(w.bytes.length < BATCH_FLUSH_BYTES + 2048, `a write of ${w.bytes.length} bytes`);
+      const ids = mine.flatMap((w) => framesIn(w.bytes)!.map((f) => f.id));
+      assert.equal(ids.length, 100);
+      assert.deepEqual(ids, [...ids].sort((x, y) => x - y), 'frames out of order');
     });
   });
 

@@ -9,7 +9,7 @@ import { CborFloat, decode, type CborValue } from '../protocol/cbor.js';
 import { Hello, type Message, type ResultOf } from '../protocol/messages/index.js';
 import { BadFrameError, ConnectionClosedError, CryptodError, errorFromWire } from '../protocol/errors.js';
 import { DEFAULT_MAX_FRAME, FrameKind, FrameReader, encodeFrameHead, type FrameSink } from '../protocol/frame.js';
-import { FrameBatch } from '../protocol/frame-batch.js';
+import { BATCH_FLUSH_BYTES, FrameBatch } from '../protocol/frame-batch.js';
 import { PROTOCOL_VERSION, opName } from '../protocol/ops.js';
 import type { AnySchema, Schema } from '../protocol/schema.js';
 
@@ -54,9 +54,9 @@ export class DaemonConnection implements FrameSink {
   /**
    * Requests issued in this tick, encoded one after another into one buffer
    * (protocol/frame-batch.ts) and written with one socket write on
-   * process.nextTick: a lone request waits no longer than it did for its own
-   * write, and 256 requests issued together cost one write instead of a
-   * writev of 256 buffers.
+   * process.nextTick (at once when BATCH_FLUSH_BYTES are queued): a lone
+   * request waits no longer than it did for its own write, and 256 requests
+   * issued together cost one write instead of a writev of 256 buffers.
    */
   readonly #batch = new FrameBatch();
   #flushQueued = false;
@@ -135,7 +135,8 @@ export class DaemonConnection implements FrameSink {
     }
     return new Promise<CborValue>((resolve, reject) => {
       this.#pending.set(id, { resolve, reject, sensitive: options?.sensitiveReply === true });
-      this.#queueFlush();
+      if (this.#batch.size >= BATCH_FLUSH_BYTES) this.#flush();
+      else this.#queueFlush();
     });
   }
 

@@ -13,7 +13,7 @@
 import type { Socket } from 'node:net';
 import { BadFrameError, FrameTooLargeError } from '../protocol/errors.js';
 import { FrameReader, type FrameKind, type FrameSink } from '../protocol/frame.js';
-import { FrameBatch } from '../protocol/frame-batch.js';
+import { BATCH_FLUSH_BYTES, FrameBatch } from '../protocol/frame-batch.js';
 import type { CborValue } from '../protocol/cbor.js';
 import { Op } from '../protocol/ops.js';
 import type { ClientId, DataNodeId, NodeOwner } from '../state/data-manager.js';
@@ -56,7 +56,7 @@ export class Connection implements FrameSink, NodeOwner {
   /**
    * The replies of this tick, encoded one after another into one buffer
    * (protocol/frame-batch.ts) and written with one socket write on
-   * process.nextTick (or as soon as they reach the socket's high-water mark).
+   * process.nextTick (or as soon as they reach BATCH_FLUSH_BYTES).
    */
   readonly #batch = new FrameBatch();
   #flushQueued = false;
@@ -178,7 +178,7 @@ export class Connection implements FrameSink, NodeOwner {
    */
   writeFrame(kind: FrameKind, id: number, op: number, payload: CborValue | undefined, sensitive: boolean): void {
     this.#batch.add(kind, id, op, payload, sensitive);
-    if (this.#batch.size >= this.#socket.writableHighWaterMark) this.#flush();
+    if (this.#batch.size >= BATCH_FLUSH_BYTES) this.#flush();
     else if (!this.#flushQueued) {
       this.#flushQueued = true;
       process.nextTick(this.#flushTick);

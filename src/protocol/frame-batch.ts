@@ -41,6 +41,14 @@ const INITIAL = 1024;
 const NONE = Buffer.alloc(0);
 /** Largest batch buffer kept for the next tick. */
 const SPARE_MAX = 64 * 1024;
+/**
+ * Queued bytes at which a side writes its batch at once instead of waiting
+ * for the tick to end: a tick of 256 requests of 1 KiB would otherwise grow
+ * a buffer past SPARE_MAX (copying at every doubling) and drop it after each
+ * write. Below SPARE_MAX / 2, so that a batch of small frames stays in a
+ * buffer that is kept.
+ */
+export const BATCH_FLUSH_BYTES = 32 * 1024;
 
 export class FrameBatch {
   readonly #w = new Writer(0);
