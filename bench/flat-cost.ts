@@ -8,7 +8,12 @@
  * - daemon RSS per live node (STATUS `process.rssBytes`);
  * - throughput and p99 with 1, 100 and 1,000 connections, each with one
  *   HMAC request in flight;
- * - RSS of an idle connection (1,000 connections after HELLO).
+ * - RSS of an idle connection (1,000 connections after HELLO);
+ * - the 1,000,000-node figure against the 1-node one in interleaved rounds
+ *   (bench/interleave.ts), the fair comparison on a shared machine: a fresh
+ *   daemon whose client owns 1 node, a second client with 1 node on the
+ *   daemon holding the million, and the client owning the million,
+ *   alternated round by round (median of ≥ 5), with each daemon's CPU per op.
  *
  * Returns a markdown section for docs/benchmarks.md; also runnable alone
  * after `npm run build`: node dist/bench/flat-cost.js
@@ -21,7 +26,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connect, type Client } from '../src/client/client.js';
 import { Op } from '../src/protocol/ops.js';
-import { measureLoop } from './measure.js';
+import type { CryptoKey } from '../src/client/subtle.js';
+import { interleave, ROUNDS, spread, type Interleaved, type Spread } from './interleave.js';
+import { measureLoop, type CpuProbe, type Result } from './measure.js';
 import { stopChild } from './tools.js';
 
 const NODE_COUNTS = (process.env.BENCH_NODES ?? '1,10000,1000000').split(',').map(Number);
@@ -35,7 +42,9 @@ async function rss(c: Client): Promise<number> {
 async function startDaemon(main: string): Promise<{ child: ChildProcess; socket: string; dir: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'cdb-flat-'));
   const socket = join(dir, 's.sock');
-  const child = spawn(process.execPath, [main, 'serve', '--data-dir', dir, '--socket', socket, '--log-level', 'warn',
+  // A .ts entry (a run from src/ through tsx) needs the loader in the child too.
+  const loader = main.endsWith('.ts') ? ['--import', 'tsx'] : [];
+  const child = spawn(process.execPath, [...loader, main, 'serve', '--data-dir', dir, '--socket', socket, '--log-level', 'warn',
     '--max-nodes-per-client', '2000000', '--max-context-memory', String(2 ** 36), '--max-context-memory-per-client', String(2 ** 36),
     '--max-connections', '3000', '--max-connections-per-client', '3000', '--max-connections-per-uid', '2500'], { stdio: ['ignore', 'inherit', 'inherit'] });
   const deadline = Date.now() + 10_000;
@@ -81,6 +90,8 @@ export async function flatCostSection(main: string, log: (s: string) => void = c
       log(`flat: ${n} nodes: HMAC p50 ${(hmac.p50 / 1000).toFixed(1)} µs, update p50 ${(update.p50 / 1000).toFixed(1)} µs, rss ${(mem / 2 ** 20).toFixed(0)} MiB`);
       rows.push(`| ${n.toLocaleString('en-US')} | ${(hmac.p50 / 1000).toFixed(1)} µs | ${(hmac.p99 / 1000).toFixed(1)} µs | ${(update.p50 / 1000).toFixed(1)} µs | ${(mem / 2 ** 20).toFixed(0)} MiB | ${perNode} |`);
     }
+    // The same million, measured fairly: interleaved with 1-node clients.
+    const ix = await interleavedNodes(main, socket, c, key, probe.handle, live, log);
     lines.push(
       '## Cost as work grows',
       '',
@@ -89,6 +100,8 @@ export async function flatCostSection(main: string, log: (s: string) => void = c
       '| live nodes | HMAC-SHA256 64 B p50 | p99 | CONTEXT_UPDATE 64 B p50 | daemon RSS | RSS per node |',
       '|---:|---:|---:|---:|---:|---:|',
       ...rows,
+      '',
+      ix,
     );
     await c.close();
 
@@ -144,6 +157,81 @@ export async function flatCostSection(main: string, log: (s: string) => void = c
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const main = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+  // From dist/ the compiled entry; from src/ through tsx (node --import tsx bench/flat-cost.ts) the .ts one.
+  const main = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? '../src/cli/main.ts' : '../src/cli/main.js', import.meta.url));
   console.log(await flatCostSection(main));
+}
+
+/** Daemon CPU time (µs) so far, from STATUS `process`: the steadiest per-op figure on a loaded machine. */
+function daemonCpu(c: Client): CpuProbe {
+  return async () => {
+    const st = (await c.status()) as { process: { cpuUserUs: number; cpuSystemUs: number } };
+    return st.process.cpuUserUs + st.process.cpuSystemUs;
+  };
+}
+
+/**
+ * `many` (a client of the big daemon owning `live` nodes) against 1-node
+ * clients, in interleaved rounds: one on a fresh daemon (the whole daemon
+ * grew: registry, heap, GC) and one on the big daemon (the registry lookup
+ * alone: same process, same heap). Per round, each p50 is divided by the
+ * fresh daemon's; the table gives the median ratio and its spread.
+ */
+async function interleavedNodes(main: string, socket: string, many: Client, manyKey: CryptoKey, manyProbe: string, live: number, log: (s: string) => void): Promise<string> {
+  const fresh = await startDaemon(main);
+  try {
+    const f = await connect({ socket: fresh.socket, clientName: 'flat-fresh' });
+    const one = await connect({ socket, clientName: 'flat-one' });
+    const msg = randomBytes(64);
+    const chunk = Buffer.alloc(64, 1);
+    const setup = async (cl: Client): Promise<{ key: CryptoKey; probe: string }> => ({
+      key: await cl.subtle.importKey('raw', randomBytes(32), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']),
+      probe: ((await cl.request(Op.HASH_CREATE, { algorithm: 'SHA-256' })) as { handle: string }).handle,
+    });
+    const fs = await setup(f);
+    const os = await setup(one);
+    const who = [
+      { label: 'fresh daemon, client owning 1 node', cl: f, key: fs.key, probe: fs.probe, cpu: daemonCpu(f) },
+      { label: `same daemon as the ${live.toLocaleString('en-US')}, client owning 1 node`, cl: one, key: os.key, probe: os.probe, cpu: daemonCpu(many) },
+      { label: `client owning ${live.toLocaleString('en-US')} nodes`, cl: many, key: manyKey, probe: manyProbe, cpu: daemonCpu(many) },
+    ];
+    const out: string[] = [
+      `**${live.toLocaleString('en-US')} live nodes, interleaved.** The sequential rows above are measured minutes apart; here three clients alternate round by round (${ROUNDS} rounds of ${SECONDS} s, 1 in flight): one owning 1 node on a fresh daemon, one owning 1 node on the daemon that holds the million, and the one owning the million. "p50 ÷ fresh" is the median of the per-round ratios to the fresh daemon's p50 (slowest–fastest round in brackets); CPU/op is the daemon's (STATUS).`,
+      '',
+      '| operation | client | p50 | p50 ÷ fresh | p99 | daemon CPU/op |',
+      '|---|---|---:|---:|---:|---:|',
+    ];
+    for (const [op, run] of [
+      ['HMAC-SHA256 64 B', (w: (typeof who)[number]) => w.cl.subtle.sign('HMAC', w.key, msg)],
+      ['CONTEXT_UPDATE 64 B', (w: (typeof who)[number]) => w.cl.request(Op.CONTEXT_UPDATE, { handle: w.probe, data: chunk })],
+    ] as const) {
+      // The fresh daemon's code is cold (the big one ran the sequential rows): warm every side up once, unmeasured.
+      for (const w of who) await measureLoop(SECONDS, () => run(w));
+      const perRound: Result[][] = who.map(() => []);
+      const ixs: Interleaved[] = await interleave(
+        who.map((w, i) => ({
+          workload: op, mode: w.label, kind: 'cryptod' as const,
+          run: async () => {
+            const r = await measureLoop(SECONDS, () => run(w), undefined, w.cpu);
+            perRound[i]!.push(r);
+            return r;
+          },
+        })),
+        (l) => log(`flat: ${l.trim()}`),
+      );
+      ixs.forEach((x, i) => {
+        const ratio: Spread = spread(perRound[i]!.map((r, k) => r.p50 / perRound[0]![k]!.p50));
+        const cpu = x.cpuPerOpNs === undefined ? '' : `${(x.cpuPerOpNs.median / 1000).toFixed(2)} µs`;
+        const line = `| ${op} | ${x.mode} | ${(x.p50.median / 1000).toFixed(1)} (${(x.p50.min / 1000).toFixed(1)}–${(x.p50.max / 1000).toFixed(1)}) µs | ${i === 0 ? '1.00×' : `${ratio.median.toFixed(3)}× (${ratio.min.toFixed(3)}–${ratio.max.toFixed(3)})`} | ${(x.r.p99 / 1000).toFixed(1)} µs | ${cpu} |`;
+        log(`flat: ${line}`);
+        out.push(line);
+      });
+    }
+    await f.close();
+    await one.close();
+    return out.join('\n');
+  } finally {
+    await stopChild(fresh.child);
+    rmSync(fresh.dir, { recursive: true, force: true });
+  }
 }

@@ -369,3 +369,35 @@ describe('fuzz', () => {
     );
   });
 });
+
+describe('map keys through the decoder key cache', () => {
+  test('maps round-trip whatever keys collide in the cache, repeat, or are not ASCII', () => {
+    // A small alphabet makes keys repeat and collide in the cache's slots; the full one brings non-ASCII and long keys.
+    const key = fc.oneof(fc.string({ unit: fc.constantFrom('a', 'b', 'k', 'y', '_'), maxLength: 6 }), fc.string({ maxLength: 30 }), fc.string({ unit: 'grapheme', maxLength: 8 }));
+    fc.assert(
+      fc.property(fc.array(fc.dictionary(key, fc.oneof(fc.integer(), fc.string({ maxLength: 4 }))), { minLength: 1, maxLength: 8 }), (maps) => {
+        // fast-check builds null-prototype objects; the decoder plain ones (spread keeps an own "__proto__" key own).
+        for (const m of maps) assert.deepEqual(decode(encode(m)), { ...m });
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  test('a key seen before, after hundreds of others took the cache, decodes to itself; duplicates are still refused', () => {
+    const first = decode(encode({ algorithm: 1, key: 2, data: 3 }));
+    for (let i = 0; i < 2000; i++) {
+      const k = `k${i.toString(36)}`;
+      assert.deepEqual(Object.keys(decode(encode({ [k]: i })) as object), [k]);
+    }
+    assert.deepEqual(decode(encode({ algorithm: 1, key: 2, data: 3 })), first);
+    // {"key": 1, "key": 2}: the second "key" comes from the cache and must still be seen as a duplicate.
+    const dup = Buffer.from([0xa2, 0x63, 0x6b, 0x65, 0x79, 0x01, 0x63, 0x6b, 0x65, 0x79, 0x02]);
+    assert.throws(() => decode(dup), (e: unknown) => e instanceof BadFrameError && /duplicate map key "key"/.test(e.message));
+    // "__proto__" stays an own key, through the cache as well (twice: the second from the slot).
+    for (let i = 0; i < 2; i++) {
+      const v = decode(Buffer.from([0xa1, 0x69, ...Buffer.from('__proto__'), 0x05])) as { [k: string]: CborValue };
+      assert.ok(Object.hasOwn(v, '__proto__'));
+      assert.equal(Object.getPrototypeOf(v), Object.prototype);
+    }
+  });
+});

@@ -12,7 +12,9 @@
  */
 import type { Socket } from 'node:net';
 import { BadFrameError, FrameTooLargeError } from '../protocol/errors.js';
-import { FrameReader, type FrameSink } from '../protocol/frame.js';
+import { FrameReader, type FrameKind, type FrameSink } from '../protocol/frame.js';
+import { BATCH_FLUSH_BYTES, FrameBatch } from '../protocol/frame-batch.js';
+import type { CborValue } from '../protocol/cbor.js';
 import { Op } from '../protocol/ops.js';
 import type { ClientId, DataNodeId, NodeOwner } from '../state/data-manager.js';
 import { RequestChain, type ChainHost } from './request-chain.js';
@@ -51,7 +53,13 @@ export class Connection implements FrameSink, NodeOwner {
   /** HELLO was refused: nothing more is read, the connection closes once the error is flushed. */
   #refused = false;
   #inflight = 0;
-  #corked = false;
+  /**
+   * The replies of this tick, encoded one after another into one buffer
+   * (protocol/frame-batch.ts) and written with one socket write on
+   * process.nextTick (or as soon as they reach BATCH_FLUSH_BYTES).
+   */
+  readonly #batch = new FrameBatch();
+  #flushQueued = false;
   #closed = false;
   #readPaused = false;
   /** Payload bytes of the requests in flight (back-pressure, like #inflight). */
@@ -129,6 +137,7 @@ export class Connection implements FrameSink, NodeOwner {
    * reading. A peer that does not take them within `ms` is cut off.
    */
   end(ms: number): void {
+    this.#flush();
     const timer = setTimeout(() => this.#socket.destroy(), ms);
     timer.unref();
     this.#socket.end(() => {
@@ -162,9 +171,30 @@ export class Connection implements FrameSink, NodeOwner {
   }
 
   // ── for the request chain ──────────────────────────────────────────────
-  /** Write a reply frame; one carrying key material is zeroed once written. */
+  /**
+   * Encode a reply frame after this tick's others (FrameBatch); one carrying
+   * key material has the batch zeroed once written. Throws, queuing nothing,
+   * when the payload does not encode.
+   */
+  writeFrame(kind: FrameKind, id: number, op: number, payload: CborValue | undefined, sensitive: boolean): void {
+    const length = this.#batch.add(kind, id, op, payload, sensitive);
+    // A client reads frames up to the maxFrame its HELLO reply stated (docs/protocol.md §2): a
+    // larger result (a big batch, a RANDOM beyond the frame) is taken back (zeroed) and refused.
+    const maxFrame = this.#host.limits.maxFrame;
+    if (length > maxFrame) {
+      this.#batch.undo();
+      throw new FrameTooLargeError(`the reply of ${length} bytes would exceed the maximum frame size of ${maxFrame} bytes; ask for less in one request (fewer batch items, a smaller length) or use a context or stream`, { detail: { maxFrame, length, reply: true } });
+    }
+    if (this.#batch.size >= BATCH_FLUSH_BYTES) this.#flush();
+    else if (!this.#flushQueued) {
+      this.#flushQueued = true;
+      process.nextTick(this.#flushTick);
+    }
+  }
+
+  /** Write a frame already encoded, after the replies queued before it; one carrying key material is zeroed once written. */
   write(frame: Buffer, sensitive: boolean): void {
-    this.#cork();
+    this.#flush();
     if (sensitive) this.#socket.write(frame, () => frame.fill(0));
     else this.#socket.write(frame);
     if (this.#socket.writableNeedDrain) this.#pauseReading();
@@ -207,13 +237,13 @@ export class Connection implements FrameSink, NodeOwner {
   refuse(graceMs: number | null = null): void {
     this.#refused = true;
     this.#pauseReading();
+    this.#flush(); // the refusal itself is still in the batch
     if (graceMs !== null) this.end(graceMs);
     else this.#socket.end(() => this.#socket.destroy());
   }
 
   // ── socket I/O, fairness, back-pressure ────────────────────────────────
   #onData(chunk: Buffer | null): void {
-    this.#cork();
     try {
       if (chunk === null) this.#reader.resume();
       else this.#reader.push(chunk);
@@ -224,16 +254,22 @@ export class Connection implements FrameSink, NodeOwner {
     }
   }
 
-  /** Batch every reply produced in this tick into one write (writev). */
-  #cork(): void {
-    if (this.#corked) return;
-    this.#corked = true;
-    this.#socket.cork();
-    process.nextTick(() => {
-      this.#corked = false;
-      this.#socket.uncork();
-    });
+  readonly #flushTick = (): void => {
+    if (this.#flushQueued) this.#flush();
+  };
+
+  /** Write the replies queued so far as one write; stop reading while the peer does not take them (back-pressure). */
+  #flush(): void {
+    this.#flushQueued = false;
+    this.#batch.flush(this.#writeBatch);
+    if (this.#socket.writableNeedDrain) this.#pauseReading();
   }
+
+  /** `done` zeroes (when sensitive) and recycles the batch buffer: once written, or at once when the socket is gone. */
+  readonly #writeBatch = (bytes: Buffer, done: () => void): void => {
+    if (this.#socket.destroyed || !this.#socket.writable) done();
+    else this.#socket.write(bytes, done);
+  };
 
   #pauseReading(): void {
     if (this.#readPaused || this.#closed) return;

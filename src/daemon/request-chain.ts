@@ -27,13 +27,12 @@
 import { decode, type CborValue } from '../protocol/cbor.js';
 import {
   BadFrameError,
-  FrameTooLargeError,
   ShuttingDownError,
   UnknownOperationError,
   toCryptodError,
   type CryptodError,
 } from '../protocol/errors.js';
-import { FrameKind, encodeFrame } from '../protocol/frame.js';
+import { FrameKind } from '../protocol/frame.js';
 import { Op, opName } from '../protocol/ops.js';
 import { NO_AUDIT, auditKindOf, type Audit } from '../observe/audit.js';
 import { NO_METRICS, type MetricHooks } from '../observe/metric-hooks.js';
@@ -254,24 +253,14 @@ export class RequestChain {
   #reply(id: number, op: number, result: HandlerResult): boolean {
     if (this.#conn.isClosed) return false;
     if (this.#metrics.enabled) this.#end(id, op, 'OK');
-    let frame: Buffer;
     const sensitive = result instanceof SensitiveReply;
     try {
-      frame = encodeFrame(FrameKind.RESPONSE, id, op, sensitive ? result.value : result, sensitive);
+      // Encoded straight into the connection's batch of this tick's replies.
+      this.#conn.writeFrame(FrameKind.RESPONSE, id, op, sensitive ? result.value : result, sensitive);
     } catch (err) {
       this.#replyError(id, op, toCryptodError(err));
       return false;
     }
-    // A client reads frames up to the maxFrame its HELLO reply stated (docs/protocol.md §2): a
-    // larger result (a big batch, a RANDOM beyond the frame) is refused rather than sent.
-    const maxFrame = this.#host.limits.maxFrame;
-    if (frame.length - 4 > maxFrame) {
-      if (sensitive) frame.fill(0);
-      const length = frame.length - 4;
-      this.#replyError(id, op, new FrameTooLargeError(`the reply of ${length} bytes would exceed the maximum frame size of ${maxFrame} bytes; ask for less in one request (fewer batch items, a smaller length) or use a context or stream`, { detail: { maxFrame, length, reply: true } }));
-      return false;
-    }
-    this.#conn.write(frame, sensitive);
     return true;
   }
 
@@ -285,7 +274,7 @@ export class RequestChain {
     if (this.#audit.enabled && this.#session.context !== null) this.#auditRefusal(op, err);
     const payload: { [k: string]: CborValue } = { code: err.code, message: err.message };
     if (err.detail !== undefined) payload.detail = { ...err.detail } as CborValue;
-    this.#conn.write(encodeFrame(FrameKind.ERROR, id, op, payload), false);
+    this.#conn.writeFrame(FrameKind.ERROR, id, op, payload, false);
   }
 
   // ── 7. audit (only with the audit log on) ──────────────────────────────

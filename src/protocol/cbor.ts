@@ -229,6 +229,30 @@ class Reader {
     }
   }
 
+  /** A map key: a short ASCII text string through the key cache (internKey), anything else as a value (the caller checks it is text). */
+  key(depth: number): CborValue {
+    this.need(1);
+    const ib = this.buf[this.pos]!;
+    const len = ib - 0x60;
+    // Major type 3 with the length in the initial byte (< 24).
+    if (len >= 0 && len < 24 && len <= KEY_MAX && this.end - this.pos - 1 >= len) {
+      const start = this.pos + 1;
+      const end = start + len;
+      let ascii = true;
+      for (let i = start; i < end; i++) {
+        if (this.buf[i]! >= 0x80) {
+          ascii = false;
+          break;
+        }
+      }
+      if (ascii) {
+        this.pos = end;
+        return internKey(this.buf, start, end);
+      }
+    }
+    return this.value(depth);
+  }
+
   value(depth: number): CborValue {
     this.need(1);
     const ib = this.buf[this.pos++]!;
@@ -289,7 +313,7 @@ class Reader {
         // is defined, never assigned, so it is just a key.
         const out: { [key: string]: CborValue } = {};
         for (let i = 0; i < len; i++) {
-          const k = this.value(depth + 1);
+          const k = this.key(depth + 1);
           if (typeof k !== 'string') this.fail('map key is not a text string');
           if (Object.hasOwn(out, k)) this.fail(`duplicate map key "${k.slice(0, 32)}"`);
           const v = this.value(depth + 1);
@@ -337,6 +361,44 @@ class Reader {
       }
     }
   }
+}
+
+/**
+ * Map keys: the same few names in every request ("algorithm", "key",
+ * "data"…). Decoding one as a fresh string costs a call into C++ to build it
+ * and, once it names a property, a lookup in V8's string table to intern it;
+ * a short ASCII key already seen is found here instead, by a hash of its
+ * bytes and a byte-for-byte comparison, as the interned string itself.
+ * Direct-mapped: a key that collides replaces the one in its slot. Bounded
+ * (KEY_SLOTS × KEY_MAX bytes) whatever a peer sends; map keys are field
+ * names, never key material, so keeping them costs no secrecy. The checks
+ * are unchanged: a key must still be text, and unique in its map.
+ */
+const KEY_SLOTS = 256;
+/** Longer keys are decoded as any text string. */
+const KEY_MAX = 24;
+const keySlots: Array<string | undefined> = new Array<string | undefined>(KEY_SLOTS).fill(undefined);
+
+/** `buf[start, end)` (ASCII, at most KEY_MAX bytes) as an interned string. */
+function internKey(buf: Buffer, start: number, end: number): string {
+  let h = end - start;
+  for (let i = start; i < end; i++) h = (Math.imul(h, 31) + buf[i]!) | 0;
+  const slot = (h ^ (h >>> 8)) & (KEY_SLOTS - 1);
+  const cached = keySlots[slot];
+  if (cached !== undefined && cached.length === end - start) {
+    let same = true;
+    for (let i = 0; i < cached.length; i++) {
+      if (cached.charCodeAt(i) !== buf[start + i]) {
+        same = false;
+        break;
+      }
+    }
+    if (same) return cached;
+  }
+  // Used as a property name once, the string comes back from Object.keys interned.
+  const fresh = Object.keys({ [buf.toString('latin1', start, end)]: 0 })[0]!;
+  keySlots[slot] = fresh;
+  return fresh;
 }
 
 function decodeHalf(h: number): number {

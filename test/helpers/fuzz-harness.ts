@@ -510,7 +510,12 @@ export class FakeSocket extends EventEmitter {
   /** The daemon half-closed (end) or destroyed this side: it closed the connection. */
   closedByDaemon = false;
   readonly writableNeedDrain = false;
+  readonly writableHighWaterMark = 16 * 1024;
   readonly remoteAddress = undefined;
+  /** As a socket's: false once ended or destroyed (the daemon then drops its queued replies). */
+  get writable(): boolean {
+    return !this.destroyed && !this.closedByDaemon;
+  }
   readonly #queue: Buffer[] = [];
 
   feed(chunk: Buffer): void {
@@ -649,10 +654,11 @@ export class ChainHarness {
     const handles = {} as Handles;
     let id = 2;
     for (const step of prologue()) {
-      const before = s.socket.out.replies.length;
-      s.socket.feed(encodeFrame(FrameKind.REQUEST, id++, step.op, bind(step.payload, handles)));
+      const stepId = id++;
+      s.socket.feed(encodeFrame(FrameKind.REQUEST, stepId, step.op, bind(step.payload, handles)));
       await this.settle(s);
-      const r = s.socket.out.replies[before];
+      // By id: replies are written a tick later (the connection's reply batch), HELLO's may come after this step's feed.
+      const r = s.socket.out.replies.find((reply) => reply.id === stepId);
       if (r === undefined || r.kind !== FrameKind.RESPONSE) throw new Error(`fuzz prologue failed at ${step.names.join(',')}: ${r?.code} ${r?.message}`);
       const v = r.value as { handle?: string; publicKey?: { handle: string }; privateKey?: { handle: string } };
       if (step.names.length === 2) {
