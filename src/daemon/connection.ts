@@ -37,13 +37,7 @@ export function takeConnectionNumber(): number {
  * times per callback), i.e. thousands of small frames run back to back.
  */
 const FRAMES_PER_TURN = 32;
-/**
- * 1 MiB: a turn costs a pause and a resume of the socket and a setImmediate;
- * after every 256 KiB update (the previous value) that roughly doubled the daemon's
- * CPU per MiB of a hash stream (bench:streams). Another connection waits at
- * most about 1 MiB of hashing or sealing (under a millisecond) for its turn.
- */
-const BYTES_PER_TURN = 1024 * 1024;
+const BYTES_PER_TURN = 256 * 1024;
 
 export class Connection implements FrameSink, NodeOwner {
   readonly number = nextConnectionNumber++;
