@@ -173,10 +173,11 @@ test('status --json reports nodes; the table lists the clients; CRYPTOD_SOCKET a
 
 test('digest of a file and of stdin equals node:crypto, across several frames', async () => {
   const dir = tempDir();
-  // 64 KiB frames: the 300 KiB input needs several CONTEXT_UPDATEs.
+  // 64 KiB frames: the 1 MiB input needs 17 CONTEXT_UPDATEs, so stdin's
+  // coalescing buffers (src/cli/digest.ts, four in rotation) are each reused.
   const s = await serve(['--data-dir', join(dir, 'd'), '--max-frame', '65536']);
   try {
-    const data = randomBytes(300 * 1024 + 17);
+    const data = randomBytes(1024 * 1024 + 17);
     const file = join(dir, 'input.bin');
     writeFileSync(file, data);
     for (const [alg, node] of [['SHA-256', 'sha256'], ['SHA-512', 'sha512']] as const) {

@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, createHmac, randomBytes } from 'node:crypto';
+import fc from 'fast-check';
 import { after, before, describe, test } from 'node:test';
 import type { HandlerResult, RequestContext } from '../src/ops/operation.js';
 import { DEFAULT_LIMITS } from '../src/config/limits.js';
@@ -254,5 +255,37 @@ describe('createHash / createHmac through the daemon', () => {
     assert.equal(t.daemon.dm.liveNodes(id), 1);
     await c.close();
     await eventually(() => t.daemon.dm.liveNodes(id) === 0, 2000, 'the connection to release its contexts');
+  });
+
+  test('property: any chunking, updates awaited or streamed, gives node:crypto\'s digest and HMAC', async () => {
+    await using c = await t.connect();
+    const secret = randomBytes(32);
+    const key = await c.subtle.importKey('raw', secret, { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
+    // One input, cut at random points; pieces up to 600 KiB cross the 256 KiB
+    // updates the client cuts and the daemon's sliced path (over 256 KiB).
+    const input = randomBytes(2 * 1024 * 1024);
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.oneof(fc.integer({ min: 0, max: 70_000 }), fc.integer({ min: 200_000, max: 600_000 })), { minLength: 1, maxLength: 8 }),
+        fc.boolean(),
+        fc.constantFrom('hash', 'hmac'),
+        async (cuts, awaitEach, kind) => {
+          const h = kind === 'hash' ? c.createHash('SHA-256') : c.createHmac(key);
+          const want = kind === 'hash' ? createHash('sha256') : createHmac('sha256', secret);
+          const pending: Promise<void>[] = [];
+          let off = 0;
+          for (const n of cuts) {
+            const piece = input.subarray(off, Math.min(off + n, input.length));
+            off += piece.length;
+            want.update(piece);
+            if (awaitEach) await h.update(piece);
+            else pending.push(h.update(piece));
+          }
+          await Promise.all(pending);
+          assert.deepEqual(Buffer.from(await h.digest()), want.digest());
+        },
+      ),
+      { numRuns: 25 },
+    );
   });
 });

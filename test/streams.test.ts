@@ -175,27 +175,38 @@ describe('AEAD stream round trips', () => {
     assert.equal(outHash.digest('hex'), inHash.digest('hex'));
   });
 
-  test('requests carry at most one segment (the first decrypt piece: header + one segment)', async () => {
+  test('requests carry whole segments, at most 256 KiB of them (the first decrypt piece: header + one segment)', async () => {
     const key = await importKey(randomBytes(16), 'AES-GCM');
     const S = 4096;
     const sizes: Array<[number, number]> = [];
     const conn = c.connection;
     const original = conn.request.bind(conn);
+    const originalTail = conn.requestWithTail.bind(conn);
     conn.request = (op, payload, options) => {
       const data = (payload as { data?: Uint8Array } | undefined)?.data;
       if ((op === Op.CIPHER_UPDATE || op === Op.CIPHER_FINAL) && data !== undefined) sizes.push([op, data.length]);
       return original(op, payload, options);
     };
+    conn.requestWithTail = (op, fields, tailKey, tail) => {
+      if (op === Op.CIPHER_UPDATE || op === Op.CIPHER_FINAL) sizes.push([op, tail.length]);
+      return originalTail(op, fields, tailKey, tail);
+    };
     try {
-      const pt = randomBytes(10 * S + 5);
-      const ct = await seal(key, { name: 'AES-GCM', segmentSize: S }, pt, [1, 10_000, 333, 100_000]);
-      assert.ok(sizes.every(([, n]) => n <= S), `encrypt pieces ${JSON.stringify(sizes)}`);
+      // 100 segments: pieces of 64 whole segments (256 KiB), then the rest.
+      const pt = randomBytes(100 * S + 5);
+      const ct = await seal(key, { name: 'AES-GCM', segmentSize: S }, pt, [1, 10_000, 333, 100_000, 300_000]);
+      const updates = sizes.filter(([op]) => op === Op.CIPHER_UPDATE).map(([, n]) => n);
+      assert.ok(updates.every((n) => n % S === 0 && n <= 256 * 1024), `encrypt pieces ${JSON.stringify(sizes)}`);
+      assert.ok(updates.includes(64 * S), `encrypt pieces of 64 segments ${JSON.stringify(sizes)}`);
       sizes.length = 0;
-      assert.deepEqual(await open(key, { name: 'AES-GCM' }, ct, [3, 100_000, 5000]), pt);
-      assert.ok(sizes.length > 0 && sizes[0]![1] <= 49 + S + 16, 'first piece');
-      assert.ok(sizes.slice(1).every(([, n]) => n <= S + 16), `decrypt pieces ${JSON.stringify(sizes)}`);
+      assert.deepEqual(await open(key, { name: 'AES-GCM' }, ct, [3, 100_000, 5000, 400_000]), pt);
+      assert.ok(sizes.length > 0 && sizes[0]![1] === 49 + S + 16, 'first piece');
+      const rest = sizes.slice(1).filter(([op]) => op === Op.CIPHER_UPDATE).map(([, n]) => n);
+      assert.ok(rest.every((n) => n % (S + 16) === 0 && n <= 256 * 1024), `decrypt pieces ${JSON.stringify(sizes)}`);
+      assert.ok(rest.includes(63 * (S + 16)), `decrypt pieces of 63 segments ${JSON.stringify(sizes)}`);
     } finally {
       conn.request = original;
+      conn.requestWithTail = originalTail;
     }
   });
 

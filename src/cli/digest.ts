@@ -37,6 +37,13 @@ const OPTIONS: OptionSpec = {
 
 /** Largest chunk per CONTEXT_UPDATE; 1 MiB amortises the round trip and fits the default 4 MiB frame. */
 const CHUNK = 1024 * 1024;
+/**
+ * Chunks handed to the context and not yet taken by the socket, at most: the
+ * file is read while earlier chunks are still being written, instead of
+ * reading and writing in turn (the context's own window bounds what the
+ * daemon has not answered).
+ */
+const CHUNKS_AHEAD = 4;
 /** Room for the frame header and the CBOR map around the data. */
 const FRAME_OVERHEAD = 256;
 
@@ -88,9 +95,25 @@ async function streamDigest(client: Client, algorithm: string, input: Readable, 
   try {
     // Coalesce the stream's chunks (64 KiB from a pipe) into full-size
     // updates; a chunk that is full-size already (a file) goes as it is.
-    // Reusing one buffer is safe: update() resolves once the socket took
-    // the bytes.
-    const acc = Buffer.alloc(chunkSize);
+    // update() resolves once the socket took the bytes: up to CHUNKS_AHEAD
+    // of them are left pending. Coalescing rotates through CHUNKS_AHEAD
+    // buffers: after send() at most CHUNKS_AHEAD − 1 updates are pending, so
+    // the buffer used CHUNKS_AHEAD sends ago is free again.
+    const ahead: Promise<void>[] = [];
+    const send = async (data: Buffer): Promise<void> => {
+      const sent = hash.update(data);
+      // A failure is reported by the await below, or by digest(); never unhandled meanwhile.
+      sent.catch(() => undefined);
+      ahead.push(sent);
+      if (ahead.length >= CHUNKS_AHEAD) await ahead.shift();
+    };
+    const ring: Buffer[] = [];
+    let turn = 0;
+    const nextBuffer = (): Buffer => {
+      const i = turn++ % CHUNKS_AHEAD;
+      return (ring[i] ??= Buffer.allocUnsafeSlow(chunkSize));
+    };
+    let acc = nextBuffer();
     let fill = 0;
     const iterator = input[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
     for (;;) {
@@ -103,7 +126,7 @@ async function streamDigest(client: Client, algorithm: string, input: Readable, 
       if (next.done === true) break;
       const chunk = next.value;
       if (fill === 0 && chunk.length === chunkSize) {
-        await hash.update(chunk);
+        await send(chunk);
         continue;
       }
       let off = 0;
@@ -113,12 +136,14 @@ async function streamDigest(client: Client, algorithm: string, input: Readable, 
         fill += n;
         off += n;
         if (fill === chunkSize) {
-          await hash.update(acc);
+          await send(acc);
+          acc = nextBuffer();
           fill = 0;
         }
       }
     }
-    if (fill > 0) await hash.update(acc.subarray(0, fill));
+    if (fill > 0) await send(acc.subarray(0, fill));
+    await Promise.all(ahead);
     const result = await hash.digest();
     finished = true;
     return result;

@@ -6,17 +6,21 @@
  * "AEAD stream format".
  *
  * Memory is bounded on both sides: this side holds one piece being filled
- * (one segment, or one frame's worth if the daemon's frames are smaller) and
- * the replies of at most STREAM_WINDOW pieces sent ahead, the daemon at most
- * one segment. Pieces of at most INLINE_UPDATE (256 KiB; the default segment
- * is 64 KiB) are sent without waiting for the previous reply: the daemon
- * finishes each before it reads the next frame, so they never find the
- * stream BUSY and the daemon seals one while the next is on its way
- * (docs/protocol.md §6.8). Larger pieces go one at a time. Replies are
- * pushed in order, and the next input is taken only after the reader wants
- * more, so a slow consumer slows the producer (back-pressure). Small writes
- * are coalesced into whole pieces; input that is already piece-aligned is
- * sent in place.
+ * and the replies of at most STREAM_WINDOW_BYTES (and STREAM_WINDOW pieces)
+ * sent ahead, the daemon at most one segment. A piece is as many whole
+ * segments as fit INLINE_UPDATE (256 KiB: four default 64 KiB segments, three
+ * ciphertext segments of 64 KiB + 16) — one frame and one reply per piece,
+ * not per segment, which is what the per-request cost of the daemon and of
+ * both sockets is paid on. Pieces of at most INLINE_UPDATE are sent without
+ * waiting for the previous reply: the daemon finishes each before it reads
+ * the next frame, so they never find the stream BUSY and the daemon seals
+ * one while the next is on its way (docs/protocol.md §6.8). Larger pieces
+ * (one segment over 256 KiB) go one at a time. A piece's bytes go to the
+ * socket as they are (requestWithTail), not copied into a frame. Replies
+ * are pushed in order, and the next input is taken only after the reader
+ * wants more, so a slow consumer slows the producer (back-pressure). Small
+ * writes are coalesced into whole pieces; input that is already
+ * piece-aligned is sent in place.
  *
  * A decrypting stream emits a segment's plaintext only after the daemon
  * verified that segment; if the stream was tampered with, it fails with
@@ -52,8 +56,20 @@ export interface AeadStreamParams {
 
 export type AeadStreamMode = 'encrypt' | 'decrypt';
 
-/** Pieces sent whose replies are not yet pushed, at most (16 × 64 KiB segments = 1 MiB ahead). */
+/** Pieces sent whose replies are not yet pushed, at most. */
 export const STREAM_WINDOW = 16;
+/** Input bytes sent whose replies are not yet pushed, at most (also below the daemon's in-flight bytes from HELLO). */
+export const STREAM_WINDOW_BYTES = 2 * 1024 * 1024;
+
+/**
+ * Bytes per piece for segments of `segment` bytes (plaintext when
+ * encrypting, ciphertext + tag when decrypting): the whole segments that fit
+ * INLINE_UPDATE, at least one, and at most one frame's worth.
+ */
+export function pieceSize(segment: number, maxData: number): number {
+  const perPiece = Math.max(1, Math.floor(INLINE_UPDATE / segment));
+  return Math.min(perPiece * segment, maxData);
+}
 
 export class AeadStream extends Transform {
   readonly mode: AeadStreamMode;
@@ -72,6 +88,11 @@ export class AeadStream extends Transform {
   #wake: (() => void) | null = null;
   /** Replies of the pieces sent ahead, oldest first; pushed in this order. */
   readonly #ahead: Promise<Buffer>[] = [];
+  /** Input bytes of each piece in #ahead, and their sum (the window). */
+  readonly #aheadSizes: number[] = [];
+  #aheadBytes = 0;
+  /** Pieces of the current input chunk handed to the socket and not yet taken by it. */
+  #written: Promise<void>[] = [];
 
   /** @internal use `client.createEncryptStream` / `client.createDecryptStream` */
   constructor(conn: DaemonConnection, key: CryptoKey, algorithm: AeadStreamParams | string, mode: AeadStreamMode) {
@@ -135,7 +156,7 @@ export class AeadStream extends Transform {
       if (r.header === undefined || r.segmentSize === undefined) {
         throw new InvalidArgumentError('the daemon replied to CIPHER_CREATE without the stream header');
       }
-      this.#piece = Math.min(r.segmentSize, maxDataPerRequest(this.#conn));
+      this.#piece = pieceSize(r.segmentSize, maxDataPerRequest(this.#conn));
       await this.#push(Buffer.from(r.header));
     }
     return r.handle;
@@ -145,20 +166,27 @@ export class AeadStream extends Transform {
   async #consume(chunk: Buffer): Promise<void> {
     const handle = await this.#open();
     let off = 0;
-    while (off < chunk.length) {
-      if (this.destroyed) return; // its context was released in _destroy
-      const piece = this.#piece;
-      if (this.#fill === 0 && chunk.length - off >= piece && this.#headerSent) {
-        await this.#send(handle, chunk.subarray(off, off + piece));
-        off += piece;
-        continue;
+    try {
+      while (off < chunk.length) {
+        if (this.destroyed) return; // its context was released in _destroy
+        const piece = this.#piece;
+        if (this.#fill === 0 && chunk.length - off >= piece && this.#headerSent) {
+          await this.#send(handle, chunk.subarray(off, off + piece));
+          off += piece;
+          continue;
+        }
+        const buf = this.#buffer(piece);
+        const take = Math.min(piece - this.#fill, chunk.length - off);
+        chunk.copy(buf, this.#fill, off, off + take);
+        this.#fill += take;
+        off += take;
+        if (this.#fill === piece) await this.#pieceFull(handle);
       }
-      const buf = this.#buffer(piece);
-      const take = Math.min(piece - this.#fill, chunk.length - off);
-      chunk.copy(buf, this.#fill, off, off + take);
-      this.#fill += take;
-      off += take;
-      if (this.#fill === piece) await this.#pieceFull(handle);
+    } finally {
+      // The caller may reuse `chunk` once this returns: wait until the socket took the pieces sent in place.
+      const written = this.#written;
+      this.#written = [];
+      await Promise.all(written);
     }
   }
 
@@ -176,36 +204,52 @@ export class AeadStream extends Transform {
     const data = this.#buf!.subarray(0, this.#fill);
     this.#fill = 0;
     await this.#send(handle, data);
+    // The next piece is filled into the same buffer: only once the socket took this one.
+    const written = this.#written;
+    this.#written = [];
+    await Promise.all(written);
   }
 
   async #send(handle: string, data: Uint8Array): Promise<void> {
     // A piece the daemon works on in slices would find the stream BUSY behind the pieces ahead.
-    if (data.length > INLINE_UPDATE) await this.#drain(0);
-    // request() encodes `data` into its frame synchronously, so the buffer is free again at once.
-    const reply = this.#conn.call(CipherUpdate, { handle, data });
+    if (data.length > INLINE_UPDATE) await this.#drain(0, 0);
+    // `data` goes to the socket without a copy into a frame; `written` says when it was taken.
+    const { reply, written } = this.#conn.requestWithTail(CipherUpdate.op, { handle } satisfies Omit<ArgsIn<typeof CipherUpdate>, 'data'>, 'data', data);
+    this.#written.push(written);
+    const out = reply.then((v) => CipherUpdate.result.parse(v, 'the reply to CIPHER_UPDATE'));
     // Its failure is reported when its turn to be pushed comes; never unhandled meanwhile.
-    reply.catch(() => undefined);
-    this.#ahead.push(reply);
+    out.catch(() => undefined);
+    this.#ahead.push(out);
+    this.#aheadSizes.push(data.length);
+    this.#aheadBytes += data.length;
     if (!this.#headerSent) {
-      // Later pieces are one ciphertext segment each, aligned with the daemon's.
+      // Later pieces are whole ciphertext segments, aligned with the daemon's.
       this.#headerSent = true;
-      if (this.#segment > 0) this.#piece = Math.min(this.#segment, maxDataPerRequest(this.#conn));
+      if (this.#segment > 0) this.#piece = pieceSize(this.#segment, maxDataPerRequest(this.#conn));
     }
-    await this.#drain(data.length > INLINE_UPDATE ? 0 : STREAM_WINDOW - 1);
+    if (data.length > INLINE_UPDATE) await this.#drain(0, 0);
+    else await this.#drain(STREAM_WINDOW - 1, this.#windowBytes() - this.#piece);
   }
 
-  /** Push the oldest replies until at most `keep` pieces are ahead. */
-  async #drain(keep: number): Promise<void> {
-    while (this.#ahead.length > keep) {
+  /** The window in bytes: STREAM_WINDOW_BYTES, below the daemon's in-flight bytes per connection. */
+  #windowBytes(): number {
+    const limit = this.#conn.hello.limits.maxInflightBytesPerConnection ?? STREAM_WINDOW_BYTES;
+    return Math.min(STREAM_WINDOW_BYTES, limit);
+  }
+
+  /** Push the oldest replies until at most `keep` pieces and `keepBytes` input bytes are ahead. */
+  async #drain(keep: number, keepBytes: number): Promise<void> {
+    while (this.#ahead.length > keep || (this.#ahead.length > 0 && this.#aheadBytes > keepBytes)) {
       const out = await this.#ahead[0]!;
       this.#ahead.shift();
+      this.#aheadBytes -= this.#aheadSizes.shift()!;
       await this.#push(out);
     }
   }
 
   async #end(): Promise<void> {
     const handle = await this.#open();
-    await this.#drain(0);
+    await this.#drain(0, 0);
     const data = this.#fill > 0 ? this.#buf!.subarray(0, this.#fill) : undefined;
     this.#fill = 0;
     const reply = this.#conn.call(CipherFinal, { handle, data });
