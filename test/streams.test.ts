@@ -228,6 +228,23 @@ describe('AEAD stream round trips', () => {
     }
   });
 
+  test('a segment whose sealed form cannot fit the daemon\'s frame is refused at once, naming the largest that fits; the connection works on', async () => {
+    const d = await startTestDaemon({ limits: { maxFrame: 16 * 1024 } });
+    try {
+      await using cl = await d.connect();
+      const key = await cl.subtle.importKey('raw', randomBytes(32), { name: 'AES-GCM' }, false, ['encrypt', 'decrypt']);
+      await assert.rejects(
+        through(cl.createEncryptStream(key, { name: 'AES-GCM', segmentSize: 65536 }), randomBytes(100_000)),
+        (e: unknown) => e instanceof CryptodError && e.code === 'CRYPTOD_ERR_INVALID_ARGUMENT' && /segmentSize of at most 16288/.test(e.message),
+      );
+      const data = randomBytes(50_000);
+      const sealed = await through(cl.createEncryptStream(key, { name: 'AES-GCM', segmentSize: 16288 }), data);
+      assert.deepEqual(await through(cl.createDecryptStream(key, { name: 'AES-GCM' }), sealed, [7000]), data);
+    } finally {
+      await d.stop();
+    }
+  });
+
   test('a slow reader slows the writer: memory stays bounded (back-pressure)', async () => {
     const key = await importKey(randomBytes(32), 'AES-GCM');
     // Large writes (1 MiB, 16 segments each) and a slow sink: the stream must

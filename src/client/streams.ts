@@ -68,7 +68,28 @@ export const STREAM_WINDOW_BYTES = 2 * 1024 * 1024;
  */
 export function pieceSize(segment: number, maxData: number): number {
   const perPiece = Math.max(1, Math.floor(INLINE_UPDATE / segment));
-  return Math.min(perPiece * segment, maxData);
+  if (perPiece * segment <= maxData) return perPiece * segment;
+  // A small maxFrame: still whole segments, so the daemon holds no partial one across pieces
+  // and each reply stays within the frame; only a segment larger than a frame is cut.
+  const fit = Math.floor(maxData / segment);
+  return fit >= 1 ? fit * segment : maxData;
+}
+
+/** Bytes a reply adds around its sealed segments: frame header and CBOR, with room to spare. */
+const SEALED_REPLY_OVERHEAD = 64;
+
+/**
+ * Bytes per encrypting piece: as {@link pieceSize}, and also whole segments
+ * whose sealed form (each segment plus its tag, and one tag more for a final
+ * segment) fits the reply frame — the daemon never sends a frame above
+ * maxFrame (docs/protocol.md §2), and sealing makes the reply larger than the
+ * request. When not even one segment fits, the piece is one frame's worth and
+ * the daemon refuses the reply that would not fit (FRAME_TOO_LARGE).
+ */
+export function encryptPieceSize(segment: number, maxData: number, maxFrame: number): number {
+  const fit = Math.floor((maxFrame - SEALED_REPLY_OVERHEAD - STREAM_TAG_LENGTH) / (segment + STREAM_TAG_LENGTH));
+  const piece = pieceSize(segment, maxData);
+  return fit >= 1 ? Math.min(piece, fit * segment) : piece;
 }
 
 export class AeadStream extends Transform {
@@ -83,6 +104,8 @@ export class AeadStream extends Transform {
   #headerSent: boolean;
   /** Decrypt: ciphertext bytes per segment, from the header (0 until read). */
   #segment = 0;
+  /** Encrypt: plaintext bytes per segment, from CIPHER_CREATE's reply (0 until then). */
+  #sealSegment = 0;
   #buf: Buffer | null = null;
   #fill = 0;
   #wake: (() => void) | null = null;
@@ -156,7 +179,14 @@ export class AeadStream extends Transform {
       if (r.header === undefined || r.segmentSize === undefined) {
         throw new InvalidArgumentError('the daemon replied to CIPHER_CREATE without the stream header');
       }
-      this.#piece = pieceSize(r.segmentSize, maxDataPerRequest(this.#conn));
+      const maxFrame = this.#conn.hello.limits.maxFrame;
+      if (r.segmentSize + STREAM_TAG_LENGTH + SEALED_REPLY_OVERHEAD + STREAM_TAG_LENGTH > maxFrame) {
+        this.#release(r.handle);
+        this.#handle = null;
+        throw new InvalidArgumentError(`a sealed segment of ${r.segmentSize} bytes does not fit the daemon's maximum frame of ${maxFrame} bytes; choose a segmentSize of at most ${maxFrame - SEALED_REPLY_OVERHEAD - 2 * STREAM_TAG_LENGTH}`);
+      }
+      this.#sealSegment = r.segmentSize;
+      this.#piece = encryptPieceSize(r.segmentSize, maxDataPerRequest(this.#conn), maxFrame);
       await this.#push(Buffer.from(r.header));
     }
     return r.handle;
@@ -250,12 +280,32 @@ export class AeadStream extends Transform {
   async #end(): Promise<void> {
     const handle = await this.#open();
     await this.#drain(0, 0);
+    if (this.#fill > 0 && this.#finalReplyBound(this.#fill) > this.#conn.hello.limits.maxFrame) {
+      // The daemon holds back one whole segment until it knows whether it is the last; with the
+      // rest it would not fit one reply frame, so the rest goes as an update, FINAL carries nothing.
+      await this.#send(handle, this.#buf!.subarray(0, this.#fill));
+      this.#fill = 0;
+      await this.#drain(0, 0);
+    }
     const data = this.#fill > 0 ? this.#buf!.subarray(0, this.#fill) : undefined;
     this.#fill = 0;
     const reply = this.#conn.call(CipherFinal, { handle, data });
     this.#buf?.fill(0);
     this.#finished = true;
     await this.#push(await reply);
+  }
+
+  /**
+   * Largest reply CIPHER_FINAL with `fill` bytes may bring: the segment the
+   * daemon held back, and `fill` bytes sealed (encrypt: a tag per segment)
+   * or opened (decrypt: never more than the ciphertext), with the frame's overhead.
+   */
+  #finalReplyBound(fill: number): number {
+    if (this.mode === 'encrypt') {
+      const s = this.#sealSegment;
+      return s + STREAM_TAG_LENGTH + fill + STREAM_TAG_LENGTH * Math.max(1, Math.ceil(fill / s)) + SEALED_REPLY_OVERHEAD;
+    }
+    return this.#segment + fill + SEALED_REPLY_OVERHEAD;
   }
 
   /** Push output; when the reader is full, wait until it asks for more. */
