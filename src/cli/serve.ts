@@ -105,7 +105,8 @@ ${limitHelp()}  --audit-log FILE|-         append one JSON line per security eve
                              or HTTPS with client certificates elsewhere
                              (needs --listen and its --tls-* files); clients
                              authenticate with a token client's token or
-                             their certificate (cert:<CN>)
+                             their certificate (cert:<CN>); with --workers
+                             every worker serves it
   --http-mount PATH          mount path of the transit engine (default:
                              transit, i.e. /v1/transit/)
   --admin-client NAME        the token client NAME administers every key
