@@ -6,17 +6,24 @@
  * and plain requests work, a killed worker is replaced while HTTP keeps
  * serving (a request caught by the death is cut off, never left hanging),
  * a revoked token is refused by every worker, and the Unix HTTP
- * socket keeps its 0600 mode and its peer-uid check.
+ * socket keeps its 0600 mode. On HTTPS (a non-loopback address with the
+ * --listen TLS files), SIGHUP with a CRL revoking a certificate reaches every
+ * worker: each closes its live connection of that certificate and refuses new
+ * ones.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { request } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { connect as tlsConnect } from 'node:tls';
+import { tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { connect } from '../src/client/client.js';
 import { runCli, startCliDaemon, type CliDaemon } from './helpers/cli-daemon.js';
 import { eventually } from './helpers/daemon.js';
+import { createTestPki } from './helpers/test-pki.js';
 
 const require = createRequire(import.meta.url);
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -200,5 +207,74 @@ test('--workers 2 --http tcp://127.0.0.1:0: one port for both workers, node-vaul
   assert.ok(replies.every((r) => r.status === 200), JSON.stringify(replies.map((r) => r.status)));
   const after = await requestsByWorker(d);
   for (const pid of workers) assert.ok(after.get(pid)! > before.get(pid)!, `worker ${pid} served some of the 8 connections`);
+  assert.equal(await d.stop(), 0);
+});
+
+test('--workers 2 --http on HTTPS: both workers serve client certificates; SIGHUP with a new CRL closes and refuses a revoked certificate in every worker', { timeout: 180_000 }, async () => {
+  const pkiDir = mkdtempSync(join(tmpdir(), 'cd-hw-pki-'));
+  cleanups.push(async () => rmSync(pkiDir, { recursive: true, force: true }));
+  const pki = createTestPki(pkiDir);
+  const clientExt = 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n';
+  pki.makeCert('ca', 'cryptod test CA', null, '');
+  pki.makeCert('server', 'localhost', 'ca', 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n');
+  pki.makeCert('keeper', 'keeper-svc', 'ca', clientExt);
+  pki.makeCert('victim', 'victim-svc', 'ca', clientExt);
+  pki.caDatabase();
+  pki.gencrl('crl-empty.pem');
+  const crl = join(pkiDir, 'crl.pem');
+  copyFileSync(pki.file('crl-empty.pem'), crl);
+
+  const d = await startCliDaemon(['--workers', '2', '--listen', 'tcp://127.0.0.1:0', '--tls-cert', pki.file('server.crt'), '--tls-key', pki.file('server.key'),
+    '--tls-client-ca', pki.file('ca.crt'), '--tls-crl', crl, '--http', 'tcp://0.0.0.0:0'], 90_000);
+  cleanups.push(() => d.stop());
+  await eventually(() => lines(d).some((l) => l.msg === 'workers started'), 90_000, 'both workers to start');
+  const workers = lines(d).find((l) => l.msg === 'workers started')!.workers!;
+  const port = Number(/https \(client certificates\) tcp:\/\/0\.0\.0\.0:(\d+)/.exec(lines(d).find((l) => l.frontDoor?.startsWith('https') === true)!.frontDoor!)![1]);
+
+  /** GET sys/health with `cert` on a connection of its own. */
+  const health = (cert: string): Promise<number> => new Promise((resolve, reject) => {
+    const r = httpsRequest({ host: '127.0.0.1', port, path: '/v1/sys/health', method: 'GET', ca: pki.pem('ca.crt'), cert: pki.pem(`${cert}.crt`), key: pki.pem(`${cert}.key`), agent: false }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode!));
+    });
+    r.on('error', reject);
+    r.end();
+  });
+  /** A keep-alive HTTPS connection with `cert` that has answered one request; resolves once it is open. */
+  const liveConnection = (cert: string): Promise<{ closed: Promise<void> }> => new Promise((resolve, reject) => {
+    const socket = tlsConnect({ host: '127.0.0.1', port, ca: pki.pem('ca.crt'), cert: pki.pem(`${cert}.crt`), key: pki.pem(`${cert}.key`) }, () => {
+      socket.write('GET /v1/sys/health HTTP/1.1\r\nHost: x\r\n\r\n');
+    });
+    const closed = new Promise<void>((res) => socket.once('close', () => res()));
+    socket.once('data', () => resolve({ closed }));
+    socket.once('error', reject);
+  });
+
+  const before = await requestsByWorker(d);
+  for (let i = 0; i < 6; i++) assert.equal(await health(i % 2 === 0 ? 'keeper' : 'victim'), 200);
+  const after1 = await requestsByWorker(d);
+  for (const pid of workers) assert.ok(after1.get(pid)! > before.get(pid)!, `worker ${pid} served HTTPS`);
+
+  // Live connections of the certificate about to be revoked, on both workers (the primary hands them out in turn).
+  const live = [];
+  for (let i = 0; i < 4; i++) live.push(await liveConnection('victim'));
+  const victimCounts = await requestsByWorker(d);
+  for (const pid of workers) assert.ok(victimCounts.get(pid)! > after1.get(pid)!, `worker ${pid} holds a live connection of the victim`);
+
+  // A revoked certificate: the new CRL, SIGHUP on the primary, every worker reloads its TLS material.
+  const reloads = (): number => d.stderr().toString().split('\n').filter((l) => l.includes('"msg":"TLS material reloaded"')).length;
+  const reloadsBefore = reloads();
+  pki.revoke('victim');
+  pki.gencrl('crl-victim.pem');
+  copyFileSync(pki.file('crl-victim.pem'), crl);
+  d.proc.kill('SIGHUP');
+  await eventually(() => reloads() >= reloadsBefore + 2, 30_000, 'both workers to reload their TLS material');
+  // Every worker closed the live connections it held of the revoked certificate.
+  await Promise.all(live.map((c) => c.closed));
+  const refusedBefore = await requestsByWorker(d);
+  for (let i = 0; i < 4; i++) await assert.rejects(health('victim'), 'the revoked certificate is refused at the handshake');
+  for (let i = 0; i < 6; i++) assert.equal(await health('keeper'), 200);
+  const after2 = await requestsByWorker(d);
+  for (const pid of workers) assert.ok(after2.get(pid)! > refusedBefore.get(pid)!, `worker ${pid} still serves the other certificate`);
   assert.equal(await d.stop(), 0);
 });
