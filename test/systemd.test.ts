@@ -9,6 +9,8 @@
  *   of its configuration are loaded (a client then finds them), WATCHDOG=1
  *   while it runs, STOPPING=1 on SIGTERM; it exits 0 and leaves systemd's
  *   socket file in place
+ * - the same with `--workers 2`: both workers serve the inherited socket
+ *   (through the primary), and only the primary notifies
  * - `systemd-analyze verify` accepts both units (where it is installed)
  * - LISTEN_* for another pid are ignored; malformed ones are refused
  */
@@ -59,7 +61,8 @@ env = dict(os.environ, LISTEN_FDS='1', LISTEN_PID=str(os.getpid()), LISTEN_FDNAM
 os.execve(sys.argv[3], sys.argv[3:], env)
 `;
 
-test('socket activation and sd_notify: READY=1 after the keys, WATCHDOG=1, STOPPING=1; the socket file stays', async () => {
+/** The launcher runs `cryptod serve … extra`; with workers, READY=1 and the rest come from the primary alone. */
+async function activated(extra: readonly string[]): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'sdn-'));
   dirs.push(dir);
   const socketPath = join(dir, 'cryptod.sock');
@@ -86,7 +89,7 @@ test('socket activation and sd_notify: READY=1 after the keys, WATCHDOG=1, STOPP
   };
   await until(() => states.includes('bound'), 'the notification socket');
 
-  const daemon = spawn(PYTHON, ['-c', LAUNCHER, socketPath, notifyName, process.execPath, '--import', 'tsx', 'src/cli/main.ts', 'serve', '--data-dir', join(dir, 'data'), '--socket', socketPath, '--config', config], {
+  const daemon = spawn(PYTHON, ['-c', LAUNCHER, socketPath, notifyName, process.execPath, '--import', 'tsx', 'src/cli/main.ts', 'serve', '--data-dir', join(dir, 'data'), '--socket', socketPath, '--config', config, ...extra], {
     cwd: ROOT,
     stdio: ['ignore', 'ignore', 'pipe'],
   });
@@ -104,6 +107,20 @@ test('socket activation and sd_notify: READY=1 after the keys, WATCHDOG=1, STOPP
   assert.equal(await client.ping('via fd 3'), 'via fd 3');
   assert.deepEqual((await client.keys.list()).map((k) => k.name), ['activated']);
   await client.close();
+  if (extra.includes('--workers')) {
+    // Connections on the inherited socket land on both workers; only the primary (the launcher's pid) spoke to systemd.
+    const workers = /"msg":"workers started".*?"workers":\[(\d+),(\d+)\]/.exec(stderr);
+    assert.ok(workers !== null, stderr);
+    const pids = new Set<number>();
+    for (let i = 0; i < 6; i++) {
+      const c = await connect({ socket: socketPath, clientName: `w${i}` });
+      pids.add(((await c.status()) as unknown as { daemon: { pid: number } }).daemon.pid);
+      await c.close();
+    }
+    assert.deepEqual(pids, new Set([Number(workers[1]), Number(workers[2])]));
+    assert.equal(states.filter((s) => s.startsWith('READY=1')).length, 1, JSON.stringify(states));
+    assert.equal((stderr.match(/"inheritedFd":3/g) ?? []).length, 2, 'each worker serves the inherited descriptor');
+  }
 
   await until(() => states.filter((s) => s === 'WATCHDOG=1').length >= 2, 'two WATCHDOG=1 (every 50 ms)');
   daemon.kill('SIGTERM');
@@ -112,7 +129,11 @@ test('socket activation and sd_notify: READY=1 after the keys, WATCHDOG=1, STOPP
   assert.ok(states.indexOf('STOPPING=1') > states.findIndex((s) => s.startsWith('READY=1')));
   assert.ok(existsSync(socketPath), "systemd's socket file is not the daemon's to remove");
   receiver.kill('SIGTERM');
-});
+}
+
+test('socket activation and sd_notify: READY=1 after the keys, WATCHDOG=1, STOPPING=1; the socket file stays', () => activated([]));
+
+test('socket activation with --workers 2: the primary keeps the descriptor, both workers serve it, the primary notifies', { timeout: 120_000 }, () => activated(['--workers', '2']));
 
 test('LISTEN_* read once: another pid ignored, several fds need a name, malformed refused', () => {
   const env = (e: Record<string, string>): NodeJS.ProcessEnv => ({ ...e });

@@ -16,6 +16,7 @@
  */
 import cluster from 'node:cluster';
 import { constants } from 'node:os';
+import { resolve } from 'node:path';
 import { configOption } from './config-option.js';
 import { daemonConfig, type ConfigOverrides, type DaemonConfig } from '../config/daemon-config.js';
 import { createDaemon } from '../daemon/assemble.js';
@@ -28,7 +29,7 @@ import { EXIT_FAILURE, EXIT_OK, LocalFailure } from './output.js';
 import { prepareProcess } from './process-setup.js';
 import { reportOf, type WorkerReload } from '../daemon/fleet.js';
 import { workerLink } from './worker-link.js';
-import { parseWorkers, prepareShared, runPrimary } from './workers.js';
+import { INHERITED_FD_ENV, parseWorkers, prepareShared, runPrimary } from './workers.js';
 import { VaultFrontDoor } from '../http/vault-front-door.js';
 import type { FrontDoor } from '../ops/front-door.js';
 import { createNotifier, takeListenFd } from '../daemon/systemd.js';
@@ -104,7 +105,8 @@ ${limitHelp()}  --audit-log FILE|-         append one JSON line per security eve
                              or HTTPS with client certificates elsewhere
                              (needs --listen and its --tls-* files); clients
                              authenticate with a token client's token or
-                             their certificate (cert:<CN>)
+                             their certificate (cert:<CN>); with --workers
+                             every worker serves it
   --http-mount PATH          mount path of the transit engine (default:
                              transit, i.e. /v1/transit/)
   --admin-client NAME        the token client NAME administers every key
@@ -244,14 +246,6 @@ export async function serve(argv: readonly string[]): Promise<number> {
   // A worker's every line names it: the workers share one stderr.
   const log = cluster.isWorker ? tagged(base, { worker: process.pid }) : base;
   const processLimits = prepareProcess(log);
-  if (workers > 1 && configured.http !== undefined) {
-    // Each worker would open its own HTTP listener on the one address: not built yet.
-    throw new LocalFailure('--http cannot be combined with --workers yet: run the HTTP front door in a daemon with one worker (it may share the keystore)');
-  }
-  if (workers > 1 && process.env.LISTEN_FDS !== undefined) {
-    // The primary would have to hand systemd's socket to its workers: not built yet.
-    throw new LocalFailure('socket activation (LISTEN_FDS) cannot be combined with --workers yet: let cryptod bind its socket, or run one worker');
-  }
   if (workers > 1 && cluster.isPrimary) return primary(configured, workers, log);
   // A worker: the primary prepared the data directory, the socket and the keystore (an --init included).
   const fleet = cluster.isWorker ? workerLink() : null;
@@ -263,7 +257,8 @@ export async function serve(argv: readonly string[]): Promise<number> {
   // systemd (contrib/systemd/): the socket it may hand over, and where it wants to hear of readiness.
   let listenFd: number | null;
   try {
-    listenFd = takeListenFd();
+    // A worker's descriptor is the primary's (workers.ts INHERITED_FD_ENV); the primary read LISTEN_FDS.
+    listenFd = fleet === null ? takeListenFd() : workerListenFd();
   } catch (err) {
     if (err instanceof CryptodError) throw new LocalFailure(err.message, { cause: err });
     throw err;
@@ -356,21 +351,51 @@ function tagged(log: Logger, fields: Record<string, unknown>): Logger {
   };
 }
 
+/** The descriptor the primary inherited from systemd, in a worker (workers.ts INHERITED_FD_ENV); null when none. */
+function workerListenFd(): number | null {
+  const value = process.env[INHERITED_FD_ENV];
+  delete process.env[INHERITED_FD_ENV];
+  return value === undefined ? null : Number(value);
+}
+
 /** `--workers N` (N > 1), in the primary: prepare what the workers share, then fork and supervise them (workers.ts). */
 async function primary(config: DaemonConfig, workers: number, log: Logger): Promise<number> {
   if (config.auditLog === '-') {
     throw new LocalFailure('--audit-log - (stdout) cannot be shared by several workers: several processes on one pipe may split a line; give a file, which every worker appends whole lines to');
   }
+  let listenFd: number | null;
   try {
-    await prepareShared(config, log);
+    listenFd = takeListenFd();
+    await prepareShared(config, log, listenFd !== null);
   } catch (err) {
     if (err instanceof CryptodError) throw new LocalFailure(err.message, { cause: err });
     throw err;
   }
+  // systemd hears from the primary, its main pid; the workers must not speak for it.
+  const notifier = createNotifier(process.env, (state, err) => log.warn('sd_notify failed', { state: state.split('\n')[0], error: err instanceof Error ? err.message : String(err) }));
+  delete process.env.NOTIFY_SOCKET;
   // The primary binds the socket when the first worker listens: with this
   // umask the file is born with the configured mode, as in a single daemon.
   process.umask(0o777 & ~config.socketMode);
-  return runPrimary({ count: workers, log, die: dieBy });
+  // Every worker listens on the native socket before its HTTP socket, so once
+  // one has, the next Unix bind is the HTTP socket's: born 0600, as in a single daemon.
+  const socketPath = resolve(config.socket.path);
+  const tighten = (_w: unknown, address: { addressType: number | string; address: string | null }): void => {
+    if (address.addressType !== -1 || address.address === null || resolve(address.address) !== socketPath) return;
+    process.umask(0o177);
+    cluster.off('listening', tighten);
+  };
+  if (config.http !== undefined && listenFd === null) cluster.on('listening', tighten);
+  try {
+    return await runPrimary({
+      count: workers, log, die: dieBy,
+      ...(listenFd === null ? {} : { env: { [INHERITED_FD_ENV]: String(listenFd) } }),
+      ...(notifier === null ? {} : { ready: () => notifier.ready(), stopping: () => notifier.stopping() }),
+    });
+  } finally {
+    cluster.off('listening', tighten);
+    notifier?.close();
+  }
 }
 
 /**

@@ -13,10 +13,19 @@
  *            each connection to a worker, round robin; the descriptor is the
  *            connection's own, so SO_PEERCRED works in the worker
  *   a worker exits ─▶ its connections and their data nodes are gone (as with
- *            any disconnect) ─▶ a new one is forked: at once after a long
+ *            any disconnect; one handed to it as it died is closed too,
+ *            lost-handoffs.ts) ─▶ a new one is forked: at once after a long
  *            life, with doubling backoff (to MAX_BACKOFF_MS) while they keep
  *            dying young; one that dies before any worker ever started means
  *            a configuration problem: everything stops, exit 1
+ *   --http   the HTTP listener is shared the same way: its socket file (when
+ *            a Unix one) cleared here once, bound by the primary when the
+ *            first worker listens, each HTTP connection handed to a worker
+ *   systemd  a socket-activated primary keeps the inherited descriptor; each
+ *            worker listens on that descriptor number (INHERITED_FD_ENV), which
+ *            node:cluster resolves in the primary: the primary serves it and
+ *            hands out its connections as for a socket it bound; READY=1 and
+ *            STOPPING=1 come from the primary (NotifyAccess=main)
  *   SIGHUP ─▶ {reload} to every worker       SIGTERM/SIGINT ─▶ SIGTERM to every
  *            worker (each drains as a single daemon does) ─▶ exit 0; a second
  *            signal kills the workers at once
@@ -36,6 +45,8 @@ import { prepareSocketDirectory, removeStaleSocket } from '../daemon/socket-file
 import { ensurePrivateDir } from '../files/private-files.js';
 import { readKekPassphrase } from '../kek/passphrase.js';
 import type { Logger } from '../observe/logger.js';
+import { parseHttpUrl } from '../http/vault-front-door.js';
+import { closeLostHandoffs } from './lost-handoffs.js';
 import { UsageError } from './args.js';
 import { EXIT_FAILURE, EXIT_OK } from './output.js';
 import { WORKERS_EXPECTED, workerCount } from '../config/workers.js';
@@ -64,6 +75,13 @@ export const REPORT_TIMEOUT_MS = 1_500;
 /** How long the primary waits for the other workers' reload outcomes (a reload may create keys: longer than a report). */
 export const RELOAD_TIMEOUT_MS = 5_000;
 
+/**
+ * Primary → worker, in the environment: the descriptor number the primary
+ * inherited from systemd. A worker listening on it is served the primary's
+ * descriptor by node:cluster (its own fd of that number plays no part).
+ */
+export const INHERITED_FD_ENV = 'CRYPTOD_WORKER_LISTEN_FD';
+
 /** `--workers N|auto`: 1 … MAX_WORKERS, or the number of cores (src/config/workers.ts); undefined: not given. */
 export function parseWorkers(value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
@@ -78,11 +96,22 @@ export function parseWorkers(value: string | undefined): number | undefined {
  * start here), and the keystore — created, migrated, bound to its KEK and
  * given the configuration file's keys by one process, not raced by N.
  */
-export async function prepareShared(config: DaemonConfig, log: Logger): Promise<void> {
+export async function prepareShared(config: DaemonConfig, log: Logger, inherited: boolean): Promise<void> {
   const dataDir = ensurePrivateDir(config.dataDir);
-  preparePrivateSocketDirectory(config.socket);
-  prepareSocketDirectory(config.socket.path);
-  await removeStaleSocket(config.socket.path);
+  // A socket systemd handed over is systemd's file: neither checked nor removed.
+  if (!inherited) {
+    preparePrivateSocketDirectory(config.socket);
+    prepareSocketDirectory(config.socket.path);
+    await removeStaleSocket(config.socket.path);
+  }
+  // The HTTP socket likewise, once: a worker finds its siblings listening on it (front-door-host.ts).
+  if (config.http !== undefined) {
+    const address = parseHttpUrl(config.http.url);
+    if ('unix' in address) {
+      prepareSocketDirectory(address.unix);
+      await removeStaleSocket(address.unix);
+    }
+  }
   const passphrase = readKekPassphrase(config.kek);
   let keys;
   try {
@@ -116,6 +145,12 @@ export interface PrimaryOptions {
   log: Logger;
   /** Called with the signal when a second one arrives during shutdown (serve.ts dieBy). */
   die(signal: NodeJS.Signals): void;
+  /** Added to each worker's environment. */
+  env?: Record<string, string>;
+  /** Every first worker is ready (systemd's READY=1). */
+  ready?(): void;
+  /** Shutdown begins (systemd's STOPPING=1). */
+  stopping?(): void;
 }
 
 /** Fork and supervise the workers; resolves with the exit status once every worker has stopped. */
@@ -138,7 +173,8 @@ export function runPrimary(options: PrimaryOptions): Promise<number> {
   };
 
   const fork = (): void => {
-    const worker = cluster.fork();
+    const worker = cluster.fork(options.env);
+    closeLostHandoffs(worker);
     const slot: Slot = { worker, startedAt: Date.now(), ready: false };
     slots.set(worker.id, slot);
     worker.on('message', (m: ToPrimary) => onMessage(slot, m));
@@ -155,6 +191,7 @@ export function runPrimary(options: PrimaryOptions): Promise<number> {
         } else if (ready().length === count) {
           everReady = true;
           log.info('workers started', { workers: ready().map((s) => s.worker.process.pid) });
+          options.ready?.();
         }
         return;
       case 'fleet-status':
@@ -237,6 +274,7 @@ export function runPrimary(options: PrimaryOptions): Promise<number> {
 
   const stop = (signal: NodeJS.Signals): void => {
     stopping = true;
+    options.stopping?.();
     if (respawnTimer !== null) clearTimeout(respawnTimer);
     if (slots.size === 0) {
       finished(exitCode);

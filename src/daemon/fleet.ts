@@ -15,7 +15,7 @@
  * state never leaves the worker that holds the connection; persistent state
  * is the keystore's, kept coherent by the freshness check (keys/freshness.ts).
  */
-import type { DaemonStatus } from './server.js';
+import type { DaemonStatus, HttpStatus } from './server.js';
 
 /** What one worker reports about itself. */
 export interface WorkerReport {
@@ -24,7 +24,12 @@ export interface WorkerReport {
   nodes: number;
   refused: Record<string, number>;
   clients: DaemonStatus['clients'];
+  /** Its HTTP front door's counts (`--http`); absent without one. */
+  http?: WorkerHttp;
 }
+
+/** One worker's share of the HTTP front door: each worker serves the connections the primary hands it. */
+export type WorkerHttp = Pick<HttpStatus, 'connections' | 'inflight' | 'requests'>;
 
 /** One worker's outcome of a reload passed on to it (RELOAD's reply lists every worker's). */
 export type WorkerReload =
@@ -51,7 +56,7 @@ export interface FleetLink {
 }
 
 /** A worker's row in STATUS: its counts, or only its pid when it did not answer in time. */
-export type WorkerRow = { pid: number; answered: true; connections: number; nodes: number } | { pid: number; answered: false };
+export type WorkerRow = { pid: number; answered: true; connections: number; nodes: number; http?: WorkerHttp } | { pid: number; answered: false };
 
 /** STATUS of a worker: `workers` lists each; the totals and the per-client rows cover those that answered. */
 export interface FleetStatus extends DaemonStatus {
@@ -60,13 +65,18 @@ export interface FleetStatus extends DaemonStatus {
 
 /** What a worker reports, from its own status. */
 export function reportOf(s: DaemonStatus): WorkerReport {
-  return { pid: s.daemon.pid, connections: s.connections, nodes: s.nodes, refused: s.refused, clients: s.clients };
+  return {
+    pid: s.daemon.pid, connections: s.connections, nodes: s.nodes, refused: s.refused, clients: s.clients,
+    ...(s.http === undefined ? {} : { http: { connections: s.http.connections, inflight: s.http.inflight, requests: s.http.requests } }),
+  };
 }
 
 /**
  * Sum the reports into this worker's status: totals, refusals by kind and
  * clients by id are over every worker (a client may have connections on
  * several); `daemon` stays this worker's own (its pid answers this request).
+ * The HTTP counts are summed too; `http.maxInflight` stays the per-worker
+ * limit, which `maxInflightScope: 'worker'` says.
  */
 export function fleetStatus(own: DaemonStatus, reports: readonly WorkerReport[], missing: readonly number[] = []): FleetStatus {
   const sorted = [...reports].sort((a, b) => a.pid - b.pid);
@@ -92,8 +102,16 @@ export function fleetStatus(own: DaemonStatus, reports: readonly WorkerReport[],
     connections: sorted.reduce((n, r) => n + r.connections, 0),
     refused,
     clients: [...clients.values()],
+    ...(own.http === undefined ? {} : {
+      http: {
+        ...own.http,
+        connections: sorted.reduce((n, r) => n + (r.http?.connections ?? 0), 0),
+        inflight: sorted.reduce((n, r) => n + (r.http?.inflight ?? 0), 0),
+        requests: sorted.reduce((n, r) => n + (r.http?.requests ?? 0), 0),
+      },
+    }),
     workers: [
-      ...sorted.map((r): WorkerRow => ({ pid: r.pid, answered: true, connections: r.connections, nodes: r.nodes })),
+      ...sorted.map((r): WorkerRow => ({ pid: r.pid, answered: true, connections: r.connections, nodes: r.nodes, ...(r.http === undefined ? {} : { http: r.http }) })),
       ...missing.filter((pid) => !sorted.some((r) => r.pid === pid)).map((pid): WorkerRow => ({ pid, answered: false })),
     ].sort((a, b) => a.pid - b.pid),
   };

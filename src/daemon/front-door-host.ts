@@ -48,6 +48,12 @@ export interface FrontDoorHostOptions {
   readonly tokenTtlMs: number;
   /** The native TCP listener's TLS material, or null without `--listen`. */
   readonly tls: FrontDoorTls | null;
+  /**
+   * This daemon is one worker of several (fleet.ts): the primary prepared the
+   * HTTP socket's directory and cleared a stale file before forking, and
+   * binds the socket once for every worker; a worker only listens on it.
+   */
+  readonly sharedListeners: boolean;
   shuttingDown(): boolean;
 }
 
@@ -106,8 +112,11 @@ export function createFrontDoorHost(o: FrontDoorHostOptions): FrontDoorHost {
       return peer;
     },
     async listenOnUnixSocket(server, path) {
-      prepareSocketDirectory(path);
-      await removeStaleSocket(path);
+      // In a worker the other workers are already listening on `path`: a stale-socket check would find them alive.
+      if (!o.sharedListeners) {
+        prepareSocketDirectory(path);
+        await removeStaleSocket(path);
+      }
       await listenOnSocket(server, path, 0o600);
     },
     async authenticate(token: string, peer: PeerCredentials | null): Promise<{ context: RequestContext; until: number }> {

@@ -130,12 +130,27 @@ export interface DaemonStatus {
   /** The data-key cache (src/cache/data-key-cache.ts); absent without managed keys. */
   cache?: DataKeyCacheStats;
   /**
+   * The HTTP front door (`--http`); absent without one. `maxInflight` is
+   * maxHttpInflight, which each process enforces on its own requests:
+   * `maxInflightScope` says whether that process is the whole daemon or one
+   * of its workers (then the daemon admits up to workers × maxInflight).
+   */
+  http?: HttpStatus;
+  /**
    * This process's CPU time since start (process.cpuUsage(), microseconds) and
    * resident memory: a benchmark divides the CPU difference between two
    * STATUS calls by the operations between them, a figure machine noise
    * barely moves where wall-clock rates swing.
    */
   process: { cpuUserUs: number; cpuSystemUs: number; rssBytes: number };
+}
+
+export interface HttpStatus {
+  connections: number;
+  inflight: number;
+  requests: number;
+  maxInflight: number;
+  maxInflightScope: 'daemon' | 'worker';
 }
 
 export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
@@ -186,6 +201,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       clients,
       damaged: options.keys?.manager.damaged().map((d) => ({ ...d })) ?? [],
       ...(dataKeys === undefined ? {} : { cache: dataKeys.cache.stats() }),
+      ...(doors.length === 0 ? {} : { http: httpStatus() }),
       process: processUsage(),
     };
   };
@@ -319,6 +335,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     }
   }
 
+  const doors: FrontDoor[] = [];
   let tls: TlsListener | null = null;
   try {
     if (options.tcp !== undefined) {
@@ -338,7 +355,18 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     await tls?.close();
     throw err;
   }
-  const doors: FrontDoor[] = [];
+  /** The front doors' counts summed (only the HTTP API is a front door today). */
+  const httpStatus = (): HttpStatus => {
+    const total = { connections: 0, inflight: 0, requests: 0 };
+    for (const d of doors) {
+      const s = d.stats?.();
+      if (s === undefined) continue;
+      total.connections += s.connections;
+      total.inflight += s.inflight;
+      total.requests += s.requests;
+    }
+    return { ...total, maxInflight: limits.maxHttpInflight, maxInflightScope: fleet === undefined ? 'daemon' : 'worker' };
+  };
   /** The front doors' reload listeners (an HTTPS front door's context and revoked connections). */
   const doorReloads: Array<(revoked: ReadonlySet<string>) => number> = [];
   if (options.frontDoors !== undefined && options.frontDoors.length > 0) {
@@ -353,6 +381,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       peerIdentity: options.peerIdentity,
       verifyToken: options.clients === undefined ? null : (token) => options.clients!.verify(token),
       tokenTtlMs: options.revocationCheckMs ?? DEFAULT_REVOCATION_CHECK_MS,
+      sharedListeners: fleet !== undefined,
       shuttingDown: () => shuttingDown,
     });
     try {

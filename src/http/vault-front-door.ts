@@ -37,7 +37,7 @@ import type { TLSSocket } from 'node:tls';
 import type { Socket } from 'node:net';
 import { isIP } from 'node:net';
 import { ConfigError } from '../protocol/errors.js';
-import type { FrontDoor, FrontDoorHost, PeerCredentials } from '../ops/front-door.js';
+import type { FrontDoor, FrontDoorHost, FrontDoorStats, PeerCredentials } from '../ops/front-door.js';
 import { ListingConnection, refusedList, takeOver } from './list-takeover.js';
 import { createVaultApi, type SessionSlot, type VaultApi } from './vault-api.js';
 import { errorBody, type VaultReply } from './vault-reply.js';
@@ -97,6 +97,9 @@ export class VaultFrontDoor implements FrontDoor {
   /** Live HTTPS connections by certificate serial, to close on a CRL reload. */
   readonly #tlsSockets = new Set<TLSSocket>();
   #inflight = 0;
+  /** Admitted connections open now, and requests received since start (STATUS). */
+  #open = 0;
+  #requests = 0;
   #port: number | null = null;
 
   constructor(options: HttpListenOptions) {
@@ -224,6 +227,8 @@ export class VaultFrontDoor implements FrontDoor {
     const session: SessionSlot = { token: null, context: null, until: 0 };
     socket.once('close', () => session.token?.fill(0));
     this.#connections.set(socket, { number: host.nextConnection(), peer, cert, session });
+    this.#open++;
+    socket.once('close', () => this.#open--);
     // No 'data' listener here: the socket stays on llhttp's direct path until it sends LIST (list-takeover.ts).
   }
 
@@ -256,6 +261,7 @@ export class VaultFrontDoor implements FrontDoor {
       req.socket.destroy();
       return;
     }
+    this.#requests++;
     if (this.#inflight >= host.limits.maxHttpInflight) {
       res.shouldKeepAlive = false;
       send(res, { status: 429, body: errorBody([`too many requests in flight (limit maxHttpInflight ${host.limits.maxHttpInflight}); retry shortly`]) });
@@ -322,6 +328,10 @@ export class VaultFrontDoor implements FrontDoor {
         release();
       }
     });
+  }
+
+  stats(): FrontDoorStats {
+    return { connections: this.#open, inflight: this.#inflight, requests: this.#requests };
   }
 
   async close(): Promise<void> {

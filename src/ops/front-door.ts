@@ -100,4 +100,16 @@ export interface FrontDoor {
   start(host: FrontDoorHost): Promise<void>;
   /** Stop listening, let requests in flight finish, close every connection. */
   close(): Promise<void>;
+  /** Its counts now, for STATUS (absent: the front door keeps none). */
+  stats?(): FrontDoorStats;
+}
+
+/** A front door's counts, in this process. */
+export interface FrontDoorStats {
+  /** Connections open now. */
+  readonly connections: number;
+  /** Requests being served now (what maxHttpInflight bounds). */
+  readonly inflight: number;
+  /** Requests received since start, refused ones included. */
+  readonly requests: number;
 }
