@@ -191,7 +191,7 @@ export class SubtleClient {
   digest(algorithm: AlgorithmIdentifier, data: BufferSource): Promise<ArrayBuffer> {
     let reply: Promise<CborValue>;
     try {
-      requireArgs('digest', arguments, 2);
+      if (arguments.length < 2) requireArgs('digest', { length: arguments.length }, 2); // only .length read: no arguments object
       const a = idlAlgorithm(algorithm, 'algorithm');
       const bytes = toBufferSource(data, 'data');
       const alg = normalize(a, 'digest', isKey);
@@ -268,7 +268,7 @@ export class SubtleClient {
   encrypt(algorithm: AlgorithmIdentifier, key: CryptoKey, data: BufferSource): Promise<ArrayBuffer> {
     let reply: Promise<CborValue>;
     try {
-      requireArgs('encrypt', arguments, 3);
+      if (arguments.length < 3) requireArgs('encrypt', { length: arguments.length }, 3); // only .length read: no arguments object
       reply = this.#cipher('encrypt', algorithm, key, data);
     } catch (err) {
       return Promise.reject(toSubtleError(err));
@@ -279,7 +279,7 @@ export class SubtleClient {
   decrypt(algorithm: AlgorithmIdentifier, key: CryptoKey, data: BufferSource): Promise<ArrayBuffer> {
     let reply: Promise<CborValue>;
     try {
-      requireArgs('decrypt', arguments, 3);
+      if (arguments.length < 3) requireArgs('decrypt', { length: arguments.length }, 3); // only .length read: no arguments object
       reply = this.#cipher('decrypt', algorithm, key, data);
     } catch (err) {
       return Promise.reject(toSubtleError(err));
@@ -290,7 +290,7 @@ export class SubtleClient {
   sign(algorithm: AlgorithmIdentifier, key: CryptoKey, data: BufferSource): Promise<ArrayBuffer> {
     let reply: Promise<CborValue>;
     try {
-      requireArgs('sign', arguments, 3);
+      if (arguments.length < 3) requireArgs('sign', { length: arguments.length }, 3); // only .length read: no arguments object
       const a = idlAlgorithm(algorithm, 'algorithm');
       const k = keyArg(key, 'key');
       const bytes = toBufferSource(data, 'data');
@@ -306,7 +306,7 @@ export class SubtleClient {
   verify(algorithm: AlgorithmIdentifier, key: CryptoKey, signature: BufferSource, data: BufferSource): Promise<boolean> {
     let reply: Promise<CborValue>;
     try {
-      requireArgs('verify', arguments, 4);
+      if (arguments.length < 4) requireArgs('verify', { length: arguments.length }, 4); // only .length read: no arguments object
       const a = idlAlgorithm(algorithm, 'algorithm');
       const k = keyArg(key, 'key');
       const sig = toBufferSource(signature, 'signature');
@@ -501,8 +501,10 @@ function keyArg(v: unknown, what: string): CryptoKey {
 
 /** A normalized algorithm as the daemon reads it (keys become their handles). */
 function wireNormalized(alg: Normalized): { name: string; [param: string]: CborValue } {
-  return toWire(alg, (v) => (v instanceof CryptoKey ? v.handle : undefined));
+  return toWire(alg, keyHandle);
 }
+
+const keyHandle = (v: unknown): string | undefined => (v instanceof CryptoKey ? v.handle : undefined);
 
 // ── marshaling ───────────────────────────────────────────────────────────
 

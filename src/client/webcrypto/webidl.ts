@@ -10,7 +10,7 @@ import { fail } from './errors.js';
 import { KEY_USAGES, type KeyUsage } from './rules.js';
 
 /** SubtleCrypto's methods refuse a call with too few arguments (WebIDL overload resolution). */
-export function requireArgs(method: string, args: IArguments | unknown[], required: number): void {
+export function requireArgs(method: string, args: IArguments | unknown[] | { readonly length: number }, required: number): void {
   if (args.length < required) {
     fail.type(`Failed to execute '${method}' on 'SubtleCrypto': ${required} arguments required, but only ${args.length} present`, {
       expected: required,
