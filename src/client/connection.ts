@@ -18,6 +18,8 @@ interface Pending {
   reject(err: Error): void;
   /** Zero the reply frame's payload after decoding (it carries key material). */
   sensitive: boolean;
+  /** Decode the reply's byte strings into ArrayBuffers of their own (RequestOptions.freshBytes). */
+  fresh: boolean;
 }
 
 export interface RequestOptions {
@@ -25,6 +27,12 @@ export interface RequestOptions {
   sensitiveRequest?: boolean;
   /** The reply carries key material: byte strings are copied out and the frame zeroed. */
   sensitiveReply?: boolean;
+  /**
+   * @internal The reply's byte strings are decoded into fresh ArrayBuffers
+   * of their own (cbor.ts `decode`'s freshBytes), which `client.subtle`
+   * hands out as its results without a second copy. Not with sensitiveReply.
+   */
+  freshBytes?: boolean;
 }
 
 /** The HELLO reply (docs/protocol.md §4); limits a daemon of another version omits are absent. */
@@ -134,7 +142,7 @@ export class DaemonConnection implements FrameSink {
       );
     }
     return new Promise<CborValue>((resolve, reject) => {
-      this.#pending.set(id, { resolve, reject, sensitive: options?.sensitiveReply === true });
+      this.#pending.set(id, { resolve, reject, sensitive: options?.sensitiveReply === true, fresh: options?.freshBytes === true });
       if (this.#batch.size >= BATCH_FLUSH_BYTES) this.#flush();
       else this.#queueFlush();
     });
@@ -159,7 +167,7 @@ export class DaemonConnection implements FrameSink {
     let written!: () => void;
     const writtenPromise = new Promise<void>((resolve) => (written = resolve));
     const reply = new Promise<CborValue>((resolve, reject) => {
-      this.#pending.set(id, { resolve, reject, sensitive: false });
+      this.#pending.set(id, { resolve, reject, sensitive: false, fresh: false });
       // The head goes out now, after the requests queued before it, so that the tail follows it directly.
       this.#batch.addBytes(head);
       this.#flush();
@@ -209,7 +217,7 @@ export class DaemonConnection implements FrameSink {
     this.#pending.delete(id);
     try {
       if (kind === FrameKind.RESPONSE) {
-        let value = start === end ? undefined : decode(buf, start, end);
+        let value = start === end ? undefined : decode(buf, start, end, 'number', p.fresh && !p.sensitive);
         if (p.sensitive) {
           value = copyBytes(value);
           buf.fill(0, start, end);

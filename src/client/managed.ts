@@ -93,8 +93,9 @@ export class ManagedData {
   }
 
   /** `options.sensitiveReply`: the results may be key material (a decrypt: an unwrapped key, a secret). */
-  async one<Item extends CborMap, R extends object, T>(op: DataOp<Item, R>, name: string, item: NoInfer<Item>, pick: (r: NoInfer<R>) => T, options?: RequestOptions): Promise<T> {
-    return pick(await this.#conn.call(op.single, { key: name, ...item }, options));
+  one<Item extends CborMap, R extends object, T>(op: DataOp<Item, R>, name: string, item: NoInfer<Item>, pick: (r: NoInfer<R>) => T, options?: RequestOptions): Promise<T> {
+    // The hot path of every managed call: one `.then` on the checked reply, no async frame of its own.
+    return this.#conn.call(op.single, { key: name, ...item }, options).then(pick);
   }
 
   async batch<Item extends CborMap, R extends object, T>(op: DataOp<Item, R>, name: string, items: NoInfer<Item>[], pick: (r: NoInfer<R>) => T, options?: RequestOptions): Promise<Array<BatchResult<T>>> {

@@ -184,6 +184,7 @@ class Reader {
     start: number,
     readonly end: number,
     readonly boxFloats: boolean,
+    readonly freshBytes: boolean,
   ) {
     this.pos = start;
   }
@@ -270,6 +271,13 @@ class Reader {
       case 2: {
         const len = this.length(info);
         this.need(len);
+        if (this.freshBytes) {
+          // Copied through a plain view: Buffer#subarray goes through the species constructor, a visible cost per small reply.
+          const own = new Uint8Array(len);
+          own.set(new Uint8Array(this.buf.buffer, this.buf.byteOffset + this.pos, len));
+          this.pos += len;
+          return own;
+        }
         const out = this.buf.subarray(this.pos, this.pos + len);
         this.pos += len;
         return out;
@@ -414,10 +422,13 @@ function decodeHalf(h: number): number {
  * Decode exactly one value spanning `buf[start, end)`. Byte strings in the
  * result are views into `buf`: copy them before the buffer is reused.
  * With `floats: 'boxed'` (the daemon's request payloads) every float is a
- * {@link CborFloat}; otherwise a plain number.
+ * {@link CborFloat}; otherwise a plain number. With `freshBytes` every byte
+ * string is instead a Uint8Array over an ArrayBuffer of its own, exactly its
+ * length (offset 0): the client hands such a reply's `.buffer` to its caller
+ * as WebCrypto's result, one copy instead of a view and then a copy.
  */
-export function decode(buf: Buffer, start = 0, end = buf.length, floats: 'number' | 'boxed' = 'number'): CborValue {
-  const r = new Reader(buf, start, end, floats === 'boxed');
+export function decode(buf: Buffer, start = 0, end = buf.length, floats: 'number' | 'boxed' = 'number', freshBytes = false): CborValue {
+  const r = new Reader(buf, start, end, floats === 'boxed', freshBytes);
   const v = r.value(0);
   if (r.pos !== end) r.fail(`${end - r.pos} trailing byte(s)`);
   return v;

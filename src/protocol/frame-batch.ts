@@ -58,6 +58,14 @@ export class FrameBatch {
   #sensitive = false;
   /** Where the last frame added starts (for undo). */
   #last = 0;
+  /**
+   * Length of the buffer last handed to the socket (at most SPARE_MAX): a
+   * new buffer starts at that size, so that a steady stream of full
+   * batches (256 requests of 1 KiB in flight) does not regrow from INITIAL
+   * — six doublings, each a copy and a zeroing — while the socket still
+   * holds the previous one.
+   */
+  #lastSize = INITIAL;
 
   /** Bytes queued since the last flush. */
   get size(): number {
@@ -68,7 +76,7 @@ export class FrameBatch {
   #writer(): Writer {
     const w = this.#w;
     if (w.buf.length === 0) {
-      w.buf = this.#spare ?? Buffer.allocUnsafeSlow(INITIAL);
+      w.buf = this.#spare ?? Buffer.allocUnsafeSlow(this.#lastSize);
       this.#spare = null;
     }
     return w;
@@ -133,6 +141,7 @@ export class FrameBatch {
     // The socket holds `base` until done; the next frame takes it back then, or a new one.
     w.buf = NONE;
     w.pos = 0;
+    this.#lastSize = Math.min(Math.max(base.length, INITIAL), SPARE_MAX);
     write(base.subarray(0, n), () => {
       if (sensitive) base.fill(0, 0, n);
       if (base.length <= SPARE_MAX && this.#spare === null) this.#spare = base;

@@ -167,7 +167,7 @@ export function normalize(algorithm: unknown, op: SubtleOperation, isKey: IsKey,
   if (rawName === undefined) fail.type(`${what} cannot be converted to 'Algorithm': its 'name' member is required`, { field: `${what}.name` });
   const given = toDOMString(rawName, `${what}.name`);
   const table = SUPPORTED[op];
-  const name = Object.keys(table).find((n) => n.toLowerCase() === given.toLowerCase());
+  const name = lookupName(op, given);
   if (name === undefined) {
     const digest = op !== 'digest' && Object.keys(SUPPORTED.digest).some((n) => n.toLowerCase() === given.toLowerCase());
     const why = digest ? `${given} is a digest and has no keys` : `Unrecognized algorithm name '${given.slice(0, 40)}'`;
@@ -175,10 +175,10 @@ export function normalize(algorithm: unknown, op: SubtleOperation, isKey: IsKey,
   }
   const dict: Dictionary = DICTIONARIES[table[name]!];
   const out: Record<string, unknown> = { name };
-  for (const member of Object.keys(dict).sort()) {
+  for (const member of sortedMembers(dict)) {
     const spec = dict[member]!;
-    const at = `${what}.${member}`;
     const v = source[member];
+    const at = `${what}.${member}`;
     if (v === undefined) {
       if (spec.required) fail.type(`${what} cannot be converted to '${table[name]}': its '${member}' member is required`, { field: at });
       continue;
@@ -187,6 +187,34 @@ export function normalize(algorithm: unknown, op: SubtleOperation, isKey: IsKey,
   }
   return out as Normalized;
 }
+
+/**
+ * The canonical name `given` matches case-insensitively in `op`'s table, as
+ * `Object.keys(table).find(n => n.toLowerCase() === given.toLowerCase())`
+ * finds it (first in table order), from a map built once per operation: a
+ * call then costs one toLowerCase instead of one per supported name.
+ */
+function lookupName(op: SubtleOperation, given: string): string | undefined {
+  let names = NAMES_BY_OP.get(op);
+  if (names === undefined) {
+    names = new Map();
+    for (const n of Object.keys(SUPPORTED[op])) if (!names.has(n.toLowerCase())) names.set(n.toLowerCase(), n);
+    NAMES_BY_OP.set(op, names);
+  }
+  return names.get(given.toLowerCase());
+}
+const NAMES_BY_OP = new Map<SubtleOperation, Map<string, string>>();
+
+/** A dictionary's members in the order WebIDL reads them (lexicographic), sorted once. */
+function sortedMembers(dict: Dictionary): readonly string[] {
+  let members = MEMBERS.get(dict);
+  if (members === undefined) {
+    members = Object.keys(dict).sort();
+    MEMBERS.set(dict, members);
+  }
+  return members;
+}
+const MEMBERS = new Map<Dictionary, readonly string[]>();
 
 function convertMember(v: unknown, spec: Member, at: string, isKey: IsKey): unknown {
   switch (spec.type) {
@@ -235,7 +263,11 @@ export function normalizeWrap(a: unknown, op: 'wrapKey' | 'unwrapKey', fallback:
 /** A normalized algorithm as the daemon reads it: bytes stay bytes, keys become handles (`handleOf`), a hash its dictionary. */
 export function toWire(alg: Normalized, handleOf: (v: unknown) => string | undefined): { name: string; [param: string]: CborValue } {
   const out: { name: string; [param: string]: CborValue } = { name: alg.name };
-  for (const [k, v] of Object.entries(alg)) {
+  // Object.keys, not entries: the same own members in the same order, without an array per member.
+  const keys = Object.keys(alg);
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i]!;
+    const v = alg[k];
     if (k === 'name' || v === undefined) continue;
     const handle = handleOf(v);
     if (handle !== undefined) out[k] = handle;

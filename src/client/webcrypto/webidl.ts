@@ -10,7 +10,7 @@ import { fail } from './errors.js';
 import { KEY_USAGES, type KeyUsage } from './rules.js';
 
 /** SubtleCrypto's methods refuse a call with too few arguments (WebIDL overload resolution). */
-export function requireArgs(method: string, args: IArguments | unknown[], required: number): void {
+export function requireArgs(method: string, args: IArguments | unknown[] | { readonly length: number }, required: number): void {
   if (args.length < required) {
     fail.type(`Failed to execute '${method}' on 'SubtleCrypto': ${required} arguments required, but only ${args.length} present`, {
       expected: required,
@@ -56,7 +56,14 @@ export function toSequence<T>(v: unknown, what: string, item: (x: unknown, at: s
  */
 export function toBufferSource(v: unknown, what: string): Uint8Array {
   if (v instanceof ArrayBuffer) return new Uint8Array(v.slice(0));
-  if (ArrayBuffer.isView(v)) return new Uint8Array(v.buffer.slice(v.byteOffset, v.byteOffset + v.byteLength));
+  if (ArrayBuffer.isView(v)) {
+    const n = v.byteLength;
+    // A new array and a set cost less than ArrayBuffer#slice (a runtime call per argument); a detached buffer (length 0) still goes through slice, which refuses it.
+    if (n === 0) return new Uint8Array(v.buffer.slice(v.byteOffset, v.byteOffset));
+    const out = new Uint8Array(n);
+    out.set(v instanceof Uint8Array ? v : new Uint8Array(v.buffer, v.byteOffset, n));
+    return out;
+  }
   return fail.type(`${what} is not an ArrayBuffer, a TypedArray or a DataView`, { field: what });
 }
 
