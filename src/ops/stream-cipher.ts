@@ -153,6 +153,10 @@ export const streamCipherOperations: Operation[] = [
      */
     op: Op.CIPHER_UPDATE,
     access: { kind: 'none' },
+    // Done synchronously (≤ 256 KiB), the stream holds none of `data`: whole segments are sealed
+    // or opened in place into new buffers, a partial one is copied into the stream's own; so a
+    // stream of updates reuses the connection's joining buffer.
+    keepsNoInput: true,
     handle: (ctx, raw) => step(ctx, raw, false),
   },
   {
@@ -163,6 +167,7 @@ export const streamCipherOperations: Operation[] = [
      */
     op: Op.CIPHER_FINAL,
     access: { kind: 'none' },
+    keepsNoInput: true,
     handle: (ctx, raw) => step(ctx, raw, true),
   },
 ];
