@@ -13,10 +13,10 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { Socket } from 'node:net';
 import { after, before, test } from 'node:test';
 import type { Client } from '../src/client/client.js';
 import { eventually } from './helpers/daemon.js';
+import { watchSockets } from './helpers/socket-watch.js';
 import { startManagedDaemon, type ManagedEnv } from './managed-env.js';
 
 let env: ManagedEnv;
@@ -29,24 +29,8 @@ before(async () => {
 after(async () => env.stop());
 
 /** Every buffer read from or written to a socket in this process while `fn` runs, kept by reference. */
-async function watchSockets<T>(fn: () => Promise<T>): Promise<{ result: T; seen: Buffer[] }> {
-  const seen: Buffer[] = [];
-  const realEmit = Socket.prototype.emit;
-  const realWrite = Socket.prototype.write;
-  Socket.prototype.emit = function (this: Socket, event: string | symbol, ...args: unknown[]) {
-    if (event === 'data' && Buffer.isBuffer(args[0])) seen.push(args[0]);
-    return (realEmit as (...a: unknown[]) => boolean).call(this, event, ...args);
-  } as typeof Socket.prototype.emit;
-  Socket.prototype.write = function (this: Socket, chunk: unknown, ...rest: unknown[]) {
-    if (Buffer.isBuffer(chunk)) seen.push(chunk);
-    return (realWrite as (...a: unknown[]) => boolean).call(this, chunk, ...rest);
-  } as typeof Socket.prototype.write;
-  try {
-    return { result: await fn(), seen };
-  } finally {
-    Socket.prototype.emit = realEmit;
-    Socket.prototype.write = realWrite;
-  }
+function watch<T>(fn: () => Promise<T>): Promise<{ result: T; seen: Buffer[] }> {
+  return watchSockets(fn, { reads: true });
 }
 
 async function assertGone(seen: Buffer[], secret: Uint8Array, what: string): Promise<void> {
@@ -58,7 +42,7 @@ async function assertGone(seen: Buffer[], secret: Uint8Array, what: string): Pro
 test('an exported managed key: the reply frame is zeroed on both sides; the caller gets its own copy', async () => {
   await admin.keys.create('export-me', { type: 'aes256-gcm' });
   await admin.keys.setPolicy('export-me', { exportable: true });
-  const { result, seen } = await watchSockets(() => admin.keys.export('export-me'));
+  const { result, seen } = await watch(() => admin.keys.export('export-me'));
   const copy = Buffer.from(result.material);
   assert.equal(copy.length, 32);
   await assertGone(seen, copy, 'KEY_EXPORT');
@@ -67,23 +51,23 @@ test('an exported managed key: the reply frame is zeroed on both sides; the call
 
 test('KEY_IMPORT: the request frame carrying the material is zeroed once written, on both sides', async () => {
   const material = randomBytes(32);
-  const { seen } = await watchSockets(() => admin.keys.import('imported', { type: 'aes256-gcm', material }));
+  const { seen } = await watch(() => admin.keys.import('imported', { type: 'aes256-gcm', material }));
   await assertGone(seen, material, 'KEY_IMPORT');
 });
 
 test("a data key's plaintext (generate with plaintext, unwrap): zeroed in the socket buffers", async () => {
   await admin.keys.create('dk-kek', { type: 'aes256-kwp', clients: { 'local/admin': ['datakey', 'datakey-plaintext'] } });
-  const g = await watchSockets(() => admin.dataKeys.generate({ kek: 'dk-kek', plaintext: true }));
+  const g = await watch(() => admin.dataKeys.generate({ kek: 'dk-kek', plaintext: true }));
   const key = Buffer.from(g.result.plaintext!);
   await assertGone(g.seen, key, 'DATAKEY_GENERATE');
-  const u = await watchSockets(() => admin.dataKeys.unwrap(g.result.wrappedKey));
+  const u = await watch(() => admin.dataKeys.unwrap(g.result.wrappedKey));
   assert.ok(Buffer.from(u.result).equals(key));
   await assertGone(u.seen, key, 'DATAKEY_UNWRAP');
 });
 
 test('RANDOM: the bytes are only in the caller\'s array', async () => {
   const array = new Uint8Array(64);
-  const { seen } = await watchSockets(() => admin.getRandomValues(array));
+  const { seen } = await watch(() => admin.getRandomValues(array));
   await assertGone(seen, array, 'RANDOM');
 });
 
@@ -91,10 +75,10 @@ test('MANAGED_DECRYPT on a KWP key (an unwrapped key), single and batch: zeroed 
   await admin.keys.create('kwp', { type: 'aes256-kwp' });
   const dek = randomBytes(32);
   const wrapped = await admin.encrypt('kwp', dek);
-  const one = await watchSockets(() => admin.decrypt('kwp', wrapped));
+  const one = await watch(() => admin.decrypt('kwp', wrapped));
   assert.ok(Buffer.from(one.result).equals(dek));
   await assertGone(one.seen, dek, 'MANAGED_DECRYPT');
-  const many = await watchSockets(() => admin.decryptBatch('kwp', [{ data: wrapped }]));
+  const many = await watch(() => admin.decryptBatch('kwp', [{ data: wrapped }]));
   assert.ok(Buffer.from(many.result[0] as Uint8Array).equals(dek));
   await assertGone(many.seen, dek, 'MANAGED_DECRYPT batch');
 });

@@ -9,10 +9,10 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { Socket } from 'node:net';
 import { after, before, test } from 'node:test';
 import type { Client } from '../src/client/client.js';
 import { eventually } from './helpers/daemon.js';
+import { watchSockets } from './helpers/socket-watch.js';
 import { startManagedDaemon, type ManagedEnv } from './managed-env.js';
 
 let env: ManagedEnv;
@@ -26,17 +26,8 @@ after(async () => env.stop());
 
 /** Buffers written to any socket while `fn` runs; each one kept by reference. */
 async function watchWrites<T>(fn: () => Promise<T>): Promise<{ result: T; written: Buffer[] }> {
-  const written: Buffer[] = [];
-  const real = Socket.prototype.write;
-  Socket.prototype.write = function (this: Socket, chunk: unknown, ...rest: unknown[]) {
-    if (Buffer.isBuffer(chunk)) written.push(chunk);
-    return (real as (...a: unknown[]) => boolean).call(this, chunk, ...rest);
-  } as typeof Socket.prototype.write;
-  try {
-    return { result: await fn(), written };
-  } finally {
-    Socket.prototype.write = real;
-  }
+  const { result, seen } = await watchSockets(fn);
+  return { result, written: seen };
 }
 
 test('the reply of MANAGED_DECRYPT on a KWP key (unwrapped key bytes) is unpooled and zeroed after the write', async () => {

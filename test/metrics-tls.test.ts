@@ -16,7 +16,7 @@ import { after, before, test } from 'node:test';
 import { createDaemon } from '../src/daemon/assemble.js';
 import { daemonConfig } from '../src/config/daemon-config.js';
 import { createLogger } from '../src/observe/logger.js';
-import { createTestPki, type TestPki } from './helpers/test-pki.js';
+import { createServerPki, type TestPki } from './helpers/test-pki.js';
 
 let pki: TestPki;
 const dirs: string[] = [];
@@ -28,16 +28,7 @@ function tempDir(prefix: string): string {
 }
 
 before(() => {
-  pki = createTestPki(tempDir('cm-tls-pki-'));
-  const client = 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n';
-  pki.makeCert('ca', 'cryptod test CA', null, '');
-  pki.makeCert('other-ca', 'some other CA', null, '');
-  pki.makeCert('server', 'localhost', 'ca', 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n');
-  pki.makeCert('prometheus', 'prometheus', 'ca', client);
-  pki.makeCert('victim', 'old-scraper', 'ca', client);
-  pki.makeCert('foreign', 'prometheus', 'other-ca', client);
-  pki.caDatabase();
-  pki.gencrl('crl-empty.pem');
+  pki = createServerPki(tempDir('cm-tls-pki-'), { prometheus: { cn: 'prometheus' }, victim: { cn: 'old-scraper' }, foreign: { cn: 'prometheus', ca: 'other-ca' } });
 });
 
 after(() => {

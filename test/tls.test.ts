@@ -20,7 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
 import { connect, type ConnectOptions } from '../src/client/client.js';
 import type { RefusedConnection } from '../src/daemon/access.js';
-import { createTestPki, type TestPki } from './helpers/test-pki.js';
+import { createServerPki, type TestPki } from './helpers/test-pki.js';
 import { silentLogger } from '../src/observe/logger.js';
 import { startDaemon, type Daemon, type DaemonOptions } from '../src/daemon/server.js';
 import { ConfigError, ConnectionClosedError, InvalidArgumentError } from '../src/protocol/errors.js';
@@ -41,18 +41,9 @@ function tempDir(): string {
 
 
 before(() => {
-  pki = createTestPki(tempDir());
-  const client = 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n';
-  pki.makeCert('ca', 'cryptod test CA', null, '');
-  pki.makeCert('other-ca', 'some other CA', null, '');
-  pki.makeCert('server', 'localhost', 'ca', 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n');
-  pki.makeCert('client', 'billing-svc', 'ca', client);
-  pki.makeCert('foreign', 'billing-svc', 'other-ca', client);
-  pki.makeCert('badname', 'two words', 'ca', client);
-  pki.makeCert('victim', 'victim-svc', 'ca', client);
-  // A minimal `openssl ca` database for revocations and CRLs.
-  pki.caDatabase();
-  pki.gencrl('crl-empty.pem');
+  pki = createServerPki(tempDir(), {
+    client: { cn: 'billing-svc' }, foreign: { cn: 'billing-svc', ca: 'other-ca' }, badname: { cn: 'two words' }, victim: { cn: 'victim-svc' },
+  });
 });
 
 /** The serial of a certificate as node:tls reports it (uppercase hex). */

@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { createDaemon, type AssembledDaemon } from '../src/daemon/assemble.js';
-import { createTestPki, type TestPki } from './helpers/test-pki.js';
+import { createServerPki, type TestPki } from './helpers/test-pki.js';
 import { daemonConfig } from '../src/config/daemon-config.js';
 import { createLogger } from '../src/observe/logger.js';
 import { openSqliteClientRegistry } from '../src/store/sqlite/client-registry.js';
@@ -36,16 +36,7 @@ function tempDir(prefix: string): string {
 
 
 before(() => {
-  pki = createTestPki(tempDir('cv-tls-pki-'));
-  const client = 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n';
-  pki.makeCert('ca', 'cryptod test CA', null, '');
-  pki.makeCert('other-ca', 'some other CA', null, '');
-  pki.makeCert('server', 'localhost', 'ca', 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n');
-  pki.makeCert('client', 'billing-svc', 'ca', client);
-  pki.makeCert('victim', 'victim-svc', 'ca', client);
-  pki.makeCert('foreign', 'billing-svc', 'other-ca', client);
-  pki.caDatabase();
-  pki.gencrl('crl-empty.pem');
+  pki = createServerPki(tempDir('cv-tls-pki-'), { client: { cn: 'billing-svc' }, victim: { cn: 'victim-svc' }, foreign: { cn: 'billing-svc', ca: 'other-ca' } });
 });
 
 after(() => {

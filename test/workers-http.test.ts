@@ -23,7 +23,7 @@ import { after, test } from 'node:test';
 import { connect } from '../src/client/client.js';
 import { runCli, startCliDaemon, type CliDaemon } from './helpers/cli-daemon.js';
 import { eventually } from './helpers/daemon.js';
-import { createTestPki } from './helpers/test-pki.js';
+import { createServerPki } from './helpers/test-pki.js';
 
 const require = createRequire(import.meta.url);
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -213,14 +213,7 @@ test('--workers 2 --http tcp://127.0.0.1:0: one port for both workers, node-vaul
 test('--workers 2 --http on HTTPS: both workers serve client certificates; SIGHUP with a new CRL closes and refuses a revoked certificate in every worker', { timeout: 180_000 }, async () => {
   const pkiDir = mkdtempSync(join(tmpdir(), 'cd-hw-pki-'));
   cleanups.push(async () => rmSync(pkiDir, { recursive: true, force: true }));
-  const pki = createTestPki(pkiDir);
-  const clientExt = 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n';
-  pki.makeCert('ca', 'cryptod test CA', null, '');
-  pki.makeCert('server', 'localhost', 'ca', 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n');
-  pki.makeCert('keeper', 'keeper-svc', 'ca', clientExt);
-  pki.makeCert('victim', 'victim-svc', 'ca', clientExt);
-  pki.caDatabase();
-  pki.gencrl('crl-empty.pem');
+  const pki = createServerPki(pkiDir, { keeper: { cn: 'keeper-svc' }, victim: { cn: 'victim-svc' } });
   const crl = join(pkiDir, 'crl.pem');
   copyFileSync(pki.file('crl-empty.pem'), crl);
 

@@ -57,3 +57,26 @@ export function createTestPki(dir: string): TestPki {
     file: (name) => join(dir, name),
   };
 }
+
+/** X.509v3 extensions of a TLS client certificate. */
+export const CLIENT_CERT_EXT = 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n';
+/** X.509v3 extensions of the server certificate, for 127.0.0.1 and localhost. */
+export const SERVER_CERT_EXT = 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n';
+
+/**
+ * The PKI the TLS tests share: the client CA 'ca', a CA the daemon does not
+ * trust ('other-ca'), the server certificate 'server' (127.0.0.1,
+ * localhost), one client certificate per entry of `clients` (file name →
+ * subject CN and issuing CA, 'ca' unless given), an `openssl ca` database for
+ * revocations, and an empty CRL 'crl-empty.pem'.
+ */
+export function createServerPki(dir: string, clients: Record<string, { cn: string; ca?: 'ca' | 'other-ca' }>): TestPki {
+  const pki = createTestPki(dir);
+  pki.makeCert('ca', 'cryptod test CA', null, '');
+  pki.makeCert('other-ca', 'some other CA', null, '');
+  pki.makeCert('server', 'localhost', 'ca', SERVER_CERT_EXT);
+  for (const [name, { cn, ca }] of Object.entries(clients)) pki.makeCert(name, cn, ca ?? 'ca', CLIENT_CERT_EXT);
+  pki.caDatabase();
+  pki.gencrl('crl-empty.pem');
+  return pki;
+}
