@@ -11,7 +11,7 @@ import { assertClientName, assertUid, type ClientRecord, type ClientRegistry, ty
 import { DECOY_DIGEST, digestsMatch, issueToken, parseToken } from '../../auth/tokens.js';
 import { CryptodError, InternalError, InvalidArgumentError, NotFoundError } from '../../protocol/errors.js';
 import { redactUrl } from './connection-string.js';
-import { guardClient, isUnavailable, storeError } from './pg-errors.js';
+import { guardClient, inTransaction, storeError } from './pg-errors.js';
 import { PG_DEFAULTS, openMigratedPool } from './pg-store.js';
 
 export interface PostgresClientRegistryOptions {
@@ -139,20 +139,7 @@ export class PostgresClientRegistry implements ClientRegistry {
     } catch (err) {
       throw storeError(`the client registry failed to ${what}`, this.#where, err);
     }
-    let broken = false;
-    try {
-      await client.query('BEGIN');
-      const result = await f(client);
-      await client.query('COMMIT');
-      return result;
-    } catch (err) {
-      broken = isUnavailable(err);
-      if (!broken) await client.query('ROLLBACK').catch(() => { broken = true; });
-      if (err instanceof CryptodError) throw err;
-      throw storeError(`the client registry failed to ${what}`, this.#where, err);
-    } finally {
-      client.release(broken);
-    }
+    return inTransaction(client, f, (err) => (err instanceof CryptodError ? err : storeError(`the client registry failed to ${what}`, this.#where, err)));
   }
 }
 

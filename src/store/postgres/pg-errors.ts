@@ -61,3 +61,25 @@ export function guardClient(client: pg.PoolClient): pg.PoolClient {
   }
   return client;
 }
+
+/**
+ * `f` in a transaction of its own on `client`, which is released afterwards:
+ * a connection the server dropped (or whose ROLLBACK failed) is destroyed
+ * instead of going back to the pool. A failure of `f` or of COMMIT is
+ * thrown as `wrap` makes it.
+ */
+export async function inTransaction<T>(client: pg.PoolClient, f: (c: pg.PoolClient) => Promise<T>, wrap: (err: unknown) => Error): Promise<T> {
+  let broken = false;
+  try {
+    await client.query('BEGIN');
+    const result = await f(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (err) {
+    broken = isUnavailable(err);
+    if (!broken) await client.query('ROLLBACK').catch(() => { broken = true; });
+    throw wrap(err);
+  } finally {
+    client.release(broken);
+  }
+}

@@ -36,7 +36,7 @@ import { SerialQueue } from '../serial-queue.js';
 import { redactUrl } from './connection-string.js';
 import { migrate } from './migrations.js';
 import { ChangeNotifications } from './notifications.js';
-import { guardClient, isUnavailable, storeError } from './pg-errors.js';
+import { guardClient, inTransaction, isUnavailable, storeError } from './pg-errors.js';
 import * as sql from './queries.js';
 import { PgReaderView, PgTxView } from './views.js';
 
@@ -215,19 +215,7 @@ export class PostgresKeystore implements Keystore {
   async withConnection<T>(op: string, f: (q: sql.Queryable) => Promise<T>): Promise<T> {
     if (this.#closing) throw closedError();
     const client = await this.#connect(op);
-    let broken = false;
-    try {
-      await client.query('BEGIN');
-      const result = await f(client);
-      await client.query('COMMIT');
-      return result;
-    } catch (err) {
-      broken = isUnavailable(err);
-      if (!broken) await client.query('ROLLBACK').catch(() => { broken = true; });
-      throw storeError(op, this.where, err);
-    } finally {
-      client.release(broken);
-    }
+    return inTransaction(client, f, (err) => storeError(op, this.where, err));
   }
 
   async close(): Promise<void> {
