@@ -43,7 +43,7 @@ import { openPostgresKeystore, PostgresKeystore, type PostgresKeystoreOptions } 
 import { PostgresLeaseStore, PostgresMemberStore } from '../store/postgres/fleet-store.js';
 import { SqliteLeaseStore, SqliteMemberStore } from '../store/sqlite/fleet-store.js';
 import { Membership } from '../store/members.js';
-import { StoreUnavailableError } from '../protocol/errors.js';
+import { NotAcknowledgedError, StoreUnavailableError } from '../protocol/errors.js';
 import { Lease } from '../store/lease.js';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
@@ -250,7 +250,18 @@ export async function openManagedKeys(options: OpenManagedKeysOptions): Promise<
       }
     },
     async acknowledge() {
-      await membership.awaitAcknowledged(await store.generation(), ackTimeoutMs);
+      let generation: number;
+      try {
+        generation = await store.generation();
+      } catch (err) {
+        // Called after a commit: the change happened, only its acknowledgement cannot be waited for.
+        throw new NotAcknowledgedError(
+          'the change is committed, but the keystore could not be read to wait for the other daemons to acknowledge it; ' +
+            'each stops serving managed keys when its heartbeat lapses',
+          { cause: err, detail: { generation: null, laggards: 'unknown (the store could not be read)', timeoutMs: ackTimeoutMs } },
+        );
+      }
+      await membership.awaitAcknowledged(generation, ackTimeoutMs);
     },
     close() {
       closing ??= (async () => {

@@ -12,12 +12,17 @@
  * A step that fails before its transaction commits destroys the material it
  * made and leaves the snapshot as it was; material handed to the reload is
  * held by the new entries and destroyed here only if nothing took it.
+ *
+ * Once COMMIT has returned the write is done, and the caller is told so even
+ * when the reload after it fails (the store went away in between, a KEK that
+ * does not answer): reporting a committed write as failed makes the caller
+ * repeat it, or believe a destroy did not happen. See #loadCommitted.
  */
 import type { KekProvider } from '../kek/provider.js';
 import type { TokenKeys } from '../kek/token-keys.js';
 import type { Logger } from '../observe/logger.js';
 import {
-  ForbiddenError, InternalError, InvalidArgumentError, NotExtractableError, NotFoundError, UnsupportedError,
+  CryptodError, ForbiddenError, InternalError, InvalidArgumentError, NotExtractableError, NotFoundError, UnsupportedError,
 } from '../protocol/errors.js';
 import type { Keystore } from '../store/keystore.js';
 import type { BudgetOptions } from './budget.js';
@@ -27,7 +32,7 @@ import { EPOCH_MASTER_BYTES } from './epoch.js';
 import { newMasterMaterial, newTokenVersion, newVersionMaterial, tokenRefOf, type KeyMaterial } from './material.js';
 import { keyTypeInfo, type ManagedKeyType } from './model.js';
 import { effectivePolicy, KeyConfigError, parsePolicyInput, policyArgumentError, POLICY_FIELDS, type PolicyInput, type PolicyIssue } from './policy.js';
-import type { FreshMap } from './refresher.js';
+import { readBack, type FreshMap, type StoredKey } from './refresher.js';
 import { readForTransfer, writeTransfer, type TransferKey } from './transfer.js';
 import { firstWindow } from './rotation.js';
 import { selectOutbound } from './selection.js';
@@ -50,7 +55,7 @@ export interface ManagementContext {
   /** The current snapshot holds key `name`. */
   has(name: string): boolean;
   /** Read keys back from the keystore and swap them in, taking over `fresh` material. */
-  reload(names: readonly string[], fresh?: FreshMap): Promise<void>;
+  reload(names: readonly string[], fresh?: FreshMap, stored?: readonly StoredKey[]): Promise<void>;
   /** Drop keys from the snapshot (their next reload starts from nothing). */
   forget(names: readonly string[]): void;
 }
@@ -78,16 +83,20 @@ export class KeyManagement {
     }
     const now = this.#c.clock.now();
     const { prepared, material } = await this.#prepareFirst(name, parsed, now, options.material);
+    let stored: StoredKey[];
     try {
-      await this.#c.store.transaction(async (tx) => {
+      stored = await this.#c.store.transaction(async (tx) => {
         if ((await tx.getKey(name)) !== undefined) throw new InvalidArgumentError(`a managed key named '${name}' already exists`, { detail: { key: name } });
         await writeNewKey(tx, name, parsed, options.origin ?? 'api', prepared, now, neverExportable);
+        return readBack(tx, [name]);
       });
     } catch (err) {
-      await this.#discard(name, 1, material);
+      await this.#discard(name, 1, material, err);
       throw err;
     }
-    await this.#c.reload([name], new Map([[name, new Map([[1, { material, granted: prepared.granted }]])]]));
+    const failed = await this.#loadCommitted('create', stored, 'keep', new Map([[name, new Map([[1, { material, granted: prepared.granted }]])]]));
+    if (material.holders === 0) material.destroy();
+    if (failed !== null) throw committedButNotLoaded('created', name, failed);
   }
 
   /** KeyManager.setPolicy, up to the reload. Resolves to whether the key became exportable, and backup-able. */
@@ -131,10 +140,10 @@ export class KeyManagement {
       if (issues.length === 0) issues.push(...changeIssues(name, old, { type: old.type, policy, derived }, versions, now));
       if (issues.length > 0) throw policyArgumentError(issues.map((i) => ({ ...i, key: name })));
       await writePolicy(tx, record, old, spec, policy, old.origin, versions, now);
-      return { madeExportable: flips, allowedBackup: allowsBackup };
+      return { change: { madeExportable: flips, allowedBackup: allowsBackup }, stored: await readBack(tx, [name]) };
     });
-    await this.#c.reload([name]);
-    return flipped;
+    await this.#loadCommitted('setPolicy', flipped.stored, 'forget');
+    return flipped.change;
   }
 
   /** KeyManager.applyConfig. */
@@ -166,13 +175,14 @@ export class KeyManagement {
         const r = await applyDefinitions(tx, parsed, prepared, now);
         if (r.issues.length > 0) throw new KeyConfigError(r.issues);
         if (r.missing.length > 0) throw new InternalError(`keys ${r.missing.join(', ')} vanished from the keystore during the reload; retry`);
-        return r.changes;
+        const c = r.changes;
+        return { ...c, stored: await readBack(tx, [...c.created, ...c.updated, ...c.enabled, ...c.disabled]) };
       });
       created = changes.created;
-      const touched = [...changes.created, ...changes.updated, ...changes.enabled, ...changes.disabled];
-      if (touched.length > 0) await this.#c.reload(touched, fresh);
-      this.#c.log.info('key configuration applied', { ...changes });
-      return changes;
+      if (changes.stored.length > 0) await this.#loadCommitted('applyConfig', changes.stored, 'forget', fresh);
+      const { stored: _, ...applied } = changes;
+      this.#c.log.info('key configuration applied', { ...applied });
+      return applied;
     } finally {
       for (const [name, versions] of fresh) {
         for (const [v, f] of versions) {
@@ -190,7 +200,7 @@ export class KeyManagement {
       throw new InvalidArgumentError(`expected 'below' to be a version number from 1 to 4294967295, got ${String(below)}`, { detail: { key: name, field: 'below' } });
     }
     const now = this.#c.clock.now();
-    const destroyed = await this.#c.store.transaction(async (tx) => {
+    const trimmed = await this.#c.store.transaction(async (tx) => {
       const record = await tx.getKey(name);
       if (record === undefined) throw new NotFoundError(`no managed key named '${name}'`, { detail: { key: name } });
       const decoded = decodeRecord(record);
@@ -213,9 +223,10 @@ export class KeyManagement {
         await tx.destroyVersionMaterial(name, v.version);
         out.push({ version: v.version, wrapped: decoded.provider === null ? null : v.wrapped });
       }
-      return out;
+      return { out, stored: out.length > 0 ? await readBack(tx, [name]) : [] };
     });
-    if (destroyed.length > 0) await this.#c.reload([name]);
+    if (trimmed.out.length > 0) await this.#loadCommitted('trim', trimmed.stored, 'forget');
+    const destroyed = trimmed.out;
     await this.#destroyTokenObjects(name, destroyed);
     this.#c.log.info('key trimmed', { key: name, below, destroyed: destroyed.length });
     return destroyed.map((d) => d.version);
@@ -224,7 +235,7 @@ export class KeyManagement {
   /** KeyManager.destroy. */
   async destroy(name: string): Promise<number[]> {
     const now = this.#c.clock.now();
-    const destroyed = await this.#c.store.transaction(async (tx) => {
+    const written = await this.#c.store.transaction(async (tx) => {
       const record = await tx.getKey(name);
       if (record === undefined) throw new NotFoundError(`no managed key named '${name}'`, { detail: { key: name } });
       if (decodeRecord(record).policy.deletionProtection) {
@@ -238,9 +249,10 @@ export class KeyManagement {
         out.push({ version: v.version, wrapped: held ? v.wrapped : null });
       }
       await tx.putKey({ ...record, disabled: true, updatedAt: now });
-      return out;
+      return { out, stored: await readBack(tx, [name]) };
     });
-    await this.#c.reload([name]);
+    await this.#loadCommitted('destroy', written.stored, 'forget');
+    const destroyed = written.out;
     await this.#destroyTokenObjects(name, destroyed);
     this.#c.log.info('key destroyed', { key: name, versions: destroyed.length });
     return destroyed.map((d) => d.version);
@@ -253,12 +265,41 @@ export class KeyManagement {
 
   /** KeyManager.restore: write `k` under this daemon's KEK, then load it. Resolves to whether a key was replaced. */
   async restore(k: TransferKey, force: boolean): Promise<boolean> {
-    const replaced = await writeTransfer(this.#c.store, this.#c.kek, k, force, this.#c.clock.now());
+    const { replaced, stored } = await writeTransfer(this.#c.store, this.#c.kek, k, force, this.#c.clock.now());
     // A replaced key's versions share numbers with the ones held now, not bytes.
     if (replaced) this.#c.forget([k.name]);
-    await this.#c.reload([k.name]);
+    const failed = await this.#loadCommitted('restore', stored, 'forget');
+    if (failed !== null) throw committedButNotLoaded('restored', k.name, failed);
     this.#c.log.info('key restored', { key: k.name, versions: k.versions.length, replaced });
     return replaced;
+  }
+
+  /**
+   * Load what a committed write wrote, from the rows its transaction read
+   * back (no second trip to a store that may have gone away since the
+   * COMMIT). The write is durable from COMMIT on, so a load that fails now
+   * (a KEK that does not answer) must not fail the call as if nothing had
+   * happened: the caller would repeat a write that happened. The generation
+   * this process has caught up with is still below the write's, so the next
+   * refresh (poll, NOTIFY, or a request's miss) loads the keys anyway. Until then, `keep` leaves the entries held as they were —
+   * a create or rotation only adds, and the old current version is still
+   * valid, as it is in every daemon that has not caught up yet — and
+   * `forget` drops them, because a key held in its old form must not outlive
+   * a destroy, trim, disable or policy change that committed. Resolves to
+   * the load's error, or null.
+   */
+  async #loadCommitted(op: string, stored: readonly StoredKey[], onFailure: 'keep' | 'forget', fresh?: FreshMap): Promise<unknown> {
+    const names = stored.map((k) => k.name);
+    try {
+      await this.#c.reload(names, fresh, stored);
+      return null;
+    } catch (err) {
+      if (onFailure === 'forget') this.#c.forget(names);
+      this.#c.log.warn(`${op} committed, but the keys could not be loaded; the next refresh loads them`, {
+        keys: names, held: onFailure === 'keep' ? 'as before' : 'dropped until then', error: (err as Error).message,
+      });
+      return err;
+    }
   }
 
   /** Generate (or import) and wrap version 1 of a new key, before its transaction. */
@@ -281,10 +322,15 @@ export class KeyManagement {
    * object destroyed in the token (best effort: a token away now leaves an
    * orphan object, logged with its label so it can be removed by hand).
    */
-  async #discard(name: string, version: number, material: KeyMaterial): Promise<void> {
+  async #discard(name: string, version: number, material: KeyMaterial, failure?: unknown): Promise<void> {
     const held = material.kind === 'token' && !material.destroyed ? material.token : null;
     material.destroy();
     if (held === null || this.#c.tokens === undefined) return;
+    if (failure instanceof CryptodError && failure.detail?.commitUnknown === true) {
+      // The row naming this object may have been committed: destroying the object could break a stored version.
+      this.#c.log.warn('token object of a version whose commit is unknown kept in the token', { key: name, version, provider: held.ref.provider });
+      return;
+    }
     await this.#c.tokens.destroy(held.ref, name, version).catch((err: unknown) => {
       this.#c.log.warn('token object of an unwritten version left in the token', { key: name, version, provider: held.ref.provider, error: (err as Error).message });
     });
@@ -336,29 +382,43 @@ export class KeyManagement {
         ? await newVersionMaterial(this.#c.kek, type, name, p.version)
         : await newTokenVersion(this.#c.kek, this.#c.tokens, provider, name, p.version);
       const granted = this.#initialGrant(type);
-      let written: boolean;
+      let written: StoredKey[] | null;
       try {
         written = await this.#c.store.transaction(async (tx) => {
           const rec = await tx.getKey(name);
           const vs = await tx.getVersions(name);
           const again = rec === undefined ? null : plan(vs, rec, now);
-          if (again === null || JSON.stringify(again) !== JSON.stringify(p)) return false;
+          if (again === null || JSON.stringify(again) !== JSON.stringify(p)) return null;
           await writeRotation(tx, name, p, vs, blob, this.#c.kek.id, granted, now);
-          return true;
+          return readBack(tx, [name]);
         });
       } catch (err) {
-        await this.#discard(name, p.version, material);
+        await this.#discard(name, p.version, material, err);
         throw err;
       }
-      if (!written) {
+      if (written === null) {
         await this.#discard(name, p.version, material);
         continue;
       }
       this.#c.log.info('key rotated', { key: name, version: p.version, notBefore: p.window.notBefore, notAfter: p.window.notAfter });
-      await this.#c.reload([name], new Map([[name, new Map([[p.version, { material, granted }]])]]));
+      await this.#loadCommitted('rotate', written, 'keep', new Map([[name, new Map([[p.version, { material, granted }]])]]));
       if (material.holders === 0) material.destroy();
       return p.version;
     }
     throw new InternalError(`rotation of key '${name}' kept racing with other processes; retry`);
   }
+}
+
+/**
+ * A create or restore whose COMMIT returned but whose key could not be
+ * loaded, so there is no description to answer with: the load's error, said
+ * to be after the commit (`detail.committed`), so that nobody repeats it.
+ */
+function committedButNotLoaded(done: string, name: string, err: unknown): CryptodError {
+  const cause = err instanceof CryptodError ? err : new InternalError('the key could not be loaded', { cause: err });
+  return new CryptodError(
+    cause.code,
+    `key '${name}' was ${done} (committed), but this daemon could not load it yet: ${cause.message}; it is loaded by the next refresh — do not repeat the write`,
+    { cause: err, detail: { ...cause.detail, key: name, committed: true } },
+  );
 }

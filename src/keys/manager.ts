@@ -152,7 +152,7 @@ export class KeyManager {
     this.#management = new KeyManagement({
       store, kek, tokens: o.tokens, clock, log, budget,
       has: (name) => this.#cell.current.keys.has(name),
-      reload: (names, fresh) => this.#refresher.reload(names, fresh),
+      reload: (names, fresh, stored) => this.#refresher.reload(names, fresh, stored),
       forget: (names) => this.#refresher.forget(names),
     });
   }

@@ -3,7 +3,7 @@
  * processes write too (design note 3): read keys back, rebuild their entries
  * (loader.ts) and publish them in one swap.
  *
- *   reload(names)  ─▶ read records ─▶ buildEntry each ─▶ reserveFirst ─▶ publish ─▶ plan timers
+ *   reload(names)  ─▶ read records (or take a write's own) ─▶ buildEntry each ─▶ reserveFirst ─▶ publish ─▶ plan timers
  *   reloadAll()    ─▶ every stored name, and every held name the store no longer has
  *   refresh()      ─▶ only what changed since the generation last seen
  *   soon()         ─▶ one shared refresh for every miss until it starts, MIN_REFRESH_GAP_MS apart
@@ -15,7 +15,7 @@
 import type { KekProvider } from '../kek/provider.js';
 import type { TokenKeys } from '../kek/token-keys.js';
 import type { Logger } from '../observe/logger.js';
-import type { Keystore, KeyVersionRecord, ManagedKeyRecord } from '../store/keystore.js';
+import type { Keystore, KeystoreReader, KeyVersionRecord, ManagedKeyRecord } from '../store/keystore.js';
 import type { BudgetOptions, InvocationBudget } from './budget.js';
 import type { Clock } from './clock.js';
 import { buildEntry, type BuiltEntry, type FreshVersion } from './loader.js';
@@ -61,6 +61,20 @@ export interface RefresherContext {
   refresh(): Promise<unknown>;
 }
 
+/** A key as stored: its record (undefined when there is none) and its versions. */
+export interface StoredKey {
+  readonly name: string;
+  readonly record: ManagedKeyRecord | undefined;
+  readonly versions: KeyVersionRecord[];
+}
+
+/** `names` as `r` sees them (inside a write transaction: with its own writes). */
+export async function readBack(r: KeystoreReader, names: readonly string[]): Promise<StoredKey[]> {
+  const out: StoredKey[] = [];
+  for (const name of names) out.push({ name, record: await r.getKey(name), versions: await r.getVersions(name) });
+  return out;
+}
+
 export class Refresher {
   readonly #c: RefresherContext;
   /** The keystore generation this process has caught up with. */
@@ -89,14 +103,15 @@ export class Refresher {
     this.#generation = Math.max(this.#generation, generation);
   }
 
-  /** Read `names` back from the keystore, rebuild their entries and swap. */
-  async reload(names: readonly string[], fresh: FreshMap = new Map()): Promise<void> {
+  /**
+   * Read `names` back from the keystore, rebuild their entries and swap.
+   * `stored`: the rows as a write of this process committed them (readBack
+   * in its transaction), so that loading what it wrote needs no second trip
+   * to the store, which may have gone away since the COMMIT.
+   */
+  async reload(names: readonly string[], fresh: FreshMap = new Map(), stored?: readonly StoredKey[]): Promise<void> {
     const c = this.#c;
-    const rows = await c.store.read(async (r) => {
-      const out: Array<{ name: string; record: ManagedKeyRecord | undefined; versions: KeyVersionRecord[] }> = [];
-      for (const name of names) out.push({ name, record: await r.getKey(name), versions: await r.getVersions(name) });
-      return out;
-    });
+    const rows = stored ?? await c.store.read((r) => readBack(r, names));
     const now = c.clock.now();
     const current = c.keys();
     const ctx = {

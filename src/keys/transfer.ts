@@ -21,6 +21,7 @@ import { assertNewKeyName, decodeRecord } from './definition.js';
 import { EPOCH_MASTER_BYTES } from './epoch.js';
 import { materialFromBytes, wrapMaterial } from './material.js';
 import type { ManagedKeyType } from './model.js';
+import { readBack, type StoredKey } from './refresher.js';
 
 /** One version as it travels; `material` is null exactly for destroyed versions. */
 export interface TransferVersion {
@@ -89,7 +90,7 @@ export async function readForTransfer(store: Keystore, kek: KekProvider, name: s
  * versions the backup lacks are destroyed, so the key becomes the backup's.
  * The caller keeps (and zeroes) `k`. Resolves to whether a key was replaced.
  */
-export async function writeTransfer(store: Keystore, kek: KekProvider, k: TransferKey, force: boolean, now: number): Promise<boolean> {
+export async function writeTransfer(store: Keystore, kek: KekProvider, k: TransferKey, force: boolean, now: number): Promise<{ replaced: boolean; stored: StoredKey[] }> {
   const { name } = k;
   assertNewKeyName(name);
   const record = { name, type: k.type, policy: { ...k.policy, origin: 'api' }, createdAt: k.createdAt, updatedAt: now, disabled: k.disabled };
@@ -130,7 +131,7 @@ export async function writeTransfer(store: Keystore, kek: KekProvider, k: Transf
       if (r.state === 'destroyed' && stored.some((s) => s.version === r.version)) await tx.destroyVersionMaterial(name, r.version);
       else await tx.putVersion(r);
     }
-    return existing !== undefined;
+    return { replaced: existing !== undefined, stored: await readBack(tx, [name]) };
   });
 }
 

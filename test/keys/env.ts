@@ -17,10 +17,12 @@ export const MIN = 60 * SEC;
 export const HOUR = 60 * MIN;
 export const DAY = 24 * HOUR;
 
-/** Delegates to a real KEK; `failWraps` makes the next n wraps throw. */
+/** Delegates to a real KEK; `failWraps` (`failUnwraps`) makes the next n wraps (unwraps) throw. */
 export class FlakyKek implements KekProvider {
   readonly #inner: KekProvider;
   failWraps = 0;
+  /** The next n unwraps throw. */
+  failUnwraps = 0;
   wraps = 0;
   unwraps = 0;
   wrapAttempts: number[] = [];
@@ -46,6 +48,10 @@ export class FlakyKek implements KekProvider {
   }
 
   async unwrap(blob: Uint8Array, aad: Uint8Array): Promise<Buffer> {
+    if (this.failUnwraps > 0) {
+      this.failUnwraps--;
+      throw new OperationError('injected KEK failure');
+    }
     this.unwraps++;
     return this.#inner.unwrap(blob, aad);
   }
