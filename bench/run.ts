@@ -254,7 +254,11 @@ async function main(): Promise<void> {
     }
 
     // ── large inputs: SHA-256 and AES-256-GCM streams, `cryptod digest` ──
-    await compare(hashStreamSides(client, STREAM_MIB, daemonCpu));
+    {
+      const inline = await connect({ socket, clientName: 'bench-inline', windows: false });
+      await compare(hashStreamSides(client, STREAM_MIB, daemonCpu, inline));
+      await inline.close();
+    }
     await compare(await digestFileSides(dir, socket, STREAM_MIB, daemonCpu, join(repo, 'dist/src/cli/main.js')));
     await compare(aeadStreamSides(client, STREAM_MIB, daemonCpu));
 

@@ -56,7 +56,8 @@ async function run(): Promise<void> {
       return st.process.cpuUserUs + st.process.cpuSystemUs;
     };
     const sets: Side[][] = [];
-    if (ROWS.has('hash')) sets.push(hashStreamSides(client, STREAM_MIB, daemonCpu));
+    const inline = await connect({ socket, clientName: 'bench-streams', windows: false });
+    if (ROWS.has('hash')) sets.push(hashStreamSides(client, STREAM_MIB, daemonCpu, inline));
     if (ROWS.has('digest')) sets.push(await digestFileSides(dir, socket, STREAM_MIB, daemonCpu, main));
     if (ROWS.has('aead')) sets.push(aeadStreamSides(client, STREAM_MIB, daemonCpu));
     if (session !== null) {

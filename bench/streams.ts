@@ -30,8 +30,28 @@ async function timed(mib: number, cpu: CpuProbe | undefined, body: () => Promise
   return r;
 }
 
-/** SHA-256 over `mib` MiB in 1 MiB chunks. */
-export function hashStreamSides(client: Client, mib: number, daemonCpu: CpuProbe): Side[] {
+/** The hash-context side: SHA-256 over `mib` MiB of `chunk`, updates streamed. */
+function hashContextRun(client: Client, chunk: Buffer, mib: number, daemonCpu: CpuProbe): () => Promise<Result> {
+  return () => timed(mib, daemonCpu, async () => {
+    const h = client.createHash('SHA-256');
+    // Not awaited one by one: the context streams its updates (src/client/contexts.ts).
+    const sent: Promise<void>[] = [];
+    for (let i = 0; i < mib; i++) {
+      const u = h.update(chunk);
+      sent.push(u);
+      if (sent.length >= 8) await sent.shift();
+    }
+    await Promise.all(sent);
+    await h.digest();
+  });
+}
+
+/**
+ * SHA-256 over `mib` MiB in 1 MiB chunks. `client` uses a shared-memory
+ * window where it can (docs/protocol.md §6.16); `inline`, a client connected
+ * with `windows: false`, adds the side that sends every byte through the socket.
+ */
+export function hashStreamSides(client: Client, mib: number, daemonCpu: CpuProbe, inline?: Client): Side[] {
   const chunk = randomBytes(MiB);
   const workload = `SHA-256 ${mib} MiB stream`;
   return [
@@ -43,27 +63,14 @@ export function hashStreamSides(client: Client, mib: number, daemonCpu: CpuProbe
         h.digest();
       }),
     },
-    {
-      workload, mode: 'cryptod hash context, 1 MiB chunks', kind: 'cryptod',
-      run: () => timed(mib, daemonCpu, async () => {
-        const h = client.createHash('SHA-256');
-        // Not awaited one by one: the context streams its updates (src/client/contexts.ts).
-        const sent: Promise<void>[] = [];
-        for (let i = 0; i < mib; i++) {
-          const u = h.update(chunk);
-          sent.push(u);
-          if (sent.length >= 8) await sent.shift();
-        }
-        await Promise.all(sent);
-        await h.digest();
-      }),
-    },
+    { workload, mode: 'cryptod hash context, 1 MiB chunks (shared-memory window)', kind: 'cryptod', run: hashContextRun(client, chunk, mib, daemonCpu) },
+    ...(inline === undefined ? [] : [{ workload, mode: 'cryptod hash context, 1 MiB chunks, through the socket', kind: 'cryptod' as const, run: hashContextRun(inline, chunk, mib, daemonCpu) }]),
   ];
 }
 
-function runCommand(file: string, args: readonly string[]): Promise<string> {
+function runCommand(file: string, args: readonly string[], env?: NodeJS.ProcessEnv): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'inherit'], ...(env === undefined ? {} : { env }) });
     let out = '';
     child.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
     child.once('error', reject);
@@ -91,6 +98,10 @@ export async function digestFileSides(dir: string, socket: string, mib: number, 
     {
       workload, mode: 'cryptod digest --algorithm SHA-256 FILE', kind: 'cryptod',
       run: () => timed(mib, daemonCpu, async () => check(await runCommand(process.execPath, [main, 'digest', '--algorithm', 'SHA-256', '--socket', socket, file]), 'cryptod digest')),
+    },
+    {
+      workload, mode: 'cryptod digest FILE, CRYPTOD_NO_WINDOWS=1 (through the socket)', kind: 'cryptod',
+      run: () => timed(mib, daemonCpu, async () => check(await runCommand(process.execPath, [main, 'digest', '--algorithm', 'SHA-256', '--socket', socket, file], { ...process.env, CRYPTOD_NO_WINDOWS: '1' }), 'cryptod digest')),
     },
   ];
 }

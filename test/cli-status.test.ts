@@ -28,9 +28,9 @@ test('clients are one aligned row each, counts right-aligned', () => {
   assert.match(text, /^cryptod 0 {2}pid 1 {2}up 1m1s$/m);
   const rows = text.split('\n').filter((l) => l.startsWith('CLIENT') || l.startsWith('uid:'));
   assert.deepEqual(rows, [
-    'CLIENT             CONNS  NODES  BUSY  KEY  HASH  HMAC  CIPHER',
-    'uid:0/cryptod-cli      1      0     0    0     0     0       0',
-    'uid:1000/web           1      3     1    2     1     0       0',
+    'CLIENT             CONNS  NODES  BUSY  KEY  HASH  HMAC  CIPHER  WINDOW',
+    'uid:0/cryptod-cli      1      0     0    0     0     0       0       0',
+    'uid:1000/web           1      3     1    2     1     0       0       0',
   ]);
 });
 

@@ -149,7 +149,7 @@ test('status --json reports nodes; the table lists the clients; CRYPTOD_SOCKET a
     // …while the flag wins over the environment.
     const viaFlag = await run(['status', '--socket', socket], { env: cleanEnv({ CRYPTOD_SOCKET: join(dir, 'nothing.sock') }) });
     assert.equal(viaFlag.code, 0, viaFlag.stderr);
-    assert.match(viaFlag.stdout, /^CLIENT\s+CONNS\s+NODES\s+BUSY\s+KEY\s+HASH\s+HMAC\s+CIPHER$/m);
+    assert.match(viaFlag.stdout, /^CLIENT\s+CONNS\s+NODES\s+BUSY\s+KEY\s+HASH\s+HMAC\s+CIPHER\s+WINDOW$/m);
     assert.match(viaFlag.stdout, /cryptod-cli\s+1\s+0\s+0/);
     assert.match(viaFlag.stdout, new RegExp(`socket ${socket.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
 
@@ -163,7 +163,7 @@ test('status --json reports nodes; the table lists the clients; CRYPTOD_SOCKET a
     const holderRow = heldJson.clients.find((c) => c.clientId.endsWith('/holder'));
     assert.deepEqual({ nodes: holderRow?.nodes, byType: { ...holderRow?.byType } }, { nodes: 1, byType: { hash: 1 } });
     const table = await run(['status', '--socket', socket]);
-    assert.match(table.stdout, /^\S+\/holder\s+1\s+1\s+0\s+0\s+1\s+0\s+0$/m, table.stdout);
+    assert.match(table.stdout, /^\S+\/holder\s+1\s+1\s+0\s+0\s+1\s+0\s+0\s+0$/m, table.stdout);
     assert.match(table.stdout, /2 connection\(s\), 1 live node\(s\)/);
     await h.release();
   } finally {

@@ -327,6 +327,7 @@ test('HELLO reports every named limit, as configured', async () => {
     maxContextMemory: 1 << 20,
     maxContextMemoryPerClient: 1 << 18,
     maxBatchItems: 17,
+    maxWindowBytes: 1 << 21,
   };
   const t = await startTestDaemon({ limits });
   try {

@@ -35,7 +35,7 @@ const OPTIONS: OptionSpec = {
 };
 
 /** Node types in the order the table shows them; types a newer daemon adds follow. */
-const TYPE_ORDER = ['key', 'hash', 'hmac', 'cipher'];
+const TYPE_ORDER = ['key', 'hash', 'hmac', 'cipher', 'window'];
 
 export async function status(argv: readonly string[]): Promise<number> {
   if (wantsHelp(argv)) {

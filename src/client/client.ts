@@ -51,6 +51,12 @@ export interface ConnectOptions {
   url?: string;
   /** Client certificate, key and the CA of the daemon's certificate (PEM contents), for `url`. */
   tls?: TlsClientOptions;
+  /**
+   * Large updates of hash and HMAC contexts go through a shared-memory window
+   * (docs/protocol.md §6.16) when the daemon offers one on this Unix socket;
+   * `false` sends every byte over the socket. Default true.
+   */
+  windows?: boolean;
 }
 
 /**
@@ -284,7 +290,7 @@ export class Client implements AsyncDisposable {
 export async function connect(options: ConnectOptions = {}): Promise<Client> {
   const envToken = process.env.CRYPTOD_TOKEN;
   const token = options.token ?? (envToken === undefined || envToken === '' ? undefined : envToken);
-  const conn = await DaemonConnection.open(targetOf(options), options.clientName ?? 'anonymous', token);
+  const conn = await DaemonConnection.open(targetOf(options), options.clientName ?? 'anonymous', token, { windows: options.windows !== false });
   return new Client(conn);
 }
 

@@ -12,6 +12,7 @@ import { DEFAULT_MAX_FRAME, FrameKind, FrameReader, encodeFrameHead, type FrameS
 import { BATCH_FLUSH_BYTES, FrameBatch } from '../protocol/frame-batch.js';
 import { PROTOCOL_VERSION, opName } from '../protocol/ops.js';
 import type { AnySchema, Schema } from '../protocol/schema.js';
+import { openWindow, WINDOW_BYTES, WINDOW_SLOT, type ClientWindow } from './window.js';
 
 interface Pending {
   resolve(value: CborValue): void;
@@ -70,9 +71,12 @@ export class DaemonConnection implements FrameSink {
   #flushQueued = false;
   #hello: HelloReply | null = null;
   #drained: (() => void) | null = null;
+  /** The shared-memory window (window.ts): null until asked for; resolves to null where there is none. */
+  #window: Promise<ClientWindow | null> | null;
 
-  private constructor(socket: Socket) {
+  private constructor(socket: Socket, windows: boolean) {
     this.#socket = socket;
+    this.#window = windows ? null : Promise.resolve(null);
     // Replies are bounded by the daemon's max frame; accept up to the protocol maximum.
     this.#reader = new FrameReader(64 * 1024 * 1024, this);
     socket.on('data', (chunk: Buffer) => this.#reader.push(chunk));
@@ -80,10 +84,11 @@ export class DaemonConnection implements FrameSink {
     socket.on('close', () => this.#fail(new ConnectionClosedError('the daemon closed the connection')));
   }
 
-  static async open(target: DaemonTarget, clientName: string, token?: string): Promise<DaemonConnection> {
+  static async open(target: DaemonTarget, clientName: string, token?: string, options: { windows?: boolean } = {}): Promise<DaemonConnection> {
     const socket = await (typeof target === 'string' ? openUnix(target) : openTls(target));
     socket.setNoDelay?.(true);
-    const conn = new DaemonConnection(socket);
+    // Windows exist only beside a Unix socket: over TCP the daemon is perhaps on another host.
+    const conn = new DaemonConnection(socket, typeof target === 'string' && options.windows !== false);
     try {
       // A token is a secret: its frame is zeroed once written.
       conn.#hello = await conn.call(Hello, { version: PROTOCOL_VERSION, client: clientName, token }, { sensitiveRequest: token !== undefined }, 'the HELLO reply');
@@ -101,6 +106,23 @@ export class DaemonConnection implements FrameSink {
 
   get closed(): boolean {
     return this.#closed !== null;
+  }
+
+  /**
+   * This connection's shared-memory window, opened on first use; null when
+   * it cannot have one (then every byte goes inline). Shared by every
+   * context of the connection.
+   */
+  window(): Promise<ClientWindow | null> {
+    this.#window ??= (async () => {
+      const max = this.hello.limits.maxWindowBytes ?? 0;
+      const size = Math.min(WINDOW_BYTES, max - (max % WINDOW_SLOT));
+      if (size < WINDOW_SLOT) return null;
+      const w = await openWindow(this, size);
+      if (w !== null && this.#closed !== null) w.release();
+      return w !== null && this.#closed === null ? w : null;
+    })().catch(() => null);
+    return this.#window;
   }
 
   get inflight(): number {
@@ -276,6 +298,8 @@ export class DaemonConnection implements FrameSink {
 
   #fail(err: Error): void {
     if (this.#closed === null) this.#closed = err;
+    // The daemon dropped its side with the connection; this side unmaps once the window has opened.
+    void this.#window?.then((w) => w?.release());
     const pending = [...this.#pending.values()];
     this.#pending.clear();
     for (const p of pending) p.reject(err);

@@ -11,7 +11,10 @@
  * bytes, and below the daemon's in-flight limits from HELLO); the input's
  * bytes go to the socket as they are, not copied into frames, and `update()`
  * resolves once the socket took them and the window has room, so the caller
- * may reuse its buffer then. `digest()` waits for every update's
+ * may reuse its buffer then. On a Unix socket an input of WINDOW_MIN_UPDATE
+ * bytes or more goes through the connection's shared-memory window instead
+ * (window.ts, protocol.md §6.16): copied into free slots, and only the
+ * slots' places are sent; the daemon hashes them where they are. `digest()` waits for every update's
  * reply before it asks for the digest. If any request fails the context is
  * broken — a digest over part of the data would be wrong — and every later
  * call rejects with that error (an update that already resolved may thus
@@ -32,9 +35,10 @@
  * const tag = await h.digest();
  * ```
  */
-import { InvalidArgumentError, NotFoundError } from '../protocol/errors.js';
-import { ContextFinal, ContextUpdate, INLINE_UPDATE, Release, type ArgsIn } from '../protocol/messages/index.js';
+import { ConnectionClosedError, InvalidArgumentError, NotFoundError } from '../protocol/errors.js';
+import { ContextFinal, ContextUpdate, INLINE_UPDATE, Release } from '../protocol/messages/index.js';
 import type { DaemonConnection } from './connection.js';
+import { WINDOW_MIN_UPDATE, type ClientWindow } from './window.js';
 import { bytesOf, toArrayBuffer } from './subtle.js';
 
 /**
@@ -90,10 +94,12 @@ export class DigestContext implements AsyncDisposable {
     const closed = this.#refuse();
     if (closed !== null) return Promise.reject(closed);
     return this.#enqueue(async (handle) => {
-      const piece = Math.min(INLINE_UPDATE, maxDataPerRequest(this.#conn));
       const limits = this.#conn.hello.limits;
-      const maxBytes = Math.min(UPDATE_WINDOW, limits.maxInflightBytesPerConnection ?? UPDATE_WINDOW);
       const maxCount = Math.max(1, (limits.maxInflightPerConnection ?? 64) >> 1);
+      const window = view.length >= WINDOW_MIN_UPDATE ? await this.#conn.window() : null;
+      if (window !== null && (await this.#throughWindow(handle, window, view, maxCount))) return;
+      const piece = Math.min(INLINE_UPDATE, maxDataPerRequest(this.#conn));
+      const maxBytes = Math.min(UPDATE_WINDOW, limits.maxInflightBytesPerConnection ?? UPDATE_WINDOW);
       // Even an empty update goes to the daemon: it checks the handle.
       const written: Promise<void>[] = [];
       let off = 0;
@@ -179,23 +185,55 @@ export class DigestContext implements AsyncDisposable {
    * socket took it. The reply only counts down the window, or breaks the context.
    */
   #send(handle: string, data: Uint8Array): Promise<void> {
-    const n = data.length;
+    // ContextUpdate's arguments, `{ handle, data }`, with `data` written after the head.
+    const { reply, written } = this.#conn.requestWithTail(ContextUpdate.op, { handle }, 'data', data);
+    this.#track(reply, data.length);
+    return written;
+  }
+
+  /** Count an update sent and not yet answered (`bytes` of them in the socket); its reply counts it down, or breaks the context. */
+  #track(reply: Promise<unknown>, bytes: number, answered?: () => void): void {
     this.#unacked++;
-    this.#unackedBytes += n;
+    this.#unackedBytes += bytes;
     const done = (): void => {
       this.#unacked--;
-      this.#unackedBytes -= n;
+      this.#unackedBytes -= bytes;
+      answered?.();
       const wake = this.#wake;
       this.#wake = null;
       wake?.();
     };
-    // ContextUpdate's arguments, `{ handle, data }`, with `data` written after the head.
-    const { reply, written } = this.#conn.requestWithTail(ContextUpdate.op, { handle } satisfies Omit<ArgsIn<typeof ContextUpdate>, 'data'>, 'data', data);
     reply.then(done, (err: unknown) => {
       this.#error ??= err instanceof Error ? err : new InvalidArgumentError(String(err));
       done();
     });
-    return written;
+  }
+
+  /**
+   * Send `view` as updates that name regions of the connection's
+   * shared-memory window: each piece is copied into a free slot (so the
+   * caller may reuse `view` once this returns) and the slot is given back
+   * when its update is answered. Pieces of INLINE_UPDATE bytes at most, so
+   * they pipeline as inline updates do. False when the window went away
+   * before the first piece (the connection closed): the caller goes inline,
+   * and meets the closed connection there.
+   */
+  async #throughWindow(handle: string, window: ClientWindow, view: Uint8Array, maxCount: number): Promise<boolean> {
+    let off = 0;
+    while (off < view.length) {
+      while (this.#unacked >= maxCount) await this.#settled();
+      if (this.#error !== null) throw this.#error;
+      const slot = await window.take();
+      if (slot === null) {
+        if (off === 0) return false;
+        throw new ConnectionClosedError('the connection closed during the update');
+      }
+      const n = Math.min(INLINE_UPDATE, view.length - off);
+      window.bytes.set(view.subarray(off, off + n), slot);
+      off += n;
+      this.#track(this.#conn.send(ContextUpdate, { handle, window: window.handle, offset: slot, length: n }), 0, () => window.give(slot));
+    }
+    return true;
   }
 
   /** Resolves when the next unanswered update settles. */

@@ -39,6 +39,8 @@ import { fleetStatus, reportOf, type FleetLink } from './fleet.js';
 import type { FrontDoor } from '../ops/front-door.js';
 import { createFrontDoorHost } from './front-door-host.js';
 import { DEFAULT_REVOCATION_CHECK_MS } from '../auth/revocation.js';
+import { windowAddon } from '../protocol/window-addon.js';
+import { DaemonWindows } from './windows.js';
 
 export type { TlsReloadSummary };
 
@@ -212,7 +214,16 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const { reports, missing } = await fleet.reports(reportOf(own));
     return asCbor(fleetStatus(own, reports, missing));
   };
+  // Shared-memory windows (protocol.md §6.16): need the addon and the kernel's word on who sends a memory file.
+  const addon = limits.maxWindowBytes > 0 && options.peerIdentity !== undefined ? windowAddon() : null;
+  const peerOf = options.peerIdentity;
+  const windows = addon === null || peerOf === undefined ? undefined : new DaemonWindows(addon, (socket) => {
+    const p = peerOf(socket);
+    if (p === null) throw new Error('no peer credentials');
+    return p;
+  }, log);
   const view: DaemonView = { startedAt, version: DAEMON_VERSION, status: fleetView ?? (() => asCbor(status())), audit,
+    ...(windows === undefined ? {} : { windows }),
     ...(options.keys === undefined ? {} : { keys: options.keys }),
     ...(dataKeys === undefined ? {} : { dataKeys }),
     ...(options.reload === undefined ? {} : { reload: options.reload }),
@@ -433,6 +444,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       revocations?.stop();
       refusals.stop();
       dataKeys?.close();
+      await windows?.close();
       await tls?.close();
       await serverClosed;
       if (inherited === undefined && fleet === undefined) {

@@ -142,6 +142,7 @@ export class SessionPhase {
     this.#ctx = {
       clientId: identity.clientId,
       clientName: identity.clientName,
+      peer: identity.peer,
       dm: this.#host.dm,
       owner: this.#conn,
       limits: this.#host.limits,

@@ -24,6 +24,7 @@ import type { DataNodeAccessor, DataNodeId, NodeType, NodeValue } from '../state
 import { NODE_HASH, normalizeHash, type HashName } from './algorithms.js';
 import { ContextFinal, ContextUpdate, HashCreate, HmacCreate, INLINE_UPDATE } from '../protocol/messages/contexts.js';
 import { acquireKey } from './key.js';
+import { windowRegion } from './windows.js';
 
 /**
  * Inputs longer than this are processed slice by slice, yielding between
@@ -125,17 +126,31 @@ function describe(type: NodeType): string {
   return type === 'hmac' ? 'HMAC context' : type === 'cipher' ? 'cipher stream' : 'hash context';
 }
 
-/** CONTEXT_UPDATE: synchronous for small inputs, sliced for large ones. */
+/**
+ * CONTEXT_UPDATE: synchronous for small inputs, sliced for large ones. The
+ * input is `data`, or a region of a shared-memory window (§6.16), whose
+ * accessor is held until the last slice is hashed.
+ */
 function update(ctx: RequestContext, raw: CborValue): HandlerResult | Promise<HandlerResult> {
-  const { handle, data } = ContextUpdate.args.parse(raw);
-  const acc = ctx.dm.acquire<DigestState>(ctx.clientId, handle, ['hash', 'hmac']);
+  const args = ContextUpdate.args.parse(raw);
+  const region = 'window' in args ? windowRegion(ctx, args) : null;
+  const data = region === null ? (args as { data: Uint8Array }).data : region.data;
+  let acc: DataNodeAccessor<DigestState>;
+  try {
+    acc = ctx.dm.acquire<DigestState>(ctx.clientId, args.handle, ['hash', 'hmac']);
+  } catch (err) {
+    region?.acc[Symbol.dispose]();
+    throw err;
+  }
   if (data.length <= SLICE) {
     using held = acc;
+    using _window = region?.acc;
     held.value.update(data);
     return null;
   }
   return (async () => {
     using held = acc;
+    using _window = region?.acc;
     await forEachSlice(held, data, (slice) => held.value.update(slice));
     return null;
   })();
@@ -172,8 +187,8 @@ export const contextOperations: Operation[] = [
   },
   {
     /**
-     * `{ handle, data }` → null. Data larger than 256 KiB is hashed in slices;
-     * the context stays busy until the reply.
+     * `{ handle, data }` or `{ handle, window, offset, length }` → null. Input
+     * larger than 256 KiB is hashed in slices; the context stays busy until the reply.
      */
     op: Op.CONTEXT_UPDATE,
     access: { kind: 'none' },

@@ -7,6 +7,7 @@ import { deriveOperations } from './derive.js';
 import { wrapOperations } from './wrap.js';
 import { cipherOperations } from './cipher.js';
 import { contextOperations } from './contexts.js';
+import { windowOperations } from './windows.js';
 import { streamCipherOperations } from './stream-cipher.js';
 import { sessionOperations } from './session.js';
 import { managedDataOperations } from './managed-data.js';
@@ -17,5 +18,5 @@ import { randomOperations } from './random.js';
 import { managedBackupOperations } from './managed-backup.js';
 
 export function allOperations(): Operation[] {
-  return [...sessionOperations, ...digestOperations, ...keyOperations, ...signOperations, ...deriveOperations, ...wrapOperations, ...cipherOperations, ...contextOperations, ...streamCipherOperations, ...managedDataOperations, ...managedAdminOperations, ...dataKeyOperations, ...kekOperations, ...randomOperations, ...managedBackupOperations];
+  return [...sessionOperations, ...digestOperations, ...keyOperations, ...signOperations, ...deriveOperations, ...wrapOperations, ...cipherOperations, ...contextOperations, ...windowOperations, ...streamCipherOperations, ...managedDataOperations, ...managedAdminOperations, ...dataKeyOperations, ...kekOperations, ...randomOperations, ...managedBackupOperations];
 }

@@ -7,7 +7,7 @@
  */
 import type { CborValue } from '../protocol/cbor.js';
 import type { OpCode } from '../protocol/ops.js';
-import type { ClientId, DataNodeId, IDataManager, NodeOwner } from '../state/data-manager.js';
+import type { ClientId, DataNodeId, IDataManager, NodeOwner, NodeValue } from '../state/data-manager.js';
 import type { Limits } from '../config/limits.js';
 import type { Audit, AuditEvent } from '../observe/audit.js';
 import type { MetricHooks } from '../observe/metric-hooks.js';
@@ -57,11 +57,33 @@ export interface DaemonView {
   readonly health?: () => Promise<CborValue>;
   /** Metrics, for handlers that count what only they know (a manual rotation); absent when off. */
   readonly metrics?: MetricHooks;
+  /** Shared-memory windows; absent where they cannot work (no native addon, not Linux, maxWindowBytes 0). */
+  readonly windows?: WindowBroker;
+}
+
+/** The process at the other end of a Unix-socket connection, as the kernel reported it (SO_PEERCRED). */
+export interface PeerProcess {
+  readonly uid: number;
+  readonly pid: number;
+}
+
+/**
+ * Shared-memory windows (docs/protocol.md §6.16): the daemon's listener for
+ * the descriptors clients send (src/daemon/windows.ts). Windows are counted
+ * per connection (`owner`), pending offers included.
+ */
+export interface WindowBroker {
+  /** Expect a memory file of `size` bytes from process `peer` for connection `owner`; QUOTA past maxWindowsPerConnection. */
+  offer(owner: object, peer: PeerProcess, size: number, limits: Limits): Promise<{ socket: string; offer: Uint8Array }>;
+  /** The window process `peer` sent for `offer` of connection `owner`, once it has arrived (bounded wait). */
+  take(owner: object, offer: Uint8Array): Promise<NodeValue & { readonly bytes: Uint8Array }>;
 }
 
 export interface RequestContext {
   readonly clientId: ClientId;
   readonly clientName: string;
+  /** The peer process of a Unix-socket connection; null or absent elsewhere (TCP, HTTP, no peer credentials). */
+  readonly peer?: PeerProcess | null;
   readonly dm: IDataManager;
   /** The connection: owns every node a request creates. */
   readonly owner: NodeOwner & { own(id: DataNodeId): void };

@@ -35,6 +35,9 @@ export const Op = {
   CIPHER_CREATE: 0x0044,
   CIPHER_UPDATE: 0x0045,
   CIPHER_FINAL: 0x0046,
+  // shared-memory windows for large inputs (docs/protocol.md §6.16)
+  WINDOW_OFFER: 0x0047,
+  WINDOW_ATTACH: 0x0048,
   // managed keys, used by name (docs/protocol.md §6.11); each data op also takes a batch (`items`)
   MANAGED_ENCRYPT: 0x0100,
   MANAGED_DECRYPT: 0x0101,

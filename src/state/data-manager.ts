@@ -35,7 +35,7 @@ import { NodeIdGenerator, type ClientId, type DataNodeId } from './ids.js';
 export type { ClientId, DataNodeId } from './ids.js';
 
 /** What a node may hold. Kinds are listed here so `cryptod status` can count them. */
-export type NodeType = 'key' | 'hash' | 'hmac' | 'cipher';
+export type NodeType = 'key' | 'hash' | 'hmac' | 'cipher' | 'window';
 
 /** The value a node holds. `dispose` runs once, when the last reference is put. */
 export interface NodeValue {
@@ -403,5 +403,7 @@ function describe(type: NodeType): string {
       return 'HMAC context';
     case 'cipher':
       return 'cipher stream context';
+    case 'window':
+      return 'shared-memory window';
   }
 }

@@ -1,10 +1,11 @@
 /**
  * Multi-part contexts (docs/protocol.md §6.8, §6.9): HASH_CREATE,
  * HMAC_CREATE, CONTEXT_UPDATE, CONTEXT_FINAL, CIPHER_CREATE, CIPHER_UPDATE,
- * CIPHER_FINAL.
+ * CIPHER_FINAL; and the shared-memory windows that carry large updates
+ * (§6.16): WINDOW_OFFER, WINDOW_ATTACH.
  */
 import { Op } from '../ops.js';
-import { bytes, cbor, handle, literal, map, optional, uint } from '../schema.js';
+import { bytes, cbor, either, handle, literal, map, optional, text, uint } from '../schema.js';
 import { algorithm, hashAlgorithm } from './common.js';
 import { message } from './message.js';
 
@@ -21,7 +22,17 @@ export const HmacCreate = message(Op.HMAC_CREATE, map({ key: handle() }), create
  */
 export const INLINE_UPDATE = 256 * 1024;
 
-export const ContextUpdate = message(Op.CONTEXT_UPDATE, map({ handle: handle(), data: bytes() }), cbor());
+/**
+ * `data` inline, or a region of a shared-memory window (§6.16): `{ handle,
+ * window, offset, length }` — the bytes the daemon reads from the window,
+ * which the client must not change until the reply.
+ */
+export const windowRegion = { window: handle(), offset: uint(), length: uint() };
+export const ContextUpdate = message(
+  Op.CONTEXT_UPDATE,
+  either((v) => v.window !== undefined, map({ handle: handle(), ...windowRegion }), map({ handle: handle(), data: bytes() })),
+  cbor(),
+);
 export const ContextFinal = message(Op.CONTEXT_FINAL, map({ handle: handle() }), bytes());
 
 export const CipherCreate = message(
@@ -37,3 +48,12 @@ export const CipherCreate = message(
 /** The reply is a byte string, empty when no segment was completed. */
 export const CipherUpdate = message(Op.CIPHER_UPDATE, map({ handle: handle(), data: bytes() }), bytes());
 export const CipherFinal = message(Op.CIPHER_FINAL, map({ handle: handle(), data: optional(bytes()) }), bytes());
+
+/**
+ * `{ size }` → `{ socket, offer }`: the daemon expects a memory file of
+ * `size` bytes on the abstract Unix socket `socket` ("@name"), sent with the
+ * `offer` bytes (§6.16). Only on a Unix-socket connection with peer credentials.
+ */
+export const WindowOffer = message(Op.WINDOW_OFFER, map({ size: uint(1) }), map({ socket: text({ maxLength: 108 }), offer: bytes({ min: 32, max: 32 }) }, { open: true }));
+/** `{ offer }` → `{ handle, size }`: the window the client sent for `offer`, as a node of its own. */
+export const WindowAttach = message(Op.WINDOW_ATTACH, map({ offer: bytes({ min: 32, max: 32 }) }), map({ handle: handle(), size: uint() }, { open: true }));

@@ -34,6 +34,7 @@ export const Hello = message(
           maxContextMemory: optional(uint()),
           maxContextMemoryPerClient: optional(uint()),
           maxBatchItems: optional(uint()),
+          maxWindowBytes: optional(uint()),
         },
         { open: true },
       ),
