@@ -12,8 +12,10 @@ import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
-import type { Client } from '../src/client/client.js';
-import type { CryptoKey } from '../src/client/subtle.js';
+import { Readable, type Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { connect, type Client } from '../src/client/client.js';
+import { handleOf, type CryptoKey, type KeyUsage } from '../src/client/subtle.js';
 import { peerCred } from '../src/daemon/peer-cred.js';
 import { CryptodError } from '../src/protocol/errors.js';
 import { Op } from '../src/protocol/ops.js';
@@ -50,6 +52,21 @@ function sendOver(a: WindowAddon, socket: string, fd: number, payload: Uint8Arra
       resolve();
     });
   });
+}
+
+/** Feed `data` in the given chunk sizes (cycled) through `stream`; collect the output. */
+async function through(stream: Transform, data: Buffer, chunks: number[]): Promise<Buffer> {
+  const pieces: Buffer[] = [];
+  for (let off = 0, i = 0; off < data.length; i++) {
+    const n = chunks[i % chunks.length]!;
+    pieces.push(data.subarray(off, off + n));
+    off += n;
+  }
+  const out: Buffer[] = [];
+  await pipeline(Readable.from(pieces), stream, async (source: AsyncIterable<Buffer>) => {
+    for await (const b of source) out.push(b as Buffer);
+  });
+  return Buffer.concat(out);
 }
 
 /** The client's digest of `chunks` through one context. */
@@ -105,6 +122,46 @@ if (addon === null) {
         const ref = i % 2 === 0 ? createHmac('sha256', raw).update(d).update(d.subarray(7)).digest() : createHash('sha256').update(d.subarray(0, 100)).update(d).digest();
         assert.deepEqual(results[i], ref, `context ${i}`);
       });
+    });
+
+    it('AEAD streams through the window: the same format, read back by a client without windows, and tampering still caught', async () => {
+      const inline = await connect({ socket: td.socketPath, clientName: 'win', windows: false });
+      try {
+        for (const [name, segmentSize] of [['AES-GCM', 65_536], ['ChaCha20-Poly1305', 4096], ['AES-GCM', 256 * KiB], ['AES-GCM', MiB]] as const) {
+          const raw = randomBytes(32);
+          const usages: KeyUsage[] = ['encrypt', 'decrypt'];
+          const kw = await c.subtle.importKey('raw', raw, { name }, false, usages);
+          const ki = await inline.subtle.importKey('raw', raw, { name }, false, usages);
+          const data = randomBytes(3 * MiB + 777);
+          const params = { name, segmentSize, additionalData: Buffer.from('ad') };
+          const sealed = await through(c.createEncryptStream(kw, params), data, [MiB, 1000, 300_000]);
+          assert.deepEqual(await through(inline.createDecryptStream(ki, params), sealed, [700_000]), data, `${name}/${segmentSize}: window → inline`);
+          const sealedInline = await through(inline.createEncryptStream(ki, params), data, [MiB]);
+          assert.deepEqual(await through(c.createDecryptStream(kw, params), sealedInline, [MiB, 5]), data, `${name}/${segmentSize}: inline → window`);
+          const bad = Buffer.from(sealed);
+          bad[bad.length >> 1]! ^= 1;
+          const e = await refusal(through(c.createDecryptStream(kw, params), bad, [MiB]));
+          assert.equal(e.code, 'CRYPTOD_ERR_DECRYPT_FAILED');
+        }
+      } finally {
+        await inline.close();
+      }
+    });
+
+    it('a windowed CIPHER_UPDATE refuses output regions outside the window or too small, typed', async () => {
+      const w = await c.connection.window();
+      assert.ok(w !== null);
+      const key = await c.subtle.importKey('raw', randomBytes(32), { name: 'AES-GCM' }, false, ['encrypt']);
+      const created = (await c.request(Op.CIPHER_CREATE, { key: handleOf(key, 'key'), mode: 'encrypt', algorithm: { name: 'AES-GCM', segmentSize: 1024 } })) as { handle: string };
+      const h1 = created.handle;
+      const e1 = await refusal(c.request(Op.CIPHER_UPDATE, { handle: h1, window: w.handle, offset: 0, length: 4096, outputOffset: w.bytes.length - 10, outputLength: 11 }));
+      assert.equal(e1.code, 'CRYPTOD_ERR_INVALID_ARGUMENT');
+      assert.equal(e1.detail?.field, 'outputLength');
+      // Too small for the output: the stream moved on, so it ends (as any failed update).
+      const e2 = await refusal(c.request(Op.CIPHER_UPDATE, { handle: h1, window: w.handle, offset: 0, length: 4096, outputOffset: 0, outputLength: 100 }));
+      assert.equal(e2.detail?.needed, 3 * (1024 + 16));
+      const e3 = await refusal(c.request(Op.CIPHER_UPDATE, { handle: h1, window: w.handle, offset: 0, length: 1, outputOffset: 0, outputLength: 100 }));
+      assert.equal(e3.code, 'CRYPTOD_ERR_NOT_FOUND');
     });
 
     it('refusals are typed, name what was expected, and leave the connection working', async () => {

@@ -5,11 +5,13 @@
  * Input of any size streams through one multi-part hash context
  * (HASH_CREATE, CONTEXT_UPDATE…, CONTEXT_FINAL). The context writes its
  * updates without waiting for their replies (src/client/contexts.ts), so the
- * daemon hashes one piece while the file's next chunk is read and sent; the
- * command holds one chunk, the read stream's buffer and the context's window
- * of unanswered updates.
+ * daemon hashes one piece while the file's next chunk is read and sent; on
+ * the Unix socket the pieces go through the connection's shared-memory
+ * window (docs/protocol.md §6.16) and the daemon hashes them in place. A
+ * file is read with read(2) into a few buffers used over and over; stdin
+ * through a stream, coalesced into the same size.
  */
-import { open } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import type { Client } from '../client/client.js';
 import { UsageError, parseCommand, stringOpt, wantsHelp, type OptionSpec } from './args.js';
@@ -64,24 +66,68 @@ export async function digest(argv: readonly string[]): Promise<number> {
   try {
     const client = await connectCli(stringOpt(p, 'socket'));
     try {
-      const hash = await streamDigest(client, algorithm, input, name);
+      const hash = input instanceof FileReader ? await fileDigest(client, algorithm, input, name) : await streamDigest(client, algorithm, input, name);
       process.stdout.write(`${Buffer.from(hash).toString('hex')}\n`);
     } finally {
       await client.close();
     }
   } finally {
-    input.destroy();
+    if (input instanceof FileReader) await input.handle.close();
+    else input.destroy();
   }
   return EXIT_OK;
 }
 
-async function openInput(file: string | undefined): Promise<Readable> {
+/** A file opened by name: read with read(2) into buffers of our own, not through a stream. */
+class FileReader {
+  constructor(readonly handle: FileHandle) {}
+}
+
+async function openInput(file: string | undefined): Promise<Readable | FileReader> {
   if (file === undefined || file === '-') return process.stdin;
   try {
-    const handle = await open(file, 'r');
-    return handle.createReadStream({ highWaterMark: CHUNK });
+    return new FileReader(await open(file, 'r'));
   } catch (err) {
     throw new LocalFailure(`cannot open ${file}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/**
+ * Hash a file read with read(2) straight into CHUNKS_AHEAD buffers that are
+ * used over and over: a read stream allocates a fresh buffer per chunk, and
+ * a fresh MiB is a new mapping whose pages fault in one by one (more than
+ * the hashing costs, on some machines). update() resolves once the bytes
+ * were taken (copied into the shared-memory window, or written to the
+ * socket), so a buffer CHUNKS_AHEAD reads old is free again.
+ */
+async function fileDigest(client: Client, algorithm: string, input: FileReader, name: string): Promise<ArrayBuffer> {
+  const chunkSize = Math.min(CHUNK, client.info.limits.maxFrame - FRAME_OVERHEAD);
+  const hash = client.createHash(algorithm);
+  let finished = false;
+  try {
+    const ring = Array.from({ length: CHUNKS_AHEAD }, () => Buffer.allocUnsafeSlow(chunkSize));
+    const ahead: Promise<void>[] = [];
+    for (let turn = 0; ; turn++) {
+      const buf = ring[turn % CHUNKS_AHEAD]!;
+      let n: number;
+      try {
+        n = (await input.handle.read(buf, 0, chunkSize, null)).bytesRead;
+      } catch (err) {
+        throw new LocalFailure(`cannot read ${name}: ${(err as Error).message}`, { cause: err });
+      }
+      if (n === 0) break;
+      const sent = hash.update(buf.subarray(0, n));
+      sent.catch(() => undefined);
+      ahead.push(sent);
+      // The next read reuses the buffer of CHUNKS_AHEAD − 1 turns ago: wait until it was taken.
+      if (ahead.length >= CHUNKS_AHEAD - 1) await ahead.shift();
+    }
+    await Promise.all(ahead);
+    const result = await hash.digest();
+    finished = true;
+    return result;
+  } finally {
+    if (!finished) await hash.release().catch(() => undefined);
   }
 }
 

@@ -213,8 +213,9 @@ export class DigestContext implements AsyncDisposable {
    * Send `view` as updates that name regions of the connection's
    * shared-memory window: each piece is copied into a free slot (so the
    * caller may reuse `view` once this returns) and the slot is given back
-   * when its update is answered. Pieces of INLINE_UPDATE bytes at most, so
-   * they pipeline as inline updates do. False when the window went away
+   * when its update is answered. Pieces of a slot (INLINE_REGION) at most,
+   * which the daemon finishes before it reads the next frame, so they
+   * pipeline as inline updates do. False when the window went away
    * before the first piece (the connection closed): the caller goes inline,
    * and meets the closed connection there.
    */
@@ -228,7 +229,7 @@ export class DigestContext implements AsyncDisposable {
         if (off === 0) return false;
         throw new ConnectionClosedError('the connection closed during the update');
       }
-      const n = Math.min(INLINE_UPDATE, view.length - off);
+      const n = Math.min(window.slotSize, view.length - off);
       window.bytes.set(view.subarray(off, off + n), slot);
       off += n;
       this.#track(this.#conn.send(ContextUpdate, { handle, window: window.handle, offset: slot, length: n }), 0, () => window.give(slot));

@@ -1,12 +1,11 @@
 /**
  * The client's shared-memory window (docs/protocol.md §6.16): one per
  * connection, opened the first time a large update needs it, cut into slots
- * of twice INLINE_UPDATE. An update copies its piece (at most INLINE_UPDATE)
- * into a free slot and sends only `{ window, offset, length }`; an AEAD
- * stream's update has the daemon write its output into the same slot, which
- * is why a slot holds twice a piece (a piece of whole segments plus the
- * segment held back, and their tags). The slot is free again when the reply
- * comes. The bytes never pass through the socket: the daemon reads and
+ * of INLINE_REGION (1 MiB). An update copies its piece into a free slot and
+ * sends only `{ window, offset, length }`; an AEAD stream's update (a piece
+ * of at most INLINE_UPDATE) has the daemon write its output into the same
+ * slot, which holds the piece, the segment held back and their tags. The
+ * slot is free again when the reply comes. The bytes never pass through the socket: the daemon reads and
  * writes them where they are; pages of a slot never written cost no memory.
  *
  *   first large update ─▶ WINDOW_OFFER { size } ─▶ memory file (sealed) ─SCM_RIGHTS─▶ daemon
@@ -15,14 +14,18 @@
  */
 import { closeSync } from 'node:fs';
 import { createConnection } from 'node:net';
-import { INLINE_UPDATE, WindowAttach, WindowOffer } from '../protocol/messages/index.js';
+import { INLINE_REGION, WindowAttach, WindowOffer } from '../protocol/messages/index.js';
 import { abstractPath, windowAddon, type WindowAddon } from '../protocol/window-addon.js';
 import type { DaemonConnection } from './connection.js';
 
-/** Bytes of one slot: a piece of INLINE_UPDATE, or an AEAD stream's piece and its output. */
-export const WINDOW_SLOT = 2 * INLINE_UPDATE;
-/** The window a connection asks for: 32 slots, as many pieces as the inline path keeps unanswered (UPDATE_WINDOW). */
-export const WINDOW_BYTES = 32 * WINDOW_SLOT;
+/**
+ * Bytes of one slot: a hash update's piece (INLINE_REGION, which the daemon
+ * finishes before it reads the next frame, so such pieces pipeline), or an
+ * AEAD stream's piece (at most INLINE_UPDATE) and its output.
+ */
+export const WINDOW_SLOT = INLINE_REGION;
+/** The window a connection asks for: 16 slots. */
+export const WINDOW_BYTES = 16 * WINDOW_SLOT;
 /** Updates shorter than this go inline: copying them into a slot saves nothing. */
 export const WINDOW_MIN_UPDATE = 16 * 1024;
 

@@ -22,7 +22,7 @@ import { InternalError, InvalidKeyError, NotFoundError } from '../protocol/error
 import { Op } from '../protocol/ops.js';
 import type { DataNodeAccessor, DataNodeId, NodeType, NodeValue } from '../state/data-manager.js';
 import { NODE_HASH, normalizeHash, type HashName } from './algorithms.js';
-import { ContextFinal, ContextUpdate, HashCreate, HmacCreate, INLINE_UPDATE } from '../protocol/messages/contexts.js';
+import { ContextFinal, ContextUpdate, HashCreate, HmacCreate, INLINE_REGION, INLINE_UPDATE } from '../protocol/messages/contexts.js';
 import { acquireKey } from './key.js';
 import { windowRegion } from './windows.js';
 
@@ -142,7 +142,7 @@ function update(ctx: RequestContext, raw: CborValue): HandlerResult | Promise<Ha
     region?.acc[Symbol.dispose]();
     throw err;
   }
-  if (data.length <= SLICE) {
+  if (data.length <= (region === null ? SLICE : INLINE_REGION)) {
     using held = acc;
     using _window = region?.acc;
     held.value.update(data);

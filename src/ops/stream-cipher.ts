@@ -23,10 +23,11 @@ import type { CborValue } from '../protocol/cbor.js';
 import { InvalidArgumentError, UnsupportedError } from '../protocol/errors.js';
 import { Op } from '../protocol/ops.js';
 import { normalizeAlgorithm } from './algorithms.js';
-import { CipherCreate, CipherFinal, CipherUpdate } from '../protocol/messages/contexts.js';
+import { CipherCreate, CipherFinal, CipherUpdate, INLINE_REGION } from '../protocol/messages/contexts.js';
 import { kindOf } from './args.js';
 import { aeadCipherOf, paramBytes } from './cipher.js';
 import { addContext, forEachSlice, SLICE } from './contexts.js';
+import { windowRegion } from './windows.js';
 import { acquireKey } from './key.js';
 import {
   DEFAULT_SEGMENT_SIZE,
@@ -86,30 +87,67 @@ function join(out: Buffer[]): Buffer {
   return Buffer.concat(out);
 }
 
-/** CIPHER_UPDATE (`last` false) and CIPHER_FINAL (`last` true). */
+/** Where a windowed CIPHER_UPDATE writes its output: a region of the same window. */
+interface OutputRegion {
+  readonly bytes: Uint8Array;
+  readonly offset: number;
+  readonly length: number;
+}
+
+/**
+ * CIPHER_UPDATE (`last` false) and CIPHER_FINAL (`last` true). The input is
+ * `data`, or a region of a shared-memory window (§6.16, CIPHER_UPDATE only),
+ * whose output then goes into the window too; the window's accessor is held
+ * until the output is written.
+ */
 function step(ctx: RequestContext, raw: CborValue, last: boolean): HandlerResult | Promise<HandlerResult> {
-  const { handle, data } = last ? CipherFinal.args.parse(raw) : CipherUpdate.args.parse(raw);
+  const args = last ? CipherFinal.args.parse(raw) : CipherUpdate.args.parse(raw);
+  const region = 'window' in args ? windowRegion(ctx, args) : null;
+  let output: OutputRegion | null = null;
+  let data: Uint8Array | undefined;
+  if (region !== null && 'window' in args) {
+    data = region.data;
+    const bytes = region.acc.value.bytes;
+    if (args.outputOffset > bytes.length || args.outputLength > bytes.length - args.outputOffset) {
+      region.acc[Symbol.dispose]();
+      throw new InvalidArgumentError(`the output region ${args.outputOffset}+${args.outputLength} is outside the window (${bytes.length} bytes)`, {
+        detail: { field: 'outputLength', offset: args.outputOffset, length: args.outputLength, size: bytes.length },
+      });
+    }
+    output = { bytes, offset: args.outputOffset, length: args.outputLength };
+  } else {
+    data = (args as { data?: Uint8Array }).data;
+  }
   if (data !== undefined && data.length > MAX_STREAM_UPDATE) {
+    region?.acc[Symbol.dispose]();
     throw new InvalidArgumentError(`expected 'data' of at most ${MAX_STREAM_UPDATE} bytes per request, got ${data.length}; send the stream in smaller pieces`, {
-      detail: { field: 'data', max: MAX_STREAM_UPDATE },
+      detail: { field: region === null ? 'data' : 'length', max: MAX_STREAM_UPDATE },
     });
   }
-  const acc = ctx.dm.acquire<StreamValue>(ctx.clientId, handle, 'cipher');
+  let acc;
+  try {
+    acc = ctx.dm.acquire<StreamValue>(ctx.clientId, args.handle, 'cipher');
+  } catch (err) {
+    region?.acc[Symbol.dispose]();
+    throw err;
+  }
+  const handle = args.handle;
   const out: Buffer[] = [];
-  const finish = (): Buffer => {
+  const finish = (): HandlerResult => {
     if (last) {
       acc.value.final(out);
       ctx.dm.delete(ctx.clientId, handle);
     }
-    return join(out);
+    return output === null ? join(out) : { length: writeOutput(out, output, acc.value instanceof StreamOpener) };
   };
   const fail = (err: unknown): never => {
     for (const b of out) b.fill(0); // plaintext of a request that fails never leaves
     ctx.dm.delete(ctx.clientId, handle);
     throw err;
   };
-  if (data === undefined || data.length <= SLICE) {
+  if (data === undefined || data.length <= (region === null ? SLICE : INLINE_REGION)) {
     using held = acc;
+    using _window = region?.acc;
     try {
       if (data !== undefined) held.value.update(data, out);
       return finish();
@@ -117,15 +155,41 @@ function step(ctx: RequestContext, raw: CborValue, last: boolean): HandlerResult
       return fail(err);
     }
   }
+  const input = data;
   return (async () => {
     using held = acc;
+    using _window = region?.acc;
     try {
-      await forEachSlice(held, data, (slice) => held.value.update(slice, out));
+      await forEachSlice(held, input, (slice) => held.value.update(slice, out));
       return finish();
     } catch (err) {
       return fail(err);
     }
   })();
+}
+
+/**
+ * Copy `out` into the window's output region; `plaintext` (a decrypting
+ * stream's output) is zeroed here once copied, so it lives on only in the
+ * client's window, as it would in the client's buffers. The stream has
+ * already moved on, so output that does not fit cannot be given back later:
+ * the request fails and, like any failed update, ends the stream.
+ */
+function writeOutput(out: Buffer[], region: OutputRegion, plaintext: boolean): number {
+  let total = 0;
+  for (const b of out) total += b.length;
+  if (total > region.length) {
+    throw new InvalidArgumentError(`the output (${total} bytes) does not fit the output region of ${region.length} bytes; give at least the input's length plus one segment and its tags`, {
+      detail: { field: 'outputLength', needed: total, length: region.length },
+    });
+  }
+  let at = region.offset;
+  for (const b of out) {
+    region.bytes.set(b, at);
+    at += b.length;
+    if (plaintext) b.fill(0);
+  }
+  return total;
 }
 
 export const streamCipherOperations: Operation[] = [
