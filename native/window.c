@@ -52,7 +52,9 @@
 #  include <sys/socket.h>
 #  include <sys/stat.h>
 #  include <sys/types.h>
+#  include <sys/vfs.h>
 #  include <unistd.h>
+#  include <linux/magic.h>
 #  if defined(F_ADD_SEALS) && defined(MFD_ALLOW_SEALING)
 #    define WINDOW_SUPPORTED 1
 #  endif
@@ -279,6 +281,11 @@ static napi_value map_window(napi_env env, napi_callback_info info) {
   struct stat st;
   if (fstat(fd, &st) != 0) return throw_errno(env, errno, "fstat", NULL);
   if (!S_ISREG(st.st_mode)) return throw_errno(env, EINVAL, "mapWindow", "not a memory file (memfd_create)");
+  /* Plain shmem only: a hugetlbfs memory file (MFD_HUGETLB) can fail a page
+   * fault with SIGBUS when the huge pages run out, which would kill the reader. */
+  struct statfs sfs;
+  if (fstatfs(fd, &sfs) != 0) return throw_errno(env, errno, "fstatfs", NULL);
+  if (sfs.f_type != TMPFS_MAGIC) return throw_errno(env, EPERM, "mapWindow", "not a plain memory file (memfd_create without MFD_HUGETLB)");
   int seals = fcntl(fd, F_GET_SEALS);
   if (seals < 0) return throw_errno(env, errno == EINVAL ? EPERM : errno, "fcntl(F_GET_SEALS)", "not a sealable memory file (memfd_create with MFD_ALLOW_SEALING)");
   int need = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;

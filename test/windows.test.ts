@@ -69,6 +69,14 @@ async function through(stream: Transform, data: Buffer, chunks: number[]): Promi
   return Buffer.concat(out);
 }
 
+/** Run `code` in a child node process (`module`: ESM through tsx); resolves when it exits, rejects on a failure. */
+async function runChild(code: string, module: boolean): Promise<void> {
+  const args = module ? ['--import', 'tsx', '--input-type=module', '-e', code] : ['-e', code];
+  const child = spawn(process.execPath, args, { stdio: 'inherit' });
+  const status = await new Promise<number | null>((r) => child.once('exit', r));
+  assert.equal(status, 0, 'the child process succeeded');
+}
+
 /** The client's digest of `chunks` through one context. */
 async function daemonDigest(c: Client, chunks: Uint8Array[], key?: CryptoKey): Promise<Buffer> {
   const h = key === undefined ? c.createHash('SHA-256') : c.createHmac(key);
@@ -236,18 +244,34 @@ if (addon === null) {
       c2.connection.destroy();
     });
 
-    it('a memory file sent by another process than the connection is refused', async () => {
-      const o = (await c.request(Op.WINDOW_OFFER, { size: MiB })) as { socket: string; offer: Uint8Array };
-      const child = spawn(process.execPath, ['-e', `
+    it('a memory file sent by another process than the connection is never taken', async () => {
+      // A process with no offer of its own waiting is dropped at accept: its message is never read.
+      const o1 = (await c.request(Op.WINDOW_OFFER, { size: MiB })) as { socket: string; offer: Uint8Array };
+      await runChild(`
         const a = require(${JSON.stringify(join(process.cwd(), 'build', 'Release', 'window.node'))});
         const net = require('node:net');
         const w = a.createWindow(${MiB});
-        const s = net.createConnection(${JSON.stringify(abstractPath(o.socket))}, () => { a.sendFd(s._handle.fd, w.fd, Buffer.from('${Buffer.from(o.offer).toString('hex')}', 'hex')); s.destroy(); });
-      `], { stdio: 'inherit' });
-      await new Promise((r) => child.once('exit', r));
-      const e = await refusal(c.request(Op.WINDOW_ATTACH, { offer: o.offer }));
-      assert.equal(e.code, 'CRYPTOD_ERR_FORBIDDEN');
-      assert.equal(e.detail?.reason, 'other-process');
+        const s = net.createConnection(${JSON.stringify(abstractPath(o1.socket))}, () => { a.sendFd(s._handle.fd, w.fd, Buffer.from('${Buffer.from(o1.offer).toString('hex')}', 'hex')); s.destroy(); });
+      `, false);
+      const e1 = await refusal(c.request(Op.WINDOW_ATTACH, { offer: o1.offer }));
+      assert.equal(e1.detail?.reason, 'not-sent');
+      // One that has an offer of its own waiting, and sends another connection's offer: refused by pid.
+      const o2 = (await c.request(Op.WINDOW_OFFER, { size: MiB })) as { socket: string; offer: Uint8Array };
+      await runChild(`
+        import { createConnection } from 'node:net';
+        import { connect } from ${JSON.stringify(join(process.cwd(), 'src', 'client', 'client.ts'))};
+        import { windowAddon, abstractPath } from ${JSON.stringify(join(process.cwd(), 'src', 'protocol', 'window-addon.ts'))};
+        const a = windowAddon();
+        const c = await connect({ socket: ${JSON.stringify(td.socketPath)}, clientName: 'thief' });
+        await c.request(${Op.WINDOW_OFFER}, { size: ${MiB} });
+        const w = a.createWindow(${MiB});
+        await new Promise((resolve) => { const s = createConnection(abstractPath(${JSON.stringify(o2.socket)}), () => { a.sendFd(s._handle.fd, w.fd, Buffer.from('${Buffer.from(o2.offer).toString('hex')}', 'hex')); s.destroy(); resolve(); }); });
+        await new Promise((r) => setTimeout(r, 200));
+        c.connection.destroy();
+      `, true);
+      const e2 = await refusal(c.request(Op.WINDOW_ATTACH, { offer: o2.offer }));
+      assert.equal(e2.code, 'CRYPTOD_ERR_FORBIDDEN');
+      assert.equal(e2.detail?.reason, 'other-process');
     });
 
     it('released windows and closed connections leave nothing mapped or counted', async () => {

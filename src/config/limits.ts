@@ -201,12 +201,12 @@ export const LIMITS = {
   // Shared-memory windows (docs/protocol.md §6.16): the client's memory,
   // mapped by the daemon; bounded so a connection cannot pin address space.
   maxWindowBytes: {
-    default: 64 * MiB, min: 0, max: 1024 * MiB, flag: 'max-window-bytes', unit: 'BYTES', hello: true,
+    default: 16 * MiB, min: 0, max: 1024 * MiB, flag: 'max-window-bytes', unit: 'BYTES', hello: true,
     doc: 'size of one shared-memory window a client may offer the daemon (0: no windows; large inputs go inline)',
     error: 'CRYPTOD_ERR_INVALID_ARGUMENT',
   },
   maxWindowsPerConnection: {
-    default: 4, min: 1, max: 64, flag: 'max-windows-per-connection', unit: 'N', hello: false,
+    default: 2, min: 1, max: 64, flag: 'max-windows-per-connection', unit: 'N', hello: false,
     doc: 'shared-memory windows one connection may hold, offers not yet attached included',
     error: 'CRYPTOD_ERR_QUOTA',
   },

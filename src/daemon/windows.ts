@@ -33,6 +33,12 @@ import { abstractPath, type WindowAddon } from '../protocol/window-addon.js';
 export const OFFER_TTL_MS = 10_000;
 /** How long WINDOW_ATTACH (and an accepted descriptor connection) waits for the memory file. */
 export const ARRIVAL_MS = 2_000;
+/**
+ * Connections on the window socket waiting for their message, at most. A
+ * sender with no offer pending is dropped at accept, so only processes that
+ * asked for a window can hold these; the cap bounds even them.
+ */
+export const MAX_WAITING_SENDERS = 64;
 const OFFER_BYTES = 32;
 
 interface Offer {
@@ -58,6 +64,8 @@ export class DaemonWindows implements WindowBroker {
   readonly #held = new WeakMap<object, number>();
   #server: Promise<Server> | null = null;
   #closed = false;
+  /** Accepted connections whose message has not arrived yet. */
+  #waiting = 0;
 
   constructor(addon: WindowAddon, peerOf: (socket: Socket) => PeerProcess, log: Logger) {
     this.#addon = addon;
@@ -152,25 +160,42 @@ export class DaemonWindows implements WindowBroker {
       socket.destroy();
       return;
     }
+    // Only a process with an offer waiting may send; anyone else is dropped before a byte is read.
+    if (this.#waiting >= MAX_WAITING_SENDERS || !this.#expects(sender)) {
+      socket.destroy();
+      return;
+    }
+    this.#waiting++;
     const deadline = Date.now() + ARRIVAL_MS;
+    const done = (): void => {
+      this.#waiting--;
+      socket.destroy();
+    };
+    // The message was sent right after connect, so it is nearly always there at once; the
+    // socket is paused (libuv's read(2) would drop the descriptor), hence a short poll otherwise.
     const poll = (): void => {
-      if (socket.destroyed) return;
       let got: ReturnType<WindowAddon['recvFd']>;
       try {
         got = this.#addon.recvFd(fd, OFFER_BYTES);
       } catch {
-        socket.destroy();
+        done();
         return;
       }
       if (got === null) {
-        if (Date.now() < deadline) setTimeout(poll, 1).unref();
-        else socket.destroy();
+        if (Date.now() < deadline && !this.#closed) setTimeout(poll, 1).unref();
+        else done();
         return;
       }
-      socket.destroy();
+      done();
       this.#received(got, sender);
     };
     poll();
+  }
+
+  /** An offer of process `p` is waiting for its memory file. */
+  #expects(p: PeerProcess): boolean {
+    for (const o of this.#offers.values()) if (o.outcome === null && o.peer.pid === p.pid && o.peer.uid === p.uid) return true;
+    return false;
   }
 
   #received(got: { fd: number; payload: Buffer; truncated: boolean }, sender: PeerProcess): void {
