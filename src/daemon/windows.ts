@@ -172,7 +172,9 @@ export class DaemonWindows implements WindowBroker {
       socket.destroy();
     };
     // The message was sent right after connect, so it is nearly always there at once; the
-    // socket is paused (libuv's read(2) would drop the descriptor), hence a short poll otherwise.
+    // socket is paused (libuv's read(2) would drop the descriptor), hence a poll otherwise,
+    // 1 ms apart at first and backing off to 64 ms.
+    let delay = 1;
     const poll = (): void => {
       let got: ReturnType<WindowAddon['recvFd']>;
       try {
@@ -182,7 +184,7 @@ export class DaemonWindows implements WindowBroker {
         return;
       }
       if (got === null) {
-        if (Date.now() < deadline && !this.#closed) setTimeout(poll, 1).unref();
+        if (Date.now() < deadline && !this.#closed) setTimeout(poll, (delay = Math.min(64, delay * 2))).unref();
         else done();
         return;
       }
