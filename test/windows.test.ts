@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash, createHmac, randomBytes } from 'node:crypto';
-import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -29,6 +29,19 @@ const MiB = 1024 * KiB;
 /** Mappings of memory files made for windows in this process (client and in-process daemon both). */
 function windowMappings(pid: number | 'self' = 'self'): number {
   return readFileSync(`/proc/${pid}/maps`, 'utf8').split('\n').filter((l) => l.includes('memfd:cryptod-window')).length;
+}
+
+/** Open descriptors of this process that are window memory files. */
+function windowDescriptors(): number {
+  let n = 0;
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      if (readlinkSync(`/proc/self/fd/${fd}`).includes('memfd:cryptod-window')) n++;
+    } catch {
+      // closed while listing
+    }
+  }
+  return n;
 }
 
 async function refusal(p: Promise<unknown>): Promise<CryptodError> {
@@ -244,7 +257,7 @@ if (addon === null) {
       c2.connection.destroy();
     });
 
-    it('a memory file sent by another process than the connection is never taken', async () => {
+    it('a memory file sent by another process than the connection is never taken, and no descriptor is kept', async () => {
       // A process with no offer of its own waiting is dropped at accept: its message is never read.
       const o1 = (await c.request(Op.WINDOW_OFFER, { size: MiB })) as { socket: string; offer: Uint8Array };
       await runChild(`
@@ -277,6 +290,8 @@ if (addon === null) {
       const e2 = await refusal(c.request(Op.WINDOW_ATTACH, { offer: o2.offer }));
       assert.equal(e2.code, 'CRYPTOD_ERR_FORBIDDEN');
       assert.equal(e2.detail?.reason, 'other-process');
+      // The refused memory file was closed, not kept (the daemon runs in this process; the client closes its own once sent).
+      await eventually(() => windowDescriptors() === 0, 5000, 'no descriptor of a window memory file left open');
     });
 
     it('released windows and closed connections leave nothing mapped or counted', async () => {
@@ -294,6 +309,7 @@ if (addon === null) {
       assert.equal(e.code, 'CRYPTOD_ERR_NOT_FOUND');
       c3.connection.destroy();
       await eventually(() => windowMappings() === before - 2, 5000, 'both sides unmapped');
+      assert.equal(windowDescriptors(), 0, 'neither side keeps the memory file open');
     });
   });
 
