@@ -93,35 +93,33 @@ async function openInput(file: string | undefined): Promise<Readable | FileReade
 }
 
 /**
- * Hash a file read with read(2) straight into CHUNKS_AHEAD buffers that are
- * used over and over: a read stream allocates a fresh buffer per chunk, and
- * a fresh MiB is a new mapping whose pages fault in one by one (more than
- * the hashing costs, on some machines). update() resolves once the bytes
- * were taken (copied into the shared-memory window, or written to the
- * socket), so a buffer CHUNKS_AHEAD reads old is free again.
+ * One hash context fed by `produce`, which hands each chunk (at most
+ * `chunkSize` bytes) to `send`. update() resolves once the socket or the
+ * shared-memory window took the bytes; `send` leaves at most CHUNKS_AHEAD − 1
+ * of them pending when it returns, so a producer rotating through
+ * CHUNKS_AHEAD buffers may refill the one it sent CHUNKS_AHEAD sends ago. A
+ * failure is reported by the await in `send` or by digest(); CONTEXT_FINAL
+ * frees the context, and on any failure it is released here (closing the
+ * connection would too, but an explicit release says so).
  */
-async function fileDigest(client: Client, algorithm: string, input: FileReader, name: string): Promise<ArrayBuffer> {
+async function digestThrough(
+  client: Client,
+  algorithm: string,
+  produce: (send: (data: Buffer) => Promise<void>, chunkSize: number) => Promise<void>,
+): Promise<ArrayBuffer> {
   const chunkSize = Math.min(CHUNK, client.info.limits.maxFrame - FRAME_OVERHEAD);
+  // The context is created by the first update (or digest): an unknown
+  // algorithm is reported there, as a daemon error with its code.
   const hash = client.createHash(algorithm);
   let finished = false;
   try {
-    const ring = Array.from({ length: CHUNKS_AHEAD }, () => Buffer.allocUnsafeSlow(chunkSize));
     const ahead: Promise<void>[] = [];
-    for (let turn = 0; ; turn++) {
-      const buf = ring[turn % CHUNKS_AHEAD]!;
-      let n: number;
-      try {
-        n = (await input.handle.read(buf, 0, chunkSize, null)).bytesRead;
-      } catch (err) {
-        throw new LocalFailure(`cannot read ${name}: ${(err as Error).message}`, { cause: err });
-      }
-      if (n === 0) break;
-      const sent = hash.update(buf.subarray(0, n));
-      sent.catch(() => undefined);
+    await produce(async (data) => {
+      const sent = hash.update(data);
+      sent.catch(() => undefined); // reported by the await below, or by digest(); never unhandled meanwhile
       ahead.push(sent);
-      // The next read reuses the buffer of CHUNKS_AHEAD − 1 turns ago: wait until it was taken.
-      if (ahead.length >= CHUNKS_AHEAD - 1) await ahead.shift();
-    }
+      if (ahead.length >= CHUNKS_AHEAD) await ahead.shift();
+    }, chunkSize);
     await Promise.all(ahead);
     const result = await hash.digest();
     finished = true;
@@ -131,28 +129,36 @@ async function fileDigest(client: Client, algorithm: string, input: FileReader, 
   }
 }
 
-/** Feed `input` through one hash context in chunks of at most one frame. */
-async function streamDigest(client: Client, algorithm: string, input: Readable, name: string): Promise<ArrayBuffer> {
-  const chunkSize = Math.min(CHUNK, client.info.limits.maxFrame - FRAME_OVERHEAD);
-  // The context is created by the first update (or digest): an unknown
-  // algorithm is reported there, as a daemon error with its code.
-  const hash = client.createHash(algorithm);
-  let finished = false;
-  try {
-    // Coalesce the stream's chunks (64 KiB from a pipe) into full-size
-    // updates; a chunk that is full-size already (a file) goes as it is.
-    // update() resolves once the socket took the bytes: up to CHUNKS_AHEAD
-    // of them are left pending. Coalescing rotates through CHUNKS_AHEAD
-    // buffers: after send() at most CHUNKS_AHEAD − 1 updates are pending, so
-    // the buffer used CHUNKS_AHEAD sends ago is free again.
-    const ahead: Promise<void>[] = [];
-    const send = async (data: Buffer): Promise<void> => {
-      const sent = hash.update(data);
-      // A failure is reported by the await below, or by digest(); never unhandled meanwhile.
-      sent.catch(() => undefined);
-      ahead.push(sent);
-      if (ahead.length >= CHUNKS_AHEAD) await ahead.shift();
-    };
+/**
+ * A file read with read(2) straight into CHUNKS_AHEAD buffers used over and
+ * over: a read stream allocates a fresh buffer per chunk, and a fresh MiB is
+ * a new mapping whose pages fault in one by one (more than the hashing
+ * costs, on some machines).
+ */
+function fileDigest(client: Client, algorithm: string, input: FileReader, name: string): Promise<ArrayBuffer> {
+  return digestThrough(client, algorithm, async (send, chunkSize) => {
+    const ring = Array.from({ length: CHUNKS_AHEAD }, () => Buffer.allocUnsafeSlow(chunkSize));
+    for (let turn = 0; ; turn++) {
+      const buf = ring[turn % CHUNKS_AHEAD]!;
+      let n: number;
+      try {
+        n = (await input.handle.read(buf, 0, chunkSize, null)).bytesRead;
+      } catch (err) {
+        throw new LocalFailure(`cannot read ${name}: ${(err as Error).message}`, { cause: err });
+      }
+      if (n === 0) return;
+      await send(buf.subarray(0, n));
+    }
+  });
+}
+
+/**
+ * A stream (stdin): its chunks (64 KiB from a pipe) coalesced into
+ * full-size updates, rotating through CHUNKS_AHEAD buffers; a chunk that is
+ * full-size already goes as it is.
+ */
+function streamDigest(client: Client, algorithm: string, input: Readable, name: string): Promise<ArrayBuffer> {
+  return digestThrough(client, algorithm, async (send, chunkSize) => {
     const ring: Buffer[] = [];
     let turn = 0;
     const nextBuffer = (): Buffer => {
@@ -189,13 +195,5 @@ async function streamDigest(client: Client, algorithm: string, input: Readable, 
       }
     }
     if (fill > 0) await send(acc.subarray(0, fill));
-    await Promise.all(ahead);
-    const result = await hash.digest();
-    finished = true;
-    return result;
-  } finally {
-    // CONTEXT_FINAL frees the context; on any failure free it here (closing
-    // the connection would too, but an explicit release says so).
-    if (!finished) await hash.release().catch(() => undefined);
-  }
+  });
 }
