@@ -187,8 +187,9 @@ export const contextOperations: Operation[] = [
   },
   {
     /**
-     * `{ handle, data }` or `{ handle, window, offset, length }` → null. Input
-     * larger than 256 KiB is hashed in slices; the context stays busy until the reply.
+     * `{ handle, data }` or `{ handle, window, offset, length }` → null. Data
+     * larger than 256 KiB (a region larger than 1 MiB) is hashed in slices;
+     * the context stays busy until the reply.
      */
     op: Op.CONTEXT_UPDATE,
     access: { kind: 'none' },
