@@ -7,8 +7,7 @@
  * CRYPTOD_ERR_NOT_ACKNOWLEDGED naming it (the destroy itself stays done).
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import type { Client } from '../src/client/client.js';
@@ -20,6 +19,7 @@ import { SqliteMemberStore } from '../src/store/sqlite/fleet-store.js';
 import type { MemberStore } from '../src/store/members.js';
 import { startTestDaemon } from './helpers/daemon.js';
 import { postgresForTests } from './helpers/postgres.js';
+import { tempDirs } from './helpers/temp-dirs.js';
 
 const server = await postgresForTests();
 const te = new TextEncoder();
@@ -29,11 +29,7 @@ after(async () => {
   await server?.shutdown();
 });
 
-function tempDir(): string {
-  const d = mkdtempSync(join(tmpdir(), 'cd-ack-'));
-  cleanups.push(async () => rmSync(d, { recursive: true, force: true }));
-  return d;
-}
+const tempDir = tempDirs('cd-ack-', (remove) => cleanups.push(remove));
 
 async function side(options: OpenManagedKeysOptions): Promise<{ keys: OpenedManagedKeys; c: Client }> {
   const keys = await openManagedKeys(options);

@@ -6,34 +6,25 @@
  * certificate of another CA, or none, never gets in.
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { request } from 'node:https';
 import { connect as tlsConnect } from 'node:tls';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import { createDaemon } from '../src/daemon/assemble.js';
 import { daemonConfig } from '../src/config/daemon-config.js';
 import { createLogger } from '../src/observe/logger.js';
 import { createServerPki, type TestPki } from './helpers/test-pki.js';
+import { tempDirs } from './helpers/temp-dirs.js';
 
 let pki: TestPki;
-const dirs: string[] = [];
-
-function tempDir(prefix: string): string {
-  const d = mkdtempSync(join(tmpdir(), prefix));
-  dirs.push(d);
-  return d;
-}
+const tempDir = tempDirs('cm-tls-');
 
 before(() => {
   pki = createServerPki(tempDir('cm-tls-pki-'), { prometheus: { cn: 'prometheus' }, victim: { cn: 'old-scraper' }, foreign: { cn: 'prometheus', ca: 'other-ca' } });
 });
 
-after(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
 
 /** GET `path` on 127.0.0.1:`port` with client certificate `cert` (or none). */
 function get(port: number, cert: string | null, path: string): Promise<{ status: number; body: string }> {

@@ -6,13 +6,13 @@
  * apart, so every catch-up counted here is a notification's.
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { openManagedKeys, type OpenedManagedKeys } from '../src/daemon/managed-keys.js';
 import { eventually } from './helpers/daemon.js';
 import { postgresForTests } from './helpers/postgres.js';
+import { tempDirs } from './helpers/temp-dirs.js';
 
 const server = await postgresForTests();
 const cleanups: Array<() => Promise<void>> = [];
@@ -21,11 +21,7 @@ after(async () => {
   await server?.shutdown();
 });
 
-function tempDir(): string {
-  const d = mkdtempSync(join(tmpdir(), 'cd-pgcu-'));
-  cleanups.push(async () => rmSync(d, { recursive: true, force: true }));
-  return d;
-}
+const tempDir = tempDirs('cd-pgcu-', (remove) => cleanups.push(remove));
 
 async function open(url: string, dataDir: string): Promise<OpenedManagedKeys> {
   const keys = await openManagedKeys({ dataDir, refreshIntervalMs: 0, heartbeatPeriodMs: 180_000, ackTimeoutMs: 180_000, postgres: { url, poolSize: 2 } });

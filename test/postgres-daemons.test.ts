@@ -7,8 +7,7 @@
  * password.
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import type { Client } from '../src/client/client.js';
@@ -18,6 +17,7 @@ import { openPostgresClientRegistry } from '../src/store/postgres/client-registr
 import { runCli, startCliDaemon } from './helpers/cli-daemon.js';
 import { eventually, startTestDaemon, type TestDaemon } from './helpers/daemon.js';
 import { postgresForTests } from './helpers/postgres.js';
+import { tempDirs } from './helpers/temp-dirs.js';
 
 const server = await postgresForTests();
 const te = new TextEncoder();
@@ -27,11 +27,7 @@ after(async () => {
   await server?.shutdown();
 });
 
-function tempDir(): string {
-  const d = mkdtempSync(join(tmpdir(), 'cd-pgd-'));
-  cleanups.push(async () => rmSync(d, { recursive: true, force: true }));
-  return d;
-}
+const tempDir = tempDirs('cd-pgd-', (remove) => cleanups.push(remove));
 
 async function side(url: string, dataDir: string, refreshIntervalMs: number): Promise<{ keys: OpenedManagedKeys; td: TestDaemon; c: Client }> {
   const keys = await openManagedKeys({ dataDir, refreshIntervalMs, postgres: { url, poolSize: 4 } });

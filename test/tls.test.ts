@@ -12,12 +12,11 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { fileURLToPath } from 'node:url';
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import { connect, type ConnectOptions } from '../src/client/client.js';
 import type { RefusedConnection } from '../src/daemon/access.js';
 import { createServerPki, type TestPki } from './helpers/test-pki.js';
@@ -28,16 +27,11 @@ import { crlSerials, pemBlocks } from '../src/protocol/der.js';
 import { copyFileSync } from 'node:fs';
 import { openSqliteClientRegistry } from '../src/store/sqlite/client-registry.js';
 import { runCli, startCliDaemon } from './helpers/cli-daemon.js';
+import { tempDirs } from './helpers/temp-dirs.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 let pki: TestPki;
-const dirs: string[] = [];
-
-function tempDir(): string {
-  const d = mkdtempSync(join(tmpdir(), 'ctl-'));
-  dirs.push(d);
-  return d;
-}
+const tempDir = tempDirs('ctl-');
 
 
 before(() => {
@@ -51,9 +45,6 @@ function serialOf(name: string): string {
   return execFileSync('openssl', ['x509', '-in', pki.file(`${name}.crt`), '-noout', '-serial'], { encoding: 'utf8' }).trim().replace(/^serial=/, '').replace(/^(00)+(?=.)/, '');
 }
 
-after(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
 
 async function tlsDaemon(extra: Partial<DaemonOptions> = {}): Promise<{ daemon: Daemon; url: string; refused: RefusedConnection[] }> {
   const refused: RefusedConnection[] = [];

@@ -10,12 +10,11 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { Agent, request } from 'node:https';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import { createDaemon, type AssembledDaemon } from '../src/daemon/assemble.js';
 import { createServerPki, type TestPki } from './helpers/test-pki.js';
 import { daemonConfig } from '../src/config/daemon-config.js';
@@ -24,24 +23,16 @@ import { openSqliteClientRegistry } from '../src/store/sqlite/client-registry.js
 import { VaultFrontDoor } from '../src/http/vault-front-door.js';
 import { ConfigError } from '../src/protocol/errors.js';
 import { connect } from '../src/client/client.js';
+import { tempDirs } from './helpers/temp-dirs.js';
 
 let pki: TestPki;
-const dirs: string[] = [];
-
-function tempDir(prefix: string): string {
-  const d = mkdtempSync(join(tmpdir(), prefix));
-  dirs.push(d);
-  return d;
-}
+const tempDir = tempDirs('cv-tls-');
 
 
 before(() => {
   pki = createServerPki(tempDir('cv-tls-pki-'), { client: { cn: 'billing-svc' }, victim: { cn: 'victim-svc' }, foreign: { cn: 'billing-svc', ca: 'other-ca' } });
 });
 
-after(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
 
 interface HttpsDaemon {
   daemon: AssembledDaemon;

@@ -21,7 +21,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { connect } from '../src/client/client.js';
-import { runCli, startCliDaemon, type CliDaemon } from './helpers/cli-daemon.js';
+import { logLines, runCli, startCliDaemon, type CliDaemon } from './helpers/cli-daemon.js';
 import { eventually } from './helpers/daemon.js';
 import { createServerPki } from './helpers/test-pki.js';
 
@@ -41,9 +41,7 @@ interface Line {
   frontDoor?: string;
 }
 
-function lines(d: CliDaemon): Line[] {
-  return d.stderr().toString().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Line);
-}
+const lines = (d: CliDaemon): Line[] => logLines<Line>(d);
 
 interface HttpCounts {
   connections: number;

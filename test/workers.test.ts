@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { connect, type Client } from '../src/client/client.js';
-import { startCliDaemon, type CliDaemon } from './helpers/cli-daemon.js';
+import { logLines, runCli, startCliDaemon, type CliDaemon } from './helpers/cli-daemon.js';
 import { eventually } from './helpers/daemon.js';
 
 const te = new TextEncoder();
@@ -30,9 +30,7 @@ interface Line {
   trigger?: string;
 }
 
-function lines(d: CliDaemon): Line[] {
-  return d.stderr().toString().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Line);
-}
+const lines = (d: CliDaemon): Line[] => logLines<Line>(d);
 
 interface Status {
   daemon: { pid: number };
@@ -142,7 +140,6 @@ test('--workers 2: spread, status, nodes per worker, reload, coherence, replacem
 });
 
 test('--workers refuses what it cannot do, saying what to give instead', { timeout: 60_000 }, async () => {
-  const { runCli } = await import('./helpers/cli-daemon.js');
   const bad = await runCli(['serve', '--workers', '0']);
   assert.equal(bad.code, 2, bad.stderr.toString());
   assert.match(bad.stderr.toString(), /--workers' expects a number from 1 to 256 or 'auto', got '0'/);
@@ -172,7 +169,6 @@ test('a worker that keeps dying young is replaced with doubling backoff', { time
   assert.equal(((await c.status()) as unknown as Status).workers.length, 2);
   await c.close();
   // `cryptod status` (the table) names both workers.
-  const { runCli } = await import('./helpers/cli-daemon.js');
   const table = await runCli(['status', '--socket', d.socketPath]);
   assert.equal(table.code, 0, table.stderr.toString());
   assert.match(table.stdout.toString(), /^2 worker\(s\), totals above: pid \d+ \d+ conn \d+ nodes, pid \d+ \d+ conn \d+ nodes$/m);
@@ -212,7 +208,6 @@ test('workers: from the file; STATUS and RELOAD name a worker that did not answe
 
   // Both answer: every worker's outcome is in the reply.
   assert.deepEqual(await reloadRows(), [a, b].sort((x, y) => x - y).map((pid) => ({ pid, outcome: 'reloaded' })));
-  const { runCli } = await import('./helpers/cli-daemon.js');
   const cli = await runCli(['reload', '--socket', d.socketPath]);
   assert.equal(cli.code, 0, cli.stderr.toString());
   assert.match(cli.stdout.toString(), new RegExp(`^  workers: {3}pid ${Math.min(a, b)} reloaded, pid ${Math.max(a, b)} reloaded$`, 'm'));
@@ -248,7 +243,6 @@ test('workers: from the file; STATUS and RELOAD name a worker that did not answe
 });
 
 test('workers: in the file is checked as --workers is', { timeout: 60_000 }, async () => {
-  const { runCli } = await import('./helpers/cli-daemon.js');
   const dir = mkdtempSync(join(tmpdir(), 'cd-workers-yaml-'));
   cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
   const file = join(dir, 'cryptod.yaml');

@@ -24,7 +24,7 @@ import type { DataNodeAccessor, DataNodeId, NodeType, NodeValue } from '../state
 import { NODE_HASH, normalizeHash, type HashName } from './algorithms.js';
 import { ContextFinal, ContextUpdate, HashCreate, HmacCreate, INLINE_REGION, INLINE_UPDATE } from '../protocol/messages/contexts.js';
 import { acquireKey } from './key.js';
-import { windowRegion } from './windows.js';
+import { orRelease, windowRegion } from './windows.js';
 
 /**
  * Inputs longer than this are processed slice by slice, yielding between
@@ -135,13 +135,7 @@ function update(ctx: RequestContext, raw: CborValue): HandlerResult | Promise<Ha
   const args = ContextUpdate.args.parse(raw);
   const region = 'window' in args ? windowRegion(ctx, args) : null;
   const data = region === null ? (args as { data: Uint8Array }).data : region.data;
-  let acc: DataNodeAccessor<DigestState>;
-  try {
-    acc = ctx.dm.acquire<DigestState>(ctx.clientId, args.handle, ['hash', 'hmac']);
-  } catch (err) {
-    region?.acc[Symbol.dispose]();
-    throw err;
-  }
+  const acc = orRelease(region, () => ctx.dm.acquire<DigestState>(ctx.clientId, args.handle, ['hash', 'hmac']));
   if (data.length <= (region === null ? SLICE : INLINE_REGION)) {
     using held = acc;
     using _window = region?.acc;

@@ -27,7 +27,7 @@ import { CipherCreate, CipherFinal, CipherUpdate, INLINE_REGION } from '../proto
 import { kindOf } from './args.js';
 import { aeadCipherOf, paramBytes } from './cipher.js';
 import { addContext, forEachSlice, SLICE } from './contexts.js';
-import { windowRegion } from './windows.js';
+import { orRelease, outputRegion, windowRegion, type OutputRegion } from './windows.js';
 import { acquireKey } from './key.js';
 import {
   DEFAULT_SEGMENT_SIZE,
@@ -87,13 +87,6 @@ function join(out: Buffer[]): Buffer {
   return Buffer.concat(out);
 }
 
-/** Where a windowed CIPHER_UPDATE writes its output: a region of the same window. */
-interface OutputRegion {
-  readonly bytes: Uint8Array;
-  readonly offset: number;
-  readonly length: number;
-}
-
 /**
  * CIPHER_UPDATE (`last` false) and CIPHER_FINAL (`last` true). The input is
  * `data`, or a region of a shared-memory window (§6.16, CIPHER_UPDATE only),
@@ -103,34 +96,16 @@ interface OutputRegion {
 function step(ctx: RequestContext, raw: CborValue, last: boolean): HandlerResult | Promise<HandlerResult> {
   const args = last ? CipherFinal.args.parse(raw) : CipherUpdate.args.parse(raw);
   const region = 'window' in args ? windowRegion(ctx, args) : null;
-  let output: OutputRegion | null = null;
-  let data: Uint8Array | undefined;
-  if (region !== null && 'window' in args) {
-    data = region.data;
-    const bytes = region.acc.value.bytes;
-    if (args.outputOffset > bytes.length || args.outputLength > bytes.length - args.outputOffset) {
-      region.acc[Symbol.dispose]();
-      throw new InvalidArgumentError(`the output region ${args.outputOffset}+${args.outputLength} is outside the window (${bytes.length} bytes)`, {
-        detail: { field: 'outputLength', offset: args.outputOffset, length: args.outputLength, size: bytes.length },
+  const { data, output, acc } = orRelease(region, () => {
+    const output = region !== null && 'window' in args ? outputRegion(region, args.outputOffset, args.outputLength) : null;
+    const data = region === null ? (args as { data?: Uint8Array }).data : region.data;
+    if (data !== undefined && data.length > MAX_STREAM_UPDATE) {
+      throw new InvalidArgumentError(`expected 'data' of at most ${MAX_STREAM_UPDATE} bytes per request, got ${data.length}; send the stream in smaller pieces`, {
+        detail: { field: region === null ? 'data' : 'length', max: MAX_STREAM_UPDATE },
       });
     }
-    output = { bytes, offset: args.outputOffset, length: args.outputLength };
-  } else {
-    data = (args as { data?: Uint8Array }).data;
-  }
-  if (data !== undefined && data.length > MAX_STREAM_UPDATE) {
-    region?.acc[Symbol.dispose]();
-    throw new InvalidArgumentError(`expected 'data' of at most ${MAX_STREAM_UPDATE} bytes per request, got ${data.length}; send the stream in smaller pieces`, {
-      detail: { field: region === null ? 'data' : 'length', max: MAX_STREAM_UPDATE },
-    });
-  }
-  let acc;
-  try {
-    acc = ctx.dm.acquire<StreamValue>(ctx.clientId, args.handle, 'cipher');
-  } catch (err) {
-    region?.acc[Symbol.dispose]();
-    throw err;
-  }
+    return { data, output, acc: ctx.dm.acquire<StreamValue>(ctx.clientId, args.handle, 'cipher') };
+  });
   const handle = args.handle;
   const out: Buffer[] = [];
   const finish = (): HandlerResult => {

@@ -61,6 +61,37 @@ export function windowRegion(ctx: RequestContext, region: { window: Handle; offs
   return { acc, data: acc.value.bytes.subarray(region.offset, region.offset + region.length) };
 }
 
+/** Where an operation writes its output into a window: a region of the same window as its input. */
+export interface OutputRegion {
+  readonly bytes: Uint8Array;
+  readonly offset: number;
+  readonly length: number;
+}
+
+/** The output region `{ offset, length }` of the window `region` reads from, checked to lie inside it. */
+export function outputRegion(region: { acc: DataNodeAccessor<SharedWindow> }, offset: number, length: number): OutputRegion {
+  const bytes = region.acc.value.bytes;
+  if (offset > bytes.length || length > bytes.length - offset) {
+    throw new InvalidArgumentError(`the output region ${offset}+${length} is outside the window (${bytes.length} bytes)`, {
+      detail: { field: 'outputLength', offset, length, size: bytes.length },
+    });
+  }
+  return { bytes, offset, length };
+}
+
+/**
+ * `f()`, giving back the accessor of `region` (null: no window) if it throws;
+ * when it returns, the caller holds the accessor and disposes it (`using`).
+ */
+export function orRelease<T>(region: { acc: DataNodeAccessor<SharedWindow> } | null, f: () => T): T {
+  try {
+    return f();
+  } catch (err) {
+    region?.acc[Symbol.dispose]();
+    throw err;
+  }
+}
+
 function broker(ctx: RequestContext): NonNullable<RequestContext['daemon']['windows']> {
   const b = ctx.daemon.windows;
   if (b === undefined) {

@@ -26,6 +26,11 @@ export interface CliDaemon {
   stop(keep?: boolean): Promise<number | null>;
 }
 
+/** The daemon's JSON log lines on stderr so far, parsed (`T`: the fields a test reads). */
+export function logLines<T>(d: CliDaemon): T[] {
+  return d.stderr().toString().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as T);
+}
+
 /** Run `node --import tsx src/cli/main.ts <args…>` once, with `input` on stdin (closed either way). */
 export function runCli(args: readonly string[], env: NodeJS.ProcessEnv = {}, input?: Uint8Array): Promise<{ code: number | null; stdout: Buffer; stderr: Buffer }> {
   return new Promise((res, rej) => {
