@@ -29,7 +29,8 @@ let aes: CryptoKey;
 
 before(async () => {
   t = await startTestDaemon({ limits: { maxBatchItems: MAX_ITEMS, maxFrame: MAX_FRAME } });
-  c = await t.connect('batch');
+  // Single calls go as single frames here (coalesce: false), so the batch form is compared with them (test/coalesce.test.ts has the client's own batching).
+  c = await t.connect('batch', { coalesce: false });
   hmacBytes = randomBytes(32);
   hmac = await c.subtle.importKey('raw', hmacBytes, { name: 'HMAC', hash: 'SHA-256' }, false, ['sign', 'verify']);
   ed = (await c.subtle.generateKey('Ed25519', false, ['sign', 'verify'])) as CryptoKeyPair;

@@ -13,7 +13,6 @@
  */
 import assert from 'node:assert/strict';
 import { createHmac, randomBytes } from 'node:crypto';
-import { Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import type { Client } from '../src/client/client.js';
@@ -23,51 +22,12 @@ import { FrameKind, encodeFrame } from '../src/protocol/frame.js';
 import { BATCH_FLUSH_BYTES, FrameBatch } from '../src/protocol/frame-batch.js';
 import { Op } from '../src/protocol/ops.js';
 import { startTestDaemon, type TestDaemon } from './helpers/daemon.js';
+import { framesIn, replyWrites, requestWrites, spyWrites } from './helpers/frame-writes.js';
 import { RawClient } from './helpers/raw-client.js';
 import { TestOp, withTestOps } from './helpers/test-ops.js';
 
 const KEY_BYTES = Buffer.alloc(32, 0x3c);
 const HMAC_PARAMS = { name: 'HMAC', hash: 'SHA-256' };
-
-/** The frames in `bytes`: kind, id, op of each; null when `bytes` is not whole frames (a head whose tail follows, a stream's bytes). */
-function framesIn(bytes: Uint8Array): Array<{ kind: number; id: number; op: number }> | null {
-  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
-  const out: Array<{ kind: number; id: number; op: number }> = [];
-  let at = 0;
-  while (at < b.length) {
-    if (b.length - at < 11) return null;
-    const len = b.readUInt32BE(at);
-    if (len < 7 || at + 4 + len > b.length) return null;
-    out.push({ kind: b[at + 4]!, id: b.readUInt32BE(at + 5), op: b.readUInt16BE(at + 9) });
-    at += 4 + len;
-  }
-  return out;
-}
-
-interface Write {
-  bytes: Buffer;
-  kinds: Set<number>;
-  ops: Set<number>;
-}
-
-/** Record every socket write of frames (whole-frame writes only) while `body` runs. */
-async function spyWrites<T>(body: (writes: Write[]) => Promise<T>): Promise<T> {
-  const writes: Write[] = [];
-  const real = Socket.prototype.write;
-  Socket.prototype.write = function (this: Socket, chunk: unknown, ...rest: unknown[]): boolean {
-    const frames = Buffer.isBuffer(chunk) ? framesIn(chunk) : null;
-    if (frames !== null) writes.push({ bytes: chunk as Buffer, kinds: new Set(frames.map((f) => f.kind)), ops: new Set(frames.map((f) => f.op)) });
-    return (real as (...a: unknown[]) => boolean).call(this, chunk, ...rest);
-  } as typeof real;
-  try {
-    return await body(writes);
-  } finally {
-    Socket.prototype.write = real;
-  }
-}
-
-const requestWrites = (writes: Write[]): Write[] => writes.filter((w) => w.kinds.has(FrameKind.REQUEST));
-const replyWrites = (writes: Write[]): Write[] => writes.filter((w) => w.kinds.has(FrameKind.RESPONSE) || w.kinds.has(FrameKind.ERROR));
 
 describe('FrameBatch', () => {
   const payload: fc.Arbitrary<CborValue> = fc.oneof(
@@ -169,7 +129,8 @@ describe('over a real daemon', () => {
   let c: Client;
   before(async () => {
     t = await startTestDaemon({ operations: withTestOps() });
-    c = await t.connect('batching');
+    // One frame per request: these tests are about frames and writes (test/coalesce.test.ts has the batch frames).
+    c = await t.connect('batching', { coalesce: false });
   });
   after(async () => {
     await t.stop();
@@ -284,13 +245,13 @@ describe('over a real daemon', () => {
       const [key] = await Promise.all([c.subtle.importKey('raw', secret, HMAC_PARAMS, true, ['sign']), c.ping('beside'), c.ping('the import')]);
       const sent = requestWrites(writes).filter((w) => w.ops.has(Op.IMPORT_KEY));
       assert.equal(sent.length, 1);
-      assert.ok(sent[0]!.bytes.every((x) => x === 0), 'the request batch with the key was not zeroed');
+      assert.ok(sent[0]!.written.every((x) => x === 0), 'the request batch with the key was not zeroed');
       const exported = Buffer.from(await c.subtle.exportKey('raw', key) as ArrayBuffer);
       assert.ok(exported.equals(secret));
       const exports = replyWrites(writes).filter((w) => w.ops.has(Op.EXPORT_KEY));
       assert.equal(exports.length, 1);
-      assert.ok(exports[0]!.bytes.every((x) => x === 0), 'the reply batch with the exported key was not zeroed');
-      assert.ok(!replyWrites(writes).some((w) => w.bytes.includes(secret)), 'key bytes are still in a reply buffer');
+      assert.ok(exports[0]!.written.every((x) => x === 0), 'the reply batch with the exported key was not zeroed');
+      assert.ok(!replyWrites(writes).some((w) => w.written.includes(secret)), 'key bytes are still in a reply buffer');
     });
   });
 

@@ -57,6 +57,13 @@ export interface ConnectOptions {
    * `false` sends every byte over the socket. Default true.
    */
   windows?: boolean;
+  /**
+   * Small `subtle.digest`, `sign` and `verify` calls made in the same tick
+   * with the same algorithm and key travel as one batch request (up to 32
+   * per frame) instead of one request each; every call still gets its own
+   * result or error. `false` sends one request per call. Default true.
+   */
+  coalesce?: boolean;
 }
 
 /**
@@ -290,7 +297,7 @@ export class Client implements AsyncDisposable {
 export async function connect(options: ConnectOptions = {}): Promise<Client> {
   const envToken = process.env.CRYPTOD_TOKEN;
   const token = options.token ?? (envToken === undefined || envToken === '' ? undefined : envToken);
-  const conn = await DaemonConnection.open(targetOf(options), options.clientName ?? 'anonymous', token, { windows: options.windows !== false });
+  const conn = await DaemonConnection.open(targetOf(options), options.clientName ?? 'anonymous', token, { windows: options.windows !== false, coalesce: options.coalesce !== false });
   return new Client(conn);
 }
 

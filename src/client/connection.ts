@@ -74,8 +74,12 @@ export class DaemonConnection implements FrameSink {
   /** The shared-memory window (window.ts): null until asked for; resolves to null where there is none. */
   #window: Promise<ClientWindow | null> | null;
 
-  private constructor(socket: Socket, windows: boolean) {
+  /** Whether `client.subtle` carries a tick's small digests, signatures and verifications as batch frames (coalesce.ts). */
+  readonly coalesce: boolean;
+
+  private constructor(socket: Socket, windows: boolean, coalesce: boolean) {
     this.#socket = socket;
+    this.coalesce = coalesce;
     this.#window = windows ? null : Promise.resolve(null);
     // Replies are bounded by the daemon's max frame; accept up to the protocol maximum.
     this.#reader = new FrameReader(64 * 1024 * 1024, this);
@@ -84,11 +88,11 @@ export class DaemonConnection implements FrameSink {
     socket.on('close', () => this.#fail(new ConnectionClosedError('the daemon closed the connection')));
   }
 
-  static async open(target: DaemonTarget, clientName: string, token?: string, options: { windows?: boolean } = {}): Promise<DaemonConnection> {
+  static async open(target: DaemonTarget, clientName: string, token?: string, options: { windows?: boolean; coalesce?: boolean } = {}): Promise<DaemonConnection> {
     const socket = await (typeof target === 'string' ? openUnix(target) : openTls(target));
     socket.setNoDelay?.(true);
     // Windows exist only beside a Unix socket: over TCP the daemon is perhaps on another host.
-    const conn = new DaemonConnection(socket, typeof target === 'string' && options.windows !== false);
+    const conn = new DaemonConnection(socket, typeof target === 'string' && options.windows !== false, options.coalesce !== false);
     try {
       // A token is a secret: its frame is zeroed once written.
       conn.#hello = await conn.call(Hello, { version: PROTOCOL_VERSION, client: clientName, token }, { sensitiveRequest: token !== undefined }, 'the HELLO reply');

@@ -25,6 +25,7 @@ import {
 import type { DaemonConnection } from './connection.js';
 import type { BatchResult } from './managed.js';
 import { SubtleBatches, type CipherBatchItem, type VerifyBatchItem } from './subtle-batch.js';
+import { Coalescer } from './coalesce.js';
 
 export type KeyType = 'secret' | 'private' | 'public';
 export type KeyUsage = 'encrypt' | 'decrypt' | 'sign' | 'verify' | 'deriveKey' | 'deriveBits' | 'wrapKey' | 'unwrapKey';
@@ -122,12 +123,15 @@ export interface KeyDescription {
  */
 export class SubtleClient {
   readonly #conn: DaemonConnection;
+  /** Small digests, signatures and verifications of one tick as batch frames (coalesce.ts). */
+  readonly #coalesce: Coalescer;
   readonly #batches: SubtleBatches;
 
   /** @internal */
   constructor(conn: DaemonConnection) {
     this.#conn = conn;
     this.#batches = new SubtleBatches(conn);
+    this.#coalesce = new Coalescer(conn, conn.coalesce);
   }
 
   // ── batch forms (not WebCrypto; src/client/subtle-batch.ts) ────────────
@@ -195,7 +199,7 @@ export class SubtleClient {
       const a = idlAlgorithm(algorithm, 'algorithm');
       const bytes = toBufferSource(data, 'data');
       const alg = normalize(a, 'digest', isKey);
-      reply = this.#conn.send(Digest, { algorithm: alg.name, data: bytes }, FRESH);
+      reply = this.#coalesce.request(Digest, { algorithm: alg.name, data: bytes }, FRESH);
     } catch (err) {
       return Promise.reject(toSubtleError(err));
     }
@@ -296,7 +300,7 @@ export class SubtleClient {
       const bytes = toBufferSource(data, 'data');
       const alg = normalize(a, 'sign', isKey);
       checkKey(alg, k, 'sign');
-      reply = this.#conn.send(Sign, { algorithm: wireNormalized(alg), key: k.handle, data: bytes }, FRESH);
+      reply = this.#coalesce.request(Sign, { algorithm: wireNormalized(alg), key: k.handle, data: bytes }, FRESH);
     } catch (err) {
       return Promise.reject(toSubtleError(err));
     }
@@ -313,7 +317,7 @@ export class SubtleClient {
       const bytes = toBufferSource(data, 'data');
       const alg = normalize(a, 'verify', isKey);
       checkKey(alg, k, 'verify');
-      reply = this.#conn.send(Verify, { algorithm: wireNormalized(alg), key: k.handle, signature: sig, data: bytes });
+      reply = this.#coalesce.request(Verify, { algorithm: wireNormalized(alg), key: k.handle, signature: sig, data: bytes });
     } catch (err) {
       return Promise.reject(toSubtleError(err));
     }
@@ -426,7 +430,7 @@ export class SubtleClient {
     (op === 'encrypt' ? ENCRYPT_CHECKS : DECRYPT_CHECKS)[alg.name]?.(alg, k, bytes);
     const args = { algorithm: wireNormalized(alg), key: k.handle, data: bytes };
     // A ciphertext is not secret: decoded straight into the caller's ArrayBuffer. A plaintext keeps the view-copy-zero path.
-    return op === 'encrypt' ? this.#conn.send(Encrypt, args, FRESH) : this.#conn.send(Decrypt, args);
+    return op === 'encrypt' ? this.#coalesce.request(Encrypt, args, FRESH) : this.#coalesce.request(Decrypt, args);
   }
 
   #keyOrPair(v: ResultOf<typeof GenerateKey>): CryptoKey | CryptoKeyPair {

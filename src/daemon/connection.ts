@@ -41,6 +41,16 @@ export function takeConnectionNumber(): number {
 const FRAMES_PER_TURN = 32;
 const BYTES_PER_TURN = 256 * 1024;
 
+/**
+ * Replies queued this long ago are written at once, before the turn ends:
+ * a read that brought several batch frames (hundreds of items, a
+ * millisecond of work) answers the first while the next are computed, so
+ * the client reads and sends more meanwhile instead of the two sides taking
+ * turns. A write costs a few µs; this bounds it to one per FLUSH_AFTER_MS
+ * of work.
+ */
+const FLUSH_AFTER_MS = 0.1;
+
 export class Connection implements FrameSink, NodeOwner {
   readonly number = nextConnectionNumber++;
   readonly #socket: Socket;
@@ -60,6 +70,8 @@ export class Connection implements FrameSink, NodeOwner {
    */
   readonly #batch = new FrameBatch();
   #flushQueued = false;
+  /** When the first reply of the queued batch was encoded (performance.now()). */
+  #queuedAt = 0;
   #closed = false;
   #readPaused = false;
   /** Payload bytes of the requests in flight (back-pressure, like #inflight). */
@@ -188,8 +200,9 @@ export class Connection implements FrameSink, NodeOwner {
     if (this.#batch.size >= BATCH_FLUSH_BYTES) this.#flush();
     else if (!this.#flushQueued) {
       this.#flushQueued = true;
+      this.#queuedAt = performance.now();
       process.nextTick(this.#flushTick);
-    }
+    } else if (performance.now() - this.#queuedAt >= FLUSH_AFTER_MS) this.#flush();
   }
 
   /** Write a frame already encoded, after the replies queued before it; one carrying key material is zeroed once written. */

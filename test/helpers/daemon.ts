@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect, type Client } from '../../src/client/client.js';
+import { connect, type Client, type ConnectOptions } from '../../src/client/client.js';
 import { silentLogger } from '../../src/observe/logger.js';
 import { startDaemon, type Daemon, type DaemonOptions } from '../../src/daemon/server.js';
 
@@ -11,7 +11,7 @@ export interface TestDaemon {
   daemon: Daemon;
   dir: string;
   socketPath: string;
-  connect(name?: string): Promise<Client>;
+  connect(name?: string, options?: Omit<ConnectOptions, 'socket' | 'clientName'>): Promise<Client>;
   stop(): Promise<void>;
 }
 
@@ -25,8 +25,8 @@ export async function startTestDaemon(options: Partial<DaemonOptions> = {}): Pro
     daemon,
     dir,
     socketPath,
-    async connect(name = 'test') {
-      const c = await connect({ socket: socketPath, clientName: name });
+    async connect(name = 'test', options = {}) {
+      const c = await connect({ ...options, socket: socketPath, clientName: name });
       clients.push(c);
       return c;
     },

@@ -20,6 +20,8 @@ export const TestOp = {
   NODE_ADD: 0x7f02 as OpCode,
   /** `{ handle, ms? }` → acquires the node, holds it `ms`, replies `{ alive }`. */
   NODE_USE: 0x7f03 as OpCode,
+  /** `{ us }` → keeps the event loop busy for `us` microseconds (a synchronous operation that long), replies null. */
+  SPIN: 0x7f04 as OpCode,
 } as const;
 
 /** Counts how many test node values were made and disposed, across every daemon in the process. */
@@ -69,6 +71,15 @@ export const testOperations: Operation[] = [
       const ms = optInt(args, 'ms', 0, 60_000) ?? 0;
       if (ms > 0) await sleep(ms, undefined, { ref: false });
       return { alive: acc.alive };
+    },
+  },
+  {
+    op: TestOp.SPIN,
+    access: { kind: 'none' },
+    handle: (_ctx, raw) => {
+      const until = performance.now() + (optInt(asArgs(raw), 'us', 0, 1_000_000) ?? 0) / 1000;
+      while (performance.now() < until);
+      return null;
     },
   },
 ];
