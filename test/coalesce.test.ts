@@ -8,7 +8,7 @@
  * with node:crypto.
  */
 import assert from 'node:assert/strict';
-import { constants, createHash, createHmac, randomBytes, verify as nodeVerify } from 'node:crypto';
+import { constants, createCipheriv, createHash, createHmac, randomBytes, verify as nodeVerify } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import type { Client } from '../src/client/client.js';
@@ -215,6 +215,10 @@ function cipherAlg(x: { cipher: string }, iv: Buffer, aad: Buffer | undefined): 
 function cipherKey(k: Keys, x: { cipher: string }): CryptoKey {
   return x.cipher === 'aes' ? k.aes : k.chacha;
 }
+function sealGcm(data: Buffer, iv: Buffer, aad: Buffer): string {
+  const cipher = createCipheriv('aes-256-gcm', AES_BYTES, iv).setAAD(aad);
+  return Buffer.concat([cipher.update(data), cipher.final(), cipher.getAuthTag()]).toString('hex');
+}
 function spoiled(bytes: Uint8Array, how: string): Uint8Array {
   const out = Buffer.from(bytes);
   if (how === 'flip' && out.length > 0) out[out.length - 1]! ^= 1;
@@ -230,24 +234,25 @@ describe('what goes on the wire', () => {
     key = await c.subtle.importKey('raw', HMAC_BYTES, { name: 'HMAC', hash: 'SHA-256' }, false, ['sign', 'verify']);
   });
 
-  test(`200 signatures in one tick: batch frames of at most ${GROUP_ITEMS} items, in one write`, async () => {
+  test(`200 signatures in one tick: the first alone, the rest in batch frames of at most ${GROUP_ITEMS} items, all in one write`, async () => {
     await spyWrites(async (writes) => {
       const msgs = Array.from({ length: 200 }, (_, i) => Buffer.from(`message ${i}`));
       const tags = await Promise.all(msgs.map((m) => c.subtle.sign('HMAC', key, m)));
       tags.forEach((tag, i) => assert.equal(Buffer.from(tag).toString('hex'), createHmac('sha256', HMAC_BYTES).update(msgs[i]!).digest('hex')));
       const mine = requestWrites(writes);
       assert.equal(mine.length, 1);
-      const payloads = payloadsIn(mine[0]!.bytes) as Array<{ items: unknown[] }>;
+      const payloads = payloadsIn(mine[0]!.bytes) as Array<{ items?: unknown[] }>;
       assert.deepEqual(framesIn(mine[0]!.bytes)!.map((f) => f.op), payloads.map(() => Op.SIGN));
-      assert.deepEqual(payloads.map((p) => p.items.length), [...Array<number>(Math.floor(200 / GROUP_ITEMS)).fill(GROUP_ITEMS), 200 % GROUP_ITEMS]);
+      assert.deepEqual(payloads.map((p) => p.items?.length ?? 'single'), ['single', ...Array<number>(Math.floor(199 / GROUP_ITEMS)).fill(GROUP_ITEMS), 199 % GROUP_ITEMS]);
     });
   });
 
-  test('a lone call goes as the single form; calls on other keys or algorithms go in groups of their own', async () => {
+  test('a lone call, and the first of a tick, go as the single form; calls on other keys or algorithms go in groups of their own', async () => {
     const other = await c.subtle.importKey('raw', HMAC_BYTES, { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
     await spyWrites(async (writes) => {
       await c.subtle.sign('HMAC', key, Buffer.from('alone'));
       await Promise.all([
+        c.subtle.sign('HMAC', key, Buffer.from('first')),
         c.subtle.sign('HMAC', key, Buffer.from('a')),
         c.subtle.sign('HMAC', other, Buffer.from('b')),
         c.subtle.sign('HMAC', key, Buffer.from('c')),
@@ -258,8 +263,9 @@ describe('what goes on the wire', () => {
       const [alone, tick] = requestWrites(writes).map((w) => payloadsIn(w.bytes) as Array<Record<string, unknown>>);
       assert.equal(alone!.length, 1);
       assert.ok(alone![0]!.items === undefined && alone![0]!.data !== undefined, 'a lone call is the single form');
-      const shape = tick!.map((p) => (Array.isArray(p.items) ? p.items.length : 'single'));
-      assert.deepEqual(shape.sort(), [2, 2, 'single', 'single'].sort());
+      const shape = tick!.map((p) => (Array.isArray(p.items) ? `${p.items.length} × ${(p.items[0] as { data: Uint8Array }).data.toString()}…` : `single ${(p.data as Uint8Array).toString()}`));
+      // The tick's first call at once; then key's a+c, d+f of SHA-256 grouped; b (another key) and e (SHA-512) alone in their groups.
+      assert.deepEqual(shape.sort(), ['2 × a…', '2 × d…', 'single b', 'single e', 'single first'].sort());
     });
   });
 
@@ -268,14 +274,33 @@ describe('what goes on the wire', () => {
       const big = Buffer.alloc(ITEM_BYTES + 1, 1);
       const mid = Buffer.alloc(ITEM_BYTES, 2);
       const n = Math.ceil(GROUP_BYTES / ITEM_BYTES) + 2;
-      await Promise.all([c.subtle.sign('HMAC', key, big), ...Array.from({ length: n }, () => c.subtle.sign('HMAC', key, mid))]);
+      await Promise.all([c.subtle.sign('HMAC', key, mid), c.subtle.sign('HMAC', key, big), ...Array.from({ length: n }, () => c.subtle.sign('HMAC', key, mid))]);
       const frames = requestWrites(writes).flatMap((w) => payloadsIn(w.bytes) as Array<Record<string, unknown>>);
       const singles = frames.filter((p) => p.items === undefined);
       const groups = frames.filter((p) => Array.isArray(p.items)).map((p) => (p.items as unknown[]).length);
-      assert.equal(singles.length >= 1 && (singles[0]!.data as Uint8Array).length, ITEM_BYTES + 1);
-      assert.equal(groups.reduce((a, b) => a + b, 0) + singles.length - 1, n);
+      // The tick's first call (mid) and big alone; the n others in groups, and a group of one goes as a single.
+      assert.equal(singles.filter((p) => (p.data as Uint8Array).length === ITEM_BYTES + 1).length, 1);
+      assert.equal(groups.reduce((a, b) => a + b, 0) + singles.length - 2, n);
+      assert.ok(groups.length >= 2, `${n} items of ${ITEM_BYTES} B in groups of ${groups.join(', ')}`);
       for (const g of groups) assert.ok(g * ITEM_BYTES <= GROUP_BYTES, `a group of ${g} items of ${ITEM_BYTES} B`);
     });
+  });
+
+  test('inputs changed after the call (before the tick\'s write) do not change what was signed or encrypted', async () => {
+    const aes = await c.subtle.importKey('raw', AES_BYTES, 'AES-GCM', false, ['encrypt']);
+    const data = Buffer.from('the original message');
+    const iv = Buffer.alloc(12, 7);
+    const aad = Buffer.from('the original aad');
+    const want = { tag: createHmac('sha256', HMAC_BYTES).update(data).digest('hex'), sealed: sealGcm(data, iv, aad) };
+    // Each second call joins a group, which is encoded only at the end of the tick.
+    const calls = [0, 1].map(() => [c.subtle.sign('HMAC', key, data), c.subtle.encrypt({ name: 'AES-GCM', iv, additionalData: aad }, aes, data)]);
+    data.fill(0);
+    iv.fill(0);
+    aad.fill(0);
+    for (const [tag, sealed] of calls) {
+      assert.equal(Buffer.from(await tag!).toString('hex'), want.tag);
+      assert.equal(Buffer.from(await sealed!).toString('hex'), want.sealed);
+    }
   });
 
   test('coalesce: false, and a daemon whose batches hold one item: one frame per call', async () => {

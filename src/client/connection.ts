@@ -76,6 +76,8 @@ export class DaemonConnection implements FrameSink {
 
   /** Whether `client.subtle` carries a tick's small digests, signatures and verifications as batch frames (coalesce.ts). */
   readonly coalesce: boolean;
+  /** Called when a tick's requests are about to be written: the coalescer adds its groups (coalesce.ts). */
+  beforeTickFlush: (() => void) | null = null;
 
   private constructor(socket: Socket, windows: boolean, coalesce: boolean) {
     this.#socket = socket;
@@ -285,7 +287,10 @@ export class DaemonConnection implements FrameSink {
   }
 
   readonly #flushTick = (): void => {
-    if (this.#flushQueued) this.#flush();
+    if (!this.#flushQueued) return;
+    // The tick's coalesced calls join this write (coalesce.ts); not in #flush itself, which also runs between a head and its tail.
+    this.beforeTickFlush?.();
+    this.#flush();
   };
 
   /** Write the requests queued so far (FrameBatch), now. */

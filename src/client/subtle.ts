@@ -193,17 +193,15 @@ export class SubtleClient {
   // request (as they did inside an async function), then one `.then` reads the reply — no async layers, no closures.
 
   digest(algorithm: AlgorithmIdentifier, data: BufferSource): Promise<ArrayBuffer> {
-    let reply: Promise<CborValue>;
     try {
       if (arguments.length < 2) requireArgs('digest', { length: arguments.length }, 2); // only .length read: no arguments object
       const a = idlAlgorithm(algorithm, 'algorithm');
       const bytes = toBufferSource(data, 'data');
       const alg = normalize(a, 'digest', isKey);
-      reply = this.#coalesce.request(Digest, { algorithm: alg.name, data: bytes }, FRESH);
+      return this.#coalesce.request(Digest, { algorithm: alg.name, data: bytes }, FRESH, freshBytesResult, subtleRejection);
     } catch (err) {
       return Promise.reject(toSubtleError(err));
     }
-    return reply.then(freshBytesResult, subtleRejection);
   }
 
   /** Asymmetric algorithms give a key pair, symmetric ones a key (as WebCrypto). */
@@ -270,29 +268,24 @@ export class SubtleClient {
   }
 
   encrypt(algorithm: AlgorithmIdentifier, key: CryptoKey, data: BufferSource): Promise<ArrayBuffer> {
-    let reply: Promise<CborValue>;
     try {
       if (arguments.length < 3) requireArgs('encrypt', { length: arguments.length }, 3); // only .length read: no arguments object
-      reply = this.#cipher('encrypt', algorithm, key, data);
+      return this.#cipher('encrypt', algorithm, key, data);
     } catch (err) {
       return Promise.reject(toSubtleError(err));
     }
-    return reply.then(freshBytesResult, subtleRejection);
   }
 
   decrypt(algorithm: AlgorithmIdentifier, key: CryptoKey, data: BufferSource): Promise<ArrayBuffer> {
-    let reply: Promise<CborValue>;
     try {
       if (arguments.length < 3) requireArgs('decrypt', { length: arguments.length }, 3); // only .length read: no arguments object
-      reply = this.#cipher('decrypt', algorithm, key, data);
+      return this.#cipher('decrypt', algorithm, key, data);
     } catch (err) {
       return Promise.reject(toSubtleError(err));
     }
-    return reply.then(plaintextResult, subtleRejection);
   }
 
   sign(algorithm: AlgorithmIdentifier, key: CryptoKey, data: BufferSource): Promise<ArrayBuffer> {
-    let reply: Promise<CborValue>;
     try {
       if (arguments.length < 3) requireArgs('sign', { length: arguments.length }, 3); // only .length read: no arguments object
       const a = idlAlgorithm(algorithm, 'algorithm');
@@ -300,15 +293,13 @@ export class SubtleClient {
       const bytes = toBufferSource(data, 'data');
       const alg = normalize(a, 'sign', isKey);
       checkKey(alg, k, 'sign');
-      reply = this.#coalesce.request(Sign, { algorithm: wireNormalized(alg), key: k.handle, data: bytes }, FRESH);
+      return this.#coalesce.request(Sign, { algorithm: wireNormalized(alg), key: k.handle, data: bytes }, FRESH, freshBytesResult, subtleRejection);
     } catch (err) {
       return Promise.reject(toSubtleError(err));
     }
-    return reply.then(freshBytesResult, subtleRejection);
   }
 
   verify(algorithm: AlgorithmIdentifier, key: CryptoKey, signature: BufferSource, data: BufferSource): Promise<boolean> {
-    let reply: Promise<CborValue>;
     try {
       if (arguments.length < 4) requireArgs('verify', { length: arguments.length }, 4); // only .length read: no arguments object
       const a = idlAlgorithm(algorithm, 'algorithm');
@@ -317,11 +308,10 @@ export class SubtleClient {
       const bytes = toBufferSource(data, 'data');
       const alg = normalize(a, 'verify', isKey);
       checkKey(alg, k, 'verify');
-      reply = this.#coalesce.request(Verify, { algorithm: wireNormalized(alg), key: k.handle, signature: sig, data: bytes });
+      return this.#coalesce.request(Verify, { algorithm: wireNormalized(alg), key: k.handle, signature: sig, data: bytes }, undefined, isTrue, subtleRejection);
     } catch (err) {
       return Promise.reject(toSubtleError(err));
     }
-    return reply.then(isTrue, subtleRejection);
   }
 
   async deriveBits(algorithm: AlgorithmIdentifier, baseKey: CryptoKey, length?: number | null): Promise<ArrayBuffer> {
@@ -421,7 +411,7 @@ export class SubtleClient {
   }
 
   /** The steps of encrypt/decrypt up to the request (synchronous: a bad argument throws). */
-  #cipher(op: 'encrypt' | 'decrypt', algorithm: unknown, key: unknown, data: unknown): Promise<CborValue> {
+  #cipher(op: 'encrypt' | 'decrypt', algorithm: unknown, key: unknown, data: unknown): Promise<ArrayBuffer> {
     const a = idlAlgorithm(algorithm, 'algorithm');
     const k = keyArg(key, 'key');
     const bytes = toBufferSource(data, 'data');
@@ -430,7 +420,7 @@ export class SubtleClient {
     (op === 'encrypt' ? ENCRYPT_CHECKS : DECRYPT_CHECKS)[alg.name]?.(alg, k, bytes);
     const args = { algorithm: wireNormalized(alg), key: k.handle, data: bytes };
     // A ciphertext is not secret: decoded straight into the caller's ArrayBuffer. A plaintext keeps the view-copy-zero path.
-    return op === 'encrypt' ? this.#coalesce.request(Encrypt, args, FRESH) : this.#coalesce.request(Decrypt, args);
+    return op === 'encrypt' ? this.#coalesce.request(Encrypt, args, FRESH, freshBytesResult, subtleRejection) : this.#coalesce.request(Decrypt, args, undefined, plaintextResult, subtleRejection);
   }
 
   #keyOrPair(v: ResultOf<typeof GenerateKey>): CryptoKey | CryptoKeyPair {
