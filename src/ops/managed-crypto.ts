@@ -25,8 +25,9 @@
  *   rsa-pkcs1-3072      RFC 8017 §8.2, SHA-256 (JWT RS256)
  */
 import {
-  constants, createCipheriv, createDecipheriv, createHmac, hkdfSync, sign, timingSafeEqual, verify, type CipherGCMTypes, type KeyObject,
+  constants, createCipheriv, createDecipheriv, hkdfSync, sign, timingSafeEqual, verify, type CipherGCMTypes, type KeyObject,
 } from 'node:crypto';
+import { hmacOf } from './hmac-native.js';
 import { publicRandom } from './public-random.js';
 import type { UsableVersion } from '../keys/snapshot.js';
 import type { ManagedKeyType } from '../keys/model.js';
@@ -202,7 +203,7 @@ export function verifyMessage(u: UsableVersion, header: Header, body: Buffer, me
 function hmac(u: UsableVersion, message: Uint8Array): Buffer {
   const type = u.key.type;
   if (type !== 'hmac-sha256' && type !== 'hmac-sha512') throw new InternalError(`mac with a ${type} key`);
-  return createHmac(type === 'hmac-sha256' ? 'sha256' : 'sha512', u.material.secret).update(message).digest();
+  return hmacOf(type === 'hmac-sha256' ? 'sha256' : 'sha512', u.material.secret, message);
 }
 
 /** header ‖ HMAC(message). */

@@ -35,7 +35,7 @@ function isAddon(v: unknown): v is WindowAddon {
 }
 
 /** The package root (this file runs from src/ under tsx and from dist/src/ after tsc): where node-gyp put build/Release. */
-function packageRoot(): string | null {
+export function packageRoot(): string | null {
   for (let dir = dirname(fileURLToPath(import.meta.url)); ; ) {
     try {
       if ((JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: unknown }).name === 'cryptod') return dir;
