@@ -229,6 +229,11 @@ function verifyBatch(ctx: RequestContext, raw: CborValue): CborValue {
   using key = acquireKey(ctx, args.key);
   const verify = verifierFor(alg, key.value);
   const items = args.items;
+  if (alg.name === 'HMAC') {
+    // Every item's tag in one native call; each compared in constant time, as the single form does.
+    const tags = hmacsOf(NODE_HASH[key.value.algorithm.hash!.name as HashName], key.value.secret, items.map((it) => it.data));
+    return { items: items.map((it, i) => it.signature.length === tags[i]!.length && timingSafeEqual(it.signature, tags[i]!)) };
+  }
   const out = new Array<CborValue>(items.length);
   for (let i = 0; i < items.length; i++) {
     const item = items[i]!;
