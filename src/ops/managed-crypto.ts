@@ -27,7 +27,7 @@
 import {
   constants, createCipheriv, createDecipheriv, hkdfSync, sign, timingSafeEqual, verify, type CipherGCMTypes, type KeyObject,
 } from 'node:crypto';
-import { hmacOf } from './hmac-native.js';
+import { hmacOf } from './native-crypto.js';
 import { publicRandom } from './public-random.js';
 import type { UsableVersion } from '../keys/snapshot.js';
 import type { ManagedKeyType } from '../keys/model.js';

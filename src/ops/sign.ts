@@ -25,7 +25,7 @@ import { NODE_HASH, normalizeAlgorithm, normalizeHash, type HashName, type Norma
 import { Sign, Verify } from '../protocol/messages/subtle.js';
 import { SignBatch, VerifyBatch } from '../protocol/messages/batch.js';
 import { checkBatchSize, isBatch, itemError } from './batch.js';
-import { hmacOf, hmacsOf } from './hmac-native.js';
+import { hmacOf, hmacsOf } from './native-crypto.js';
 import type { DataNodeId } from '../state/ids.js';
 import { acquireKey, type KeyNode } from './key.js';
 import { isSmallOrderEd25519 } from './ed25519-small-order.js';
@@ -208,7 +208,7 @@ function signBatch(ctx: RequestContext, raw: CborValue): CborValue {
   using key = acquireKey(ctx, args.key);
   const sign = signerFor(alg, key.value);
   const items = args.items;
-  // HMAC: every item in one native call (hmac-native.ts); nothing in an item can make one fail.
+  // HMAC: every item in one native call (native-crypto.ts); nothing in an item can make one fail.
   if (alg.name === 'HMAC') return { items: hmacsOf(NODE_HASH[key.value.algorithm.hash!.name as HashName], key.value.secret, items.map((it) => it.data)) };
   const out = new Array<CborValue>(items.length);
   for (let i = 0; i < items.length; i++) {

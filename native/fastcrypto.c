@@ -1,7 +1,7 @@
 /*
- * HMAC for the daemon's hot path (src/ops/hmac-native.ts): many MACs under
- * one key in one call, with OpenSSL's HMAC_CTX — the one inside Node, whose
- * symbols the node binary exports.
+ * The daemon's HMACs with the OpenSSL inside Node, whose symbols the node
+ * binary exports (src/ops/native-crypto.ts): many MACs under one key in one
+ * call, with OpenSSL's HMAC_CTX.
  *
  *   hmacInto(hash, key, input, out)
  *     hash   1, 256, 384 or 512: SHA-1, SHA-256, SHA-384, SHA-512
@@ -22,7 +22,7 @@
  * (OpenSSL failed); `out` is zeroed on any failure after it was touched.
  */
 #define OPENSSL_SUPPRESS_DEPRECATED 1
-#define ADDON_NAME "hmac"
+#define ADDON_NAME "fastcrypto"
 
 #include <stdint.h>
 #include <string.h>
@@ -48,7 +48,7 @@ static bool bytes_of(napi_env env, napi_value v, const char *what, uint8_t **dat
   bool is_typed = false;
   if (napi_is_typedarray(env, v, &is_typed) != napi_ok || !is_typed) {
     char msg[96];
-    snprintf(msg, sizeof msg, "hmacInto: %s must be a Uint8Array", what);
+    snprintf(msg, sizeof msg, "%s must be a Uint8Array", what);
     napi_throw_type_error(env, NULL, msg);
     return false;
   }
@@ -58,7 +58,7 @@ static bool bytes_of(napi_env env, napi_value v, const char *what, uint8_t **dat
   size_t offset = 0;
   if (napi_get_typedarray_info(env, v, &type, len, &p, &ab, &offset) != napi_ok || type != napi_uint8_array) {
     char msg[96];
-    snprintf(msg, sizeof msg, "hmacInto: %s must be a Uint8Array", what);
+    snprintf(msg, sizeof msg, "%s must be a Uint8Array", what);
     napi_throw_type_error(env, NULL, msg);
     return false;
   }

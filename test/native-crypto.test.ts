@@ -1,5 +1,5 @@
 /**
- * The daemon's HMACs through native/hmac.c (src/ops/hmac-native.ts): the
+ * The daemon's HMACs through native/fastcrypto.c (src/ops/native-crypto.ts): the
  * published vectors of RFC 4231 (SHA-256/384/512) and RFC 2202 (SHA-1),
  * agreement with node:crypto for any key and input (fast-check: keys longer
  * than a block, empty inputs, batches), refusals of bad arguments, and the
@@ -13,10 +13,10 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { hmacOf, hmacsOf, nativeHmac } from '../src/ops/hmac-native.js';
+import { hmacOf, hmacsOf, nativeHmac } from '../src/ops/native-crypto.js';
 import { packageRoot } from '../src/protocol/window-addon.js';
 
-const addonFile = join(packageRoot()!, 'build', 'Release', 'hmac.node');
+const addonFile = join(packageRoot()!, 'build', 'Release', 'fastcrypto.node');
 const hex = (s: string): Buffer => Buffer.from(s, 'hex');
 
 test('the addon is built and used (npm install builds it)', () => {
@@ -99,7 +99,7 @@ test('bad arguments are refused with a TypeError, and nothing is written past th
 });
 
 test('CRYPTOD_NO_NATIVE_HMAC=1 computes the same MACs with node:crypto', () => {
-  const script = `import { hmacOf, hmacsOf, nativeHmac } from ${JSON.stringify(join(packageRoot()!, 'src/ops/hmac-native.ts'))};
+  const script = `import { hmacOf, hmacsOf, nativeHmac } from ${JSON.stringify(join(packageRoot()!, 'src/ops/native-crypto.ts'))};
     console.log(JSON.stringify({ native: nativeHmac(), one: hmacOf('sha256', Buffer.from('k'), Buffer.from('m')).toString('hex'), many: hmacsOf('sha512', Buffer.from('k'), [Buffer.from('a'), Buffer.from('b')]).map((m) => Buffer.from(m).toString('hex')) }));`;
   const run = (env: NodeJS.ProcessEnv): { native: boolean; one: string; many: string[] } =>
     JSON.parse(execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { env: { ...process.env, ...env }, encoding: 'utf8' })) as { native: boolean; one: string; many: string[] };

@@ -1,10 +1,10 @@
 /**
  * The daemon's HMACs (SIGN and VERIFY with HMAC keys, managed `mac`):
- * through the native addon (native/hmac.c) when it is built, else
+ * through the native addon (native/fastcrypto.c) when it is built, else
  * node:crypto's createHmac. Both compute the same function with the same
  * OpenSSL; the addon sets the key up once per call and needs no object per
  * MAC: 0.25 µs per 64-byte item of a batch and 1.2 µs for one MAC, against
- * 2.1 µs for createHmac on this machine (docs/benchmarks.md).
+ * 2.1 µs for createHmac on this machine.
  *
  * `CRYPTOD_NO_NATIVE_HMAC=1` in the daemon's environment uses createHmac
  * (to compare the two).
@@ -18,22 +18,28 @@ import { packageRoot } from '../protocol/window-addon.js';
 const HASH_ID: Readonly<Record<string, number>> = { sha1: 1, sha256: 256, sha384: 384, sha512: 512 };
 const MAC_BYTES: Readonly<Record<string, number>> = { sha1: 20, sha256: 32, sha384: 48, sha512: 64 };
 
-type HmacInto = (hash: number, key: Uint8Array, input: Uint8Array | readonly Uint8Array[], out: Uint8Array) => void;
+interface Addon {
+  hmacInto(hash: number, key: Uint8Array, input: Uint8Array | readonly Uint8Array[], out: Uint8Array): void;
+}
 
-let addon: HmacInto | null | undefined;
+let addon: Addon | null | undefined;
 
-function native(): HmacInto | null {
+function load(): Addon | null {
   if (addon !== undefined) return addon;
   addon = null;
   const root = packageRoot();
   if (root === null || process.env.CRYPTOD_NO_NATIVE_HMAC === '1') return null;
   try {
-    const mod = createRequire(import.meta.url)(join(root, 'build', 'Release', 'hmac.node')) as { hmacInto?: unknown };
-    if (typeof mod.hmacInto === 'function') addon = mod.hmacInto as HmacInto;
+    const mod = createRequire(import.meta.url)(join(root, 'build', 'Release', 'fastcrypto.node')) as Partial<Record<keyof Addon, unknown>>;
+    if (typeof mod.hmacInto === 'function') addon = mod as Addon;
   } catch {
     // not built (no toolchain at install): node:crypto does the same work
   }
   return addon;
+}
+
+function native(): Addon['hmacInto'] | null {
+  return load()?.hmacInto ?? null;
 }
 
 /** Whether MACs go through the native addon (status, benchmarks). */
