@@ -69,7 +69,6 @@ type Payload = { [field: string]: CborValue };
  * algorithm), the same algorithm name and parameter. Found by the key
  * handle (or the digest's algorithm) and then `name`, `param`: no string is
  * built per call to look a group up.
-
  */
 class Group<T> {
   /** Each call's own fields, as the batch form takes them. */
@@ -100,8 +99,6 @@ interface Split {
   param: string | number;
   bytes: number;
   item: Payload | null;
-  /** The algorithm without the per-item fields (ENCRYPT, DECRYPT), made only when a group starts. */
-  cipherAlgorithm: boolean;
 }
 
 export class Coalescer {
@@ -110,7 +107,7 @@ export class Coalescer {
   /** The tick's open groups, by key handle (or digest algorithm); rarely more than one per entry. */
   readonly #groups = new Map<string, Array<Group<unknown>>>();
   #queued = false;
-  readonly #split: Split = { by: '', name: '', param: '', bytes: 0, item: null, cipherAlgorithm: false };
+  readonly #split: Split = { by: '', name: '', param: '', bytes: 0, item: null };
 
   /** A call went out alone this tick: the next ones of the tick are grouped. */
   #tickStarted = false;
