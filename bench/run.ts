@@ -119,6 +119,8 @@ async function main(): Promise<void> {
   try {
     client = await connect({ socket, clientName: 'bench' });
     const subtle = client.subtle;
+    // The same calls with one frame each (no coalescing, README "Coalescing"): beside the default client's rows.
+    const unbatched = await connect({ socket, clientName: 'bench-one-frame-per-call', coalesce: false });
 
     // ── the alternatives: started once, measured under their workloads ─
     const a = await startAlternative('ssh-agent', sshAgentUnavailable, startSshAgent);
@@ -172,10 +174,12 @@ async function main(): Promise<void> {
     const hmacKeyBytes = randomBytes(32);
     const msg64 = randomBytes(64);
     const hmacKey = await subtle.importKey('raw', hmacKeyBytes, { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
+    const hmacKey1 = await unbatched.subtle.importKey('raw', hmacKeyBytes, { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
     await compare([
       inProc('HMAC-SHA256 64 B', () => createHmac('sha256', hmacKeyBytes).update(msg64).digest()),
       oneInFlight('HMAC-SHA256 64 B', () => subtle.sign('HMAC', hmacKey, msg64)),
       piped('HMAC-SHA256 64 B', 256, () => subtle.sign('HMAC', hmacKey, msg64)),
+      piped('HMAC-SHA256 64 B', 256, () => unbatched.subtle.sign('HMAC', hmacKey1, msg64), undefined, 'one frame per call (coalesce: false), pipelined (256)'),
       piped('managed HMAC-SHA256 64 B', 256, () => client!.mac('bench-mac', msg64), undefined, 'cryptod mac, pipelined (256)'),
       hmacBatchedSide(subtle, hmacKey, msg64, SECONDS, daemonCpu),
     ]);
@@ -185,6 +189,7 @@ async function main(): Promise<void> {
     const aesKeyBytes = randomBytes(32);
     const msg1k = randomBytes(1024);
     const aesKey = await subtle.importKey('raw', aesKeyBytes, 'AES-GCM', false, ['encrypt', 'decrypt']);
+    const aesKey1 = await unbatched.subtle.importKey('raw', aesKeyBytes, 'AES-GCM', false, ['encrypt']);
     const sealed = await client.encrypt('bench-aes', msg1k);
     await compare([
       inProc('AES-256-GCM encrypt 1 KiB', () => {
@@ -193,9 +198,11 @@ async function main(): Promise<void> {
       }, 1024),
       oneInFlight('AES-256-GCM encrypt 1 KiB', () => subtle.encrypt({ name: 'AES-GCM', iv: randomBytes(12) }, aesKey, msg1k), 1024),
       piped('AES-256-GCM encrypt 1 KiB', 256, () => subtle.encrypt({ name: 'AES-GCM', iv: randomBytes(12) }, aesKey, msg1k), 1024),
+      piped('AES-256-GCM encrypt 1 KiB', 256, () => unbatched.subtle.encrypt({ name: 'AES-GCM', iv: randomBytes(12) }, aesKey1, msg1k), 1024, 'one frame per call (coalesce: false), pipelined (256)'),
       piped('managed AES-256-GCM 1 KiB', 256, () => client!.encrypt('bench-aes', msg1k), 1024, 'cryptod encrypt, pipelined (256)'),
       piped('managed AES-256-GCM 1 KiB', 256, () => client!.decrypt('bench-aes', sealed), 1024, 'cryptod decrypt, pipelined (256)'),
     ]);
+    await unbatched.close();
 
     // ── Ed25519 sign ────────────────────────────────────────────────────
     const { privateKey } = generateKeyPairSync('ed25519');
