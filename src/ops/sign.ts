@@ -14,7 +14,8 @@
  *
  * Both have a batch form (src/ops/batch.ts): the algorithm and the key are
  * checked once ({@link signerFor}, {@link verifierFor}), then each item is
- * one node:crypto call.
+ * one node:crypto call — but HMAC, whose items all go to the native addon in
+ * one call (native-crypto.ts), as do single HMACs.
  */
 import { constants, sign as nodeSign, timingSafeEqual, verify as nodeVerify } from 'node:crypto';
 import type { Operation, RequestContext } from './operation.js';
@@ -38,6 +39,16 @@ const EDDSA_SIGNATURE_BYTES = { Ed25519: 64, Ed448: 114 } as const;
 
 function hmac(key: KeyNode, data: Uint8Array): Buffer {
   return hmacOf(NODE_HASH[key.algorithm.hash!.name as HashName], key.secret, data);
+}
+
+/** The HMAC of each input under `key`, in one native call. */
+function hmacs(key: KeyNode, inputs: readonly Uint8Array[]): Uint8Array[] {
+  return hmacsOf(NODE_HASH[key.algorithm.hash!.name as HashName], key.secret, inputs);
+}
+
+/** Constant time in the tag's content; the length is public (it is the hash's). */
+function tagMatches(signature: Uint8Array, tag: Uint8Array): boolean {
+  return signature.length === tag.length && timingSafeEqual(signature, tag);
 }
 
 /**
@@ -150,11 +161,7 @@ function verifierFor(alg: NormalizedAlgorithm, k: KeyNode): Verifier {
     case 'HMAC': {
       k.require('HMAC', 'verify');
       checkHmacHash(alg, k);
-      return (signature, data) => {
-        const tag = hmac(k, data);
-        // Constant time in the tag's content; the length is public (it is the hash's).
-        return signature.length === tag.length && timingSafeEqual(signature, tag);
-      };
+      return (signature, data) => tagMatches(signature, hmac(k, data));
     }
     case 'Ed25519':
       k.require('Ed25519', 'verify');
@@ -208,8 +215,8 @@ function signBatch(ctx: RequestContext, raw: CborValue): CborValue {
   using key = acquireKey(ctx, args.key);
   const sign = signerFor(alg, key.value);
   const items = args.items;
-  // HMAC: every item in one native call (native-crypto.ts); nothing in an item can make one fail.
-  if (alg.name === 'HMAC') return { items: hmacsOf(NODE_HASH[key.value.algorithm.hash!.name as HashName], key.value.secret, items.map((it) => it.data)) };
+  // Nothing in an HMAC item can make it fail: all in one call.
+  if (alg.name === 'HMAC') return { items: hmacs(key.value, items.map((it) => it.data)) };
   const out = new Array<CborValue>(items.length);
   for (let i = 0; i < items.length; i++) {
     try {
@@ -230,9 +237,8 @@ function verifyBatch(ctx: RequestContext, raw: CborValue): CborValue {
   const verify = verifierFor(alg, key.value);
   const items = args.items;
   if (alg.name === 'HMAC') {
-    // Every item's tag in one native call; each compared in constant time, as the single form does.
-    const tags = hmacsOf(NODE_HASH[key.value.algorithm.hash!.name as HashName], key.value.secret, items.map((it) => it.data));
-    return { items: items.map((it, i) => it.signature.length === tags[i]!.length && timingSafeEqual(it.signature, tags[i]!)) };
+    const tags = hmacs(key.value, items.map((it) => it.data));
+    return { items: items.map((it, i) => tagMatches(it.signature, tags[i]!)) };
   }
   const out = new Array<CborValue>(items.length);
   for (let i = 0; i < items.length; i++) {
