@@ -1,19 +1,23 @@
 /**
- * The daemon's HMACs through native/fastcrypto.c (src/ops/native-crypto.ts): the
- * published vectors of RFC 4231 (SHA-256/384/512) and RFC 2202 (SHA-1),
- * agreement with node:crypto for any key and input (fast-check: keys longer
- * than a block, empty inputs, batches), refusals of bad arguments, and the
- * node:crypto path (CRYPTOD_NO_NATIVE_HMAC=1) giving the same MACs.
+ * The daemon's HMACs and stream sealing through native/fastcrypto.c
+ * (src/ops/native-crypto.ts). HMAC: the published vectors of RFC 4231
+ * (SHA-256/384/512) and RFC 2202 (SHA-1), agreement with node:crypto for any
+ * key and input (fast-check: keys longer than a block, empty inputs,
+ * batches), refusals of bad arguments, and the node:crypto path
+ * (CRYPTOD_NO_NATIVE_CRYPTO=1) giving the same MACs. Sealing: the same bytes as
+ * createCipheriv for every stream cipher, refusals (no room, overlap), and
+ * streams sealed in part into a window opening with the JS opener.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { createHmac } from 'node:crypto';
+import { createCipheriv, createHmac, randomBytes, type CipherGCM } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { hmacOf, hmacsOf, nativeHmac } from '../src/ops/native-crypto.js';
+import { StreamOpener, StreamSealer } from '../src/ops/stream-format.js';
 import { packageRoot } from '../src/protocol/window-addon.js';
 
 const addonFile = join(packageRoot()!, 'build', 'Release', 'fastcrypto.node');
@@ -98,13 +102,95 @@ test('bad arguments are refused with a TypeError, and nothing is written past th
   assert.ok(part.every((b) => b === 0), 'a failed batch zeroes its output');
 });
 
-test('CRYPTOD_NO_NATIVE_HMAC=1 computes the same MACs with node:crypto', () => {
+test('sealInto: the same ciphertext and tag as createCipheriv, for every stream cipher, key, nonce, aad and input (fast-check)', () => {
+  const { sealInto } = createRequire(import.meta.url)(addonFile) as { sealInto: (...a: unknown[]) => void };
+  const ciphers = [
+    { id: 1, name: 'aes-128-gcm', keyLength: 16 },
+    { id: 2, name: 'aes-192-gcm', keyLength: 24 },
+    { id: 3, name: 'aes-256-gcm', keyLength: 32 },
+    { id: 4, name: 'chacha20-poly1305', keyLength: 32 },
+  ] as const;
+  fc.assert(
+    fc.property(fc.constantFrom(...ciphers), fc.uint8Array({ minLength: 32, maxLength: 32 }), fc.uint8Array({ minLength: 12, maxLength: 12 }), fc.uint8Array({ maxLength: 80 }), fc.uint8Array({ maxLength: 3000 }), fc.nat(40), (c, keyBytes, nonce, aad, input, at) => {
+      const key = keyBytes.subarray(0, c.keyLength);
+      const cipher = createCipheriv(c.name, key, nonce, { authTagLength: 16 } as never) as unknown as CipherGCM;
+      cipher.setAAD(aad);
+      const want = Buffer.concat([cipher.update(input), cipher.final(), cipher.getAuthTag()]);
+      const out = Buffer.alloc(at + input.length + 16 + 5, 0xee);
+      sealInto(c.id, key, nonce, aad, input, out, at);
+      assert.ok(out.subarray(at, at + want.length).equals(want));
+      assert.ok(out.subarray(0, at).every((b) => b === 0xee) && out.subarray(at + want.length).every((b) => b === 0xee), 'wrote outside its place');
+    }),
+    { numRuns: 300 },
+  );
+});
+
+test('sealInto refuses what does not fit, does not match or overlaps its input, writing nothing', () => {
+  const { sealInto } = createRequire(import.meta.url)(addonFile) as { sealInto: (...a: unknown[]) => void };
+  const key = Buffer.alloc(32, 1);
+  const nonce = Buffer.alloc(12, 2);
+  const out = Buffer.alloc(64, 0xee);
+  const none = Buffer.alloc(0);
+  assert.throws(() => sealInto(3, key, nonce, none, Buffer.alloc(49), out, 0), /no room/); // 49 + 16 > 64
+  assert.throws(() => sealInto(3, key, nonce, none, Buffer.alloc(1), out, 48), /no room/);
+  assert.throws(() => sealInto(3, key, nonce, none, Buffer.alloc(1), out, -1), TypeError);
+  assert.throws(() => sealInto(3, key.subarray(0, 16), nonce, none, Buffer.alloc(1), out, 0), /wrong length/);
+  assert.throws(() => sealInto(9, key, nonce, none, Buffer.alloc(1), out, 0), /unknown cipher/);
+  assert.throws(() => sealInto(3, key, nonce.subarray(0, 8), none, Buffer.alloc(1), out, 0), /12 bytes/);
+  assert.throws(() => sealInto(3, key, nonce, none, out.subarray(10, 20), out, 0), /overlaps/);
+  assert.throws(() => sealInto(3, key, nonce, none, out.subarray(0, 10), out, 9), /overlaps/);
+  assert.ok(out.every((b) => b === 0xee));
+  sealInto(3, key, nonce, none, out.subarray(0, 10), out, 10); // right after its input: apart
+});
+
+test('a stream sealed into a window by updateInto, in any chunking mixed with update, opens to its plaintext', () => {
+  fc.assert(
+    fc.property(fc.constantFrom(3, 4) as fc.Arbitrary<3 | 4>, fc.integer({ min: 1024, max: 4096 }), fc.array(fc.tuple(fc.integer({ min: 0, max: 9000 }), fc.boolean()), { maxLength: 8 }), (id, segment, pieces) => {
+      const key = randomBytes(32);
+      const sealer = new StreamSealer(id, key, segment, Buffer.from('aad'));
+      const sealed: Buffer[] = [sealer.header];
+      const plain: Buffer[] = [];
+      for (const [n, native] of pieces) {
+        const piece = randomBytes(n);
+        plain.push(piece);
+        if (native) {
+          const window = Buffer.alloc(n + 2 * (segment + 16) + n, 0xee);
+          const at = n + 3;
+          const written = sealer.updateInto(piece, window, at, window.length - at);
+          assert.notEqual(written, null);
+          sealed.push(Buffer.from(window.subarray(at, at + written!)));
+        } else {
+          sealer.update(piece, sealed);
+        }
+      }
+      sealer.final(sealed);
+      const opener = new StreamOpener(id, key, Buffer.from('aad'));
+      const out: Buffer[] = [];
+      opener.update(Buffer.concat(sealed), out);
+      opener.final(out);
+      assert.ok(Buffer.concat(out).equals(Buffer.concat(plain)));
+      sealer.dispose();
+      opener.dispose();
+    }),
+    { numRuns: 100 },
+  );
+});
+
+test('updateInto refuses an output region too small before the stream moves on', () => {
+  const sealer = new StreamSealer(3, randomBytes(32), 1024, undefined);
+  const window = Buffer.alloc(8192);
+  assert.throws(() => sealer.updateInto(Buffer.alloc(3000), window, 4000, 1000), (err: Error) => /does not fit/.test(err.message));
+  // Nothing was sealed: the same piece goes through with room.
+  assert.equal(sealer.updateInto(Buffer.alloc(3000), window, 4000, 4192), 2 * (1024 + 16));
+});
+
+test('CRYPTOD_NO_NATIVE_CRYPTO=1 computes the same MACs with node:crypto', () => {
   const script = `import { hmacOf, hmacsOf, nativeHmac } from ${JSON.stringify(join(packageRoot()!, 'src/ops/native-crypto.ts'))};
     console.log(JSON.stringify({ native: nativeHmac(), one: hmacOf('sha256', Buffer.from('k'), Buffer.from('m')).toString('hex'), many: hmacsOf('sha512', Buffer.from('k'), [Buffer.from('a'), Buffer.from('b')]).map((m) => Buffer.from(m).toString('hex')) }));`;
   const run = (env: NodeJS.ProcessEnv): { native: boolean; one: string; many: string[] } =>
     JSON.parse(execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { env: { ...process.env, ...env }, encoding: 'utf8' })) as { native: boolean; one: string; many: string[] };
-  const off = run({ CRYPTOD_NO_NATIVE_HMAC: '1' });
-  const on = run({ CRYPTOD_NO_NATIVE_HMAC: '' });
+  const off = run({ CRYPTOD_NO_NATIVE_CRYPTO: '1' });
+  const on = run({ CRYPTOD_NO_NATIVE_CRYPTO: '' });
   assert.equal(off.native, false);
   assert.equal(on.native, true);
   assert.deepEqual(off.one, on.one);

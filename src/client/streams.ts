@@ -99,12 +99,23 @@ export function encryptPieceSize(segment: number, maxData: number, maxFrame: num
  * segments whose output — with the segment the daemon held back and a tag
  * each — fits the slot; null when not even one does (then pieces go inline).
  * `segment` is plaintext bytes per segment.
+ *
+ * Encrypting, the output goes right after the piece in the slot
+ * ({@link outputAfterInput}): regions apart let the daemon seal each segment
+ * straight into the window (native/fastcrypto.c), where output over its own
+ * input would need a copy of every segment. So a piece is the k segments
+ * whose input and output — k + 1 sealed segments — fit together.
  */
 export function windowPieceSize(segment: number, slot: number, mode: AeadStreamMode): number | null {
   const sealed = segment + STREAM_TAG_LENGTH;
-  const k = mode === 'encrypt' ? Math.floor(slot / sealed) - 1 : Math.min(Math.floor(slot / sealed), Math.floor(slot / segment) - 1);
+  const k = mode === 'encrypt' ? Math.floor((slot - sealed) / (segment + sealed)) : Math.min(Math.floor(slot / sealed), Math.floor(slot / segment) - 1);
   if (k < 1) return null;
   return mode === 'encrypt' ? k * segment : k * sealed;
+}
+
+/** Where a piece's output goes in its slot: after the piece when encrypting (windowPieceSize), over it when decrypting. */
+function outputAfterInput(mode: AeadStreamMode, length: number): number {
+  return mode === 'encrypt' ? length : 0;
 }
 
 /**
@@ -282,13 +293,14 @@ export class AeadStream extends Transform {
     let out: Promise<Buffer | Buffer[]>;
     if (window !== null && slot !== null) {
       // Through the shared-memory window: the piece is copied into a slot and the daemon writes
-      // the piece's output over it (docs/protocol.md §6.16); the slot is free once that is copied out.
+      // the piece's output in the same slot (docs/protocol.md §6.16); it is free once that is copied out.
       window.bytes.set(data, slot);
-      out = this.#conn.call(CipherUpdate, { handle, window: window.handle, offset: slot, length: data.length, outputOffset: slot, outputLength: window.slotSize }, undefined, 'the reply to CIPHER_UPDATE').then(
+      const at = outputAfterInput(this.mode, data.length);
+      out = this.#conn.call(CipherUpdate, { handle, window: window.handle, offset: slot, length: data.length, outputOffset: slot + at, outputLength: window.slotSize - at }, undefined, 'the reply to CIPHER_UPDATE').then(
         (r) => {
           const n = Buffer.isBuffer(r) ? -1 : r.length;
-          if (n < 0 || n > window.slotSize) throw new InvalidArgumentError('the daemon answered a CIPHER_UPDATE on the window with bytes or an impossible length');
-          const copy = copyOut(window.bytes, slot, n);
+          if (n < 0 || n > window.slotSize - at) throw new InvalidArgumentError('the daemon answered a CIPHER_UPDATE on the window with bytes or an impossible length');
+          const copy = copyOut(window.bytes, slot + at, n);
           window.give(slot);
           return copy;
         },

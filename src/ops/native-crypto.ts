@@ -1,13 +1,18 @@
 /**
- * The daemon's HMACs (SIGN and VERIFY with HMAC keys, managed `mac`):
- * through the native addon (native/fastcrypto.c) when it is built, else
- * node:crypto's createHmac. Both compute the same function with the same
- * OpenSSL; the addon sets the key up once per call and needs no object per
- * MAC: 0.25 µs per 64-byte item of a batch and 1.2 µs for one MAC, against
- * 2.1 µs for createHmac on this machine.
+ * The daemon's hot-path crypto through the native addon
+ * (native/fastcrypto.c) when it is built, else node:crypto — the same
+ * functions with the same OpenSSL:
  *
- * `CRYPTOD_NO_NATIVE_HMAC=1` in the daemon's environment uses createHmac
- * (to compare the two).
+ * - HMACs (SIGN and VERIFY with HMAC keys, managed `mac`): the addon sets the
+ *   key up once per call and needs no object per MAC: 0.25 µs per 64-byte
+ *   item of a batch and 1.2 µs for one MAC, against 2.1 µs for createHmac on
+ *   this machine.
+ * - AEAD stream segments sealed into a shared-memory window
+ *   (stream-format.ts StreamSealer.updateInto): no buffer allocated, copied
+ *   and collected per segment.
+ *
+ * `CRYPTOD_NO_NATIVE_CRYPTO=1` in the daemon's environment turns both off (to
+ * compare).
  */
 import { createHmac } from 'node:crypto';
 import { createRequire } from 'node:module';
@@ -20,6 +25,7 @@ const MAC_BYTES: Readonly<Record<string, number>> = { sha1: 20, sha256: 32, sha3
 
 interface Addon {
   hmacInto(hash: number, key: Uint8Array, input: Uint8Array | readonly Uint8Array[], out: Uint8Array): void;
+  sealInto(cipher: number, key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, input: Uint8Array, out: Uint8Array, at: number): void;
 }
 
 let addon: Addon | null | undefined;
@@ -28,10 +34,10 @@ function load(): Addon | null {
   if (addon !== undefined) return addon;
   addon = null;
   const root = packageRoot();
-  if (root === null || process.env.CRYPTOD_NO_NATIVE_HMAC === '1') return null;
+  if (root === null || process.env.CRYPTOD_NO_NATIVE_CRYPTO === '1') return null;
   try {
     const mod = createRequire(import.meta.url)(join(root, 'build', 'Release', 'fastcrypto.node')) as Partial<Record<keyof Addon, unknown>>;
-    if (typeof mod.hmacInto === 'function') addon = mod as Addon;
+    if (typeof mod.hmacInto === 'function' && typeof mod.sealInto === 'function') addon = mod as Addon;
   } catch {
     // not built (no toolchain at install): node:crypto does the same work
   }
@@ -45,6 +51,15 @@ function native(): Addon['hmacInto'] | null {
 /** Whether MACs go through the native addon (status, benchmarks). */
 export function nativeHmac(): boolean {
   return native() !== null;
+}
+
+/**
+ * Seal one stream segment (`cipher`: the stream format's id) into `out` at
+ * `at`: the ciphertext, then the 16-byte tag; `input` must not overlap that
+ * place. Null when the addon is not there: seal with node:crypto.
+ */
+export function nativeSeal(): Addon['sealInto'] | null {
+  return load()?.sealInto ?? null;
 }
 
 /** HMAC of `data` under `key` with `hash` (node:crypto's name: 'sha256'…). */

@@ -33,6 +33,7 @@ import {
   DEFAULT_SEGMENT_SIZE,
   MAX_SEGMENT_SIZE,
   MIN_SEGMENT_SIZE,
+  outputTooSmall,
   StreamOpener,
   StreamSealer,
   streamCipherId,
@@ -124,6 +125,12 @@ function step(ctx: RequestContext, raw: CborValue, last: boolean): HandlerResult
     using held = acc;
     using _window = region?.acc;
     try {
+      // Sealed straight into the window when the output region does not overlap the input (the
+      // client's layout, client/streams.ts) and the addon is there; else through `out`.
+      if (output !== null && !last && data !== undefined && held.value instanceof StreamSealer && 'window' in args && apart(args, output)) {
+        const n = held.value.updateInto(data, output.bytes, output.offset, output.length);
+        if (n !== null) return { length: n };
+      }
       if (data !== undefined) held.value.update(data, out);
       return finish();
     } catch (err) {
@@ -143,6 +150,11 @@ function step(ctx: RequestContext, raw: CborValue, last: boolean): HandlerResult
   })();
 }
 
+/** Whether a request's input region and output region share no byte. */
+function apart(input: { offset: number; length: number }, output: OutputRegion): boolean {
+  return output.offset >= input.offset + input.length || output.offset + output.length <= input.offset;
+}
+
 /**
  * Copy `out` into the window's output region; `plaintext` (a decrypting
  * stream's output) is zeroed here once copied, so it lives on only in the
@@ -153,11 +165,7 @@ function step(ctx: RequestContext, raw: CborValue, last: boolean): HandlerResult
 function writeOutput(out: Buffer[], region: OutputRegion, plaintext: boolean): number {
   let total = 0;
   for (const b of out) total += b.length;
-  if (total > region.length) {
-    throw new InvalidArgumentError(`the output (${total} bytes) does not fit the output region of ${region.length} bytes; give at least the input's length plus one segment and its tags`, {
-      detail: { field: 'outputLength', needed: total, length: region.length },
-    });
-  }
+  if (total > region.length) throw outputTooSmall(total, region.length);
   let at = region.offset;
   for (const b of out) {
     region.bytes.set(b, at);

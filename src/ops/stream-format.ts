@@ -23,7 +23,8 @@
  * whether more follows, so a sealer or opener buffers at most one segment.
  */
 import { createCipheriv, createDecipheriv, hkdfSync, randomFillSync, type CipherGCMTypes } from 'node:crypto';
-import { DecryptError, OperationError, UnsupportedError } from '../protocol/errors.js';
+import { DecryptError, InvalidArgumentError, OperationError, UnsupportedError } from '../protocol/errors.js';
+import { nativeSeal } from './native-crypto.js';
 import type { NodeValue } from '../state/data-manager.js';
 
 // The header's fixed layout is shared with the client (src/protocol/stream-header.ts).
@@ -60,6 +61,13 @@ function deriveSubkey(key: Buffer, salt: Uint8Array, id: StreamCipherId): Buffer
   return Buffer.from(hkdfSync('sha256', key, salt, `cryptod AEAD stream v1 ${c.label}`, c.keyLength));
 }
 
+/** A stream's output that does not fit the output region its request gave (CIPHER_UPDATE through a window). */
+export function outputTooSmall(needed: number, length: number): InstanceType<typeof InvalidArgumentError> {
+  return new InvalidArgumentError(`the output (${needed} bytes) does not fit the output region of ${length} bytes; give at least the input's length plus one segment and its tags`, {
+    detail: { field: 'outputLength', needed, length },
+  });
+}
+
 /** State shared by sealer and opener: subkey, AAD, nonce, counter, one held-back segment. */
 abstract class StreamState implements NodeValue {
   protected subkey: Buffer | null = null;
@@ -69,9 +77,11 @@ abstract class StreamState implements NodeValue {
   protected pending: Buffer | null = null;
   protected fill = 0;
   protected cipher: CipherGCMTypes = 'aes-256-gcm';
+  protected id: StreamCipherId = 3;
 
   protected begin(header: Buffer, id: StreamCipherId, key: Buffer, additionalData: Uint8Array | undefined, held: number): void {
     this.cipher = STREAM_CIPHERS[id].cipher as CipherGCMTypes; // node's ChaCha20-Poly1305 takes the same calls
+    this.id = id;
     this.subkey = deriveSubkey(key, header.subarray(10, 10 + SALT_LENGTH), id);
     const ad = additionalData ?? Buffer.alloc(0);
     this.aad = Buffer.alloc(HEADER_LENGTH + ad.length);
@@ -154,6 +164,31 @@ export class StreamSealer extends StreamState {
     this.#seal(this.pending!.subarray(0, this.fill), true, out);
     this.pending!.fill(0, 0, this.fill);
     this.fill = 0;
+  }
+
+  /**
+   * As {@link update}, with the sealed segments written into `dst` from `at`
+   * (a shared-memory window's output region of `room` bytes, which must not
+   * overlap `data`) by the native addon, without a buffer per segment;
+   * returns the bytes written. Null when the addon is not there: use update.
+   * Output that would not fit is refused before anything changes.
+   */
+  updateInto(data: Uint8Array, dst: Uint8Array, at: number, room: number): number | null {
+    const seal = nativeSeal();
+    if (seal === null) return null;
+    const unit = this.segmentSize;
+    const total = this.fill + data.length;
+    // feed() seals a unit while more than a unit is there: all but the last, held back.
+    const segments = total > unit ? Math.ceil(total / unit) - 1 : 0;
+    const needed = segments * (unit + TAG_LENGTH);
+    if (needed > room) throw outputTooSmall(needed, room);
+    let pos = at;
+    this.feed(data, unit, (pt) => {
+      seal(this.id, this.subkey!, this.nextNonce(false), this.aad!, pt, dst, pos);
+      pos += pt.length + TAG_LENGTH;
+      this.counter++;
+    });
+    return pos - at;
   }
 
   #seal(pt: Uint8Array, last: boolean, out: Buffer[]): void {
