@@ -42,7 +42,8 @@ const FRAMES_PER_TURN = 32;
 const BYTES_PER_TURN = 256 * 1024;
 
 /**
- * Replies queued this long ago are written at once, before the turn ends:
+ * Replies queued this long ago (counted from the turn's second reply) are
+ * written at once, before the turn ends:
  * a read that brought several batch frames (hundreds of items, a
  * millisecond of work) answers the first while the next are computed, so
  * the client reads and sends more meanwhile instead of the two sides taking
@@ -70,7 +71,7 @@ export class Connection implements FrameSink, NodeOwner {
    */
   readonly #batch = new FrameBatch();
   #flushQueued = false;
-  /** When the first reply of the queued batch was encoded (performance.now()). */
+  /** When the second reply of the queued batch was encoded (performance.now()); 0 until then. */
   #queuedAt = 0;
   #closed = false;
   #readPaused = false;
@@ -200,8 +201,11 @@ export class Connection implements FrameSink, NodeOwner {
     if (this.#batch.size >= BATCH_FLUSH_BYTES) this.#flush();
     else if (!this.#flushQueued) {
       this.#flushQueued = true;
-      this.#queuedAt = performance.now();
+      this.#queuedAt = 0;
       process.nextTick(this.#flushTick);
+    } else if (this.#queuedAt === 0) {
+      // The clock starts at the tick's second reply: a lone reply (one request in flight) never reads it.
+      this.#queuedAt = performance.now();
     } else if (performance.now() - this.#queuedAt >= FLUSH_AFTER_MS) this.#flush();
   }
 
