@@ -48,7 +48,7 @@ function native(): Addon['hmacInto'] | null {
   return load()?.hmacInto ?? null;
 }
 
-/** Whether MACs go through the native addon (status, benchmarks). */
+/** Whether the native addon is loaded (the tests check that `npm install` built it). */
 export function nativeHmac(): boolean {
   return native() !== null;
 }

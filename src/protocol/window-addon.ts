@@ -34,7 +34,7 @@ function isAddon(v: unknown): v is WindowAddon {
     (['createWindow', 'sendFd', 'recvFd', 'mapWindow', 'releaseWindow'] as const).every((f) => typeof a[f] === 'function');
 }
 
-/** The package root (this file runs from src/ under tsx and from dist/src/ after tsc): where node-gyp put build/Release. */
+/** The package root (this file runs from src/ under tsx and from dist/src/ after tsc): where node-gyp put build/Release. Also how ops/native-crypto.ts finds its addon. */
 export function packageRoot(): string | null {
   for (let dir = dirname(fileURLToPath(import.meta.url)); ; ) {
     try {
